@@ -1,0 +1,38 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// No linked CUDA and no unsafeFlags: libcuda and libnvrtc are dlopen'd at run time
+// (Sources/FlashInferCUDA), so this package builds and tests on machines without CUDA.
+let package = Package(
+    name: "swift-flashinfer",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "FlashInfer", targets: ["FlashInfer"]),
+        .executable(name: "flashinfer", targets: ["flashinfer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // dlopen'd CUDA driver + NVRTC: one symbol table, typed errors, device, stream, event, memory.
+        .target(name: "FlashInferCUDA"),
+        // Build-time tool: turns the kernel .cuh files into one generated Swift source.
+        .executableTarget(name: "EmbedKernelsTool"),
+        .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"]),
+        // The public module: tensors, dtypes, JIT, CPU reference, attention API.
+        .target(
+            name: "FlashInfer",
+            dependencies: ["FlashInferCUDA"],
+            plugins: ["EmbedKernels"]
+        ),
+        .executableTarget(
+            name: "flashinfer",
+            dependencies: [
+                "FlashInfer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

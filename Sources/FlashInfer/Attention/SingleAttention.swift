@@ -1,0 +1,94 @@
+import FlashInferCUDA
+
+/// Where an attention call runs.
+public enum Backend: Sendable {
+    /// The CPU reference (host tensors in, host tensors out). Always available.
+    case cpu
+    /// The GPU, on this stream (device tensors in and out).
+    case cuda(Stream)
+
+    /// The GPU's default stream when a CUDA device is present, else the CPU.
+    public static func automatic() -> Backend {
+        if let d = try? Device.open() { return .cuda(d.defaultStream) }
+        return .cpu
+    }
+
+    public var name: String {
+        switch self {
+        case .cpu: "cpu"
+        case .cuda(let s): "cuda:\(s.device.index) (\(s.device.properties.name))"
+        }
+    }
+}
+
+/// Output of an attention call: `output` has q's shape and dtype; `lse` (when asked for) is
+/// Float32 `[.., Hq]`, base 2.
+public struct AttentionOutput: Sendable {
+    public var output: Tensor
+    public var lse: Tensor?
+}
+
+/// Single-request decode attention: one query token per head against `kvLen` keys.
+///
+/// - Parameters:
+///   - q: `[Hq, D]`, f16 or bf16.
+///   - k, v: `[kvLen, Hkv, D]` (NHD) or `[Hkv, kvLen, D]` (HND), q's dtype; `Hq % Hkv == 0`.
+///   - options: scale, position encoding, soft-cap, window, layout (`causal` is irrelevant).
+///   - returnLSE: also return the base-2 log-sum-exp `[Hq]`.
+/// - Returns: output `[Hq, D]` (+ LSE). `kvLen == 0` gives output 0 and LSE −inf.
+public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
+                         returnLSE: Bool = false, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
+    let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
+    return try runSingle(q: q, k: k, v: v, shape: shape, decode: true, options: options, returnLSE: returnLSE, backend: backend)
+}
+
+/// Single-request prefill or append attention: `qoLen` queries against `kvLen ≥ qoLen` keys
+/// (causal masks aligned bottom-right, so append is `qoLen < kvLen`).
+///
+/// - Parameters:
+///   - q: `[qoLen, Hq, D]`, f16 or bf16.
+///   - k, v: `[kvLen, Hkv, D]` (NHD) or `[Hkv, kvLen, D]` (HND).
+/// - Returns: output `[qoLen, Hq, D]` (+ LSE `[qoLen, Hq]`, base 2).
+public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
+                          returnLSE: Bool = false, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
+    let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
+    return try runSingle(q: q, k: k, v: v, shape: shape, decode: false, options: options, returnLSE: returnLSE, backend: backend)
+}
+
+func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool, options: AttentionOptions,
+               returnLSE: Bool, backend: Backend) throws(FlashInferError) -> AttentionOutput {
+    switch backend {
+    case .cpu:
+        for (n, t) in [("q", q), ("k", k), ("v", v)] where t.isOnDevice {
+            throw .placement(tensor: n, expected: "host (the CPU backend)")
+        }
+        let r: ReferenceAttention.Result
+        do {
+            r = try ReferenceAttention.prefill(
+                q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), qoLen: shape.qoLen, kvLen: shape.kvLen,
+                numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, headDim: shape.headDim,
+                options: decode ? withoutCausal(options) : options)
+        } catch let e as ReferenceError {
+            throw .option(name: "reference", value: "", rule: e.description)
+        } catch let e as CUDAError {
+            throw .cuda(e)
+        } catch {
+            throw .option(name: "reference", value: "", rule: "\(error)")
+        }
+        let out = Tensor.host(r.output, shape: q.shape, dtype: q.dtype)
+        let lseShape = decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads]
+        return AttentionOutput(output: out, lse: returnLSE ? Tensor.host(r.lse, shape: lseShape, dtype: .f32) : nil)
+    case .cuda(let stream):
+        for (n, t) in [("q", q), ("k", k), ("v", v)] where !t.isOnDevice {
+            throw .placement(tensor: n, expected: "device (the CUDA backend)")
+        }
+        return try CUDAAttention.single(q: q, k: k, v: v, shape: shape, decode: decode, options: options,
+                                        returnLSE: returnLSE, stream: stream)
+    }
+}
+
+private func withoutCausal(_ o: AttentionOptions) -> AttentionOptions {
+    var o = o
+    o.causal = false
+    return o
+}

@@ -1,0 +1,27 @@
+/// A kernel specialisation: the values of its template parameters, nothing about problem size.
+///
+/// The spec *is* the dispatch: `source()` renders a short translation unit — an include of an
+/// embedded kernel header, a few `constexpr`/`using` lines, and an `extern "C"` entry point that
+/// instantiates the template — and the JIT compiles it once per distinct spec.
+public protocol KernelSpec: Hashable, Sendable {
+    /// A readable, file-name-safe name, e.g. `decode_f16_f16_d128_g4_rope`.
+    var name: String { get }
+    /// The `extern "C"` entry point that `source()` defines.
+    var entryPoint: String { get }
+    /// The full translation unit.
+    func source() -> String
+}
+
+/// The kernel sources embedded in this binary, by include name (e.g. `flashinfer/core/math.cuh`).
+public enum KernelSources {
+    public static var all: [String: String] { EmbeddedKernels.files }
+    public static var names: [String] { EmbeddedKernels.files.keys.sorted() }
+}
+
+/// One representative spec of every kernel family and variant this build has: the list that the
+/// tests compile with NVRTC (no GPU needed) and `flashinfer bench jit` times.
+public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
+    var out: [(name: String, spec: any KernelSpec)] = []
+    for d in [DType.f32, .f16, .bf16] { out.append(("axpby \(d.rawValue)", AxpbySpec(dtype: d))) }
+    return out
+}

@@ -1,0 +1,154 @@
+import FlashInferCUDA
+
+/// Where a tensor's bytes live.
+public enum TensorStorage: @unchecked Sendable {
+    /// Device memory: a buffer and a byte offset into it.
+    case device(DeviceBuffer, byteOffset: Int)
+    /// Host memory, owned.
+    case host(HostBuffer)
+}
+
+/// Host bytes shared by tensor views.
+public final class HostBuffer: @unchecked Sendable {
+    public var bytes: [UInt8]
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+}
+
+/// A strided view of elements of one dtype, on the device or the host.
+///
+/// Shapes and strides are in elements, outermost first (row-major when contiguous). Tensors are
+/// views: copying a `Tensor` shares its storage. Kernels read the device address, the dtype, the
+/// shape and the strides; validation (`Validation/`) checks them before any launch.
+public struct Tensor: Sendable {
+    public let storage: TensorStorage
+    public let shape: [Int]
+    public let strides: [Int]
+    public let dtype: DType
+
+    public init(storage: TensorStorage, shape: [Int], strides: [Int]? = nil, dtype: DType) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        self.storage = storage
+        self.shape = shape
+        self.strides = strides ?? Tensor.contiguousStrides(shape)
+        self.dtype = dtype
+        precondition(self.strides.count == shape.count, "strides \(self.strides) do not match shape \(shape)")
+    }
+
+    public static func contiguousStrides(_ shape: [Int]) -> [Int] {
+        var s = [Int](repeating: 1, count: shape.count)
+        var acc = 1
+        for i in stride(from: shape.count - 1, through: 0, by: -1) {
+            s[i] = acc
+            acc *= shape[i]
+        }
+        return s
+    }
+
+    public var rank: Int { shape.count }
+    public var count: Int { shape.reduce(1, *) }
+    public var isContiguous: Bool { strides == Tensor.contiguousStrides(shape) || count <= 1 }
+    public var isOnDevice: Bool { if case .device = storage { true } else { false } }
+
+    /// The device, for device tensors.
+    public var device: Device? {
+        if case .device(let b, _) = storage { return b.device }
+        return nil
+    }
+
+    /// The device address of element 0 (nil for host tensors).
+    public var deviceAddress: CUdeviceptr? {
+        if case .device(let b, let off) = storage { return b.address + CUdeviceptr(off) }
+        return nil
+    }
+
+    /// Bytes spanned from element 0 to the last element, inclusive.
+    public var spanBytes: Int {
+        guard count > 0 else { return 0 }
+        let last = zip(shape, strides).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
+        return (last + 1) * dtype.byteSize
+    }
+
+    // MARK: making tensors
+
+    /// A contiguous host tensor holding `values` rounded to `dtype` (round-to-nearest-even).
+    public static func host(_ values: [Float], shape: [Int], dtype: DType) -> Tensor {
+        precondition(values.count == shape.reduce(1, *), "\(values.count) values for shape \(shape)")
+        return Tensor(storage: .host(HostBuffer(bytes: dtype.encode(values))), shape: shape, dtype: dtype)
+    }
+
+    /// Uninitialised contiguous device memory.
+    public static func empty(shape: [Int], dtype: DType, device: Device) throws(CUDAError) -> Tensor {
+        let n = shape.reduce(1, *) * dtype.byteSize
+        return Tensor(storage: .device(try device.allocate(byteCount: n), byteOffset: 0), shape: shape, dtype: dtype)
+    }
+
+    /// A contiguous device copy of this tensor (host or device source; strided sources are packed).
+    public func toDevice(_ device: Device) throws(CUDAError) -> Tensor {
+        let bytes = contiguousBytes()
+        let buf = try device.allocate(byteCount: bytes.count)
+        try buf.copyFromHost(bytes)
+        return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: dtype)
+    }
+
+    /// The elements, converted to Float, in row-major order of `shape`.
+    public func toFloats() throws(CUDAError) -> [Float] {
+        dtype.decode(try contiguousBytesChecked())
+    }
+
+    /// The raw bytes of the elements in row-major order (host copy for device tensors).
+    public func contiguousBytesChecked() throws(CUDAError) -> [UInt8] {
+        switch storage {
+        case .host:
+            return contiguousBytes()
+        case .device(let buf, let off):
+            let raw: [UInt8] = try buf.copyToHost(UInt8.self, count: spanBytes, offset: off)
+            return gather(raw)
+        }
+    }
+
+    /// Host-only variant of `contiguousBytesChecked` (device tensors trap: use the checked one).
+    func contiguousBytes() -> [UInt8] {
+        switch storage {
+        case .host(let h): return gather(h.bytes)
+        case .device: return (try? contiguousBytesChecked()) ?? []
+        }
+    }
+
+    private func gather(_ raw: [UInt8]) -> [UInt8] {
+        if isContiguous { return Array(raw.prefix(count * dtype.byteSize)) }
+        let es = dtype.byteSize
+        var out = [UInt8]()
+        out.reserveCapacity(count * es)
+        var idx = [Int](repeating: 0, count: rank)
+        for _ in 0..<count {
+            let off = zip(idx, strides).reduce(0) { $0 + $1.0 * $1.1 } * es
+            out.append(contentsOf: raw[off..<(off + es)])
+            var d = rank - 1
+            while d >= 0 {
+                idx[d] += 1
+                if idx[d] < shape[d] { break }
+                idx[d] = 0
+                d -= 1
+            }
+        }
+        return out
+    }
+
+    /// Fills a device tensor's whole span with NaN (f32 `0x7FC00000`, f16/bf16 `0x7FFF`, fp8
+    /// `0x7F`) before a launch, so that any element a kernel fails to write is caught.
+    public func poison(stream: Stream? = nil) throws(CUDAError) {
+        guard case .device(let buf, let off) = storage, count > 0 else { return }
+        let n = spanBytes / dtype.byteSize
+        switch dtype.byteSize {
+        case 4: try buf.fill(word: 0x7FC0_0000, count: n, offset: off, stream: stream)
+        case 2: try buf.fill(halfword: 0x7FFF, count: n, offset: off, stream: stream)
+        default: try buf.fill(byte: 0x7F, count: n, offset: off, stream: stream)
+        }
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        "Tensor(\(dtype) \(shape)\(isContiguous ? "" : " strides \(strides)") on \(isOnDevice ? "device" : "host"))"
+    }
+}

@@ -1,0 +1,57 @@
+import FlashInferCUDA
+
+/// Every error the library throws for bad input, before any launch; CUDA failures are wrapped.
+///
+/// Messages name the tensor, the axis and the rule, e.g.
+/// `k: axis 1 (num_kv_heads) is 3, but q's 32 heads are not divisible by it`.
+public enum FlashInferError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A tensor has the wrong number of dimensions.
+    case rank(tensor: String, expected: Int, got: Int)
+    /// A dimension disagrees with what another tensor or the rule requires.
+    case shape(tensor: String, axis: Int, name: String, expected: String, got: Int)
+    /// Two tensors that must share a dtype do not, or a dtype is not supported here.
+    case dtype(tensor: String, expected: String, got: DType)
+    /// A head dimension the kernels are not built for.
+    case unsupportedHeadDim(Int, supported: [Int])
+    /// Query heads not a multiple of KV heads.
+    case groupSize(numQOHeads: Int, numKVHeads: Int)
+    /// A tensor that must be on the GPU is on the host (or the reverse).
+    case placement(tensor: String, expected: String)
+    /// Tensors on different devices.
+    case deviceMismatch(tensor: String)
+    /// A stride pattern the kernel does not support (e.g. the last axis not contiguous).
+    case strides(tensor: String, strides: [Int], rule: String)
+    /// A scalar option out of its range.
+    case option(name: String, value: String, rule: String)
+    /// Causal attention with more queries than keys (bottom-right alignment would mask rows with no keys
+    /// in a way upstream does not define).
+    case causalQueryLongerThanKV(qoLen: Int, kvLen: Int)
+    /// An index array problem (indptr not starting at 0, not monotonic, index out of range...).
+    case indices(array: String, position: Int, rule: String)
+    /// A CUDA or NVRTC failure.
+    case cuda(CUDAError)
+
+    public var description: String {
+        switch self {
+        case .rank(let t, let e, let g): "\(t): expected \(e) dimensions, got \(g)"
+        case .shape(let t, let axis, let name, let e, let g): "\(t): axis \(axis) (\(name)) is \(g), expected \(e)"
+        case .dtype(let t, let e, let g): "\(t): dtype \(g.rawValue), expected \(e)"
+        case .unsupportedHeadDim(let d, let s): "head_dim \(d) is not supported (supported: \(s.map(String.init).joined(separator: ", ")))"
+        case .groupSize(let q, let k): "num_qo_heads \(q) is not divisible by num_kv_heads \(k)"
+        case .placement(let t, let e): "\(t): must be in \(e) memory"
+        case .deviceMismatch(let t): "\(t): on a different device from the other tensors"
+        case .strides(let t, let s, let r): "\(t): strides \(s) not supported: \(r)"
+        case .option(let n, let v, let r): "\(n) = \(v): \(r)"
+        case .causalQueryLongerThanKV(let q, let k): "causal attention needs qo_len (\(q)) <= kv_len (\(k))"
+        case .indices(let a, let p, let r): "\(a)[\(p)]: \(r)"
+        case .cuda(let e): e.description
+        }
+    }
+}
+
+extension FlashInferError {
+    /// Runs `body`, turning CUDA errors into `.cuda`.
+    static func wrap<T>(_ body: () throws(CUDAError) -> T) throws(FlashInferError) -> T {
+        do { return try body() } catch { throw .cuda(error) }
+    }
+}

@@ -1,0 +1,63 @@
+/// Shapes of a single-request attention call, derived from validated tensors.
+public struct SingleAttentionShape: Sendable, Hashable {
+    public var qoLen: Int
+    public var kvLen: Int
+    public var numQOHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    public var groupSize: Int { numQOHeads / numKVHeads }
+}
+
+/// Head dimensions the GPU kernels are built for. Every other value is rejected before launch
+/// (upstream crashed or returned garbage on unsupported head dims).
+public let supportedHeadDims = [64, 128, 256]
+
+/// Validates q, k, v of a single-request call. `q` is `[Hq, D]` for decode or `[qoLen, Hq, D]`
+/// for prefill; k and v are `[kvLen, Hkv, D]` (NHD) or `[Hkv, kvLen, D]` (HND).
+/// Pure: no launches; every rule is a specific `FlashInferError`.
+func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: AttentionOptions) throws(FlashInferError) -> SingleAttentionShape {
+    let qRank = decode ? 2 : 3
+    guard q.rank == qRank else { throw .rank(tensor: "q", expected: qRank, got: q.rank) }
+    guard k.rank == 3 else { throw .rank(tensor: "k", expected: 3, got: k.rank) }
+    guard v.rank == 3 else { throw .rank(tensor: "v", expected: 3, got: v.rank) }
+    let qoLen = decode ? 1 : q.shape[0]
+    let numQOHeads = q.shape[qRank - 2]
+    let headDim = q.shape[qRank - 1]
+    let (seqAxis, headAxis) = options.layout == .nhd ? (0, 1) : (1, 0)
+    let axisNames = options.layout == .nhd ? ["kv_len", "num_kv_heads"] : ["num_kv_heads", "kv_len"]
+    let kvLen = k.shape[seqAxis]
+    let numKVHeads = k.shape[headAxis]
+    guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
+    guard numQOHeads > 0 else { throw .shape(tensor: "q", axis: qRank - 2, name: "num_qo_heads", expected: "> 0", got: numQOHeads) }
+    guard numKVHeads > 0 else { throw .shape(tensor: "k", axis: headAxis, name: "num_kv_heads", expected: "> 0", got: numKVHeads) }
+    guard k.shape[2] == headDim else { throw .shape(tensor: "k", axis: 2, name: "head_dim", expected: "\(headDim) (q's head_dim)", got: k.shape[2]) }
+    for axis in 0..<3 where v.shape[axis] != k.shape[axis] {
+        let name = axis == 2 ? "head_dim" : axisNames[axis]
+        throw .shape(tensor: "v", axis: axis, name: name, expected: "\(k.shape[axis]) (k's)", got: v.shape[axis])
+    }
+    guard numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
+    guard q.dtype == .f16 || q.dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: q.dtype) }
+    guard k.dtype == q.dtype else { throw .dtype(tensor: "k", expected: q.dtype.rawValue + " (q's dtype)", got: k.dtype) }
+    guard v.dtype == k.dtype else { throw .dtype(tensor: "v", expected: k.dtype.rawValue + " (k's dtype)", got: v.dtype) }
+    if !decode && options.causal && qoLen > kvLen { throw .causalQueryLongerThanKV(qoLen: qoLen, kvLen: kvLen) }
+    guard options.windowLeft >= -1 else { throw .option(name: "window_left", value: "\(options.windowLeft)", rule: "must be >= 0, or -1 for no window") }
+    guard options.logitsSoftCap >= 0, options.logitsSoftCap.isFinite else {
+        throw .option(name: "logits_soft_cap", value: "\(options.logitsSoftCap)", rule: "must be finite and >= 0 (0 disables it)")
+    }
+    if let s = options.smScale, !(s.isFinite && s > 0) { throw .option(name: "sm_scale", value: "\(s)", rule: "must be finite and > 0") }
+    if case .ropeLlama(let scale, let theta) = options.positionEncoding, !(scale > 0 && theta > 0 && scale.isFinite && theta.isFinite) {
+        throw .option(name: "rope", value: "scale \(scale), theta \(theta)", rule: "rope_scale and rope_theta must be finite and > 0")
+    }
+    // The last axis must be contiguous (16-byte vector loads); other strides are free.
+    for (n, t) in [("q", q), ("k", k), ("v", v)] where t.strides.last != 1 && t.shape.last! > 1 {
+        throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
+    }
+    let onDevice = q.isOnDevice
+    for (n, t) in [("k", k), ("v", v)] where t.isOnDevice != onDevice {
+        throw .placement(tensor: n, expected: onDevice ? "device" : "host")
+    }
+    if onDevice {
+        for (n, t) in [("k", k), ("v", v)] where t.device !== q.device { throw .deviceMismatch(tensor: n) }
+    }
+    return SingleAttentionShape(qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim)
+}

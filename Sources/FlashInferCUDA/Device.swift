@@ -1,0 +1,193 @@
+import Synchronization
+
+/// Properties of a CUDA device, read once from the driver.
+public struct DeviceProperties: Sendable, Hashable {
+    public var name: String
+    public var computeCapability: (major: Int, minor: Int) { (ccMajor, ccMinor) }
+    public var ccMajor: Int
+    public var ccMinor: Int
+    public var multiprocessorCount: Int
+    public var sharedMemoryPerBlock: Int
+    public var sharedMemoryPerBlockOptin: Int
+    public var sharedMemoryPerMultiprocessor: Int
+    public var maxThreadsPerMultiprocessor: Int
+    public var registersPerBlock: Int
+    public var l2CacheSize: Int
+    public var totalMemory: Int
+
+    /// The NVRTC architecture to compile for: the exact one, with the `a` suffix on Hopper and
+    /// later where architecture-specific instructions (wgmma, setmaxnreg) exist.
+    public var nvrtcArchitecture: String {
+        let base = "sm_\(ccMajor)\(ccMinor)"
+        return ccMajor >= 9 ? base + "a" : base
+    }
+}
+
+/// One CUDA device with its primary context.
+///
+/// Every operation makes the primary context current on the calling thread first
+/// (`cuCtxSetCurrent` is cheap), so a `Device` may be used from any thread or task.
+public final class Device: @unchecked Sendable {
+    public let index: Int
+    public let driver: CUDADriver
+    public let properties: DeviceProperties
+    let context: CUhandle?
+
+    private static let devices = Mutex<[Int: Device]>([:])
+
+    /// Device `index` (default 0), opened once per process.
+    public static func open(_ index: Int = 0) throws(CUDAError) -> Device {
+        let driver = try CUDADriver.shared()
+        let count = try driver.deviceCount()
+        guard count > 0 else { throw .noDevice }
+        guard index >= 0 && index < count else { throw .invalidDevice(index: index, count: count) }
+        if let d = devices.withLock({ $0[index] }) { return d }
+        let d = try Device(driver: driver, index: index)
+        return devices.withLock { table in
+            if let existing = table[index] { return existing }
+            table[index] = d
+            return d
+        }
+    }
+
+    private init(driver: CUDADriver, index: Int) throws(CUDAError) {
+        self.driver = driver
+        self.index = index
+        var dev: Int32 = 0
+        try driver.check(driver.cuDeviceGet(&dev, Int32(index)), "cuDeviceGet")
+        var nameBuf = [CChar](repeating: 0, count: 256)
+        try driver.check(driver.cuDeviceGetName(&nameBuf, 256, dev), "cuDeviceGetName")
+        func attr(_ a: Int32) throws(CUDAError) -> Int {
+            var v: Int32 = 0
+            try driver.check(driver.cuDeviceGetAttribute(&v, a, dev), "cuDeviceGetAttribute(\(a))")
+            return Int(v)
+        }
+        var total = 0
+        try driver.check(driver.cuDeviceTotalMem(&total, dev), "cuDeviceTotalMem")
+        // CUdevice_attribute values from cuda.h.
+        properties = DeviceProperties(
+            name: String(decoding: nameBuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self),
+            ccMajor: try attr(75), ccMinor: try attr(76),
+            multiprocessorCount: try attr(16),
+            sharedMemoryPerBlock: try attr(8),
+            sharedMemoryPerBlockOptin: try attr(97),
+            sharedMemoryPerMultiprocessor: try attr(81),
+            maxThreadsPerMultiprocessor: try attr(39),
+            registersPerBlock: try attr(12),
+            l2CacheSize: try attr(38),
+            totalMemory: total)
+        var ctx: CUhandle? = nil
+        try driver.check(driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain")
+        context = ctx
+        try driver.check(driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+    }
+
+    /// Makes this device's primary context current on the calling thread.
+    @inline(__always)
+    public func makeCurrent() throws(CUDAError) {
+        try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
+    /// Waits for all work on the device.
+    public func synchronize() throws(CUDAError) {
+        try makeCurrent()
+        try driver.check(driver.cuCtxSynchronize(), "cuCtxSynchronize")
+    }
+
+    /// (free, total) device memory in bytes.
+    public func memoryInfo() throws(CUDAError) -> (free: Int, total: Int) {
+        try makeCurrent()
+        var f = 0, t = 0
+        try driver.check(driver.cuMemGetInfo(&f, &t), "cuMemGetInfo")
+        return (f, t)
+    }
+
+    // MARK: memory
+
+    /// Allocates `byteCount` bytes of device memory (uninitialised).
+    public func allocate(byteCount: Int) throws(CUDAError) -> DeviceBuffer {
+        try makeCurrent()
+        var p: CUdeviceptr = 0
+        if byteCount > 0 {
+            try driver.check(driver.cuMemAlloc(&p, byteCount), "cuMemAlloc(\(byteCount) bytes)")
+        }
+        return DeviceBuffer(device: self, address: p, byteCount: byteCount)
+    }
+
+    /// Allocates device memory holding a copy of `bytes`.
+    public func upload<T: BitwiseCopyable>(_ values: [T]) throws(CUDAError) -> DeviceBuffer {
+        let buf = try allocate(byteCount: values.count * MemoryLayout<T>.stride)
+        try buf.copyFromHost(values)
+        return buf
+    }
+
+    public func makeStream() throws(CUDAError) -> Stream {
+        try makeCurrent()
+        var s: CUhandle? = nil
+        try driver.check(driver.cuStreamCreate(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
+        return Stream(device: self, handle: s, owned: true)
+    }
+
+    /// The legacy default stream.
+    public var defaultStream: Stream { Stream(device: self, handle: nil, owned: false) }
+
+    public func makeEvent() throws(CUDAError) -> Event {
+        try makeCurrent()
+        var e: CUhandle? = nil
+        try driver.check(driver.cuEventCreate(&e, 0), "cuEventCreate")
+        return Event(device: self, handle: e)
+    }
+}
+
+/// A CUDA stream. Streams made by `Device.makeStream()` are destroyed with the object.
+public final class Stream: @unchecked Sendable {
+    public let device: Device
+    let handle: CUhandle?
+    let owned: Bool
+
+    init(device: Device, handle: CUhandle?, owned: Bool) {
+        self.device = device
+        self.handle = handle
+        self.owned = owned
+    }
+
+    /// The raw `CUstream` (for interop with other CUDA code); nil is the legacy default stream.
+    public var rawHandle: OpaquePointer? { handle }
+
+    public func synchronize() throws(CUDAError) {
+        try device.makeCurrent()
+        try device.driver.check(device.driver.cuStreamSynchronize(handle), "cuStreamSynchronize")
+    }
+
+    deinit {
+        if owned, let handle { _ = device.driver.cuStreamDestroy(handle) }
+    }
+}
+
+/// A CUDA event, for timing (`elapsed(since:)`) and ordering.
+public final class Event: @unchecked Sendable {
+    public let device: Device
+    let handle: CUhandle?
+
+    init(device: Device, handle: CUhandle?) {
+        self.device = device
+        self.handle = handle
+    }
+
+    public func record(on stream: Stream) throws(CUDAError) {
+        try device.driver.check(device.driver.cuEventRecord(handle, stream.handle), "cuEventRecord")
+    }
+
+    public func synchronize() throws(CUDAError) {
+        try device.driver.check(device.driver.cuEventSynchronize(handle), "cuEventSynchronize")
+    }
+
+    /// Milliseconds between `start` and this event (both recorded and completed).
+    public func elapsedMilliseconds(since start: Event) throws(CUDAError) -> Float {
+        var ms: Float = 0
+        try device.driver.check(device.driver.cuEventElapsedTime(&ms, start.handle, handle), "cuEventElapsedTime")
+        return ms
+    }
+
+    deinit { _ = device.driver.cuEventDestroy(handle) }
+}

@@ -1,0 +1,127 @@
+/// A loaded CUDA module (a cubin). Unloaded with the object.
+public final class Module: @unchecked Sendable {
+    public let device: Device
+    let handle: CUhandle?
+
+    /// Loads a cubin image into the device's primary context.
+    public init(device: Device, image: [UInt8]) throws(CUDAError) {
+        self.device = device
+        try device.makeCurrent()
+        var m: CUhandle? = nil
+        let r = image.withUnsafeBytes { device.driver.cuModuleLoadData(&m, $0.baseAddress!) }
+        try device.driver.check(r, "cuModuleLoadData")
+        handle = m
+    }
+
+    public func function(named name: String) throws(CUDAError) -> Function {
+        var f: CUhandle? = nil
+        try device.driver.check(device.driver.cuModuleGetFunction(&f, handle, name), "cuModuleGetFunction(\(name))")
+        return try Function(module: self, handle: f, name: name)
+    }
+
+    deinit {
+        _ = device.driver.cuCtxSetCurrent(device.context)
+        _ = device.driver.cuModuleUnload(handle)
+    }
+}
+
+/// Resource usage of a compiled kernel, as the driver reports it.
+public struct FunctionAttributes: Sendable, Hashable {
+    public var registers: Int
+    public var staticSharedBytes: Int
+    public var localBytes: Int
+    public var maxThreadsPerBlock: Int
+    public var binaryVersion: Int
+}
+
+/// A kernel entry point in a loaded module.
+public final class Function: @unchecked Sendable {
+    public let module: Module
+    public let name: String
+    let handle: CUhandle?
+    public let attributes: FunctionAttributes
+    private var dynamicSharedLimit = 48 * 1024
+
+    init(module: Module, handle: CUhandle?, name: String) throws(CUDAError) {
+        self.module = module
+        self.handle = handle
+        self.name = name
+        let d = module.device.driver
+        func attr(_ a: Int32) throws(CUDAError) -> Int {
+            var v: Int32 = 0
+            try d.check(d.cuFuncGetAttribute(&v, a, handle), "cuFuncGetAttribute(\(a))")
+            return Int(v)
+        }
+        attributes = FunctionAttributes(
+            registers: try attr(4), staticSharedBytes: try attr(1), localBytes: try attr(3),
+            maxThreadsPerBlock: try attr(0), binaryVersion: try attr(6))
+    }
+
+    private var driver: CUDADriver { module.device.driver }
+
+    /// Raises the dynamic shared-memory limit (needed above 48 KiB).
+    public func setMaxDynamicSharedMemory(_ bytes: Int) throws(CUDAError) {
+        guard bytes > dynamicSharedLimit else { return }
+        try driver.check(driver.cuFuncSetAttribute(handle, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, Int32(bytes)),
+                         "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, \(bytes)) for \(name)")
+        dynamicSharedLimit = bytes
+    }
+
+    /// Resident blocks per SM for a block size and dynamic shared memory.
+    public func maxActiveBlocksPerSM(blockSize: Int, dynamicSharedBytes: Int) throws(CUDAError) -> Int {
+        var n: Int32 = 0
+        try driver.check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, handle, Int32(blockSize), dynamicSharedBytes),
+                         "cuOccupancyMaxActiveBlocksPerMultiprocessor(\(name))")
+        return Int(n)
+    }
+
+    /// Launches with arguments packed as the kernel's parameter buffer (see `KernelArguments`).
+    public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
+                       stream: Stream, arguments: KernelArguments) throws(CUDAError) {
+        if sharedBytes > 48 * 1024 { try setMaxDynamicSharedMemory(sharedBytes) }
+        var bytes = arguments.bytes
+        var size = bytes.count
+        let r: CUresult = bytes.withUnsafeMutableBytes { argp in
+            withUnsafeMutablePointer(to: &size) { sizep in
+                var extra: [UnsafeMutableRawPointer?] = [
+                    UnsafeMutableRawPointer(bitPattern: 1),  // CU_LAUNCH_PARAM_BUFFER_POINTER
+                    argp.baseAddress,
+                    UnsafeMutableRawPointer(bitPattern: 2),  // CU_LAUNCH_PARAM_BUFFER_SIZE
+                    UnsafeMutableRawPointer(sizep),
+                    nil,  // CU_LAUNCH_PARAM_END
+                ]
+                return extra.withUnsafeMutableBufferPointer { e in
+                    driver.cuLaunchKernel(
+                        handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+                        UInt32(block.0), UInt32(block.1), UInt32(block.2),
+                        UInt32(sharedBytes), stream.handle, nil, e.baseAddress)
+                }
+            }
+        }
+        try driver.check(r, "cuLaunchKernel(\(name), grid \(grid), block \(block), smem \(sharedBytes))")
+    }
+}
+
+/// A kernel's parameters laid out as the compiler lays them out: each value at its natural
+/// alignment, in order — the same bytes as a C struct of those fields. A kernel that takes one
+/// `const __grid_constant__ Params` gets exactly the bytes of that struct.
+public struct KernelArguments: Sendable {
+    public private(set) var bytes: [UInt8] = []
+
+    public init() {}
+
+    public mutating func append<T: BitwiseCopyable>(_ value: T) {
+        let align = MemoryLayout<T>.alignment
+        while bytes.count % align != 0 { bytes.append(0) }
+        withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func append(_ buffer: DeviceBuffer, byteOffset: Int = 0) {
+        append(buffer.address + CUdeviceptr(byteOffset))
+    }
+
+    /// Pads to `alignment` (call at the end to match a struct's trailing padding).
+    public mutating func pad(toAlignment alignment: Int) {
+        while bytes.count % alignment != 0 { bytes.append(0) }
+    }
+}

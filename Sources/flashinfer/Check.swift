@@ -1,0 +1,75 @@
+import ArgumentParser
+import FlashInfer
+import FlashInferCUDA
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every GPU kernel against the CPU reference on fresh random inputs (outputs NaN-poisoned first). Prints 'N passed, N failed'; exits non-zero on any failure.")
+
+    @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "Random seed (default: from the clock, printed).") var seed: UInt64?
+    @Flag(help: "Print every case, not only failures.") var verbose = false
+
+    func run() throws {
+        let device: Device
+        do { device = try Device.open() } catch {
+            printError("flashinfer check needs a CUDA device: \(error)")
+            throw ExitCode(2)
+        }
+        let seed = seed ?? UInt64(nowSeconds() * 1e6)
+        print("check on \(device.properties.name), seed \(seed)")
+        var rng = DemoRNG(seed: seed)
+        let stream = try device.makeStream()
+        var passed = 0, failed = 0
+        for c in elementwiseCases() where filter.map({ c.name.contains($0) }) ?? true {
+            let result: String?
+            do { result = try c.run(device, stream, &rng) } catch { result = "error: \(error)" }
+            if let r = result {
+                failed += 1
+                print("FAIL \(c.name): \(r)")
+            } else {
+                passed += 1
+                if verbose { print("ok   \(c.name)") }
+            }
+        }
+        print("\(passed) passed, \(failed) failed")
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// A check case: runs on the GPU and returns nil when the result matches the reference, or a
+/// description of the first mismatch.
+struct CheckCase {
+    var name: String
+    var run: (Device, Stream, inout DemoRNG) throws -> String?
+}
+
+func elementwiseCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    for dtype in [DType.f32, .f16, .bf16] {
+        for n in [1, 1000, (1 << 20) + 3] {
+            cases.append(CheckCase(name: "axpby dtype=\(dtype.rawValue) n=\(n)") { device, stream, rng in
+                let alpha = rng.normal(), beta = rng.normal()
+                let xs = (0..<n).map { _ in rng.normal() }, ys = (0..<n).map { _ in rng.normal() }
+                let x = try Tensor.host(xs, shape: [n], dtype: dtype).toDevice(device)
+                let y = try Tensor.host(ys, shape: [n], dtype: dtype).toDevice(device)
+                let out = try Tensor.empty(shape: [n], dtype: dtype, device: device)
+                try out.poison(stream: stream)
+                try axpby(alpha: alpha, x: x, beta: beta, y: y, out: out, stream: stream)
+                try stream.synchronize()
+                let got = try out.toFloats()
+                let xr = try x.toFloats(), yr = try y.toFloats()
+                for i in 0..<n {
+                    // Same float arithmetic as the kernel (fma may contract it): allow one unit of the dtype.
+                    let e = alpha * xr[i] + beta * yr[i]
+                    let tol = Float(dtype == .f32 ? 1e-6 : (dtype == .f16 ? 1e-3 : 8e-3)) * max(1, abs(e))
+                    if !(abs(got[i] - dtype.roundTrip(e)) <= tol) {
+                        return "element \(i): got \(got[i]), expected \(dtype.roundTrip(e))"
+                    }
+                }
+                return nil
+            })
+        }
+    }
+    return cases
+}
