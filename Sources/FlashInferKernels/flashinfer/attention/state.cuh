@@ -1,0 +1,23 @@
+// The attention state (output o, log-sum-exp in base 2) and its exact merge
+// (upstream attention/state.cuh and cascade.cuh MergeStateKernel):
+//   m = max(sa, sb); wa = exp2(sa - m); wb = exp2(sb - m)   with (-inf) - (-inf) guarded to -inf
+//   o = (wa·oa + wb·ob) / (wa + wb)   (0 when both are empty);  s = log2(wa + wb) + m
+#pragma once
+#include <flashinfer/core/math.cuh>
+
+namespace flashinfer {
+
+// Merge weights of two states; both empty (-inf) give wa = wb = 0 and lse -inf, never NaN.
+__device__ __forceinline__ void merge_weights(float sa, float sb, float& wa, float& wb, float& lse) {
+  const float m = fmaxf(sa, sb);
+  if (m == -math::inf) {
+    wa = 0.f; wb = 0.f; lse = -math::inf;
+    return;
+  }
+  const float ea = math::ptx_exp2(sa - m), eb = math::ptx_exp2(sb - m);
+  const float d = ea + eb;
+  wa = ea / d; wb = eb / d;
+  lse = math::ptx_log2(d) + m;
+}
+
+}  // namespace flashinfer
