@@ -5,9 +5,10 @@
 set -uo pipefail
 OUT=${OUT:-./device-out}
 mkdir -p "$OUT"
-export FLASHINFER_COMMIT=$(cat .device/commit.txt 2>/dev/null || echo unknown)
+dir=${DEVICE_DIR:-.device}
+export FLASHINFER_COMMIT=$(cat $dir/commit.txt 2>/dev/null || echo unknown)
 export FLASHINFER_CACHE_DIR=${FLASHINFER_CACHE_DIR:-/tmp/flashinfer-cache}
-bin=.device/flashinfer
+bin=$dir/flashinfer
 what=${1:-all}
 rc=0
 run() { echo "== $*"; "$@" || { echo "!! exit $?: $*"; rc=1; }; }
