@@ -15,6 +15,29 @@ public struct DeviceProperties: Sendable, Hashable {
     public var l2CacheSize: Int
     public var totalMemory: Int
 
+    /// Memberwise (for planners and tests that model a device without opening one).
+    public init(name: String, ccMajor: Int, ccMinor: Int, multiprocessorCount: Int, sharedMemoryPerBlock: Int,
+                sharedMemoryPerBlockOptin: Int, sharedMemoryPerMultiprocessor: Int, maxThreadsPerMultiprocessor: Int,
+                registersPerBlock: Int, l2CacheSize: Int, totalMemory: Int) {
+        self.name = name
+        self.ccMajor = ccMajor
+        self.ccMinor = ccMinor
+        self.multiprocessorCount = multiprocessorCount
+        self.sharedMemoryPerBlock = sharedMemoryPerBlock
+        self.sharedMemoryPerBlockOptin = sharedMemoryPerBlockOptin
+        self.sharedMemoryPerMultiprocessor = sharedMemoryPerMultiprocessor
+        self.maxThreadsPerMultiprocessor = maxThreadsPerMultiprocessor
+        self.registersPerBlock = registersPerBlock
+        self.l2CacheSize = l2CacheSize
+        self.totalMemory = totalMemory
+    }
+
+    /// An H100 SXM as the planners' tests model it.
+    public static let h100 = DeviceProperties(
+        name: "NVIDIA H100 80GB HBM3", ccMajor: 9, ccMinor: 0, multiprocessorCount: 132, sharedMemoryPerBlock: 48 * 1024,
+        sharedMemoryPerBlockOptin: 227 * 1024, sharedMemoryPerMultiprocessor: 228 * 1024, maxThreadsPerMultiprocessor: 2048,
+        registersPerBlock: 65536, l2CacheSize: 50 * 1024 * 1024, totalMemory: 80 * 1024 * 1024 * 1024)
+
     /// The NVRTC architecture to compile for: the exact one, with the `a` suffix on Hopper and
     /// later where architecture-specific instructions (wgmma, setmaxnreg) exist.
     public var nvrtcArchitecture: String {

@@ -11,7 +11,7 @@ struct Info: ParsableCommand {
         switch Result(catching: { () throws(CUDAError) in try describeDevices() }) {
         case .success(let lines): for l in lines { print(l) }
         case .failure(let e):
-            print("CUDA driver: not available — \(e.description.split(separator: "\n").first ?? "")")
+            print("CUDA driver: not available — \(e.description.split(separator: "\n").joined(separator: "\n    "))")
             print("  (the CPU reference backend is used; GPU commands report this error)")
         }
         do {

@@ -21,6 +21,22 @@ public enum Backend: Sendable {
     }
 }
 
+extension Tensor {
+    /// This tensor where `backend` computes: itself for the CPU (host tensors), a device copy
+    /// for CUDA (unless it is already on that device).
+    public func moved(to backend: Backend) throws(FlashInferError) -> Tensor {
+        switch backend {
+        case .cpu:
+            if !isOnDevice { return self }
+            let bytes = try FlashInferError.wrap { () throws(CUDAError) in try contiguousBytesChecked() }
+            return Tensor(storage: .host(HostBuffer(bytes: bytes)), shape: shape, dtype: dtype)
+        case .cuda(let stream):
+            if let d = device, d === stream.device { return self }
+            return try FlashInferError.wrap { () throws(CUDAError) in try toDevice(stream.device) }
+        }
+    }
+}
+
 /// Output of an attention call: `output` has q's shape and dtype; `lse` (when asked for) is
 /// Float32 `[.., Hq]`, base 2.
 public struct AttentionOutput: Sendable {

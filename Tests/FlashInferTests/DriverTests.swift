@@ -1,0 +1,67 @@
+import FlashInferCUDA
+import Testing
+
+@testable import FlashInfer
+
+@Suite struct DriverTests {
+    /// On a machine without the NVIDIA driver (CI), every GPU entry point fails cleanly.
+    @Test(.enabled(if: !gpuAvailable, "a GPU is present"))
+    func noDriverIsAClearErrorNotACrash() throws {
+        do {
+            _ = try Device.open()
+            Issue.record("Device.open() succeeded without a GPU")
+        } catch {
+            switch error {
+            case .driverNotFound(let tried):
+                #expect(tried.contains { $0.contains("libcuda.so.1") })
+                #expect(error.description.contains("no CUDA driver found"))
+            case .noDevice: break
+            default: Issue.record("unexpected error \(error)")
+            }
+        }
+        if case .cpu = Backend.automatic() {} else { Issue.record("automatic backend is not the CPU") }
+    }
+
+    @Test func driverCandidatesFollowTheDocumentedOrder() {
+        let c = CUDADriver.candidates()
+        #expect(c.contains("libcuda.so.1"))
+        let i = c.firstIndex(of: "libcuda.so.1")!
+        #expect(c[(i + 1)...].allSatisfy { $0.hasSuffix("/libcuda.so.1") })
+    }
+
+    @Test func errorMessagesNameTheCallAndTheError() {
+        let e = CUDAError.driver(call: "cuLaunchKernel(k)", code: 700, name: "CUDA_ERROR_ILLEGAL_ADDRESS", message: "an illegal memory access")
+        #expect(e.description.contains("cuLaunchKernel(k)"))
+        #expect(e.description.contains("CUDA_ERROR_ILLEGAL_ADDRESS"))
+    }
+
+    @Test func kernelArgumentsMatchCStructLayout() {
+        // struct { void* a; void* b; void* c; float x; float y; long long n; } — 40 bytes.
+        var a = KernelArguments()
+        a.append(UInt64(0x1111))
+        a.append(UInt64(0x2222))
+        a.append(UInt64(0x3333))
+        a.append(Float(1))
+        a.append(Float(2))
+        a.append(Int64(7))
+        a.pad(toAlignment: 8)
+        #expect(a.bytes.count == 40)
+        // struct { int i; double d; char c; } — d at 8, size 24 with tail padding.
+        var b = KernelArguments()
+        b.append(Int32(1))
+        b.append(Double(2))
+        b.append(UInt8(3))
+        b.pad(toAlignment: 8)
+        #expect(b.bytes.count == 24)
+        #expect(b.bytes[8..<16].elementsEqual(withUnsafeBytes(of: Double(2)) { Array($0) }))
+    }
+
+    @Test func nvrtcArchitectureForHopperHasTheASuffix() {
+        var p = DeviceProperties(name: "x", ccMajor: 9, ccMinor: 0, multiprocessorCount: 132, sharedMemoryPerBlock: 0,
+                                 sharedMemoryPerBlockOptin: 0, sharedMemoryPerMultiprocessor: 0, maxThreadsPerMultiprocessor: 0,
+                                 registersPerBlock: 0, l2CacheSize: 0, totalMemory: 0)
+        #expect(p.nvrtcArchitecture == "sm_90a")
+        p.ccMajor = 8
+        #expect(p.nvrtcArchitecture == "sm_80")
+    }
+}

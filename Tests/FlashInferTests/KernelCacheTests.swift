@@ -1,0 +1,111 @@
+import Dispatch
+import Synchronization
+import Testing
+
+@testable import FlashInfer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct KernelCacheTests {
+    @Test func keyChangesWithEveryInput() {
+        let base = KernelCache.key(source: "s", options: ["-a"], architecture: "sm_90a", nvrtcVersion: "13.0")
+        #expect(base.count == 64)
+        #expect(base == KernelCache.key(source: "s", options: ["-a"], architecture: "sm_90a", nvrtcVersion: "13.0"))
+        #expect(base != KernelCache.key(source: "s2", options: ["-a"], architecture: "sm_90a", nvrtcVersion: "13.0"))
+        #expect(base != KernelCache.key(source: "s", options: ["-b"], architecture: "sm_90a", nvrtcVersion: "13.0"))
+        #expect(base != KernelCache.key(source: "s", options: ["-a"], architecture: "sm_80", nvrtcVersion: "13.0"))
+        #expect(base != KernelCache.key(source: "s", options: ["-a"], architecture: "sm_90a", nvrtcVersion: "13.5"))
+        // Boundaries between parts matter: ("ab", []) vs ("a", ["b"]).
+        #expect(KernelCache.key(source: "ab", options: [], architecture: "x", nvrtcVersion: "y")
+            != KernelCache.key(source: "a", options: ["b"], architecture: "x", nvrtcVersion: "y"))
+    }
+
+    @Test func missThenHit() {
+        let dir = makeTempDirectory("hit")
+        defer { removeDirectory(dir) }
+        let cache = KernelCache(directory: dir)
+        #expect(cache.load(key: "k1") == .miss)
+        let payload: [UInt8] = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        cache.store(key: "k1", cubin: payload, source: "// src")
+        #expect(cache.load(key: "k1") == .hit(payload))
+        #expect(cache.entries().map(\.name) == ["k1.cubin"])
+        #expect(FileSystem.read(dir + "/k1.cu") == Array("// src".utf8))
+        #expect(cache.clear() == 2)
+        #expect(cache.load(key: "k1") == .miss)
+    }
+
+    @Test(arguments: ["truncated", "flipped", "garbage", "empty"])
+    func corruptFileIsDetectedRemovedAndRebuilt(kind: String) throws {
+        let dir = makeTempDirectory("corrupt")
+        defer { removeDirectory(dir) }
+        let cache = KernelCache(directory: dir)
+        let payload: [UInt8] = Array(repeating: 0xAB, count: 4096)
+        cache.store(key: "k", cubin: payload)
+        let path = dir + "/k.cubin"
+        var bytes = try #require(FileSystem.read(path))
+        switch kind {
+        case "truncated": bytes.removeLast(100)
+        case "flipped": bytes[bytes.count - 10] ^= 0x01
+        case "garbage": bytes = Array("not a cubin at all, definitely not".utf8)
+        default: bytes = []
+        }
+        try FileSystem.writeAtomically(bytes, to: path)
+        guard case .corrupt = cache.load(key: "k") else {
+            Issue.record("a \(kind) file was not detected")
+            return
+        }
+        #expect(!FileSystem.exists(path), "the corrupt file is removed")
+        cache.store(key: "k", cubin: payload)
+        #expect(cache.load(key: "k") == .hit(payload))
+    }
+
+    @Test func unwritableDirectoryDegradesToMemoryOnlyWithOneWarning() {
+        // A directory below a regular file cannot be created, even by root.
+        let dir = makeTempDirectory("ro")
+        defer { removeDirectory(dir) }
+        let file = dir + "/plain-file"
+        try? FileSystem.writeAtomically([1, 2, 3], to: file)
+        let warnings = Mutex<[String]>([])
+        let cache = KernelCache(directory: file + "/cache") { w in warnings.withLock { $0.append(w) } }
+        cache.store(key: "a", cubin: [1])
+        cache.store(key: "b", cubin: [2])
+        #expect(cache.load(key: "a") == .miss)
+        let w = warnings.withLock { $0 }
+        #expect(w.count == 1)
+        #expect(w.first?.contains("memory only") == true)
+    }
+
+    @Test func concurrentWritersNeverExposeAPartialFile() {
+        let dir = makeTempDirectory("race")
+        defer { removeDirectory(dir) }
+        let cache = KernelCache(directory: dir)
+        let payload: [UInt8] = (0..<(256 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let bad = Mutex(0)
+        // Two writers store the same key over and over while a reader keeps loading it.
+        DispatchQueue.concurrentPerform(iterations: 3) { worker in
+            for _ in 0..<40 {
+                if worker < 2 {
+                    cache.store(key: "shared", cubin: payload)
+                } else {
+                    switch cache.load(key: "shared") {
+                    case .hit(let p) where p != payload: bad.withLock { $0 += 1 }
+                    case .corrupt: bad.withLock { $0 += 1 }
+                    default: break
+                    }
+                }
+            }
+        }
+        #expect(bad.withLock { $0 } == 0)
+        #expect(cache.load(key: "shared") == .hit(payload))
+        #expect(FileSystem.list(dir).filter { $0.contains(".tmp.") }.isEmpty, "no temporary files left behind")
+    }
+
+    @Test func sha256KnownVectors() {
+        #expect(SHA256.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+}

@@ -1,0 +1,123 @@
+import Testing
+
+@testable import FlashInfer
+
+/// Every validation rule of the single-request entry points is a specific error, before any launch.
+@Suite struct ValidationTests {
+    static func t(_ shape: [Int], _ dtype: DType = .f16) -> Tensor {
+        Tensor.host([Float](repeating: 0.5, count: shape.reduce(1, *)), shape: shape, dtype: dtype)
+    }
+
+    func decodeError(q: Tensor, k: Tensor, v: Tensor, _ o: AttentionOptions = .init()) -> FlashInferError? {
+        do {
+            _ = try singleDecode(q: q, k: k, v: v, options: o)
+            return nil
+        } catch { return error }
+    }
+
+    func prefillError(q: Tensor, k: Tensor, v: Tensor, _ o: AttentionOptions = .init()) -> FlashInferError? {
+        do {
+            _ = try singlePrefill(q: q, k: k, v: v, options: o)
+            return nil
+        } catch { return error }
+    }
+
+    @Test func validInputsPass() {
+        #expect(decodeError(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64])) == nil)
+        #expect(prefillError(q: Self.t([3, 8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), .init(causal: true)) == nil)
+        #expect(prefillError(q: Self.t([3, 8, 64]), k: Self.t([2, 5, 64]), v: Self.t([2, 5, 64]), .init(layout: .hnd)) == nil)
+    }
+
+    @Test func ranks() {
+        #expect(decodeError(q: Self.t([1, 8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64])) == .rank(tensor: "q", expected: 2, got: 3))
+        #expect(prefillError(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64])) == .rank(tensor: "q", expected: 3, got: 2))
+        #expect(decodeError(q: Self.t([8, 64]), k: Self.t([5, 128]), v: Self.t([5, 2, 64])) == .rank(tensor: "k", expected: 3, got: 2))
+        #expect(decodeError(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([10, 64])) == .rank(tensor: "v", expected: 3, got: 2))
+    }
+
+    @Test(arguments: [32, 96, 100, 512])
+    func unsupportedHeadDims(d: Int) {
+        #expect(decodeError(q: Self.t([4, d]), k: Self.t([5, 4, d]), v: Self.t([5, 4, d])) == .unsupportedHeadDim(d, supported: [64, 128, 256]))
+    }
+
+    @Test func headDimsMustAgree() {
+        let e = decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 128]), v: Self.t([5, 4, 128]))
+        guard case .shape(tensor: "k", axis: 2, name: "head_dim", _, got: 128) = e else { Issue.record("\(String(describing: e))"); return }
+        let e2 = decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 128]))
+        guard case .shape(tensor: "v", axis: 2, name: "head_dim", _, got: 128) = e2 else { Issue.record("\(String(describing: e2))"); return }
+    }
+
+    @Test func kAndVMustAgree() {
+        let e = decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64]), v: Self.t([6, 4, 64]))
+        guard case .shape(tensor: "v", axis: 0, name: "kv_len", _, got: 6) = e else { Issue.record("\(String(describing: e))"); return }
+        let e2 = decodeError(q: Self.t([4, 64]), k: Self.t([4, 5, 64]), v: Self.t([4, 6, 64]), .init(layout: .hnd))
+        guard case .shape(tensor: "v", axis: 1, name: "kv_len", _, got: 6) = e2 else { Issue.record("\(String(describing: e2))"); return }
+    }
+
+    @Test func groupSizeMustDivide() {
+        #expect(decodeError(q: Self.t([6, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 64])) == .groupSize(numQOHeads: 6, numKVHeads: 4))
+    }
+
+    @Test func dtypes() {
+        #expect(decodeError(q: Self.t([4, 64], .f32), k: Self.t([5, 4, 64], .f32), v: Self.t([5, 4, 64], .f32))
+            == .dtype(tensor: "q", expected: "f16 or bf16", got: .f32))
+        #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64], .bf16), v: Self.t([5, 4, 64]))
+            == .dtype(tensor: "k", expected: "f16 (q's dtype)", got: .bf16))
+        #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 64], .bf16))
+            == .dtype(tensor: "v", expected: "f16 (k's dtype)", got: .bf16))
+    }
+
+    @Test func causalNeedsQueriesNoLongerThanKeys() {
+        #expect(prefillError(q: Self.t([6, 4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 64]), .init(causal: true))
+            == .causalQueryLongerThanKV(qoLen: 6, kvLen: 5))
+        // Not causal: allowed.
+        #expect(prefillError(q: Self.t([6, 4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 64])) == nil)
+    }
+
+    @Test func optionsOutOfRange() {
+        let q = Self.t([4, 64]), k = Self.t([5, 4, 64])
+        guard case .option(name: "window_left", _, _) = decodeError(q: q, k: k, v: k, .init(windowLeft: -2)) else { Issue.record("window"); return }
+        guard case .option(name: "logits_soft_cap", _, _) = decodeError(q: q, k: k, v: k, .init(logitsSoftCap: -1)) else { Issue.record("cap"); return }
+        guard case .option(name: "sm_scale", _, _) = decodeError(q: q, k: k, v: k, .init(smScale: 0)) else { Issue.record("scale"); return }
+        guard case .option(name: "rope", _, _) = decodeError(q: q, k: k, v: k, .init(positionEncoding: .ropeLlama(scale: 0, theta: 1e4))) else {
+            Issue.record("rope"); return
+        }
+    }
+
+    @Test func lastAxisMustBeContiguous() {
+        let base = Self.t([5, 4, 64])
+        #expect(decodeError(q: Self.t([4, 64]), k: base, v: base) == nil)
+        let e = decodeError(q: Self.t([4, 64]), k: Tensor(storage: base.storage, shape: [5, 4, 64], strides: [256, 64, 2], dtype: .f16), v: base)
+        #expect(e == .strides(tensor: "k", strides: [256, 64, 2], rule: "the head_dim axis must have stride 1"))
+    }
+
+    @Test func cpuBackendRejectsDeviceTensorsAndEmptyKVGivesZeroAndMinusInf() throws {
+        let r = try singleDecode(q: Self.t([4, 64]), k: Self.t([0, 4, 64]), v: Self.t([0, 4, 64]), returnLSE: true)
+        #expect(try r.output.toFloats().allSatisfy { $0 == 0 })
+        #expect(try r.lse!.toFloats().allSatisfy { $0 == -.infinity })
+    }
+}
+
+@Suite struct TensorTests {
+    @Test func contiguousStridesAndCounts() {
+        let t = Tensor.host([Float](repeating: 1, count: 24), shape: [2, 3, 4], dtype: .f16)
+        #expect(t.strides == [12, 4, 1])
+        #expect(t.count == 24 && t.rank == 3 && t.isContiguous && !t.isOnDevice)
+        #expect(t.spanBytes == 48)
+    }
+
+    @Test func stridedViewGathersInLogicalOrder() throws {
+        // A [2, 3] f32 matrix viewed transposed as [3, 2].
+        let m = Tensor.host([0, 1, 2, 3, 4, 5], shape: [2, 3], dtype: .f32)
+        let tr = Tensor(storage: m.storage, shape: [3, 2], strides: [1, 3], dtype: .f32)
+        #expect(!tr.isContiguous)
+        #expect(try tr.toFloats() == [0, 3, 1, 4, 2, 5])
+    }
+
+    @Test func hostRoundTripRoundsToTheDType() throws {
+        let x: [Float] = [1, 1.0009765625, 3.14159, -2.5e-8, 70000]
+        let t = Tensor.host(x, shape: [5], dtype: .f16)
+        #expect(try t.toFloats() == x.map { DType.f16.roundTrip($0) })
+        #expect(try t.toFloats()[4] == .infinity)
+    }
+}
