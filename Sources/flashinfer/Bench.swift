@@ -85,7 +85,9 @@ extension Bench {
                     warm.append(nowSeconds() - t0)
                     precondition(k.compiled.origin == .diskCache, "warm load did not hit the disk cache")
                 }
-                let report = cold.compiled.resourceReport?.description ?? "no ptxas report"
+                let a = cold.function.attributes
+                let report = cold.compiled.resourceReport?.description
+                    ?? "\(a.registers) registers, \(a.localBytes) B local (driver attributes), \(a.staticSharedBytes) B static smem"
                 table.append("\(pad(label, 28)) cold \(fixed(cold.seconds, 3)) s (NVRTC \(fixed(cold.compiled.seconds, 3)) s)   warm median \(fixed(median(warm) * 1e3, 2)) ms   \(report)")
                 rows.append((label, .object([
                     ("cold_seconds", .number(cold.seconds)), ("nvrtc_seconds", .number(cold.compiled.seconds)),
