@@ -7,7 +7,7 @@ struct FlashInferCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashinfer",
         abstract: "swift-flashinfer: attention kernels for LLM serving, from Swift.",
-        subcommands: [Info.self, Demo.self, Check.self, Bench.self, Cache.self])
+        subcommands: [Info.self, Demo.self, Check.self, Bench.self, Run.self, Cache.self])
 }
 
 /// Writes to stderr without Foundation.

@@ -1,0 +1,83 @@
+import ArgumentParser
+import FlashInfer
+import FlashInferCUDA
+
+/// Options shared by the `run` subcommands: inputs and outputs as `.npy`, attention options as flags.
+struct AttentionFlags: ParsableArguments {
+    @Option(help: "q as .npy") var q: String
+    @Option(help: "k as .npy") var k: String
+    @Option(help: "v as .npy") var v: String
+    @Option(help: "Output .npy to write.") var out: String
+    @Option(help: "Also write the base-2 LSE (float32) to this .npy.") var lse: String?
+    @Option(help: "Element type: f16 or bf16 (bf16 .npy files hold the raw 2-byte form as <u2; <f4 inputs are rounded to it).")
+    var dtype: String = "f16"
+    @Option(help: "KV layout: NHD or HND.") var layout: String = "NHD"
+    @Flag(help: "Causal mask (bottom-right aligned); prefill only.") var causal = false
+    @Option(name: .customLong("sm-scale"), help: "Softmax scale (default 1/sqrt(head_dim)).") var smScale: Float?
+    @Option(name: .customLong("pos-enc"), help: "Position encoding: none, rope, alibi.") var posEnc: String = "none"
+    @Option(name: .customLong("rope-scale")) var ropeScale: Float = 1
+    @Option(name: .customLong("rope-theta")) var ropeTheta: Float = 1e4
+    @Option(name: .customLong("soft-cap"), help: "Logits soft-cap (0 = off).") var softCap: Float = 0
+    @Option(name: .customLong("window-left"), help: "Sliding window, inclusive (-1 = off).") var windowLeft: Int = -1
+    @Option(help: "cpu, cuda or auto.") var backend: String = "auto"
+
+    func options() throws -> AttentionOptions {
+        guard let layout = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
+        let pe: PositionEncoding
+        switch posEnc {
+        case "none": pe = .none
+        case "rope": pe = .ropeLlama(scale: ropeScale, theta: ropeTheta)
+        case "alibi": pe = .alibi
+        default: throw ValidationError("--pos-enc must be none, rope or alibi")
+        }
+        return AttentionOptions(causal: causal, smScale: smScale, positionEncoding: pe, logitsSoftCap: softCap, windowLeft: windowLeft, layout: layout)
+    }
+
+    func elementType() throws -> DType {
+        guard let d = DType(name: dtype), d == .f16 || d == .bf16 else { throw ValidationError("--dtype must be f16 or bf16") }
+        return d
+    }
+
+    func resolvedBackend() throws -> Backend {
+        switch backend {
+        case "cpu": return .cpu
+        case "cuda": return .cuda(try Device.open().makeStream())
+        case "auto": return CUDAAttentionAvailability.available ? .cuda(try Device.open().makeStream()) : .cpu
+        default: throw ValidationError("--backend must be cpu, cuda or auto")
+        }
+    }
+
+    func run(decode: Bool) throws {
+        let dt = try elementType()
+        let be = try resolvedBackend()
+        let q = try NPYArray.read(path: q).tensor(as: dt).moved(to: be)
+        let k = try NPYArray.read(path: k).tensor(as: dt).moved(to: be)
+        let v = try NPYArray.read(path: v).tensor(as: dt).moved(to: be)
+        let o = try options()
+        let r = decode
+            ? try singleDecode(q: q, k: k, v: v, options: o, returnLSE: lse != nil, backend: be)
+            : try singlePrefill(q: q, k: k, v: v, options: o, returnLSE: lse != nil, backend: be)
+        if case .cuda(let s) = be { try s.synchronize() }
+        try NPYArray(tensor: r.output).write(path: out)
+        if let lse, let t = r.lse { try NPYArray(tensor: t).write(path: lse) }
+        print("\(decode ? "single-decode" : "single-prefill") on \(be.name): q \(q.shape), k \(k.shape) -> \(out) \(r.output.shape)\(lse.map { ", lse -> \($0)" } ?? "")")
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one attention call on .npy inputs and write .npy outputs (so any tool can feed and check the kernels).",
+        subcommands: [SingleDecodeRun.self, SinglePrefillRun.self])
+
+    struct SingleDecodeRun: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "single-decode", abstract: "q [Hq, D]; k, v [kv_len, Hkv, D] (NHD) or [Hkv, kv_len, D] (HND).")
+        @OptionGroup var flags: AttentionFlags
+        func run() throws { try flags.run(decode: true) }
+    }
+
+    struct SinglePrefillRun: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "single-prefill", abstract: "q [qo_len, Hq, D]; k, v [kv_len, Hkv, D] (NHD) or [Hkv, kv_len, D] (HND).")
+        @OptionGroup var flags: AttentionFlags
+        func run() throws { try flags.run(decode: false) }
+    }
+}

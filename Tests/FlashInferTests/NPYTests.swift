@@ -1,0 +1,40 @@
+import Testing
+
+@testable import FlashInfer
+
+@Suite struct NPYTests {
+    /// `np.save(np.array([[1,2,3],[4,5,6]], dtype=np.float16))`, byte for byte.
+    static let numpyBytes: [UInt8] = [147, 78, 85, 77, 80, 89, 1, 0, 118, 0, 123, 39, 100, 101, 115, 99, 114, 39, 58, 32, 39, 60, 102, 50, 39, 44, 32, 39, 102, 111, 114, 116, 114, 97, 110, 95, 111, 114, 100, 101, 114, 39, 58, 32, 70, 97, 108, 115, 101, 44, 32, 39, 115, 104, 97, 112, 101, 39, 58, 32, 40, 50, 44, 32, 51, 41, 44, 32, 125, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 10, 0, 60, 0, 64, 0, 66, 0, 68, 0, 69, 0, 70]
+
+    @Test func readsNumPysOutput() throws {
+        let a = try NPYArray(bytes: Self.numpyBytes)
+        #expect(a.descr == "<f2")
+        #expect(a.shape == [2, 3])
+        #expect(try a.tensor(as: .f16).toFloats() == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test func writesWhatNumPyWrites() throws {
+        let t = Tensor.host([1, 2, 3, 4, 5, 6], shape: [2, 3], dtype: .f16)
+        #expect(try NPYArray(tensor: t).encoded() == Self.numpyBytes)
+    }
+
+    @Test func roundTripsBF16AsRawU2AndConvertsF32() throws {
+        let t = Tensor.host([0.5, -3, 1e-3], shape: [3], dtype: .bf16)
+        let a = try NPYArray(bytes: NPYArray(tensor: t).encoded())
+        #expect(a.descr == "<u2" && a.shape == [3])
+        #expect(try a.tensor(as: .bf16).toFloats() == t.toFloats())
+        let f = NPYArray(descr: "<f4", shape: [2], data: DType.f32.encode([1.0009765625, 2]))
+        #expect(try f.tensor(as: .f16).toFloats() == [DType.f16.roundTrip(1.0009765625), 2])
+    }
+
+    @Test func rejectsBadFiles() throws {
+        #expect(throws: NPYArray.Error.self) { try NPYArray(bytes: [1, 2, 3]) }
+        var fortran = Self.numpyBytes
+        let needle = Array("False".utf8)
+        let at = try #require((0...(fortran.count - 5)).first { Array(fortran[$0..<($0 + 5)]) == needle })
+        fortran.replaceSubrange(at..<(at + 5), with: Array("True ".utf8))
+        #expect(throws: NPYArray.Error.self) { try NPYArray(bytes: fortran) }
+        #expect(throws: NPYArray.Error.self) { try NPYArray(bytes: Array(Self.numpyBytes.dropLast(2))) }
+        #expect(throws: NPYArray.Error.self) { try NPYArray(descr: "<f8", shape: [1], data: [UInt8](repeating: 0, count: 8)).tensor(as: .f16) }
+    }
+}
