@@ -24,10 +24,14 @@ public struct Tensor: Sendable {
     public let shape: [Int]
     public let strides: [Int]
     public let dtype: DType
+    /// Offset of element 0 from the start of the storage, in elements (views into a larger tensor).
+    public let offset: Int
 
-    public init(storage: TensorStorage, shape: [Int], strides: [Int]? = nil, dtype: DType) {
+    public init(storage: TensorStorage, shape: [Int], strides: [Int]? = nil, dtype: DType, offset: Int = 0) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        precondition(offset >= 0, "negative offset")
         self.storage = storage
+        self.offset = offset
         self.shape = shape
         self.strides = strides ?? Tensor.contiguousStrides(shape)
         self.dtype = dtype
@@ -57,7 +61,7 @@ public struct Tensor: Sendable {
 
     /// The device address of element 0 (nil for host tensors).
     public var deviceAddress: CUdeviceptr? {
-        if case .device(let b, let off) = storage { return b.address + CUdeviceptr(off) }
+        if case .device(let b, let off) = storage { return b.address + CUdeviceptr(off + offset * dtype.byteSize) }
         return nil
     }
 
@@ -101,7 +105,7 @@ public struct Tensor: Sendable {
         case .host:
             return contiguousBytes()
         case .device(let buf, let off):
-            let raw: [UInt8] = try buf.copyToHost(UInt8.self, count: spanBytes, offset: off)
+            let raw: [UInt8] = try buf.copyToHost(UInt8.self, count: spanBytes, offset: off + offset * dtype.byteSize)
             return gather(raw)
         }
     }
@@ -109,7 +113,7 @@ public struct Tensor: Sendable {
     /// Host-only variant of `contiguousBytesChecked` (device tensors trap: use the checked one).
     func contiguousBytes() -> [UInt8] {
         switch storage {
-        case .host(let h): return gather(h.bytes)
+        case .host(let h): return gather(offset == 0 ? h.bytes : Array(h.bytes[(offset * dtype.byteSize)...]))
         case .device: return (try? contiguousBytesChecked()) ?? []
         }
     }
@@ -137,13 +141,37 @@ public struct Tensor: Sendable {
     /// Fills a device tensor's whole span with NaN (f32 `0x7FC00000`, f16/bf16 `0x7FFF`, fp8
     /// `0x7F`) before a launch, so that any element a kernel fails to write is caught.
     public func poison(stream: Stream? = nil) throws(CUDAError) {
-        guard case .device(let buf, let off) = storage, count > 0 else { return }
+        guard case .device(let buf, let boff) = storage, count > 0 else { return }
         let n = spanBytes / dtype.byteSize
+        let off = boff + offset * dtype.byteSize
         switch dtype.byteSize {
         case 4: try buf.fill(word: 0x7FC0_0000, count: n, offset: off, stream: stream)
         case 2: try buf.fill(halfword: 0x7FFF, count: n, offset: off, stream: stream)
         default: try buf.fill(byte: 0x7F, count: n, offset: off, stream: stream)
         }
+    }
+}
+
+extension Tensor {
+    /// The view with `axis` fixed at `index` (rank − 1), sharing storage.
+    public func select(axis: Int, index: Int) -> Tensor {
+        precondition(axis >= 0 && axis < rank && index >= 0 && index < shape[axis], "select(axis: \(axis), index: \(index)) out of range for \(shape)")
+        var sh = shape, st = strides
+        sh.remove(at: axis)
+        st.remove(at: axis)
+        return Tensor(storage: storage, shape: sh, strides: st, dtype: dtype, offset: offset + index * strides[axis])
+    }
+
+    /// The same elements viewed with another shape (contiguous tensors only).
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(isContiguous && newShape.reduce(1, *) == count, "reshaped(\(newShape)) of \(self)")
+        return Tensor(storage: storage, shape: newShape, dtype: dtype, offset: offset)
+    }
+
+    /// The host bytes and the element strides, for CPU kernels that index a host tensor in place.
+    func withHostBytes<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {
+        guard case .host(let h) = storage else { preconditionFailure("withHostBytes on a device tensor") }
+        return try body(&h.bytes)
     }
 }
 

@@ -1,0 +1,125 @@
+import FlashInferCUDA
+
+struct AppendPagedKVSpec: KernelSpec {
+    var name: String { "append_paged_kv" }
+    var entryPoint: String { "fi_append_paged_kv" }
+    func source() -> String {
+        """
+        #include <flashinfer/page/append.cuh>
+        extern "C" __global__ void fi_append_paged_kv(const __grid_constant__ flashinfer::AppendPagedKVParams p) {
+          flashinfer::append_paged_kv(p);
+        }
+        """
+    }
+}
+
+/// Index arrays of an append, on the host (CPU backend) or the device (CUDA backend: int32 tensors).
+public struct AppendIndices: Sendable {
+    public var batchIndices: [Int32]
+    public var positions: [Int32]
+    public init(batchIndices: [Int32], positions: [Int32]) {
+        self.batchIndices = batchIndices
+        self.positions = positions
+    }
+}
+
+/// `append_paged_kv_cache` (FlashInfer ≥ 0.2): writes `appendK`/`appendV` `[nnz, Hkv, D]` into the
+/// cache. Token `t` belongs to request `batchIndices[t]` at position `positions[t]`; the page table
+/// must already include the appended tokens (compute the indices with `getBatchIndicesPositions`
+/// from `append_indptr` and the post-append `table.seqLens`).
+///
+/// Host cache and tensors: computed on the CPU. Device cache: the GPU kernel on `stream`
+/// (`table` and `indices` are uploaded; the copy is asynchronous).
+public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
+                               table: PageTable, stream: Stream? = nil) throws(FlashInferError) {
+    try table.validate(numPages: cache.numPages)
+    let nnz = indices.batchIndices.count
+    for (n, t) in [("append_key", appendK), ("append_value", appendV)] {
+        guard t.rank == 3 else { throw .rank(tensor: n, expected: 3, got: t.rank) }
+        guard t.shape[0] == nnz else { throw .shape(tensor: n, axis: 0, name: "nnz", expected: "\(nnz) (len(batch_indices))", got: t.shape[0]) }
+        guard t.shape[1] == cache.numKVHeads else { throw .shape(tensor: n, axis: 1, name: "num_kv_heads", expected: "\(cache.numKVHeads)", got: t.shape[1]) }
+        guard t.shape[2] == cache.headDim else { throw .shape(tensor: n, axis: 2, name: "head_dim", expected: "\(cache.headDim)", got: t.shape[2]) }
+        guard t.dtype == cache.dtype else { throw .dtype(tensor: n, expected: cache.dtype.rawValue, got: t.dtype) }
+        guard t.strides[2] == 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
+        guard t.isOnDevice == cache.k.isOnDevice else { throw .placement(tensor: n, expected: cache.k.isOnDevice ? "device" : "host") }
+    }
+    guard indices.positions.count == nnz else {
+        throw .shape(tensor: "positions", axis: 0, name: "nnz", expected: "\(nnz)", got: indices.positions.count)
+    }
+    let seqLens = table.seqLens
+    for t in 0..<nnz {
+        let b = Int(indices.batchIndices[t]), p = Int(indices.positions[t])
+        guard b >= 0 && b < table.batchSize else { throw .indices(array: "batch_indices", position: t, rule: "request \(b) outside 0..<\(table.batchSize)") }
+        guard p >= 0 && p < seqLens[b] else { throw .indices(array: "positions", position: t, rule: "position \(p) outside request \(b)'s \(seqLens[b]) tokens") }
+    }
+    if cache.k.isOnDevice {
+        guard let stream else { throw .option(name: "stream", value: "nil", rule: "a device cache needs a stream") }
+        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, stream: stream)
+    } else {
+        appendOnHost(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table)
+    }
+}
+
+private func appendOnHost(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache, table: PageTable) {
+    let es = cache.dtype.byteSize, d = cache.headDim
+    for (src, dst) in [(appendK, cache.k), (appendV, cache.v)] {
+        let srcBytes = src.contiguousBytes()  // [nnz, H, D] packed
+        let s = cache.strides(of: dst)
+        dst.withHostBytes { bytes in
+            for t in 0..<indices.batchIndices.count {
+                let (page, slot) = table.location(request: Int(indices.batchIndices[t]), position: Int(indices.positions[t]))
+                for h in 0..<cache.numKVHeads {
+                    let to = (dst.offset + page * s.page + slot * s.token + h * s.head) * es
+                    let from = ((t * cache.numKVHeads + h) * d) * es
+                    for i in 0..<(d * es) { bytes[to + i] = srcBytes[from + i] }
+                }
+            }
+        }
+    }
+}
+
+private func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
+                            table: PageTable, stream: Stream) throws(FlashInferError) {
+    let es = cache.dtype.byteSize
+    for (n, t) in [("append_key", appendK), ("append_value", appendV), ("k_cache", cache.k), ("v_cache", cache.v)] {
+        guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
+        guard t.strides.allSatisfy({ ($0 * es) % 16 == 0 || $0 == 1 }), (t.offset * es) % 16 == 0 else {
+            throw .strides(tensor: n, strides: t.strides, rule: "strides and offset must be multiples of 16 bytes for vectorised copies")
+        }
+    }
+    let nnz = indices.batchIndices.count
+    guard nnz > 0 else { return }
+    try FlashInferError.wrap { () throws(CUDAError) in
+        let dev = stream.device
+        // Index arrays travel in one upload: batch_indices | positions | kv_indices | kv_indptr.
+        let packed = indices.batchIndices + indices.positions + table.indices + table.indptr
+        let buf = try dev.allocate(byteCount: packed.count * 4)
+        try buf.copyFromHost(packed)
+        let k = try JIT.shared(for: dev).kernel(AppendPagedKVSpec())
+        let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
+        var a = KernelArguments()
+        a.append(appendK.deviceAddress!)
+        a.append(appendV.deviceAddress!)
+        a.append(cache.k.deviceAddress!)
+        a.append(cache.v.deviceAddress!)
+        a.append(buf, byteOffset: 0)
+        a.append(buf, byteOffset: nnz * 4)
+        a.append(buf, byteOffset: 2 * nnz * 4)
+        a.append(buf, byteOffset: (2 * nnz + table.indices.count) * 4)
+        for v in [appendK.strides[0], appendK.strides[1], appendV.strides[0], appendV.strides[1],
+                  ks.page, ks.token, ks.head, vs.page, vs.token, vs.head] {
+            a.append(Int64(v * es))
+        }
+        a.append(Int32(nnz))
+        a.append(Int32(cache.numKVHeads))
+        a.append(Int32(cache.pageSize))
+        a.append(Int32(cache.headDim * es / 16))
+        a.pad(toAlignment: 8)
+        let total = nnz * cache.numKVHeads * cache.headDim * es / 16
+        let blocks = max(1, min((total + 255) / 256, dev.properties.multiprocessorCount * 16))
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: a)
+        // Keep the index buffer alive until the kernel has read it.
+        try stream.synchronize()
+        _ = buf
+    }
+}

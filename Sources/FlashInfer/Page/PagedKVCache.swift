@@ -1,0 +1,79 @@
+/// A paged KV cache: K and V pages of `pageSize` tokens.
+///
+/// Shapes per layout (FlashInfer's): NHD `[maxPages, pageSize, Hkv, D]`, HND `[maxPages, Hkv, pageSize, D]`,
+/// either as two tensors or one `[maxPages, 2, ...]` tensor (K at index 0, V at 1 of axis 1).
+/// Strided (non-contiguous) tensors are allowed as long as the head_dim axis has stride 1.
+public struct PagedKVCache: Sendable {
+    public var k: Tensor
+    public var v: Tensor
+    public var layout: KVLayout
+
+    /// Two tensors.
+    public init(k: Tensor, v: Tensor, layout: KVLayout = .nhd) throws(FlashInferError) {
+        self.k = k
+        self.v = v
+        self.layout = layout
+        try validate()
+    }
+
+    /// One `[maxPages, 2, ...]` tensor.
+    public init(combined kv: Tensor, layout: KVLayout = .nhd) throws(FlashInferError) {
+        guard kv.rank == 5 else { throw .rank(tensor: "paged_kv_cache", expected: 5, got: kv.rank) }
+        guard kv.shape[1] == 2 else { throw .shape(tensor: "paged_kv_cache", axis: 1, name: "k/v", expected: "2", got: kv.shape[1]) }
+        try self.init(k: kv.select(axis: 1, index: 0), v: kv.select(axis: 1, index: 1), layout: layout)
+    }
+
+    public var numPages: Int { k.shape[0] }
+    public var pageSize: Int { layout == .nhd ? k.shape[1] : k.shape[2] }
+    public var numKVHeads: Int { layout == .nhd ? k.shape[2] : k.shape[1] }
+    public var headDim: Int { k.shape[3] }
+    public var dtype: DType { k.dtype }
+
+    /// Element strides of (page, token, head) in K (V may differ).
+    public func strides(of t: Tensor) -> (page: Int, token: Int, head: Int) {
+        layout == .nhd ? (t.strides[0], t.strides[1], t.strides[2]) : (t.strides[0], t.strides[2], t.strides[1])
+    }
+
+    func validate() throws(FlashInferError) {
+        guard k.rank == 4 else { throw .rank(tensor: "k_cache", expected: 4, got: k.rank) }
+        guard v.rank == 4 else { throw .rank(tensor: "v_cache", expected: 4, got: v.rank) }
+        for axis in 0..<4 where v.shape[axis] != k.shape[axis] {
+            throw .shape(tensor: "v_cache", axis: axis, name: "dim", expected: "\(k.shape[axis]) (k_cache's)", got: v.shape[axis])
+        }
+        guard v.dtype == k.dtype else { throw .dtype(tensor: "v_cache", expected: k.dtype.rawValue, got: v.dtype) }
+        for (n, t) in [("k_cache", k), ("v_cache", v)] where t.strides[3] != 1 && t.shape[3] > 1 {
+            throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
+        }
+        guard k.isOnDevice == v.isOnDevice else { throw .placement(tensor: "v_cache", expected: k.isOnDevice ? "device" : "host") }
+        if k.isOnDevice, k.device !== v.device { throw .deviceMismatch(tensor: "v_cache") }
+    }
+
+    /// Request `b`'s keys and values as contiguous `[seqLen, Hkv, D]` Floats (host caches; for the
+    /// CPU reference and the checks).
+    public func gather(request b: Int, table: PageTable) throws(FlashInferError) -> (k: [Float], v: [Float]) {
+        let kBytes = try FlashInferError.wrap { () throws(CUDAError) in try k.contiguousBytesChecked() }
+        let vBytes = try FlashInferError.wrap { () throws(CUDAError) in try v.contiguousBytesChecked() }
+        let kAll = dtype.decode(kBytes), vAll = dtype.decode(vBytes)
+        return gather(request: b, table: table, kAll: kAll, vAll: vAll)
+    }
+
+    /// As above, from the whole caches already decoded in logical (contiguous) order.
+    func gather(request b: Int, table: PageTable, kAll: [Float], vAll: [Float]) -> (k: [Float], v: [Float]) {
+        let n = table.seqLen(b), h = numKVHeads, d = headDim, ps = pageSize
+        var ko = [Float](repeating: 0, count: n * h * d), vo = ko
+        for pos in 0..<n {
+            let (page, slot) = table.location(request: b, position: pos)
+            for head in 0..<h {
+                let src = layout == .nhd ? ((page * ps + slot) * h + head) * d : ((page * h + head) * ps + slot) * d
+                let dst = (pos * h + head) * d
+                for i in 0..<d {
+                    ko[dst + i] = kAll[src + i]
+                    vo[dst + i] = vAll[src + i]
+                }
+            }
+        }
+        return (ko, vo)
+    }
+}
+
+import FlashInferCUDA
