@@ -1,0 +1,90 @@
+import FlashInferCUDA
+
+/// Batch decode over a paged KV cache, FlashInfer's `BatchDecodeWithPagedKVCacheWrapper`.
+///
+/// Lifecycle — what a serving engine does every step:
+/// ```swift
+/// let decode = BatchDecodeWithPagedKVCache(backend: backend)          // once
+/// try decode.plan(table: table, numQOHeads: 32, numKVHeads: 8, headDim: 128, dtype: .f16)  // once per step (CPU only)
+/// for layer in layers {
+///     let out = try decode.run(q: q[layer], cache: caches[layer])     // per layer: no host work but launches
+/// }
+/// ```
+/// `plan` validates the page table, schedules split-KV chunks (`BatchDecodePlan`) and uploads the
+/// schedule; `run` only launches. q is `[B, Hq, D]`; the output has q's shape and dtype; the
+/// LSE (optional) is Float32 `[B, Hq]`, base 2.
+public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
+    public let backend: Backend
+    public private(set) var plan: BatchDecodePlan?
+    public private(set) var table: PageTable?
+    var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
+    var options = AttentionOptions()
+
+    public init(backend: Backend) {
+        self.backend = backend
+    }
+
+    /// Plans one decode step. Host arrays only: no device → host copy.
+    public func plan(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
+                     options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
+        try table.validate(numPages: numPagesInCache ?? Int(table.indices.max().map { $0 + 1 } ?? 0))
+        guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
+        guard numKVHeads > 0, numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
+        guard dtype == .f16 || dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: dtype) }
+        let sms: Int
+        switch backend {
+        case .cpu: sms = DeviceProperties.h100.multiprocessorCount
+        case .cuda(let s): sms = s.device.properties.multiprocessorCount
+        }
+        let pages = (0..<table.batchSize).map(table.numPages)
+        self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: 2 * sms)
+        self.table = table
+        self.shape = (numQOHeads, numKVHeads, headDim, dtype)
+        var o = options
+        o.causal = false
+        self.options = o
+    }
+
+    /// Runs the planned step on `q` `[B, Hq, D]` against `cache`.
+    public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
+        guard let table, let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
+        guard q.shape == [table.batchSize, shape.numQOHeads, shape.headDim] else {
+            throw .shape(tensor: "q", axis: 0, name: "[batch, heads, dim]", expected: "\([table.batchSize, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
+        }
+        guard q.dtype == shape.dtype else { throw .dtype(tensor: "q", expected: shape.dtype.rawValue, got: q.dtype) }
+        guard cache.numKVHeads == shape.numKVHeads else { throw .shape(tensor: "paged_kv_cache", axis: 2, name: "num_kv_heads", expected: "\(shape.numKVHeads)", got: cache.numKVHeads) }
+        guard cache.headDim == shape.headDim else { throw .shape(tensor: "paged_kv_cache", axis: 3, name: "head_dim", expected: "\(shape.headDim)", got: cache.headDim) }
+        guard cache.pageSize == table.pageSize else { throw .shape(tensor: "paged_kv_cache", axis: 1, name: "page_size", expected: "\(table.pageSize) (from plan)", got: cache.pageSize) }
+        guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
+        try table.validate(numPages: cache.numPages)
+        switch backend {
+        case .cpu:
+            return try runReference(q: q, cache: cache, table: table, returnLSE: returnLSE)
+        case .cuda:
+            throw .option(name: "backend", value: "cuda", rule: "the GPU batch decode kernel is not built yet")
+        }
+    }
+
+    func runReference(q: Tensor, cache: PagedKVCache, table: PageTable, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
+        let (hq, hkv, d) = (shape!.numQOHeads, shape!.numKVHeads, shape!.headDim)
+        let qAll = try FlashInferError.wrap { () throws(CUDAError) in try q.toFloats() }
+        let kAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.k.toFloats() }
+        let vAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.v.toFloats() }
+        var out = [Float](), lse = [Float]()
+        for b in 0..<table.batchSize {
+            let (k, v) = cache.gather(request: b, table: table, kAll: kAll, vAll: vAll)
+            var o = options
+            o.layout = .nhd
+            let r: ReferenceAttention.Result
+            do {
+                r = try ReferenceAttention.decode(q: Array(qAll[(b * hq * d)..<((b + 1) * hq * d)]), k: k, v: v, kvLen: table.seqLen(b),
+                                                  numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o)
+            } catch { throw .option(name: "reference", value: "", rule: "\(error)") }
+            out += r.output
+            lse += r.lse
+        }
+        return AttentionOutput(output: Tensor.host(out, shape: q.shape, dtype: q.dtype),
+                               lse: returnLSE ? Tensor.host(lse, shape: [table.batchSize, hq], dtype: .f32) : nil)
+    }
+}
