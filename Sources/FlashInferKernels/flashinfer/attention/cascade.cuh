@@ -1,0 +1,94 @@
+// Attention-state merging (upstream attention/cascade.cuh: MergeState, MergeStateInPlace,
+// MergeStates), base-2 LSE. One thread merges 8 consecutive elements (16 bytes of f16/bf16) of one
+// (position, head); the thread holding element 0 also writes the LSE.
+#pragma once
+#include <flashinfer/core/types.cuh>
+#include <flashinfer/attention/state.cuh>
+
+namespace flashinfer {
+
+struct MergeParams {
+  const void* va;       // [n, H, D] (merge_state / in-place: other) or [n, S, H, D] (merge_states)
+  const float* sa;      // [n, H] or [n, S, H]
+  const void* vb;       // [n, H, D] (merge_state) — unused by merge_states
+  const float* sb;      // [n, H]
+  void* v_out;          // [n, H, D]  (in-place: v itself)
+  float* s_out;         // [n, H]     (in-place: s itself; may be null for merge_states without LSE)
+  const unsigned char* mask;  // [n] or null (in-place only): rows with mask 0 are left unchanged
+  int64 n;              // positions
+  int num_heads;
+  int head_dim;
+  int num_states;       // merge_states only
+  int pad;
+};
+
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&x)[8]) {
+  static_assert(sizeof(T) == 2, "f16/bf16 only");
+  uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) x[i] = to_float(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void store8(T* p, const float (&x)[8]) {
+  uint4 raw;
+  T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) e[i] = from_float<T>(x[i]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// Two states → one (IN_PLACE: out = a, b = other; rows with mask 0 untouched).
+template <typename T, bool IN_PLACE>
+__device__ __forceinline__ void merge_state(const MergeParams& p) {
+  const int vecs = p.head_dim / 8;
+  const int64 total = p.n * p.num_heads * vecs;
+  for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
+    const int64 row = i / vecs;  // (pos, head)
+    const int vec = int(i % vecs);
+    if (IN_PLACE && p.mask != nullptr && p.mask[row / p.num_heads] == 0) continue;
+    const float sa = p.sa[row], sb = p.sb[row];
+    float wa, wb, s;
+    merge_weights(sa, sb, wa, wb, s);
+    float a[8], b[8];
+    load8(static_cast<const T*>(p.va) + row * p.head_dim + vec * 8, a);
+    load8(static_cast<const T*>(p.vb) + row * p.head_dim + vec * 8, b);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) a[j] = wa * a[j] + wb * b[j];
+    store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, a);
+    if (vec == 0) p.s_out[row] = s;
+  }
+}
+
+// N states per (position, head) → one, merged left to right in fp32 (num_states 0 → 0 / -inf).
+template <typename T>
+__device__ __forceinline__ void merge_states(const MergeParams& p) {
+  const int vecs = p.head_dim / 8;
+  const int64 total = p.n * p.num_heads * vecs;
+  for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
+    const int64 row = i / vecs;
+    const int64 pos = row / p.num_heads;
+    const int head = int(row % p.num_heads), vec = int(i % vecs);
+    float acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[j] = 0.f;
+    float s_acc = -math::inf;
+    for (int k = 0; k < p.num_states; ++k) {
+      const int64 srow = (pos * p.num_states + k) * p.num_heads + head;
+      const float s = p.sa[srow];
+      float wa, wb, s_new;
+      merge_weights(s_acc, s, wa, wb, s_new);
+      float x[8];
+      load8(static_cast<const T*>(p.va) + srow * p.head_dim + vec * 8, x);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = wa * acc[j] + wb * x[j];
+      s_acc = s_new;
+    }
+    store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
+    if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;
+  }
+}
+
+}  // namespace flashinfer
