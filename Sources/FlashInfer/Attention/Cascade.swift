@@ -1,0 +1,72 @@
+import FlashInferCUDA
+
+/// One level of a cascade: which queries attend which pages.
+public struct CascadeLevel: Sendable, Hashable {
+    /// `[B_l + 1]` over the shared ragged query tensor; its last entry is the total query count.
+    public var qoIndptr: [Int32]
+    /// The level's pages (same pool for every level).
+    public var table: PageTable
+
+    public init(qoIndptr: [Int32], table: PageTable) {
+        self.qoIndptr = qoIndptr
+        self.table = table
+    }
+}
+
+/// Multi-level cascade attention, FlashInfer's `MultiLevelCascadeAttentionWrapper`: N levels over
+/// one paged KV pool and one ragged query tensor. Level 0 is typically the shared prefix (all the
+/// batch's queries in one group, so its KV is read once), later levels the per-request suffixes.
+/// `run` computes attention per level (causal only on the last level, as upstream) and merges
+/// the states: `out = level[N−1] ⊕ level[N−2] ⊕ … ⊕ level[0]`.
+public final class MultiLevelCascadeAttention: @unchecked Sendable {
+    public let backend: Backend
+    var levels: [BatchPrefillAttention] = []
+    var totalQueries = 0
+
+    public init(backend: Backend) {
+        self.backend = backend
+    }
+
+    /// Plans every level. Validation: ≥ 1 level, every level's `qoIndptr` covers the same total
+    /// query count, and each level's page table is valid.
+    public func plan(levels: [CascadeLevel], numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
+                     options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
+        guard let first = levels.first else { throw .option(name: "levels", value: "[]", rule: "a cascade needs at least one level") }
+        let total = first.qoIndptr.last ?? 0
+        var planned: [BatchPrefillAttention] = []
+        for (l, level) in levels.enumerated() {
+            guard level.qoIndptr.last == total else {
+                throw .indices(array: "qo_indptr[level \(l)]", position: level.qoIndptr.count - 1,
+                               rule: "covers \(level.qoIndptr.last ?? 0) queries, level 0 covers \(total): every level must cover every query")
+            }
+            guard level.qoIndptr.count - 1 == level.table.batchSize else {
+                throw .shape(tensor: "kv_indptr[level \(l)]", axis: 0, name: "batch_size + 1",
+                             expected: "\(level.qoIndptr.count) (len(qo_indptr[level \(l)]))", got: level.table.indptr.count)
+            }
+            var o = options
+            o.causal = options.causal && l == levels.count - 1
+            let w = BatchPrefillAttention(backend: backend)
+            do {
+                try w.plan(qoIndptr: level.qoIndptr, table: level.table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
+                           headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache)
+            } catch {
+                throw .option(name: "level \(l)", value: "", rule: error.description)
+            }
+            planned.append(w)
+        }
+        self.levels = planned
+        self.totalQueries = Int(total)
+    }
+
+    /// Runs the cascade on q `[total, Hq, D]` over the shared paged pool.
+    public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
+        guard let last = levels.last else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        let top = try last.run(q: q, kv: .paged(cache), returnLSE: true)
+        guard let s = top.lse else { preconditionFailure("level returned no LSE") }
+        for level in levels.dropLast().reversed() {
+            let r = try level.run(q: q, kv: .paged(cache), returnLSE: true)
+            try mergeStateInPlace(v: top.output, s: s, vOther: r.output, sOther: r.lse!, backend: backend)
+        }
+        return AttentionOutput(output: top.output, lse: returnLSE ? s : nil)
+    }
+}
