@@ -56,6 +56,12 @@ public final class CUDADriver: @unchecked Sendable {
     let cuFuncGetAttribute: @convention(c) (UnsafeMutablePointer<Int32>, Int32, CUhandle?) -> CUresult
     let cuFuncSetAttribute: @convention(c) (CUhandle?, Int32, Int32) -> CUresult
     let cuOccupancyMaxActiveBlocksPerMultiprocessor: @convention(c) (UnsafeMutablePointer<Int32>, CUhandle?, Int32, Int) -> CUresult
+    let cuStreamBeginCapture: @convention(c) (CUhandle?, Int32) -> CUresult
+    let cuStreamEndCapture: @convention(c) (CUhandle?, UnsafeMutablePointer<CUhandle?>) -> CUresult
+    let cuGraphInstantiate: @convention(c) (UnsafeMutablePointer<CUhandle?>, CUhandle?, UInt64) -> CUresult
+    let cuGraphLaunch: @convention(c) (CUhandle?, CUhandle?) -> CUresult
+    let cuGraphExecDestroy: @convention(c) (CUhandle?) -> CUresult
+    let cuGraphDestroy: @convention(c) (CUhandle?) -> CUresult
     let cuLaunchKernel: @convention(c) (
         CUhandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUhandle?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
@@ -115,6 +121,12 @@ public final class CUDADriver: @unchecked Sendable {
         cuFuncSetAttribute = try f("cuFuncSetAttribute", as: type(of: cuFuncSetAttribute))
         cuOccupancyMaxActiveBlocksPerMultiprocessor = try f(
             "cuOccupancyMaxActiveBlocksPerMultiprocessor", as: type(of: cuOccupancyMaxActiveBlocksPerMultiprocessor))
+        cuStreamBeginCapture = try f("cuStreamBeginCapture_v2", "cuStreamBeginCapture", as: type(of: cuStreamBeginCapture))
+        cuStreamEndCapture = try f("cuStreamEndCapture", as: type(of: cuStreamEndCapture))
+        cuGraphInstantiate = try f("cuGraphInstantiateWithFlags", as: type(of: cuGraphInstantiate))
+        cuGraphLaunch = try f("cuGraphLaunch", as: type(of: cuGraphLaunch))
+        cuGraphExecDestroy = try f("cuGraphExecDestroy", as: type(of: cuGraphExecDestroy))
+        cuGraphDestroy = try f("cuGraphDestroy", as: type(of: cuGraphDestroy))
         cuLaunchKernel = try f("cuLaunchKernel", as: type(of: cuLaunchKernel))
     }
 
