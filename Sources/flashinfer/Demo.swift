@@ -4,15 +4,17 @@ import FlashInferCUDA
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run attention on a small model-shaped workload through the public API (GPU when present, else the CPU reference).")
+        abstract: "One decode step of a Llama-shaped model through the public API: append each request's new token to a paged KV cache, plan once, run batch decode for every layer (GPU when present, else the CPU reference).")
 
     @Option(help: "cpu, cuda, or auto (cuda when a device and the GPU kernels are present).")
     var backend: String = "auto"
-    @Option(name: .customLong("kv-len"), help: "Keys per request.") var kvLen = 1024
-    @Option(name: .customLong("qo-len"), help: "New tokens for the append step.") var qoLen = 16
+    @Option(help: "Requests in the batch.") var batch = 8
+    @Option(help: "Layers.") var layers = 4
+    @Option(name: .customLong("max-context"), help: "Longest cached context (requests get random lengths up to this).") var maxContext = 1024
     @Option(name: .customLong("num-qo-heads")) var numQOHeads = 32
     @Option(name: .customLong("num-kv-heads")) var numKVHeads = 8
     @Option(name: .customLong("head-dim")) var headDim = 128
+    @Option(name: .customLong("page-size")) var pageSize = 16
 
     func run() throws {
         let useCUDA: Bool
@@ -22,39 +24,58 @@ struct Demo: ParsableCommand {
         case "auto": useCUDA = CUDAAttentionAvailability.available
         default: throw ValidationError("--backend must be cpu, cuda or auto")
         }
+        let be: Backend = useCUDA ? .cuda(try Device.open().makeStream()) : .cpu
         var rng = DemoRNG(seed: 2026)
-        let d = headDim
-        func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
-        print("demo: Llama-shaped attention, \(numQOHeads) query heads / \(numKVHeads) KV heads (GQA group \(numQOHeads / max(numKVHeads, 1))), head_dim \(d), f16")
-        let qDec = Tensor.host(randn(numQOHeads * d), shape: [numQOHeads, d], dtype: .f16)
-        let qApp = Tensor.host(randn(qoLen * numQOHeads * d), shape: [qoLen, numQOHeads, d], dtype: .f16)
-        let k = Tensor.host(randn(kvLen * numKVHeads * d), shape: [kvLen, numKVHeads, d], dtype: .f16)
-        let v = Tensor.host(randn(kvLen * numKVHeads * d), shape: [kvLen, numKVHeads, d], dtype: .f16)
-        let rope = AttentionOptions(causal: true, positionEncoding: .ropeLlama(scale: 1, theta: 5e5))
-
-        let be: Backend
-        var inputs = (qDec, qApp, k, v)
-        if useCUDA {
-            let dev = try Device.open()
-            be = .cuda(try dev.makeStream())
-            inputs = (try qDec.toDevice(dev), try qApp.toDevice(dev), try k.toDevice(dev), try v.toDevice(dev))
-        } else {
-            be = .cpu
-        }
+        let (hq, hkv, d, ps) = (numQOHeads, numKVHeads, headDim, pageSize)
+        print("demo: decode step, \(layers) layers × \(hq) query / \(hkv) KV heads (GQA \(hq / max(hkv, 1))), head_dim \(d), f16, page \(ps), batch \(batch)")
         print("backend: \(be.name)")
+
+        // Context lengths before this step; the step appends one token per request.
+        let before = (0..<batch).map { _ in 1 + Int(rng.uniform() * Float(maxContext - 1)) }
+        let after = before.map { $0 + 1 }
+        let table = PageTable.contiguous(seqLens: after, pageSize: ps)
+        let numPages = Int(table.indptr.last!)
+        let (batchIdx, positions) = try getBatchIndicesPositions(appendIndptr: (0...batch).map(Int32.init), seqLens: after)
+        print("context lengths \(before.prefix(8))\(batch > 8 ? "…" : "") → +1 token each, \(numPages) pages of \(ps)")
+
+        func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
+        let cacheShape = [numPages, 2, ps, hkv, d]
+        var caches: [PagedKVCache] = []
+        for _ in 0..<layers {
+            caches.append(try PagedKVCache(combined: Tensor.host(randn(cacheShape.reduce(1, *)), shape: cacheShape, dtype: .f16).moved(to: be)))
+        }
         let t0 = nowSeconds()
-        let dec = try singleDecode(q: inputs.0, k: inputs.2, v: inputs.3, options: rope, returnLSE: true, backend: be)
-        let t1 = nowSeconds()
-        let app = try singlePrefill(q: inputs.1, k: inputs.2, v: inputs.3, options: rope, returnLSE: true, backend: be)
-        let t2 = nowSeconds()
-        if case .cuda(let s) = be { try s.synchronize() }
-        let decOut = try dec.output.toFloats(), decLSE = try dec.lse!.toFloats()
-        let appOut = try app.output.toFloats()
-        print("decode : q \(qDec.shape) x kv_len \(kvLen), RoPE (theta 5e5) -> output \(dec.output.shape), LSE[0] = \(fixed(Double(decLSE[0]), 4)) (base 2), out[0][0..3] = \(decOut.prefix(4).map { fixed(Double($0), 4) }), \(fixed((t1 - t0) * 1e3, 2)) ms")
-        print("append : q \(qApp.shape) x kv_len \(kvLen), causal bottom-right, RoPE -> output \(app.output.shape), out[0][0..3] = \(appOut.prefix(4).map { fixed(Double($0), 4) }), \(fixed((t2 - t1) * 1e3, 2)) ms")
-        // The decode row equals the last append row when the query is the same token: a consistency check.
-        let nonFinite = (decOut + appOut).filter { !$0.isFinite }.count
-        print(nonFinite == 0 ? "all outputs finite" : "WARNING: \(nonFinite) non-finite outputs")
+        let decode = BatchDecodeWithPagedKVCache(backend: be)
+        let options = AttentionOptions(positionEncoding: .ropeLlama(scale: 1, theta: 5e5))
+        try decode.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, options: options, numPagesInCache: numPages)
+        let tPlan = nowSeconds()
+        print("plan: \(decode.plan!.workItems) work items, split-KV \(decode.plan!.splitKV ? "on, \(decode.plan!.chunkPages) pages per chunk" : "off") (\(fixed((tPlan - t0) * 1e6, 0)) µs)")
+        var firstLayer: (q: Tensor, out: [Float])?
+        for layer in 0..<layers {
+            let newK = try Tensor.host(randn(batch * hkv * d), shape: [batch, hkv, d], dtype: .f16).moved(to: be)
+            let newV = try Tensor.host(randn(batch * hkv * d), shape: [batch, hkv, d], dtype: .f16).moved(to: be)
+            let stream: Stream? = if case .cuda(let s) = be { s } else { nil }
+            try appendPagedKVCache(appendK: newK, appendV: newV, indices: AppendIndices(batchIndices: batchIdx, positions: positions),
+                                   cache: caches[layer], table: table, stream: stream)
+            let q = try Tensor.host(randn(batch * hq * d), shape: [batch, hq, d], dtype: .f16).moved(to: be)
+            let ts = nowSeconds()
+            let r = try decode.run(q: q, cache: caches[layer])
+            if let stream { try stream.synchronize() }
+            let out = try r.output.toFloats()
+            if layer == 0 { firstLayer = (q, out) }
+            let nonFinite = out.filter { !$0.isFinite }.count
+            print("layer \(layer): appended \(batch) tokens, decode → \(r.output.shape), \(fixed((nowSeconds() - ts) * 1e3, 2)) ms, mean |out| \(fixed(Double(out.map { abs($0) }.reduce(0, +)) / Double(out.count), 4))\(nonFinite > 0 ? ", \(nonFinite) NON-FINITE" : "")")
+        }
+        // Cross-check request 0 of layer 0 against single-request decode on its gathered K/V.
+        if let (q, out) = firstLayer {
+            let hostCache = try PagedKVCache(k: caches[0].k.moved(to: .cpu), v: caches[0].v.moved(to: .cpu))
+            let (k0, v0) = try hostCache.gather(request: 0, table: table)
+            let single = try singleDecode(q: q.moved(to: .cpu).select(axis: 0, index: 0), k: Tensor.host(k0, shape: [after[0], hkv, d], dtype: .f16),
+                                          v: Tensor.host(v0, shape: [after[0], hkv, d], dtype: .f16), options: options)
+            let mismatch = Tolerance.f16.compare(Array(out[0..<(hq * d)]), try single.output.toFloats())
+            print("check: request 0 of layer 0 vs single decode on the CPU reference: \(mismatch.map { "MISMATCH \($0)" } ?? "match (\(Tolerance.f16))")")
+            if mismatch != nil { throw ExitCode(1) }
+        }
     }
 }
 
