@@ -27,5 +27,6 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     for kind in [MergeKind.pair, .inPlace, .many] {
         for d in [DType.f16, .bf16] { out.append(("\(kind.rawValue) \(d.rawValue)", MergeSpec(kind: kind, dtype: d))) }
     }
+    out += prefillCatalog()
     return out
 }

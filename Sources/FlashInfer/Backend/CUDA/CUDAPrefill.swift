@@ -1,9 +1,214 @@
 import FlashInferCUDA
 
-/// Single-request prefill/append on tensor cores (placeholder until the prefill kernel lands).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Tile geometry of the prefill kernel: 4 warps, each owning `16·mmaQ` packed query rows; keys
+/// are loaded in tiles of `ctaKV` (a double-buffered K/V ring in shared memory) and computed in
+/// sub-tiles of `kvSub` (S = Q·Kᵀ, softmax, O += P·V per sub-tile).
+public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
+    /// m16 row tiles per warp (1 or 2).
+    public var mmaQ: Int
+    /// Keys per loaded kv tile (a multiple of `kvSub`).
+    public var ctaKV: Int
+    /// Keys per compute sub-tile (a multiple of 16).
+    public var kvSub: Int
+
+    public static let warps = 4
+    public static let stages = 2
+
+    /// Packed query rows per CTA.
+    public var ctaQ: Int { Self.warps * 16 * mmaQ }
+    public var threads: Int { Self.warps * 32 }
+
+    /// The tile for a head dimension, for Hopper with mma.sync (registers from ptxas, sm_90a):
+    /// - D 128: 32 rows per warp (CTA_Q 128) so each K/V fragment read from shared memory feeds two
+    ///   mma (with 16 rows per warp ldmatrix, not the tensor cores, would be the limit). O takes
+    ///   2·16·4 = 128 floats per thread; S over 64 keys would add 64 and spill past 255 registers,
+    ///   so keys are loaded 64 at a time (fewer barriers) and computed 32 at a time (S: 32 floats;
+    ///   ~235–245 registers, no spills). Shared memory (128 + 4·64)·128·2 B = 96 KiB: 2 CTAs/SM.
+    /// - D 64: the same rows; O is only 64 floats, so S covers 64 keys and loads 128:
+    ///   (128 + 4·128)·64·2 B = 80 KiB.
+    /// - D 256: 16 rows per warp (CTA_Q 64): O is already 128 floats; kv tile 32:
+    ///   (64 + 4·32)·256·2 B = 96 KiB.
+    public static func `default`(headDim: Int) -> PrefillTile {
+        switch headDim {
+        case ...64: PrefillTile(mmaQ: 2, ctaKV: 128, kvSub: 64)
+        case 65...128: PrefillTile(mmaQ: 2, ctaKV: 64, kvSub: 32)
+        default: PrefillTile(mmaQ: 1, ctaKV: 32, kvSub: 32)
+        }
+    }
+
+    /// Dynamic shared memory of one CTA: Q tile + STAGES K tiles + STAGES V tiles.
+    public func sharedBytes(headDim: Int, elementBytes: Int = 2) -> Int {
+        (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes
+    }
+
+    public var description: String { "q\(ctaQ)kv\(ctaKV)s\(kvSub)" }
+}
+
+/// The JIT spec of the single-request prefill kernel: everything that changes its code, nothing
+/// about problem size (lengths, heads, strides, scale and window width are run-time parameters).
+public struct PrefillSpec: KernelSpec {
+    public enum PosEnc: String, Sendable, Hashable, CaseIterable {
+        case none, rope, alibi
+        var cudaName: String {
+            switch self {
+            case .none: "flashinfer::PosEnc::kNone"
+            case .rope: "flashinfer::PosEnc::kRoPELlama"
+            case .alibi: "flashinfer::PosEnc::kALiBi"
+            }
+        }
+    }
+
+    public var dtype: DType
+    public var headDim: Int
+    public var posEnc: PosEnc
+    public var softCap: Bool
+    public var causal: Bool
+    public var window: Bool
+    public var tile: PrefillTile
+
+    public init(dtype: DType, headDim: Int, posEnc: PosEnc = .none, softCap: Bool = false, causal: Bool = false,
+                window: Bool = false, tile: PrefillTile? = nil) {
+        self.dtype = dtype
+        self.headDim = headDim
+        self.posEnc = posEnc
+        self.softCap = softCap
+        self.causal = causal
+        self.window = window
+        self.tile = tile ?? .default(headDim: headDim)
+    }
+
+    /// The spec a call with these options needs.
+    public init(dtype: DType, headDim: Int, options: AttentionOptions) {
+        let pe: PosEnc
+        switch options.positionEncoding {
+        case .none: pe = .none
+        case .ropeLlama: pe = .rope
+        case .alibi: pe = .alibi
+        }
+        self.init(dtype: dtype, headDim: headDim, posEnc: pe, softCap: options.logitsSoftCap > 0,
+                  causal: options.causal, window: options.windowLeft >= 0)
+    }
+
+    public var name: String {
+        var n = "prefill_\(dtype.rawValue)_d\(headDim)_\(posEnc.rawValue)"
+        if softCap { n += "_cap" }
+        if causal { n += "_causal" }
+        if window { n += "_win" }
+        return n + "_\(tile)"
+    }
+
+    public var entryPoint: String { "fi_" + name }
+
+    public var sharedBytes: Int { tile.sharedBytes(headDim: headDim, elementBytes: dtype.byteSize) }
+
+    public func source() -> String {
+        """
+        #include <flashinfer/attention/prefill.cuh>
+        using Variant = flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), \(causal), \(window)>;
+        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant>;
+        extern "C" __global__ void __launch_bounds__(Traits::NUM_THREADS, 2)
+        \(entryPoint)(const __grid_constant__ flashinfer::PrefillParams p) {
+          flashinfer::single_prefill<Traits>(p);
+        }
+        """
+    }
+}
+
+/// Single-request prefill/append on tensor cores: grid (query tiles of `CTA_Q` packed rows,
+/// kv heads), 128 threads, dynamic shared memory from the tile (above 48 KiB).
 enum CUDAPrefill {
     static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
                     out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-        throw .option(name: "backend", value: "cuda", rule: "the GPU prefill kernel is not built yet")
+        guard shape.qoLen > 0 else { return }
+        guard q.dtype == .f16 || q.dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: q.dtype) }
+        let spec = PrefillSpec(dtype: q.dtype, headDim: shape.headDim, options: options)
+
+        // Strides in elements: (token, head) for each tensor. An axis of extent 1 has no stride.
+        func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
+        let (kn, kh) = options.layout == .nhd ? (0, 1) : (1, 0)
+        let strides: [(String, Tensor, Int64, Int64)] = [
+            ("q", q, st(q, 0), st(q, 1)), ("k", k, st(k, kn), st(k, kh)), ("v", v, st(v, kn), st(v, kh)),
+            ("out", out, st(out, 0), st(out, 1)),
+        ]
+        // cp.async and the output stores move 16-byte chunks: every row must start 16-byte aligned.
+        for (name, t, sn, sh) in strides where t.count > 0 {
+            guard sn % 8 == 0, sh % 8 == 0 else {
+                throw .strides(tensor: name, strides: t.strides, rule: "token and head strides must be multiples of 8 elements (16 bytes)")
+            }
+            guard let addr = t.deviceAddress, addr % 16 == 0 else {
+                throw .strides(tensor: name, strides: t.strides, rule: "the first element must be 16-byte aligned")
+            }
+        }
+        if let lse {
+            guard lse.isContiguous, lse.dtype == .f32, lse.shape == [shape.qoLen, shape.numQOHeads] else {
+                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [qo_len, num_qo_heads]", got: lse.shape.first ?? 0)
+            }
+        }
+        let packedRows = shape.qoLen * shape.groupSize
+        guard packedRows < Int(Int32.max) - spec.tile.ctaQ, shape.kvLen < Int(Int32.max) - spec.tile.ctaKV else {
+            throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
+        }
+        let qTiles = (packedRows + spec.tile.ctaQ - 1) / spec.tile.ctaQ
+
+        let scale = options.resolvedScale(headDim: shape.headDim)
+        let cap = options.logitsSoftCap
+        var ropeScale: Float = 1, ropeTheta: Float = 1e4
+        if case .ropeLlama(let s, let t) = options.positionEncoding { (ropeScale, ropeTheta) = (s, t) }
+        let log2e: Float = 1.442_695_040_888_963_4
+
+        try FlashInferError.wrap { () throws(CUDAError) in
+            let kernel = try JIT.shared(for: stream.device).kernel(spec)
+            var a = KernelArguments()
+            // struct PrefillParams (attention/prefill_traits.cuh), in declaration order.
+            a.append(q.deviceAddress ?? 0)
+            a.append(k.deviceAddress ?? 0)
+            a.append(v.deviceAddress ?? 0)
+            a.append(out.deviceAddress ?? 0)
+            a.append(lse?.deviceAddress ?? 0)
+            for (_, _, sn, sh) in strides {
+                a.append(sn)
+                a.append(sh)
+            }
+            // VariantParams
+            a.append(cap > 0 ? cap * log2e : scale * log2e)  // sm_scale_log2
+            a.append(cap > 0 ? scale / cap : 0)                // soft_cap_pre_tanh_scale
+            a.append(1 / ropeScale)                            // rope_rcp_scale
+            a.append(Float(log2(Double(ropeTheta))))          // rope_log2_theta
+            a.append(Int32(shape.qoLen))
+            a.append(Int32(shape.kvLen))
+            a.append(Int32(options.windowLeft))
+            a.append(Int32(shape.numQOHeads))
+            // The rest of PrefillParams.
+            a.append(Int32(shape.numKVHeads))
+            a.append(Int32(shape.groupSize))
+            a.pad(toAlignment: 8)
+            try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
+                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
+        }
     }
+}
+
+/// The prefill entries of `kernelCatalog()`: every dtype × head dim of the plain kernel, and each
+/// variant hook (RoPE, ALiBi, soft-cap, causal, window) on at least one, plus all of them at once.
+func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
+    var specs: [PrefillSpec] = []
+    for dtype in [DType.f16, .bf16] {
+        for d in supportedHeadDims { specs.append(PrefillSpec(dtype: dtype, headDim: d)) }
+    }
+    specs += [
+        PrefillSpec(dtype: .f16, headDim: 128, causal: true),
+        PrefillSpec(dtype: .f16, headDim: 128, posEnc: .rope, causal: true),
+        PrefillSpec(dtype: .bf16, headDim: 128, posEnc: .alibi, causal: true),
+        PrefillSpec(dtype: .f16, headDim: 128, softCap: true),
+        PrefillSpec(dtype: .f16, headDim: 128, causal: true, window: true),
+        PrefillSpec(dtype: .f16, headDim: 64, posEnc: .alibi, softCap: true, window: true),
+        PrefillSpec(dtype: .bf16, headDim: 256, posEnc: .rope, softCap: true, causal: true, window: true),
+    ]
+    return specs.map { ("prefill \($0.name)", $0) }
 }

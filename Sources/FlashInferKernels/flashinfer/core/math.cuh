@@ -6,7 +6,7 @@ namespace math {
 
 constexpr float log2e = 1.44269504088896340736f;  // log2(e)
 constexpr float ln2 = 0.69314718055994530942f;    // ln(2)
-constexpr float inf = __builtin_huge_valf();
+constexpr float inf = __builtin_bit_cast(float, 0x7f800000u);  // +inf (NVRTC has no __builtin_huge_valf)
 
 // 2^x with the SFU (ex2.approx.ftz: ~2 ulp, flushes subnormals; exp2(-inf) = 0).
 __device__ __forceinline__ float ptx_exp2(float x) {

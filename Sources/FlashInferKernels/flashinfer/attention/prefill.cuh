@@ -1,0 +1,366 @@
+// Single-request prefill/append attention on tensor cores (FlashAttention-2 style).
+//
+// For one tile of CTA_Q packed query rows (GQA group folded into rows, prefill_traits.cuh) and one
+// kv head, walk the kv tiles that any row of the tile can see, and per tile:
+//   S = Q·Kᵀ                      mma.sync m16n8k16, f32 accumulate, Q and K from shared (ldmatrix)
+//   S = variant.logit(S) | −inf    scale (log2 units) / soft-cap / ALiBi; masks only on edge tiles
+//   m' = max(m, rowmax S); P = exp2(S − m'); d = d·exp2(m − m') + rowsum P; O = O·exp2(m − m')
+//                                 (m moves lazily, see online_softmax)
+//   O += P·V                      P re-packed from the S accumulators as A fragments, V via ldmatrix.trans
+// then O /= d, LSE = log2(d) + m. Tiles entirely above the causal diagonal (bottom-right aligned:
+// kv ≤ qo + kv_len − qo_len) or entirely left of the window are never loaded. A row that keeps no
+// key (kv_len = 0, or a mask) ends with d = 0: output 0 and LSE −inf, never NaN (the running max
+// is replaced by 0 while it is −inf, so exp2 never sees (−inf) − (−inf)).
+//
+// Pipeline (STAGES = 2 ring, K and V in separate cp.async groups so S starts when K has landed):
+//   prologue:  Q, K[b] → commit;  V[b] → commit
+//   tile j:    wait K[j]; sync | (RoPE K[j]; sync) | issue K[j+1], V[j+1] into the other stage |
+//              sub-tile 0: S, softmax | wait V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V
+// The sync after "wait K[j]" also tells every warp is done with tile j−1, whose stage is refilled.
+#pragma once
+#include <flashinfer/attention/prefill_load.cuh>
+#include <flashinfer/core/math.cuh>
+
+namespace flashinfer {
+namespace prefill {
+
+// S[MMA_Q][2·MMA_KV][4] = Q_warp (WARP_ROWS × D) · K_tileᵀ (D × CTA_KV).
+template <typename T>
+__device__ __forceinline__ void compute_qk(uint32 q_smem, uint32 k_smem, float (&s)[T::MMA_Q][2 * T::MMA_KV][4]) {
+  using DT = typename T::DT;
+  const int lane = mma::lane_id(), warp = threadIdx.x >> 5;
+  // ldmatrix row addresses. Q (A): lanes 0-15 rows 0-15 chunk 2kk, lanes 16-31 the same rows, chunk 2kk+1.
+  const uint32 q_row = (warp * T::WARP_ROWS + (lane & 15)) * T::HEAD_DIM;
+  const int q_x = (lane >> 4) ^ (lane & 7);
+  // K (B, non-trans): matrices (keys 0-7, chunk 2kk), (0-7, 2kk+1), (8-15, 2kk), (8-15, 2kk+1).
+  const uint32 k_row = ((lane & 7) + ((lane >> 4) << 3)) * T::HEAD_DIM;
+  const int k_x = ((lane >> 3) & 1) ^ (lane & 7);
+#pragma unroll
+  for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+    for (int n = 0; n < 2 * T::MMA_KV; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[i][n][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < T::MMA_D; ++kk) {
+    uint32 a[T::MMA_Q][4];
+#pragma unroll
+    for (int i = 0; i < T::MMA_Q; ++i)
+      mma::ldmatrix_x4(a[i], q_smem + 2 * (q_row + i * 16 * T::HEAD_DIM + (((2 * kk) ^ q_x) << 3)));
+#pragma unroll
+    for (int nn = 0; nn < T::MMA_KV; ++nn) {
+      uint32 b[4];
+      mma::ldmatrix_x4(b, k_smem + 2 * (k_row + nn * 16 * T::HEAD_DIM + (((2 * kk) ^ k_x) << 3)));
+#pragma unroll
+      for (int i = 0; i < T::MMA_Q; ++i) {
+        mma::mma_m16n8k16<DT>(s[i][2 * nn], a[i], b[0], b[1]);
+        mma::mma_m16n8k16<DT>(s[i][2 * nn + 1], a[i], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// Logits in log2 units through the variant; −inf where the variant's mask drops the key (only on
+// tiles that straddle a mask edge or kv_len; the masked pass rewrites s in place so that both
+// paths keep s in the same registers). Element (i, n, e) is packed row
+// r0 + warp·WARP_ROWS + i·16 + lane/4 + 8·(e/2), key k0 + 8n + 2·(lane%4) + e%2. The rows' query
+// index (and ALiBi slope) are recomputed here from the lane rather than kept in registers across
+// the kv loop: the O and S accumulators already take ~200 of the 255.
+template <typename T>
+__device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV][4], const typename T::Variant& base,
+                                             int r0, int group, int k0, bool mask, const VariantParams& vp) {
+  using Variant = typename T::Variant;
+  const int lane = mma::lane_id();
+  const int kv_lane = k0 + 2 * (lane & 3);
+  const int row_lane = r0 + (threadIdx.x >> 5) * T::WARP_ROWS + (lane >> 2);
+  if constexpr (Variant::USE_ALIBI) {
+    // The bias depends on the row's head and position.
+#pragma unroll
+    for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int pr = row_lane + i * 16 + 8 * h;
+        Variant v(base);
+        v.alibi_slope_log2 = alibi_slope(int(blockIdx.y) * group + pr % group, vp.num_qo_heads) * math::log2e;
+        const int qo_pos = pr / group + vp.kv_len - vp.qo_len;
+#pragma unroll
+        for (int n = 0; n < 2 * T::MMA_KV; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) s[i][n][2 * h + e] = v.logit(s[i][n][2 * h + e], qo_pos, kv_lane + 8 * n + e);
+      }
+  } else {
+    // Scale / soft-cap only: no position enters the logit.
+#pragma unroll
+    for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+      for (int n = 0; n < 2 * T::MMA_KV; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[i][n][e] = base.logit(s[i][n][e], 0, 0);
+  }
+  if (mask) {
+#pragma unroll
+    for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int qo_idx = (row_lane + i * 16 + 8 * h) / group;
+#pragma unroll
+        for (int n = 0; n < 2 * T::MMA_KV; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (!base.keep(qo_idx, kv_lane + 8 * n + e)) s[i][n][2 * h + e] = -math::inf;
+      }
+  }
+}
+
+// Online softmax update of the thread's 2·MMA_Q rows; s becomes P = exp2(s − m).
+//
+// Lazy rescaling: the reference max m of a row moves only when the row's new max exceeds it by
+// more than RESCALE_THRESHOLD (log2 units), and O, d are rescaled only when some row of the warp
+// moved (a warp-uniform branch). Exact: P, d and O all use the same m, so O/d and log2(d) + m
+// do not depend on which m was used; P ≤ 2^RESCALE_THRESHOLD stays far inside f16/bf16 range.
+// For most kv tiles of a long row nothing moves and the 128 O multiplies are skipped.
+constexpr float RESCALE_THRESHOLD = 8.f;
+
+template <typename T>
+__device__ __forceinline__ void online_softmax(float (&s)[T::MMA_Q][2 * T::MMA_KV][4],
+                                               float (&o)[T::MMA_Q][2 * T::MMA_D][4], float (&m)[T::MMA_Q][2],
+                                               float (&d)[T::MMA_Q][2]) {
+  float mx[T::MMA_Q][2];
+  bool move = false;
+#pragma unroll
+  for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float x = m[i][h];
+#pragma unroll
+      for (int n = 0; n < 2 * T::MMA_KV; ++n) x = fmaxf(x, fmaxf(s[i][n][2 * h], s[i][n][2 * h + 1]));
+      // The row is spread over the 4 lanes of a quad.
+      x = fmaxf(x, math::shfl_xor(x, 1));
+      x = fmaxf(x, math::shfl_xor(x, 2));
+      mx[i][h] = x;
+      move = move || x > m[i][h] + RESCALE_THRESHOLD;  // false while x = m = −inf
+    }
+  if (__any_sync(0xffffffffu, move)) {
+#pragma unroll
+    for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        // exp2(−inf − finite) = 0 for a row's first keys; a row still empty keeps m = −inf.
+        const float scale = mx[i][h] == -math::inf ? 1.f : math::ptx_exp2(m[i][h] - mx[i][h]);
+        m[i][h] = mx[i][h];
+        d[i][h] *= scale;
+#pragma unroll
+        for (int dn = 0; dn < 2 * T::MMA_D; ++dn) {
+          o[i][dn][2 * h] *= scale;
+          o[i][dn][2 * h + 1] *= scale;
+        }
+      }
+  }
+#pragma unroll
+  for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float m_use = m[i][h] == -math::inf ? 0.f : m[i][h];  // empty row: exp2(−inf − 0) = 0, no NaN
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < 2 * T::MMA_KV; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pe = math::ptx_exp2(s[i][n][2 * h + e] - m_use);
+          s[i][n][2 * h + e] = pe;
+          sum += pe;
+        }
+      d[i][h] += sum;  // thread-partial row sum; the quad is summed at the end
+    }
+}
+
+// O[MMA_Q][2·MMA_D][4] += P (WARP_ROWS × CTA_KV, from s) · V_tile (CTA_KV × D).
+template <typename T>
+__device__ __forceinline__ void compute_pv(uint32 v_smem, const float (&s)[T::MMA_Q][2 * T::MMA_KV][4],
+                                           float (&o)[T::MMA_Q][2 * T::MMA_D][4]) {
+  using DT = typename T::DT;
+  const int lane = mma::lane_id();
+  // V (B, .trans): matrices (keys 0-7, chunk 2dd), (8-15, 2dd), (0-7, 2dd+1), (8-15, 2dd+1).
+  const uint32 v_row = ((lane & 7) + (((lane >> 3) & 1) << 3)) * T::HEAD_DIM;
+  const int v_x = (lane >> 4) ^ (lane & 7);
+#pragma unroll
+  for (int kk = 0; kk < T::MMA_KV; ++kk) {
+    // The S accumulators of n-tiles 2kk, 2kk+1 are exactly the A fragment of k16 step kk.
+    uint32 a[T::MMA_Q][4];
+#pragma unroll
+    for (int i = 0; i < T::MMA_Q; ++i) {
+      a[i][0] = mma::pack2<DT>(s[i][2 * kk][0], s[i][2 * kk][1]);
+      a[i][1] = mma::pack2<DT>(s[i][2 * kk][2], s[i][2 * kk][3]);
+      a[i][2] = mma::pack2<DT>(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
+      a[i][3] = mma::pack2<DT>(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int dd = 0; dd < T::MMA_D; ++dd) {
+      uint32 b[4];
+      mma::ldmatrix_x4_trans(b, v_smem + 2 * (v_row + kk * 16 * T::HEAD_DIM + (((2 * dd) ^ v_x) << 3)));
+#pragma unroll
+      for (int i = 0; i < T::MMA_Q; ++i) {
+        mma::mma_m16n8k16<DT>(o[i][2 * dd], a[i], b[0], b[1]);
+        mma::mma_m16n8k16<DT>(o[i][2 * dd + 1], a[i], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// O /= d, LSE = log2(d) + m; the warp stages its rows in its own Q rows of shared memory, then
+// writes 16-byte chunks to [qo, head, :] of the output.
+template <typename T>
+__device__ __forceinline__ void write_output(const PrefillParams& p, typename T::DT* q_smem,
+                                             float (&o)[T::MMA_Q][2 * T::MMA_D][4], const float (&m)[T::MMA_Q][2],
+                                             const float (&d)[T::MMA_Q][2], int r0, int kv_head, int packed_len) {
+  using DT = typename T::DT;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int group = p.group_size;
+  __syncwarp();  // every lane of the warp is done reading its Q rows
+#pragma unroll
+  for (int i = 0; i < T::MMA_Q; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float dt = d[i][h];
+      dt += math::shfl_xor(dt, 1);
+      dt += math::shfl_xor(dt, 2);
+      const float inv = dt > 0.f ? 1.f / dt : 0.f;
+      const int row = warp * T::WARP_ROWS + i * 16 + g + 8 * h;
+#pragma unroll
+      for (int dn = 0; dn < 2 * T::MMA_D; ++dn) {
+        // n-tile dn is chunk dn; the thread's two columns are 2t, 2t+1 of it.
+        *reinterpret_cast<uint32*>(q_smem + swizzle<T::CHUNKS>(row, dn) + 2 * t) =
+            mma::pack2<DT>(o[i][dn][2 * h] * inv, o[i][dn][2 * h + 1] * inv);
+      }
+      const int pr = r0 + row;
+      if (p.lse != nullptr && t == 0 && pr < packed_len) {
+        const int qo = pr / group, head = kv_head * group + pr % group;
+        p.lse[int64(qo) * (p.num_kv_heads * group) + head] = dt > 0.f ? math::ptx_log2(dt) + m[i][h] : -math::inf;
+      }
+    }
+  __syncwarp();
+  DT* out = static_cast<DT*>(p.o);
+#pragma unroll
+  for (int it = 0; it < T::WARP_ROWS * T::CHUNKS / 32; ++it) {
+    const int idx = lane + 32 * it;
+    const int row = warp * T::WARP_ROWS + idx / T::CHUNKS, c = idx % T::CHUNKS;
+    const int pr = r0 + row;
+    if (pr < packed_len) {
+      const int qo = pr / group, head = kv_head * group + pr % group;
+      *reinterpret_cast<uint4*>(out + qo * p.o_stride_n + head * p.o_stride_h + c * 8) =
+          *reinterpret_cast<const uint4*>(q_smem + swizzle<T::CHUNKS>(row, c));
+    }
+  }
+}
+
+}  // namespace prefill
+
+// The kernel body. Grid (num q tiles, num kv heads), NUM_THREADS threads, SMEM_BYTES dynamic
+// shared memory. Tiles are taken in reverse so that, under a causal mask, the longest run first.
+template <typename T>
+__device__ __forceinline__ void single_prefill(const PrefillParams& p) {
+  using DT = typename T::DT;
+  using Variant = typename T::Variant;
+  extern __shared__ __align__(128) unsigned char prefill_smem[];
+  DT* q_smem = reinterpret_cast<DT*>(prefill_smem);                // [CTA_Q][D]
+  DT* k_smem = q_smem + T::Q_ELEMS;                               // [STAGES][CTA_KV][D]
+  DT* v_smem = k_smem + T::STAGES * T::KV_TILE_ELEMS;             // [STAGES][CTA_KV][D]
+  const VariantParams& vp = p.variant;
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kv_head = blockIdx.y;
+  const int group = p.group_size;
+  const int packed_len = vp.qo_len * group;
+  const int r0 = (gridDim.x - 1 - blockIdx.x) * T::CTA_Q;
+  const int delta = vp.kv_len - vp.qo_len;  // query qo sits at position qo + delta
+  const int qo_first = r0 / group;
+  const int qo_last = (min(r0 + T::CTA_Q, packed_len) - 1) / group;
+
+  // Keys any row of the tile can see: [kv_begin, kv_end).
+  int kv_begin = 0, kv_end = vp.kv_len;
+  if constexpr (Variant::CAUSAL) kv_end = min(kv_end, qo_last + delta + 1);
+  if constexpr (Variant::WINDOW) kv_begin = max(0, qo_first + delta - vp.window_left);
+  const int tile_begin = kv_begin / T::CTA_KV;
+  const int tile_end = kv_end > kv_begin ? (kv_end + T::CTA_KV - 1) / T::CTA_KV : tile_begin;
+
+  const Variant base(vp, kv_head * group);  // ALiBi slopes are per row: apply_logits sets them
+
+  float o[T::MMA_Q][2 * T::MMA_D][4];
+  float m[T::MMA_Q][2], d[T::MMA_Q][2];
+#pragma unroll
+  for (int i = 0; i < T::MMA_Q; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      m[i][h] = -math::inf;
+      d[i][h] = 0.f;
+    }
+#pragma unroll
+    for (int dn = 0; dn < 2 * T::MMA_D; ++dn)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[i][dn][e] = 0.f;
+  }
+
+  if (tile_begin < tile_end) {
+    const DT* k_head = static_cast<const DT*>(p.k) + kv_head * p.k_stride_h;
+    const DT* v_head = static_cast<const DT*>(p.v) + kv_head * p.v_stride_h;
+    if constexpr (Variant::USE_ROPE) {
+      prefill::load_q_rope<T>(p, q_smem, r0, kv_head, packed_len);
+    } else {
+      prefill::load_q<T>(p, q_smem, r0, kv_head, packed_len);
+    }
+    prefill::load_kv_tile<T>(k_head, p.k_stride_n, k_smem, tile_begin * T::CTA_KV, vp.kv_len);
+    mma::cp_async_commit();
+    prefill::load_kv_tile<T>(v_head, p.v_stride_n, v_smem, tile_begin * T::CTA_KV, vp.kv_len);
+    mma::cp_async_commit();
+    const uint32 q_addr = mma::smem_u32(q_smem);
+
+    for (int j = tile_begin; j < tile_end; ++j) {
+      const int stage = (j - tile_begin) & 1;
+      DT* k_tile = k_smem + stage * T::KV_TILE_ELEMS;
+      DT* v_tile = v_smem + stage * T::KV_TILE_ELEMS;
+      const int k0 = j * T::CTA_KV;
+
+      mma::cp_async_wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
+      __syncthreads();
+      if constexpr (Variant::USE_ROPE) {
+        prefill::rope_k_tile<T>(k_tile, k0, vp);
+        __syncthreads();
+      }
+      if (j + 1 < tile_end) {
+        prefill::load_kv_tile<T>(k_head, p.k_stride_n, k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, k0 + T::CTA_KV, vp.kv_len);
+      }
+      mma::cp_async_commit();
+      if (j + 1 < tile_end) {
+        prefill::load_kv_tile<T>(v_head, p.v_stride_n, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, k0 + T::CTA_KV, vp.kv_len);
+      }
+      mma::cp_async_commit();
+
+#pragma unroll
+      for (int sub = 0; sub < T::SUBS; ++sub) {
+        const int ks = k0 + sub * T::KV_SUB;
+        // Sub-tiles that no row of the tile sees are skipped (CTA-uniform).
+        const bool active = ks < kv_end && ks + T::KV_SUB > kv_begin;
+        float s[T::MMA_Q][2 * T::MMA_KV][4];
+        if (active) {
+          prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
+          // Per-element masks only where some key of the sub-tile is invisible to some row.
+          bool mask = ks + T::KV_SUB > vp.kv_len;
+          if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > qo_first + delta;
+          if constexpr (Variant::WINDOW) mask = mask || ks < qo_last + delta - vp.window_left;
+          prefill::apply_logits<T>(s, base, r0, group, ks, mask, vp);
+          prefill::online_softmax<T>(s, o, m, d);
+        }
+        if (sub == 0) {
+          mma::cp_async_wait<2>();  // V[j] landed
+          __syncthreads();
+        }
+        if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
+      }
+    }
+  }
+
+  prefill::write_output<T>(p, q_smem, o, m, d, r0, kv_head, packed_len);
+}
+
+}  // namespace flashinfer
