@@ -212,3 +212,28 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
     ]
     return specs.map { ("prefill \($0.name)", $0) }
 }
+
+/// Single-request prefill/append on the GPU into caller-provided buffers: no allocation, so it
+/// can be timed and its outputs poisoned first (`flashinfer check`, `flashinfer bench`).
+///
+/// - Parameters:
+///   - q: `[qoLen, Hq, D]` on the stream's device, f16 or bf16; k, v: `[kvLen, Hkv, D]` (NHD) or
+///     `[Hkv, kvLen, D]` (HND). Strides are free except that the last axis is contiguous and the
+///     token/head strides are multiples of 8 elements (16-byte rows).
+///   - out: contiguous `[qoLen, Hq, D]`, q's dtype.
+///   - lse: nil, or contiguous Float32 `[qoLen, Hq]` (base 2).
+/// Runs asynchronously on `stream`.
+public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
+                          out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+    let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
+    for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
+        guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
+        guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
+    }
+    guard out.shape == q.shape else {
+        throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+    }
+    guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+    guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+    try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, stream: stream)
+}
