@@ -36,6 +36,9 @@ extension Bench {
         @Option(help: "true or false (bottom-right causal mask).") var causal: Bool?
         @Option(help: "K/V layout: NHD or HND.") var layout: String = "NHD"
         @Flag(help: "Also write the LSE.") var lse = false
+        @Option(name: .customLong("mma-q"), help: "Tile override: m16 row tiles per warp (1 or 2).") var mmaQ: Int?
+        @Option(name: .customLong("cta-kv"), help: "Tile override: keys per loaded kv tile.") var ctaKV: Int?
+        @Option(name: .customLong("kv-sub"), help: "Tile override: keys per compute sub-tile.") var kvSub: Int?
         @Option(help: "Timed iterations.") var iterations = 30
         @Option(help: "Untimed warm-up iterations.") var warmup = 5
         @Option(help: "Write results as JSON to this file.") var json: String?
@@ -54,7 +57,7 @@ extension Bench {
             guard let lay = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
             let custom = qoLen != nil || kvLen != nil || numQOHeads != nil || numKVHeads != nil || headDim != nil
                 || dtype != nil || causal != nil || lay != .nhd
-            let label = custom ? "custom" : preset.name
+            let label = custom ? "custom" : preset.name + (mmaQ != nil || ctaKV != nil || kvSub != nil ? " (tile override)" : "")
 
             let device = try Device.open()
             let stream = try device.makeStream()
@@ -77,11 +80,14 @@ extension Bench {
             let out = try Tensor.empty(shape: qShape, dtype: dt, device: device)
             let lseT = lse ? try Tensor.empty(shape: [qo, hq], dtype: .f32, device: device) : nil
 
-            let spec = PrefillSpec(dtype: dt, headDim: d, options: options)
+            var spec = PrefillSpec(dtype: dt, headDim: d, options: options)
+            let tileOverride: PrefillTile? = mmaQ != nil || ctaKV != nil || kvSub != nil
+                ? PrefillTile(mmaQ: mmaQ ?? spec.tile.mmaQ, ctaKV: ctaKV ?? spec.tile.ctaKV, kvSub: kvSub ?? spec.tile.kvSub) : nil
+            if let t = tileOverride { spec.tile = t }
             let kernel = try JIT.shared(for: device).kernel(spec)
             let times = try timeOnStream(stream, warmup: warmup, iterations: iterations) { i in
                 let (q, k, v) = inputs[i % copies]
-                try singlePrefill(q: q, k: k, v: v, options: options, out: out, lse: lseT, stream: stream)
+                try singlePrefill(q: q, k: k, v: v, options: options, out: out, lse: lseT, tile: tileOverride, stream: stream)
             }
             let ms = median(times)
             let flops = attentionFLOPs(qoLen: qo, kvLen: kv, numQOHeads: hq, headDim: d, causal: isCausal)
@@ -100,7 +106,7 @@ extension Bench {
                     ("qo_len", .int(qo)), ("kv_len", .int(kv)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)),
                     ("head_dim", .int(d)), ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)),
                     ("causal", .bool(isCausal)), ("lse", .bool(lse)),
-                    ("kernel", .string(spec.name)), ("registers", .int(attrs.registers)), ("local_bytes", .int(attrs.localBytes)),
+                    ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)), ("local_bytes", .int(attrs.localBytes)),
                     ("resources", .string(report)),
                     ("iterations", .int(iterations)), ("input_copies", .int(copies)),
                     ("median_ms", .number(ms)), ("min_ms", .number(times.min() ?? .nan)),

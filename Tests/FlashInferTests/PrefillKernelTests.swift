@@ -33,6 +33,7 @@ import FlashInferCUDA
         // D 128: 128 packed rows × 64 keys, 96 KiB of shared memory (two CTAs per SM).
         let t = PrefillTile.default(headDim: 128)
         #expect(t.ctaQ == 128 && t.ctaKV == 64 && t.kvSub == 32)
+        #expect(PrefillTile.default(headDim: 128, plain: true).kvSub == 64)
         #expect(t.sharedBytes(headDim: 128) == 96 * 1024)
         #expect(PrefillTile.default(headDim: 256).sharedBytes(headDim: 256) == 96 * 1024)
         #expect(PrefillTile.default(headDim: 64).sharedBytes(headDim: 64) == 80 * 1024)
@@ -48,6 +49,6 @@ import FlashInferCUDA
         let s = PrefillSpec(dtype: .bf16, headDim: 256, options: o)
         #expect(s.posEnc == .rope && s.softCap && s.causal && s.window)
         #expect(s.name == "prefill_bf16_d256_rope_cap_causal_win_q64kv32s32")
-        #expect(PrefillSpec(dtype: .f16, headDim: 128, options: AttentionOptions()).name == "prefill_f16_d128_none_q128kv64s32")
+        #expect(PrefillSpec(dtype: .f16, headDim: 128, options: AttentionOptions()).name == "prefill_f16_d128_none_q128kv64s64")
     }
 }

@@ -24,20 +24,22 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     public var ctaQ: Int { Self.warps * 16 * mmaQ }
     public var threads: Int { Self.warps * 32 }
 
-    /// The tile for a head dimension, for Hopper with mma.sync (registers from ptxas, sm_90a):
+    /// The tile for a head dimension and variant, for Hopper with mma.sync (registers from ptxas,
+    /// sm_90a, `__launch_bounds__(128, 2)`):
     /// - D 128: 32 rows per warp (CTA_Q 128) so each K/V fragment read from shared memory feeds two
     ///   mma (with 16 rows per warp ldmatrix, not the tensor cores, would be the limit). O takes
-    ///   2·16·4 = 128 floats per thread; S over 64 keys would add 64 and spill past 255 registers,
-    ///   so keys are loaded 64 at a time (fewer barriers) and computed 32 at a time (S: 32 floats;
-    ///   ~235–245 registers, no spills). Shared memory (128 + 4·64)·128·2 B = 96 KiB: 2 CTAs/SM.
+    ///   2·16·4 = 128 floats per thread. Keys are loaded 64 at a time; the plain variants (no
+    ///   RoPE, ALiBi or window) also compute 64 at a time (S: 64 floats, 255 registers, no spills),
+    ///   the others 32 at a time (S: 32 floats, ~230–245 registers) because their extra state
+    ///   would spill at 64. Shared memory (128 + 4·64)·128·2 B = 96 KiB: 2 CTAs per SM.
     /// - D 64: the same rows; O is only 64 floats, so S covers 64 keys and loads 128:
     ///   (128 + 4·128)·64·2 B = 80 KiB.
     /// - D 256: 16 rows per warp (CTA_Q 64): O is already 128 floats; kv tile 32:
     ///   (64 + 4·32)·256·2 B = 96 KiB.
-    public static func `default`(headDim: Int) -> PrefillTile {
+    public static func `default`(headDim: Int, plain: Bool = false) -> PrefillTile {
         switch headDim {
         case ...64: PrefillTile(mmaQ: 2, ctaKV: 128, kvSub: 64)
-        case 65...128: PrefillTile(mmaQ: 2, ctaKV: 64, kvSub: 32)
+        case 65...128: PrefillTile(mmaQ: 2, ctaKV: 64, kvSub: plain ? 64 : 32)
         default: PrefillTile(mmaQ: 1, ctaKV: 32, kvSub: 32)
         }
     }
@@ -45,6 +47,12 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     /// Dynamic shared memory of one CTA: Q tile + STAGES K tiles + STAGES V tiles.
     public func sharedBytes(headDim: Int, elementBytes: Int = 2) -> Int {
         (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes
+    }
+
+    public init(mmaQ: Int, ctaKV: Int, kvSub: Int) {
+        self.mmaQ = mmaQ
+        self.ctaKV = ctaKV
+        self.kvSub = kvSub
     }
 
     public var description: String { "q\(ctaQ)kv\(ctaKV)s\(kvSub)" }
@@ -80,7 +88,7 @@ public struct PrefillSpec: KernelSpec {
         self.softCap = softCap
         self.causal = causal
         self.window = window
-        self.tile = tile ?? .default(headDim: headDim)
+        self.tile = tile ?? .default(headDim: headDim, plain: posEnc == .none && !window)
     }
 
     /// The spec a call with these options needs.
@@ -124,10 +132,17 @@ public struct PrefillSpec: KernelSpec {
 /// kv heads), 128 threads, dynamic shared memory from the tile (above 48 KiB).
 enum CUDAPrefill {
     static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
-                    out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+                    out: Tensor, lse: Tensor?, tile: PrefillTile? = nil, stream: Stream) throws(FlashInferError) {
         guard shape.qoLen > 0 else { return }
         guard q.dtype == .f16 || q.dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: q.dtype) }
-        let spec = PrefillSpec(dtype: q.dtype, headDim: shape.headDim, options: options)
+        var spec = PrefillSpec(dtype: q.dtype, headDim: shape.headDim, options: options)
+        if let tile {
+            let ok = [1, 2].contains(tile.mmaQ) && tile.kvSub >= 16 && tile.kvSub % 16 == 0 && tile.ctaKV % tile.kvSub == 0
+                && (tile.ctaKV * shape.headDim / 8) % tile.threads == 0
+                && tile.sharedBytes(headDim: shape.headDim, elementBytes: q.dtype.byteSize) <= 227 * 1024
+            guard ok else { throw .option(name: "tile", value: "\(tile)", rule: "mmaQ 1 or 2, kvSub a multiple of 16 dividing ctaKV, shared memory ≤ 227 KiB") }
+            spec.tile = tile
+        }
 
         // Strides in elements: (token, head) for each tensor. An axis of extent 1 has no stride.
         func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
@@ -206,6 +221,7 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
         PrefillSpec(dtype: .f16, headDim: 128, posEnc: .rope, causal: true),
         PrefillSpec(dtype: .bf16, headDim: 128, posEnc: .alibi, causal: true),
         PrefillSpec(dtype: .f16, headDim: 128, softCap: true),
+        PrefillSpec(dtype: .bf16, headDim: 128, softCap: true, causal: true),
         PrefillSpec(dtype: .f16, headDim: 128, causal: true, window: true),
         PrefillSpec(dtype: .f16, headDim: 64, posEnc: .alibi, softCap: true, window: true),
         PrefillSpec(dtype: .bf16, headDim: 256, posEnc: .rope, softCap: true, causal: true, window: true),
@@ -223,8 +239,10 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
 ///   - out: contiguous `[qoLen, Hq, D]`, q's dtype.
 ///   - lse: nil, or contiguous Float32 `[qoLen, Hq]` (base 2).
 /// Runs asynchronously on `stream`.
+///   - tile: override of the kernel's tile geometry (benchmarks and tuning); nil = the default for
+///     the head dimension and variant.
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                          out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+                          out: Tensor, lse: Tensor?, tile: PrefillTile? = nil, stream: Stream) throws(FlashInferError) {
     let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
     for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
         guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
@@ -235,5 +253,5 @@ public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     }
     guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
     guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-    try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, stream: stream)
+    try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, tile: tile, stream: stream)
 }

@@ -60,12 +60,20 @@ __device__ __forceinline__ void compute_qk(uint32 q_smem, uint32 k_smem, float (
   }
 }
 
-// Logits in log2 units through the variant; −inf where the variant's mask drops the key (only on
-// tiles that straddle a mask edge or kv_len; the masked pass rewrites s in place so that both
-// paths keep s in the same registers). Element (i, n, e) is packed row
-// r0 + warp·WARP_ROWS + i·16 + lane/4 + 8·(e/2), key k0 + 8n + 2·(lane%4) + e%2. The rows' query
-// index (and ALiBi slope) are recomputed here from the lane rather than kept in registers across
-// the kv loop: the O and S accumulators already take ~200 of the 255.
+// Whether the variant's logit is a plain scaling, t = s · sm_scale_log2 (no soft-cap, no ALiBi).
+// Then the scale is folded into the softmax: the max is taken over raw q·k (the scale is > 0) and
+// P = exp2(s·scale − m) is one FFMA and one EX2, as in FlashAttention-2.
+template <typename Variant>
+constexpr bool linear_logits() {
+  return !Variant::SOFT_CAP && !Variant::USE_ALIBI;
+}
+
+// Logits through the variant (skipped for linear logits: see linear_logits), then −inf where the
+// variant's mask drops the key (only on sub-tiles that straddle a mask edge or kv_len; the masked
+// pass rewrites s in place so that both paths keep s in the same registers). Element (i, n, e) is
+// packed row r0 + warp·WARP_ROWS + i·16 + lane/4 + 8·(e/2), key k0 + 8n + 2·(lane%4) + e%2. The
+// rows' query index (and ALiBi slope) are recomputed here from the lane rather than kept in
+// registers across the kv loop: the O and S accumulators already take most of the 255.
 template <typename T>
 __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV][4], const typename T::Variant& base,
                                              int r0, int group, int k0, bool mask, const VariantParams& vp) {
@@ -88,8 +96,8 @@ __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV]
 #pragma unroll
           for (int e = 0; e < 2; ++e) s[i][n][2 * h + e] = v.logit(s[i][n][2 * h + e], qo_pos, kv_lane + 8 * n + e);
       }
-  } else {
-    // Scale / soft-cap only: no position enters the logit.
+  } else if constexpr (!linear_logits<Variant>()) {
+    // Soft-cap: no position enters the logit.
 #pragma unroll
     for (int i = 0; i < T::MMA_Q; ++i)
 #pragma unroll
@@ -112,28 +120,50 @@ __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV]
   }
 }
 
-// Online softmax update of the thread's 2·MMA_Q rows; s becomes P = exp2(s − m).
+// Online softmax update of the thread's 2·MMA_Q rows; s becomes P = exp2(s·scale − m), where
+// scale is sm_scale_log2 for linear logits (s is raw q·k) and 1 otherwise (s is the logit).
 //
 // Lazy rescaling: the reference max m of a row moves only when the row's new max exceeds it by
 // more than RESCALE_THRESHOLD (log2 units), and O, d are rescaled only when some row of the warp
 // moved (a warp-uniform branch). Exact: P, d and O all use the same m, so O/d and log2(d) + m
 // do not depend on which m was used; P ≤ 2^RESCALE_THRESHOLD stays far inside f16/bf16 range.
-// For most kv tiles of a long row nothing moves and the 128 O multiplies are skipped.
+// For most kv tiles of a long row nothing moves and the O multiplies are skipped.
+// Row max and row sum are pairwise trees (short dependency chains).
 constexpr float RESCALE_THRESHOLD = 8.f;
+
+template <int N>
+__device__ __forceinline__ float tree_max(float (&v)[N]) {
+#pragma unroll
+  for (int w = N / 2; w >= 1; w /= 2)
+#pragma unroll
+    for (int k = 0; k < w; ++k) v[k] = fmaxf(v[k], v[k + w]);
+  return v[0];
+}
+
+template <int N>
+__device__ __forceinline__ float tree_sum(float (&v)[N]) {
+#pragma unroll
+  for (int w = N / 2; w >= 1; w /= 2)
+#pragma unroll
+    for (int k = 0; k < w; ++k) v[k] += v[k + w];
+  return v[0];
+}
 
 template <typename T>
 __device__ __forceinline__ void online_softmax(float (&s)[T::MMA_Q][2 * T::MMA_KV][4],
                                                float (&o)[T::MMA_Q][2 * T::MMA_D][4], float (&m)[T::MMA_Q][2],
-                                               float (&d)[T::MMA_Q][2]) {
+                                               float (&d)[T::MMA_Q][2], float scale) {
+  constexpr int N = 2 * T::MMA_KV;  // n-tiles: 2 values per row each
   float mx[T::MMA_Q][2];
   bool move = false;
 #pragma unroll
   for (int i = 0; i < T::MMA_Q; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float x = m[i][h];
+      float v[N];
 #pragma unroll
-      for (int n = 0; n < 2 * T::MMA_KV; ++n) x = fmaxf(x, fmaxf(s[i][n][2 * h], s[i][n][2 * h + 1]));
+      for (int n = 0; n < N; ++n) v[n] = fmaxf(s[i][n][2 * h], s[i][n][2 * h + 1]);
+      float x = fmaxf(m[i][h], tree_max(v) * scale);  // −inf · scale = −inf
       // The row is spread over the 4 lanes of a quad.
       x = fmaxf(x, math::shfl_xor(x, 1));
       x = fmaxf(x, math::shfl_xor(x, 2));
@@ -146,13 +176,13 @@ __device__ __forceinline__ void online_softmax(float (&s)[T::MMA_Q][2 * T::MMA_K
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         // exp2(−inf − finite) = 0 for a row's first keys; a row still empty keeps m = −inf.
-        const float scale = mx[i][h] == -math::inf ? 1.f : math::ptx_exp2(m[i][h] - mx[i][h]);
+        const float f = mx[i][h] == -math::inf ? 1.f : math::ptx_exp2(m[i][h] - mx[i][h]);
         m[i][h] = mx[i][h];
-        d[i][h] *= scale;
+        d[i][h] *= f;
 #pragma unroll
         for (int dn = 0; dn < 2 * T::MMA_D; ++dn) {
-          o[i][dn][2 * h] *= scale;
-          o[i][dn][2 * h + 1] *= scale;
+          o[i][dn][2 * h] *= f;
+          o[i][dn][2 * h + 1] *= f;
         }
       }
   }
@@ -161,16 +191,16 @@ __device__ __forceinline__ void online_softmax(float (&s)[T::MMA_Q][2 * T::MMA_K
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const float m_use = m[i][h] == -math::inf ? 0.f : m[i][h];  // empty row: exp2(−inf − 0) = 0, no NaN
-      float sum = 0.f;
+      float v[N];
 #pragma unroll
-      for (int n = 0; n < 2 * T::MMA_KV; ++n)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pe = math::ptx_exp2(s[i][n][2 * h + e] - m_use);
-          s[i][n][2 * h + e] = pe;
-          sum += pe;
-        }
-      d[i][h] += sum;  // thread-partial row sum; the quad is summed at the end
+      for (int n = 0; n < N; ++n) {
+        const float p0 = math::ptx_exp2(fmaf(s[i][n][2 * h], scale, -m_use));
+        const float p1 = math::ptx_exp2(fmaf(s[i][n][2 * h + 1], scale, -m_use));
+        s[i][n][2 * h] = p0;
+        s[i][n][2 * h + 1] = p1;
+        v[n] = p0 + p1;
+      }
+      d[i][h] += tree_sum(v);  // thread-partial row sum; the quad is summed at the end
     }
 }
 
@@ -349,7 +379,7 @@ __device__ __forceinline__ void single_prefill(const PrefillParams& p) {
           if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > qo_first + delta;
           if constexpr (Variant::WINDOW) mask = mask || ks < qo_last + delta - vp.window_left;
           prefill::apply_logits<T>(s, base, r0, group, ks, mask, vp);
-          prefill::online_softmax<T>(s, o, m, d);
+          prefill::online_softmax<T>(s, o, m, d, prefill::linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
         }
         if (sub == 0) {
           mma::cp_async_wait<2>();  // V[j] landed
