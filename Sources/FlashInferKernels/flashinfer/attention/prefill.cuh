@@ -4,6 +4,7 @@
 // kv head, walk the kv tiles that any row of the tile can see, and per tile:
 //   S = Q·Kᵀ                      mma.sync m16n8k16, f32 accumulate, Q and K from shared (ldmatrix)
 //   S = variant.logit(S) | −inf    scale (log2 units) / soft-cap / ALiBi; masks only on edge tiles
+//                                 (a plain scale is folded into the exp2 FFMA, see linear_logits)
 //   m' = max(m, rowmax S); P = exp2(S − m'); d = d·exp2(m − m') + rowsum P; O = O·exp2(m − m')
 //                                 (m moves lazily, see online_softmax)
 //   O += P·V                      P re-packed from the S accumulators as A fragments, V via ldmatrix.trans
