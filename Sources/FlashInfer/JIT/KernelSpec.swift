@@ -23,5 +23,6 @@ public enum KernelSources {
 public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     var out: [(name: String, spec: any KernelSpec)] = []
     for d in [DType.f32, .f16, .bf16] { out.append(("axpby \(d.rawValue)", AxpbySpec(dtype: d))) }
+    out += decodeCatalog()
     return out
 }

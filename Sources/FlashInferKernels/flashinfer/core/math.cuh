@@ -6,7 +6,11 @@ namespace math {
 
 constexpr float log2e = 1.44269504088896340736f;  // log2(e)
 constexpr float ln2 = 0.69314718055994530942f;    // ln(2)
+#ifdef __CUDACC_RTC__
+constexpr float inf = 1.f / 0.f;  // NVRTC has no __builtin_huge_valf; its front end folds this to +inf
+#else
 constexpr float inf = __builtin_huge_valf();
+#endif
 
 // 2^x with the SFU (ex2.approx.ftz: ~2 ulp, flushes subnormals; exp2(-inf) = 0).
 __device__ __forceinline__ float ptx_exp2(float x) {
