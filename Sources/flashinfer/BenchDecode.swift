@@ -18,6 +18,8 @@ extension Bench {
         @Option(help: "Untimed warm-up iterations.") var warmup = 20
         @Option(help: "Force the number of split-KV chunks (default: the planner's choice from the SM count).") var split: Int?
         @Option(help: "cp.async pipeline stages of the decode kernel.") var stages = 4
+        @Option(name: .customLong("keys-per-slot"), help: "Keys per slot per tile of the decode kernel (2, 4 or 8).") var keysPerSlot = 4
+        @Option(name: .customLong("sweep-keys"), help: "Also time these keys-per-slot values (comma-separated).") var sweepKeys: String?
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
         @Option(help: "Write results as JSON to this file.") var json: String?
@@ -72,9 +74,9 @@ extension Bench {
             let out = try Tensor.empty(shape: [hq, d], dtype: dt, device: device)
             let options = AttentionOptions(layout: lay)
 
-            func measure(split: Int?, stages: Int, iterations: Int) throws -> Measured {
+            func measure(split: Int?, stages: Int, keys: Int, iterations: Int) throws -> Measured {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device,
-                                                  numChunks: split, stages: stages)
+                                                  numChunks: split, stages: stages, keysPerSlot: keys)
                 let ws = launch.workspaceBytes > 0 ? try device.allocate(byteCount: launch.workspaceBytes) : nil
                 let prepared = try (0..<copies).map { i in
                     try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream)
@@ -97,6 +99,7 @@ extension Bench {
             func tbps(_ ms: Double) -> Double { Double(bytesPerCall) / (ms * 1e-3) / 1e12 }
             func row(_ m: Measured) -> [(String, JSON)] {
                 [("kernel", .string(m.launch.spec.name)), ("stages", .int(m.launch.spec.stages)),
+                 ("keys_per_slot", .int(m.launch.spec.keysPerSlot)), ("tile_keys", .int(m.launch.spec.tileKeys)),
                  ("num_chunks", .int(m.launch.split.numChunks)), ("chunk_size", .int(m.launch.split.chunkSize)),
                  ("ctas_per_sm", .int(m.launch.ctasPerSM)), ("registers", .int(m.attributes.registers)),
                  ("local_bytes", .int(m.attributes.localBytes)),
@@ -111,19 +114,26 @@ extension Bench {
 
             print("single-decode on \(device.properties.name): kv_len \(kvLen), \(hq)/\(hkv) heads, head_dim \(d), \(dt.rawValue), \(lay.rawValue); K+V \(formatBytes(bytesPerCall)) per call, \(copies) rotating copies (L2 \(formatBytes(l2)))")
             print("copy ceiling: \(fixed(copy.tbps, 3)) TB/s (read + written)")
-            let main = try measure(split: split, stages: stages, iterations: iterations)
+            let main = try measure(split: split, stages: stages, keys: keysPerSlot, iterations: iterations)
             print(line(main))
 
             var sweep: [JSON] = []
             let splitList = (sweepSplits ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
             let stageList = (sweepStages ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
-            if !splitList.isEmpty || !stageList.isEmpty {
+            let keyList = (sweepKeys ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
+            if !splitList.isEmpty || !stageList.isEmpty || !keyList.isEmpty {
                 print("sweep:")
-                for st in stageList.isEmpty ? [stages] : stageList {
-                    for sp in splitList.isEmpty ? [0] : splitList {
-                        let m = try measure(split: sp == 0 ? nil : sp, stages: st, iterations: max(50, iterations / 2))
-                        print("  " + line(m))
-                        sweep.append(.object(row(m)))
+                for kp in keyList.isEmpty ? [keysPerSlot] : keyList {
+                    for st in stageList.isEmpty ? [stages] : stageList {
+                        for sp in splitList.isEmpty ? [0] : splitList {
+                            do {
+                                let m = try measure(split: sp == 0 ? nil : sp, stages: st, keys: kp, iterations: max(50, iterations / 2))
+                                print("  " + line(m))
+                                sweep.append(.object(row(m)))
+                            } catch {
+                                print("  keys \(kp) stages \(st) split \(sp): \(error)")
+                            }
+                        }
                     }
                 }
             }

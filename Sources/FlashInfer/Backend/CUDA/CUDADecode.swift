@@ -44,25 +44,28 @@ public struct DecodeSpec: KernelSpec {
     public var softCap: Bool
     /// cp.async pipeline depth (shared-memory stages of one K tile and one V tile).
     public var stages: Int
+    /// Keys each slot (headDim/8 lanes) takes per tile: 2, 4 or 8 (the tile is 128/(headDim/8) × this).
+    public var keysPerSlot: Int
 
-    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool, stages: Int = 4) {
+    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool, stages: Int = 4, keysPerSlot: Int = 4) {
         self.dtype = dtype
         self.headDim = headDim
         self.group = group
         self.posEnc = posEnc
         self.softCap = softCap
         self.stages = stages
+        self.keysPerSlot = keysPerSlot
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)" + (keysPerSlot == 4 ? "" : "_k\(keysPerSlot)")
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -73,12 +76,12 @@ public struct DecodeSpec: KernelSpec {
     static let threads = 128
     /// Lanes sharing one key (one 16-byte chunk each).
     var lanes: Int { headDim / 8 }
-    /// Keys per pipeline stage: (threads / lanes) slots × 4 keys.
-    public var tileKeys: Int { (Self.threads / lanes) * 4 }
+    /// Keys per pipeline stage: (threads / lanes) slots × keysPerSlot.
+    public var tileKeys: Int { (Self.threads / lanes) * keysPerSlot }
     /// Dynamic shared memory: the pipeline, the per-slot scores and the per-slot maxima.
     public var sharedBytes: Int {
         let slots = Self.threads / lanes
-        return stages * 2 * tileKeys * headDim * dtype.byteSize + slots * 4 * group * 4 + slots * group * 4
+        return stages * 2 * tileKeys * headDim * dtype.byteSize + slots * keysPerSlot * group * 4 + slots * group * 4
     }
 }
 
@@ -149,23 +152,25 @@ public struct CUDADecodeLaunch: Sendable {
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
 
     /// Plans a decode of these tensors (validated as `singleDecode` does). `numChunks` forces
-    /// the split (exactly that many chunks; trailing ones may be empty); `stages` picks the
-    /// kernel's pipeline depth.
+    /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
+    /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
-                numChunks: Int? = nil, stages: Int = 4) throws(FlashInferError) {
+                numChunks: Int? = nil, stages: Int = 4, keysPerSlot: Int = 4) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-        try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages)
+        try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
+                      keysPerSlot: keysPerSlot)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
-         numChunks: Int?, stages: Int) throws(FlashInferError) {
+         numChunks: Int?, stages: Int, keysPerSlot: Int = 4) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
-        guard [2, 3, 4, 5, 6, 8].contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...6 or 8") }
+        guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
+        guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
         var cta = 1
         while cta < min(g, 8) { cta *= 2 }
         spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
-                          softCap: options.logitsSoftCap > 0, stages: stages)
+                          softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
         self.shape = shape

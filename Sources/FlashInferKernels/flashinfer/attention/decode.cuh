@@ -62,7 +62,7 @@ struct DecodeParams {
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 
 // Derived constants of one decode kernel variant.
-template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_>
+template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4>
 struct DecodeTraits {
   using DT = DT_;
   static constexpr int HEAD_DIM = HEAD_DIM_;
@@ -74,7 +74,7 @@ struct DecodeTraits {
   static constexpr int VEC = 16 / int(sizeof(DT));            // elements per 16-byte chunk
   static constexpr int LANES = HEAD_DIM / VEC;                // lanes per slot (one chunk each)
   static constexpr int SLOTS = THREADS / LANES;               // key slots per CTA
-  static constexpr int KEYS_PER_SLOT = 4;                     // keys a slot takes per tile
+  static constexpr int KEYS_PER_SLOT = KEYS_PER_SLOT_;        // keys a slot takes per tile
   static constexpr int TILE_KEYS = SLOTS * KEYS_PER_SLOT;     // keys per pipeline stage
   static constexpr int SCORES = KEYS_PER_SLOT * GROUP;        // (key, head) values per slot per tile
   static constexpr int TILE_BYTES = TILE_KEYS * HEAD_DIM * int(sizeof(DT));  // one K or V tile
@@ -91,6 +91,7 @@ struct DecodeTraits {
   static_assert(LANES <= 32 && 32 % LANES == 0, "a slot lives inside one warp");
   static_assert(TILE_KEYS * LANES == THREADS * KEYS_PER_SLOT, "each thread copies KEYS_PER_SLOT chunks of K and of V");
   static_assert(STAGES >= 2, "at least double buffering");
+  static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
 };
 
