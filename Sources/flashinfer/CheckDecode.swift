@@ -15,6 +15,8 @@ struct DecodeCheckConfig {
     var strided = false
     /// Through `singleDecode(..., backend: .cuda)` (outputs allocated by the library, not poisoned).
     var publicAPI = false
+    /// Split partials merged by the separate merge kernel instead of inside the decode kernel.
+    var mergeKernel = false
 
     var name: String {
         let o = options
@@ -29,6 +31,7 @@ struct DecodeCheckConfig {
         if let sc = o.smScale { s += " scale\(sc)" }
         if let n = numChunks { s += " split\(n)" }
         if strided { s += " strided" }
+        if mergeKernel { s += " merge-kernel" }
         if publicAPI { s += " api" }
         return s
     }
@@ -104,6 +107,11 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     f = make(4096, (4, 8), 256, .f16, .init(positionEncoding: .alibi, logitsSoftCap: 30)); f.numChunks = 64; out.append(f)
     f = make(0, (4, 4), 128, .f16, .init()); f.numChunks = 4; out.append(f)
     f = make(50, (8, 4), 128, .bf16, .init(windowLeft: 13)); f.numChunks = 5; out.append(f)
+    // The separate merge kernel (the default merges inside the decode kernel).
+    f = make(100, (4, 4), 128, .f16, .init()); f.numChunks = 8; f.mergeKernel = true; out.append(f)
+    f = make(0, (4, 4), 64, .bf16, .init()); f.numChunks = 3; f.mergeKernel = true; out.append(f)
+    f = make(32789, (8, 4), 256, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.mergeKernel = true; out.append(f)
+    f = make(4096, (16, 2), 64, .f16, .init(logitsSoftCap: 30)); f.mergeKernel = true; out.append(f)
     // 9. Strided (non-contiguous) K/V: a fused-QKV buffer (NHD) and a cache with spare capacity (HND).
     f = make(999, (4, 4), 128, .f16, .init()); f.strided = true; out.append(f)
     f = make(4096, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.strided = true; out.append(f)
@@ -180,12 +188,18 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         let lse = try Tensor.empty(shape: [hq], dtype: .f32, device: device)
         try out.poison(stream: stream)
         try lse.poison(stream: stream)
-        let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks)
+        let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
+                                          fusedMerge: !c.mergeKernel)
         var workspace: DeviceBuffer? = nil
         if launch.workspaceBytes > 0 {
             workspace = try device.allocate(byteCount: launch.workspaceBytes)
             try workspace!.fill(word: 0x7FC0_0000, stream: stream)  // NaN: every partial must be written
+            try workspace!.fill(word: 0, count: launch.counterCount, offset: launch.counterOffset, stream: stream)
         }
+        // Twice on one workspace: the second launch needs the counters the first left zero.
+        try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        try out.poison(stream: stream)
+        try lse.poison(stream: stream)
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
         try stream.synchronize()
         got = try out.toFloats()

@@ -22,15 +22,6 @@ struct DecodeMergeParams {
   int num_chunks;
 };
 
-// (o, s) <- merge((o, s), (ob, sb)).
-__device__ __forceinline__ void merge_into(float (&o)[8], float& s, const float (&ob)[8], float sb) {
-  float wa, wb, lse;
-  merge_weights(s, sb, wa, wb, lse);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) o[e] = wa * o[e] + wb * ob[e];
-  s = lse;
-}
-
 template <typename DT, int HEAD_DIM>
 __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   constexpr int THREADS = 128, LANES = HEAD_DIM / 8, GROUPS = THREADS / LANES, BATCH = 4;
@@ -63,7 +54,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
       }
     }
 #pragma unroll
-    for (int b = 0; b < BATCH; ++b) merge_into(o, s, ob[b], sb[b]);
+    for (int b = 0; b < BATCH; ++b) merge_state(o, s, ob[b], sb[b]);
   }
 
   float4* dst = reinterpret_cast<float4*>(&s_o[g][c * 8]);
@@ -77,7 +68,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
     float ob[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) ob[e] = s_o[i][c * 8 + e];
-    merge_into(o, s, ob, s_lse[i]);
+    merge_state(o, s, ob, s_lse[i]);
   }
   // An empty state carries o = 0 already (merge_weights gives wa = wb = 0).
   *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + int64(head) * HEAD_DIM + c * 8) = vec_io::vec8<DT>::from_float(o);
