@@ -17,8 +17,8 @@ extension Bench {
         @Option(help: "Timed iterations.") var iterations = 200
         @Option(help: "Untimed warm-up iterations.") var warmup = 20
         @Option(help: "Force the number of split-KV chunks (default: the planner's choice from the SM count).") var split: Int?
-        @Option(help: "cp.async pipeline stages of the decode kernel.") var stages = 4
-        @Option(name: .customLong("keys-per-slot"), help: "Keys per slot per tile of the decode kernel (2, 4 or 8).") var keysPerSlot = 4
+        @Option(help: "cp.async pipeline stages of the decode kernel (default: the library's).") var stages = DecodeSpec.defaultStages
+        @Option(name: .customLong("keys-per-slot"), help: "Keys per slot per tile of the decode kernel (2, 4 or 8; default: the library's).") var keysPerSlot = DecodeSpec.defaultKeysPerSlot
         @Option(name: .customLong("sweep-keys"), help: "Also time these keys-per-slot values (comma-separated).") var sweepKeys: String?
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?

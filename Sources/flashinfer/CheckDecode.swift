@@ -17,6 +17,9 @@ struct DecodeCheckConfig {
     var publicAPI = false
     /// Split partials merged by the separate merge kernel instead of inside the decode kernel.
     var mergeKernel = false
+    /// Kernel pipeline depth and keys per slot (nil: the library's defaults).
+    var stages: Int? = nil
+    var keysPerSlot: Int? = nil
 
     var name: String {
         let o = options
@@ -32,6 +35,8 @@ struct DecodeCheckConfig {
         if let n = numChunks { s += " split\(n)" }
         if strided { s += " strided" }
         if mergeKernel { s += " merge-kernel" }
+        if let st = stages { s += " stages\(st)" }
+        if let k = keysPerSlot { s += " keys\(k)" }
         if publicAPI { s += " api" }
         return s
     }
@@ -112,6 +117,17 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     f = make(0, (4, 4), 64, .bf16, .init()); f.numChunks = 3; f.mergeKernel = true; out.append(f)
     f = make(32789, (8, 4), 256, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.mergeKernel = true; out.append(f)
     f = make(4096, (16, 2), 64, .f16, .init(logitsSoftCap: 30)); f.mergeKernel = true; out.append(f)
+    // Other pipeline depths and tiles than the default (the bench compares them).
+    for (n, (st, kp)) in [(4, 4), (4, 8), (3, 8), (3, 2), (8, 2), (6, 8)].enumerated() {
+        let shapes = [(32789, (4, 8), 128, DType.f16), (4096, (8, 4), 64, .bf16), (999, (1, 4), 256, .f16),
+                      (17, (4, 4), 128, .bf16), (32789, (8, 4), 256, .f16), (4096, (1, 8), 128, .f16)]
+        let (kv, g, d, dt) = shapes[n]
+        let pe: [PositionEncoding] = [.none, .ropeLlama(), .alibi]
+        f = make(kv, g, d, dt, .init(positionEncoding: pe[n % 3], logitsSoftCap: n % 2 == 0 ? 0 : 30, layout: n % 2 == 0 ? .nhd : .hnd))
+        (f.stages, f.keysPerSlot) = (st, kp)
+        if n == 3 { f.numChunks = 2 }
+        out.append(f)
+    }
     // 9. Strided (non-contiguous) K/V: a fused-QKV buffer (NHD) and a cache with spare capacity (HND).
     f = make(999, (4, 4), 128, .f16, .init()); f.strided = true; out.append(f)
     f = make(4096, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.strided = true; out.append(f)
@@ -189,7 +205,8 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         try out.poison(stream: stream)
         try lse.poison(stream: stream)
         let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
-                                          fusedMerge: !c.mergeKernel)
+                                          stages: c.stages ?? DecodeSpec.defaultStages,
+                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, fusedMerge: !c.mergeKernel)
         var workspace: DeviceBuffer? = nil
         if launch.workspaceBytes > 0 {
             workspace = try device.allocate(byteCount: launch.workspaceBytes)

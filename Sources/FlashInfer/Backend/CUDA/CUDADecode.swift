@@ -47,7 +47,13 @@ public struct DecodeSpec: KernelSpec {
     /// Keys each slot (headDim/8 lanes) takes per tile: 2, 4 or 8 (the tile is 128/(headDim/8) × this).
     public var keysPerSlot: Int
 
-    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool, stages: Int = 4, keysPerSlot: Int = 4) {
+    /// The pipeline depth and tile used unless a caller picks others (measured on the device:
+    /// bench/NOTES.md).
+    public static let defaultStages = 6
+    public static let defaultKeysPerSlot = 4
+
+    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
+                stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) {
         self.dtype = dtype
         self.headDim = headDim
         self.group = group
@@ -58,7 +64,7 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)" + (keysPerSlot == 4 ? "" : "_k\(keysPerSlot)")
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)"
     }
     public var entryPoint: String { "fi_" + name }
 
@@ -177,14 +183,16 @@ public struct CUDADecodeLaunch: Sendable {
     /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
     /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
-                numChunks: Int? = nil, stages: Int = 4, keysPerSlot: Int = 4, fusedMerge: Bool = true) throws(FlashInferError) {
+                numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot,
+                fusedMerge: Bool = true) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
                       keysPerSlot: keysPerSlot, fusedMerge: fusedMerge)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
-         numChunks: Int?, stages: Int, keysPerSlot: Int = 4, fusedMerge: Bool = true) throws(FlashInferError) {
+         numChunks: Int?, stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot,
+         fusedMerge: Bool = true) throws(FlashInferError) {
         self.fusedMerge = fusedMerge
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
@@ -387,7 +395,7 @@ enum CUDADecode {
     static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
                     out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
         let launch = try CUDADecodeLaunch(shape: shape, dtype: q.dtype, options: options, device: stream.device,
-                                          numChunks: nil, stages: 4)
+                                          numChunks: nil)
         let workspace = try launch.makeWorkspace(stream: stream)
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
         // The workspace is freed when this returns; cuMemFree waits for the launches that use it.

@@ -278,22 +278,24 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     }
   };
 
-  // Start the pipeline first, so the q load's latency overlaps it.
+  // q chunk c of every head: issue its loads, start the K/V pipeline, then convert (the first
+  // use waits for q), so neither latency delays the other.
+  uint4 q_raw[G];
+  const DT* q_base = static_cast<const DT*>(p.q);
+#pragma unroll
+  for (int h = 0; h < G; ++h) {
+    q_raw[h] = make_uint4(0, 0, 0, 0);
+    if (h < heads) q_raw[h] = *reinterpret_cast<const uint4*>(q_base + int64(qo_head0 + h) * p.q_stride_head + c * 8);
+  }
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < num_tiles) load_tile(s, s);
     vec_io::cp_async_commit();
   }
-
-  // q chunk c of every head, in float; rotated at position kv_len-1 with RoPE.
+  // q in float; rotated at position kv_len-1 with RoPE.
   float q[G][8];
-  const DT* q_base = static_cast<const DT*>(p.q);
 #pragma unroll
-  for (int h = 0; h < G; ++h) {
-    uint4 raw = make_uint4(0, 0, 0, 0);
-    if (h < heads) raw = *reinterpret_cast<const uint4*>(q_base + int64(qo_head0 + h) * p.q_stride_head + c * 8);
-    vec_io::vec8<DT>::to_float(raw, q[h]);
-  }
+  for (int h = 0; h < G; ++h) vec_io::vec8<DT>::to_float(q_raw[h], q[h]);
   float freq[ROPE ? 8 : 1];
   const bool first_half = c < LANES / 2;
   if constexpr (ROPE) {
