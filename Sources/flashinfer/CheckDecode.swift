@@ -15,8 +15,6 @@ struct DecodeCheckConfig {
     var strided = false
     /// Through `singleDecode(..., backend: .cuda)` (outputs allocated by the library, not poisoned).
     var publicAPI = false
-    /// Split partials merged by the separate merge kernel instead of inside the decode kernel.
-    var mergeKernel = false
     /// Kernel pipeline depth and keys per slot (nil: the library's defaults).
     var stages: Int? = nil
     var keysPerSlot: Int? = nil
@@ -34,7 +32,6 @@ struct DecodeCheckConfig {
         if let sc = o.smScale { s += " scale\(sc)" }
         if let n = numChunks { s += " split\(n)" }
         if strided { s += " strided" }
-        if mergeKernel { s += " merge-kernel" }
         if let st = stages { s += " stages\(st)" }
         if let k = keysPerSlot { s += " keys\(k)" }
         if publicAPI { s += " api" }
@@ -112,13 +109,11 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     f = make(4096, (4, 8), 256, .f16, .init(positionEncoding: .alibi, logitsSoftCap: 30)); f.numChunks = 64; out.append(f)
     f = make(0, (4, 4), 128, .f16, .init()); f.numChunks = 4; out.append(f)
     f = make(50, (8, 4), 128, .bf16, .init(windowLeft: 13)); f.numChunks = 5; out.append(f)
-    // The separate merge kernel (the default merges inside the decode kernel).
-    f = make(100, (4, 4), 128, .f16, .init()); f.numChunks = 8; f.mergeKernel = true; out.append(f)
-    f = make(0, (4, 4), 64, .bf16, .init()); f.numChunks = 3; f.mergeKernel = true; out.append(f)
-    f = make(32789, (8, 4), 256, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.mergeKernel = true; out.append(f)
-    f = make(4096, (16, 2), 64, .f16, .init(logitsSoftCap: 30)); f.mergeKernel = true; out.append(f)
+    f = make(0, (4, 4), 64, .bf16, .init()); f.numChunks = 3; out.append(f)
+    out.append(make(32789, (8, 4), 256, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)))
+    out.append(make(4096, (16, 2), 64, .f16, .init(logitsSoftCap: 30)))
     // Other pipeline depths and tiles than the default (the bench compares them).
-    for (n, (st, kp)) in [(4, 4), (4, 8), (3, 8), (3, 2), (8, 2), (6, 8)].enumerated() {
+    for (n, (st, kp)) in [(6, 4), (4, 8), (3, 8), (3, 2), (8, 2), (6, 8)].enumerated() {
         let shapes = [(32789, (4, 8), 128, DType.f16), (4096, (8, 4), 64, .bf16), (999, (1, 4), 256, .f16),
                       (17, (4, 4), 128, .bf16), (32789, (8, 4), 256, .f16), (4096, (1, 8), 128, .f16)]
         let (kv, g, d, dt) = shapes[n]
@@ -206,14 +201,13 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         try lse.poison(stream: stream)
         let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
                                           stages: c.stages ?? DecodeSpec.defaultStages,
-                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, fusedMerge: !c.mergeKernel)
+                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)
         var workspace: DeviceBuffer? = nil
         if launch.workspaceBytes > 0 {
             workspace = try device.allocate(byteCount: launch.workspaceBytes)
             try workspace!.fill(word: 0x7FC0_0000, stream: stream)  // NaN: every partial must be written
-            try workspace!.fill(word: 0, count: launch.counterCount, offset: launch.counterOffset, stream: stream)
         }
-        // Twice on one workspace: the second launch needs the counters the first left zero.
+        // Twice on one workspace (as a caller reusing it would).
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
         try out.poison(stream: stream)
         try lse.poison(stream: stream)

@@ -34,7 +34,7 @@ struct DecodeKernelTests {
     @Test func paramStructsMatchTheHeader() throws {
         let p = DecodeParamsValues(
             q: 0x1111_0001, k: 0x1111_0002, v: 0x1111_0003, o: 0x1111_0004, lse: 0x1111_0005,
-            partialO: 0x1111_0006, partialLSE: 0x1111_0007, counters: 0x1111_0008,
+            partialO: 0x1111_0006, partialLSE: 0x1111_0007,
             qStrideHead: 0x2222_0001, kStrideSeq: 0x2222_0002, kStrideHead: 0x2222_0003, vStrideSeq: 0x2222_0004,
             vStrideHead: 0x2222_0005,
             smScaleLog2: 1.5, softCapPreTanhScale: 2.5, ropeRcpScale: 3.5, ropeLog2Theta: 4.5,
@@ -45,7 +45,6 @@ struct DecodeKernelTests {
             ("q", Self.le(UInt64(0x1111_0001))), ("k", Self.le(UInt64(0x1111_0002))), ("v", Self.le(UInt64(0x1111_0003))),
             ("o", Self.le(UInt64(0x1111_0004))), ("lse", Self.le(UInt64(0x1111_0005))),
             ("partial_o", Self.le(UInt64(0x1111_0006))), ("partial_lse", Self.le(UInt64(0x1111_0007))),
-            ("counters", Self.le(UInt64(0x1111_0008))),
             ("q_stride_head", Self.le(Int64(0x2222_0001))), ("k_stride_seq", Self.le(Int64(0x2222_0002))),
             ("k_stride_head", Self.le(Int64(0x2222_0003))), ("v_stride_seq", Self.le(Int64(0x2222_0004))),
             ("v_stride_head", Self.le(Int64(0x2222_0005))),
@@ -87,7 +86,10 @@ struct DecodeKernelTests {
             Issue.record("layout asserts failed: \(error)")
         }
     }
+}
 
+/// The catalogue (what CI compiles) covers every decode code path (no NVRTC needed).
+@Suite struct DecodeCatalogTests {
     @Test func catalogueHasEveryDecodeCodePath() {
         let specs = decodeCatalog().compactMap { $0.spec as? DecodeSpec }
         for dtype in [DType.f16, .bf16] {

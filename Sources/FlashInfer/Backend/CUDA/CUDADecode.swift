@@ -49,7 +49,7 @@ public struct DecodeSpec: KernelSpec {
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
-    public static let defaultStages = 6
+    public static let defaultStages = 4
     public static let defaultKeysPerSlot = 4
 
     public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
@@ -139,11 +139,9 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
 /// `singleDecode(..., backend: .cuda)` plans per call.
 ///
 /// Launches: the decode kernel on grid (chunks, KV heads, head groups) × 128 threads; when the
-/// KV range is split, it writes fp32 partials (o, base-2 LSE) to the workspace and they are
-/// merged into `out` and `lse` with the exact base-2 state merge, either by the last CTA of each
-/// (KV head, head group) to finish (`fusedMerge`, the default: one launch; it counts finished
-/// chunks in the workspace's counter words, which must be zero before a launch and are left
-/// zero after — `makeWorkspace` zeroes them) or by a second kernel (grid Hq × 128 threads).
+/// KV range is split, it writes fp32 partials (o, base-2 LSE) to the workspace and the merge
+/// kernel (grid Hq × 128 threads) combines them into `out` and `lse` with the exact base-2
+/// state merge.
 public struct CUDADecodeLaunch: Sendable {
     public let spec: DecodeSpec
     public let mergeSpec: DecodeMergeSpec
@@ -156,44 +154,31 @@ public struct CUDADecodeLaunch: Sendable {
     public let kvBegin: Int
     public let shape: SingleAttentionShape
     public let options: AttentionOptions
-    /// Split partials merged inside the decode kernel (else by the merge kernel).
-    public let fusedMerge: Bool
-    /// Bytes of workspace `run` needs (0 without a split): partial outputs, partial LSEs, then
-    /// one Int32 counter per (KV head, head group).
-    public var workspaceBytes: Int { split.isSplit ? counterOffset + counterCount * 4 : 0 }
+    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs.
+    public var workspaceBytes: Int { split.isSplit ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0 }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
-    /// Byte offset of the counters (16-byte aligned).
-    public var counterOffset: Int { (partialLSEOffset + split.numChunks * shape.numQOHeads * 4 + 15) / 16 * 16 }
-    /// Number of Int32 counters at `counterOffset`.
-    public var counterCount: Int { shape.numKVHeads * headGroups }
 
-    /// A workspace for this launch (nil when none is needed) with its counters zeroed, on
-    /// `stream`'s device (the zeroing is enqueued on `stream`).
+    /// A workspace for this launch on `stream`'s device (nil when none is needed).
     public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
         guard workspaceBytes > 0 else { return nil }
-        let n = workspaceBytes, off = counterOffset, count = counterCount
-        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in
-            let b = try stream.device.allocate(byteCount: n)
-            try b.fill(word: 0, count: count, offset: off, stream: stream)
-            return b
-        }
+        let n = workspaceBytes
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
     }
 
     /// Plans a decode of these tensors (validated as `singleDecode` does). `numChunks` forces
     /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
     /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
-                numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot,
-                fusedMerge: Bool = true) throws(FlashInferError) {
+                numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, fusedMerge: fusedMerge)
+                      keysPerSlot: keysPerSlot)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
-         numChunks: Int?, stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot,
-         fusedMerge: Bool = true) throws(FlashInferError) {
-        self.fusedMerge = fusedMerge
+         numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
@@ -227,8 +212,7 @@ public struct CUDADecodeLaunch: Sendable {
     }
 
     /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is
-    /// Float32 `[Hq]`; `workspace` must hold `workspaceBytes` (it may be nil when 0) with its
-    /// counters zero (see `makeWorkspace`; every launch leaves them zero).
+    /// Float32 `[Hq]`; `workspace` must hold `workspaceBytes` (it may be nil when 0).
     public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
                     stream: Stream) throws(FlashInferError) {
         try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream).launch(on: stream)
@@ -303,11 +287,10 @@ public struct CUDADecodeLaunch: Sendable {
         let outAddress = out.deviceAddress!
         let lseAddress = lse?.deviceAddress ?? 0
 
-        let fused = split.isSplit && fusedMerge
         let a = DecodeParamsValues(
-            q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!, o: outAddress, lse: lseAddress,
+            q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
+            o: split.isSplit ? 0 : outAddress, lse: split.isSplit ? 0 : lseAddress,
             partialO: split.isSplit ? ws : 0, partialLSE: split.isSplit ? ws + CUdeviceptr(partialLSEOffset) : 0,
-            counters: fused ? ws + CUdeviceptr(counterOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
             smScaleLog2: cap > 0 ? cap * log2e : scale * log2e, softCapPreTanhScale: cap > 0 ? scale / cap : 0,
@@ -326,7 +309,7 @@ public struct CUDADecodeLaunch: Sendable {
             let jit = try JIT.shared(for: stream.device)
             let d = try jit.kernel(spec).function
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit && !fused ? try jit.kernel(mergeSpec).function : nil)
+            return (d, split.isSplit ? try jit.kernel(mergeSpec).function : nil)
         }
         return Prepared(decode: decode, merge: merge, decodeArguments: a, mergeArguments: m,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
@@ -355,7 +338,7 @@ public struct CUDADecodeLaunch: Sendable {
 /// The values of `DecodeParams` (decode.cuh), packed field by field in declaration order, so
 /// the bytes are the C struct's (checked against the header by the NVRTC layout test).
 struct DecodeParamsValues {
-    var q, k, v, o, lse, partialO, partialLSE, counters: CUdeviceptr
+    var q, k, v, o, lse, partialO, partialLSE: CUdeviceptr
     var qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead: Int64
     // VariantParams
     var smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta: Float
@@ -365,7 +348,7 @@ struct DecodeParamsValues {
 
     var arguments: KernelArguments {
         var a = KernelArguments()
-        for p in [q, k, v, o, lse, partialO, partialLSE, counters] { a.append(p) }
+        for p in [q, k, v, o, lse, partialO, partialLSE] { a.append(p) }
         for x in [qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead] { a.append(x) }
         for x in [smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta] { a.append(x) }
         for x in [qoLen, kvLen, windowLeft, numQOHeads, numKVHeads, groupSize, kvBegin, chunkSize, split] { a.append(x) }

@@ -23,15 +23,12 @@
 // rescales o and the row sums) when a logit exceeds m by more than RESCALE_THRESHOLD (log2
 // units), so p <= 2^8 and the common tile pays no rescale. The final state per slot is exact
 // (o, m, d); the slots are merged at the end with the base-2 state merge, and the CTA writes
-// either the output (one chunk) or its partial (o in fp32, lse base 2). Split partials are
-// merged either by the last CTA of each (KV head, head group) to finish (counters: no second
-// launch) or by the separate kernel of decode_merge.cuh.
+// either the output (one chunk) or its partial (o in fp32, lse base 2) for decode_merge.cuh.
 //
 // Sliding window: decode keeps the last window_left+1 keys, so the host starts the KV range at
 // kv_begin = max(0, kv_len - 1 - window_left); no per-key window test is needed.
 #pragma once
 #include <flashinfer/attention/pos_enc.cuh>
-#include <flashinfer/attention/state.cuh>
 #include <flashinfer/attention/variants.cuh>
 #include <flashinfer/core/math.cuh>
 #include <flashinfer/core/types.cuh>
@@ -49,9 +46,6 @@ struct DecodeParams {
   float* lse;            // [num_qo_heads] base-2 LSE, or null (unsplit launches)
   float* partial_o;      // [num_chunks, num_qo_heads, head_dim] fp32 (split launches)
   float* partial_lse;    // [num_chunks, num_qo_heads] base 2 (split launches)
-  int* counters;         // [num_kv_heads, head_groups] finished chunks (split launches), or null:
-                         // non-null, the last CTA of each (kv head, head group) merges the
-                         // partials into o / lse itself; zero before a launch, left zero after
   int64 q_stride_head;   // elements
   int64 k_stride_seq;    // elements
   int64 k_stride_head;   // elements
@@ -62,7 +56,7 @@ struct DecodeParams {
   int group_size;        // num_qo_heads / num_kv_heads
   int kv_begin;          // first key attended (window start; 0 without a window)
   int chunk_size;        // keys per chunk (blockIdx.x), a multiple of TILE_KEYS
-  int split;             // nonzero: write partial_o / partial_lse (and merge them when counters)
+  int split;             // nonzero: write partial_o / partial_lse instead of o / lse
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
@@ -143,90 +137,6 @@ struct SlotReduce {
   }
 };
 
-// Writes 8 output elements [8c, 8c+8) of a query head (and its LSE from lane 0).
-template <typename DT, int D>
-__device__ __forceinline__ void store_output(const DecodeParams& p, int qo_head, int c, const float (&acc)[8], float lse) {
-  *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + int64(qo_head) * D + c * 8) = vec_io::vec8<DT>::from_float(acc);
-  if (c == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
-}
-
-// Split launch, fused merge: the CTA that finishes last among the chunks of its (KV head, head
-// group) merges their partials (threadFenceReduction pattern: partials, fence, counter). Pair
-// (h, c) of the group's heads × LANES chunks is folded by SPLIT groups of threads, each taking
-// every SPLIT-th chunk, BATCH loads in flight; the groups' states are then folded in order.
-template <class KT>
-__device__ __forceinline__ void merge_if_last(const DecodeParams& p, int qo_head0, int heads, unsigned char* smem) {
-  constexpr int D = KT::HEAD_DIM, LANES = KT::LANES, THREADS = KT::THREADS;
-  constexpr int PAIRS = KT::GROUP * LANES;
-  constexpr int PER_PASS = PAIRS < THREADS ? PAIRS : THREADS;  // pairs folded at once
-  constexpr int PASSES = PAIRS / PER_PASS;
-  constexpr int SPLIT = THREADS / PER_PASS;                    // thread groups per pair
-  constexpr int BATCH = 8;
-  static_assert(PAIRS % PER_PASS == 0 && THREADS % PER_PASS == 0, "whole passes");
-  static_assert(THREADS * 9 * 4 <= KT::PIPE_BYTES, "the fold buffer fits in the pipeline buffers");
-  __shared__ int is_last;
-
-  __threadfence();  // this CTA's partials are visible device-wide before it is counted
-  __syncthreads();
-  const int counter = blockIdx.y * gridDim.z + blockIdx.z;
-  if (threadIdx.x == 0) is_last = atomicAdd(&p.counters[counter], 1) == int(gridDim.x) - 1;
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();  // see every other CTA's partials
-
-  const int num_chunks = gridDim.x, num_qo_heads = p.variant.num_qo_heads;
-  const int tid = threadIdx.x, pr = tid % PER_PASS, grp = tid / PER_PASS;
-  float* fold = reinterpret_cast<float*>(smem);  // [SPLIT][PER_PASS][9]: o[8], lse
-#pragma unroll 1
-  for (int pass = 0; pass < PASSES; ++pass) {
-    const int pair = pass * PER_PASS + pr, h = pair / LANES, c = pair % LANES;
-    const int qo_head = qo_head0 + h;
-    float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    float s = -math::inf;
-    if (h < heads) {
-      for (int base = grp; base < num_chunks; base += BATCH * SPLIT) {
-        float ob[BATCH][8], sb[BATCH];
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-          const int i = base + b * SPLIT;
-          if (i < num_chunks) {
-            const float4* src = reinterpret_cast<const float4*>(p.partial_o + (int64(i) * num_qo_heads + qo_head) * D + c * 8);
-            const float4 x = __ldcg(src), y = __ldcg(src + 1);
-            ob[b][0] = x.x; ob[b][1] = x.y; ob[b][2] = x.z; ob[b][3] = x.w;
-            ob[b][4] = y.x; ob[b][5] = y.y; ob[b][6] = y.z; ob[b][7] = y.w;
-            sb[b] = __ldcg(p.partial_lse + int64(i) * num_qo_heads + qo_head);
-          } else {
-#pragma unroll
-            for (int e = 0; e < 8; ++e) ob[b][e] = 0.f;
-            sb[b] = -math::inf;
-          }
-        }
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) merge_state(o, s, ob[b], sb[b]);
-      }
-    }
-    if constexpr (SPLIT > 1) {
-      float* mine = fold + (grp * PER_PASS + pr) * 9;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) mine[e] = o[e];
-      mine[8] = s;
-      __syncthreads();
-      if (grp == 0) {
-        for (int g = 1; g < SPLIT; ++g) {
-          const float* other = fold + (g * PER_PASS + pr) * 9;
-          float ob[8];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) ob[e] = other[e];
-          merge_state(o, s, ob, other[8]);
-        }
-      }
-      __syncthreads();
-    }
-    if (grp == 0 && h < heads) store_output<typename KT::DT, D>(p, qo_head, c, o, s);
-  }
-  if (tid == 0) p.counters[counter] = 0;  // ready for the next launch
-}
-
 template <class KT>
 __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   using DT = typename KT::DT;
@@ -260,42 +170,15 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   const int chunk_end = min(chunk_begin + p.chunk_size, kv_len);
   const int num_tiles = chunk_end > chunk_begin ? (chunk_end - chunk_begin + TILE - 1) / TILE : 0;
 
-  const DT* k_head = static_cast<const DT*>(p.k) + int64(kv_head) * p.k_stride_head;
-  const DT* v_head = static_cast<const DT*>(p.v) + int64(kv_head) * p.v_stride_head;
-  // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
-  auto load_tile = [&](int tile, int stage) {
-    DT* ks = pipe + stage * (2 * TILE * D);
-    DT* vs = ks + TILE * D;
-    const int key0 = chunk_begin + tile * TILE;
-#pragma unroll
-    for (int n = 0; n < KPS; ++n) {
-      const int key = slot + n * KT::SLOTS;
-      const int j = key0 + key;
-      const bool valid = j < chunk_end;
-      const int64 jj = valid ? j : chunk_begin;  // a mapped address; nothing is read when !valid
-      vec_io::cp_async_16(ks + key * D + c * 8, k_head + jj * p.k_stride_seq + c * 8, valid);
-      vec_io::cp_async_16(vs + key * D + c * 8, v_head + jj * p.v_stride_seq + c * 8, valid);
-    }
-  };
-
-  // q chunk c of every head: issue its loads, start the K/V pipeline, then convert (the first
-  // use waits for q), so neither latency delays the other.
-  uint4 q_raw[G];
+  // q chunk c of every head, in float; rotated at position kv_len-1 with RoPE.
+  float q[G][8];
   const DT* q_base = static_cast<const DT*>(p.q);
 #pragma unroll
   for (int h = 0; h < G; ++h) {
-    q_raw[h] = make_uint4(0, 0, 0, 0);
-    if (h < heads) q_raw[h] = *reinterpret_cast<const uint4*>(q_base + int64(qo_head0 + h) * p.q_stride_head + c * 8);
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    if (h < heads) raw = *reinterpret_cast<const uint4*>(q_base + int64(qo_head0 + h) * p.q_stride_head + c * 8);
+    vec_io::vec8<DT>::to_float(raw, q[h]);
   }
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < num_tiles) load_tile(s, s);
-    vec_io::cp_async_commit();
-  }
-  // q in float; rotated at position kv_len-1 with RoPE.
-  float q[G][8];
-#pragma unroll
-  for (int h = 0; h < G; ++h) vec_io::vec8<DT>::to_float(q_raw[h], q[h]);
   float freq[ROPE ? 8 : 1];
   const bool first_half = c < LANES / 2;
   if constexpr (ROPE) {
@@ -328,6 +211,30 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   for (int r = 0; r < OWNED; ++r) {
     m_own[r] = -math::inf;
     d_own[r] = 0.f;
+  }
+
+  const DT* k_head = static_cast<const DT*>(p.k) + int64(kv_head) * p.k_stride_head;
+  const DT* v_head = static_cast<const DT*>(p.v) + int64(kv_head) * p.v_stride_head;
+  // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
+  auto load_tile = [&](int tile, int stage) {
+    DT* ks = pipe + stage * (2 * TILE * D);
+    DT* vs = ks + TILE * D;
+    const int key0 = chunk_begin + tile * TILE;
+#pragma unroll
+    for (int n = 0; n < KPS; ++n) {
+      const int key = slot + n * KT::SLOTS;
+      const int j = key0 + key;
+      const bool valid = j < chunk_end;
+      const int64 jj = valid ? j : chunk_begin;  // a mapped address; nothing is read when !valid
+      vec_io::cp_async_16(ks + key * D + c * 8, k_head + jj * p.k_stride_seq + c * 8, valid);
+      vec_io::cp_async_16(vs + key * D + c * 8, v_head + jj * p.v_stride_seq + c * 8, valid);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < num_tiles) load_tile(s, s);
+    vec_io::cp_async_commit();
   }
 
   float* slot_scores = scores + slot * SCORES;
@@ -497,10 +404,10 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
       if (cc == 0) p.partial_lse[int64(blockIdx.x) * num_qo_heads + qo_head] = lse;
     } else {
-      store_output<DT, D>(p, qo_head, cc, acc, lse);
+      *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + int64(qo_head) * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
+      if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
     }
   }
-  if (p.split && p.counters != nullptr) merge_if_last<KT>(p, qo_head0, heads, smem);
 }
 
 }  // namespace flashinfer
