@@ -28,5 +28,6 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
         for d in [DType.f16, .bf16] { out.append(("\(kind.rawValue) \(d.rawValue)", MergeSpec(kind: kind, dtype: d))) }
     }
     out += prefillCatalog()
+    out += decodeCatalog()
     return out
 }

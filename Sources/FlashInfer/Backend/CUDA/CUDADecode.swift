@@ -1,9 +1,387 @@
 import FlashInferCUDA
 
-/// Single-request decode on CUDA cores (placeholder until the decode kernel lands).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The JIT spec of the single-decode kernel (`attention/decode.cuh`): only what changes the code.
+///
+/// RoPE's scale and theta, the softmax scale, the cap value, the window, the group size (≤ the
+/// CTA's `group`), the strides and every length are launch parameters.
+public struct DecodeSpec: KernelSpec {
+    /// Position-encoding code path (RoPE's scale and theta are runtime values).
+    public enum PosEnc: String, Sendable, Hashable, CaseIterable {
+        case none, rope, alibi
+
+        init(_ pe: PositionEncoding) {
+            switch pe {
+            case .none: self = .none
+            case .ropeLlama: self = .rope
+            case .alibi: self = .alibi
+            }
+        }
+
+        var cudaName: String {
+            switch self {
+            case .none: "flashinfer::PosEnc::kNone"
+            case .rope: "flashinfer::PosEnc::kRoPELlama"
+            case .alibi: "flashinfer::PosEnc::kALiBi"
+            }
+        }
+    }
+
+    /// f16 or bf16 (q, k, v and the output share it).
+    public var dtype: DType
+    /// 64, 128 or 256.
+    public var headDim: Int
+    /// Query heads one CTA serves (1, 2, 4 or 8): the GQA group size rounded up to a power of two,
+    /// capped at 8 (larger groups take several CTAs per KV head).
+    public var group: Int
+    public var posEnc: PosEnc
+    /// Logits soft-cap on (its value is a launch parameter).
+    public var softCap: Bool
+    /// cp.async pipeline depth (shared-memory stages of one K tile and one V tile).
+    public var stages: Int
+    /// Keys each slot (headDim/8 lanes) takes per tile: 2, 4 or 8 (the tile is 128/(headDim/8) × this).
+    public var keysPerSlot: Int
+
+    /// The pipeline depth and tile used unless a caller picks others (measured on the device:
+    /// bench/NOTES.md).
+    public static let defaultStages = 4
+    public static let defaultKeysPerSlot = 4
+
+    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
+                stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) {
+        self.dtype = dtype
+        self.headDim = headDim
+        self.group = group
+        self.posEnc = posEnc
+        self.softCap = softCap
+        self.stages = stages
+        self.keysPerSlot = keysPerSlot
+    }
+
+    public var name: String {
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)"
+    }
+    public var entryPoint: String { "fi_" + name }
+
+    public func source() -> String {
+        """
+        #include <flashinfer/attention/decode.cuh>
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot)>;
+        extern "C" __global__ void __launch_bounds__(KT::THREADS) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
+          flashinfer::decode_kernel<KT>(p);
+        }
+        """
+    }
+
+    // Mirrors of DecodeTraits (decode.cuh); the kernel traps if the shared size disagrees.
+    static let threads = 128
+    /// Lanes sharing one key (one 16-byte chunk each).
+    var lanes: Int { headDim / 8 }
+    /// Keys per pipeline stage: (threads / lanes) slots × keysPerSlot.
+    public var tileKeys: Int { (Self.threads / lanes) * keysPerSlot }
+    /// Dynamic shared memory: the pipeline, the per-slot scores and the per-slot maxima.
+    public var sharedBytes: Int {
+        let slots = Self.threads / lanes
+        return stages * 2 * tileKeys * headDim * dtype.byteSize + slots * keysPerSlot * group * 4 + slots * group * 4
+    }
+}
+
+/// The JIT spec of the split-KV merge (`attention/decode_merge.cuh`).
+public struct DecodeMergeSpec: KernelSpec {
+    public var dtype: DType
+    public var headDim: Int
+    public init(dtype: DType, headDim: Int) {
+        self.dtype = dtype
+        self.headDim = headDim
+    }
+    public var name: String { "decode_merge_\(dtype.rawValue)_d\(headDim)" }
+    public var entryPoint: String { "fi_" + name }
+    public func source() -> String {
+        """
+        #include <flashinfer/attention/decode_merge.cuh>
+        extern "C" __global__ void __launch_bounds__(128) \(entryPoint)(const __grid_constant__ flashinfer::DecodeMergeParams p) {
+          flashinfer::decode_merge<\(dtype.cudaTypeName), \(headDim)>(p);
+        }
+        """
+    }
+}
+
+/// The decode specs the catalogue compiles: every (dtype, head dim, position encoding, soft-cap)
+/// at the largest CTA group (8), plus the smaller groups on the plain path, plus the merges.
+func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
+    var out: [(name: String, spec: any KernelSpec)] = []
+    for dtype in [DType.f16, .bf16] {
+        for d in supportedHeadDims {
+            for pe in DecodeSpec.PosEnc.allCases {
+                for cap in [false, true] {
+                    let s = DecodeSpec(dtype: dtype, headDim: d, group: 8, posEnc: pe, softCap: cap)
+                    out.append((s.name, s))
+                }
+            }
+            for g in [1, 2, 4] {
+                let s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: .none, softCap: false)
+                out.append((s.name, s))
+            }
+            let m = DecodeMergeSpec(dtype: dtype, headDim: d)
+            out.append((m.name, m))
+        }
+    }
+    return out
+}
+
+/// A planned single decode: kernel, grid, split-KV chunking and workspace size for one problem
+/// shape on one device. Plan once and `run` many times (the bench does, with one workspace);
+/// `singleDecode(..., backend: .cuda)` plans per call.
+///
+/// Launches: the decode kernel on grid (chunks, KV heads, head groups) × 128 threads; when the
+/// KV range is split, it writes fp32 partials (o, base-2 LSE) to the workspace and the merge
+/// kernel (grid Hq × 128 threads) combines them into `out` and `lse` with the exact base-2
+/// state merge.
+public struct CUDADecodeLaunch: Sendable {
+    public let spec: DecodeSpec
+    public let mergeSpec: DecodeMergeSpec
+    public let split: DecodeSplit
+    /// Resident decode CTAs per SM (driver occupancy for the kernel's registers and shared memory).
+    public let ctasPerSM: Int
+    /// CTAs per KV head along the group (groups above 8 query heads take several).
+    public let headGroups: Int
+    /// Keys attended: the last `windowLeft + 1` with a window, else all.
+    public let kvBegin: Int
+    public let shape: SingleAttentionShape
+    public let options: AttentionOptions
+    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs.
+    public var workspaceBytes: Int { split.isSplit ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0 }
+    var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
+
+    /// A workspace for this launch on `stream`'s device (nil when none is needed).
+    public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
+        guard workspaceBytes > 0 else { return nil }
+        let n = workspaceBytes
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
+    }
+
+    /// Plans a decode of these tensors (validated as `singleDecode` does). `numChunks` forces
+    /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
+    /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
+    public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
+                numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) throws(FlashInferError) {
+        let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
+        try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
+                      keysPerSlot: keysPerSlot)
+    }
+
+    init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
+         numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) throws(FlashInferError) {
+        if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
+        guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
+        guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
+        let g = shape.groupSize
+        var cta = 1
+        while cta < min(g, 8) { cta *= 2 }
+        spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
+                          softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
+        mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
+        headGroups = (g + cta - 1) / cta
+        self.shape = shape
+        self.options = options
+        kvBegin = options.windowLeft >= 0 ? max(0, shape.kvLen - 1 - options.windowLeft) : 0
+        let attended = shape.kvLen - kvBegin
+        let spec = spec
+        let occupancy = try FlashInferError.wrap { () throws(CUDAError) -> Int in
+            let f = try JIT.shared(for: device).kernel(spec).function
+            try f.setMaxDynamicSharedMemory(spec.sharedBytes)
+            return try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes)
+        }
+        guard occupancy > 0 else {
+            throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
+        }
+        ctasPerSM = occupancy
+        if let n = numChunks {
+            split = decodeSplit(kvLen: attended, forcedChunks: n, tileKeys: spec.tileKeys)
+        } else {
+            split = decodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups, ctasPerSM: occupancy,
+                                smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
+        }
+    }
+
+    /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is
+    /// Float32 `[Hq]`; `workspace` must hold `workspaceBytes` (it may be nil when 0).
+    public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
+                    stream: Stream) throws(FlashInferError) {
+        try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream).launch(on: stream)
+    }
+
+    /// The launches of one call with every argument checked and packed, for callers that repeat
+    /// the same call (the bench): `launch(on:)` then only enqueues the kernels.
+    public struct Prepared: Sendable {
+        let decode: Function
+        let merge: Function?
+        let decodeArguments: KernelArguments
+        let mergeArguments: KernelArguments
+        let grid: (Int, Int, Int)
+        let mergeGrid: Int
+        let sharedBytes: Int
+
+        /// Enqueues the decode kernel and, when split, the merge.
+        public func launch(on stream: Stream) throws(FlashInferError) {
+            try FlashInferError.wrap { () throws(CUDAError) in
+                try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
+                                  stream: stream, arguments: decodeArguments)
+                if let merge {
+                    try merge.launch(grid: (mergeGrid, 1, 1), block: (128, 1, 1), stream: stream, arguments: mergeArguments)
+                }
+            }
+        }
+
+        /// Enqueues the decode kernel alone (its partials are left in the workspace when split).
+        public func launchDecodeOnly(on stream: Stream) throws(FlashInferError) {
+            try FlashInferError.wrap { () throws(CUDAError) in
+                try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
+                                  stream: stream, arguments: decodeArguments)
+            }
+        }
+
+        /// Registers and local (spill) bytes per thread of the decode kernel, from the driver.
+        public var decodeAttributes: FunctionAttributes { decode.attributes }
+    }
+
+    /// Checks and packs one call (see `run`).
+    public func prepare(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
+                        stream: Stream) throws(FlashInferError) -> Prepared {
+        let s = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
+        guard s == shape, q.dtype == spec.dtype else {
+            throw .option(name: "decode launch", value: "\(q.shape) \(k.shape) \(q.dtype.rawValue)", rule: "tensors differ from the planned shape \(shape)")
+        }
+        for (n, t) in [("q", q), ("k", k), ("v", v), ("out", out)] {
+            guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
+        }
+        try Self.checkVectorAligned(q: q, k: k, v: v)
+        guard out.shape == q.shape, out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: out.dtype) }
+        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+        if let lse {
+            guard lse.dtype == .f32, lse.shape == [shape.numQOHeads], lse.isContiguous, lse.isOnDevice, lse.device === stream.device else {
+                throw .dtype(tensor: "lse", expected: "contiguous f32 [\(shape.numQOHeads)] on the stream's device", got: lse.dtype)
+            }
+        }
+        let needed = workspaceBytes
+        if needed > 0 {
+            guard let workspace, workspace.byteCount >= needed, workspace.device === stream.device else {
+                throw .option(name: "workspace", value: "\(workspace?.byteCount ?? 0) bytes", rule: "needs \(needed) bytes on the stream's device")
+            }
+        }
+        let (qStride, kSeq, kHead, vSeq, vHead) = Self.strides(q: q, k: k, v: v, layout: options.layout)
+        let scale = options.resolvedScale(headDim: shape.headDim)
+        let cap = options.logitsSoftCap
+        let log2e: Float = 1.44269504088896340736
+        var ropeScale: Float = 1, ropeTheta: Float = 1e4
+        if case .ropeLlama(let sc, let th) = options.positionEncoding { (ropeScale, ropeTheta) = (sc, th) }
+        let split = split
+        let ws = needed > 0 ? workspace!.address : 0
+        let outAddress = out.deviceAddress!
+        let lseAddress = lse?.deviceAddress ?? 0
+
+        let a = DecodeParamsValues(
+            q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
+            o: split.isSplit ? 0 : outAddress, lse: split.isSplit ? 0 : lseAddress,
+            partialO: split.isSplit ? ws : 0, partialLSE: split.isSplit ? ws + CUdeviceptr(partialLSEOffset) : 0,
+            qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
+            vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
+            smScaleLog2: cap > 0 ? cap * log2e : scale * log2e, softCapPreTanhScale: cap > 0 ? scale / cap : 0,
+            ropeRcpScale: 1 / ropeScale, ropeLog2Theta: Float(log2(Double(ropeTheta))),
+            qoLen: 1, kvLen: Int32(shape.kvLen), windowLeft: Int32(options.windowLeft), numQOHeads: Int32(shape.numQOHeads),
+            numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
+            chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
+        ).arguments
+        let m = DecodeMergeParamsValues(
+            partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
+            numQOHeads: Int32(shape.numQOHeads), numChunks: Int32(split.numChunks)
+        ).arguments
+
+        let spec = spec, mergeSpec = mergeSpec
+        let (decode, merge) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Function?) in
+            let jit = try JIT.shared(for: stream.device)
+            let d = try jit.kernel(spec).function
+            try d.setMaxDynamicSharedMemory(spec.sharedBytes)
+            return (d, split.isSplit ? try jit.kernel(mergeSpec).function : nil)
+        }
+        return Prepared(decode: decode, merge: merge, decodeArguments: a, mergeArguments: m,
+                        grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
+                        sharedBytes: spec.sharedBytes)
+    }
+
+    /// Element strides (q head; k seq, k head; v seq, v head) for the layout.
+    static func strides(q: Tensor, k: Tensor, v: Tensor, layout: KVLayout) -> (Int, Int, Int, Int, Int) {
+        let (seq, head) = layout == .nhd ? (0, 1) : (1, 0)
+        return (q.strides[0], k.strides[seq], k.strides[head], v.strides[seq], v.strides[head])
+    }
+
+    /// The kernel reads 16-byte vectors: every tensor's base address must be 16-byte aligned and
+    /// every stride (of an axis longer than 1) a multiple of 8 elements.
+    static func checkVectorAligned(q: Tensor, k: Tensor, v: Tensor) throws(FlashInferError) {
+        for (n, t) in [("q", q), ("k", k), ("v", v)] {
+            let misaligned = t.count > 0 && (t.deviceAddress ?? 0) % 16 != 0
+            let badStride = zip(t.shape.dropLast(), t.strides.dropLast()).contains { $0.0 > 1 && $0.1 % 8 != 0 }
+            if misaligned || badStride {
+                throw .strides(tensor: n, strides: t.strides, rule: "the decode kernel needs a 16-byte aligned base and strides that are multiples of 8 elements")
+            }
+        }
+    }
+}
+
+/// The values of `DecodeParams` (decode.cuh), packed field by field in declaration order, so
+/// the bytes are the C struct's (checked against the header by the NVRTC layout test).
+struct DecodeParamsValues {
+    var q, k, v, o, lse, partialO, partialLSE: CUdeviceptr
+    var qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead: Int64
+    // VariantParams
+    var smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta: Float
+    var qoLen, kvLen, windowLeft, numQOHeads: Int32
+    // tail
+    var numKVHeads, groupSize, kvBegin, chunkSize, split: Int32
+
+    var arguments: KernelArguments {
+        var a = KernelArguments()
+        for p in [q, k, v, o, lse, partialO, partialLSE] { a.append(p) }
+        for x in [qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead] { a.append(x) }
+        for x in [smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta] { a.append(x) }
+        for x in [qoLen, kvLen, windowLeft, numQOHeads, numKVHeads, groupSize, kvBegin, chunkSize, split] { a.append(x) }
+        a.pad(toAlignment: 8)
+        return a
+    }
+}
+
+/// The values of `DecodeMergeParams` (decode_merge.cuh), packed in declaration order.
+struct DecodeMergeParamsValues {
+    var partialO, partialLSE, o, lse: CUdeviceptr
+    var numQOHeads, numChunks: Int32
+
+    var arguments: KernelArguments {
+        var a = KernelArguments()
+        for p in [partialO, partialLSE, o, lse] { a.append(p) }
+        a.append(numQOHeads)
+        a.append(numChunks)
+        a.pad(toAlignment: 8)
+        return a
+    }
+}
+
+/// Single-request decode on CUDA cores: plans (split-KV from the SM count), allocates the
+/// split workspace for this call, launches the decode kernel and, when split, the merge.
 enum CUDADecode {
     static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
                     out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-        throw .option(name: "backend", value: "cuda", rule: "the GPU decode kernel is not built yet")
+        let launch = try CUDADecodeLaunch(shape: shape, dtype: q.dtype, options: options, device: stream.device,
+                                          numChunks: nil)
+        let workspace = try launch.makeWorkspace(stream: stream)
+        try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        // The workspace is freed when this returns; cuMemFree waits for the launches that use it.
+        withExtendedLifetime(workspace) {}
     }
 }

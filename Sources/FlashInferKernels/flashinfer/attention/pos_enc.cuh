@@ -20,4 +20,12 @@ __device__ __forceinline__ float rope_rotate(float x, float partner, int d, int 
   return d < head_dim / 2 ? x * c - partner * s : x * c + partner * s;
 }
 
+// The same rotation with the frequency precomputed (rope_freq), for kernels that rotate many
+// positions of one dimension: first_half is d < D/2.
+__device__ __forceinline__ float rope_rotate_with_freq(float x, float partner, bool first_half, int pos, float freq) {
+  float s, c;
+  __sincosf(float(pos) * freq, &s, &c);
+  return first_half ? x * c - partner * s : x * c + partner * s;
+}
+
 }  // namespace flashinfer

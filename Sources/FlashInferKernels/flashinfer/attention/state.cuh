@@ -20,4 +20,14 @@ __device__ __forceinline__ void merge_weights(float sa, float sb, float& wa, flo
   lse = math::ptx_log2(d) + m;
 }
 
+// (o, s) <- merge((o, s), (ob, sb)) for N output elements of one row.
+template <int N>
+__device__ __forceinline__ void merge_state(float (&o)[N], float& s, const float (&ob)[N], float sb) {
+  float wa, wb, lse;
+  merge_weights(s, sb, wa, wb, lse);
+#pragma unroll
+  for (int e = 0; e < N; ++e) o[e] = wa * o[e] + wb * ob[e];
+  s = lse;
+}
+
 }  // namespace flashinfer

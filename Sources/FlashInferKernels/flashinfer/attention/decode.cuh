@@ -1,0 +1,413 @@
+// Single-request decode attention on CUDA cores (memory-bound): one query token per head
+// against kv_len keys, with split-KV across CTAs.
+//
+// Grid (num_chunks, num_kv_heads, head_groups); 128 threads. One CTA reads one KV head's keys
+// [chunk_begin, chunk_end) exactly once and serves up to GROUP query heads of its GQA group
+// (head_groups > 1 only when the group is larger than 8).
+//
+// Work layout. A key's HEAD_DIM elements are LANES = HEAD_DIM/8 16-byte chunks; LANES
+// consecutive lanes form a "slot" and lane c of a slot always owns chunk c:
+//   - it keeps q[h][8c..8c+8) for every head h of the group in registers (float, RoPE'd),
+//   - and the output accumulator o[h][8c..8c+8) of its slot.
+// The K/V tiles (TILE_KEYS keys) arrive in shared memory through a STAGES-deep cp.async
+// pipeline; each slot takes KEYS_PER_SLOT keys of a tile:
+//   1. QK:  lane c computes the partial dot of its chunk for each (key, head)   (KEYS·GROUP values)
+//   2.      a transpose-reduce across the slot's lanes leaves each (key, head) total in one lane
+//           (SlotReduce: ~1 shuffle per value instead of log2(LANES)),
+//   3.      that lane turns it into a logit (AttentionVariant::logit, log2 units) and a weight
+//           p = exp2(t - m) against the slot's running max m, and stores p in shared memory,
+//   4. PV:  lane c reads the slot's p and its V chunk: o[h][8c..] += p[key][h] · v[key][8c..].
+// Everything after the pipeline barrier is warp-local (__syncwarp only).
+//
+// Online softmax with lazy rescaling: a slot keeps its max m per head and only raises it (and
+// rescales o and the row sums) when a logit exceeds m by more than RESCALE_THRESHOLD (log2
+// units), so p <= 2^8 and the common tile pays no rescale. The final state per slot is exact
+// (o, m, d); the slots are merged at the end with the base-2 state merge, and the CTA writes
+// either the output (one chunk) or its partial (o in fp32, lse base 2) for decode_merge.cuh.
+//
+// Sliding window: decode keeps the last window_left+1 keys, so the host starts the KV range at
+// kv_begin = max(0, kv_len - 1 - window_left); no per-key window test is needed.
+#pragma once
+#include <flashinfer/attention/pos_enc.cuh>
+#include <flashinfer/attention/variants.cuh>
+#include <flashinfer/core/math.cuh>
+#include <flashinfer/core/types.cuh>
+#include <flashinfer/core/vec_io.cuh>
+
+namespace flashinfer {
+
+// Parameters of one decode launch. Declared once here; Swift (CUDADecode.swift) packs the same
+// bytes with KernelArguments in this order.
+struct DecodeParams {
+  const void* q;         // [num_qo_heads, head_dim]: q[h*q_stride_head + d]
+  const void* k;         // key (j, kv head h, d) at k[j*k_stride_seq + h*k_stride_head + d]
+  const void* v;         // value (j, h, d) at v[j*v_stride_seq + h*v_stride_head + d]
+  void* o;               // [num_qo_heads, head_dim] contiguous, q's dtype (unsplit launches)
+  float* lse;            // [num_qo_heads] base-2 LSE, or null (unsplit launches)
+  float* partial_o;      // [num_chunks, num_qo_heads, head_dim] fp32 (split launches)
+  float* partial_lse;    // [num_chunks, num_qo_heads] base 2 (split launches)
+  int64 q_stride_head;   // elements
+  int64 k_stride_seq;    // elements
+  int64 k_stride_head;   // elements
+  int64 v_stride_seq;    // elements
+  int64 v_stride_head;   // elements
+  VariantParams variant; // scale, soft-cap, RoPE; qo_len = 1, kv_len, window_left, num_qo_heads
+  int num_kv_heads;
+  int group_size;        // num_qo_heads / num_kv_heads
+  int kv_begin;          // first key attended (window start; 0 without a window)
+  int chunk_size;        // keys per chunk (blockIdx.x), a multiple of TILE_KEYS
+  int split;             // nonzero: write partial_o / partial_lse instead of o / lse
+};
+
+constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
+
+// Derived constants of one decode kernel variant.
+template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4>
+struct DecodeTraits {
+  using DT = DT_;
+  static constexpr int HEAD_DIM = HEAD_DIM_;
+  static constexpr int GROUP = GROUP_;             // query heads per CTA (a power of 2, <= 8)
+  static constexpr int STAGES = STAGES_;           // cp.async pipeline depth
+  static constexpr PosEnc POS_ENC = POS_ENC_;
+  static constexpr bool SOFT_CAP = SOFT_CAP_;
+  static constexpr int THREADS = 128;
+  static constexpr int VEC = 16 / int(sizeof(DT));            // elements per 16-byte chunk
+  static constexpr int LANES = HEAD_DIM / VEC;                // lanes per slot (one chunk each)
+  static constexpr int SLOTS = THREADS / LANES;               // key slots per CTA
+  static constexpr int KEYS_PER_SLOT = KEYS_PER_SLOT_;        // keys a slot takes per tile
+  static constexpr int TILE_KEYS = SLOTS * KEYS_PER_SLOT;     // keys per pipeline stage
+  static constexpr int SCORES = KEYS_PER_SLOT * GROUP;        // (key, head) values per slot per tile
+  static constexpr int TILE_BYTES = TILE_KEYS * HEAD_DIM * int(sizeof(DT));  // one K or V tile
+  static constexpr int STAGE_BYTES = 2 * TILE_BYTES;          // K tile then V tile
+  static constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;
+  static constexpr int SCORE_BYTES = SLOTS * SCORES * 4;      // [SLOTS][KEYS_PER_SLOT][GROUP] floats
+  static constexpr int MAX_BYTES = SLOTS * GROUP * 4;         // [SLOTS][GROUP] floats (epilogue)
+  static constexpr int SMEM_BYTES = PIPE_BYTES + SCORE_BYTES + MAX_BYTES;
+  static constexpr float RESCALE_THRESHOLD = 8.f;             // log2 units: p <= 256
+
+  static_assert(VEC == 8, "16-bit element types only");
+  static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256, "head_dim 64, 128 or 256");
+  static_assert(GROUP == 1 || GROUP == 2 || GROUP == 4 || GROUP == 8, "GROUP is a power of 2 <= 8");
+  static_assert(LANES <= 32 && 32 % LANES == 0, "a slot lives inside one warp");
+  static_assert(TILE_KEYS * LANES == THREADS * KEYS_PER_SLOT, "each thread copies KEYS_PER_SLOT chunks of K and of V");
+  static_assert(STAGES >= 2, "at least double buffering");
+  static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
+  static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
+};
+
+// Sums N per-lane values across the LANES lanes of a slot (xor masks < LANES). Afterwards lane l
+// holds OWNED totals: v[r] is total number ((l >> DUP_BITS) * OWNED + r). Split rounds send half
+// of the values to the partner and keep the other half (about one shuffle per value); when
+// N < LANES the remaining DUP_BITS rounds are plain butterflies and 2^DUP_BITS lanes hold the
+// same totals.
+template <int N, int LANES>
+struct SlotReduce {
+  static constexpr int OWNED = N >= LANES ? N / LANES : 1;
+  static constexpr int SPLIT_ROUNDS = ilog2(N / OWNED);
+  static constexpr int DUP_BITS = ilog2(LANES) - SPLIT_ROUNDS;
+
+  static __device__ __forceinline__ void run(float (&v)[N], int lane_in_slot) {
+    split_round<0>(v, lane_in_slot);
+#pragma unroll
+    for (int r = 0; r < DUP_BITS; ++r) {
+#pragma unroll
+      for (int i = 0; i < OWNED; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], 1 << r);
+    }
+  }
+
+ private:
+  // Round R: lanes with bit (LANES >> (R+1)) set keep the upper half of v[0, 2·HALF), the others
+  // the lower half; each receives the half it keeps from its partner and adds. Compile-time
+  // indices throughout so v stays in registers.
+  template <int R>
+  static __device__ __forceinline__ void split_round(float (&v)[N], int lane_in_slot) {
+    if constexpr (R < SPLIT_ROUNDS) {
+      constexpr int MASK = LANES >> (R + 1);
+      constexpr int HALF = N >> (R + 1);
+      const bool upper = (lane_in_slot & MASK) != 0;
+#pragma unroll
+      for (int i = 0; i < HALF; ++i) {
+        const float lo = v[i], hi = v[i + HALF];
+        const float send = upper ? lo : hi;
+        const float keep = upper ? hi : lo;
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, MASK);
+      }
+      split_round<R + 1>(v, lane_in_slot);
+    }
+  }
+};
+
+template <class KT>
+__device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
+  using DT = typename KT::DT;
+  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES, KPS = KT::KEYS_PER_SLOT;
+  constexpr int TILE = KT::TILE_KEYS, STAGES = KT::STAGES, SCORES = KT::SCORES;
+  using Reduce = SlotReduce<SCORES, LANES>;
+  constexpr int OWNED = Reduce::OWNED;
+  using Variant = AttentionVariant<KT::POS_ENC, KT::SOFT_CAP, false, false>;
+  constexpr bool ROPE = Variant::USE_ROPE;
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  {
+    unsigned dyn;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
+    if (dyn < unsigned(KT::SMEM_BYTES)) __trap();  // the host's size disagrees with this kernel
+  }
+  DT* pipe = reinterpret_cast<DT*>(smem);                                   // [STAGES][K|V][TILE][D]
+  float* scores = reinterpret_cast<float*>(smem + KT::PIPE_BYTES);          // [SLOTS][KPS][G]
+  float* slot_max = reinterpret_cast<float*>(smem + KT::PIPE_BYTES + KT::SCORE_BYTES);  // [SLOTS][G]
+
+  const int tid = threadIdx.x;
+  const int c = tid % LANES;      // this lane's 16-byte chunk of a key: elements [8c, 8c+8)
+  const int slot = tid / LANES;
+  const int kv_head = blockIdx.y;
+  const int group_base = blockIdx.z * G;                       // first head of this CTA in the group
+  const int qo_head0 = kv_head * p.group_size + group_base;    // its query head
+  const int heads = min(G, p.group_size - group_base);         // valid heads (<= G)
+  const int kv_len = p.variant.kv_len;
+  const int qo_pos = kv_len - 1;
+  const int chunk_begin = p.kv_begin + int(blockIdx.x) * p.chunk_size;
+  const int chunk_end = min(chunk_begin + p.chunk_size, kv_len);
+  const int num_tiles = chunk_end > chunk_begin ? (chunk_end - chunk_begin + TILE - 1) / TILE : 0;
+
+  // q chunk c of every head, in float; rotated at position kv_len-1 with RoPE.
+  float q[G][8];
+  const DT* q_base = static_cast<const DT*>(p.q);
+#pragma unroll
+  for (int h = 0; h < G; ++h) {
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    if (h < heads) raw = *reinterpret_cast<const uint4*>(q_base + int64(qo_head0 + h) * p.q_stride_head + c * 8);
+    vec_io::vec8<DT>::to_float(raw, q[h]);
+  }
+  float freq[ROPE ? 8 : 1];
+  const bool first_half = c < LANES / 2;
+  if constexpr (ROPE) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) freq[e] = rope_freq(c * 8 + e, D, p.variant);
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float partner = __shfl_xor_sync(0xffffffffu, q[h][e], LANES / 2);
+        q[h][e] = rope_rotate_with_freq(q[h][e], partner, first_half, qo_pos, freq[e]);
+      }
+    }
+  }
+
+  // Slot state: o for this lane's chunk, the slot's max per head (m_all, identical in every lane
+  // of the slot), and for the (key, head) totals this lane owns after SlotReduce: their head's
+  // max (m_own, equal to m_all of that head) and their share of the row sum (d_own).
+  const int own_base = (c >> Reduce::DUP_BITS) * OWNED;
+  float o[G][8];
+  float m_all[G];
+#pragma unroll
+  for (int h = 0; h < G; ++h) {
+    m_all[h] = -math::inf;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[h][e] = 0.f;
+  }
+  float m_own[OWNED], d_own[OWNED];
+#pragma unroll
+  for (int r = 0; r < OWNED; ++r) {
+    m_own[r] = -math::inf;
+    d_own[r] = 0.f;
+  }
+
+  const DT* k_head = static_cast<const DT*>(p.k) + int64(kv_head) * p.k_stride_head;
+  const DT* v_head = static_cast<const DT*>(p.v) + int64(kv_head) * p.v_stride_head;
+  // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
+  auto load_tile = [&](int tile, int stage) {
+    DT* ks = pipe + stage * (2 * TILE * D);
+    DT* vs = ks + TILE * D;
+    const int key0 = chunk_begin + tile * TILE;
+#pragma unroll
+    for (int n = 0; n < KPS; ++n) {
+      const int key = slot + n * KT::SLOTS;
+      const int j = key0 + key;
+      const bool valid = j < chunk_end;
+      const int64 jj = valid ? j : chunk_begin;  // a mapped address; nothing is read when !valid
+      vec_io::cp_async_16(ks + key * D + c * 8, k_head + jj * p.k_stride_seq + c * 8, valid);
+      vec_io::cp_async_16(vs + key * D + c * 8, v_head + jj * p.v_stride_seq + c * 8, valid);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < num_tiles) load_tile(s, s);
+    vec_io::cp_async_commit();
+  }
+
+  float* slot_scores = scores + slot * SCORES;
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    vec_io::cp_async_wait<STAGES - 2>();
+    __syncthreads();  // tile `tile` is in shared memory; everyone is done with tile-1's stage
+    if (tile + STAGES - 1 < num_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
+    vec_io::cp_async_commit();
+
+    const DT* ks = pipe + (tile % STAGES) * (2 * TILE * D) + slot * KPS * D;  // this slot's keys
+    const DT* vs = ks + TILE * D;
+    const int key0 = chunk_begin + tile * TILE + slot * KPS;  // this slot's first key
+
+    // 1. QK partial dots of chunk c: s[k·G + h].
+    float s[SCORES];
+#pragma unroll
+    for (int k = 0; k < KPS; ++k) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(ks + k * D + c * 8);
+      float kf[8];
+      vec_io::vec8<DT>::to_float(raw, kf);
+      if constexpr (ROPE) {
+        uint4 praw;
+        praw.x = __shfl_xor_sync(0xffffffffu, raw.x, LANES / 2);
+        praw.y = __shfl_xor_sync(0xffffffffu, raw.y, LANES / 2);
+        praw.z = __shfl_xor_sync(0xffffffffu, raw.z, LANES / 2);
+        praw.w = __shfl_xor_sync(0xffffffffu, raw.w, LANES / 2);
+        float pk[8];
+        vec_io::vec8<DT>::to_float(praw, pk);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) kf[e] = rope_rotate_with_freq(kf[e], pk[e], first_half, key0 + k, freq[e]);
+      }
+#pragma unroll
+      for (int h = 0; h < G; ++h) {
+        float acc = 0.f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc = fmaf(q[h][e], kf[e], acc);
+        s[k * G + h] = acc;
+      }
+    }
+
+    // 2. Totals: this lane now owns s[0..OWNED) = (key, head) numbers own_base + r.
+    Reduce::run(s, c);
+
+    // 3. Logits (log2 units; masked keys -inf) and the lazy max test.
+    float t[OWNED];
+    bool grow = false;
+#pragma unroll
+    for (int r = 0; r < OWNED; ++r) {
+      const int f = own_base + r;
+      const int j = key0 + f / G;
+      const Variant variant(p.variant, qo_head0 + f % G);
+      t[r] = (j < chunk_end && variant.keep(0, j)) ? variant.logit(s[r], qo_pos, j) : -math::inf;
+      grow |= t[r] > m_own[r] + KT::RESCALE_THRESHOLD;
+    }
+    if (__any_sync(0xffffffffu, grow)) {
+      // Rare: raise the maxima to the exact max so far, rescale o and the row sums.
+#pragma unroll
+      for (int r = 0; r < OWNED; ++r) slot_scores[own_base + r] = t[r];
+      __syncwarp();
+#pragma unroll
+      for (int h = 0; h < G; ++h) {
+        float mx = m_all[h];
+#pragma unroll
+        for (int k = 0; k < KPS; ++k) mx = fmaxf(mx, slot_scores[k * G + h]);
+        const float scale = mx == -math::inf ? 1.f : math::ptx_exp2(m_all[h] - mx);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) o[h][e] *= scale;
+        m_all[h] = mx;
+      }
+#pragma unroll
+      for (int r = 0; r < OWNED; ++r) {
+        const int h = (own_base + r) % G;
+        float mx = m_own[r];
+#pragma unroll
+        for (int k = 0; k < KPS; ++k) mx = fmaxf(mx, slot_scores[k * G + h]);
+        d_own[r] *= mx == -math::inf ? 1.f : math::ptx_exp2(m_own[r] - mx);
+        m_own[r] = mx;
+      }
+      __syncwarp();
+    }
+#pragma unroll
+    for (int r = 0; r < OWNED; ++r) {
+      const float pr = t[r] == -math::inf ? 0.f : math::ptx_exp2(t[r] - m_own[r]);
+      d_own[r] += pr;
+      slot_scores[own_base + r] = pr;  // lanes holding duplicates write identical values
+    }
+    __syncwarp();
+
+    // 4. PV: o[h][8c..] += p[k][h] · v[k][8c..].
+#pragma unroll
+    for (int k = 0; k < KPS; ++k) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(vs + k * D + c * 8);
+      float vf[8];
+      vec_io::vec8<DT>::to_float(raw, vf);
+      float pk[G];
+      if constexpr (G % 4 == 0) {
+#pragma unroll
+        for (int h = 0; h < G; h += 4) {
+          const float4 x = *reinterpret_cast<const float4*>(slot_scores + k * G + h);
+          pk[h] = x.x; pk[h + 1] = x.y; pk[h + 2] = x.z; pk[h + 3] = x.w;
+        }
+      } else {
+#pragma unroll
+        for (int h = 0; h < G; ++h) pk[h] = slot_scores[k * G + h];
+      }
+#pragma unroll
+      for (int h = 0; h < G; ++h) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) o[h][e] = fmaf(pk[h], vf[e], o[h][e]);
+      }
+    }
+  }
+
+  // Epilogue: merge the slots' states (o, m, d) per head, then write.
+  vec_io::cp_async_wait<0>();
+  __syncthreads();  // the pipeline buffers are free: reuse them for o
+  float* obuf = reinterpret_cast<float*>(smem);  // [SLOTS][G][D]
+#pragma unroll
+  for (int h = 0; h < G; ++h) {
+    float4* dst = reinterpret_cast<float4*>(obuf + (slot * G + h) * D + c * 8);
+    dst[0] = make_float4(o[h][0], o[h][1], o[h][2], o[h][3]);
+    dst[1] = make_float4(o[h][4], o[h][5], o[h][6], o[h][7]);
+  }
+  if (c == 0) {
+#pragma unroll
+    for (int h = 0; h < G; ++h) slot_max[slot * G + h] = m_all[h];
+  }
+#pragma unroll
+  for (int r = 0; r < OWNED; ++r) slot_scores[own_base + r] = d_own[r];  // row-sum shares [KPS][G]
+  __syncthreads();
+
+  const int num_qo_heads = p.variant.num_qo_heads;
+  for (int pair = tid; pair < G * LANES; pair += KT::THREADS) {
+    const int h = pair / LANES, cc = pair % LANES;
+    if (h >= heads) continue;
+    float m = -math::inf;
+    for (int sl = 0; sl < KT::SLOTS; ++sl) m = fmaxf(m, slot_max[sl * G + h]);
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    float d = 0.f;
+    for (int sl = 0; sl < KT::SLOTS; ++sl) {
+      const float ms = slot_max[sl * G + h];
+      const float w = ms == -math::inf ? 0.f : math::ptx_exp2(ms - m);
+      float ds = 0.f;
+#pragma unroll
+      for (int k = 0; k < KPS; ++k) ds += scores[sl * SCORES + k * G + h];
+      d += w * ds;
+      const float4* src = reinterpret_cast<const float4*>(obuf + (sl * G + h) * D + cc * 8);
+      const float4 a = src[0], b = src[1];
+      acc[0] += w * a.x; acc[1] += w * a.y; acc[2] += w * a.z; acc[3] += w * a.w;
+      acc[4] += w * b.x; acc[5] += w * b.y; acc[6] += w * b.z; acc[7] += w * b.w;
+    }
+    float lse;
+    if (d > 0.f) {
+      const float inv = 1.f / d;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] *= inv;
+      lse = m + math::ptx_log2(d);
+    } else {  // no key: output 0, lse -inf
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] = 0.f;
+      lse = -math::inf;
+    }
+    const int qo_head = qo_head0 + h;
+    if (p.split) {
+      float4* dst = reinterpret_cast<float4*>(p.partial_o + (int64(blockIdx.x) * num_qo_heads + qo_head) * D + cc * 8);
+      dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+      if (cc == 0) p.partial_lse[int64(blockIdx.x) * num_qo_heads + qo_head] = lse;
+    } else {
+      *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + int64(qo_head) * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
+      if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
+    }
+  }
+}
+
+}  // namespace flashinfer

@@ -1,0 +1,157 @@
+import ArgumentParser
+import FlashInfer
+import FlashInferCUDA
+
+extension Bench {
+    struct SingleDecode: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "single-decode",
+            abstract: "Single-request decode (defaults: workload D6, kv_len 32768, 32/8 heads, head_dim 128, f16): median µs, effective TB/s over the K+V bytes, and the fraction of the copy ceiling measured in the same run.")
+
+        @Option(name: .customLong("kv-len")) var kvLen = 32768
+        @Option(name: .customLong("num-qo-heads")) var numQOHeads = 32
+        @Option(name: .customLong("num-kv-heads")) var numKVHeads = 8
+        @Option(name: .customLong("head-dim")) var headDim = 128
+        @Option(help: "f16 or bf16.") var dtype = "f16"
+        @Option(help: "NHD or HND.") var layout = "NHD"
+        @Option(help: "Timed iterations.") var iterations = 200
+        @Option(help: "Untimed warm-up iterations.") var warmup = 20
+        @Option(help: "Force the number of split-KV chunks (default: the planner's choice from the SM count).") var split: Int?
+        @Option(help: "cp.async pipeline stages of the decode kernel (default: the library's).") var stages = DecodeSpec.defaultStages
+        @Option(name: .customLong("keys-per-slot"), help: "Keys per slot per tile of the decode kernel (2, 4 or 8; default: the library's).") var keysPerSlot = DecodeSpec.defaultKeysPerSlot
+        @Option(name: .customLong("sweep-keys"), help: "Also time these keys-per-slot values (comma-separated).") var sweepKeys: String?
+        @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
+        @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
+        @Option(help: "Write results as JSON to this file.") var json: String?
+
+        struct Measured {
+            var launch: CUDADecodeLaunch
+            var medianMs: Double
+            var batchMeanMs: Double
+            var decodeOnlyMs: Double
+            var attributes: FunctionAttributes
+        }
+
+        func run() throws {
+            guard let dt = DType(name: dtype), dt == .f16 || dt == .bf16 else { throw ValidationError("--dtype must be f16 or bf16") }
+            guard let lay = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
+            let device = try Device.open()
+            let stream = try device.makeStream()
+            let (hq, hkv, d) = (numQOHeads, numKVHeads, headDim)
+            let copy = try measureCopyBandwidth(device: device, stream: stream)
+
+            // Rotating K/V copies so that no call finds its inputs in L2: together > 4× L2.
+            let kvShape = lay == .nhd ? [kvLen, hkv, d] : [hkv, kvLen, d]
+            let elems = kvLen * hkv * d
+            let bytesPerCall = 2 * elems * dt.byteSize  // K + V read once
+            let l2 = device.properties.l2CacheSize
+            let copies = max(2, (4 * l2 + bytesPerCall - 1) / max(bytesPerCall, 1))
+            var rng = DemoRNG(seed: 2026)
+            // Random normal data (never zeros): one random block, tiled with a different phase per tensor.
+            let blockCount = min(max(elems, 1), 1 << 22)
+            let block = dt.encode((0..<blockCount).map { _ in rng.normal() })
+            func tiled(phase: Int) -> [UInt8] {
+                var out = [UInt8]()
+                out.reserveCapacity(elems * dt.byteSize)
+                var i = (phase * 4099 % blockCount) * dt.byteSize
+                while out.count < elems * dt.byteSize {
+                    let n = min(block.count - i, elems * dt.byteSize - out.count)
+                    out += block[i..<(i + n)]
+                    i = 0
+                }
+                return out
+            }
+            var ks: [Tensor] = [], vs: [Tensor] = []
+            for c in 0..<copies {
+                for (phase, list) in [(2 * c, 0), (2 * c + 1, 1)] {
+                    let buf = try device.allocate(byteCount: elems * dt.byteSize)
+                    if elems > 0 { try buf.copyFromHost(tiled(phase: phase)) }
+                    let t = Tensor(storage: .device(buf, byteOffset: 0), shape: kvShape, dtype: dt)
+                    if list == 0 { ks.append(t) } else { vs.append(t) }
+                }
+            }
+            let q = try Tensor.host((0..<(hq * d)).map { _ in rng.normal() }, shape: [hq, d], dtype: dt).toDevice(device)
+            let out = try Tensor.empty(shape: [hq, d], dtype: dt, device: device)
+            let options = AttentionOptions(layout: lay)
+
+            func measure(split: Int?, stages: Int, keys: Int, iterations: Int) throws -> Measured {
+                let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device,
+                                                  numChunks: split, stages: stages, keysPerSlot: keys)
+                let ws = try launch.makeWorkspace(stream: stream)
+                let prepared = try (0..<copies).map { i in
+                    try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream)
+                }
+                let times = try timeOnStream(stream, warmup: warmup, iterations: iterations) { i in
+                    try prepared[i % copies].launch(on: stream)
+                }
+                // Back-to-back: one event pair around all iterations (no per-call event gaps).
+                let batch = try timeOnStream(stream, warmup: 0, iterations: 1) { _ in
+                    for i in 0..<iterations { try prepared[i % copies].launch(on: stream) }
+                }
+                let decodeOnly = try timeOnStream(stream, warmup: 2, iterations: iterations) { i in
+                    try prepared[i % copies].launchDecodeOnly(on: stream)
+                }
+                try stream.synchronize()
+                withExtendedLifetime(ws) {}
+                return Measured(launch: launch, medianMs: median(times), batchMeanMs: batch[0] / Double(iterations),
+                                decodeOnlyMs: median(decodeOnly), attributes: prepared[0].decodeAttributes)
+            }
+            func tbps(_ ms: Double) -> Double { Double(bytesPerCall) / (ms * 1e-3) / 1e12 }
+            func row(_ m: Measured) -> [(String, JSON)] {
+                [("kernel", .string(m.launch.spec.name)), ("stages", .int(m.launch.spec.stages)),
+                 ("keys_per_slot", .int(m.launch.spec.keysPerSlot)), ("tile_keys", .int(m.launch.spec.tileKeys)),
+                 ("num_chunks", .int(m.launch.split.numChunks)), ("chunk_size", .int(m.launch.split.chunkSize)),
+                 ("ctas_per_sm", .int(m.launch.ctasPerSM)), ("registers", .int(m.attributes.registers)),
+                 ("local_bytes", .int(m.attributes.localBytes)),
+                 ("median_us", .number(m.medianMs * 1e3)), ("tbps", .number(tbps(m.medianMs))),
+                 ("fraction_of_copy", .number(tbps(m.medianMs) / copy.tbps)),
+                 ("batch_mean_us", .number(m.batchMeanMs * 1e3)), ("batch_tbps", .number(tbps(m.batchMeanMs))),
+                 ("decode_only_median_us", .number(m.decodeOnlyMs * 1e3))]
+            }
+            func line(_ m: Measured) -> String {
+                "\(pad(m.launch.spec.name, 34)) \(pad(m.launch.split.description, 24)) \(m.launch.ctasPerSM) CTA/SM  \(m.attributes.registers) regs \(m.attributes.localBytes) B local   median \(fixed(m.medianMs * 1e3, 1)) µs  \(fixed(tbps(m.medianMs), 3)) TB/s (\(fixed(100 * tbps(m.medianMs) / copy.tbps, 1))% of copy)   back-to-back \(fixed(m.batchMeanMs * 1e3, 1)) µs  decode-only \(fixed(m.decodeOnlyMs * 1e3, 1)) µs"
+            }
+
+            print("single-decode on \(device.properties.name): kv_len \(kvLen), \(hq)/\(hkv) heads, head_dim \(d), \(dt.rawValue), \(lay.rawValue); K+V \(formatBytes(bytesPerCall)) per call, \(copies) rotating copies (L2 \(formatBytes(l2)))")
+            print("copy ceiling: \(fixed(copy.tbps, 3)) TB/s (read + written)")
+            let main = try measure(split: split, stages: stages, keys: keysPerSlot, iterations: iterations)
+            print(line(main))
+
+            var sweep: [JSON] = []
+            let splitList = (sweepSplits ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
+            let stageList = (sweepStages ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
+            let keyList = (sweepKeys ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
+            if !splitList.isEmpty || !stageList.isEmpty || !keyList.isEmpty {
+                print("sweep:")
+                for kp in keyList.isEmpty ? [keysPerSlot] : keyList {
+                    for st in stageList.isEmpty ? [stages] : stageList {
+                        for sp in splitList.isEmpty ? [0] : splitList {
+                            do {
+                                let m = try measure(split: sp == 0 ? nil : sp, stages: st, keys: kp, iterations: max(50, iterations / 2))
+                                print("  " + line(m))
+                                sweep.append(.object(row(m)))
+                            } catch {
+                                print("  keys \(kp) stages \(st) split \(sp): \(error)")
+                            }
+                        }
+                    }
+                }
+            }
+
+            if let json {
+                let isD6 = kvLen == 32768 && hq == 32 && hkv == 8 && d == 128 && dt == .f16
+                try JSON.object(resultHeader(device: device.properties.name) + [
+                    ("benchmark", .string("single-decode")), ("workload", .string(isD6 ? "D6" : "custom")),
+                    ("kv_len", .int(kvLen)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)), ("head_dim", .int(d)),
+                    ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)), ("iterations", .int(iterations)),
+                    ("bytes_per_call", .int(bytesPerCall)), ("rotating_copies", .int(copies)), ("l2_bytes", .int(l2)),
+                    ("copy_tbps", .number(copy.tbps)),
+                ] + row(main) + [("sweep", .array(sweep))]).write(to: json)
+            }
+        }
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> String { String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+}
