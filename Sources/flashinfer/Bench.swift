@@ -5,7 +5,7 @@ import FlashInferCUDA
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks on the GPU (CUDA events, warm-up, median of many runs).",
-        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self])
+        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self])
 }
 
 /// Times `body` with CUDA events: `warmup` untimed runs, then `iterations` timed ones; returns ms each.
@@ -109,5 +109,8 @@ extension Bench {
 
 /// The kernels J1 times: the largest one available (the D1 decode kernel once it exists).
 func benchKernelSpecs() -> [(String, any KernelSpec)] {
-    kernelCatalog().map { ($0.name, $0.spec) }
+    [("J1 batch decode (D1 kernel)", DecodeSpec(dtype: .f16, headDim: 128, group: 4, posEnc: .none, softCap: false, paged: true)),
+     ("single prefill causal (P1 kernel)", PrefillSpec(dtype: .f16, headDim: 128, causal: true)),
+     ("single decode (D6 kernel)", DecodeSpec(dtype: .f16, headDim: 128, group: 4, posEnc: .none, softCap: false)),
+     ("axpby f16 (smallest)", kernelCatalog().first { $0.name == "axpby f16" }!.spec)]
 }

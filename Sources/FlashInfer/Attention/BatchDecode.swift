@@ -19,6 +19,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public private(set) var table: PageTable?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
     var options = AttentionOptions()
+    var device: CUDABatchDecode?
 
     public init(backend: Backend) {
         self.backend = backend
@@ -31,22 +32,30 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
         guard numKVHeads > 0, numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
         guard dtype == .f16 || dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: dtype) }
-        let sms: Int
-        switch backend {
-        case .cpu: sms = DeviceProperties.h100.multiprocessorCount
-        case .cuda(let s): sms = s.device.properties.multiprocessorCount
-        }
-        let pages = (0..<table.batchSize).map(table.numPages)
-        self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: 2 * sms)
-        self.table = table
-        self.shape = (numQOHeads, numKVHeads, headDim, dtype)
         var o = options
         o.causal = false
+        switch backend {
+        case .cpu:
+            let pages = (0..<table.batchSize).map(table.numPages)
+            self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads,
+                                             maxGridSize: 2 * DeviceProperties.h100.multiprocessorCount)
+            self.device = nil
+        case .cuda(let stream):
+            let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
+                                        options: o, stream: stream)
+            self.plan = d.plan
+            self.device = d
+        }
+        self.table = table
+        self.shape = (numQOHeads, numKVHeads, headDim, dtype)
         self.options = o
     }
 
     /// Runs the planned step on `q` `[B, Hq, D]` against `cache`.
-    public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
+    /// `out` (optional): a contiguous `[B, Hq, D]` device tensor in q's dtype to write into
+    /// (otherwise one is allocated); `lseOut` likewise for the LSE (implies `returnLSE`).
+    public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false, out: Tensor? = nil,
+                    lseOut: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
         guard let table, let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
         guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
         guard q.shape == [table.batchSize, shape.numQOHeads, shape.headDim] else {
@@ -61,8 +70,22 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         switch backend {
         case .cpu:
             return try runReference(q: q, cache: cache, table: table, returnLSE: returnLSE)
-        case .cuda:
-            throw .option(name: "backend", value: "cuda", rule: "the GPU batch decode kernel is not built yet")
+        case .cuda(let stream):
+            guard let device else { throw .option(name: "plan", value: "cpu", rule: "planned for another backend") }
+            let o: Tensor
+            if let out { o = out } else {
+                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, device: stream.device) }
+            }
+            guard o.shape == q.shape, o.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: o.dtype) }
+            var l = lseOut
+            if l == nil && returnLSE {
+                l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [table.batchSize, shape.numQOHeads], dtype: .f32, device: stream.device) }
+            }
+            if let l, l.shape != [table.batchSize, shape.numQOHeads] || l.dtype != .f32 || !l.isContiguous {
+                throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([table.batchSize, shape.numQOHeads])", got: l.shape.first ?? 0)
+            }
+            try device.run(q: q, cache: cache, out: o, lse: l, options: options, stream: stream)
+            return AttentionOutput(output: o, lse: l)
         }
     }
 

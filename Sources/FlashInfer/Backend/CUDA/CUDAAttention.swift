@@ -33,4 +33,4 @@ enum CUDAAttention {
 }
 
 /// Whether this build has GPU attention kernels.
-public let gpuAttentionKernelsAvailable = false
+public let gpuAttentionKernelsAvailable = true

@@ -46,6 +46,9 @@ public struct DecodeSpec: KernelSpec {
     public var stages: Int
     /// Keys each slot (headDim/8 lanes) takes per tile: 2, 4 or 8 (the tile is 128/(headDim/8) × this).
     public var keysPerSlot: Int
+    /// Batch decode over a paged cache (work items from `BatchDecodePlan`) instead of one request's
+    /// contiguous K/V.
+    public var paged: Bool
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -53,7 +56,8 @@ public struct DecodeSpec: KernelSpec {
     public static let defaultKeysPerSlot = 4
 
     public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
-                stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) {
+                stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, paged: Bool = false) {
+        self.paged = paged
         self.dtype = dtype
         self.headDim = headDim
         self.group = group
@@ -64,14 +68,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -129,6 +133,17 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
             }
             let m = DecodeMergeSpec(dtype: dtype, headDim: d)
             out.append((m.name, m))
+            // Batch decode over pages: every group size on the plain path, every variant at group 4.
+            for g in [1, 2, 4, 8] {
+                let s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: .none, softCap: false, paged: true)
+                out.append((s.name, s))
+            }
+            for pe in DecodeSpec.PosEnc.allCases {
+                for cap in [false, true] where pe != .none || cap {
+                    let s = DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: pe, softCap: cap, paged: true)
+                    out.append((s.name, s))
+                }
+            }
         }
     }
     return out
@@ -345,6 +360,11 @@ struct DecodeParamsValues {
     var qoLen, kvLen, windowLeft, numQOHeads: Int32
     // tail
     var numKVHeads, groupSize, kvBegin, chunkSize, split: Int32
+    // Batch decode over pages (zero for single decode)
+    var requestIndices: CUdeviceptr = 0, chunkIndices: CUdeviceptr = 0, kvIndptr: CUdeviceptr = 0
+    var kvIndices: CUdeviceptr = 0, kvLastPageLen: CUdeviceptr = 0
+    var qStrideBatch: Int64 = 0, kStridePage: Int64 = 0, vStridePage: Int64 = 0
+    var pageSize: Int32 = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -352,6 +372,9 @@ struct DecodeParamsValues {
         for x in [qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead] { a.append(x) }
         for x in [smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta] { a.append(x) }
         for x in [qoLen, kvLen, windowLeft, numQOHeads, numKVHeads, groupSize, kvBegin, chunkSize, split] { a.append(x) }
+        for p in [requestIndices, chunkIndices, kvIndptr, kvIndices, kvLastPageLen] { a.append(p) }
+        for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
+        a.append(pageSize)
         a.pad(toAlignment: 8)
         return a
     }
@@ -361,12 +384,14 @@ struct DecodeParamsValues {
 struct DecodeMergeParamsValues {
     var partialO, partialLSE, o, lse: CUdeviceptr
     var numQOHeads, numChunks: Int32
+    var oIndptr: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
         for p in [partialO, partialLSE, o, lse] { a.append(p) }
         a.append(numQOHeads)
         a.append(numChunks)
+        a.append(oIndptr)
         a.pad(toAlignment: 8)
         return a
     }

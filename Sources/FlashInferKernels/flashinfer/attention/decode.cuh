@@ -57,14 +57,28 @@ struct DecodeParams {
   int kv_begin;          // first key attended (window start; 0 without a window)
   int chunk_size;        // keys per chunk (blockIdx.x), a multiple of TILE_KEYS
   int split;             // nonzero: write partial_o / partial_lse instead of o / lse
+  // Batch decode over a paged cache (PAGED kernels only; BatchDecodePlan's arrays). blockIdx.x is
+  // a work item: request request_indices[w], KV chunk chunk_indices[w] of chunk_size tokens;
+  // k_stride_seq / k_stride_head are then the token and head strides within a page.
+  const int* request_indices;   // [work items]
+  const int* chunk_indices;     // [work items]
+  const int* kv_indptr;         // [B + 1] into kv_indices
+  const int* kv_indices;        // page ids
+  const int* kv_last_page_len;  // [B]
+  int64 q_stride_batch;         // elements between requests' queries (q is [B, Hq, D])
+  int64 k_stride_page;          // elements between pages
+  int64 v_stride_page;
+  int page_size;
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 
 // Derived constants of one decode kernel variant.
-template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4>
+template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
+          bool PAGED_ = false>
 struct DecodeTraits {
   using DT = DT_;
+  static constexpr bool PAGED = PAGED_;            // batch decode over a paged cache
   static constexpr int HEAD_DIM = HEAD_DIM_;
   static constexpr int GROUP = GROUP_;             // query heads per CTA (a power of 2, <= 8)
   static constexpr int STAGES = STAGES_;           // cp.async pipeline depth
@@ -164,15 +178,27 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   const int group_base = blockIdx.z * G;                       // first head of this CTA in the group
   const int qo_head0 = kv_head * p.group_size + group_base;    // its query head
   const int heads = min(G, p.group_size - group_base);         // valid heads (<= G)
-  const int kv_len = p.variant.kv_len;
+  // Per-request values: the launch's own (single decode) or the work item's request (PAGED).
+  // (Only kv_len varies per request; the window is applied by starting at kv_begin, so the
+  // variant's keep() reduces to j < kv_len, tested here directly.)
+  int request = 0, kv_begin = p.kv_begin, chunk = int(blockIdx.x), kv_len = p.variant.kv_len;
+  if constexpr (KT::PAGED) {
+    request = p.request_indices[blockIdx.x];
+    chunk = p.chunk_indices[blockIdx.x];
+    const int pages = p.kv_indptr[request + 1] - p.kv_indptr[request];
+    kv_len = pages == 0 ? 0 : (pages - 1) * p.page_size + p.kv_last_page_len[request];
+    kv_begin = p.variant.window_left >= 0 ? max(0, kv_len - 1 - p.variant.window_left) : 0;
+  }
   const int qo_pos = kv_len - 1;
-  const int chunk_begin = p.kv_begin + int(blockIdx.x) * p.chunk_size;
-  const int chunk_end = min(chunk_begin + p.chunk_size, kv_len);
+  // Single decode chunks the attended range; batch chunks follow the plan over [0, kv_len).
+  const int chunk_begin = KT::PAGED ? max(kv_begin, chunk * p.chunk_size) : kv_begin + chunk * p.chunk_size;
+  const int chunk_end_raw = KT::PAGED ? (chunk + 1) * p.chunk_size : chunk_begin + p.chunk_size;
+  const int chunk_end = min(chunk_end_raw, kv_len);
   const int num_tiles = chunk_end > chunk_begin ? (chunk_end - chunk_begin + TILE - 1) / TILE : 0;
 
   // q chunk c of every head, in float; rotated at position kv_len-1 with RoPE.
   float q[G][8];
-  const DT* q_base = static_cast<const DT*>(p.q);
+  const DT* q_base = static_cast<const DT*>(p.q) + int64(request) * p.q_stride_batch;
 #pragma unroll
   for (int h = 0; h < G; ++h) {
     uint4 raw = make_uint4(0, 0, 0, 0);
@@ -213,6 +239,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     d_own[r] = 0.f;
   }
 
+  const int* request_pages = KT::PAGED ? p.kv_indices + p.kv_indptr[request] : nullptr;  // its page ids
   const DT* k_head = static_cast<const DT*>(p.k) + int64(kv_head) * p.k_stride_head;
   const DT* v_head = static_cast<const DT*>(p.v) + int64(kv_head) * p.v_stride_head;
   // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
@@ -226,8 +253,19 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       const int j = key0 + key;
       const bool valid = j < chunk_end;
       const int64 jj = valid ? j : chunk_begin;  // a mapped address; nothing is read when !valid
-      vec_io::cp_async_16(ks + key * D + c * 8, k_head + jj * p.k_stride_seq + c * 8, valid);
-      vec_io::cp_async_16(vs + key * D + c * 8, v_head + jj * p.v_stride_seq + c * 8, valid);
+      int64 k_off, v_off;
+      if constexpr (KT::PAGED) {
+        const int page_no = int(jj) / p.page_size;
+        const int64 page = request_pages[page_no];
+        const int64 slot_in_page = int(jj) - page_no * p.page_size;
+        k_off = page * p.k_stride_page + slot_in_page * p.k_stride_seq;
+        v_off = page * p.v_stride_page + slot_in_page * p.v_stride_seq;
+      } else {
+        k_off = jj * p.k_stride_seq;
+        v_off = jj * p.v_stride_seq;
+      }
+      vec_io::cp_async_16(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
+      vec_io::cp_async_16(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
     }
   };
 
@@ -286,7 +324,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       const int f = own_base + r;
       const int j = key0 + f / G;
       const Variant variant(p.variant, qo_head0 + f % G);
-      t[r] = (j < chunk_end && variant.keep(0, j)) ? variant.logit(s[r], qo_pos, j) : -math::inf;
+      t[r] = j < chunk_end ? variant.logit(s[r], qo_pos, j) : -math::inf;
       grow |= t[r] > m_own[r] + KT::RESCALE_THRESHOLD;
     }
     if (__any_sync(0xffffffffu, grow)) {
@@ -404,8 +442,9 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
       if (cc == 0) p.partial_lse[int64(blockIdx.x) * num_qo_heads + qo_head] = lse;
     } else {
-      *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + int64(qo_head) * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
-      if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
+      const int64 out_row = int64(request) * num_qo_heads + qo_head;
+      *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
+      if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
     }
   }
 }

@@ -19,7 +19,8 @@ struct DecodeMergeParams {
   void* o;                   // [num_qo_heads, head_dim] contiguous, output dtype
   float* lse;                // [num_qo_heads] base 2, or null
   int num_qo_heads;
-  int num_chunks;
+  int num_chunks;            // single decode: chunks of the one request
+  const int* o_indptr;       // batch decode: [B + 1], request blockIdx.y's partial rows; null for single
 };
 
 template <typename DT, int HEAD_DIM>
@@ -30,23 +31,26 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   __shared__ float s_lse[GROUPS];
 
   const int head = blockIdx.x;
+  const int request = blockIdx.y;
+  const int first = p.o_indptr != nullptr ? p.o_indptr[request] : 0;
+  const int num_chunks = p.o_indptr != nullptr ? p.o_indptr[request + 1] - first : p.num_chunks;
   const int c = threadIdx.x % LANES, g = threadIdx.x / LANES;
   const int64 row = int64(p.num_qo_heads) * HEAD_DIM;  // floats per chunk
 
   float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   float s = -math::inf;
-  for (int base = g; base < p.num_chunks; base += BATCH * GROUPS) {
+  for (int base = g; base < num_chunks; base += BATCH * GROUPS) {
     float ob[BATCH][8];
     float sb[BATCH];
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) {
       const int i = base + b * GROUPS;
-      if (i < p.num_chunks) {
-        const float4* src = reinterpret_cast<const float4*>(p.partial_o + i * row + int64(head) * HEAD_DIM + c * 8);
+      if (i < num_chunks) {
+        const float4* src = reinterpret_cast<const float4*>(p.partial_o + (first + i) * row + int64(head) * HEAD_DIM + c * 8);
         const float4 x = src[0], y = src[1];
         ob[b][0] = x.x; ob[b][1] = x.y; ob[b][2] = x.z; ob[b][3] = x.w;
         ob[b][4] = y.x; ob[b][5] = y.y; ob[b][6] = y.z; ob[b][7] = y.w;
-        sb[b] = p.partial_lse[int64(i) * p.num_qo_heads + head];
+        sb[b] = p.partial_lse[int64(first + i) * p.num_qo_heads + head];
       } else {
 #pragma unroll
         for (int e = 0; e < 8; ++e) ob[b][e] = 0.f;
@@ -71,8 +75,9 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
     merge_state(o, s, ob, s_lse[i]);
   }
   // An empty state carries o = 0 already (merge_weights gives wa = wb = 0).
-  *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + int64(head) * HEAD_DIM + c * 8) = vec_io::vec8<DT>::from_float(o);
-  if (c == 0 && p.lse != nullptr) p.lse[head] = s;
+  const int64 out_row = int64(request) * p.num_qo_heads + head;
+  *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * HEAD_DIM + c * 8) = vec_io::vec8<DT>::from_float(o);
+  if (c == 0 && p.lse != nullptr) p.lse[out_row] = s;
 }
 
 }  // namespace flashinfer

@@ -1,0 +1,107 @@
+import FlashInferCUDA
+
+/// The device side of a planned batch decode: the paged decode kernel (`decode.cuh` with
+/// `PAGED`), the plan's arrays on the device, and the split-KV workspace — all made in `plan()`,
+/// so `run()` only packs arguments and launches (no allocation but the output, no host sync).
+final class CUDABatchDecode: @unchecked Sendable {
+    let spec: DecodeSpec
+    let mergeSpec: DecodeMergeSpec
+    let plan: BatchDecodePlan
+    let headGroups: Int
+    let decode: Function
+    let merge: Function?
+    /// request_indices | chunk_indices | kv_indptr | kv_indices | kv_last_page_len | o_indptr (int32).
+    let arrays: DeviceBuffer
+    let offsets: [Int]
+    /// Partial outputs [workItems, Hq, D] fp32 then partial LSEs [workItems, Hq] (split plans only).
+    let workspace: DeviceBuffer?
+    let numQOHeads: Int
+    let headDim: Int
+
+    init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, options: AttentionOptions,
+         stream: Stream) throws(FlashInferError) {
+        let device = stream.device
+        let group = numQOHeads / numKVHeads
+        var cta = 1
+        while cta < min(group, 8) { cta *= 2 }
+        spec = DecodeSpec(dtype: dtype, headDim: headDim, group: cta, posEnc: .init(options.positionEncoding),
+                          softCap: options.logitsSoftCap > 0, paged: true)
+        mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: headDim)
+        headGroups = (group + cta - 1) / cta
+        self.numQOHeads = numQOHeads
+        self.headDim = headDim
+        let spec = spec, mergeSpec = mergeSpec
+        let (fn, occupancy) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
+            let f = try JIT.shared(for: device).kernel(spec).function
+            try f.setMaxDynamicSharedMemory(spec.sharedBytes)
+            return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
+        }
+        guard occupancy > 0 else { throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name)") }
+        decode = fn
+        let pages = (0..<table.batchSize).map(table.numPages)
+        let plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads * headGroups,
+                                        maxGridSize: occupancy * device.properties.multiprocessorCount)
+        self.plan = plan
+        merge = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
+        let parts: [[Int32]] = [plan.requestIndices, plan.chunkIndices, table.indptr, table.indices, table.lastPageLen, plan.oIndptr]
+        var offs: [Int] = [], packed: [Int32] = []
+        for p in parts {
+            offs.append(packed.count * 4)
+            packed += p
+        }
+        offsets = offs
+        arrays = try FlashInferError.wrap { () throws(CUDAError) in try device.upload(packed.isEmpty ? [0] : packed) }
+        let ws = plan.workItems * numQOHeads * (headDim + 1) * 4
+        workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try device.allocate(byteCount: ws) } : nil
+    }
+
+    func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
+        let es = cache.dtype.byteSize
+        for (n, t) in [("q", q), ("k_cache", cache.k), ("v_cache", cache.v), ("out", out)] {
+            guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
+            let aligned = (t.deviceAddress ?? 0) % 16 == 0 && zip(t.shape.dropLast(), t.strides.dropLast()).allSatisfy { $0.0 <= 1 || ($0.1 * es) % 16 == 0 }
+            guard aligned else { throw .strides(tensor: n, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
+        }
+        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+        guard plan.workItems > 0 else { return }
+        let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
+        let scale = options.resolvedScale(headDim: headDim)
+        let cap = options.logitsSoftCap
+        let log2e: Float = 1.44269504088896340736
+        var ropeScale: Float = 1, ropeTheta: Float = 1e4
+        if case .ropeLlama(let sc, let th) = options.positionEncoding { (ropeScale, ropeTheta) = (sc, th) }
+        let split = plan.splitKV
+        let ws = workspace?.address ?? 0
+        let lseOffset = CUdeviceptr(plan.workItems * numQOHeads * headDim * 4)
+        let base = arrays.address
+        func at(_ i: Int) -> CUdeviceptr { base + CUdeviceptr(offsets[i]) }
+        let a = DecodeParamsValues(
+            q: q.deviceAddress!, k: cache.k.deviceAddress!, v: cache.v.deviceAddress!,
+            o: split ? 0 : out.deviceAddress!, lse: split ? 0 : (lse?.deviceAddress ?? 0),
+            partialO: split ? ws : 0, partialLSE: split ? ws + lseOffset : 0,
+            qStrideHead: Int64(q.strides[1]), kStrideSeq: Int64(ks.token), kStrideHead: Int64(ks.head),
+            vStrideSeq: Int64(vs.token), vStrideHead: Int64(vs.head),
+            smScaleLog2: cap > 0 ? cap * log2e : scale * log2e, softCapPreTanhScale: cap > 0 ? scale / cap : 0,
+            ropeRcpScale: 1 / ropeScale, ropeLog2Theta: Float(log2(Double(ropeTheta))),
+            qoLen: 1, kvLen: 0, windowLeft: Int32(options.windowLeft), numQOHeads: Int32(numQOHeads),
+            numKVHeads: Int32(cache.numKVHeads), groupSize: Int32(numQOHeads / cache.numKVHeads), kvBegin: 0,
+            chunkSize: Int32(plan.chunkTokens), split: split ? 1 : 0,
+            requestIndices: at(0), chunkIndices: at(1), kvIndptr: at(2), kvIndices: at(3), kvLastPageLen: at(4),
+            qStrideBatch: Int64(q.strides[0]), kStridePage: Int64(ks.page), vStridePage: Int64(vs.page),
+            pageSize: Int32(plan.pageSize)
+        ).arguments
+        try FlashInferError.wrap { () throws(CUDAError) in
+            try decode.launch(grid: (plan.workItems, cache.numKVHeads, headGroups), block: (DecodeSpec.threads, 1, 1),
+                              sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
+            if split, let merge {
+                let m = DecodeMergeParamsValues(partialO: ws, partialLSE: ws + lseOffset, o: out.deviceAddress!, lse: lse?.deviceAddress ?? 0,
+                                                numQOHeads: Int32(numQOHeads), numChunks: 0, oIndptr: at(5)).arguments
+                try merge.launch(grid: (numQOHeads, plan.batchSize, 1), block: (128, 1, 1), stream: stream, arguments: m)
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
