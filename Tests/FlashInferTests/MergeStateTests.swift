@@ -91,3 +91,15 @@ import Testing
         }
     }
 }
+
+extension MergeStateTests {
+    /// Upstream copies a single state as is, even an empty one's output (regression: the GPU
+    /// kernel returned 0 for an empty single state while the CPU copied).
+    @Test func oneStateIsACopyEvenWhenEmpty() throws {
+        let v = Tensor.host([1, 2, 3, 4, 5, 6, 7, 8], shape: [1, 1, 1, 8], dtype: .f16)
+        let s = Tensor.host([-.infinity], shape: [1, 1, 1], dtype: .f32)
+        let (mv, ms) = try mergeStates(v: v, s: s)
+        #expect(try mv.toFloats() == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(try ms.toFloats() == [-.infinity])
+    }
+}

@@ -62,7 +62,8 @@ __device__ __forceinline__ void merge_state(const MergeParams& p) {
   }
 }
 
-// N states per (position, head) → one, merged left to right in fp32 (num_states 0 → 0 / -inf).
+// N states per (position, head) → one, merged left to right in fp32 (num_states 0 → 0 / -inf;
+// num_states 1 → a copy, as upstream).
 template <typename T>
 __device__ __forceinline__ void merge_states(const MergeParams& p) {
   const int vecs = p.head_dim / 8;
@@ -75,7 +76,11 @@ __device__ __forceinline__ void merge_states(const MergeParams& p) {
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[j] = 0.f;
     float s_acc = -math::inf;
-    for (int k = 0; k < p.num_states; ++k) {
+    if (p.num_states == 1) {  // upstream: one state is copied as is (even an empty one's v)
+      load8(static_cast<const T*>(p.va) + row * p.head_dim + vec * 8, acc);
+      s_acc = p.sa[row];
+    }
+    for (int k = 0; p.num_states > 1 && k < p.num_states; ++k) {
       const int64 srow = (pos * p.num_states + k) * p.num_heads + head;
       const float s = p.sa[srow];
       float wa, wb, s_new;
