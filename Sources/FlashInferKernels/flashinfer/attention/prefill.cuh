@@ -1,4 +1,6 @@
-// Single-request prefill/append attention on tensor cores (FlashAttention-2 style).
+// Prefill/append attention on tensor cores (FlashAttention-2 style): the CTA body (prefill_cta),
+// shared by the single-request kernel (single_prefill, below) and the batch kernel over ragged or
+// paged K/V (prefill_batch.cuh); where K/V come from is a policy (prefill_load.cuh).
 //
 // For one tile of CTA_Q packed query rows (GQA group folded into rows, prefill_traits.cuh) and one
 // kv head, walk the kv tiles that any row of the tile can see, and per tile:
@@ -16,7 +18,8 @@
 // Pipeline (STAGES = 2 ring, K and V in separate cp.async groups so S starts when K has landed):
 //   prologue:  Q, K[b] → commit;  V[b] → commit
 //   tile j:    wait K[j]; sync | (RoPE K[j]; sync) | issue K[j+1], V[j+1] into the other stage |
-//              sub-tile 0: S, softmax | wait V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V
+//              sub-tile 0: S, softmax | wait V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V |
+//              (paged: resolve tile j+2's rows, PagedKV::prepare)
 // The sync after "wait K[j]" also tells every warp is done with tile j−1, whose stage is refilled.
 #pragma once
 #include <flashinfer/attention/prefill_load.cuh>
@@ -383,7 +386,13 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     } else {
       prefill::load_q<T>(p, q, q_smem, g.r0, kv_head, g.packed_len);
     }
-    kv.load(k_smem, v_smem, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
+    if constexpr (KV::PREPARED) {
+      // Resolve the first two tiles' rows (the loop prepares each later tile two ahead).
+      kv.prepare(0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);
+      kv.prepare(1, g.kv_lo + (g.tile_begin + 1) * T::CTA_KV, vp.kv_len, g.tile_begin + 1 < g.tile_end);
+      __syncthreads();
+    }
+    kv.load(k_smem, v_smem, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
     const uint32 q_addr = mma::smem_u32(q_smem);
 
     for (int j = g.tile_begin; j < g.tile_end; ++j) {
@@ -399,8 +408,8 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
         __syncthreads();
       }
       // K[j+1] | V[j+1] into the other stage (two commit groups, empty past the last tile).
-      kv.load(k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, k0 + T::CTA_KV, vp.kv_len,
-              j + 1 < g.tile_end);
+      kv.load(k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1, k0 + T::CTA_KV,
+              vp.kv_len, j + 1 < g.tile_end);
 
 #pragma unroll
       for (int sub = 0; sub < T::SUBS; ++sub) {
@@ -423,6 +432,9 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
         }
         if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
       }
+      // Tile j+2's rows into the table entry that tile j's loads read (a barrier ago); the page-id
+      // load's latency runs into the wait at the next barrier.
+      if constexpr (KV::PREPARED) kv.prepare(stage, k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
     }
   }
 
