@@ -95,7 +95,7 @@ extension Bench {
             print("batch-prefill \(label): \(b) requests, qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), \(ragged ? "ragged" : "paged, page \(ps)"), causal \(isCausal)\(lse ? ", with LSE" : "")")
             print("  plan: \(planText)")
             print("  kernel \(spec.name): \(report)")
-            print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs), \(fixed(tflops, 1)) TFLOP/s (exact causal count)")
+            print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs), \(fixed(tflops, 1)) TFLOP/s (causal: qo·kv/2 pairs when qo = kv, the exact triangle for append)")
             print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of WORKLOADS.md (project H100; not measured in this run)")
             if let json {
                 try JSON.object(resultHeader(device: device.properties.name) + [
@@ -108,7 +108,7 @@ extension Bench {
                     ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)),
                     ("local_bytes", .int(attrs.localBytes)), ("resources", .string(report)),
                     ("iterations", .int(iterations)), ("median_ms", .number(ms)), ("min_ms", .number(times.min() ?? .nan)),
-                    ("flops", .number(flops)), ("flops_rule", .string("4 · Hq · D · visible (query, key) pairs, causal counted exactly")),
+                    ("flops", .number(flops)), ("flops_rule", .string("4 · Hq · D · (query, key) pairs per request; causal: qo·kv/2 when qo = kv (WORKLOADS.md), the exact bottom-right triangle for append")),
                     ("tflops", .number(tflops)),
                     ("ceiling_tflops", .number(referenceGEMMPeakTFLOPS)),
                     ("ceiling_source", .string("upstream-reference dense bf16 8192^3 GEMM peak, WORKLOADS.md (project H100, 2026-11-25); not measured in this run")),
