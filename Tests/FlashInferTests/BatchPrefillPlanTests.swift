@@ -11,6 +11,34 @@ import Testing
         #expect(BatchPrefillPlan.ctaTileQ(averagePackedQoLen: 16, headDim: 64) == 16)
     }
 
+    @Test func kernelTileIsTheKernelsRowsPerCTA() {
+        #expect(BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: 512, headDim: 128) == 128)  // P4
+        #expect(BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: 512, headDim: 256) == 64)
+        #expect(BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: 64, headDim: 64) == 64)
+        #expect(BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: 4, headDim: 128) == 64)   // upstream: 16
+        // The batch kernel's tile has those rows.
+        #expect(PrefillTile.batch(headDim: 128, plain: true, ctaQ: 128) == PrefillTile(mmaQ: 2, ctaKV: 64, kvSub: 64))
+        #expect(PrefillTile.batch(headDim: 128, plain: false, ctaQ: 64) == PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 32))
+        #expect(PrefillTile.batch(headDim: 256, plain: true, ctaQ: 128).ctaQ == 64)
+    }
+
+    /// The page-table lookup's j / page_size by multiply-high is exact for every page size the
+    /// cache allows and every token index below 2^31.
+    @Test func fastDivisionByPageSizeIsExact() {
+        var rng = TestRNG(seed: 11)
+        for d in Array(1...1100) + [4096, 65_537, 1 << 20, (1 << 30) + 7] {
+            let (m, l) = fastDivisor(d)
+            var js: [UInt64] = [0, 1, UInt64(d - 1), UInt64(d), UInt64(d + 1), (1 << 31) - 1]
+            for _ in 0..<64 { js.append(rng.next() % (1 << 31)) }
+            for j in js {
+                let q = ((j * UInt64(m)) >> 32 + j) >> UInt64(l)
+                #expect(q == j / UInt64(d), "d \(d), j \(j)")
+            }
+        }
+        #expect(fastDivisor(16) == (1, 4) && fastDivisor(1) == (1, 0))
+        #expect(fastDivisor(3) == (1_431_655_766, 2))
+    }
+
     @Test func workloadP4DoesNotSplit() {
         let p = BatchPrefillPlan.make(qoLens: Array(repeating: 128, count: 32), kvLens: Array(repeating: 4224, count: 32),
                                       pageSize: 16, groupSize: 4, numKVHeads: 8, headDim: 128, numSMs: 132)

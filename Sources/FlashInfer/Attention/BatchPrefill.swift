@@ -15,6 +15,20 @@ public enum BatchKV: Sendable {
 /// Queries are ragged: q `[qoIndptr[B], Hq, D]`, request `b`'s queries are rows
 /// `qoIndptr[b] ..< qoIndptr[b+1]`. Causal masks align bottom-right per request (append is
 /// `qoLen_b < kvLen_b`). Output has q's shape; LSE `[qoIndptr[B], Hq]` Float32, base 2.
+///
+/// Lifecycle:
+/// ```swift
+/// let prefill = BatchPrefillAttention(backend: .cuda(stream))                       // once
+/// try prefill.plan(qoIndptr: qo, table: table, numQOHeads: 32, numKVHeads: 8,
+///                  headDim: 128, dtype: .f16, options: AttentionOptions(causal: true))  // once per step
+/// for layer in layers {
+///     try prefill.run(q: q[layer], kv: .paged(caches[layer]), out: out, lse: nil)  // per layer: launches only
+/// }
+/// ```
+/// On the GPU, `plan` schedules the work (`BatchPrefillPlan`, tile = the kernel's), uploads the
+/// schedule and the page table once and sizes the split-KV workspace; `run(q:kv:out:lse:)` only
+/// launches (the tensor-core kernel over the work items, then, when the plan splits KV, the
+/// variable-length merge of the partial states).
 public final class BatchPrefillAttention: @unchecked Sendable {
     public let backend: Backend
     public private(set) var plan: BatchPrefillPlan?
@@ -24,6 +38,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     var kvIndptr: [Int32]?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
     var options = AttentionOptions()
+    /// The uploaded schedule (CUDA backend).
+    var device: BatchPrefillDevicePlan?
 
     public init(backend: Backend) {
         self.backend = backend
@@ -34,7 +50,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
         try table.validate(numPages: numPagesInCache ?? Int(table.indices.max().map { $0 + 1 } ?? 0))
         try commonPlan(qoIndptr: qoIndptr, kvLens: table.seqLens, pageSize: table.pageSize, numQOHeads: numQOHeads,
-                       numKVHeads: numKVHeads, headDim: headDim, dtype: dtype, options: options)
+                       numKVHeads: numKVHeads, headDim: headDim, dtype: dtype, options: options,
+                       kvStarts: Array(table.indptr.dropLast()), pageIndices: table.indices)
         self.table = table
         self.kvIndptr = nil
     }
@@ -48,13 +65,15 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         }
         let kvLens = (0..<(kvIndptr.count - 1)).map { Int(kvIndptr[$0 + 1] - kvIndptr[$0]) }
         try commonPlan(qoIndptr: qoIndptr, kvLens: kvLens, pageSize: 1, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                       headDim: headDim, dtype: dtype, options: options)
+                       headDim: headDim, dtype: dtype, options: options, kvStarts: Array(kvIndptr.dropLast()), pageIndices: nil)
         self.table = nil
         self.kvIndptr = kvIndptr
     }
 
     private func commonPlan(qoIndptr: [Int32], kvLens: [Int], pageSize: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int,
-                            dtype: DType, options: AttentionOptions) throws(FlashInferError) {
+                            dtype: DType, options: AttentionOptions, kvStarts: [Int32], pageIndices: [Int32]?) throws(FlashInferError) {
+        plan = nil
+        device = nil
         try validateIndptr(qoIndptr, name: "qo_indptr")
         guard qoIndptr.count - 1 == kvLens.count else {
             throw .shape(tensor: "qo_indptr", axis: 0, name: "batch_size + 1", expected: "\(kvLens.count + 1)", got: qoIndptr.count)
@@ -71,46 +90,63 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         case .cpu: sms = DeviceProperties.h100.multiprocessorCount
         case .cuda(let s): sms = s.device.properties.multiprocessorCount
         }
-        plan = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: numQOHeads / numKVHeads,
-                                     numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft)
+        let group = numQOHeads / numKVHeads
+        let spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options,
+                                   paged: pageIndices != nil)
+        let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
+                                         numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
+                                         ctaTileQ: spec.tile.ctaQ)
+        if case .cuda(let stream) = backend {
+            let packedRows = qoLens.map { $0 * group }.max() ?? 0
+            guard packedRows < Int(Int32.max) - spec.tile.ctaQ, made.chunkTokens < Int(Int32.max) / 2 else {
+                throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
+            }
+            device = try BatchPrefillDevicePlan(plan: made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
+                                                numQOHeads: numQOHeads, device: stream.device)
+        }
+        plan = made
         self.qoIndptr = qoIndptr
         self.kvLens = kvLens
         self.shape = (numQOHeads, numKVHeads, headDim, dtype)
         self.options = options
     }
 
-    /// Runs the planned step.
+    /// The kernel a plan of these requests runs on the GPU: the prefill kernel over ragged or paged
+    /// K/V with the options' variant and `BatchPrefillPlan.kernelCtaTileQ` rows per CTA.
+    public static func kernelSpec(qoLens: [Int], groupSize: Int, headDim: Int, dtype: DType, options: AttentionOptions,
+                                  paged: Bool) -> PrefillSpec {
+        let avg = qoLens.isEmpty ? 0 : Double(qoLens.reduce(0, +) * groupSize) / Double(qoLens.count)
+        var spec = PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvSource: paged ? .paged : .ragged)
+        spec.tile = .batch(headDim: headDim, plain: spec.plain,
+                           ctaQ: BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: avg, headDim: headDim))
+        return spec
+    }
+
+    /// Runs the planned step: the output (q's shape and dtype) and, with `returnLSE`, the LSE
+    /// `[qoIndptr[B], Hq]` (base 2). On the GPU this allocates both; `run(q:kv:out:lse:)` writes
+    /// into caller buffers instead.
     public func run(q: Tensor, kv: BatchKV, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
         guard let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
         let total = Int(qoIndptr.last!)
-        guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
-        guard q.shape == [total, shape.numQOHeads, shape.headDim] else {
-            throw .shape(tensor: "q", axis: 0, name: "[qo_indptr[-1], heads, dim]", expected: "\([total, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
+        if case .cuda(let stream) = backend {
+            let (out, lse) = try FlashInferError.wrap { () throws(CUDAError) in
+                (try Tensor.empty(shape: [total, shape.numQOHeads, shape.headDim], dtype: shape.dtype, device: stream.device),
+                 returnLSE ? try Tensor.empty(shape: [total, shape.numQOHeads], dtype: .f32, device: stream.device) : nil)
+            }
+            try self.run(q: q, kv: kv, out: out, lse: lse)
+            return AttentionOutput(output: out, lse: lse)
         }
-        guard q.dtype == shape.dtype else { throw .dtype(tensor: "q", expected: shape.dtype.rawValue, got: q.dtype) }
+        try validateQ(q, shape: shape, total: total)
         let gather: (Int) throws(FlashInferError) -> (k: [Float], v: [Float])
         switch kv {
         case .paged(let cache):
-            guard let table else { throw .option(name: "kv", value: "paged", rule: "the plan was made for ragged K/V") }
-            guard cache.numKVHeads == shape.numKVHeads, cache.headDim == shape.headDim, cache.pageSize == table.pageSize else {
-                throw .shape(tensor: "paged_kv_cache", axis: 0, name: "[heads, page_size, dim]",
-                             expected: "\([shape.numKVHeads, table.pageSize, shape.headDim]) (from plan)", got: cache.numKVHeads)
-            }
-            guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
-            try table.validate(numPages: cache.numPages)
-            if case .cuda = backend { throw .option(name: "backend", value: "cuda", rule: "the GPU batch prefill kernel is not built yet") }
+            let table = try validatePaged(cache, q: q, shape: shape)
             let kAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.k.toFloats() }
             let vAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.v.toFloats() }
             gather = { b throws(FlashInferError) in cache.gather(request: b, table: table, kAll: kAll, vAll: vAll) }
         case .ragged(let k, let v):
-            guard let kvIndptr else { throw .option(name: "kv", value: "ragged", rule: "the plan was made for a paged cache") }
+            let kvIndptr = try validateRagged(k: k, v: v, q: q, shape: shape)
             let nkv = Int(kvIndptr.last!)
-            let expect = options.layout == .nhd ? [nkv, shape.numKVHeads, shape.headDim] : [shape.numKVHeads, nkv, shape.headDim]
-            for (n, t) in [("k", k), ("v", v)] {
-                guard t.shape == expect else { throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)", expected: "\(expect)", got: t.shape.first ?? 0) }
-                guard t.dtype == q.dtype else { throw .dtype(tensor: n, expected: q.dtype.rawValue, got: t.dtype) }
-            }
-            if case .cuda = backend { throw .option(name: "backend", value: "cuda", rule: "the GPU batch prefill kernel is not built yet") }
             let kAll = try FlashInferError.wrap { () throws(CUDAError) in try k.toFloats() }
             let vAll = try FlashInferError.wrap { () throws(CUDAError) in try v.toFloats() }
             let (h, d, layout) = (shape.numKVHeads, shape.headDim, options.layout)
@@ -146,6 +182,92 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         }
         return AttentionOutput(output: Tensor.host(out, shape: q.shape, dtype: q.dtype),
                                lse: returnLSE ? Tensor.host(lse, shape: [total, hq], dtype: .f32) : nil)
+    }
+
+    /// Runs the planned step on the GPU into caller buffers: no allocation, no host work but
+    /// argument packing (the schedule was uploaded by `plan`). Asynchronous on the plan's stream.
+    ///
+    /// - Parameters:
+    ///   - q: `[qoIndptr[B], Hq, D]` on the device; token/head strides multiples of 8 elements.
+    ///   - kv: the paged cache (strides free but for 16-byte rows) or ragged K/V (`options.layout`).
+    ///   - out: contiguous `[qoIndptr[B], Hq, D]`, q's dtype.
+    ///   - lse: nil, or contiguous Float32 `[qoIndptr[B], Hq]` (base 2).
+    public func run(q: Tensor, kv: BatchKV, out: Tensor, lse: Tensor?) throws(FlashInferError) {
+        guard let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard case .cuda(let stream) = backend, let device else {
+            throw .option(name: "backend", value: "cpu", rule: "run(q:kv:out:lse:) writes device buffers: plan with the CUDA backend")
+        }
+        let total = Int(qoIndptr.last!)
+        try validateQ(q, shape: shape, total: total)
+        for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
+            guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
+            guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
+        }
+        guard out.shape == q.shape else {
+            throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+        }
+        guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+        if let lse {
+            guard lse.isContiguous, lse.dtype == .f32, lse.shape == [total, shape.numQOHeads] else {
+                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [qo_indptr[-1], num_qo_heads]", got: lse.shape.first ?? 0)
+            }
+        }
+        func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
+        let view: CUDABatchPrefill.KVView
+        switch kv {
+        case .paged(let cache):
+            _ = try validatePaged(cache, q: q, shape: shape)
+            for (n, t) in [("k_cache", cache.k), ("v_cache", cache.v)] {
+                guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "the stream's device") }
+            }
+            // (page, slot, head) axes per layout: NHD [pages, slot, head, D], HND [pages, head, slot, D].
+            let (sa, ha) = cache.layout == .nhd ? (1, 2) : (2, 1)
+            view = CUDABatchPrefill.KVView(k: cache.k, v: cache.v, kStrides: (st(cache.k, sa), st(cache.k, ha)),
+                                           vStrides: (st(cache.v, sa), st(cache.v, ha)),
+                                           kPageStride: st(cache.k, 0), vPageStride: st(cache.v, 0))
+        case .ragged(let k, let v):
+            _ = try validateRagged(k: k, v: v, q: q, shape: shape)
+            for (n, t) in [("k", k), ("v", v)] {
+                guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "the stream's device") }
+            }
+            let (na, ha) = options.layout == .nhd ? (0, 1) : (1, 0)
+            view = CUDABatchPrefill.KVView(k: k, v: v, kStrides: (st(k, na), st(k, ha)), vStrides: (st(v, na), st(v, ha)))
+        }
+        try CUDABatchPrefill.run(device: device, q: q, kv: view, out: out, lse: lse, options: options,
+                                 numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, stream: stream)
+    }
+
+    private func validateQ(_ q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType), total: Int) throws(FlashInferError) {
+        guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
+        guard q.shape == [total, shape.numQOHeads, shape.headDim] else {
+            throw .shape(tensor: "q", axis: 0, name: "[qo_indptr[-1], heads, dim]", expected: "\([total, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
+        }
+        guard q.dtype == shape.dtype else { throw .dtype(tensor: "q", expected: shape.dtype.rawValue, got: q.dtype) }
+        guard q.strides[2] == 1 || q.shape[2] <= 1 else { throw .strides(tensor: "q", strides: q.strides, rule: "the head_dim axis must have stride 1") }
+    }
+
+    private func validatePaged(_ cache: PagedKVCache, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> PageTable {
+        guard let table else { throw .option(name: "kv", value: "paged", rule: "the plan was made for ragged K/V") }
+        guard cache.numKVHeads == shape.numKVHeads, cache.headDim == shape.headDim, cache.pageSize == table.pageSize else {
+            throw .shape(tensor: "paged_kv_cache", axis: 0, name: "[heads, page_size, dim]",
+                         expected: "\([shape.numKVHeads, table.pageSize, shape.headDim]) (from plan)", got: cache.numKVHeads)
+        }
+        guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
+        try table.validate(numPages: cache.numPages)
+        return table
+    }
+
+    private func validateRagged(k: Tensor, v: Tensor, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> [Int32] {
+        guard let kvIndptr else { throw .option(name: "kv", value: "ragged", rule: "the plan was made for a paged cache") }
+        let nkv = Int(kvIndptr.last!)
+        let expect = options.layout == .nhd ? [nkv, shape.numKVHeads, shape.headDim] : [shape.numKVHeads, nkv, shape.headDim]
+        for (n, t) in [("k", k), ("v", v)] {
+            guard t.shape == expect else { throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)", expected: "\(expect)", got: t.shape.first ?? 0) }
+            guard t.dtype == q.dtype else { throw .dtype(tensor: n, expected: q.dtype.rawValue, got: t.dtype) }
+            guard t.strides[2] == 1 || t.shape[2] <= 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
+        }
+        return kvIndptr
     }
 }
 

@@ -3,6 +3,8 @@ import FlashInferCUDA
 /// Which merge a `MergeSpec` instantiates.
 enum MergeKind: String, Sendable, Hashable {
     case pair = "merge_state", inPlace = "merge_state_in_place", many = "merge_states"
+    /// Split-KV partials with a variable count per position (`MergeVarlenParams`).
+    case varlen = "merge_states_varlen"
 }
 
 struct MergeSpec: KernelSpec {
@@ -15,10 +17,12 @@ struct MergeSpec: KernelSpec {
         case .pair: "flashinfer::merge_state<\(dtype.cudaTypeName), false>(p)"
         case .inPlace: "flashinfer::merge_state<\(dtype.cudaTypeName), true>(p)"
         case .many: "flashinfer::merge_states<\(dtype.cudaTypeName)>(p)"
+        case .varlen: "flashinfer::merge_states_varlen<\(dtype.cudaTypeName)>(p)"
         }
+        let params = kind == .varlen ? "MergeVarlenParams" : "MergeParams"
         return """
             #include <flashinfer/attention/cascade.cuh>
-            extern "C" __global__ void \(entryPoint)(const __grid_constant__ flashinfer::MergeParams p) { \(call); }
+            extern "C" __global__ void \(entryPoint)(const __grid_constant__ flashinfer::\(params) p) { \(call); }
             """
     }
 }

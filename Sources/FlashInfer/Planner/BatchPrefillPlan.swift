@@ -36,6 +36,14 @@ public struct BatchPrefillPlan: Sendable, Hashable {
         return 16
     }
 
+    /// The tile of this library's tensor-core kernel (`PrefillTile.batch`): 4 warps of 32 rows
+    /// (128) where upstream's rule picks 128, else 4 warps of 16 rows (64). Upstream's 16-row tile
+    /// (one warp) has no counterpart: short queries leave rows of a 64-row tile idle instead.
+    /// E.g. P4 (packed 512 per request) → 128; decode-like batches (packed ≤ 64) and D 256 → 64.
+    public static func kernelCtaTileQ(averagePackedQoLen avg: Double, headDim: Int) -> Int {
+        ctaTileQ(averagePackedQoLen: avg, headDim: headDim) == 128 ? 128 : 64
+    }
+
     /// Plans a batch.
     ///
     /// Worked example (workload P4 on an H100, 132 SMs): 32 requests appending 128 tokens onto

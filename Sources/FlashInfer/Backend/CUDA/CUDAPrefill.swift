@@ -44,6 +44,14 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The batch kernel's tile: the single-request geometry with `ctaQ` packed rows per CTA (128:
+    /// 32 rows per warp, 64: 16), the plan's `ctaTileQ` (`BatchPrefillPlan.kernelCtaTileQ`).
+    public static func batch(headDim: Int, plain: Bool, ctaQ: Int) -> PrefillTile {
+        var t = PrefillTile.default(headDim: headDim, plain: plain)
+        t.mmaQ = ctaQ >= 128 && headDim <= 128 ? 2 : 1  // D 256: O alone is 128 floats at 16 rows per warp
+        return t
+    }
+
     /// Dynamic shared memory of one CTA: Q tile + STAGES K tiles + STAGES V tiles.
     public func sharedBytes(headDim: Int, elementBytes: Int = 2) -> Int {
         (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes
@@ -72,6 +80,12 @@ public struct PrefillSpec: KernelSpec {
         }
     }
 
+    /// Where K/V come from: one request's contiguous rows (`singlePrefill`), or a batch's ragged
+    /// rows or paged cache (`BatchPrefillAttention`, grid over the plan's work items).
+    public enum KVSource: String, Sendable, Hashable, CaseIterable {
+        case single, ragged, paged
+    }
+
     public var dtype: DType
     public var headDim: Int
     public var posEnc: PosEnc
@@ -79,9 +93,10 @@ public struct PrefillSpec: KernelSpec {
     public var causal: Bool
     public var window: Bool
     public var tile: PrefillTile
+    public var kvSource: KVSource
 
     public init(dtype: DType, headDim: Int, posEnc: PosEnc = .none, softCap: Bool = false, causal: Bool = false,
-                window: Bool = false, tile: PrefillTile? = nil) {
+                window: Bool = false, tile: PrefillTile? = nil, kvSource: KVSource = .single) {
         self.dtype = dtype
         self.headDim = headDim
         self.posEnc = posEnc
@@ -89,10 +104,11 @@ public struct PrefillSpec: KernelSpec {
         self.causal = causal
         self.window = window
         self.tile = tile ?? .default(headDim: headDim, plain: posEnc == .none && !window)
+        self.kvSource = kvSource
     }
 
     /// The spec a call with these options needs.
-    public init(dtype: DType, headDim: Int, options: AttentionOptions) {
+    public init(dtype: DType, headDim: Int, options: AttentionOptions, kvSource: KVSource = .single) {
         let pe: PosEnc
         switch options.positionEncoding {
         case .none: pe = .none
@@ -100,11 +116,14 @@ public struct PrefillSpec: KernelSpec {
         case .alibi: pe = .alibi
         }
         self.init(dtype: dtype, headDim: headDim, posEnc: pe, softCap: options.logitsSoftCap > 0,
-                  causal: options.causal, window: options.windowLeft >= 0)
+                  causal: options.causal, window: options.windowLeft >= 0, kvSource: kvSource)
     }
 
+    /// Whether the variant is the plain one (no RoPE, ALiBi or window), which gets the wider sub-tile.
+    public var plain: Bool { posEnc == .none && !window }
+
     public var name: String {
-        var n = "prefill_\(dtype.rawValue)_d\(headDim)_\(posEnc.rawValue)"
+        var n = (kvSource == .single ? "prefill_" : "batch_prefill_\(kvSource.rawValue)_") + "\(dtype.rawValue)_d\(headDim)_\(posEnc.rawValue)"
         if softCap { n += "_cap" }
         if causal { n += "_causal" }
         if window { n += "_win" }
@@ -116,13 +135,18 @@ public struct PrefillSpec: KernelSpec {
     public var sharedBytes: Int { tile.sharedBytes(headDim: headDim, elementBytes: dtype.byteSize) }
 
     public func source() -> String {
-        """
-        #include <flashinfer/attention/prefill.cuh>
+        let (header, params, body) = switch kvSource {
+        case .single: ("prefill.cuh", "PrefillParams", "flashinfer::single_prefill<Traits>(p)")
+        case .ragged: ("prefill_batch.cuh", "BatchPrefillParams", "flashinfer::batch_prefill<Traits, false>(p)")
+        case .paged: ("prefill_batch.cuh", "BatchPrefillParams", "flashinfer::batch_prefill<Traits, true>(p)")
+        }
+        return """
+        #include <flashinfer/attention/\(header)>
         using Variant = flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), \(causal), \(window)>;
         using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant>;
         extern "C" __global__ void __launch_bounds__(Traits::NUM_THREADS, 2)
-        \(entryPoint)(const __grid_constant__ flashinfer::PrefillParams p) {
-          flashinfer::single_prefill<Traits>(p);
+        \(entryPoint)(const __grid_constant__ flashinfer::\(params) p) {
+          \(body);
         }
         """
     }
@@ -171,42 +195,53 @@ enum CUDAPrefill {
         }
         let qTiles = (packedRows + spec.tile.ctaQ - 1) / spec.tile.ctaQ
 
-        let scale = options.resolvedScale(headDim: shape.headDim)
-        let cap = options.logitsSoftCap
-        var ropeScale: Float = 1, ropeTheta: Float = 1e4
-        if case .ropeLlama(let s, let t) = options.positionEncoding { (ropeScale, ropeTheta) = (s, t) }
-        let log2e: Float = 1.442_695_040_888_963_4
-
         try FlashInferError.wrap { () throws(CUDAError) in
             let kernel = try JIT.shared(for: stream.device).kernel(spec)
             var a = KernelArguments()
-            // struct PrefillParams (attention/prefill_traits.cuh), in declaration order.
-            a.append(q.deviceAddress ?? 0)
-            a.append(k.deviceAddress ?? 0)
-            a.append(v.deviceAddress ?? 0)
-            a.append(out.deviceAddress ?? 0)
-            a.append(lse?.deviceAddress ?? 0)
-            for (_, _, sn, sh) in strides {
-                a.append(sn)
-                a.append(sh)
-            }
-            // VariantParams
-            a.append(cap > 0 ? cap * log2e : scale * log2e)  // sm_scale_log2
-            a.append(cap > 0 ? scale / cap : 0)                // soft_cap_pre_tanh_scale
-            a.append(1 / ropeScale)                            // rope_rcp_scale
-            a.append(Float(log2(Double(ropeTheta))))          // rope_log2_theta
-            a.append(Int32(shape.qoLen))
-            a.append(Int32(shape.kvLen))
-            a.append(Int32(options.windowLeft))
-            a.append(Int32(shape.numQOHeads))
-            // The rest of PrefillParams.
-            a.append(Int32(shape.numKVHeads))
-            a.append(Int32(shape.groupSize))
+            appendPrefillParams(&a, q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
+                                headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
+                                numKVHeads: shape.numKVHeads)
             a.pad(toAlignment: 8)
             try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
         }
     }
+}
+
+/// Appends the fields of `struct PrefillParams` (attention/prefill_traits.cuh), in declaration
+/// order: pointers, the (token, head) strides of q, k, v, out, VariantParams, kv heads, group.
+/// The struct is 8-byte aligned and a multiple of 8 bytes long, so fields appended after it (the
+/// batch kernel's `BatchPrefillParams`) land where the C struct has them.
+func appendPrefillParams(_ a: inout KernelArguments, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?,
+                         strides: [(Int64, Int64)], options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int,
+                         numQOHeads: Int, numKVHeads: Int) {
+    let scale = options.resolvedScale(headDim: headDim)
+    let cap = options.logitsSoftCap
+    var ropeScale: Float = 1, ropeTheta: Float = 1e4
+    if case .ropeLlama(let s, let t) = options.positionEncoding { (ropeScale, ropeTheta) = (s, t) }
+    let log2e: Float = 1.442_695_040_888_963_4
+    a.append(q.deviceAddress ?? 0)
+    a.append(k.deviceAddress ?? 0)
+    a.append(v.deviceAddress ?? 0)
+    a.append(out.deviceAddress ?? 0)
+    a.append(lse?.deviceAddress ?? 0)
+    precondition(strides.count == 4, "q, k, v, out strides")
+    for (sn, sh) in strides {
+        a.append(sn)
+        a.append(sh)
+    }
+    // VariantParams
+    a.append(cap > 0 ? cap * log2e : scale * log2e)  // sm_scale_log2
+    a.append(cap > 0 ? scale / cap : 0)                // soft_cap_pre_tanh_scale
+    a.append(1 / ropeScale)                            // rope_rcp_scale
+    a.append(Float(log2(Double(ropeTheta))))          // rope_log2_theta
+    a.append(Int32(qoLen))
+    a.append(Int32(kvLen))
+    a.append(Int32(options.windowLeft))
+    a.append(Int32(numQOHeads))
+    // The rest of PrefillParams.
+    a.append(Int32(numKVHeads))
+    a.append(Int32(numQOHeads / numKVHeads))
 }
 
 /// The prefill entries of `kernelCatalog()`: every dtype × head dim of the plain kernel, and each

@@ -96,4 +96,46 @@ __device__ __forceinline__ void merge_states(const MergeParams& p) {
   }
 }
 
+// Variable-length merge (upstream VariableLengthMergeStates; split-KV batch prefill): position t's
+// states are rows indptr[t] ..< indptr[t+1] of v [rows, H, D] / s [rows, H], merged left to right
+// in fp32 into v_out [n, H, D] (contiguous) and s_out [n, H] (or null). No state → 0 / -inf.
+struct MergeVarlenParams {
+  const void* v;        // [rows, H, D]
+  const float* s;       // [rows, H]
+  const int* indptr;    // [n + 1]
+  void* v_out;          // [n, H, D]
+  float* s_out;         // [n, H] or null
+  int64 n;              // positions
+  int num_heads;
+  int head_dim;
+};
+
+template <typename T>
+__device__ __forceinline__ void merge_states_varlen(const MergeVarlenParams& p) {
+  const int vecs = p.head_dim / 8;
+  const int64 total = p.n * p.num_heads * vecs;
+  for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
+    const int64 row = i / vecs;  // (pos, head)
+    const int64 pos = row / p.num_heads;
+    const int head = int(row % p.num_heads), vec = int(i % vecs);
+    float acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[j] = 0.f;
+    float s_acc = -math::inf;
+    for (int k = p.indptr[pos]; k < p.indptr[pos + 1]; ++k) {
+      const int64 srow = int64(k) * p.num_heads + head;
+      const float s = p.s[srow];
+      float wa, wb, s_new;
+      merge_weights(s_acc, s, wa, wb, s_new);
+      float x[8];
+      load8(static_cast<const T*>(p.v) + srow * p.head_dim + vec * 8, x);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = wa * acc[j] + wb * x[j];
+      s_acc = s_new;
+    }
+    store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
+    if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;
+  }
+}
+
 }  // namespace flashinfer

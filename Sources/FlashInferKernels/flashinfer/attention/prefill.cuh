@@ -1,4 +1,6 @@
-// Single-request prefill/append attention on tensor cores (FlashAttention-2 style).
+// Prefill/append attention on tensor cores (FlashAttention-2 style): the CTA body (prefill_cta),
+// shared by the single-request kernel (single_prefill, below) and the batch kernel over ragged or
+// paged K/V (prefill_batch.cuh); where K/V come from is a policy (prefill_load.cuh).
 //
 // For one tile of CTA_Q packed query rows (GQA group folded into rows, prefill_traits.cuh) and one
 // kv head, walk the kv tiles that any row of the tile can see, and per tile:
@@ -16,7 +18,8 @@
 // Pipeline (STAGES = 2 ring, K and V in separate cp.async groups so S starts when K has landed):
 //   prologue:  Q, K[b] → commit;  V[b] → commit
 //   tile j:    wait K[j]; sync | (RoPE K[j]; sync) | issue K[j+1], V[j+1] into the other stage |
-//              sub-tile 0: S, softmax | wait V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V
+//              sub-tile 0: S, softmax | wait V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V |
+//              (paged: resolve tile j+2's rows, PagedKV::prepare)
 // The sync after "wait K[j]" also tells every warp is done with tile j−1, whose stage is refilled.
 #pragma once
 #include <flashinfer/attention/prefill_load.cuh>
@@ -89,7 +92,7 @@ __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV]
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int pr = row_lane + i * 16 + 8 * h;
-        Variant v(base);
+        Variant v(base);  // the kv head is blockIdx.y in both the single and the batch grid
         v.alibi_slope_log2 = alibi_slope(int(blockIdx.y) * group + pr % group, vp.num_qo_heads) * math::log2e;
         const int qo_pos = pr / group + vp.kv_len - vp.qo_len;
 #pragma unroll
@@ -238,16 +241,26 @@ __device__ __forceinline__ void compute_pv(uint32 v_smem, const float (&s)[T::MM
   }
 }
 
+// Where a CTA writes: query qo, head h → out + qo·o_stride_n + h·o_stride_h (D elements) and
+// lse[qo·lse_stride_n + h] (lse may be null).
+template <typename DT>
+struct PrefillOut {
+  DT* out;
+  int64 o_stride_n;
+  int64 o_stride_h;
+  float* lse;
+  int64 lse_stride_n;
+};
+
 // O /= d, LSE = log2(d) + m; the warp stages its rows in its own Q rows of shared memory, then
 // writes 16-byte chunks to [qo, head, :] of the output.
 template <typename T>
-__device__ __forceinline__ void write_output(const PrefillParams& p, typename T::DT* q_smem,
+__device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& dst, int group, typename T::DT* q_smem,
                                              float (&o)[T::MMA_Q][2 * T::MMA_D][4], const float (&m)[T::MMA_Q][2],
                                              const float (&d)[T::MMA_Q][2], int r0, int kv_head, int packed_len) {
   using DT = typename T::DT;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int group = p.group_size;
   __syncwarp();  // every lane of the warp is done reading its Q rows
 #pragma unroll
   for (int i = 0; i < T::MMA_Q; ++i)
@@ -265,13 +278,12 @@ __device__ __forceinline__ void write_output(const PrefillParams& p, typename T:
             mma::pack2<DT>(o[i][dn][2 * h] * inv, o[i][dn][2 * h + 1] * inv);
       }
       const int pr = r0 + row;
-      if (p.lse != nullptr && t == 0 && pr < packed_len) {
+      if (dst.lse != nullptr && t == 0 && pr < packed_len) {
         const int qo = pr / group, head = kv_head * group + pr % group;
-        p.lse[int64(qo) * (p.num_kv_heads * group) + head] = dt > 0.f ? math::ptx_log2(dt) + m[i][h] : -math::inf;
+        dst.lse[qo * dst.lse_stride_n + head] = dt > 0.f ? math::ptx_log2(dt) + m[i][h] : -math::inf;
       }
     }
   __syncwarp();
-  DT* out = static_cast<DT*>(p.o);
 #pragma unroll
   for (int it = 0; it < T::WARP_ROWS * T::CHUNKS / 32; ++it) {
     const int idx = lane + 32 * it;
@@ -279,7 +291,7 @@ __device__ __forceinline__ void write_output(const PrefillParams& p, typename T:
     const int pr = r0 + row;
     if (pr < packed_len) {
       const int qo = pr / group, head = kv_head * group + pr % group;
-      *reinterpret_cast<uint4*>(out + qo * p.o_stride_n + head * p.o_stride_h + c * 8) =
+      *reinterpret_cast<uint4*>(dst.out + qo * dst.o_stride_n + head * dst.o_stride_h + c * 8) =
           *reinterpret_cast<const uint4*>(q_smem + swizzle<T::CHUNKS>(row, c));
     }
   }
@@ -287,33 +299,69 @@ __device__ __forceinline__ void write_output(const PrefillParams& p, typename T:
 
 }  // namespace prefill
 
-// The kernel body. Grid (num q tiles, num kv heads), NUM_THREADS threads, SMEM_BYTES dynamic
-// shared memory. Tiles are taken in reverse so that, under a causal mask, the longest run first.
-template <typename T>
-__device__ __forceinline__ void single_prefill(const PrefillParams& p) {
+// The scalars a CTA computes once and reads throughout its kv loop.
+struct PrefillGeometry {
+  int r0;          // first packed row of the tile
+  int packed_len;  // packed rows of the request (qo_len · group)
+  int kv_lo;       // tile j holds keys kv_lo + j·CTA_KV ...
+  int kv_begin;    // keys any row of the tile can see: [kv_begin, kv_end)
+  int kv_end;
+  int tile_begin;  // tiles [tile_begin, tile_end) hold them
+  int tile_end;
+  int delta;       // query qo sits at position qo + delta
+  int qo_first;    // queries of the tile
+  int qo_last;
+};
+
+// Where the geometry lives: registers (SHARED false; the single-request kernel, where it derives
+// from blockIdx and the constant bank, so it sits in uniform registers), or shared memory (the
+// batch kernel: its values come from global loads, so in registers they would be per-thread, and the
+// plain D128 kernel has none to spare across the kv loop; re-read from shared memory where used,
+// barriers keep the compiler from hoisting them). Every thread writes the same values to the shared
+// copy, so no barrier is needed before its own reads.
+template <bool SHARED>
+struct GeometryStorage {
+  PrefillGeometry g;
+  __device__ __forceinline__ PrefillGeometry& get() { return g; }
+};
+template <>
+struct GeometryStorage<true> {
+  __device__ __forceinline__ PrefillGeometry& get() {
+    __shared__ PrefillGeometry g;
+    return g;
+  }
+};
+
+// One CTA: packed query rows r0 ..< r0 + CTA_Q (of packed_len) of kv head kv_head against the keys
+// [kv_lo, vp.kv_len) that the variant lets them see, K/V tiles from `kv` (a policy of
+// prefill_load.cuh). vp carries the lengths that place the queries: query qo sits at position
+// qo + vp.kv_len − vp.qo_len. Tiles start at kv_lo (so a kv chunk's first tile holds no earlier
+// key). `q` points at query 0; `out_of()` gives the destination (PrefillOut), evaluated only in the
+// epilogue so that it holds no registers across the kv loop. SHARED_GEOMETRY: see GeometryStorage.
+template <typename T, bool SHARED_GEOMETRY, typename KV, typename OutFn>
+__device__ __forceinline__ void prefill_cta(const PrefillParams& p, const VariantParams& vp, const typename T::DT* q,
+                                            const KV& kv, OutFn out_of, int r0, int kv_head, int packed_len, int kv_lo) {
   using DT = typename T::DT;
   using Variant = typename T::Variant;
   extern __shared__ __align__(128) unsigned char prefill_smem[];
   DT* q_smem = reinterpret_cast<DT*>(prefill_smem);                // [CTA_Q][D]
   DT* k_smem = q_smem + T::Q_ELEMS;                               // [STAGES][CTA_KV][D]
   DT* v_smem = k_smem + T::STAGES * T::KV_TILE_ELEMS;             // [STAGES][CTA_KV][D]
-  const VariantParams& vp = p.variant;
 
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int kv_head = blockIdx.y;
   const int group = p.group_size;
-  const int packed_len = vp.qo_len * group;
-  const int r0 = (gridDim.x - 1 - blockIdx.x) * T::CTA_Q;
-  const int delta = vp.kv_len - vp.qo_len;  // query qo sits at position qo + delta
-  const int qo_first = r0 / group;
-  const int qo_last = (min(r0 + T::CTA_Q, packed_len) - 1) / group;
-
-  // Keys any row of the tile can see: [kv_begin, kv_end).
-  int kv_begin = 0, kv_end = vp.kv_len;
-  if constexpr (Variant::CAUSAL) kv_end = min(kv_end, qo_last + delta + 1);
-  if constexpr (Variant::WINDOW) kv_begin = max(0, qo_first + delta - vp.window_left);
-  const int tile_begin = kv_begin / T::CTA_KV;
-  const int tile_end = kv_end > kv_begin ? (kv_end + T::CTA_KV - 1) / T::CTA_KV : tile_begin;
+  GeometryStorage<SHARED_GEOMETRY> storage;
+  PrefillGeometry& g = storage.get();
+  {
+    const int delta = vp.kv_len - vp.qo_len;
+    const int qo_first = r0 / group;
+    const int qo_last = (min(r0 + T::CTA_Q, packed_len) - 1) / group;
+    int kv_begin = kv_lo, kv_end = vp.kv_len;
+    if constexpr (Variant::CAUSAL) kv_end = min(kv_end, qo_last + delta + 1);
+    if constexpr (Variant::WINDOW) kv_begin = max(kv_begin, qo_first + delta - vp.window_left);
+    const int tile_begin = (kv_begin - kv_lo) / T::CTA_KV;
+    const int tile_end = kv_end > kv_begin ? (kv_end - kv_lo + T::CTA_KV - 1) / T::CTA_KV : tile_begin;
+    g = PrefillGeometry{r0, packed_len, kv_lo, kv_begin, kv_end, tile_begin, tile_end, delta, qo_first, qo_last};
+  }
 
   const Variant base(vp, kv_head * group);  // ALiBi slopes are per row: apply_logits sets them
 
@@ -332,25 +380,26 @@ __device__ __forceinline__ void single_prefill(const PrefillParams& p) {
       for (int e = 0; e < 4; ++e) o[i][dn][e] = 0.f;
   }
 
-  if (tile_begin < tile_end) {
-    const DT* k_head = static_cast<const DT*>(p.k) + kv_head * p.k_stride_h;
-    const DT* v_head = static_cast<const DT*>(p.v) + kv_head * p.v_stride_h;
+  if (g.tile_begin < g.tile_end) {
     if constexpr (Variant::USE_ROPE) {
-      prefill::load_q_rope<T>(p, q_smem, r0, kv_head, packed_len);
+      prefill::load_q_rope<T>(p, vp, q, q_smem, g.r0, kv_head, g.packed_len);
     } else {
-      prefill::load_q<T>(p, q_smem, r0, kv_head, packed_len);
+      prefill::load_q<T>(p, q, q_smem, g.r0, kv_head, g.packed_len);
     }
-    prefill::load_kv_tile<T>(k_head, p.k_stride_n, k_smem, tile_begin * T::CTA_KV, vp.kv_len);
-    mma::cp_async_commit();
-    prefill::load_kv_tile<T>(v_head, p.v_stride_n, v_smem, tile_begin * T::CTA_KV, vp.kv_len);
-    mma::cp_async_commit();
+    if constexpr (KV::PREPARED) {
+      // Resolve the first two tiles' rows (the loop prepares each later tile two ahead).
+      kv.prepare(0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);
+      kv.prepare(1, g.kv_lo + (g.tile_begin + 1) * T::CTA_KV, vp.kv_len, g.tile_begin + 1 < g.tile_end);
+      __syncthreads();
+    }
+    kv.load(k_smem, v_smem, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
     const uint32 q_addr = mma::smem_u32(q_smem);
 
-    for (int j = tile_begin; j < tile_end; ++j) {
-      const int stage = (j - tile_begin) & 1;
+    for (int j = g.tile_begin; j < g.tile_end; ++j) {
+      const int stage = (j - g.tile_begin) & 1;
       DT* k_tile = k_smem + stage * T::KV_TILE_ELEMS;
       DT* v_tile = v_smem + stage * T::KV_TILE_ELEMS;
-      const int k0 = j * T::CTA_KV;
+      const int k0 = g.kv_lo + j * T::CTA_KV;
 
       mma::cp_async_wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
       __syncthreads();
@@ -358,28 +407,23 @@ __device__ __forceinline__ void single_prefill(const PrefillParams& p) {
         prefill::rope_k_tile<T>(k_tile, k0, vp);
         __syncthreads();
       }
-      if (j + 1 < tile_end) {
-        prefill::load_kv_tile<T>(k_head, p.k_stride_n, k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, k0 + T::CTA_KV, vp.kv_len);
-      }
-      mma::cp_async_commit();
-      if (j + 1 < tile_end) {
-        prefill::load_kv_tile<T>(v_head, p.v_stride_n, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, k0 + T::CTA_KV, vp.kv_len);
-      }
-      mma::cp_async_commit();
+      // K[j+1] | V[j+1] into the other stage (two commit groups, empty past the last tile).
+      kv.load(k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1, k0 + T::CTA_KV,
+              vp.kv_len, j + 1 < g.tile_end);
 
 #pragma unroll
       for (int sub = 0; sub < T::SUBS; ++sub) {
         const int ks = k0 + sub * T::KV_SUB;
         // Sub-tiles that no row of the tile sees are skipped (CTA-uniform).
-        const bool active = ks < kv_end && ks + T::KV_SUB > kv_begin;
+        const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin;
         float s[T::MMA_Q][2 * T::MMA_KV][4];
         if (active) {
           prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
           // Per-element masks only where some key of the sub-tile is invisible to some row.
           bool mask = ks + T::KV_SUB > vp.kv_len;
-          if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > qo_first + delta;
-          if constexpr (Variant::WINDOW) mask = mask || ks < qo_last + delta - vp.window_left;
-          prefill::apply_logits<T>(s, base, r0, group, ks, mask, vp);
+          if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > g.qo_first + g.delta;
+          if constexpr (Variant::WINDOW) mask = mask || ks < g.qo_last + g.delta - vp.window_left;
+          prefill::apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
           prefill::online_softmax<T>(s, o, m, d, prefill::linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
         }
         if (sub == 0) {
@@ -388,10 +432,29 @@ __device__ __forceinline__ void single_prefill(const PrefillParams& p) {
         }
         if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
       }
+      // Tile j+2's rows into the table entry that tile j's loads read (a barrier ago); the page-id
+      // load's latency runs into the wait at the next barrier.
+      if constexpr (KV::PREPARED) kv.prepare(stage, k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
     }
   }
 
-  prefill::write_output<T>(p, q_smem, o, m, d, r0, kv_head, packed_len);
+  prefill::write_output<T>(out_of(), group, q_smem, o, m, d, g.r0, kv_head, g.packed_len);
+}
+
+// The single-request kernel body. Grid (num q tiles, num kv heads), NUM_THREADS threads, SMEM_BYTES
+// dynamic shared memory. Tiles are taken in reverse so that, under a causal mask, the longest run first.
+template <typename T>
+__device__ __forceinline__ void single_prefill(const PrefillParams& p) {
+  using DT = typename T::DT;
+  const int kv_head = blockIdx.y;
+  const prefill::ContiguousKV<T> kv{static_cast<const DT*>(p.k) + kv_head * p.k_stride_h,
+                                    static_cast<const DT*>(p.v) + kv_head * p.v_stride_h, p.k_stride_n, p.v_stride_n};
+  auto out_of = [&p]() {
+    return prefill::PrefillOut<DT>{static_cast<DT*>(p.o), p.o_stride_n, p.o_stride_h, p.lse,
+                                   int64(p.num_kv_heads) * p.group_size};
+  };
+  prefill_cta<T, false>(p, p.variant, static_cast<const DT*>(p.q), kv, out_of, (gridDim.x - 1 - blockIdx.x) * T::CTA_Q,
+                 kv_head, p.variant.qo_len * p.group_size, 0);
 }
 
 }  // namespace flashinfer

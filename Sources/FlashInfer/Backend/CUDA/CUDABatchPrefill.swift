@@ -1,0 +1,192 @@
+import FlashInferCUDA
+
+/// The device side of a `BatchPrefillAttention` plan, made once in `plan()`: the schedule's int32
+/// arrays in one device buffer, the kernel spec, and (when the plan splits KV) the workspace of
+/// partial states. `run()` then only launches.
+final class BatchPrefillDevicePlan: @unchecked Sendable {
+    /// One device buffer of int32 arrays; each field is an element offset into it (nil: absent).
+    let arrays: DeviceBuffer
+    let requestIndices: Int, qoTileIndices: Int, kvTileIndices: Int
+    let qoIndptr: Int, kvLens: Int, kvStarts: Int
+    let pageIndices: Int?, oIndptr: Int?, mergeIndptr: Int?
+    /// Work items (grid x).
+    let items: Int
+    let spec: PrefillSpec
+    let pageSize: Int
+    let pageDivM: UInt32, pageDivL: Int32
+    /// Keys per kv chunk (the plan's chunk; covers every request when not split).
+    let kvChunk: Int
+    /// Split-KV workspace: partial outputs `[oIndptr[B], Hq, D]` (input dtype) and LSE `[oIndptr[B], Hq]`.
+    let tmpO: DeviceBuffer?, tmpLSE: DeviceBuffer?
+    let totalQO: Int
+
+    /// Uploads `plan`'s schedule. The work items go to the GPU grouped by request as planned but
+    /// with each request's q tiles in reverse (last, longest under a causal mask, first), so that
+    /// the short tiles are what is left at the end of the grid.
+    ///
+    /// - Parameters:
+    ///   - kvStarts: per request, the first ragged key row, or the first entry of `pageIndices`.
+    ///   - pageIndices: the page table's page ids (paged), nil for ragged K/V.
+    init(plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?, spec: PrefillSpec,
+         numQOHeads: Int, device: Device) throws(FlashInferError) {
+        let order = (0..<plan.workItems).sorted { a, b in
+            let (ra, rb) = (plan.requestIndices[a], plan.requestIndices[b])
+            if ra != rb { return ra < rb }
+            let (ta, tb) = (plan.qoTileIndices[a], plan.qoTileIndices[b])
+            if ta != tb { return ta > tb }
+            return plan.kvTileIndices[a] < plan.kvTileIndices[b]
+        }
+        var all: [Int32] = []
+        func add(_ xs: [Int32]) -> Int {
+            while all.count % 64 != 0 { all.append(0) }  // 256-byte aligned arrays
+            let at = all.count
+            all += xs
+            return at
+        }
+        requestIndices = add(order.map { plan.requestIndices[$0] })
+        qoTileIndices = add(order.map { plan.qoTileIndices[$0] })
+        kvTileIndices = add(order.map { plan.kvTileIndices[$0] })
+        qoIndptr = add(plan.qoIndptr)
+        self.kvLens = add(kvLens.map { Int32($0) })
+        self.kvStarts = add(kvStarts)
+        self.pageIndices = pageIndices.map { add($0) }
+        oIndptr = plan.splitKV ? add(Array(plan.oIndptr.dropLast())) : nil
+        mergeIndptr = plan.splitKV ? add(plan.mergeIndptr) : nil
+        items = plan.workItems
+        self.spec = spec
+        pageSize = plan.pageSize
+        (pageDivM, pageDivL) = fastDivisor(plan.pageSize)
+        kvChunk = max(plan.chunkTokens, 1)
+        totalQO = Int(plan.qoIndptr.last ?? 0)
+        let partialRows = Int(plan.oIndptr.last ?? 0)
+        let d = spec.headDim
+        (arrays, tmpO, tmpLSE) = try FlashInferError.wrap { () throws(CUDAError) in
+            let buf = try device.upload(all.isEmpty ? [Int32(0)] : all)
+            guard plan.splitKV else { return (buf, nil, nil) }
+            return (buf, try device.allocate(byteCount: max(partialRows * numQOHeads * d * spec.dtype.byteSize, 16)),
+                    try device.allocate(byteCount: max(partialRows * numQOHeads * 4, 16)))
+        }
+    }
+
+    func address(_ offset: Int?) -> CUdeviceptr {
+        offset.map { arrays.address + CUdeviceptr($0 * 4) } ?? 0
+    }
+}
+
+/// `j / d` as `(umulhi(j, m) + j) >> l` for `0 ≤ j < 2^31` (Granlund–Montgomery, round-up
+/// variant): `l = ⌈log2 d⌉`, `m = ⌊2^32·(2^l − d)/d⌋ + 1`. E.g. d = 16: l = 4, m = 1 (a shift);
+/// d = 3: l = 2, m = 1431655766, so j = 5 → (1 + 5) >> 2 = 1.
+func fastDivisor(_ d: Int) -> (m: UInt32, l: Int32) {
+    precondition(d >= 1 && d < 1 << 31)
+    var l = 0
+    while (1 << l) < d { l += 1 }
+    let m = (UInt64(1) << 32) * UInt64((1 << l) - d) / UInt64(d) + 1
+    return (UInt32(m), Int32(l))
+}
+
+/// Launches the batch prefill kernel (grid: work items × kv heads) and, for a split plan, the
+/// variable-length merge of the partial states into `out` / `lse`.
+enum CUDABatchPrefill {
+    /// K/V as the kernel reads them: ragged rows (strides of token and head), or a paged cache
+    /// (strides of page, slot and head).
+    struct KVView {
+        var k: Tensor
+        var v: Tensor
+        /// (token or slot, head) strides in elements of K and of V.
+        var kStrides: (Int64, Int64)
+        var vStrides: (Int64, Int64)
+        /// Page strides (paged only; 0 for ragged).
+        var kPageStride: Int64 = 0
+        var vPageStride: Int64 = 0
+    }
+
+    static func run(device dp: BatchPrefillDevicePlan, q: Tensor, kv: KVView, out: Tensor, lse: Tensor?,
+                    options: AttentionOptions, numQOHeads: Int, numKVHeads: Int, stream: Stream) throws(FlashInferError) {
+        guard dp.items > 0, dp.totalQO > 0 else { return }
+        func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
+        let qs = (st(q, 0), st(q, 1)), os = (st(out, 0), st(out, 1))
+        // cp.async and the output stores move 16-byte chunks: every row must start 16-byte aligned.
+        let checks: [(String, Tensor, [Int64])] = [
+            ("q", q, [qs.0, qs.1]), ("k", kv.k, [kv.kStrides.0, kv.kStrides.1, kv.kPageStride]),
+            ("v", kv.v, [kv.vStrides.0, kv.vStrides.1, kv.vPageStride]), ("out", out, [os.0, os.1]),
+        ]
+        for (name, t, strides) in checks where t.count > 0 {
+            guard strides.allSatisfy({ $0 % 8 == 0 }) else {
+                throw .strides(tensor: name, strides: t.strides, rule: "page, token and head strides must be multiples of 8 elements (16 bytes)")
+            }
+            guard let addr = t.deviceAddress, addr % 16 == 0 else {
+                throw .strides(tensor: name, strides: t.strides, rule: "the first element must be 16-byte aligned")
+            }
+        }
+        let spec = dp.spec
+        let d = spec.headDim
+        try FlashInferError.wrap { () throws(CUDAError) in
+            let jit = try JIT.shared(for: stream.device)
+            let kernel = try jit.kernel(spec)
+            var a = KernelArguments()
+            // struct BatchPrefillParams (attention/prefill_traits.cuh): PrefillParams, then the batch fields.
+            appendPrefillParams(&a, q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],
+                                options: options, headDim: d, qoLen: 0, kvLen: 0, numQOHeads: numQOHeads, numKVHeads: numKVHeads)
+            a.append(dp.address(dp.requestIndices))
+            a.append(dp.address(dp.qoTileIndices))
+            a.append(dp.address(dp.kvTileIndices))
+            a.append(dp.address(dp.qoIndptr))
+            a.append(dp.address(dp.kvLens))
+            a.append(dp.address(dp.kvStarts))
+            a.append(dp.address(dp.pageIndices))
+            a.append(dp.address(dp.oIndptr))
+            a.append(dp.tmpO?.address ?? 0)
+            a.append(dp.tmpLSE?.address ?? 0)
+            a.append(kv.kPageStride)
+            a.append(kv.vPageStride)
+            a.append(Int32(dp.pageSize))
+            a.append(dp.pageDivM)
+            a.append(dp.pageDivL)
+            a.append(Int32(dp.kvChunk))
+            a.pad(toAlignment: 8)
+            try kernel.function.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
+                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
+            guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE else { return }
+            // Split: merge each query's partial states (rows mergeIndptr[t] ..< mergeIndptr[t+1]).
+            let merge = try jit.kernel(MergeSpec(kind: .varlen, dtype: spec.dtype))
+            var m = KernelArguments()
+            // struct MergeVarlenParams (attention/cascade.cuh)
+            m.append(tmpO.address)
+            m.append(tmpLSE.address)
+            m.append(dp.address(dp.mergeIndptr))
+            m.append(out.deviceAddress ?? 0)
+            m.append(lse?.deviceAddress ?? 0)
+            m.append(Int64(dp.totalQO))
+            m.append(Int32(numQOHeads))
+            m.append(Int32(d))
+            m.pad(toAlignment: 8)
+            let total = dp.totalQO * numQOHeads * d / 8
+            let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
+            try merge.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: m)
+        }
+    }
+}
+
+/// The batch prefill entries of `kernelCatalog()`: ragged and paged, both q tiles (128 and 64 rows),
+/// f16 and bf16, each variant hook at least once.
+func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
+    func spec(_ dtype: DType, _ d: Int, _ kv: PrefillSpec.KVSource, ctaQ: Int = 128, posEnc: PrefillSpec.PosEnc = .none,
+              softCap: Bool = false, causal: Bool = false, window: Bool = false) -> PrefillSpec {
+        var s = PrefillSpec(dtype: dtype, headDim: d, posEnc: posEnc, softCap: softCap, causal: causal, window: window, kvSource: kv)
+        s.tile = .batch(headDim: d, plain: s.plain, ctaQ: ctaQ)
+        return s
+    }
+    var specs: [PrefillSpec] = []
+    for kv in [PrefillSpec.KVSource.ragged, .paged] {
+        for dtype in [DType.f16, .bf16] {
+            for d in supportedHeadDims { specs.append(spec(dtype, d, kv, causal: true)) }
+        }
+        specs += [
+            spec(.f16, 128, kv, ctaQ: 64),
+            spec(.f16, 128, kv, ctaQ: 64, posEnc: .rope, causal: true),
+            spec(.bf16, 128, kv, posEnc: .rope, causal: true),
+            spec(.f16, 64, kv, ctaQ: 64, posEnc: .alibi, softCap: true, window: true),
+        ]
+    }
+    return specs.map { ("batch prefill \($0.name)", $0) }
+}

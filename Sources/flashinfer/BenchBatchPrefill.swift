@@ -1,0 +1,120 @@
+import ArgumentParser
+import FlashInfer
+import FlashInferCUDA
+
+extension Bench {
+    struct BatchPrefill: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "batch-prefill",
+            abstract: "Batch prefill / append over a paged (or ragged) KV cache (P3/P4 of WORKLOADS.md): median ms and TFLOP/s.")
+
+        @Option(help: "Workload preset: P3 (16 requests, 2048 new tokens each, kv 2048, causal, paged) or P4 (32 requests append 128 tokens onto 4096: kv 4224, causal, paged); 32/8 heads, D 128, page 16, f16. Other options override it.")
+        var workload: String = "P3"
+        @Option(help: "Requests.") var batch: Int?
+        @Option(name: .customLong("qo-len"), help: "New tokens (queries) per request.") var qoLen: Int?
+        @Option(name: .customLong("kv-len"), help: "Keys per request, the new tokens included.") var kvLen: Int?
+        @Option(name: .customLong("num-qo-heads")) var numQOHeads: Int?
+        @Option(name: .customLong("num-kv-heads")) var numKVHeads: Int?
+        @Option(name: .customLong("head-dim")) var headDim: Int?
+        @Option(name: .customLong("page-size")) var pageSize: Int?
+        @Option(help: "f16 or bf16.") var dtype: String?
+        @Option(help: "true or false (bottom-right causal mask per request).") var causal: Bool?
+        @Option(help: "K/V layout: NHD or HND.") var layout: String = "NHD"
+        @Flag(help: "Ragged K/V instead of the paged cache.") var ragged = false
+        @Flag(help: "Also write the LSE.") var lse = false
+        @Option(help: "Timed iterations.") var iterations = 30
+        @Option(help: "Untimed warm-up iterations.") var warmup = 5
+        @Option(help: "Write results as JSON to this file.") var json: String?
+
+        func run() throws {
+            let preset: (b: Int, qo: Int, kv: Int, name: String)
+            switch workload.uppercased() {
+            case "P3": preset = (16, 2048, 2048, "P3")
+            case "P4": preset = (32, 128, 4096 + 128, "P4")
+            default: throw ValidationError("--workload must be P3 or P4")
+            }
+            let b = batch ?? preset.b, qo = qoLen ?? preset.qo, kv = kvLen ?? preset.kv
+            let hq = numQOHeads ?? 32, hkv = numKVHeads ?? 8, d = headDim ?? 128, ps = pageSize ?? 16
+            let isCausal = causal ?? true
+            guard let dt = DType(name: dtype ?? "f16"), dt == .f16 || dt == .bf16 else { throw ValidationError("--dtype must be f16 or bf16") }
+            guard let lay = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
+            guard qo <= kv || !isCausal else { throw ValidationError("causal needs qo-len <= kv-len") }
+            let custom = batch != nil || qoLen != nil || kvLen != nil || numQOHeads != nil || numKVHeads != nil || headDim != nil
+                || pageSize != nil || dtype != nil || causal != nil || lay != .nhd || ragged
+            let label = custom ? "custom" : preset.name
+
+            let device = try Device.open()
+            let stream = try device.makeStream()
+            let options = AttentionOptions(causal: isCausal, layout: lay)
+            var rng = DemoRNG(seed: 2026)
+            func randn(_ shape: [Int]) throws -> Tensor {
+                // Random normal on the host, uploaded once; big inputs reuse one random block.
+                let n = shape.reduce(1, *)
+                let block = (0..<min(n, 1 << 20)).map { _ in rng.normal() }
+                let values = (0..<n).map { block[($0 &* 7919) % block.count] }
+                return try Tensor.host(values, shape: shape, dtype: dt).toDevice(device)
+            }
+            let qoIndptr = (0...b).map { Int32($0 * qo) }
+            let q = try randn([b * qo, hq, d])
+            let out = try Tensor.empty(shape: [b * qo, hq, d], dtype: dt, device: device)
+            let lseT = lse ? try Tensor.empty(shape: [b * qo, hq], dtype: .f32, device: device) : nil
+            let wrapper = BatchPrefillAttention(backend: .cuda(stream))
+            let kvInput: BatchKV
+            if ragged {
+                let shape = lay == .nhd ? [b * kv, hkv, d] : [hkv, b * kv, d]
+                kvInput = .ragged(k: try randn(shape), v: try randn(shape))
+                try wrapper.plan(qoIndptr: qoIndptr, kvIndptr: (0...b).map { Int32($0 * kv) }, numQOHeads: hq, numKVHeads: hkv,
+                                 headDim: d, dtype: dt, options: options)
+            } else {
+                // Each request's pages scattered over the cache (a fixed shuffle), as a serving engine leaves them.
+                var table = PageTable.contiguous(seqLens: Array(repeating: kv, count: b), pageSize: ps)
+                let numPages = table.indices.count
+                var perm = Array(0..<numPages)
+                for i in stride(from: numPages - 1, to: 0, by: -1) { perm.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                table.indices = table.indices.map { Int32(perm[Int($0)]) }
+                let shape = lay == .nhd ? [numPages, ps, hkv, d] : [numPages, hkv, ps, d]
+                kvInput = .paged(try PagedKVCache(k: try randn(shape), v: try randn(shape), layout: lay))
+                try wrapper.plan(qoIndptr: qoIndptr, table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: dt,
+                                 options: options, numPagesInCache: numPages)
+            }
+            let plan = wrapper.plan!
+            let spec = BatchPrefillAttention.kernelSpec(qoLens: Array(repeating: qo, count: b), groupSize: hq / hkv, headDim: d,
+                                                        dtype: dt, options: options, paged: !ragged)
+            let kernel = try JIT.shared(for: device).kernel(spec)
+            let times = try timeOnStream(stream, warmup: warmup, iterations: iterations) { _ in
+                try wrapper.run(q: q, kv: kvInput, out: out, lse: lseT)
+            }
+            let ms = median(times)
+            let flops = Double(b) * attentionFLOPs(qoLen: qo, kvLen: kv, numQOHeads: hq, headDim: d, causal: isCausal)
+            let tflops = flops / (ms * 1e-3) / 1e12
+            let frac = tflops / referenceGEMMPeakTFLOPS
+            let attrs = kernel.function.attributes
+            let report = kernel.compiled.resourceReport?.description
+                ?? "\(attrs.registers) registers, \(attrs.localBytes) B local (from the driver; kernel loaded from the disk cache)"
+            let planText = "\(plan.workItems) work items × \(hkv) kv heads, q tile \(plan.ctaTileQ), " + (plan.splitKV ? "split KV, chunk \(plan.chunkTokens) keys" : "no split")
+            print("batch-prefill \(label): \(b) requests, qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), \(ragged ? "ragged" : "paged, page \(ps)"), causal \(isCausal)\(lse ? ", with LSE" : "")")
+            print("  plan: \(planText)")
+            print("  kernel \(spec.name): \(report)")
+            print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs), \(fixed(tflops, 1)) TFLOP/s (causal: qo·kv/2 pairs when qo = kv, the exact triangle for append)")
+            print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of WORKLOADS.md (project H100; not measured in this run)")
+            if let json {
+                try JSON.object(resultHeader(device: device.properties.name) + [
+                    ("benchmark", .string("batch-prefill")), ("workload", .string(label)),
+                    ("batch", .int(b)), ("qo_len", .int(qo)), ("kv_len", .int(kv)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)),
+                    ("head_dim", .int(d)), ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)),
+                    ("kv", .string(ragged ? "ragged" : "paged")), ("page_size", .int(ragged ? 0 : ps)),
+                    ("causal", .bool(isCausal)), ("lse", .bool(lse)),
+                    ("work_items", .int(plan.workItems)), ("cta_tile_q", .int(plan.ctaTileQ)), ("split_kv", .bool(plan.splitKV)),
+                    ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)),
+                    ("local_bytes", .int(attrs.localBytes)), ("resources", .string(report)),
+                    ("iterations", .int(iterations)), ("median_ms", .number(ms)), ("min_ms", .number(times.min() ?? .nan)),
+                    ("flops", .number(flops)), ("flops_rule", .string("4 · Hq · D · (query, key) pairs per request; causal: qo·kv/2 when qo = kv (WORKLOADS.md), the exact bottom-right triangle for append")),
+                    ("tflops", .number(tflops)),
+                    ("ceiling_tflops", .number(referenceGEMMPeakTFLOPS)),
+                    ("ceiling_source", .string("upstream-reference dense bf16 8192^3 GEMM peak, WORKLOADS.md (project H100, 2026-11-25); not measured in this run")),
+                    ("fraction_of_ceiling", .number(frac)),
+                ]).write(to: json)
+            }
+        }
+    }
+}

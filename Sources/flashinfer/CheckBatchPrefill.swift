@@ -1,0 +1,236 @@
+import Synchronization
+import Dispatch
+import FlashInfer
+import FlashInferCUDA
+
+/// One batch prefill check: the requests, the options, and how K/V are stored.
+struct BatchPrefillCheckConfig {
+    var dtype: DType = .f16
+    var headDim = 128
+    var qoLens: [Int]
+    var kvLens: [Int]
+    var numKVHeads = 2
+    var group = 4
+    var layout: KVLayout = .nhd
+    var paged = true
+    var pageSize = 16
+    var causal = true
+    var posEnc: PositionEncoding = .none
+    var softCap: Float = 0
+    var window = -1
+    /// The plan must (true) or must not (false) split KV on a 132-SM card; nil: either.
+    var expectSplit: Bool? = nil
+    /// Run through the allocating `run(q:kv:returnLSE:)` instead of caller buffers.
+    var allocating = false
+
+    var numQOHeads: Int { numKVHeads * group }
+    var options: AttentionOptions {
+        AttentionOptions(causal: causal, positionEncoding: posEnc, logitsSoftCap: softCap, windowLeft: window, layout: layout)
+    }
+    var spec: PrefillSpec {
+        BatchPrefillAttention.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options, paged: paged)
+    }
+
+    var name: String {
+        var n = "batch-prefill \(paged ? "paged page=\(pageSize)" : "ragged") \(dtype.rawValue) d\(headDim) B=\(qoLens.count)"
+        n += " qo=\(qoLens.count <= 4 ? "\(qoLens)" : "\(qoLens.min()!)…\(qoLens.max()!)")"
+        n += " kv=\(kvLens.count <= 4 ? "\(kvLens)" : "\(kvLens.min()!)…\(kvLens.max()!)")"
+        n += " hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
+        if posEnc != .none { n += " \(posEnc.name)" }
+        if softCap > 0 { n += " cap=\(Int(softCap))" }
+        if window >= 0 { n += " win=\(window)" }
+        if causal { n += " causal" }
+        if let s = expectSplit { n += s ? " split" : " no-split" }
+        if allocating { n += " allocating" }
+        return n
+    }
+
+    /// Multiply-adds of the Float64 reference, to keep the sweep's CPU time in check.
+    var referenceCost: Int { zip(qoLens, kvLens).reduce(0) { $0 + $1.0 * $1.1 } * numQOHeads * headDim }
+}
+
+/// The batch prefill sweep: every value of every axis, not their product —
+/// batch {1, 12, 17} × paged / ragged × causal on / off with the other axes cycled (dtype, group
+/// {1, 4, 8}, page size {1, 8, 16}, layout, RoPE, query lengths {1, 17, 37, 127} mixed in a batch,
+/// kv lengths 1…4096 mixed), then the cases that touch specific code: split-KV (few requests, long
+/// kv) paged and ragged in both dtypes, a large batch that must not split, the 64-row tile
+/// (decode-like queries), head dims 64 and 256, ALiBi + soft-cap + window, a page size that is not a
+/// power of two, requests with no queries or no keys, and the allocating run.
+func batchPrefillCheckConfigs() -> [BatchPrefillCheckConfig] {
+    let kvPattern = [4096, 17, 300, 1, 2049, 129, 1000, 64, 3001, 37, 777, 128, 2500, 200, 1500, 513, 90]
+    let qoChoices = [1, 17, 37, 127]
+    /// Requests: kv lengths from the pattern (rotated), queries cycled; long kv gets short queries
+    /// (qo·kv ≤ 70k keeps the reference cheap), causal keeps qo ≤ kv.
+    func requests(_ b: Int, rotate: Int, causal: Bool) -> (qo: [Int], kv: [Int]) {
+        var qo: [Int] = [], kv: [Int] = []
+        for i in 0..<b {
+            let k = kvPattern[(i + rotate) % kvPattern.count]
+            var q = qoChoices[(i + rotate) % qoChoices.count]
+            while q > 1 && q * k > 70_000 { q = qoChoices[qoChoices.firstIndex(of: q)! - 1] }
+            if causal { q = min(q, k) }
+            qo.append(q)
+            kv.append(k)
+        }
+        return (qo, kv)
+    }
+    var out: [BatchPrefillCheckConfig] = []
+    var idx = 0
+    for b in [1, 12, 17] {
+        for paged in [true, false] {
+            for causal in [false, true] {
+                let (qo, kv) = requests(b, rotate: idx * 3, causal: causal)
+                var c = BatchPrefillCheckConfig(qoLens: qo, kvLens: kv)
+                c.paged = paged
+                c.causal = causal
+                c.dtype = idx % 2 == 0 ? .f16 : .bf16
+                c.group = [1, 4, 8][idx % 3]
+                c.numKVHeads = c.group == 8 ? 1 : 2
+                c.pageSize = [16, 1, 8][(idx / 2) % 3]
+                c.layout = (idx / 3) % 2 == 0 ? .nhd : .hnd
+                c.posEnc = idx % 4 == 1 || idx % 4 == 2 ? .ropeLlama() : .none
+                if c.referenceCost > 150_000_000 { c.numKVHeads = 1 }
+                out.append(c)
+                idx += 1
+            }
+        }
+    }
+    func add(_ c: BatchPrefillCheckConfig, _ edit: (inout BatchPrefillCheckConfig) -> Void) {
+        var c = c
+        edit(&c)
+        out.append(c)
+    }
+    let base = BatchPrefillCheckConfig(qoLens: [17], kvLens: [4096])
+    // Split-KV: few requests with long kv cannot fill the GPU with q tiles alone.
+    add(base) { $0.qoLens = [127]; $0.kvLens = [4096]; $0.expectSplit = true }
+    add(base) { $0.paged = false; $0.dtype = .bf16; $0.group = 8; $0.numKVHeads = 1; $0.qoLens = [1]; $0.expectSplit = true }
+    add(base) { $0.qoLens = [17, 1, 37]; $0.kvLens = [3001, 4096, 1000]; $0.pageSize = 1; $0.layout = .hnd; $0.posEnc = .ropeLlama(); $0.expectSplit = true }
+    add(base) { $0.paged = false; $0.qoLens = [37, 17]; $0.kvLens = [2049, 4096]; $0.group = 1; $0.numKVHeads = 4; $0.causal = false; $0.expectSplit = true }
+    add(base) { $0.dtype = .bf16; $0.qoLens = [127, 1]; $0.kvLens = [127, 4096]; $0.pageSize = 8; $0.posEnc = .ropeLlama(); $0.expectSplit = true }
+    // No split: every kv fits the smallest chunk (128 keys), so the plan cannot split.
+    let shortKV = [128, 100, 64, 1, 90, 127, 37, 128, 17, 77, 128, 5, 120, 64, 127, 33, 99]
+    add(base) {
+        $0.kvLens = shortKV; $0.qoLens = shortKV.enumerated().map { min(qoChoices[$0.offset % 4], $0.element) }
+        $0.numKVHeads = 4; $0.group = 4; $0.expectSplit = false
+    }
+    add(base) {
+        $0.paged = false; $0.dtype = .bf16; $0.layout = .hnd; $0.posEnc = .ropeLlama(); $0.causal = false
+        $0.kvLens = shortKV; $0.qoLens = shortKV.map { _ in 127 }; $0.numKVHeads = 2; $0.group = 8; $0.expectSplit = false
+    }
+    add(base) { $0.pageSize = 8; $0.group = 1; $0.numKVHeads = 8; $0.kvLens = Array(shortKV.prefix(12)); $0.qoLens = Array(shortKV.prefix(12)); $0.expectSplit = false }
+    // Decode-like queries: the 64-row tile.
+    add(base) { $0.qoLens = [1, 1, 2, 1, 3, 1, 1, 1, 1, 2, 1, 1]; $0.kvLens = [1, 17, 300, 4096, 64, 65, 129, 2000, 5, 999, 16, 33]; $0.group = 8; $0.numKVHeads = 1 }
+    add(base) { $0.paged = false; $0.causal = false; $0.qoLens = [3, 1, 5, 2]; $0.kvLens = [1, 300, 4096, 90]; $0.group = 4; $0.posEnc = .ropeLlama() }
+    // Head dims 64 and 256.
+    add(base) { $0.headDim = 64; $0.qoLens = [127, 37, 17, 1]; $0.kvLens = [127, 513, 2049, 1]; $0.pageSize = 8 }
+    add(base) { $0.headDim = 256; $0.paged = false; $0.dtype = .bf16; $0.qoLens = [127, 37, 1]; $0.kvLens = [300, 37, 777]; $0.layout = .hnd }
+    add(base) { $0.headDim = 256; $0.qoLens = [65, 17]; $0.kvLens = [129, 1000]; $0.pageSize = 16; $0.posEnc = .ropeLlama() }
+    // ALiBi + soft-cap + window (outputs only under ALiBi), and a window alone.
+    add(base) { $0.qoLens = [37, 127, 1]; $0.kvLens = [300, 127, 999]; $0.posEnc = .alibi; $0.softCap = 30; $0.window = 13 }
+    add(base) { $0.paged = false; $0.qoLens = [127, 17]; $0.kvLens = [1000, 4096]; $0.window = 100; $0.expectSplit = true }
+    // A page size that is not a power of two, pages shuffled (every paged case shuffles).
+    add(base) { $0.pageSize = 3; $0.qoLens = [37, 1, 17]; $0.kvLens = [37, 100, 1001]; $0.group = 1; $0.numKVHeads = 4 }
+    // Requests with no queries, and (not causal) with no keys: output 0, LSE −inf.
+    add(base) { $0.causal = false; $0.qoLens = [5, 0, 17, 3]; $0.kvLens = [0, 300, 0, 129] }
+    add(base) { $0.paged = false; $0.causal = false; $0.qoLens = [0, 37, 1]; $0.kvLens = [17, 0, 2000]; $0.layout = .hnd }
+    // The allocating run (not poisoned; every other case writes into poisoned buffers).
+    add(base) { $0.qoLens = [37, 17]; $0.kvLens = [500, 2000]; $0.allocating = true }
+    return out
+}
+
+func batchPrefillCases() -> [CheckCase] {
+    let configs = batchPrefillCheckConfigs()
+    var cases: [CheckCase] = []
+    // Compile every distinct kernel up front, in parallel (each case would otherwise wait for NVRTC).
+    cases.append(CheckCase(name: "batch-prefill jit: compile the sweep's kernels") { device, _, _ in
+        let specs = Array(Set(configs.map(\.spec))).map { $0 as any KernelSpec } + [DType.f16, .bf16].map { batchMergeSpec($0) }
+        let jit = try JIT.shared(for: device)
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: specs.count) { i in
+            do {
+                let k = try jit.kernel(specs[i])
+                if let r = k.compiled.resourceReport, r.spillStores > 0 || r.spillLoads > 0 {
+                    failures.withLock { $0.append("\(specs[i].name) spills: \(r)") }
+                }
+            } catch {
+                failures.withLock { $0.append("\(specs[i].name): \(error)") }
+            }
+        }
+        let f = failures.withLock { $0 }
+        return f.isEmpty ? nil : f.joined(separator: "; ")
+    })
+    for c in configs {
+        cases.append(CheckCase(name: c.name) { device, stream, rng in try runBatchPrefillCheck(c, device: device, stream: stream, rng: &rng) })
+    }
+    return cases
+}
+
+/// The split-KV merge kernel's spec (for the up-front compile).
+private func batchMergeSpec(_ dtype: DType) -> any KernelSpec {
+    kernelCatalog().first { $0.spec.name == "merge_states_varlen_\(dtype.rawValue)" }!.spec
+}
+
+private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout DemoRNG) throws -> String? {
+    let (hq, hkv, d) = (c.numQOHeads, c.numKVHeads, c.headDim)
+    func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
+    var qoIndptr: [Int32] = [0]
+    for n in c.qoLens { qoIndptr.append(qoIndptr.last! + Int32(n)) }
+    let total = Int(qoIndptr.last!)
+    let qHost = Tensor.host(randn(total * hq * d), shape: [total, hq, d], dtype: c.dtype)
+    let gpu = BatchPrefillAttention(backend: .cuda(stream)), cpu = BatchPrefillAttention(backend: .cpu)
+    let kvHost: BatchKV, kvDevice: BatchKV
+    if c.paged {
+        // Pages of each request shuffled over a cache with a few unused pages.
+        var table = PageTable.contiguous(seqLens: c.kvLens, pageSize: c.pageSize)
+        let numPages = table.indices.count + 5
+        var perm = Array(0..<numPages)
+        for i in stride(from: numPages - 1, to: 0, by: -1) { perm.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        table.indices = table.indices.map { Int32(perm[Int($0)]) }
+        // One [pages, 2, ...] tensor: K and V interleaved per page (a page stride of two pages).
+        let shape = c.layout == .nhd ? [numPages, 2, c.pageSize, hkv, d] : [numPages, 2, hkv, c.pageSize, d]
+        let values = randn(shape.reduce(1, *))
+        let host = Tensor.host(values, shape: shape, dtype: c.dtype)
+        kvHost = .paged(try PagedKVCache(combined: host, layout: c.layout))
+        kvDevice = .paged(try PagedKVCache(combined: try host.toDevice(device), layout: c.layout))
+        for w in [gpu, cpu] {
+            try w.plan(qoIndptr: qoIndptr, table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: c.dtype,
+                       options: c.options, numPagesInCache: numPages)
+        }
+    } else {
+        var kvIndptr: [Int32] = [0]
+        for n in c.kvLens { kvIndptr.append(kvIndptr.last! + Int32(n)) }
+        let nkv = Int(kvIndptr.last!)
+        let shape = c.layout == .nhd ? [nkv, hkv, d] : [hkv, nkv, d]
+        let k = Tensor.host(randn(shape.reduce(1, *)), shape: shape, dtype: c.dtype)
+        let v = Tensor.host(randn(shape.reduce(1, *)), shape: shape, dtype: c.dtype)
+        kvHost = .ragged(k: k, v: v)
+        kvDevice = .ragged(k: try k.toDevice(device), v: try v.toDevice(device))
+        for w in [gpu, cpu] {
+            try w.plan(qoIndptr: qoIndptr, kvIndptr: kvIndptr, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: c.dtype, options: c.options)
+        }
+    }
+    let plan = gpu.plan!
+    let planNote = "plan: \(plan.workItems) items, tile \(plan.ctaTileQ), \(plan.splitKV ? "split, chunk \(plan.chunkTokens)" : "no split")"
+    if let e = c.expectSplit, plan.splitKV != e { return "\(planNote); expected \(e ? "a split" : "no split")" }
+    let qDevice = try qHost.toDevice(device)
+    let got: (out: [Float], lse: [Float])
+    if c.allocating {
+        let r = try gpu.run(q: qDevice, kv: kvDevice, returnLSE: true)
+        try stream.synchronize()
+        got = (try r.output.toFloats(), try r.lse!.toFloats())
+    } else {
+        let out = try Tensor.empty(shape: [total, hq, d], dtype: c.dtype, device: device)
+        let lse = try Tensor.empty(shape: [total, hq], dtype: .f32, device: device)
+        try out.poison(stream: stream)
+        try lse.poison(stream: stream)
+        try gpu.run(q: qDevice, kv: kvDevice, out: out, lse: lse)
+        try stream.synchronize()
+        got = (try out.toFloats(), try lse.toFloats())
+    }
+    // The CPU path of the same wrapper: per-request Float64 reference on exactly the rounded inputs.
+    let ref = try cpu.run(q: qHost, kv: kvHost, returnLSE: true)
+    let tol = Tolerance.attention(dtype: c.dtype, prefill: true, options: c.options)
+    if let m = tol.compare(got.out, try ref.output.toFloats()) { return "output (\(tol)) [\(planNote)]: \(m)" }
+    // Under ALiBi the LSE is defined up to a per-row constant (ReferenceAttention's doc): outputs only.
+    if c.posEnc != .alibi, let m = tol.compare(got.lse, try ref.lse!.toFloats()) { return "lse (\(tol)) [\(planNote)]: \(m)" }
+    return nil
+}
