@@ -9,8 +9,21 @@ struct Check: ParsableCommand {
     @Option(help: "Only cases whose name contains this text.") var filter: String?
     @Option(help: "Random seed (default: from the clock, printed).") var seed: UInt64?
     @Flag(help: "Print every case, not only failures.") var verbose = false
+    @Flag(help: "Run the cases that support it on the CPU backend instead (no GPU needed).") var cpu = false
 
     func run() throws {
+        if cpu {
+            var rng = DemoRNG(seed: seed ?? 1)
+            var passed = 0, failed = 0
+            for c in cascadeCases() where c.cpuRun != nil && (filter.map { c.name.contains($0) } ?? true) {
+                let r: String?
+                do { r = try c.cpuRun!(&rng) } catch { r = "error: \(error)" }
+                if let r { failed += 1; print("FAIL \(c.name): \(r)") } else { passed += 1; if verbose { print("ok   \(c.name)") } }
+            }
+            print("\(passed) passed, \(failed) failed")
+            if failed > 0 { throw ExitCode(1) }
+            return
+        }
         let device: Device
         do { device = try Device.open() } catch {
             printError("flashinfer check needs a CUDA device: \(error)")
@@ -21,7 +34,7 @@ struct Check: ParsableCommand {
         var rng = DemoRNG(seed: seed)
         let stream = try device.makeStream()
         var passed = 0, failed = 0
-        for c in elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases() + batchPrefillCases() where filter.map({ c.name.contains($0) }) ?? true {
+        for c in elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases() + batchPrefillCases() + cascadeCases() where filter.map({ c.name.contains($0) }) ?? true {
             let result: String?
             do { result = try c.run(device, stream, &rng) } catch { result = "error: \(error)" }
             if let r = result {
@@ -42,6 +55,9 @@ struct Check: ParsableCommand {
 struct CheckCase {
     var name: String
     var run: (Device, Stream, inout DemoRNG) throws -> String?
+    /// The same case on the CPU backend, where the case supports it (`check --cpu`: checks the
+    /// check's own construction without a GPU).
+    var cpuRun: ((inout DemoRNG) throws -> String?)? = nil
 }
 
 func elementwiseCases() -> [CheckCase] {

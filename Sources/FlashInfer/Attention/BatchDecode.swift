@@ -19,6 +19,8 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public private(set) var table: PageTable?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
     var options = AttentionOptions()
+    /// 1 + the largest page id the planned table uses (run() checks the cache against it).
+    var pagesNeeded = 0
     var device: CUDABatchDecode?
 
     public init(backend: Backend) {
@@ -28,7 +30,8 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// Plans one decode step. Host arrays only: no device → host copy.
     public func plan(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
-        try table.validate(numPages: numPagesInCache ?? Int(table.indices.max().map { $0 + 1 } ?? 0))
+        pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
+        try table.validate(numPages: numPagesInCache ?? pagesNeeded)
         guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
         guard numKVHeads > 0, numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
         guard dtype == .f16 || dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: dtype) }
@@ -66,7 +69,11 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         guard cache.headDim == shape.headDim else { throw .shape(tensor: "paged_kv_cache", axis: 3, name: "head_dim", expected: "\(shape.headDim)", got: cache.headDim) }
         guard cache.pageSize == table.pageSize else { throw .shape(tensor: "paged_kv_cache", axis: 1, name: "page_size", expected: "\(table.pageSize) (from plan)", got: cache.pageSize) }
         guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
-        try table.validate(numPages: cache.numPages)
+        // The table was validated in plan(); here only that the cache holds its largest page id
+        // (O(1): run() does no per-page host work).
+        guard cache.numPages >= pagesNeeded else {
+            throw .indices(array: "kv_indices", position: 0, rule: "the plan uses page \(pagesNeeded - 1), the cache has \(cache.numPages) pages")
+        }
         switch backend {
         case .cpu:
             return try runReference(q: q, cache: cache, table: table, returnLSE: returnLSE)

@@ -38,6 +38,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     var kvIndptr: [Int32]?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
     var options = AttentionOptions()
+    /// 1 + the largest page id the planned table uses (run() checks the cache against it).
+    var pagesNeeded = 0
     /// The uploaded schedule (CUDA backend).
     var device: BatchPrefillDevicePlan?
 
@@ -48,7 +50,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     /// Plans a step over a paged cache.
     public func plan(qoIndptr: [Int32], table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
-        try table.validate(numPages: numPagesInCache ?? Int(table.indices.max().map { $0 + 1 } ?? 0))
+        pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
+        try table.validate(numPages: numPagesInCache ?? pagesNeeded)
         try commonPlan(qoIndptr: qoIndptr, kvLens: table.seqLens, pageSize: table.pageSize, numQOHeads: numQOHeads,
                        numKVHeads: numKVHeads, headDim: headDim, dtype: dtype, options: options,
                        kvStarts: Array(table.indptr.dropLast()), pageIndices: table.indices)
@@ -254,7 +257,11 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                          expected: "\([shape.numKVHeads, table.pageSize, shape.headDim]) (from plan)", got: cache.numKVHeads)
         }
         guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
-        try table.validate(numPages: cache.numPages)
+        // The table was validated in plan(); here only that the cache holds its largest page id
+        // (O(1): run() does no per-page host work).
+        guard cache.numPages >= pagesNeeded else {
+            throw .indices(array: "kv_indices", position: 0, rule: "the plan uses page \(pagesNeeded - 1), the cache has \(cache.numPages) pages")
+        }
         return table
     }
 

@@ -22,6 +22,10 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
     public let backend: Backend
     var levels: [BatchPrefillAttention] = []
     var totalQueries = 0
+    /// CUDA: per-level output and LSE buffers for every level but the last (made in plan(), so
+    /// run() allocates only the result unless the caller passes it).
+    var scratch: [(o: Tensor, lse: Tensor)] = []
+    var lseScratch: Tensor?
 
     public init(backend: Backend) {
         self.backend = backend
@@ -56,11 +60,39 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
         }
         self.levels = planned
         self.totalQueries = Int(total)
+        scratch = []
+        lseScratch = nil
+        if case .cuda(let stream) = backend {
+            let n = Int(total)
+            try FlashInferError.wrap { () throws(CUDAError) in
+                for _ in 0..<(levels.count - 1) {
+                    scratch.append((try Tensor.empty(shape: [n, numQOHeads, headDim], dtype: dtype, device: stream.device),
+                                    try Tensor.empty(shape: [n, numQOHeads], dtype: .f32, device: stream.device)))
+                }
+                lseScratch = try Tensor.empty(shape: [n, numQOHeads], dtype: .f32, device: stream.device)
+            }
+        }
     }
 
     /// Runs the cascade on q `[total, Hq, D]` over the shared paged pool.
-    public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
+    /// With the CUDA backend, `out` (`[total, Hq, D]`, q's dtype) and `lse` (`[total, Hq]` f32) may be
+    /// given; then run() allocates nothing and only launches.
+    public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false, out: Tensor? = nil,
+                    lse: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
         guard let last = levels.last else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        if case .cuda(let stream) = backend {
+            let o: Tensor
+            if let out { o = out } else {
+                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, device: stream.device) }
+            }
+            let s = lse ?? lseScratch!
+            try last.run(q: q, kv: .paged(cache), out: o, lse: s)
+            for (i, level) in levels.dropLast().enumerated().reversed() {
+                try level.run(q: q, kv: .paged(cache), out: scratch[i].o, lse: scratch[i].lse)
+                try mergeStateInPlace(v: o, s: s, vOther: scratch[i].o, sOther: scratch[i].lse, backend: backend)
+            }
+            return AttentionOutput(output: o, lse: returnLSE || lse != nil ? s : nil)
+        }
         let top = try last.run(q: q, kv: .paged(cache), returnLSE: true)
         guard let s = top.lse else { preconditionFailure("level returned no LSE") }
         for level in levels.dropLast().reversed() {

@@ -57,8 +57,9 @@ public struct PagedKVCache: Sendable {
         return gather(request: b, table: table, kAll: kAll, vAll: vAll)
     }
 
-    /// As above, from the whole caches already decoded in logical (contiguous) order.
-    func gather(request b: Int, table: PageTable, kAll: [Float], vAll: [Float]) -> (k: [Float], v: [Float]) {
+    /// As above, from the whole caches already decoded in logical order (`k.toFloats()`,
+    /// `v.toFloats()`), so that many requests can be gathered from one read-back.
+    public func gather(request b: Int, table: PageTable, kAll: [Float], vAll: [Float]) -> (k: [Float], v: [Float]) {
         let n = table.seqLen(b), h = numKVHeads, d = headDim, ps = pageSize
         var ko = [Float](repeating: 0, count: n * h * d), vo = ko
         for pos in 0..<n {
