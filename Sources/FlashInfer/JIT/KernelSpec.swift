@@ -12,6 +12,29 @@ public protocol KernelSpec: Hashable, Sendable {
     func source() -> String
 }
 
+/// The position-encoding code path of an attention kernel spec (`attention/variants.cuh` `PosEnc`);
+/// RoPE's scale and theta are run-time values, so `.ropeLlama(scale:theta:)` maps to one path.
+public enum KernelPosEnc: String, Sendable, Hashable, CaseIterable {
+    case none, rope, alibi
+
+    public init(_ pe: PositionEncoding) {
+        switch pe {
+        case .none: self = .none
+        case .ropeLlama: self = .rope
+        case .alibi: self = .alibi
+        }
+    }
+
+    /// The C++ enumerator.
+    var cudaName: String {
+        switch self {
+        case .none: "flashinfer::PosEnc::kNone"
+        case .rope: "flashinfer::PosEnc::kRoPELlama"
+        case .alibi: "flashinfer::PosEnc::kALiBi"
+        }
+    }
+}
+
 /// The kernel sources embedded in this binary, by include name (e.g. `flashinfer/core/math.cuh`).
 public enum KernelSources {
     public static var all: [String: String] { EmbeddedKernels.files }

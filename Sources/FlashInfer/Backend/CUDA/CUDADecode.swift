@@ -12,25 +12,7 @@ import Darwin
 /// CTA's `group`), the strides and every length are launch parameters.
 public struct DecodeSpec: KernelSpec {
     /// Position-encoding code path (RoPE's scale and theta are runtime values).
-    public enum PosEnc: String, Sendable, Hashable, CaseIterable {
-        case none, rope, alibi
-
-        init(_ pe: PositionEncoding) {
-            switch pe {
-            case .none: self = .none
-            case .ropeLlama: self = .rope
-            case .alibi: self = .alibi
-            }
-        }
-
-        var cudaName: String {
-            switch self {
-            case .none: "flashinfer::PosEnc::kNone"
-            case .rope: "flashinfer::PosEnc::kRoPELlama"
-            case .alibi: "flashinfer::PosEnc::kALiBi"
-            }
-        }
-    }
+    public typealias PosEnc = KernelPosEnc
 
     /// f16 or bf16 (q, k, v and the output share it).
     public var dtype: DType

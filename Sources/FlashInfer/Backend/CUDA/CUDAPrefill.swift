@@ -69,16 +69,7 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
 /// The JIT spec of the single-request prefill kernel: everything that changes its code, nothing
 /// about problem size (lengths, heads, strides, scale and window width are run-time parameters).
 public struct PrefillSpec: KernelSpec {
-    public enum PosEnc: String, Sendable, Hashable, CaseIterable {
-        case none, rope, alibi
-        var cudaName: String {
-            switch self {
-            case .none: "flashinfer::PosEnc::kNone"
-            case .rope: "flashinfer::PosEnc::kRoPELlama"
-            case .alibi: "flashinfer::PosEnc::kALiBi"
-            }
-        }
-    }
+    public typealias PosEnc = KernelPosEnc
 
     /// Where K/V come from: one request's contiguous rows (`singlePrefill`), or a batch's ragged
     /// rows or paged cache (`BatchPrefillAttention`, grid over the plan's work items).
@@ -109,13 +100,7 @@ public struct PrefillSpec: KernelSpec {
 
     /// The spec a call with these options needs.
     public init(dtype: DType, headDim: Int, options: AttentionOptions, kvSource: KVSource = .single) {
-        let pe: PosEnc
-        switch options.positionEncoding {
-        case .none: pe = .none
-        case .ropeLlama: pe = .rope
-        case .alibi: pe = .alibi
-        }
-        self.init(dtype: dtype, headDim: headDim, posEnc: pe, softCap: options.logitsSoftCap > 0,
+        self.init(dtype: dtype, headDim: headDim, posEnc: PosEnc(options.positionEncoding), softCap: options.logitsSoftCap > 0,
                   causal: options.causal, window: options.windowLeft >= 0, kvSource: kvSource)
     }
 
