@@ -70,6 +70,14 @@ public final class NVRTC: @unchecked Sendable {
     private static let loaded: Result<NVRTC, CUDAError> = {
         let (lib, tried) = DynamicLibrary.open(candidates: candidates())
         guard let lib else { return .failure(.nvrtcNotFound(tried: tried)) }
+        // NVRTC dlopens libnvrtc-builtins by soname at compile time; some pip wheels carry no
+        // RPATH for it, so load the one beside libnvrtc first (a no-op when the loader finds it).
+        if let path = lib.resolvedPath(prefix: "libnvrtc") {
+            let dir = Env.dirname(path)
+            for name in Env.listDirectory(dir) where name.hasPrefix("libnvrtc-builtins.so") {
+                _ = DynamicLibrary.open(candidates: [dir + "/" + name])
+            }
+        }
         do { return .success(try NVRTC(lib)) } catch let e as CUDAError { return .failure(e) } catch {
             return .failure(.nvrtcNotFound(tried: ["\(error)"]))
         }
