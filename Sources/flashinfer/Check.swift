@@ -34,7 +34,7 @@ struct Check: ParsableCommand {
         var rng = DemoRNG(seed: seed)
         let stream = try device.makeStream()
         var passed = 0, failed = 0
-        for c in elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases() + batchPrefillCases() + cascadeCases() where filter.map({ c.name.contains($0) }) ?? true {
+        for c in elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases() + batchDecodeGraphCases() + batchPrefillCases() + cascadeCases() where filter.map({ c.name.contains($0) }) ?? true {
             let result: String?
             do { result = try c.run(device, stream, &rng) } catch { result = "error: \(error)" }
             if let r = result {

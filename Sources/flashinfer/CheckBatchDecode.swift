@@ -111,3 +111,62 @@ func batchDecodeCases() -> [CheckCase] {
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 5, numQOHeads: 32, numKVHeads: 8, layout: .hnd, combined: false))
     return cs.map { c in CheckCase(name: c.name) { device, stream, rng in try c.run(device: device, stream: stream, rng: &rng) } }
 }
+
+/// CUDA-graph mode: a run captured once replays correctly after new plans of the same capacity
+/// (different batch sizes, lengths and split decisions), with new q written into the same buffer.
+func batchDecodeGraphCases() -> [CheckCase] {
+    [CheckCase(name: "batch-decode cuda-graph replay after re-plan") { device, stream, rng in
+        let (hq, hkv, d, ps) = (32, 8, 128, 16)
+        let cap = GraphCapacity(maxBatch: 32, maxPages: 2048)
+        let numPages = cap.maxPages
+        let kv = Tensor.host((0..<(numPages * 2 * ps * hkv * d)).map { _ in rng.normal() }, shape: [numPages, 2, ps, hkv, d], dtype: .f16)
+        let hostCache = try PagedKVCache(combined: kv)
+        let devCache = try PagedKVCache(combined: kv.toDevice(device))
+        let q = try Tensor.empty(shape: [cap.maxBatch, hq, d], dtype: .f16, device: device)
+        let out = try Tensor.empty(shape: [cap.maxBatch, hq, d], dtype: .f16, device: device)
+        let lse = try Tensor.empty(shape: [cap.maxBatch, hq], dtype: .f32, device: device)
+        guard case .device(let qBuf, _) = q.storage else { return "q not on the device" }
+        let wrapper = BatchDecodeWithPagedKVCache(backend: .cuda(stream), graphCapacity: cap)
+        var graph: Graph?
+        // Steps: (batch, max length) — the second and third differ in batch and split.
+        for (step, (batch, maxLen)) in [(17, 1500), (9, 200), (2, 4096)].enumerated() {
+            var lens = (0..<batch).map { _ in 1 + Int(rng.uniform() * Float(maxLen - 1)) }
+            lens[0] = maxLen
+            var table = PageTable.contiguous(seqLens: lens, pageSize: ps)
+            for i in stride(from: table.indices.count - 1, to: 0, by: -1) { table.indices.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            let qHost = (0..<(cap.maxBatch * hq * d)).map { _ in rng.normal() }
+            try qBuf.copyFromHost(DType.f16.encode(qHost))
+            try out.poison(stream: stream)
+            try wrapper.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            if graph == nil {
+                graph = try Graph.capture(on: stream) { _ = try wrapper.run(q: q, cache: devCache, out: out, lseOut: lse) }
+            }
+            try graph!.launch(on: stream)
+            try stream.synchronize()
+            let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
+            try cpu.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            let qRows = Tensor.host(Array(qHost[0..<(batch * hq * d)]), shape: [batch, hq, d], dtype: .f16)
+            let expected = try cpu.run(q: qRows, cache: hostCache, returnLSE: true)
+            let got = try out.toFloats()
+            if let m = Tolerance.f16.compare(Array(got[0..<(batch * hq * d)]), try expected.output.toFloats()) {
+                return "step \(step) (B=\(batch), \(wrapper.plan!.workItems) items, split \(wrapper.plan!.splitKV)): \(m)"
+            }
+            if let m = Tolerance.f16.compare(Array(try lse.toFloats()[0..<(batch * hq)]), try expected.lse!.toFloats()) {
+                return "step \(step) lse: \(m)"
+            }
+            if got[(batch * hq * d)...].contains(where: { $0 != 0 }) { return "step \(step): rows past the batch are not 0" }
+        }
+        // Plans beyond the capacity are errors, before any launch.
+        do {
+            try wrapper.plan(table: PageTable.contiguous(seqLens: Array(repeating: 16, count: 33), pageSize: ps), numQOHeads: hq,
+                             numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            return "a batch of 33 was accepted by a capacity of 32"
+        } catch {}
+        do {
+            try wrapper.plan(table: PageTable.contiguous(seqLens: [2049 * ps], pageSize: ps), numQOHeads: hq,
+                             numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: 4096)
+            return "2049 pages were accepted by a capacity of 2048"
+        } catch {}
+        return nil
+    }]
+}

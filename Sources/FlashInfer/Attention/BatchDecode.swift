@@ -1,5 +1,15 @@
 import FlashInferCUDA
 
+/// Capacity of a CUDA-graph-mode wrapper: the largest batch and page count any plan may use.
+public struct GraphCapacity: Sendable, Hashable {
+    public var maxBatch: Int
+    public var maxPages: Int
+    public init(maxBatch: Int, maxPages: Int) {
+        self.maxBatch = maxBatch
+        self.maxPages = maxPages
+    }
+}
+
 /// Batch decode over a paged KV cache, FlashInfer's `BatchDecodeWithPagedKVCacheWrapper`.
 ///
 /// Lifecycle — what a serving engine does every step:
@@ -15,6 +25,9 @@ import FlashInferCUDA
 /// LSE (optional) is Float32 `[B, Hq]`, base 2.
 public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public let backend: Backend
+    /// CUDA-graph mode (upstream's `use_cuda_graph`): fixed-capacity buffers reused by every plan,
+    /// so a `run` captured in a graph replays correctly after a new plan within the capacity.
+    public let graphCapacity: GraphCapacity?
     public private(set) var plan: BatchDecodePlan?
     public private(set) var table: PageTable?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
@@ -23,8 +36,12 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     var pagesNeeded = 0
     var device: CUDABatchDecode?
 
-    public init(backend: Backend) {
+    /// - Parameter graphCapacity: enables CUDA-graph mode (CUDA backend): every plan must fit the
+    ///   capacity, and q and out passed to `run` have `capacity.maxBatch` rows (rows past the
+    ///   planned batch are ignored / written as 0).
+    public init(backend: Backend, graphCapacity: GraphCapacity? = nil) {
         self.backend = backend
+        self.graphCapacity = graphCapacity
     }
 
     /// Plans one decode step. Host arrays only: no device → host copy.
@@ -44,8 +61,10 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
                                              maxGridSize: 2 * DeviceProperties.h100.multiprocessorCount)
             self.device = nil
         case .cuda(let stream):
+            // Graph mode reuses the previous plan's buffers when the shape agrees.
+            let reuse = graphCapacity != nil && shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? device?.graph : nil
             let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                                        options: o, stream: stream)
+                                        options: o, stream: stream, capacity: graphCapacity, reuse: reuse)
             self.plan = d.plan
             self.device = d
         }
@@ -61,8 +80,9 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
                     lseOut: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
         guard let table, let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
         guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
-        guard q.shape == [table.batchSize, shape.numQOHeads, shape.headDim] else {
-            throw .shape(tensor: "q", axis: 0, name: "[batch, heads, dim]", expected: "\([table.batchSize, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
+        let rows = graphCapacity.map { cap -> Int in if case .cuda = backend { cap.maxBatch } else { table.batchSize } } ?? table.batchSize
+        guard q.shape == [rows, shape.numQOHeads, shape.headDim] else {
+            throw .shape(tensor: "q", axis: 0, name: "[batch, heads, dim]", expected: "\([rows, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
         }
         guard q.dtype == shape.dtype else { throw .dtype(tensor: "q", expected: shape.dtype.rawValue, got: q.dtype) }
         guard cache.numKVHeads == shape.numKVHeads else { throw .shape(tensor: "paged_kv_cache", axis: 2, name: "num_kv_heads", expected: "\(shape.numKVHeads)", got: cache.numKVHeads) }
@@ -86,10 +106,10 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             guard o.shape == q.shape, o.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: o.dtype) }
             var l = lseOut
             if l == nil && returnLSE {
-                l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [table.batchSize, shape.numQOHeads], dtype: .f32, device: stream.device) }
+                l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [rows, shape.numQOHeads], dtype: .f32, device: stream.device) }
             }
-            if let l, l.shape != [table.batchSize, shape.numQOHeads] || l.dtype != .f32 || !l.isContiguous {
-                throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([table.batchSize, shape.numQOHeads])", got: l.shape.first ?? 0)
+            if let l, l.shape != [rows, shape.numQOHeads] || l.dtype != .f32 || !l.isContiguous {
+                throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([rows, shape.numQOHeads])", got: l.shape.first ?? 0)
             }
             try device.run(q: q, cache: cache, out: o, lse: l, options: options, stream: stream)
             return AttentionOutput(output: o, lse: l)

@@ -4,6 +4,22 @@ import FlashInferCUDA
 /// `PAGED`), the plan's arrays on the device, and the split-KV workspace — all made in `plan()`,
 /// so `run()` only packs arguments and launches (no allocation but the output, no host sync).
 final class CUDABatchDecode: @unchecked Sendable {
+    /// Fixed-capacity device buffers for CUDA-graph mode, kept across plans so that a captured
+    /// run replays correctly after a new plan (same addresses, new contents).
+    final class GraphBuffers: @unchecked Sendable {
+        let capacity: GraphCapacity
+        let maxItems: Int
+        let arrays: DeviceBuffer
+        let workspace: DeviceBuffer
+        init(capacity: GraphCapacity, maxItems: Int, numQOHeads: Int, headDim: Int, device: Device) throws(CUDAError) {
+            self.capacity = capacity
+            self.maxItems = maxItems
+            let ints = 2 * maxItems + (capacity.maxBatch + 1) + capacity.maxPages + capacity.maxBatch + (capacity.maxBatch + 1) + 1
+            arrays = try device.allocate(byteCount: ints * 4)
+            workspace = try device.allocate(byteCount: maxItems * numQOHeads * (headDim + 1) * 4)
+        }
+    }
+
     let spec: DecodeSpec
     let mergeSpec: DecodeMergeSpec
     let plan: BatchDecodePlan
@@ -17,9 +33,12 @@ final class CUDABatchDecode: @unchecked Sendable {
     let workspace: DeviceBuffer?
     let numQOHeads: Int
     let headDim: Int
+    /// Graph mode: the fixed buffers; grids are padded to their capacity and the chunk size is read
+    /// from device memory.
+    let graph: GraphBuffers?
 
     init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, options: AttentionOptions,
-         stream: Stream) throws(FlashInferError) {
+         stream: Stream, capacity: GraphCapacity? = nil, reuse: GraphBuffers? = nil) throws(FlashInferError) {
         let device = stream.device
         let group = numQOHeads / numKVHeads
         var cta = 1
@@ -39,20 +58,66 @@ final class CUDABatchDecode: @unchecked Sendable {
         guard occupancy > 0 else { throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name)") }
         decode = fn
         let pages = (0..<table.batchSize).map(table.numPages)
-        let plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads * headGroups,
-                                        maxGridSize: occupancy * device.properties.multiprocessorCount)
+        let gdy = numKVHeads * headGroups
+        let gridCTAs = occupancy * device.properties.multiprocessorCount
+        guard let capacity else {
+            let plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: gridCTAs)
+            self.plan = plan
+            self.graph = nil
+            merge = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
+            let parts: [[Int32]] = [plan.requestIndices, plan.chunkIndices, table.indptr, table.indices, table.lastPageLen, plan.oIndptr]
+            var offs: [Int] = [], packed: [Int32] = []
+            for p in parts {
+                offs.append(packed.count * 4)
+                packed += p
+            }
+            offsets = offs
+            arrays = try FlashInferError.wrap { () throws(CUDAError) in try device.upload(packed.isEmpty ? [0] : packed) }
+            let ws = plan.workItems * numQOHeads * (headDim + 1) * 4
+            workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try device.allocate(byteCount: ws) } : nil
+            return
+        }
+        // Graph mode: fixed buffers, fixed grids, always the split path (partials + merge).
+        guard table.batchSize <= capacity.maxBatch else {
+            throw .option(name: "batch size", value: "\(table.batchSize)", rule: "exceeds the CUDA-graph capacity of \(capacity.maxBatch) requests")
+        }
+        guard table.indices.count <= capacity.maxPages else {
+            throw .option(name: "pages", value: "\(table.indices.count)", rule: "exceeds the CUDA-graph capacity of \(capacity.maxPages) pages")
+        }
+        let maxItems = reuse?.maxItems ?? max(capacity.maxBatch, gridCTAs / gdy)
+        let buffers: GraphBuffers
+        if let reuse { buffers = reuse } else {
+            buffers = try FlashInferError.wrap { () throws(CUDAError) in
+                try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, device: device)
+            }
+        }
+        var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy)
+        plan.splitKV = true
+        guard plan.workItems <= maxItems else {
+            throw .option(name: "work items", value: "\(plan.workItems)", rule: "exceed the CUDA-graph capacity of \(maxItems)")
+        }
         self.plan = plan
-        merge = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
-        let parts: [[Int32]] = [plan.requestIndices, plan.chunkIndices, table.indptr, table.indices, table.lastPageLen, plan.oIndptr]
+        self.graph = buffers
+        merge = try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function }
+        let pad = maxItems - plan.workItems, b = table.batchSize, mb = capacity.maxBatch
+        let parts: [[Int32]] = [
+            plan.requestIndices + Array(repeating: -1, count: pad),
+            plan.chunkIndices + Array(repeating: 0, count: pad),
+            table.indptr + Array(repeating: table.indptr.last!, count: mb - b),
+            table.indices + Array(repeating: 0, count: capacity.maxPages - table.indices.count),
+            table.lastPageLen + Array(repeating: 1, count: mb - b),
+            plan.oIndptr + Array(repeating: plan.oIndptr.last!, count: mb - b),
+            [Int32(plan.chunkTokens)],
+        ]
         var offs: [Int] = [], packed: [Int32] = []
         for p in parts {
             offs.append(packed.count * 4)
             packed += p
         }
         offsets = offs
-        arrays = try FlashInferError.wrap { () throws(CUDAError) in try device.upload(packed.isEmpty ? [0] : packed) }
-        let ws = plan.workItems * numQOHeads * (headDim + 1) * 4
-        workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try device.allocate(byteCount: ws) } : nil
+        arrays = buffers.arrays
+        workspace = buffers.workspace
+        try FlashInferError.wrap { () throws(CUDAError) in try buffers.arrays.copyFromHost(packed) }
     }
 
     func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
@@ -63,7 +128,14 @@ final class CUDABatchDecode: @unchecked Sendable {
             guard aligned else { throw .strides(tensor: n, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
         }
         guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-        guard plan.workItems > 0 else { return }
+        if let graph {
+            let rows = graph.capacity.maxBatch
+            guard q.shape[0] == rows, out.shape[0] == rows else {
+                throw .shape(tensor: "q", axis: 0, name: "batch (CUDA-graph capacity)", expected: "\(rows) (q and out are sized to the capacity)", got: q.shape[0])
+            }
+        } else if plan.workItems == 0 {
+            return
+        }
         let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
         let scale = options.resolvedScale(headDim: headDim)
         let cap = options.logitsSoftCap
@@ -72,7 +144,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         if case .ropeLlama(let sc, let th) = options.positionEncoding { (ropeScale, ropeTheta) = (sc, th) }
         let split = plan.splitKV
         let ws = workspace?.address ?? 0
-        let lseOffset = CUdeviceptr(plan.workItems * numQOHeads * headDim * 4)
+        let lseOffset = CUdeviceptr((graph?.maxItems ?? plan.workItems) * numQOHeads * headDim * 4)
         let base = arrays.address
         func at(_ i: Int) -> CUdeviceptr { base + CUdeviceptr(offsets[i]) }
         let a = DecodeParamsValues(
@@ -88,15 +160,17 @@ final class CUDABatchDecode: @unchecked Sendable {
             chunkSize: Int32(plan.chunkTokens), split: split ? 1 : 0,
             requestIndices: at(0), chunkIndices: at(1), kvIndptr: at(2), kvIndices: at(3), kvLastPageLen: at(4),
             qStrideBatch: Int64(q.strides[0]), kStridePage: Int64(ks.page), vStridePage: Int64(vs.page),
-            pageSize: Int32(plan.pageSize)
+            pageSize: Int32(plan.pageSize), chunkSizePtr: graph != nil ? at(6) : 0
         ).arguments
+        let items = graph?.maxItems ?? plan.workItems
+        let mergeRows = graph?.capacity.maxBatch ?? plan.batchSize
         try FlashInferError.wrap { () throws(CUDAError) in
-            try decode.launch(grid: (plan.workItems, cache.numKVHeads, headGroups), block: (DecodeSpec.threads, 1, 1),
+            try decode.launch(grid: (items, cache.numKVHeads, headGroups), block: (DecodeSpec.threads, 1, 1),
                               sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
             if split, let merge {
                 let m = DecodeMergeParamsValues(partialO: ws, partialLSE: ws + lseOffset, o: out.deviceAddress!, lse: lse?.deviceAddress ?? 0,
                                                 numQOHeads: Int32(numQOHeads), numChunks: 0, oIndptr: at(5)).arguments
-                try merge.launch(grid: (numQOHeads, plan.batchSize, 1), block: (128, 1, 1), stream: stream, arguments: m)
+                try merge.launch(grid: (numQOHeads, mergeRows, 1), block: (128, 1, 1), stream: stream, arguments: m)
             }
         }
     }

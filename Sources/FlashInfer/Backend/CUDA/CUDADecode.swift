@@ -352,6 +352,7 @@ struct DecodeParamsValues {
     var kvIndices: CUdeviceptr = 0, kvLastPageLen: CUdeviceptr = 0
     var qStrideBatch: Int64 = 0, kStridePage: Int64 = 0, vStridePage: Int64 = 0
     var pageSize: Int32 = 0
+    var chunkSizePtr: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -362,6 +363,7 @@ struct DecodeParamsValues {
         for p in [requestIndices, chunkIndices, kvIndptr, kvIndices, kvLastPageLen] { a.append(p) }
         for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
         a.append(pageSize)
+        a.append(chunkSizePtr)
         a.pad(toAlignment: 8)
         return a
     }

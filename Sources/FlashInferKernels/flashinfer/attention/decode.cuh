@@ -69,6 +69,9 @@ struct DecodeParams {
   int64 k_stride_page;          // elements between pages
   int64 v_stride_page;
   int page_size;
+  // CUDA-graph mode: the plan's values live in device memory, so a captured launch replays
+  // correctly after a new plan (grid padded to the capacity; padded items have request -1).
+  const int* chunk_size_ptr;    // [1] tokens per chunk, or null: use chunk_size
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
@@ -182,17 +185,20 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   // (Only kv_len varies per request; the window is applied by starting at kv_begin, so the
   // variant's keep() reduces to j < kv_len, tested here directly.)
   int request = 0, kv_begin = p.kv_begin, chunk = int(blockIdx.x), kv_len = p.variant.kv_len;
+  int chunk_size = p.chunk_size;
   if constexpr (KT::PAGED) {
     request = p.request_indices[blockIdx.x];
+    if (request < 0) return;  // a padded work item (CUDA-graph capacity): nothing to do
     chunk = p.chunk_indices[blockIdx.x];
+    if (p.chunk_size_ptr != nullptr) chunk_size = *p.chunk_size_ptr;
     const int pages = p.kv_indptr[request + 1] - p.kv_indptr[request];
     kv_len = pages == 0 ? 0 : (pages - 1) * p.page_size + p.kv_last_page_len[request];
     kv_begin = p.variant.window_left >= 0 ? max(0, kv_len - 1 - p.variant.window_left) : 0;
   }
   const int qo_pos = kv_len - 1;
   // Single decode chunks the attended range; batch chunks follow the plan over [0, kv_len).
-  const int chunk_begin = KT::PAGED ? max(kv_begin, chunk * p.chunk_size) : kv_begin + chunk * p.chunk_size;
-  const int chunk_end_raw = KT::PAGED ? (chunk + 1) * p.chunk_size : chunk_begin + p.chunk_size;
+  const int chunk_begin = KT::PAGED ? max(kv_begin, chunk * chunk_size) : kv_begin + chunk * chunk_size;
+  const int chunk_end_raw = KT::PAGED ? (chunk + 1) * chunk_size : chunk_begin + chunk_size;
   const int chunk_end = min(chunk_end_raw, kv_len);
   const int num_tiles = chunk_end > chunk_begin ? (chunk_end - chunk_begin + TILE - 1) / TILE : 0;
 
