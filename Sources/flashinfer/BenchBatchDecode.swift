@@ -16,6 +16,7 @@ extension Bench {
         @Option(name: .customLong("head-dim")) var headDim = 128
         @Option(name: .customLong("page-size")) var pageSize = 16
         @Option(help: "Timed iterations.") var iterations = 100
+        @Flag(name: .customLong("tensor-cores"), help: "Decode through the tensor-core prefill kernel (useTensorCores).") var tensorCores = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
         struct Shape { var id: String, batch: Int, kvLen: Int, hq: Int, hkv: Int }
@@ -56,7 +57,7 @@ extension Bench {
                 let cache = try PagedKVCache(combined: kv)
                 let q = try Tensor.host((0..<(s.batch * s.hq * d)).map { _ in rng.normal() }, shape: [s.batch, s.hq, d], dtype: .f16).toDevice(device)
                 let out = try Tensor.empty(shape: q.shape, dtype: .f16, device: device)
-                let w = BatchDecodeWithPagedKVCache(backend: .cuda(stream))
+                let w = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tensorCores)
                 // plan() time: median of 20 after the first (which also loads the kernel).
                 try w.plan(table: table, numQOHeads: s.hq, numKVHeads: s.hkv, headDim: d, dtype: .f16, numPagesInCache: pages)
                 var planTimes: [Double] = []

@@ -14,12 +14,13 @@ struct BatchDecodeCase {
     var layout: KVLayout = .nhd
     var options: AttentionOptions = AttentionOptions()
     var combined = true
+    var tensorCores = false
 
     var name: String {
         var pe = options.positionEncoding.name
         if options.logitsSoftCap > 0 { pe += " cap=\(Int(options.logitsSoftCap))" }
         if options.windowLeft >= 0 { pe += " window=\(options.windowLeft)" }
-        return "batch-decode B=\(batch) len<=\(maxLen) page=\(pageSize) h=\(numQOHeads)/\(numKVHeads) d=\(headDim) \(dtype.rawValue) \(layout.rawValue) \(pe)\(combined ? "" : " two-tensors")"
+        return "batch-decode\(tensorCores ? " tensor-cores" : "") B=\(batch) len<=\(maxLen) page=\(pageSize) h=\(numQOHeads)/\(numKVHeads) d=\(headDim) \(dtype.rawValue) \(layout.rawValue) \(pe)\(combined ? "" : " two-tensors")"
     }
 
     func run(device: Device, stream: Stream, rng: inout DemoRNG) throws -> String? {
@@ -51,7 +52,7 @@ struct BatchDecodeCase {
         let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
         try cpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
         let expected = try cpu.run(q: q, cache: hostCache, returnLSE: true)
-        let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream))
+        let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tensorCores)
         try gpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
         let out = try Tensor.empty(shape: q.shape, dtype: dtype, device: device)
         let lse = try Tensor.empty(shape: [batch, numQOHeads], dtype: .f32, device: device)
@@ -108,6 +109,12 @@ func batchDecodeCases() -> [CheckCase] {
         cs.append(BatchDecodeCase(batch: 3, maxLen: 20000, pageSize: 8, numQOHeads: 8, numKVHeads: 8, headDim: 64, options: o))
     }
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 16, numQOHeads: 32, numKVHeads: 8, combined: false))
+    // The tensor-core path (prefill kernel with the group packed into rows).
+    for (hq, hkv, ps) in [(32, 8, 16), (64, 8, 1), (32, 32, 8)] {
+        cs.append(BatchDecodeCase(batch: 17, maxLen: 3000, pageSize: ps, numQOHeads: hq, numKVHeads: hkv, tensorCores: true))
+    }
+    cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 16, numQOHeads: 32, numKVHeads: 8, dtype: .bf16, layout: .hnd,
+                              options: AttentionOptions(positionEncoding: .ropeLlama(scale: 1, theta: 1e4)), tensorCores: true))
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 5, numQOHeads: 32, numKVHeads: 8, layout: .hnd, combined: false))
     return cs.map { c in CheckCase(name: c.name) { device, stream, rng in try c.run(device: device, stream: stream, rng: &rng) } }
 }

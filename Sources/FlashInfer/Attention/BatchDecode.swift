@@ -28,6 +28,11 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// CUDA-graph mode (upstream's `use_cuda_graph`): fixed-capacity buffers reused by every plan,
     /// so a `run` captured in a graph replays correctly after a new plan within the capacity.
     public let graphCapacity: GraphCapacity?
+    /// Decode through the tensor-core prefill kernel (GQA group packed into rows; upstream's
+    /// `use_tensor_cores`) instead of the CUDA-core decode kernel. Off by default: which path is
+    /// faster per group size has not been measured yet (see bench/NOTES.md).
+    public let useTensorCores: Bool
+    var tensorCorePath: BatchPrefillAttention?
     public private(set) var plan: BatchDecodePlan?
     public private(set) var table: PageTable?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
@@ -39,9 +44,11 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// - Parameter graphCapacity: enables CUDA-graph mode (CUDA backend): every plan must fit the
     ///   capacity, and q and out passed to `run` have `capacity.maxBatch` rows (rows past the
     ///   planned batch are ignored / written as 0).
-    public init(backend: Backend, graphCapacity: GraphCapacity? = nil) {
+    /// - Parameter useTensorCores: see `useTensorCores` (not combinable with `graphCapacity` yet).
+    public init(backend: Backend, graphCapacity: GraphCapacity? = nil, useTensorCores: Bool = false) {
         self.backend = backend
         self.graphCapacity = graphCapacity
+        self.useTensorCores = useTensorCores
     }
 
     /// Plans one decode step. Host arrays only: no device → host copy.
@@ -60,7 +67,19 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads,
                                              maxGridSize: 2 * DeviceProperties.h100.multiprocessorCount)
             self.device = nil
+        case .cuda where useTensorCores:
+            guard graphCapacity == nil else {
+                throw .option(name: "useTensorCores", value: "true", rule: "is not supported together with graphCapacity yet")
+            }
+            let p = BatchPrefillAttention(backend: backend)
+            try p.plan(qoIndptr: (0...table.batchSize).map(Int32.init), table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
+                       headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache)
+            let pages = (0..<table.batchSize).map(table.numPages)
+            self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: Int.max)
+            self.tensorCorePath = p
+            self.device = nil
         case .cuda(let stream):
+            self.tensorCorePath = nil
             // Graph mode reuses the previous plan's buffers when the shape agrees.
             let reuse = graphCapacity != nil && shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? device?.graph : nil
             let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
@@ -98,7 +117,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         case .cpu:
             return try runReference(q: q, cache: cache, table: table, returnLSE: returnLSE)
         case .cuda(let stream):
-            guard let device else { throw .option(name: "plan", value: "cpu", rule: "planned for another backend") }
+            guard device != nil || tensorCorePath != nil else { throw .option(name: "plan", value: "cpu", rule: "planned for another backend") }
             let o: Tensor
             if let out { o = out } else {
                 o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, device: stream.device) }
@@ -111,7 +130,11 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             if let l, l.shape != [rows, shape.numQOHeads] || l.dtype != .f32 || !l.isContiguous {
                 throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([rows, shape.numQOHeads])", got: l.shape.first ?? 0)
             }
-            try device.run(q: q, cache: cache, out: o, lse: l, options: options, stream: stream)
+            if let tc = tensorCorePath {
+                try tc.run(q: q, kv: .paged(cache), out: o, lse: l)
+            } else if let device {
+                try device.run(q: q, cache: cache, out: o, lse: l, options: options, stream: stream)
+            }
             return AttentionOutput(output: o, lse: l)
         }
     }
