@@ -51,11 +51,12 @@ public struct AttentionOutput: Sendable {
 ///   - k, v: `[kvLen, Hkv, D]` (NHD) or `[Hkv, kvLen, D]` (HND), q's dtype; `Hq % Hkv == 0`.
 ///   - options: scale, position encoding, soft-cap, window, layout (`causal` is irrelevant).
 ///   - returnLSE: also return the base-2 log-sum-exp `[Hq]`.
+///   - out: (CUDA) a contiguous device tensor of q's shape and dtype to write into; allocated when nil.
 /// - Returns: output `[Hq, D]` (+ LSE). `kvLen == 0` gives output 0 and LSE −inf.
 public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                         returnLSE: Bool = false, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
+                         returnLSE: Bool = false, out: Tensor? = nil, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
     let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-    return try runSingle(q: q, k: k, v: v, shape: shape, decode: true, options: options, returnLSE: returnLSE, backend: backend)
+    return try runSingle(q: q, k: k, v: v, shape: shape, decode: true, options: options, returnLSE: returnLSE, out: out, backend: backend)
 }
 
 /// Single-request prefill or append attention: `qoLen` queries against `kvLen ≥ qoLen` keys
@@ -66,15 +67,16 @@ public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpti
 ///   - k, v: `[kvLen, Hkv, D]` (NHD) or `[Hkv, kvLen, D]` (HND).
 /// - Returns: output `[qoLen, Hq, D]` (+ LSE `[qoLen, Hq]`, base 2).
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                          returnLSE: Bool = false, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
+                          returnLSE: Bool = false, out: Tensor? = nil, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
     let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
-    return try runSingle(q: q, k: k, v: v, shape: shape, decode: false, options: options, returnLSE: returnLSE, backend: backend)
+    return try runSingle(q: q, k: k, v: v, shape: shape, decode: false, options: options, returnLSE: returnLSE, out: out, backend: backend)
 }
 
 func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool, options: AttentionOptions,
-               returnLSE: Bool, backend: Backend) throws(FlashInferError) -> AttentionOutput {
+               returnLSE: Bool, out: Tensor? = nil, backend: Backend) throws(FlashInferError) -> AttentionOutput {
     switch backend {
     case .cpu:
+        if out != nil { throw .option(name: "out", value: "given", rule: "the CPU backend returns new host tensors; out is for the CUDA backend") }
         for (n, t) in [("q", q), ("k", k), ("v", v)] where t.isOnDevice {
             throw .placement(tensor: n, expected: "host (the CPU backend)")
         }
@@ -99,7 +101,7 @@ func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, dec
             throw .placement(tensor: n, expected: "device (the CUDA backend)")
         }
         return try CUDAAttention.single(q: q, k: k, v: v, shape: shape, decode: decode, options: options,
-                                        returnLSE: returnLSE, stream: stream)
+                                        returnLSE: returnLSE, out: out, stream: stream)
     }
 }
 
