@@ -114,3 +114,18 @@ func benchKernelSpecs() -> [(String, any KernelSpec)] {
      ("single decode (D6 kernel)", DecodeSpec(dtype: .f16, headDim: 128, group: 4, posEnc: .none, softCap: false)),
      ("axpby f16 (smallest)", kernelCatalog().first { $0.name == "axpby f16" }!.spec)]
 }
+
+/// A large f16 device tensor of random normal values (never zeros): one 1M-element random block
+/// tiled over the buffer, so gigabytes fill in seconds. Bandwidth benches only (values repeat).
+func randomDeviceTensor(shape: [Int], device: Device, rng: inout DemoRNG) throws -> Tensor {
+    let bytes = shape.reduce(1, *) * 2
+    let block = DType.f16.encode((0..<(1 << 20)).map { _ in rng.normal() })
+    let buf = try device.allocate(byteCount: bytes)
+    var off = 0
+    while off < bytes {
+        let n = min(block.count, bytes - off)
+        try buf.copyFromHost(Array(block.prefix(n)), offset: off)
+        off += n
+    }
+    return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: .f16)
+}

@@ -44,16 +44,7 @@ extension Bench {
                 let table = PageTable.contiguous(seqLens: Array(repeating: s.kvLen, count: s.batch), pageSize: ps)
                 let pages = Int(table.indptr.last!)
                 // K+V of every request: > L2 for all of D1–D4 (≥ 1 GiB), so no buffer rotation is needed.
-                let elems = pages * 2 * ps * s.hkv * d
-                let block = DType.f16.encode((0..<(1 << 20)).map { _ in rng.normal() })
-                let buf = try device.allocate(byteCount: elems * 2)
-                var off = 0
-                while off < elems * 2 {
-                    let n = min(block.count, elems * 2 - off)
-                    try buf.copyFromHost(Array(block.prefix(n)), offset: off)
-                    off += n
-                }
-                let kv = Tensor(storage: .device(buf, byteOffset: 0), shape: [pages, 2, ps, s.hkv, d], dtype: .f16)
+                let kv = try randomDeviceTensor(shape: [pages, 2, ps, s.hkv, d], device: device, rng: &rng)
                 let cache = try PagedKVCache(combined: kv)
                 let q = try Tensor.host((0..<(s.batch * s.hq * d)).map { _ in rng.normal() }, shape: [s.batch, s.hq, d], dtype: .f16).toDevice(device)
                 let out = try Tensor.empty(shape: q.shape, dtype: .f16, device: device)

@@ -23,16 +23,7 @@ extension Bench {
             precondition(shared % ps == 0, "the plain layout appends unique pages after whole shared pages")
             let numPages = sharedPages + batch * uniquePages
             var rng = DemoRNG(seed: 5)
-            let elems = numPages * 2 * ps * hkv * d
-            let block = DType.f16.encode((0..<(1 << 20)).map { _ in rng.normal() })
-            let buf = try device.allocate(byteCount: elems * 2)
-            var off = 0
-            while off < elems * 2 {
-                let n = min(block.count, elems * 2 - off)
-                try buf.copyFromHost(Array(block.prefix(n)), offset: off)
-                off += n
-            }
-            let cache = try PagedKVCache(combined: Tensor(storage: .device(buf, byteOffset: 0), shape: [numPages, 2, ps, hkv, d], dtype: .f16))
+            let cache = try PagedKVCache(combined: randomDeviceTensor(shape: [numPages, 2, ps, hkv, d], device: device, rng: &rng))
             let q = try Tensor.host((0..<(batch * hq * d)).map { _ in rng.normal() }, shape: [batch, hq, d], dtype: .f16).toDevice(device)
             let out = try Tensor.empty(shape: q.shape, dtype: .f16, device: device)
             let lastLen = Int32(unique - (uniquePages - 1) * ps)
