@@ -141,23 +141,8 @@ func batchPrefillCases() -> [CheckCase] {
     let configs = batchPrefillCheckConfigs()
     var cases: [CheckCase] = []
     // Compile every distinct kernel up front, in parallel (each case would otherwise wait for NVRTC).
-    cases.append(CheckCase(name: "batch-prefill jit: compile the sweep's kernels") { device, _, _ in
-        let specs = Array(Set(configs.map(\.spec))).map { $0 as any KernelSpec } + [DType.f16, .bf16].map { batchMergeSpec($0) }
-        let jit = try JIT.shared(for: device)
-        let failures = Mutex<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: specs.count) { i in
-            do {
-                let k = try jit.kernel(specs[i])
-                if let r = k.compiled.resourceReport, r.spillStores > 0 || r.spillLoads > 0 {
-                    failures.withLock { $0.append("\(specs[i].name) spills: \(r)") }
-                }
-            } catch {
-                failures.withLock { $0.append("\(specs[i].name): \(error)") }
-            }
-        }
-        let f = failures.withLock { $0 }
-        return f.isEmpty ? nil : f.joined(separator: "; ")
-    })
+    cases.append(compileUpFrontCase(name: "batch-prefill jit: compile the sweep's kernels",
+                                    specs: Array(Set(configs.map(\.spec))).map { $0 as any KernelSpec } + [DType.f16, .bf16].map { batchMergeSpec($0) }))
     for c in configs {
         cases.append(CheckCase(name: c.name) { device, stream, rng in try runBatchPrefillCheck(c, device: device, stream: stream, rng: &rng) })
     }

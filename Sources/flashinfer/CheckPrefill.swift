@@ -126,23 +126,7 @@ func prefillCases() -> [CheckCase] {
     let configs = prefillCheckConfigs()
     var cases: [CheckCase] = []
     // Compile every distinct kernel up front, in parallel (each case would otherwise wait for NVRTC).
-    cases.append(CheckCase(name: "prefill jit: compile the sweep's kernels") { device, _, _ in
-        let specs = Array(Set(configs.map(\.spec)))
-        let jit = try JIT.shared(for: device)
-        let failures = Mutex<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: specs.count) { i in
-            do {
-                let k = try jit.kernel(specs[i])
-                if let r = k.compiled.resourceReport, r.spillStores > 0 || r.spillLoads > 0 {
-                    failures.withLock { $0.append("\(specs[i].name) spills: \(r)") }
-                }
-            } catch {
-                failures.withLock { $0.append("\(specs[i].name): \(error)") }
-            }
-        }
-        let f = failures.withLock { $0 }
-        return f.isEmpty ? nil : f.joined(separator: "; ")
-    })
+    cases.append(compileUpFrontCase(name: "prefill jit: compile the sweep's kernels", specs: Array(Set(configs.map(\.spec)))))
     for c in configs {
         cases.append(CheckCase(name: c.name) { device, stream, rng in try runPrefillCheck(c, device: device, stream: stream, rng: &rng) })
     }
@@ -205,4 +189,25 @@ private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: St
     // Under ALiBi the LSE is defined up to a per-row constant (ReferenceAttention's doc): outputs only.
     if c.posEnc != .alibi, let m = tol.compare(try lse.toFloats(), ref.lse) { return "lse (\(tol)): \(m)" }
     return nil
+}
+
+/// A check case that compiles a sweep's distinct kernels up front, in parallel (each case would
+/// otherwise wait for NVRTC), failing on compile errors and on any spill.
+func compileUpFrontCase(name: String, specs: [any KernelSpec]) -> CheckCase {
+    CheckCase(name: name) { device, _, _ in
+        let jit = try JIT.shared(for: device)
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: specs.count) { i in
+            do {
+                let k = try jit.kernel(specs[i])
+                if let r = k.compiled.resourceReport, r.spillStores > 0 || r.spillLoads > 0 {
+                    failures.withLock { $0.append("\(specs[i].name) spills: \(r)") }
+                }
+            } catch {
+                failures.withLock { $0.append("\(specs[i].name): \(error)") }
+            }
+        }
+        let f = failures.withLock { $0 }
+        return f.isEmpty ? nil : f.joined(separator: "; ")
+    }
 }

@@ -202,15 +202,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         }
         let total = Int(qoIndptr.last!)
         try validateQ(q, shape: shape, total: total)
-        for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
-            guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
-            guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
-        }
-        guard out.shape == q.shape else {
-            throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
-        }
-        guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
-        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+        try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
         if let lse {
             guard lse.isContiguous, lse.dtype == .f32, lse.shape == [total, shape.numQOHeads] else {
                 throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [qo_indptr[-1], num_qo_heads]", got: lse.shape.first ?? 0)

@@ -264,6 +264,13 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                           out: Tensor, lse: Tensor?, tile: PrefillTile? = nil, stream: Stream) throws(FlashInferError) {
     let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
+    try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
+    try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, tile: tile, stream: stream)
+}
+
+/// Rules shared by every entry point that writes caller-supplied device buffers: q, out and lse
+/// on the stream's device; out of q's shape and dtype, contiguous.
+func validateDeviceOutput(q: Tensor, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
     for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
         guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
         guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
@@ -273,5 +280,4 @@ public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     }
     guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
     guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-    try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, tile: tile, stream: stream)
 }
