@@ -22,6 +22,7 @@ extension Bench {
         @Option(help: "K/V layout: NHD or HND.") var layout: String = "NHD"
         @Flag(help: "Ragged K/V instead of the paged cache.") var ragged = false
         @Flag(help: "Also write the LSE.") var lse = false
+        @Flag(name: .customLong("contiguous-pages"), help: "Keep each request's pages in order (the default scatters them over the cache with a fixed shuffle, as a serving engine leaves them).") var contiguousPages = false
         @Option(help: "Timed iterations.") var iterations = 30
         @Option(help: "Untimed warm-up iterations.") var warmup = 5
         @Option(help: "Write results as JSON to this file.") var json: String?
@@ -40,7 +41,7 @@ extension Bench {
             guard let lay = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
             guard qo <= kv || !isCausal else { throw ValidationError("causal needs qo-len <= kv-len") }
             let custom = batch != nil || qoLen != nil || kvLen != nil || numQOHeads != nil || numKVHeads != nil || headDim != nil
-                || pageSize != nil || dtype != nil || causal != nil || lay != .nhd || ragged
+                || pageSize != nil || dtype != nil || causal != nil || lay != .nhd || ragged || contiguousPages
             let label = custom ? "custom" : preset.name
 
             let device = try Device.open()
@@ -70,7 +71,9 @@ extension Bench {
                 var table = PageTable.contiguous(seqLens: Array(repeating: kv, count: b), pageSize: ps)
                 let numPages = table.indices.count
                 var perm = Array(0..<numPages)
-                for i in stride(from: numPages - 1, to: 0, by: -1) { perm.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                if !contiguousPages {
+                    for i in stride(from: numPages - 1, to: 0, by: -1) { perm.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                }
                 table.indices = table.indices.map { Int32(perm[Int($0)]) }
                 let shape = lay == .nhd ? [numPages, ps, hkv, d] : [numPages, hkv, ps, d]
                 kvInput = .paged(try PagedKVCache(k: try randn(shape), v: try randn(shape), layout: lay))
@@ -92,7 +95,7 @@ extension Bench {
             let report = kernel.compiled.resourceReport?.description
                 ?? "\(attrs.registers) registers, \(attrs.localBytes) B local (from the driver; kernel loaded from the disk cache)"
             let planText = "\(plan.workItems) work items × \(hkv) kv heads, q tile \(plan.ctaTileQ), " + (plan.splitKV ? "split KV, chunk \(plan.chunkTokens) keys" : "no split")
-            print("batch-prefill \(label): \(b) requests, qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), \(ragged ? "ragged" : "paged, page \(ps)"), causal \(isCausal)\(lse ? ", with LSE" : "")")
+            print("batch-prefill \(label): \(b) requests, qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), \(ragged ? "ragged" : "paged, page \(ps)\(contiguousPages ? ", pages in order" : ", pages shuffled")"), causal \(isCausal)\(lse ? ", with LSE" : "")")
             print("  plan: \(planText)")
             print("  kernel \(spec.name): \(report)")
             print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs), \(fixed(tflops, 1)) TFLOP/s (causal: qo·kv/2 pairs when qo = kv, the exact triangle for append)")
@@ -102,7 +105,7 @@ extension Bench {
                     ("benchmark", .string("batch-prefill")), ("workload", .string(label)),
                     ("batch", .int(b)), ("qo_len", .int(qo)), ("kv_len", .int(kv)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)),
                     ("head_dim", .int(d)), ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)),
-                    ("kv", .string(ragged ? "ragged" : "paged")), ("page_size", .int(ragged ? 0 : ps)),
+                    ("kv", .string(ragged ? "ragged" : contiguousPages ? "paged (pages in order)" : "paged (pages shuffled)")), ("page_size", .int(ragged ? 0 : ps)),
                     ("causal", .bool(isCausal)), ("lse", .bool(lse)),
                     ("work_items", .int(plan.workItems)), ("cta_tile_q", .int(plan.ctaTileQ)), ("split_kv", .bool(plan.splitKV)),
                     ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)),
