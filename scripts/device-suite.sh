@@ -4,17 +4,26 @@
 # MODE: all (info, every check, every bench), check, bench,
 #       batch (decode/append/merge checks, D1–D4, D6, J1, demo),
 #       cascade (merge/cascade/batch checks, C1, demo).
-# Writes a log and JSON results under $OUT (./device-out when OUT is unset).
+# Writes $OUT/log.txt and $OUT/results.tgz (every JSON result; ./device-out when OUT is unset),
+# refreshed after each step so that a run cut short still brings back what finished. Two files,
+# because the device tool brings back at most 8. Unpack with: tar xzf results.tgz
 set -uo pipefail
-OUT=${OUT:-./device-out}
-mkdir -p "$OUT"
+FINAL_OUT=${OUT:-./device-out}
+mkdir -p "$FINAL_OUT"
+OUT=$(mktemp -d)  # the JSON files; packed into $FINAL_OUT/results.tgz
 dir=${DEVICE_DIR:-.device}
 export FLASHINFER_COMMIT=$(cat $dir/commit.txt 2>/dev/null || echo unknown)
 export FLASHINFER_CACHE_DIR=${FLASHINFER_CACHE_DIR:-/tmp/flashinfer-cache}
 bin=$dir/flashinfer
 mode=${1:-all}
 rc=0
-run() { echo "== $*"; "$@" || { echo "!! exit $?: $*"; rc=1; }; }
+run() {
+  echo "== $*"
+  local t0=$SECONDS
+  "$@" || { echo "!! exit $?: $*"; rc=1; }
+  echo "   ($((SECONDS - t0)) s)"
+  tar czf "$FINAL_OUT/results.tgz" -C "$OUT" .
+}
 {
 case "$mode" in
   all|check|bench) run $bin info ;;
@@ -27,9 +36,13 @@ case "$mode" in
     run $bin bench copy --json "$OUT/copy.json"
     run $bin bench jit --json "$OUT/jit.json"
     run $bin bench single-decode --json "$OUT/d6.json"
-    run $bin bench single-prefill --json "$OUT/p1p2.json"
+    run $bin bench single-prefill --workload P1 --json "$OUT/p1.json"
+    run $bin bench single-prefill --workload P2 --json "$OUT/p2.json"
     run $bin bench batch-decode --json "$OUT/batch-decode.json"
-    run $bin bench batch-prefill --json "$OUT/batch-prefill.json"
+    run $bin bench batch-decode --tensor-cores --json "$OUT/batch-decode-tc.json"
+    run $bin bench batch-prefill --workload P3 --json "$OUT/p3.json"
+    run $bin bench batch-prefill --workload P3 --ragged --json "$OUT/p3-ragged.json"
+    run $bin bench batch-prefill --workload P4 --json "$OUT/p4.json"
     run $bin bench cascade --json "$OUT/c1.json" ;;
   batch)
     run $bin check --filter decode
@@ -47,5 +60,5 @@ case "$mode" in
     run $bin check --filter batch-prefill
     run $bin demo ;;
 esac
-} 2>&1 | tee "$OUT/log.txt" | grep -v "^ok "
+} 2>&1 | tee "$FINAL_OUT/log.txt" | grep -v "^ok "
 exit $rc

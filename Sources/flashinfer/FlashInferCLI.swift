@@ -8,6 +8,11 @@ struct FlashInferCLI: ParsableCommand {
         commandName: "flashinfer",
         abstract: "swift-flashinfer: attention kernels for LLM serving, from Swift.",
         subcommands: [Info.self, Demo.self, Check.self, Bench.self, Run.self, Cache.self])
+
+    static func main() {
+        lineBufferStandardOutput()
+        main(nil)
+    }
 }
 
 /// Writes to stderr without Foundation.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc
 #elseif canImport(Darwin)
-import Darwin
+@preconcurrency import Darwin
 #endif
 
 func writeToFD2(_ buf: UnsafeRawBufferPointer) -> Int {
@@ -17,4 +17,10 @@ func nowSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Line-buffered stdout, so that a log piped to a file or `tee` keeps every finished line even when
+/// the process is killed (a timeout on the GPU machine) — stdio fully buffers a pipe by default.
+func lineBufferStandardOutput() {
+    setvbuf(stdout, nil, _IOLBF, 0)
 }

@@ -19,7 +19,7 @@
 //   prologue:  Q, K[b] → commit;  V[b] → commit
 //   tile j:    wait K[j]; sync | (RoPE K[j]; sync) | issue K[j+1], V[j+1] into the other stage |
 //              sub-tile 0: S, softmax | wait V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V |
-//              (paged: resolve tile j+2's rows, PagedKV::prepare)
+//              (paged: tile j+2's page ids fetched after the issue, its row offsets stored at the end)
 // The sync after "wait K[j]" also tells every warp is done with tile j−1, whose stage is refilled.
 #pragma once
 #include <flashinfer/attention/prefill_load.cuh>
@@ -410,6 +410,9 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
       // K[j+1] | V[j+1] into the other stage (two commit groups, empty past the last tile).
       kv.load(k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1, k0 + T::CTA_KV,
               vp.kv_len, j + 1 < g.tile_end);
+      // Paged: tile j+2's page ids now, stored as row offsets after the math (PagedKV::fetch).
+      int next_pages = -1;
+      if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
 
 #pragma unroll
       for (int sub = 0; sub < T::SUBS; ++sub) {
@@ -432,9 +435,8 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
         }
         if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
       }
-      // Tile j+2's rows into the table entry that tile j's loads read (a barrier ago); the page-id
-      // load's latency runs into the wait at the next barrier.
-      if constexpr (KV::PREPARED) kv.prepare(stage, k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
+      // Tile j+2's rows into the table entry that tile j's loads read (a barrier ago).
+      if constexpr (KV::PREPARED) kv.store(stage, k0 + 2 * T::CTA_KV, j + 2 < g.tile_end, next_pages);
     }
   }
 
