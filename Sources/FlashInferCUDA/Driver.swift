@@ -66,6 +66,11 @@ public final class CUDADriver: @unchecked Sendable {
         CUhandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUhandle?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
     ) -> CUresult
+    /// `cuLaunchKernelEx` (CUDA ≥ 12.0; nil with an older driver): launches with attributes, here
+    /// programmatic dependent launch (`Function.launch(programmaticDependency:)`).
+    let cuLaunchKernelEx: (@convention(c) (
+        UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+    ) -> CUresult)?
 
     /// Library candidates in search order (documented above).
     public static func candidates() -> [String] {
@@ -128,6 +133,10 @@ public final class CUDADriver: @unchecked Sendable {
         cuGraphExecDestroy = try f("cuGraphExecDestroy", as: type(of: cuGraphExecDestroy))
         cuGraphDestroy = try f("cuGraphDestroy", as: type(of: cuGraphDestroy))
         cuLaunchKernel = try f("cuLaunchKernel", as: type(of: cuLaunchKernel))
+        typealias LaunchEx = @convention(c) (
+            UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+        ) -> CUresult
+        cuLaunchKernelEx = try? f("cuLaunchKernelEx", as: LaunchEx.self)
     }
 
     private static let loaded: Result<CUDADriver, CUDAError> = {

@@ -76,11 +76,19 @@ public final class Function: @unchecked Sendable {
     }
 
     /// Launches with arguments packed as the kernel's parameter buffer (see `KernelArguments`).
+    ///
+    /// `programmaticDependency`: launch as a programmatic dependent of the kernel before it on the
+    /// stream (PDL, Hopper; `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`): its CTAs may
+    /// start once every CTA of the previous kernel has run `griddepcontrol.launch_dependents` (or
+    /// exited), so its launch overlaps the previous kernel's tail. The kernel must run
+    /// `griddepcontrol.wait` before it reads what the previous kernel wrote. Ignored (a plain
+    /// launch) where the driver has no `cuLaunchKernelEx` or `FLASHINFER_PDL=0` is set.
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
-                       stream: Stream, arguments: KernelArguments) throws(CUDAError) {
+                       stream: Stream, arguments: KernelArguments, programmaticDependency: Bool = false) throws(CUDAError) {
         if sharedBytes > 48 * 1024 { try setMaxDynamicSharedMemory(sharedBytes) }
         var bytes = arguments.bytes
         var size = bytes.count
+        let launchEx = programmaticDependency && Function.pdlEnabled ? driver.cuLaunchKernelEx : nil
         let r: CUresult = bytes.withUnsafeMutableBytes { argp in
             withUnsafeMutablePointer(to: &size) { sizep in
                 var extra: [UnsafeMutableRawPointer?] = [
@@ -91,14 +99,46 @@ public final class Function: @unchecked Sendable {
                     nil,  // CU_LAUNCH_PARAM_END
                 ]
                 return extra.withUnsafeMutableBufferPointer { e in
-                    driver.cuLaunchKernel(
+                    if let launchEx {
+                        return LaunchConfig.withProgrammaticSerialization(
+                            grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle
+                        ) { config in launchEx(config, handle, nil, e.baseAddress) }
+                    }
+                    return driver.cuLaunchKernel(
                         handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
                         UInt32(block.0), UInt32(block.1), UInt32(block.2),
                         UInt32(sharedBytes), stream.handle, nil, e.baseAddress)
                 }
             }
         }
-        try driver.check(r, "cuLaunchKernel(\(name), grid \(grid), block \(block), smem \(sharedBytes))")
+        try driver.check(r, "\(launchEx != nil ? "cuLaunchKernelEx" : "cuLaunchKernel")(\(name), grid \(grid), block \(block), smem \(sharedBytes))")
+    }
+
+    /// PDL launches are on unless the environment sets `FLASHINFER_PDL=0` (for A/B timing).
+    static let pdlEnabled: Bool = Env.get("FLASHINFER_PDL") != "0"
+}
+
+/// `CUlaunchConfig` and one `CUlaunchAttribute`, laid out as cuda.h lays them out (x86-64/aarch64):
+/// config = 7 × u32 (grid, block, shared bytes), 4 bytes padding, CUstream, CUlaunchAttribute*,
+/// u32 numAttrs, padding (56 bytes); attribute = u32 id, 4 bytes padding, a 64-byte value union.
+enum LaunchConfig {
+    static let programmaticStreamSerialization: UInt32 = 6  // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+
+    static func withProgrammaticSerialization<R>(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int,
+                                                 stream: CUhandle?, _ body: (UnsafeRawPointer) -> R) -> R {
+        let attribute = UnsafeMutableRawPointer.allocate(byteCount: 72, alignment: 8)
+        let config = UnsafeMutableRawPointer.allocate(byteCount: 56, alignment: 8)
+        defer { attribute.deallocate(); config.deallocate() }
+        attribute.initializeMemory(as: UInt8.self, repeating: 0, count: 72)
+        attribute.storeBytes(of: programmaticStreamSerialization, toByteOffset: 0, as: UInt32.self)
+        attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)  // programmaticStreamSerializationAllowed
+        config.initializeMemory(as: UInt8.self, repeating: 0, count: 56)
+        let dims = [grid.0, grid.1, grid.2, block.0, block.1, block.2, sharedBytes]
+        for (i, v) in dims.enumerated() { config.storeBytes(of: UInt32(v), toByteOffset: 4 * i, as: UInt32.self) }
+        config.storeBytes(of: stream, toByteOffset: 32, as: CUhandle?.self)
+        config.storeBytes(of: UnsafeMutableRawPointer?(attribute), toByteOffset: 40, as: UnsafeMutableRawPointer?.self)
+        config.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
+        return body(UnsafeRawPointer(config))
     }
 }
 

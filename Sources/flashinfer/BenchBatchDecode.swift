@@ -16,12 +16,15 @@ extension Bench {
         @Option(name: .customLong("head-dim")) var headDim = 128
         @Option(name: .customLong("page-size")) var pageSize = 16
         @Option(help: "Timed iterations.") var iterations = 100
-        @Flag(name: .customLong("tensor-cores"), help: "Decode through the tensor-core prefill kernel (useTensorCores).") var tensorCores = false
+        @Flag(name: .customLong("tensor-cores"), help: "Force the tensor-core path (useTensorCores: true).") var tensorCores = false
+        @Flag(name: .customLong("cuda-cores"), help: "Force the CUDA-core decode kernel (useTensorCores: false). Default: the wrapper's automatic choice.") var cudaCores = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
         struct Shape { var id: String, batch: Int, kvLen: Int, hq: Int, hkv: Int }
 
         func run() throws {
+            guard !(tensorCores && cudaCores) else { throw ValidationError("--tensor-cores and --cuda-cores exclude each other") }
+            let force: Bool? = tensorCores ? true : cudaCores ? false : nil
             let device = try Device.open()
             let stream = try device.makeStream()
             let copy = try measureCopyBandwidth(device: device, stream: stream)
@@ -48,7 +51,7 @@ extension Bench {
                 let cache = try PagedKVCache(combined: kv)
                 let q = try Tensor.host((0..<(s.batch * s.hq * d)).map { _ in rng.normal() }, shape: [s.batch, s.hq, d], dtype: .f16).toDevice(device)
                 let out = try Tensor.empty(shape: q.shape, dtype: .f16, device: device)
-                let w = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tensorCores)
+                let w = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: force)
                 // plan() time: median of 20 after the first (which also loads the kernel).
                 try w.plan(table: table, numQOHeads: s.hq, numKVHeads: s.hkv, headDim: d, dtype: .f16, numPagesInCache: pages)
                 var planTimes: [Double] = []
@@ -63,12 +66,12 @@ extension Bench {
                 let kvBytes = Double(s.batch * s.kvLen * s.hkv * d * 2 * 2)
                 let tbps = kvBytes / (ms * 1e-3) / 1e12
                 let p = w.plan!
-                print("\(pad(s.id, 7)) B=\(s.batch) kv=\(s.kvLen) \(s.hq)/\(s.hkv): \(fixed(ms * 1e3, 1)) µs, \(fixed(tbps, 3)) TB/s (\(fixed(100 * tbps / copy.tbps, 1))% of copy), \(p.workItems) work items, split \(p.splitKV), plan() \(fixed(median(planTimes), 1)) µs")
+                print("\(pad(s.id, 7)) B=\(s.batch) kv=\(s.kvLen) \(s.hq)/\(s.hkv): \(fixed(ms * 1e3, 1)) µs, \(fixed(tbps, 3)) TB/s (\(fixed(100 * tbps / copy.tbps, 1))% of copy), \(w.usesTensorCores ? "tensor cores" : "CUDA cores, \(p.workItems) work items, split \(p.splitKV)"), plan() \(fixed(median(planTimes), 1)) µs")
                 rows.append(.object([
                     ("workload", .string(s.id)), ("batch", .int(s.batch)), ("kv_len", .int(s.kvLen)), ("num_qo_heads", .int(s.hq)),
                     ("num_kv_heads", .int(s.hkv)), ("head_dim", .int(d)), ("page_size", .int(ps)), ("median_us", .number(ms * 1e3)),
                     ("tbps", .number(tbps)), ("fraction_of_copy", .number(tbps / copy.tbps)), ("work_items", .int(p.workItems)),
-                    ("split_kv", .bool(p.splitKV)), ("plan_us_median", .number(median(planTimes))),
+                    ("split_kv", .bool(p.splitKV)), ("path", .string(w.usesTensorCores ? "tensor cores" : "CUDA cores")), ("plan_us_median", .number(median(planTimes))),
                 ]))
             }
             // plan() for B = 256 on the CPU alone (the scheduler, no upload).

@@ -3,6 +3,20 @@ import Testing
 @testable import FlashInfer
 
 @Suite struct BatchDecodeTests {
+    /// The automatic path: tensor cores for GQA groups of 4 and more, CUDA cores for smaller
+    /// groups and always in CUDA-graph mode; the CPU backend never reports tensor cores.
+    @Test func automaticKernelChoice() throws {
+        #expect(!BatchDecodeWithPagedKVCache.prefersTensorCores(groupSize: 1, graphMode: false))
+        #expect(!BatchDecodeWithPagedKVCache.prefersTensorCores(groupSize: 2, graphMode: false))
+        #expect(BatchDecodeWithPagedKVCache.prefersTensorCores(groupSize: 4, graphMode: false))
+        #expect(BatchDecodeWithPagedKVCache.prefersTensorCores(groupSize: 8, graphMode: false))
+        #expect(!BatchDecodeWithPagedKVCache.prefersTensorCores(groupSize: 8, graphMode: true))
+        let w = BatchDecodeWithPagedKVCache(backend: .cpu)
+        #expect(w.useTensorCores == nil)
+        try w.plan(table: PageTable.contiguous(seqLens: [5, 9], pageSize: 4), numQOHeads: 8, numKVHeads: 2, headDim: 64, dtype: .f16)
+        #expect(!w.usesTensorCores)
+    }
+
     /// The paged CPU path equals single decode on each request's contiguous K/V (upstream's
     /// `test_batch_decode_kernels.py` compares paged decode with single decode the same way).
     @Test(arguments: [KVLayout.nhd, .hnd])

@@ -29,9 +29,12 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// so a `run` captured in a graph replays correctly after a new plan within the capacity.
     public let graphCapacity: GraphCapacity?
     /// Decode through the tensor-core prefill kernel (GQA group packed into rows; upstream's
-    /// `use_tensor_cores`) instead of the CUDA-core decode kernel. Off by default: which path is
-    /// faster per group size has not been measured yet (see bench/NOTES.md).
-    public let useTensorCores: Bool
+    /// `use_tensor_cores`) instead of the CUDA-core decode kernel: `true` / `false` force a path,
+    /// `nil` (the default) lets `plan` choose (`prefersTensorCores`). `usesTensorCores` tells
+    /// which path the last plan took.
+    public let useTensorCores: Bool?
+    /// The path the last `plan` chose (false on the CPU backend).
+    public private(set) var usesTensorCores = false
     var tensorCorePath: BatchPrefillAttention?
     public private(set) var plan: BatchDecodePlan?
     public private(set) var table: PageTable?
@@ -44,11 +47,23 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// - Parameter graphCapacity: enables CUDA-graph mode (CUDA backend): every plan must fit the
     ///   capacity, and q and out passed to `run` have `capacity.maxBatch` rows (rows past the
     ///   planned batch are ignored / written as 0).
-    /// - Parameter useTensorCores: see `useTensorCores` (not combinable with `graphCapacity` yet).
-    public init(backend: Backend, graphCapacity: GraphCapacity? = nil, useTensorCores: Bool = false) {
+    /// - Parameter useTensorCores: see `useTensorCores` (`true` is not combinable with `graphCapacity` yet).
+    public init(backend: Backend, graphCapacity: GraphCapacity? = nil, useTensorCores: Bool? = nil) {
         self.backend = backend
         self.graphCapacity = graphCapacity
         self.useTensorCores = useTensorCores
+    }
+
+    /// The automatic choice of `plan` when `useTensorCores` is nil: the tensor-core path for GQA
+    /// groups of 4 or more query heads per KV head, the CUDA-core kernel otherwise and in CUDA-graph
+    /// mode (which the tensor-core path does not support yet).
+    ///
+    /// Measured on an H100 (bench/NOTES.md, 2026-11-28): group 4 — D1 2.95 TB/s on tensor cores
+    /// against 2.47 on CUDA cores (the CUDA-core grid of 512 CTAs is 1.3 waves), D3 3.01 against
+    /// 2.94, D2 2.80 against 2.85; group 1 (D4) 3.05 on CUDA cores against 2.99. Upstream FlashInfer
+    /// recommends tensor cores for the same group sizes.
+    public static func prefersTensorCores(groupSize: Int, graphMode: Bool) -> Bool {
+        groupSize >= 4 && !graphMode
     }
 
     /// Plans one decode step. Host arrays only: no device → host copy.
@@ -61,13 +76,16 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         guard dtype == .f16 || dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: dtype) }
         var o = options
         o.causal = false
+        let tensorCores = useTensorCores
+            ?? Self.prefersTensorCores(groupSize: numQOHeads / numKVHeads, graphMode: graphCapacity != nil)
+        usesTensorCores = false
         switch backend {
         case .cpu:
             let pages = (0..<table.batchSize).map(table.numPages)
             self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads,
                                              maxGridSize: 2 * DeviceProperties.h100.multiprocessorCount)
             self.device = nil
-        case .cuda where useTensorCores:
+        case .cuda where tensorCores:
             guard graphCapacity == nil else {
                 throw .option(name: "useTensorCores", value: "true", rule: "is not supported together with graphCapacity yet")
             }
@@ -78,6 +96,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: Int.max)
             self.tensorCorePath = p
             self.device = nil
+            usesTensorCores = true
         case .cuda(let stream):
             self.tensorCorePath = nil
             // Graph mode reuses the previous plan's buffers when the shape agrees.

@@ -170,7 +170,10 @@ final class CUDABatchDecode: @unchecked Sendable {
             if split, let merge {
                 let m = DecodeMergeParamsValues(partialO: ws, partialLSE: ws + lseOffset, o: out.deviceAddress!, lse: lse?.deviceAddress ?? 0,
                                                 numQOHeads: Int32(numQOHeads), numChunks: 0, oIndptr: at(5)).arguments
-                try merge.launch(grid: (numQOHeads, mergeRows, 1), block: (128, 1, 1), stream: stream, arguments: m)
+                // PDL (the merge's launch overlaps the decode's tail), except under CUDA-graph capture
+                // (graph mode keeps plain launches: its replay test ran with them).
+                try merge.launch(grid: (numQOHeads, mergeRows, 1), block: (128, 1, 1), stream: stream, arguments: m,
+                                 programmaticDependency: graph == nil)
             }
         }
     }

@@ -237,7 +237,8 @@ public struct CUDADecodeLaunch: Sendable {
                 try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
                                   stream: stream, arguments: decodeArguments)
                 if let merge {
-                    try merge.launch(grid: (mergeGrid, 1, 1), block: (128, 1, 1), stream: stream, arguments: mergeArguments)
+                    try merge.launch(grid: (mergeGrid, 1, 1), block: (128, 1, 1), stream: stream, arguments: mergeArguments,
+                                     programmaticDependency: true)
                 }
             }
         }

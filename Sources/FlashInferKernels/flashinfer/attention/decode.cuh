@@ -31,6 +31,7 @@
 #include <flashinfer/attention/pos_enc.cuh>
 #include <flashinfer/attention/variants.cuh>
 #include <flashinfer/core/math.cuh>
+#include <flashinfer/core/mma.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
 
@@ -164,6 +165,9 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   using Variant = AttentionVariant<KT::POS_ENC, KT::SOFT_CAP, false, false>;
   constexpr bool ROPE = Variant::USE_ROPE;
 
+  // The split-KV merge is launched as a programmatic dependent (PDL): let it be scheduled now, so
+  // its launch overlaps this grid's tail; it waits for this grid's writes (decode_merge.cuh).
+  mma::launch_dependents();
   extern __shared__ __align__(16) unsigned char smem[];
   {
     unsigned dyn;

@@ -6,8 +6,10 @@
 // g folds chunks g, g+GROUPS, ... for elements [8c, 8c+8) (loads issued BATCH at a time so their
 // latencies overlap); group 0 then folds the GROUPS states in order. Empty chunks (lse -inf)
 // merge to nothing; all chunks empty gives output 0 and lse -inf, never NaN.
+// Launched with programmatic dependent launch after the decode kernel: griddepcontrol.wait first.
 #pragma once
 #include <flashinfer/attention/state.cuh>
+#include <flashinfer/core/mma.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
 
@@ -30,6 +32,8 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   __shared__ __align__(16) float s_o[GROUPS][HEAD_DIM];
   __shared__ float s_lse[GROUPS];
 
+  // Launched as a programmatic dependent of the decode kernel (PDL): wait for its partials.
+  mma::wait_dependencies();
   const int head = blockIdx.x;
   const int request = blockIdx.y;
   const int first = p.o_indptr != nullptr ? p.o_indptr[request] : 0;

@@ -83,6 +83,21 @@ __device__ __forceinline__ void cp_async_16(uint32 smem_addr, const void* gmem, 
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
+// Programmatic dependent launch (sm_90): a kernel launched as a programmatic dependent of this one
+// may start once every CTA here has called launch_dependents (or exited); the dependent calls
+// wait_dependencies before it reads this kernel's writes (it returns once this grid has completed
+// and flushed). Both are no-ops for kernels launched without the PDL attribute.
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+__device__ __forceinline__ void wait_dependencies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 // Waits until at most N of the most recently committed groups are still pending.
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
