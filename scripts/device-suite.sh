@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (the `device` tool), from the repository root, with .device carried:
 #   bash scripts/device-suite.sh MODE
-# MODE: all (info, every check, every bench), check, bench,
+# MODE: all (info, every check, every bench), check (every check, in CHECK_SHARDS=16 parallel
+#       processes: the CPU reference is single-threaded; per-case lines go to $OUT/check.txt), bench,
 #       batch (decode/append/merge checks, D1–D4, D6, J1, demo),
 #       cascade (merge/cascade/batch checks, C1, demo).
 # Writes $OUT/log.txt and $OUT/results.tgz (every JSON result; ./device-out when OUT is unset),
@@ -24,12 +25,29 @@ run() {
   echo "   ($((SECONDS - t0)) s)"
   tar czf "$FINAL_OUT/results.tgz" -C "$OUT" .
 }
+# Every check case, sharded over CHECK_SHARDS processes (one seed); prints the summed counts.
+check_sharded() {
+  local n=${CHECK_SHARDS:-16} seed=${CHECK_SEED:-$(date +%s)} pids=() failed=0 passed=0 f
+  echo "check: $n shards, seed $seed; per-case lines in check.txt"
+  : > "$FINAL_OUT/check.txt"
+  for i in $(seq 0 $((n - 1))); do
+    $bin check --verbose --seed "$seed" --shard "$i/$n" "$@" >> "$FINAL_OUT/check.txt" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  grep -E "^FAIL|error" "$FINAL_OUT/check.txt"
+  passed=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$FINAL_OUT/check.txt" | awk '{s += $1} END {print s + 0}')
+  failed=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$FINAL_OUT/check.txt" | awk '{s += $3} END {print s + 0}')
+  local done_shards=$(grep -cE "^[0-9]+ passed, [0-9]+ failed$" "$FINAL_OUT/check.txt")
+  echo "check total: $passed passed, $failed failed ($done_shards of $n shards finished)"
+  [ "$failed" = 0 ] && [ "$done_shards" = "$n" ]
+}
 {
 case "$mode" in
   all|check|bench) run $bin info ;;
 esac
 case "$mode" in
-  all|check) run $bin check ;;
+  all|check) run check_sharded ;;
 esac
 case "$mode" in
   all|bench)

@@ -10,6 +10,17 @@ struct Check: ParsableCommand {
     @Option(help: "Random seed (default: from the clock, printed).") var seed: UInt64?
     @Flag(help: "Print every case, not only failures.") var verbose = false
     @Flag(help: "Run the cases that support it on the CPU backend instead (no GPU needed).") var cpu = false
+    @Option(help: "Run only shard I of N ('I/N', 0-based): of the cases the filter selects, every Nth starting at the Ith, so that N processes share the CPU reference work (scripts/device-suite.sh runs 16).") var shard: String?
+
+    /// (index, count) from `--shard I/N`.
+    func shardSpec() throws -> (Int, Int) {
+        guard let shard else { return (0, 1) }
+        let parts = shard.split(separator: "/").compactMap { Int($0) }
+        guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else {
+            throw ValidationError("--shard must be I/N with 0 <= I < N, got \(shard)")
+        }
+        return (parts[0], parts[1])
+    }
 
     func run() throws {
         if cpu {
@@ -34,15 +45,21 @@ struct Check: ParsableCommand {
         var rng = DemoRNG(seed: seed)
         let stream = try device.makeStream()
         var passed = 0, failed = 0
-        for c in elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases() + batchDecodeGraphCases() + batchPrefillCases() + cascadeCases() where filter.map({ c.name.contains($0) }) ?? true {
+        let (shardIndex, shardCount) = try shardSpec()
+        let all = elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
+            + batchDecodeGraphCases() + batchPrefillCases() + cascadeCases()
+        let selected = all.filter { c in filter.map { c.name.contains($0) } ?? true }
+        if shardCount > 1 { print("shard \(shardIndex)/\(shardCount) of \(selected.count) cases") }
+        for (i, c) in selected.enumerated() where i % shardCount == shardIndex {
             let result: String?
+            let t0 = nowSeconds()
             do { result = try c.run(device, stream, &rng) } catch { result = "error: \(error)" }
             if let r = result {
                 failed += 1
                 print("FAIL \(c.name): \(r)")
             } else {
                 passed += 1
-                if verbose { print("ok   \(c.name)") }
+                if verbose { print("ok   \(c.name) (\(fixed(nowSeconds() - t0, 2)) s)") }
             }
         }
         print("\(passed) passed, \(failed) failed")

@@ -3,7 +3,7 @@
 // and writes the output in the query's dtype (+ the merged LSE).
 //
 // Grid (num_qo_heads); 128 threads = GROUPS groups of LANES = HEAD_DIM/8 lanes. Lane c of group
-// g folds chunks g, g+GROUPS, ... for elements [8c, 8c+8) (loads issued BATCH at a time so their
+// g folds chunks g, g+GROUPS, ... for elements [8c, 8c+8) (loads issued BATCH = 8 at a time so their
 // latencies overlap); group 0 then folds the GROUPS states in order. Empty chunks (lse -inf)
 // merge to nothing; all chunks empty gives output 0 and lse -inf, never NaN.
 // Launched with programmatic dependent launch after the decode kernel: griddepcontrol.wait first.
@@ -27,7 +27,7 @@ struct DecodeMergeParams {
 
 template <typename DT, int HEAD_DIM>
 __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
-  constexpr int THREADS = 128, LANES = HEAD_DIM / 8, GROUPS = THREADS / LANES, BATCH = 4;
+  constexpr int THREADS = 128, LANES = HEAD_DIM / 8, GROUPS = THREADS / LANES, BATCH = 8;
   static_assert(THREADS % LANES == 0, "whole groups");
   __shared__ __align__(16) float s_o[GROUPS][HEAD_DIM];
   __shared__ float s_lse[GROUPS];
