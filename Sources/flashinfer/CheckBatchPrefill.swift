@@ -146,6 +146,22 @@ func batchPrefillCases() -> [CheckCase] {
     for c in configs {
         cases.append(CheckCase(name: c.name) { device, stream, rng in try runBatchPrefillCheck(c, device: device, stream: stream, rng: &rng) })
     }
+    // One wrapper planned again and again: plan() reuses its device buffers when they are large
+    // enough and grows them otherwise; every run must still match (small → large → small → large).
+    cases.append(CheckCase(name: "batch-prefill re-plan: one wrapper, buffers reused and grown") { device, stream, rng in
+        let gpu = BatchPrefillAttention(backend: .cuda(stream))
+        let small = BatchPrefillCheckConfig(qoLens: [127], kvLens: [4096], expectSplit: true)
+        var large = BatchPrefillCheckConfig(qoLens: [17, 1, 37, 5, 127, 1, 1, 64], kvLens: [3001, 4096, 1000, 17, 2000, 1, 999, 4096])
+        large.numKVHeads = 4
+        var ragged = small
+        ragged.paged = false
+        ragged.qoLens = [37, 17]
+        ragged.kvLens = [2049, 4096]
+        for (i, c) in [small, large, ragged, large].enumerated() {
+            if let r = try runBatchPrefillCheck(c, device: device, stream: stream, rng: &rng, reusing: gpu) { return "plan \(i + 1): \(r)" }
+        }
+        return nil
+    })
     return cases
 }
 
@@ -154,14 +170,15 @@ private func batchMergeSpec(_ dtype: DType) -> any KernelSpec {
     kernelCatalog().first { $0.spec.name == "merge_states_varlen_\(dtype.rawValue)" }!.spec
 }
 
-private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout DemoRNG) throws -> String? {
+private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout DemoRNG,
+                                  reusing wrapper: BatchPrefillAttention? = nil) throws -> String? {
     let (hq, hkv, d) = (c.numQOHeads, c.numKVHeads, c.headDim)
     func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
     var qoIndptr: [Int32] = [0]
     for n in c.qoLens { qoIndptr.append(qoIndptr.last! + Int32(n)) }
     let total = Int(qoIndptr.last!)
     let qHost = Tensor.host(randn(total * hq * d), shape: [total, hq, d], dtype: c.dtype)
-    let gpu = BatchPrefillAttention(backend: .cuda(stream)), cpu = BatchPrefillAttention(backend: .cpu)
+    let gpu = wrapper ?? BatchPrefillAttention(backend: .cuda(stream)), cpu = BatchPrefillAttention(backend: .cpu)
     let kvHost: BatchKV, kvDevice: BatchKV
     if c.paged {
         // Pages of each request shuffled over a cache with a few unused pages.

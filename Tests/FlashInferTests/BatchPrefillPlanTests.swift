@@ -3,6 +3,27 @@ import Testing
 @testable import FlashInfer
 
 @Suite struct BatchPrefillPlanTests {
+    /// The upload order (each request's q tiles last-first, chunks in order) built in O(n) equals
+    /// the order a full sort by (request, q tile descending, chunk) gives, split and unsplit.
+    @Test(arguments: [false, true])
+    func reversedTileOrderEqualsTheSortedOrder(split: Bool) {
+        var rng = TestRNG(seed: split ? 5 : 6)
+        let batch = 23
+        let qo = (0..<batch).map { _ in 1 + Int(rng.unit() * 700) }
+        let kv = qo.map { $0 + Int(rng.unit() * 9000) }
+        let plan = BatchPrefillPlan.make(qoLens: qo, kvLens: kv, pageSize: 16, groupSize: 4, numKVHeads: 8, headDim: 128,
+                                         numSMs: 132, fixedSplitPages: split ? 64 : nil, disableSplit: !split)
+        #expect(plan.splitKV == split)
+        let sorted = (0..<plan.workItems).sorted { a, b in
+            let (ra, rb) = (plan.requestIndices[a], plan.requestIndices[b])
+            if ra != rb { return ra < rb }
+            let (ta, tb) = (plan.qoTileIndices[a], plan.qoTileIndices[b])
+            if ta != tb { return ta > tb }
+            return plan.kvTileIndices[a] < plan.kvTileIndices[b]
+        }
+        #expect(BatchPrefillDevicePlan.reversedTileOrder(plan) == sorted)
+    }
+
     @Test func tileRuleMatchesUpstream() {
         #expect(BatchPrefillPlan.ctaTileQ(averagePackedQoLen: 65, headDim: 128) == 128)
         #expect(BatchPrefillPlan.ctaTileQ(averagePackedQoLen: 65, headDim: 256) == 64)

@@ -89,7 +89,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             guard graphCapacity == nil else {
                 throw .option(name: "useTensorCores", value: "true", rule: "is not supported together with graphCapacity yet")
             }
-            let p = BatchPrefillAttention(backend: backend)
+            let p = tensorCorePath ?? BatchPrefillAttention(backend: backend)  // reused: its buffers grow only
             try p.plan(qoIndptr: (0...table.batchSize).map(Int32.init), table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
                        headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache)
             let pages = (0..<table.batchSize).map(table.numPages)

@@ -105,7 +105,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                 throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
             }
             device = try BatchPrefillDevicePlan(plan: made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
-                                                numQOHeads: numQOHeads, device: stream.device)
+                                                numQOHeads: numQOHeads, stream: stream, previous: device)
         }
         plan = made
         self.qoIndptr = qoIndptr

@@ -27,15 +27,11 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     /// - Parameters:
     ///   - kvStarts: per request, the first ragged key row, or the first entry of `pageIndices`.
     ///   - pageIndices: the page table's page ids (paged), nil for ragged K/V.
+    ///   - previous: the wrapper's previous device plan: its buffers are reused when large enough
+    ///     (the upload is then ordered on `stream` after the runs already enqueued there).
     init(plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?, spec: PrefillSpec,
-         numQOHeads: Int, device: Device) throws(FlashInferError) {
-        let order = (0..<plan.workItems).sorted { a, b in
-            let (ra, rb) = (plan.requestIndices[a], plan.requestIndices[b])
-            if ra != rb { return ra < rb }
-            let (ta, tb) = (plan.qoTileIndices[a], plan.qoTileIndices[b])
-            if ta != tb { return ta > tb }
-            return plan.kvTileIndices[a] < plan.kvTileIndices[b]
-        }
+         numQOHeads: Int, stream: Stream, previous: BatchPrefillDevicePlan? = nil) throws(FlashInferError) {
+        let order = Self.reversedTileOrder(plan)
         var all: [Int32] = []
         func add(_ xs: [Int32]) -> Int {
             while all.count % 64 != 0 { all.append(0) }  // 256-byte aligned arrays
@@ -60,12 +56,44 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         totalQO = Int(plan.qoIndptr.last ?? 0)
         let partialRows = Int(plan.oIndptr.last ?? 0)
         let d = spec.headDim
+        let device = stream.device
         (arrays, tmpO, tmpLSE) = try FlashInferError.wrap { () throws(CUDAError) in
-            let buf = try device.upload(all.isEmpty ? [Int32(0)] : all)
-            guard plan.splitKV else { return (buf, nil, nil) }
-            return (buf, try device.allocate(byteCount: max(partialRows * numQOHeads * d * spec.dtype.byteSize, 16)),
-                    try device.allocate(byteCount: max(partialRows * numQOHeads * 4, 16)))
+            // Grow-only reuse: plan() allocates only when the schedule or workspace outgrows the last one.
+            func buffer(_ bytes: Int, _ old: DeviceBuffer?) throws(CUDAError) -> DeviceBuffer {
+                if let old, old.byteCount >= bytes { return old }
+                return try device.allocate(byteCount: bytes)
+            }
+            let values = all.isEmpty ? [Int32(0)] : all
+            let buf = try buffer(values.count * 4, previous?.arrays)
+            try buf.copyFromHostAsync(values, stream: stream)
+            guard plan.splitKV else { return (buf, previous?.tmpO, previous?.tmpLSE) }
+            return (buf, try buffer(max(partialRows * numQOHeads * d * spec.dtype.byteSize, 16), previous?.tmpO),
+                    try buffer(max(partialRows * numQOHeads * 4, 16), previous?.tmpLSE))
         }
+    }
+
+    /// The plan's work items grouped by request (as planned) with each request's q tiles in
+    /// reverse order, kv chunks in order within a tile. The planner emits items by request, then
+    /// q tile, then kv chunk, so this reverses the runs of equal q tile within each request: O(n).
+    static func reversedTileOrder(_ plan: BatchPrefillPlan) -> [Int] {
+        let n = plan.workItems
+        var order: [Int] = []
+        order.reserveCapacity(n)
+        var start = 0
+        while start < n {
+            var end = start
+            while end < n && plan.requestIndices[end] == plan.requestIndices[start] { end += 1 }
+            // Runs of one q tile within [start, end), emitted last run first.
+            var runEnd = end
+            while runEnd > start {
+                var runStart = runEnd - 1
+                while runStart > start && plan.qoTileIndices[runStart - 1] == plan.qoTileIndices[runEnd - 1] { runStart -= 1 }
+                order.append(contentsOf: runStart..<runEnd)
+                runEnd = runStart
+            }
+            start = end
+        }
+        return order
     }
 
     func address(_ offset: Int?) -> CUdeviceptr {

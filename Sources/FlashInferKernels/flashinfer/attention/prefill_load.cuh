@@ -235,11 +235,17 @@ struct PagedKV {
     const int row0 = tid / T::CHUNKS, c = tid % T::CHUNKS;
     const int rows_left = kv_len - k0 - row0;  // pass `it` is valid while it·ROWS_PER_PASS < rows_left
     const DT* head = static_cast<const DT*>(cache) + kv_head_id() * stride_h + c * 8;
+    // All of the thread's row offsets first, then the copies: an LDGSTS issued right after an LDS
+    // gets three dummy shared loads from ptxas (seen in the SASS: `@!PT LDS RZ, [RZ]` ×3 before
+    // each predicated LDGSTS when the two were interleaved).
+    constexpr int PASSES = T::CTA_KV / ROWS_PER_PASS;
+    int64 off[PASSES];
 #pragma unroll
-    for (int it = 0; it < T::CTA_KV / ROWS_PER_PASS; ++it) {
+    for (int it = 0; it < PASSES; ++it) off[it] = mma::ld_shared_s64(&table().off[stage][row0 + it * ROWS_PER_PASS][kv]);
+#pragma unroll
+    for (int it = 0; it < PASSES; ++it) {
       const int row = row0 + it * ROWS_PER_PASS;
-      mma::cp_async_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row, c)), head + table().off[stage][row][kv],
-                       it * ROWS_PER_PASS < rows_left);
+      mma::cp_async_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row, c)), head + off[it], it * ROWS_PER_PASS < rows_left);
     }
   }
 

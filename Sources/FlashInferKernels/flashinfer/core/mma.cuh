@@ -81,6 +81,13 @@ __device__ __forceinline__ void cp_async_16(uint32 smem_addr, const void* gmem, 
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes));
 }
 
+// A volatile shared load: stays in program order with the other volatile asm (cp.async, mma).
+__device__ __forceinline__ int64 ld_shared_s64(const void* p) {
+  int64 v;
+  asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(v) : "r"(smem_u32(p)));
+  return v;
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 // Programmatic dependent launch (sm_90): a kernel launched as a programmatic dependent of this one
