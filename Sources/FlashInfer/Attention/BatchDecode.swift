@@ -91,9 +91,11 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             }
             let p = tensorCorePath ?? BatchPrefillAttention(backend: backend)  // reused: its buffers grow only
             try p.plan(qoIndptr: (0...table.batchSize).map(Int32.init), table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                       headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache)
+                       headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache, tableValidated: true)
+            // Informational (the prefill plan is what runs): one item per request.
             let pages = (0..<table.batchSize).map(table.numPages)
-            self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: Int.max)
+            self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: Int.max,
+                                             disableSplit: true)
             self.tensorCorePath = p
             self.device = nil
             usesTensorCores = true

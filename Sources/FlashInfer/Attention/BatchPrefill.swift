@@ -50,8 +50,16 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     /// Plans a step over a paged cache.
     public func plan(qoIndptr: [Int32], table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
+        try plan(qoIndptr: qoIndptr, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
+                 options: options, numPagesInCache: numPagesInCache, tableValidated: false)
+    }
+
+    /// `tableValidated`: the caller (the tensor-core decode path) has just validated `table`
+    /// against the same cache size, so plan() does not walk the page ids a second time.
+    func plan(qoIndptr: [Int32], table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
+              options: AttentionOptions, numPagesInCache: Int?, tableValidated: Bool) throws(FlashInferError) {
         pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
-        try table.validate(numPages: numPagesInCache ?? pagesNeeded)
+        if !tableValidated { try table.validate(numPages: numPagesInCache ?? pagesNeeded) }
         try commonPlan(qoIndptr: qoIndptr, kvLens: table.seqLens, pageSize: table.pageSize, numQOHeads: numQOHeads,
                        numKVHeads: numKVHeads, headDim: headDim, dtype: dtype, options: options,
                        kvStarts: Array(table.indptr.dropLast()), pageIndices: table.indices)

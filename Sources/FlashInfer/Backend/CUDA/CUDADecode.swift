@@ -31,6 +31,9 @@ public struct DecodeSpec: KernelSpec {
     /// Batch decode over a paged cache (work items from `BatchDecodePlan`) instead of one request's
     /// contiguous K/V.
     public var paged: Bool
+    /// Single decode, split: the last CTA of each KV head merges the partial states (an arrival
+    /// counter in the workspace) instead of a second kernel (`decode_fused_merge`, decode.cuh).
+    public var fusedMerge = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -50,14 +53,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(fusedMerge ? "_fm" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(fusedMerge)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -131,6 +134,13 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                     out.append((s.name, s))
                 }
             }
+            // Single decode with the fused merge: both of its thread layouts (fewer (head, chunk)
+            // pairs than threads at group 1 and 4; at least as many at group 8).
+            for g in [1, 4, 8] {
+                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 4 ? .rope : .none, softCap: false)
+                s.fusedMerge = true
+                out.append((s.name, s))
+            }
         }
     }
     return out
@@ -156,46 +166,59 @@ public struct CUDADecodeLaunch: Sendable {
     public let kvBegin: Int
     public let shape: SingleAttentionShape
     public let options: AttentionOptions
-    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs.
-    public var workspaceBytes: Int { split.isSplit ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0 }
+    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs,
+    /// then (fused merge) one arrival counter per (KV head, head group).
+    public var workspaceBytes: Int { split.isSplit ? countersOffset + (spec.fusedMerge ? counters * 4 : 0) : 0 }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
+    /// Bytes of partial states (outputs and LSEs) at the start of the workspace.
+    public var partialBytes: Int { split.isSplit ? countersOffset : 0 }
+    var countersOffset: Int { (partialLSEOffset + split.numChunks * shape.numQOHeads * 4 + 15) / 16 * 16 }
+    var counters: Int { shape.numKVHeads * headGroups }
 
-    /// A workspace for this launch on `stream`'s device (nil when none is needed).
+    /// A workspace for this launch on `stream`'s device (nil when none is needed). With the fused
+    /// merge its counters are zeroed here (on `stream`) and the kernel leaves them zero: a caller
+    /// reusing the workspace must keep that region as the kernel left it.
     public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
         guard workspaceBytes > 0 else { return nil }
-        let n = workspaceBytes
-        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
+        let n = workspaceBytes, fused = spec.fusedMerge, offset = countersOffset
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in
+            let w = try stream.device.allocate(byteCount: n)
+            if fused { try w.fill(byte: 0, count: n - offset, offset: offset, stream: stream) }
+            return w
+        }
     }
 
     /// Plans a decode of these tensors (validated as `singleDecode` does). `numChunks` forces
     /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
     /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
+    /// `fusedMerge`: when split, the decode kernel's last CTA per KV head merges (no merge kernel).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot)
+                      keysPerSlot: keysPerSlot, fusedMerge: fusedMerge)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
         var cta = 1
         while cta < min(g, 8) { cta *= 2 }
-        spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
-                          softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
+        var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
+                              softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
+        spec.fusedMerge = fusedMerge
+        self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
         self.shape = shape
         self.options = options
         kvBegin = options.windowLeft >= 0 ? max(0, shape.kvLen - 1 - options.windowLeft) : 0
         let attended = shape.kvLen - kvBegin
-        let spec = spec
         let occupancy = try FlashInferError.wrap { () throws(CUDAError) -> Int in
             let f = try JIT.shared(for: device).kernel(spec).function
             try f.setMaxDynamicSharedMemory(spec.sharedBytes)
@@ -300,7 +323,8 @@ public struct CUDADecodeLaunch: Sendable {
             ropeRcpScale: 1 / ropeScale, ropeLog2Theta: Float(log2(Double(ropeTheta))),
             qoLen: 1, kvLen: Int32(shape.kvLen), windowLeft: Int32(options.windowLeft), numQOHeads: Int32(shape.numQOHeads),
             numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
-            chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
+            chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0,
+            mergeCounters: split.isSplit && spec.fusedMerge ? ws + CUdeviceptr(countersOffset) : 0
         ).arguments
         let m = DecodeMergeParamsValues(
             partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
@@ -312,7 +336,7 @@ public struct CUDADecodeLaunch: Sendable {
             let jit = try JIT.shared(for: stream.device)
             let d = try jit.kernel(spec).function
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit ? try jit.kernel(mergeSpec).function : nil)
+            return (d, split.isSplit && !spec.fusedMerge ? try jit.kernel(mergeSpec).function : nil)
         }
         return Prepared(decode: decode, merge: merge, decodeArguments: a, mergeArguments: m,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
@@ -354,6 +378,7 @@ struct DecodeParamsValues {
     var qStrideBatch: Int64 = 0, kStridePage: Int64 = 0, vStridePage: Int64 = 0
     var pageSize: Int32 = 0
     var chunkSizePtr: CUdeviceptr = 0
+    var mergeCounters: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -365,6 +390,7 @@ struct DecodeParamsValues {
         for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
         a.append(pageSize)
         a.append(chunkSizePtr)
+        a.append(mergeCounters)
         a.pad(toAlignment: 8)
         return a
     }
