@@ -84,6 +84,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     private func commonPlan(qoIndptr: [Int32], kvLens: [Int], pageSize: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int,
                             dtype: DType, options: AttentionOptions, kvStarts: [Int32], pageIndices: [Int32]?) throws(FlashInferError) {
         plan = nil
+        let previous = device  // its buffers are reused when large enough (no free/alloc per plan)
         device = nil
         try validateIndptr(qoIndptr, name: "qo_indptr")
         guard qoIndptr.count - 1 == kvLens.count else {
@@ -113,7 +114,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                 throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
             }
             device = try BatchPrefillDevicePlan(plan: made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
-                                                numQOHeads: numQOHeads, stream: stream, previous: device)
+                                                numQOHeads: numQOHeads, stream: stream, previous: previous)
         }
         plan = made
         self.qoIndptr = qoIndptr

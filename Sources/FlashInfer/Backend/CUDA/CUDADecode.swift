@@ -315,7 +315,8 @@ public struct CUDADecodeLaunch: Sendable {
 
         let a = DecodeParamsValues(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
-            o: split.isSplit ? 0 : outAddress, lse: split.isSplit ? 0 : lseAddress,
+            // Split launches write partials; the fused merge's last CTA also writes out / lse.
+            o: split.isSplit && !spec.fusedMerge ? 0 : outAddress, lse: split.isSplit && !spec.fusedMerge ? 0 : lseAddress,
             partialO: split.isSplit ? ws : 0, partialLSE: split.isSplit ? ws + CUdeviceptr(partialLSEOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
