@@ -47,7 +47,7 @@ struct Check: ParsableCommand {
         var passed = 0, failed = 0
         let (shardIndex, shardCount) = try shardSpec()
         let all = elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
-            + batchDecodeGraphCases() + batchPrefillCases() + cascadeCases()
+            + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases()
         let selected = all.filter { c in filter.map { c.name.contains($0) } ?? true }
         if shardCount > 1 { print("shard \(shardIndex)/\(shardCount) of \(selected.count) cases") }
         for (i, c) in selected.enumerated() where i % shardCount == shardIndex {

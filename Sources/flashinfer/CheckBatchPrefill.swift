@@ -236,3 +236,82 @@ private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, 
     if c.posEnc != .alibi, let m = tol.compare(got.lse, try ref.lse!.toFloats()) { return "lse (\(tol)) [\(planNote)]: \(m)" }
     return nil
 }
+
+/// CUDA-graph mode: one capture after the first plan, replayed after later plans of other batch
+/// sizes and lengths within the capacity (and after plans refused for exceeding it or for needing
+/// another kernel), each replay compared with the CPU reference on the planned rows.
+func batchPrefillGraphCases() -> [CheckCase] {
+    [CheckCase(name: "batch-prefill cuda-graph replay after re-plan") { device, stream, rng in
+        let (hkv, group, d, ps) = (4, 4, 128, 16)
+        let hq = hkv * group
+        let cap = GraphCapacity(maxBatch: 8, maxPages: 768, maxQORows: 600)
+        let options = AttentionOptions(causal: true)
+        let numPages = cap.maxPages
+        let shape = [numPages, 2, ps, hkv, d]
+        let kvHost = Tensor.host((0..<shape.reduce(1, *)).map { _ in rng.normal() }, shape: shape, dtype: .f16)
+        let hostCache = try PagedKVCache(combined: kvHost)
+        let devCache = try PagedKVCache(combined: kvHost.toDevice(device))
+        let q = try Tensor.empty(shape: [cap.maxQORows, hq, d], dtype: .f16, device: device)
+        let out = try Tensor.empty(shape: [cap.maxQORows, hq, d], dtype: .f16, device: device)
+        let lse = try Tensor.empty(shape: [cap.maxQORows, hq], dtype: .f32, device: device)
+        guard case .device(let qBuf, _) = q.storage else { return "q not on the device" }
+        let wrapper = BatchPrefillAttention(backend: .cuda(stream), graphCapacity: cap)
+        var graph: Graph?
+        func table(_ kvLens: [Int]) -> PageTable {
+            var t = PageTable.contiguous(seqLens: kvLens, pageSize: ps)
+            for i in stride(from: t.indices.count - 1, to: 0, by: -1) { t.indices.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            return t
+        }
+        func indptr(_ lens: [Int]) -> [Int32] { lens.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1)) } }
+        // Steps: (queries, keys) per request; batch, lengths and tile count all change.
+        let steps: [([Int], [Int])] = [
+            ([100, 1, 37, 200, 17], [500, 300, 37, 2000, 17]),
+            ([5, 64, 1, 1, 300, 2, 90, 7], [5, 1000, 4000, 1, 300, 129, 900, 2500]),
+            ([600], [3000]),
+            ([1, 1], [1, 7]),
+        ]
+        for (step, (qo, kv)) in steps.enumerated() {
+            let t = table(kv)
+            let qi = indptr(qo)
+            let total = Int(qi.last!)
+            let qHost = (0..<(cap.maxQORows * hq * d)).map { _ in rng.normal() }
+            try qBuf.copyFromHost(DType.f16.encode(qHost))
+            try out.poison(stream: stream)
+            try lse.poison(stream: stream)
+            try wrapper.plan(qoIndptr: qi, table: t, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, options: options,
+                             numPagesInCache: numPages)
+            if graph == nil {
+                graph = try Graph.capture(on: stream) { try wrapper.run(q: q, kv: .paged(devCache), out: out, lse: lse) }
+            }
+            try graph!.launch(on: stream)
+            try stream.synchronize()
+            let cpu = BatchPrefillAttention(backend: .cpu)
+            try cpu.plan(qoIndptr: qi, table: t, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, options: options,
+                         numPagesInCache: numPages)
+            let expected = try cpu.run(q: Tensor.host(Array(qHost[0..<(total * hq * d)]), shape: [total, hq, d], dtype: .f16),
+                                       kv: .paged(hostCache), returnLSE: true)
+            if let m = Tolerance.f16.compare(Array(try out.toFloats()[0..<(total * hq * d)]), try expected.output.toFloats()) {
+                return "step \(step) (B=\(qo.count), \(wrapper.plan!.workItems) items): \(m)"
+            }
+            if let m = Tolerance.f16.compare(Array(try lse.toFloats()[0..<(total * hq)]), try expected.lse!.toFloats()) {
+                return "step \(step) lse: \(m)"
+            }
+            // Refused plans (capacity, another kernel) between the steps leave the graph replayable.
+            if step == 1 {
+                let refused: [(String, [Int32], PageTable, AttentionOptions)] = [
+                    ("9 requests", indptr(Array(repeating: 1, count: 9)), table(Array(repeating: 16, count: 9)), options),
+                    ("601 query rows", indptr([601]), table([700]), options),
+                    ("a non-causal plan", indptr([5]), table([50]), AttentionOptions()),
+                ]
+                for (what, qi, t, o) in refused {
+                    do {
+                        try wrapper.plan(qoIndptr: qi, table: t, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, options: o,
+                                         numPagesInCache: numPages)
+                        return "graph mode accepted \(what)"
+                    } catch {}
+                }
+            }
+        }
+        return nil
+    }]
+}

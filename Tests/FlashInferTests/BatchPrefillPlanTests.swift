@@ -3,6 +3,25 @@ import Testing
 @testable import FlashInfer
 
 @Suite struct BatchPrefillPlanTests {
+    /// Graph mode's padded grid holds any plan within the capacity: each request takes
+    /// ceil(packed rows / tile) items (at least one), so Σ ≤ maxQORows·group/tile + maxBatch.
+    @Test func graphModeGridHoldsEveryPlanWithinTheCapacity() {
+        let cap = GraphCapacity(maxBatch: 8, maxPages: 768, maxQORows: 600)
+        #expect(GraphCapacity(maxBatch: 4, maxPages: 9).maxQORows == 4)
+        let maxItems = BatchPrefillAttention.graphItems(cap, groupSize: 4, ctaQ: 128)
+        #expect(maxItems == 19 + 8)
+        var rng = TestRNG(seed: 77)
+        for _ in 0..<200 {
+            let b = 1 + Int(rng.unit() * 8)
+            var qo = (0..<b).map { _ in Int(rng.unit() * 100) }
+            let scale = Double(cap.maxQORows) / Double(max(qo.reduce(0, +), 1))
+            if scale < 1 { qo = qo.map { Int(Double($0) * scale) } }
+            let plan = BatchPrefillPlan.make(qoLens: qo, kvLens: qo.map { $0 + 50 }, pageSize: 16, groupSize: 4, numKVHeads: 4,
+                                             headDim: 128, numSMs: 132, ctaTileQ: 128, disableSplit: true)
+            #expect(plan.workItems <= maxItems && !plan.splitKV)
+        }
+    }
+
     /// The upload order (each request's q tiles last-first, chunks in order) built in O(n) equals
     /// the order a full sort by (request, q tile descending, chunk) gives, split and unsplit.
     @Test(arguments: [false, true])

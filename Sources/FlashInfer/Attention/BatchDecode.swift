@@ -1,12 +1,16 @@
 import FlashInferCUDA
 
-/// Capacity of a CUDA-graph-mode wrapper: the largest batch and page count any plan may use.
+/// Capacity of a CUDA-graph-mode wrapper: the largest batch, page count (and, for batch prefill,
+/// query rows) any plan may use.
 public struct GraphCapacity: Sendable, Hashable {
     public var maxBatch: Int
     public var maxPages: Int
-    public init(maxBatch: Int, maxPages: Int) {
+    /// Query rows (`qoIndptr[B]`) a batch prefill plan may have; decode: one per request.
+    public var maxQORows: Int
+    public init(maxBatch: Int, maxPages: Int, maxQORows: Int? = nil) {
         self.maxBatch = maxBatch
         self.maxPages = maxPages
+        self.maxQORows = maxQORows ?? maxBatch
     }
 }
 

@@ -42,9 +42,24 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     var pagesNeeded = 0
     /// The uploaded schedule (CUDA backend).
     var device: BatchPrefillDevicePlan?
+    /// CUDA-graph mode (upstream's `use_cuda_graph`): fixed-capacity device arrays, the grid padded
+    /// to the capacity's work items (padded items exit at once), KV never split, and the kernel
+    /// (its q tile) fixed by the first plan, so a `run` captured in a graph replays correctly
+    /// after any later plan within the capacity with the same kernel. `run` then takes q / out /
+    /// lse with `capacity.maxQORows` rows; rows past the plan's `qoIndptr[B]` are not written.
+    public let graphCapacity: GraphCapacity?
+    /// Graph mode: the kernel of the first plan (every later plan must use it).
+    var graphSpec: PrefillSpec?
 
-    public init(backend: Backend) {
+    public init(backend: Backend, graphCapacity: GraphCapacity? = nil) {
         self.backend = backend
+        self.graphCapacity = graphCapacity
+    }
+
+    /// Graph mode: work items the padded grid holds for `capacity` at q tile `ctaQ`: every request
+    /// takes ceil(packed rows / ctaQ) ≥ 1 items, at most maxQORows·group/ctaQ + maxBatch in all.
+    static func graphItems(_ capacity: GraphCapacity, groupSize: Int, ctaQ: Int) -> Int {
+        (capacity.maxQORows * groupSize + ctaQ - 1) / ctaQ + capacity.maxBatch
     }
 
     /// Plans a step over a paged cache.
@@ -84,8 +99,10 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     private func commonPlan(qoIndptr: [Int32], kvLens: [Int], pageSize: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int,
                             dtype: DType, options: AttentionOptions, kvStarts: [Int32], pageIndices: [Int32]?) throws(FlashInferError) {
         plan = nil
-        let previous = device  // its buffers are reused when large enough (no free/alloc per plan)
-        device = nil
+        // The previous device plan stays until this one replaces it: its buffers are reused when
+        // large enough (no free/alloc per plan), and in graph mode a failed plan must not free the
+        // arrays a captured graph points at.
+        let previous = device
         try validateIndptr(qoIndptr, name: "qo_indptr")
         guard qoIndptr.count - 1 == kvLens.count else {
             throw .shape(tensor: "qo_indptr", axis: 0, name: "batch_size + 1", expected: "\(kvLens.count + 1)", got: qoIndptr.count)
@@ -103,18 +120,43 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         case .cuda(let s): sms = s.device.properties.multiprocessorCount
         }
         let group = numQOHeads / numKVHeads
-        let spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options,
+        var spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options,
                                    paged: pageIndices != nil)
+        var graph: BatchPrefillDevicePlan.GraphLayout? = nil
+        if let cap = graphCapacity, case .cuda = backend {
+            // The first plan fixes the kernel (and its q tile); later plans must match it.
+            if let fixed = graphSpec {
+                spec.tile = fixed.tile
+                guard spec == fixed else {
+                    throw .option(name: "graphCapacity", value: spec.name,
+                                  rule: "every plan in CUDA-graph mode must use the first plan's kernel \(fixed.name) (same dtype, head dim, options, paged/ragged)")
+                }
+            }
+            let total = Int(qoIndptr.last ?? 0)
+            guard kvLens.count <= cap.maxBatch else { throw .option(name: "batch size", value: "\(kvLens.count)", rule: "exceeds the CUDA-graph capacity of \(cap.maxBatch) requests") }
+            guard total <= cap.maxQORows else { throw .option(name: "query rows", value: "\(total)", rule: "qo_indptr[-1] exceeds the CUDA-graph capacity of \(cap.maxQORows) rows") }
+            if let pageIndices, pageIndices.count > cap.maxPages {
+                throw .option(name: "pages", value: "\(pageIndices.count)", rule: "exceeds the CUDA-graph capacity of \(cap.maxPages) pages")
+            }
+            graph = .init(capacity: cap, maxItems: Self.graphItems(cap, groupSize: group, ctaQ: spec.tile.ctaQ))
+        }
         let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
                                          numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
-                                         ctaTileQ: spec.tile.ctaQ)
+                                         ctaTileQ: spec.tile.ctaQ, disableSplit: graph != nil)
         if case .cuda(let stream) = backend {
             let packedRows = qoLens.map { $0 * group }.max() ?? 0
             guard packedRows < Int(Int32.max) - spec.tile.ctaQ, made.chunkTokens < Int(Int32.max) / 2 else {
                 throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
             }
             device = try BatchPrefillDevicePlan(plan: made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
-                                                numQOHeads: numQOHeads, stream: stream, previous: previous)
+                                                numQOHeads: numQOHeads, stream: stream, previous: previous, graph: graph)
+            if graph != nil { graphSpec = spec }
+            // The kernel loaded and its shared-memory limit raised here, not in run(): a run captured
+            // into a CUDA graph then makes no module or attribute call.
+            let kernelSpec = spec
+            try FlashInferError.wrap { () throws(CUDAError) in
+                try JIT.shared(for: stream.device).kernel(kernelSpec).function.setMaxDynamicSharedMemory(kernelSpec.sharedBytes)
+            }
         }
         plan = made
         self.qoIndptr = qoIndptr
@@ -209,7 +251,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         guard case .cuda(let stream) = backend, let device else {
             throw .option(name: "backend", value: "cpu", rule: "run(q:kv:out:lse:) writes device buffers: plan with the CUDA backend")
         }
-        let total = Int(qoIndptr.last!)
+        let total = graphCapacity != nil ? device.totalQO : Int(qoIndptr.last!)  // graph mode: the capacity's rows
         try validateQ(q, shape: shape, total: total)
         try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
         if let lse {

@@ -29,9 +29,24 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     ///   - pageIndices: the page table's page ids (paged), nil for ragged K/V.
     ///   - previous: the wrapper's previous device plan: its buffers are reused when large enough
     ///     (the upload is then ordered on `stream` after the runs already enqueued there).
+    ///   - graph: CUDA-graph mode: every array at a fixed offset sized by the capacity, the grid
+    ///     padded to `maxItems` (padded items name request 0 with a q tile past any request's rows,
+    ///     so they exit at once), no split, the kv chunk a constant: the kernel's arguments are then
+    ///     the same for every plan and a captured launch replays after a new plan.
     init(plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?, spec: PrefillSpec,
-         numQOHeads: Int, stream: Stream, previous: BatchPrefillDevicePlan? = nil) throws(FlashInferError) {
-        let order = Self.reversedTileOrder(plan)
+         numQOHeads: Int, stream: Stream, previous: BatchPrefillDevicePlan? = nil, graph: GraphLayout? = nil) throws(FlashInferError) {
+        var order = Self.reversedTileOrder(plan)
+        if let graph {
+            guard !plan.splitKV, plan.workItems <= graph.maxItems, kvLens.count <= graph.capacity.maxBatch else {
+                throw .option(name: "work items", value: "\(plan.workItems)", rule: "exceed the CUDA-graph capacity of \(graph.maxItems)")
+            }
+            order += Array(repeating: -1, count: graph.maxItems - plan.workItems)
+        }
+        func padded(_ xs: [Int32], to n: Int?, with fill: Int32) -> [Int32] {
+            guard let n else { return xs }
+            return xs + Array(repeating: fill, count: max(0, n - xs.count))
+        }
+        let padTile = Int32.max / Int32(spec.tile.ctaQ)  // r0 = padTile·ctaQ ≥ every request's packed rows
         var all: [Int32] = []
         func add(_ xs: [Int32]) -> Int {
             while all.count % 64 != 0 { all.append(0) }  // 256-byte aligned arrays
@@ -39,21 +54,23 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
             all += xs
             return at
         }
-        requestIndices = add(order.map { plan.requestIndices[$0] })
-        qoTileIndices = add(order.map { plan.qoTileIndices[$0] })
-        kvTileIndices = add(order.map { plan.kvTileIndices[$0] })
-        qoIndptr = add(plan.qoIndptr)
-        self.kvLens = add(kvLens.map { Int32($0) })
-        self.kvStarts = add(kvStarts)
-        self.pageIndices = pageIndices.map { add($0) }
+        requestIndices = add(order.map { $0 < 0 ? 0 : plan.requestIndices[$0] })
+        qoTileIndices = add(order.map { $0 < 0 ? padTile : plan.qoTileIndices[$0] })
+        kvTileIndices = add(order.map { $0 < 0 ? 0 : plan.kvTileIndices[$0] })
+        let cap = graph?.capacity
+        qoIndptr = add(padded(plan.qoIndptr, to: cap.map { $0.maxBatch + 1 }, with: plan.qoIndptr.last ?? 0))
+        self.kvLens = add(padded(kvLens.map { Int32($0) }, to: cap?.maxBatch, with: 0))
+        self.kvStarts = add(padded(kvStarts, to: cap?.maxBatch, with: 0))
+        self.pageIndices = pageIndices.map { add(padded($0, to: cap?.maxPages, with: 0)) }
         oIndptr = plan.splitKV ? add(Array(plan.oIndptr.dropLast())) : nil
         mergeIndptr = plan.splitKV ? add(plan.mergeIndptr) : nil
-        items = plan.workItems
+        items = graph?.maxItems ?? plan.workItems
         self.spec = spec
         pageSize = plan.pageSize
         (pageDivM, pageDivL) = fastDivisor(plan.pageSize)
-        kvChunk = max(plan.chunkTokens, 1)
-        totalQO = Int(plan.qoIndptr.last ?? 0)
+        // Graph mode never splits: one chunk covers any request, and the argument stays constant.
+        kvChunk = graph != nil ? 1 << 30 : max(plan.chunkTokens, 1)
+        totalQO = cap?.maxQORows ?? Int(plan.qoIndptr.last ?? 0)
         let partialRows = Int(plan.oIndptr.last ?? 0)
         let d = spec.headDim
         let device = stream.device
@@ -94,6 +111,12 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
             start = end
         }
         return order
+    }
+
+    /// CUDA-graph mode sizes: the capacity and the padded grid's work items.
+    struct GraphLayout {
+        var capacity: GraphCapacity
+        var maxItems: Int
     }
 
     func address(_ offset: Int?) -> CUdeviceptr {
