@@ -41,6 +41,7 @@ public final class Function: @unchecked Sendable {
     let handle: CUhandle?
     public let attributes: FunctionAttributes
     private var dynamicSharedLimit = 48 * 1024
+    private var nonPortableClusters = false
 
     init(module: Module, handle: CUhandle?, name: String) throws(CUDAError) {
         self.module = module
@@ -83,12 +84,33 @@ public final class Function: @unchecked Sendable {
     /// exited), so its launch overlaps the previous kernel's tail. The kernel must run
     /// `griddepcontrol.wait` before it reads what the previous kernel wrote. Ignored (a plain
     /// launch) where the driver has no `cuLaunchKernelEx` or `FLASHINFER_PDL=0` is set.
+    ///
+    /// `clusterDims`: launch as thread-block clusters of this shape (sm_90; the grid must be a whole
+    /// number of clusters). Sizes above 8 CTAs are non-portable: the function is allowed them first.
+    /// Needs `cuLaunchKernelEx` (an error without it).
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
-                       stream: Stream, arguments: KernelArguments, programmaticDependency: Bool = false) throws(CUDAError) {
+                       stream: Stream, arguments: KernelArguments, programmaticDependency: Bool = false,
+                       clusterDims: (Int, Int, Int)? = nil) throws(CUDAError) {
         if sharedBytes > 48 * 1024 { try setMaxDynamicSharedMemory(sharedBytes) }
+        var attributes: [LaunchConfig.Attribute] = []
+        if programmaticDependency && Function.pdlEnabled && driver.cuLaunchKernelEx != nil {
+            attributes.append(.programmaticStreamSerialization)
+        }
+        if let c = clusterDims {
+            guard driver.cuLaunchKernelEx != nil else {
+                throw .driver(call: "cuLaunchKernelEx (cluster launch of \(name))", code: 0, name: "CUDA_ERROR_NOT_SUPPORTED",
+                              message: "the driver has no cuLaunchKernelEx")
+            }
+            if c.0 * c.1 * c.2 > 8 && !nonPortableClusters {
+                try driver.check(driver.cuFuncSetAttribute(handle, 14 /* NON_PORTABLE_CLUSTER_SIZE_ALLOWED */, 1),
+                                 "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED) for \(name)")
+                nonPortableClusters = true
+            }
+            attributes.append(.clusterDimension(c))
+        }
         var bytes = arguments.bytes
         var size = bytes.count
-        let launchEx = programmaticDependency && Function.pdlEnabled ? driver.cuLaunchKernelEx : nil
+        let launchEx = attributes.isEmpty ? nil : driver.cuLaunchKernelEx
         let r: CUresult = bytes.withUnsafeMutableBytes { argp in
             withUnsafeMutablePointer(to: &size) { sizep in
                 var extra: [UnsafeMutableRawPointer?] = [
@@ -100,9 +122,8 @@ public final class Function: @unchecked Sendable {
                 ]
                 return extra.withUnsafeMutableBufferPointer { e in
                     if let launchEx {
-                        return LaunchConfig.withProgrammaticSerialization(
-                            grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle
-                        ) { config in launchEx(config, handle, nil, e.baseAddress) }
+                        return LaunchConfig.with(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle,
+                                                 attributes: attributes) { config in launchEx(config, handle, nil, e.baseAddress) }
                     }
                     return driver.cuLaunchKernel(
                         handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
@@ -118,26 +139,43 @@ public final class Function: @unchecked Sendable {
     static let pdlEnabled: Bool = Env.get("FLASHINFER_PDL") != "0"
 }
 
-/// `CUlaunchConfig` and one `CUlaunchAttribute`, laid out as cuda.h lays them out (x86-64/aarch64):
+/// `CUlaunchConfig` and its `CUlaunchAttribute`s, laid out as cuda.h lays them out (x86-64/aarch64):
 /// config = 7 × u32 (grid, block, shared bytes), 4 bytes padding, CUstream, CUlaunchAttribute*,
 /// u32 numAttrs, padding (56 bytes); attribute = u32 id, 4 bytes padding, a 64-byte value union.
 enum LaunchConfig {
-    static let programmaticStreamSerialization: UInt32 = 6  // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+    enum Attribute {
+        /// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6), value 1.
+        case programmaticStreamSerialization
+        /// CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION (4), value { x, y, z }.
+        case clusterDimension((Int, Int, Int))
+    }
 
-    static func withProgrammaticSerialization<R>(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int,
-                                                 stream: CUhandle?, _ body: (UnsafeRawPointer) -> R) -> R {
-        let attribute = UnsafeMutableRawPointer.allocate(byteCount: 72, alignment: 8)
+    static func with<R>(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int, stream: CUhandle?,
+                        attributes: [Attribute], _ body: (UnsafeRawPointer) -> R) -> R {
+        let n = attributes.count
+        let attrs = UnsafeMutableRawPointer.allocate(byteCount: 72 * max(n, 1), alignment: 8)
         let config = UnsafeMutableRawPointer.allocate(byteCount: 56, alignment: 8)
-        defer { attribute.deallocate(); config.deallocate() }
-        attribute.initializeMemory(as: UInt8.self, repeating: 0, count: 72)
-        attribute.storeBytes(of: programmaticStreamSerialization, toByteOffset: 0, as: UInt32.self)
-        attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)  // programmaticStreamSerializationAllowed
+        defer { attrs.deallocate(); config.deallocate() }
+        attrs.initializeMemory(as: UInt8.self, repeating: 0, count: 72 * max(n, 1))
+        for (i, a) in attributes.enumerated() {
+            let base = 72 * i
+            switch a {
+            case .programmaticStreamSerialization:
+                attrs.storeBytes(of: UInt32(6), toByteOffset: base, as: UInt32.self)
+                attrs.storeBytes(of: Int32(1), toByteOffset: base + 8, as: Int32.self)
+            case .clusterDimension(let c):
+                attrs.storeBytes(of: UInt32(4), toByteOffset: base, as: UInt32.self)
+                for (j, v) in [c.0, c.1, c.2].enumerated() {
+                    attrs.storeBytes(of: UInt32(v), toByteOffset: base + 8 + 4 * j, as: UInt32.self)
+                }
+            }
+        }
         config.initializeMemory(as: UInt8.self, repeating: 0, count: 56)
         let dims = [grid.0, grid.1, grid.2, block.0, block.1, block.2, sharedBytes]
         for (i, v) in dims.enumerated() { config.storeBytes(of: UInt32(v), toByteOffset: 4 * i, as: UInt32.self) }
         config.storeBytes(of: stream, toByteOffset: 32, as: CUhandle?.self)
-        config.storeBytes(of: UnsafeMutableRawPointer?(attribute), toByteOffset: 40, as: UnsafeMutableRawPointer?.self)
-        config.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
+        config.storeBytes(of: UnsafeMutableRawPointer?(attrs), toByteOffset: 40, as: UnsafeMutableRawPointer?.self)
+        config.storeBytes(of: UInt32(n), toByteOffset: 48, as: UInt32.self)
         return body(UnsafeRawPointer(config))
     }
 }

@@ -34,6 +34,10 @@ public struct DecodeSpec: KernelSpec {
     /// Single decode, split: the last CTA of each KV head merges the partial states (an arrival
     /// counter in the workspace) instead of a second kernel (`decode_fused_merge`, decode.cuh).
     public var fusedMerge = false
+    /// Single decode, split: the chunks of each KV head run as one thread-block cluster and merge
+    /// through distributed shared memory (`decode_cluster_merge`, decode.cuh): no partials in
+    /// global memory, no merge kernel. Opt-in until measured on the GPU.
+    public var clusterMerge = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -53,14 +57,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(fusedMerge ? "_fm" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(fusedMerge ? "_fm" : "")\(clusterMerge ? "_cm" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(fusedMerge)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(fusedMerge), \(clusterMerge)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -141,6 +145,12 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                 s.fusedMerge = true
                 out.append((s.name, s))
             }
+            // Single decode with the cluster merge (opt-in).
+            for g in [1, 4, 8] {
+                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 8 ? .rope : .none, softCap: false)
+                s.clusterMerge = true
+                out.append((s.name, s))
+            }
         }
     }
     return out
@@ -168,10 +178,12 @@ public struct CUDADecodeLaunch: Sendable {
     public let options: AttentionOptions
     /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs,
     /// then (fused merge) one arrival counter per (KV head, head group).
-    public var workspaceBytes: Int { split.isSplit ? countersOffset + (spec.fusedMerge ? counters * 4 : 0) : 0 }
+    public var workspaceBytes: Int {
+        split.isSplit && !spec.clusterMerge ? countersOffset + (spec.fusedMerge ? counters * 4 : 0) : 0
+    }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
     /// Bytes of partial states (outputs and LSEs) at the start of the workspace.
-    public var partialBytes: Int { split.isSplit ? countersOffset : 0 }
+    public var partialBytes: Int { split.isSplit && !spec.clusterMerge ? countersOffset : 0 }
     var countersOffset: Int { (partialLSEOffset + split.numChunks * shape.numQOHeads * 4 + 15) / 16 * 16 }
     var counters: Int { shape.numKVHeads * headGroups }
 
@@ -192,18 +204,29 @@ public struct CUDADecodeLaunch: Sendable {
     /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
     /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
     /// `fusedMerge`: when split, the decode kernel's last CTA per KV head merges (no merge kernel).
+    /// `clusterSize` (2...16): split into exactly that many chunks per KV head, run as one
+    /// thread-block cluster that merges through distributed shared memory (no workspace, no merge
+    /// kernel; sizes above 8 are non-portable cluster sizes).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false,
+                clusterSize: Int? = nil) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, fusedMerge: fusedMerge)
+                      keysPerSlot: keysPerSlot, fusedMerge: fusedMerge, clusterSize: clusterSize)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false,
+         clusterSize: Int? = nil) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
+        if let c = clusterSize {
+            guard (2...16).contains(c) else { throw .option(name: "cluster_size", value: "\(c)", rule: "must be 2...16") }
+            guard numChunks == nil || numChunks == c, !fusedMerge else {
+                throw .option(name: "cluster_size", value: "\(c)", rule: "sets the chunk count itself and excludes the fused merge")
+            }
+        }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
@@ -212,6 +235,7 @@ public struct CUDADecodeLaunch: Sendable {
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         spec.fusedMerge = fusedMerge
+        spec.clusterMerge = clusterSize != nil
         self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
@@ -228,7 +252,9 @@ public struct CUDADecodeLaunch: Sendable {
             throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
         }
         ctasPerSM = occupancy
-        if let n = numChunks {
+        if let c = clusterSize {
+            split = decodeSplit(kvLen: attended, forcedChunks: c, tileKeys: spec.tileKeys)
+        } else if let n = numChunks {
             split = decodeSplit(kvLen: attended, forcedChunks: n, tileKeys: spec.tileKeys)
         } else {
             split = decodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups, ctasPerSM: occupancy,
@@ -253,12 +279,14 @@ public struct CUDADecodeLaunch: Sendable {
         let grid: (Int, Int, Int)
         let mergeGrid: Int
         let sharedBytes: Int
+        /// Cluster merge: the decode grid's cluster shape (all chunks of one KV head).
+        let cluster: (Int, Int, Int)?
 
         /// Enqueues the decode kernel and, when split, the merge.
         public func launch(on stream: Stream) throws(FlashInferError) {
             try FlashInferError.wrap { () throws(CUDAError) in
                 try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
-                                  stream: stream, arguments: decodeArguments)
+                                  stream: stream, arguments: decodeArguments, clusterDims: cluster)
                 if let merge {
                     try merge.launch(grid: (mergeGrid, 1, 1), block: (128, 1, 1), stream: stream, arguments: mergeArguments,
                                      programmaticDependency: true)
@@ -270,7 +298,7 @@ public struct CUDADecodeLaunch: Sendable {
         public func launchDecodeOnly(on stream: Stream) throws(FlashInferError) {
             try FlashInferError.wrap { () throws(CUDAError) in
                 try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
-                                  stream: stream, arguments: decodeArguments)
+                                  stream: stream, arguments: decodeArguments, clusterDims: cluster)
             }
         }
 
@@ -316,8 +344,9 @@ public struct CUDADecodeLaunch: Sendable {
         let a = DecodeParamsValues(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
             // Split launches write partials; the fused merge's last CTA also writes out / lse.
-            o: split.isSplit && !spec.fusedMerge ? 0 : outAddress, lse: split.isSplit && !spec.fusedMerge ? 0 : lseAddress,
-            partialO: split.isSplit ? ws : 0, partialLSE: split.isSplit ? ws + CUdeviceptr(partialLSEOffset) : 0,
+            o: split.isSplit && !spec.fusedMerge && !spec.clusterMerge ? 0 : outAddress,
+            lse: split.isSplit && !spec.fusedMerge && !spec.clusterMerge ? 0 : lseAddress,
+            partialO: needed > 0 ? ws : 0, partialLSE: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
             smScaleLog2: cap > 0 ? cap * log2e : scale * log2e, softCapPreTanhScale: cap > 0 ? scale / cap : 0,
@@ -337,11 +366,12 @@ public struct CUDADecodeLaunch: Sendable {
             let jit = try JIT.shared(for: stream.device)
             let d = try jit.kernel(spec).function
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit && !spec.fusedMerge ? try jit.kernel(mergeSpec).function : nil)
+            return (d, split.isSplit && !spec.fusedMerge && !spec.clusterMerge ? try jit.kernel(mergeSpec).function : nil)
         }
         return Prepared(decode: decode, merge: merge, decodeArguments: a, mergeArguments: m,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
-                        sharedBytes: spec.sharedBytes)
+                        sharedBytes: spec.sharedBytes,
+                        cluster: spec.clusterMerge && split.isSplit ? (split.numChunks, 1, 1) : nil)
     }
 
     /// Element strides (q head; k seq, k head; v seq, v head) for the layout.
