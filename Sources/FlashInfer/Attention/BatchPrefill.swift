@@ -151,12 +151,6 @@ public final class BatchPrefillAttention: @unchecked Sendable {
             device = try BatchPrefillDevicePlan(plan: made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
                                                 numQOHeads: numQOHeads, stream: stream, previous: previous, graph: graph)
             if graph != nil { graphSpec = spec }
-            // The kernel loaded and its shared-memory limit raised here, not in run(): a run captured
-            // into a CUDA graph then makes no module or attribute call.
-            let kernelSpec = spec
-            try FlashInferError.wrap { () throws(CUDAError) in
-                try JIT.shared(for: stream.device).kernel(kernelSpec).function.setMaxDynamicSharedMemory(kernelSpec.sharedBytes)
-            }
         }
         plan = made
         self.qoIndptr = qoIndptr

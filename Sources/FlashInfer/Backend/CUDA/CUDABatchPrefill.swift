@@ -19,6 +19,10 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     /// Split-KV workspace: partial outputs `[oIndptr[B], Hq, D]` (input dtype) and LSE `[oIndptr[B], Hq]`.
     let tmpO: DeviceBuffer?, tmpLSE: DeviceBuffer?
     let totalQO: Int
+    /// The kernels `run` launches, loaded here (its shared-memory limit raised): run() makes no
+    /// JIT lookup, module or attribute call, so a run captured into a CUDA graph is launches only.
+    let kernel: Function
+    let merge: Function?
 
     /// Uploads `plan`'s schedule. The work items go to the GPU grouped by request as planned but
     /// with each request's q tiles in reverse (last, longest under a causal mask, first), so that
@@ -74,6 +78,12 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         let partialRows = Int(plan.oIndptr.last ?? 0)
         let d = spec.headDim
         let device = stream.device
+        (kernel, merge) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Function?) in
+            let jit = try JIT.shared(for: device)
+            let k = try jit.kernel(spec).function
+            try k.setMaxDynamicSharedMemory(spec.sharedBytes)
+            return (k, plan.splitKV ? try jit.kernel(MergeSpec(kind: .varlen, dtype: spec.dtype)).function : nil)
+        }
         (arrays, tmpO, tmpLSE) = try FlashInferError.wrap { () throws(CUDAError) in
             // Grow-only reuse: plan() allocates only when the schedule or workspace outgrows the last one.
             func buffer(_ bytes: Int, _ old: DeviceBuffer?) throws(CUDAError) -> DeviceBuffer {
@@ -172,8 +182,6 @@ enum CUDABatchPrefill {
         let spec = dp.spec
         let d = spec.headDim
         try FlashInferError.wrap { () throws(CUDAError) in
-            let jit = try JIT.shared(for: stream.device)
-            let kernel = try jit.kernel(spec)
             var a = KernelArguments()
             // struct BatchPrefillParams (attention/prefill_traits.cuh): PrefillParams, then the batch fields.
             appendPrefillParams(&a, q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],
@@ -195,11 +203,10 @@ enum CUDABatchPrefill {
             a.append(dp.pageDivL)
             a.append(Int32(dp.kvChunk))
             a.pad(toAlignment: 8)
-            try kernel.function.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
+            try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
-            guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE else { return }
+            guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }
             // Split: merge each query's partial states (rows mergeIndptr[t] ..< mergeIndptr[t+1]).
-            let merge = try jit.kernel(MergeSpec(kind: .varlen, dtype: spec.dtype))
             var m = KernelArguments()
             // struct MergeVarlenParams (attention/cascade.cuh)
             m.append(tmpO.address)
@@ -213,7 +220,7 @@ enum CUDABatchPrefill {
             m.pad(toAlignment: 8)
             let total = dp.totalQO * numQOHeads * d / 8
             let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
-            try merge.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: m)
+            try merge.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: m)
         }
     }
 }
