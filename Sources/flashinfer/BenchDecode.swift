@@ -23,7 +23,6 @@ extension Bench {
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
         @Option(name: .customLong("cluster-size"), help: "Split into exactly N chunks per KV head run as one thread-block cluster that merges through distributed shared memory (2...16; also for the sweeps, whose splits it replaces).") var clusterSize: Int?
-        @Flag(name: .customLong("fused-merge"), help: "Split-KV partials merged by the decode kernel's last CTA per KV head instead of a second kernel (also for the sweeps).") var fusedMerge = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
         struct Measured {
@@ -78,8 +77,7 @@ extension Bench {
 
             func measure(split: Int?, stages: Int, keys: Int, iterations: Int) throws -> Measured {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device,
-                                                  numChunks: split, stages: stages, keysPerSlot: keys, fusedMerge: fusedMerge,
-                                                  clusterSize: clusterSize)
+                                                  numChunks: split, stages: stages, keysPerSlot: keys, clusterSize: clusterSize)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let prepared = try (0..<copies).map { i in
                     try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream)
@@ -101,7 +99,7 @@ extension Bench {
             }
             func tbps(_ ms: Double) -> Double { Double(bytesPerCall) / (ms * 1e-3) / 1e12 }
             func row(_ m: Measured) -> [(String, JSON)] {
-                [("kernel", .string(m.launch.spec.name)), ("fused_merge", .bool(m.launch.spec.fusedMerge)), ("cluster_merge", .bool(m.launch.spec.clusterMerge)), ("stages", .int(m.launch.spec.stages)),
+                [("kernel", .string(m.launch.spec.name)), ("cluster_merge", .bool(m.launch.spec.clusterMerge)), ("stages", .int(m.launch.spec.stages)),
                  ("keys_per_slot", .int(m.launch.spec.keysPerSlot)), ("tile_keys", .int(m.launch.spec.tileKeys)),
                  ("num_chunks", .int(m.launch.split.numChunks)), ("chunk_size", .int(m.launch.split.chunkSize)),
                  ("ctas_per_sm", .int(m.launch.ctasPerSM)), ("registers", .int(m.attributes.registers)),

@@ -18,8 +18,6 @@ struct DecodeCheckConfig {
     /// Kernel pipeline depth and keys per slot (nil: the library's defaults).
     var stages: Int? = nil
     var keysPerSlot: Int? = nil
-    /// Split partials merged by the decode kernel's last CTA (no merge kernel).
-    var fusedMerge = false
     /// Chunks of a KV head run as one cluster of this size, merged through distributed shared memory.
     var clusterSize: Int? = nil
 
@@ -38,7 +36,6 @@ struct DecodeCheckConfig {
         if strided { s += " strided" }
         if let st = stages { s += " stages\(st)" }
         if let k = keysPerSlot { s += " keys\(k)" }
-        if fusedMerge { s += " fused-merge" }
         if let c = clusterSize { s += " cluster\(c)" }
         if publicAPI { s += " api" }
         return s
@@ -136,20 +133,7 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     // 10. Scale options.
     out.append(make(999, (4, 4), 128, .f16, .init(smScale: 0.05, positionEncoding: .ropeLlama(scale: 2, theta: 5e5))))
     out.append(make(127, (8, 4), 256, .bf16, .init(smScale: 0.3, logitsSoftCap: 30, layout: .hnd)))
-    // 11. The fused merge (last CTA per KV head merges): planner and forced splits with empty chunks,
-    //     group 1 / 4 / 8 / 32 (several CTAs per KV head), each head dim, LSE, window, RoPE.
-    for (kv, g, d, dt, o, n) in [
-        (32789, (4, 8), 128, DType.f16, AttentionOptions(), Int?.none),
-        (4096, (8, 4), 256, .bf16, AttentionOptions(positionEncoding: .ropeLlama(), layout: .hnd), nil),
-        (100, (4, 4), 128, .f16, AttentionOptions(), 8),
-        (999, (1, 8), 64, .bf16, AttentionOptions(logitsSoftCap: 30), 3),
-        (4096, (32, 1), 128, .f16, AttentionOptions(positionEncoding: .alibi), 16),
-        (50, (8, 4), 64, .f16, AttentionOptions(windowLeft: 13, layout: .hnd), 5),
-        (0, (4, 4), 128, .bf16, AttentionOptions(), 4),
-    ] as [(Int, (Int, Int), Int, DType, AttentionOptions, Int?)] {
-        f = make(kv, g, d, dt, o); f.numChunks = n; f.fusedMerge = true; out.append(f)
-    }
-    // 12. The cluster merge (opt-in): portable (8) and non-portable (16) cluster sizes, empty chunks
+    // 11. The cluster merge (opt-in): portable (8) and non-portable (16) cluster sizes, empty chunks
     //     (kv shorter than the cluster's chunks, kv 0), group 32 (clusters per head group), each head
     //     dim, RoPE, window, soft-cap, bf16.
     for (kv, g, d, dt, o, n) in [
@@ -163,7 +147,7 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     ] as [(Int, (Int, Int), Int, DType, AttentionOptions, Int)] {
         f = make(kv, g, d, dt, o); f.clusterSize = n; out.append(f)
     }
-    // 13. The public entry point (library-allocated outputs and workspace).
+    // 12. The public entry point (library-allocated outputs and workspace).
     f = make(4096, (4, 8), 128, .f16, .init()); f.publicAPI = true; out.append(f)
     f = make(127, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.publicAPI = true; out.append(f)
     return out
@@ -234,11 +218,10 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         try lse.poison(stream: stream)
         let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
                                           stages: c.stages ?? DecodeSpec.defaultStages,
-                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, fusedMerge: c.fusedMerge,
-                                          clusterSize: c.clusterSize)
-        // The library's workspace (fused merge: counters zeroed), partials NaN: every one must be written.
+                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, clusterSize: c.clusterSize)
+        // The library's workspace, NaN-filled: every partial must be written.
         let workspace = try launch.makeWorkspace(stream: stream)
-        if let workspace { try workspace.fill(word: 0x7FC0_0000, count: launch.partialBytes / 4, stream: stream) }
+        if let workspace { try workspace.fill(word: 0x7FC0_0000, stream: stream) }
         // Twice on one workspace (as a caller reusing it would).
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
         try out.poison(stream: stream)

@@ -31,9 +31,6 @@ public struct DecodeSpec: KernelSpec {
     /// Batch decode over a paged cache (work items from `BatchDecodePlan`) instead of one request's
     /// contiguous K/V.
     public var paged: Bool
-    /// Single decode, split: the last CTA of each KV head merges the partial states (an arrival
-    /// counter in the workspace) instead of a second kernel (`decode_fused_merge`, decode.cuh).
-    public var fusedMerge = false
     /// Single decode, split: the chunks of each KV head run as one thread-block cluster and merge
     /// through distributed shared memory (`decode_cluster_merge`, decode.cuh): no partials in
     /// global memory, no merge kernel. Opt-in until measured on the GPU.
@@ -57,14 +54,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(fusedMerge ? "_fm" : "")\(clusterMerge ? "_cm" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(clusterMerge ? "_cm" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(fusedMerge), \(clusterMerge)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(clusterMerge)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -138,13 +135,6 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                     out.append((s.name, s))
                 }
             }
-            // Single decode with the fused merge: both of its thread layouts (fewer (head, chunk)
-            // pairs than threads at group 1 and 4; at least as many at group 8).
-            for g in [1, 4, 8] {
-                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 4 ? .rope : .none, softCap: false)
-                s.fusedMerge = true
-                out.append((s.name, s))
-            }
             // Single decode with the cluster merge (opt-in).
             for g in [1, 4, 8] {
                 var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 8 ? .rope : .none, softCap: false)
@@ -176,55 +166,39 @@ public struct CUDADecodeLaunch: Sendable {
     public let kvBegin: Int
     public let shape: SingleAttentionShape
     public let options: AttentionOptions
-    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs,
-    /// then (fused merge) one arrival counter per (KV head, head group).
+    /// Bytes of workspace `run` needs (0 without a split or with the cluster merge): partial
+    /// outputs, then partial LSEs.
     public var workspaceBytes: Int {
-        split.isSplit && !spec.clusterMerge ? countersOffset + (spec.fusedMerge ? counters * 4 : 0) : 0
+        split.isSplit && !spec.clusterMerge ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0
     }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
-    /// Bytes of partial states (outputs and LSEs) at the start of the workspace.
-    public var partialBytes: Int { split.isSplit && !spec.clusterMerge ? countersOffset : 0 }
-    var countersOffset: Int { (partialLSEOffset + split.numChunks * shape.numQOHeads * 4 + 15) / 16 * 16 }
-    var counters: Int { shape.numKVHeads * headGroups }
 
-    /// A workspace for this launch on `stream`'s device (nil when none is needed). With the fused
-    /// merge its counters are zeroed here (on `stream`) and the kernel leaves them zero: a caller
-    /// reusing the workspace must keep that region as the kernel left it.
+    /// A workspace for this launch on `stream`'s device (nil when none is needed).
     public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
         guard workspaceBytes > 0 else { return nil }
-        let n = workspaceBytes, fused = spec.fusedMerge, offset = countersOffset
-        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in
-            let w = try stream.device.allocate(byteCount: n)
-            if fused { try w.fill(byte: 0, count: n - offset, offset: offset, stream: stream) }
-            return w
-        }
+        let n = workspaceBytes
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
     }
 
-    /// Plans a decode of these tensors (validated as `singleDecode` does). `numChunks` forces
-    /// the split (exactly that many chunks; trailing ones may be empty); `stages` and
-    /// `keysPerSlot` pick the kernel's pipeline depth and tile (for experiments).
-    /// `fusedMerge`: when split, the decode kernel's last CTA per KV head merges (no merge kernel).
     /// `clusterSize` (2...16): split into exactly that many chunks per KV head, run as one
     /// thread-block cluster that merges through distributed shared memory (no workspace, no merge
     /// kernel; sizes above 8 are non-portable cluster sizes).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false,
-                clusterSize: Int? = nil) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, fusedMerge: fusedMerge, clusterSize: clusterSize)
+                      keysPerSlot: keysPerSlot, clusterSize: clusterSize)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, fusedMerge: Bool = false,
-         clusterSize: Int? = nil) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         if let c = clusterSize {
             guard (2...16).contains(c) else { throw .option(name: "cluster_size", value: "\(c)", rule: "must be 2...16") }
-            guard numChunks == nil || numChunks == c, !fusedMerge else {
-                throw .option(name: "cluster_size", value: "\(c)", rule: "sets the chunk count itself and excludes the fused merge")
+            guard numChunks == nil || numChunks == c else {
+                throw .option(name: "cluster_size", value: "\(c)", rule: "sets the chunk count itself")
             }
         }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
@@ -234,7 +208,6 @@ public struct CUDADecodeLaunch: Sendable {
         while cta < min(g, 8) { cta *= 2 }
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
-        spec.fusedMerge = fusedMerge
         spec.clusterMerge = clusterSize != nil
         self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
@@ -343,9 +316,9 @@ public struct CUDADecodeLaunch: Sendable {
 
         let a = DecodeParamsValues(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
-            // Split launches write partials; the fused merge's last CTA also writes out / lse.
-            o: split.isSplit && !spec.fusedMerge && !spec.clusterMerge ? 0 : outAddress,
-            lse: split.isSplit && !spec.fusedMerge && !spec.clusterMerge ? 0 : lseAddress,
+            // Split launches write partials; with the cluster merge, rank 0 writes out / lse.
+            o: split.isSplit && !spec.clusterMerge ? 0 : outAddress,
+            lse: split.isSplit && !spec.clusterMerge ? 0 : lseAddress,
             partialO: needed > 0 ? ws : 0, partialLSE: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
@@ -353,8 +326,7 @@ public struct CUDADecodeLaunch: Sendable {
             ropeRcpScale: 1 / ropeScale, ropeLog2Theta: Float(log2(Double(ropeTheta))),
             qoLen: 1, kvLen: Int32(shape.kvLen), windowLeft: Int32(options.windowLeft), numQOHeads: Int32(shape.numQOHeads),
             numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
-            chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0,
-            mergeCounters: split.isSplit && spec.fusedMerge ? ws + CUdeviceptr(countersOffset) : 0
+            chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
         ).arguments
         let m = DecodeMergeParamsValues(
             partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
@@ -366,7 +338,7 @@ public struct CUDADecodeLaunch: Sendable {
             let jit = try JIT.shared(for: stream.device)
             let d = try jit.kernel(spec).function
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit && !spec.fusedMerge && !spec.clusterMerge ? try jit.kernel(mergeSpec).function : nil)
+            return (d, split.isSplit && !spec.clusterMerge ? try jit.kernel(mergeSpec).function : nil)
         }
         return Prepared(decode: decode, merge: merge, decodeArguments: a, mergeArguments: m,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
@@ -409,7 +381,6 @@ struct DecodeParamsValues {
     var qStrideBatch: Int64 = 0, kStridePage: Int64 = 0, vStridePage: Int64 = 0
     var pageSize: Int32 = 0
     var chunkSizePtr: CUdeviceptr = 0
-    var mergeCounters: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -421,7 +392,6 @@ struct DecodeParamsValues {
         for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
         a.append(pageSize)
         a.append(chunkSizePtr)
-        a.append(mergeCounters)
         a.pad(toAlignment: 8)
         return a
     }

@@ -74,10 +74,6 @@ struct DecodeParams {
   // CUDA-graph mode: the plan's values live in device memory, so a captured launch replays
   // correctly after a new plan (grid padded to the capacity; padded items have request -1).
   const int* chunk_size_ptr;    // [1] tokens per chunk, or null: use chunk_size
-  // FUSED_MERGE kernels (single decode, split): [num_kv_heads × head groups] arrival counters,
-  // zero before the launch; the last CTA of each (kv head, head group) merges its heads' partials
-  // and resets its counter to zero, so the next launch finds them zeroed.
-  int* merge_counters;
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
@@ -87,14 +83,13 @@ using DT_of = typename KT::DT;
 
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool FUSED_MERGE_ = false, bool CLUSTER_MERGE_ = false>
+          bool PAGED_ = false, bool CLUSTER_MERGE_ = false>
 struct DecodeTraits {
   using DT = DT_;
   // Single decode, split: the chunks of one (kv head, head group) form one thread-block cluster
   // (gridDim.x = cluster size); they merge through distributed shared memory (decode_cluster_merge).
   static constexpr bool CLUSTER_MERGE = CLUSTER_MERGE_;
   static constexpr bool PAGED = PAGED_;            // batch decode over a paged cache
-  static constexpr bool FUSED_MERGE = FUSED_MERGE_;  // split: the last CTA merges (no merge kernel)
   static constexpr int HEAD_DIM = HEAD_DIM_;
   static constexpr int GROUP = GROUP_;             // query heads per CTA (a power of 2, <= 8)
   static constexpr int STAGES = STAGES_;           // cp.async pipeline depth
@@ -123,12 +118,10 @@ struct DecodeTraits {
   static_assert(STAGES >= 2, "at least double buffering");
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
-  static_assert(!(FUSED_MERGE && PAGED), "the fused merge is for single decode");
-  static_assert(!(CLUSTER_MERGE && (PAGED || FUSED_MERGE)), "the cluster merge is for single decode, alone");
+  static_assert(!(CLUSTER_MERGE && PAGED), "the cluster merge is for single decode");
   static constexpr int CLUSTER_STATE_OFFSET = SLOTS * GROUP * HEAD_DIM * 4;  // after the epilogue's o buffer
   static_assert(!CLUSTER_MERGE || CLUSTER_STATE_OFFSET + GROUP * HEAD_DIM * 4 + GROUP * 4 <= PIPE_BYTES,
                 "the cluster merge's state fits in the pipeline buffers");
-  static_assert(THREADS * 8 * 4 + GROUP * 4 * THREADS <= PIPE_BYTES, "the fused merge reuses the pipeline buffers");
 };
 
 // Sums N per-lane values across the LANES lanes of a slot (xor masks < LANES). Afterwards lane l
@@ -172,98 +165,6 @@ struct SlotReduce {
     }
   }
 };
-
-// Fused split-KV merge (FUSED_MERGE, single decode): after a CTA has written its partial states,
-// it counts itself in for its (kv head, head group); the last CTA to arrive folds every chunk's
-// states of its heads (as decode_merge.cuh does) and writes out / lse, saving the merge launch.
-// Release/acquire: partial writes → __threadfence → atomicAdd; last CTA: atomicAdd → __threadfence
-// → L1-bypassing loads (__ldcg). The last CTA resets the counter for the next launch.
-// Threads: PAIRS (head, 8-element chunk) pairs × SETS chunk subsets; each thread folds chunks
-// set, set+SETS, ... with BATCH loads in flight, then set 0 folds the SETS states in order.
-template <class KT>
-__device__ __forceinline__ void decode_fused_merge(const DecodeParams& p, unsigned char* smem, int kv_head,
-                                                   int qo_head0, int heads) {
-  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = D / 8, THREADS = KT::THREADS, BATCH = 8;
-  constexpr int PAIRS = G * LANES;
-  constexpr int SETS = PAIRS >= THREADS ? 1 : THREADS / PAIRS;
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();  // every partial of this CTA is written (and fenced); smem epilogue reads done
-  if (threadIdx.x == 0) {
-    int* counter = p.merge_counters + kv_head * gridDim.z + blockIdx.z;
-    const bool last = atomicAdd(counter, 1) == int(gridDim.x) - 1;
-    if (last) *counter = 0;  // all of this launch's CTAs have arrived
-    s_last = last;
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  const int num_chunks = gridDim.x;
-  const int num_qo_heads = p.variant.num_qo_heads;
-  float* s_o = reinterpret_cast<float*>(smem);   // [SETS][PAIRS][8]
-  float* s_lse = s_o + SETS * PAIRS * 8;          // [SETS][G]
-  const int set = threadIdx.x / (THREADS / SETS);
-  for (int pair = threadIdx.x % (THREADS / SETS); pair < PAIRS; pair += THREADS / SETS) {
-    const int h = pair / LANES, cc = pair % LANES;
-    const int qo_head = qo_head0 + h;
-    float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    float lse = -math::inf;
-    if (h < heads) {
-      for (int base = set; base < num_chunks; base += BATCH * SETS) {
-        float ob[BATCH][8];
-        float sb[BATCH];
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-          const int i = base + b * SETS;
-          if (i < num_chunks) {
-            const float4* src = reinterpret_cast<const float4*>(p.partial_o + (int64(i) * num_qo_heads + qo_head) * D + cc * 8);
-            const float4 x = __ldcg(src), y = __ldcg(src + 1);
-            ob[b][0] = x.x; ob[b][1] = x.y; ob[b][2] = x.z; ob[b][3] = x.w;
-            ob[b][4] = y.x; ob[b][5] = y.y; ob[b][6] = y.z; ob[b][7] = y.w;
-            sb[b] = __ldcg(p.partial_lse + int64(i) * num_qo_heads + qo_head);
-          } else {
-#pragma unroll
-            for (int e = 0; e < 8; ++e) ob[b][e] = 0.f;
-            sb[b] = -math::inf;
-          }
-        }
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) merge_state(o, lse, ob[b], sb[b]);
-      }
-    }
-    if constexpr (SETS == 1) {
-      if (h < heads) {
-        *reinterpret_cast<uint4*>(static_cast<DT_of<KT>*>(p.o) + int64(qo_head) * D + cc * 8) = vec_io::vec8<DT_of<KT>>::from_float(o);
-        if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
-      }
-    } else {
-      float4* dst = reinterpret_cast<float4*>(s_o + (set * PAIRS + pair) * 8);
-      dst[0] = make_float4(o[0], o[1], o[2], o[3]);
-      dst[1] = make_float4(o[4], o[5], o[6], o[7]);
-      if (cc == 0) s_lse[set * G + h] = lse;
-    }
-  }
-  if constexpr (SETS > 1) {
-    __syncthreads();
-    if (set != 0) return;
-    const int pair = threadIdx.x;  // SETS > 1: PAIRS < THREADS, so set 0 holds every pair once
-    const int h = pair / LANES, cc = pair % LANES;
-    if (h >= heads) return;
-    float o[8], lse = s_lse[h];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) o[e] = s_o[pair * 8 + e];
-#pragma unroll 1
-    for (int st = 1; st < SETS; ++st) {
-      float ob[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ob[e] = s_o[(st * PAIRS + pair) * 8 + e];
-      merge_state(o, lse, ob, s_lse[st * G + h]);
-    }
-    const int qo_head = qo_head0 + h;
-    *reinterpret_cast<uint4*>(static_cast<DT_of<KT>*>(p.o) + int64(qo_head) * D + cc * 8) = vec_io::vec8<DT_of<KT>>::from_float(o);
-    if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
-  }
-}
 
 // Thread-block cluster primitives (sm_90).
 namespace cluster {
@@ -640,9 +541,6 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
   if constexpr (KT::CLUSTER_MERGE) {
     if (p.split) decode_cluster_merge<KT>(p, smem, qo_head0, heads);  // CTA-uniform: every CTA of the launch
-  }
-  if constexpr (KT::FUSED_MERGE) {
-    if (p.split) decode_fused_merge<KT>(p, smem, kv_head, qo_head0, heads);
   }
 }
 
