@@ -245,7 +245,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         guard case .cuda(let stream) = backend, let device else {
             throw .option(name: "backend", value: "cpu", rule: "run(q:kv:out:lse:) writes device buffers: plan with the CUDA backend")
         }
-        let total = graphCapacity != nil ? device.totalQO : Int(qoIndptr.last!)  // graph mode: the capacity's rows
+        let total = device.totalQO  // qoIndptr[B]; in graph mode, the capacity's rows
         try validateQ(q, shape: shape, total: total)
         try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
         if let lse {
