@@ -23,6 +23,7 @@ extension Bench {
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
         @Option(name: .customLong("cluster-size"), help: "Split into exactly N chunks per KV head run as one thread-block cluster that merges through distributed shared memory (2...16; also for the sweeps, whose splits it replaces).") var clusterSize: Int?
+        @Flag(help: "Also launch the main configuration's timestamped variant once and print its per-CTA timeline (entry, exit, SM) and the merge's.") var timeline = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
         struct Measured {
@@ -117,6 +118,42 @@ extension Bench {
             print("copy ceiling: \(fixed(copy.tbps, 3)) TB/s (read + written)")
             let main = try measure(split: split, stages: stages, keys: keysPerSlot, iterations: iterations)
             print(line(main))
+            var timelineJSON: [(String, JSON)] = []
+            if timeline {
+                let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device, numChunks: split,
+                                                  stages: stages, keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: true)
+                let ws = try launch.makeWorkspace(stream: stream)
+                let ctas = launch.split.numChunks * hkv * launch.headGroups
+                let tDecode = try device.allocate(byteCount: 24 * ctas), tMerge = try device.allocate(byteCount: 24 * hq)
+                let prepared = try (0..<copies).map { i in
+                    try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream,
+                                       timeline: (tDecode.address, tMerge.address))
+                }
+                let times = try timeOnStream(stream, warmup: 5, iterations: 21) { i in try prepared[i % copies].launch(on: stream) }
+                try stream.synchronize()
+                let td = try tDecode.copyToHost(UInt64.self, count: 3 * ctas)
+                let tm = try tMerge.copyToHost(UInt64.self, count: 3 * hq)
+                print("timeline of the last of 21 calls of \(launch.spec.name) (median \(fixed(median(times) * 1e3, 1)) µs):")
+                print("  decode " + timelineSummary(td, count: ctas))
+                let t0 = (0..<ctas).map { td[3 * $0] }.min()!
+                let decodeEnd = (0..<ctas).map { td[3 * $0 + 1] }.max()!
+                if launch.split.isSplit && !launch.spec.clusterMerge {
+                    let waits = (0..<hq).map { Double(Int64(bitPattern: tm[3 * $0] &- t0)) / 1e3 }
+                    let exits = (0..<hq).map { Double(Int64(bitPattern: tm[3 * $0 + 1] &- t0)) / 1e3 }
+                    print("  merge: released \(fixed(waits.min()!, 1))–\(fixed(waits.max()!, 1)) µs, last exit \(fixed(exits.max()!, 1)) µs (decode's last exit \(fixed(Double(decodeEnd - t0) / 1e3, 1)) µs)")
+                    timelineJSON.append(("timeline_merge_release_us", .number(waits.min()!)))
+                    timelineJSON.append(("timeline_merge_exit_us", .number(exits.max()!)))
+                }
+                // Per-SM busy time: the spread of the SMs' last exits shows the tail's imbalance.
+                var smEnd: [UInt64: UInt64] = [:], smBytes: [UInt64: Int] = [:]
+                for i in 0..<ctas { smEnd[td[3 * i + 2], default: 0] = max(smEnd[td[3 * i + 2], default: 0], td[3 * i + 1]); smBytes[td[3 * i + 2], default: 0] += 1 }
+                let ends = smEnd.values.map { Double($0 - t0) / 1e3 }.sorted()
+                print("  per-SM last exit: min \(fixed(ends.first!, 1)) median \(fixed(ends[ends.count / 2], 1)) max \(fixed(ends.last!, 1)) µs over \(ends.count) SMs; CTAs per SM \(Set(smBytes.values).sorted())")
+                timelineJSON.append(("timeline_decode_last_exit_us", .number(Double(decodeEnd - t0) / 1e3)))
+                timelineJSON.append(("timeline_sm_exit_min_us", .number(ends.first!)))
+                timelineJSON.append(("timeline_sm_exit_median_us", .number(ends[ends.count / 2])))
+                withExtendedLifetime(ws) {}
+            }
 
             var sweep: [JSON] = []
             let splitList = (sweepSplits ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
@@ -147,7 +184,7 @@ extension Bench {
                     ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)), ("iterations", .int(iterations)),
                     ("bytes_per_call", .int(bytesPerCall)), ("rotating_copies", .int(copies)), ("l2_bytes", .int(l2)),
                     ("copy_tbps", .number(copy.tbps)),
-                ] + row(main) + [("sweep", .array(sweep))]).write(to: json)
+                ] + row(main) + timelineJSON + [("sweep", .array(sweep))]).write(to: json)
             }
         }
     }

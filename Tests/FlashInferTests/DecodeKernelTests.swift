@@ -41,7 +41,8 @@ struct DecodeKernelTests {
             qoLen: 0x3301, kvLen: 0x3302, windowLeft: 0x3303, numQOHeads: 0x3304,
             numKVHeads: 0x3305, groupSize: 0x3306, kvBegin: 0x3307, chunkSize: 0x3308, split: 0x3309,
             requestIndices: 0x5501, chunkIndices: 0x5502, kvIndptr: 0x5503, kvIndices: 0x5504, kvLastPageLen: 0x5505,
-            qStrideBatch: 0x6601, kStridePage: 0x6602, vStridePage: 0x6603, pageSize: 0x7701, chunkSizePtr: 0x8801)
+            qStrideBatch: 0x6601, kStridePage: 0x6602, vStridePage: 0x6603, pageSize: 0x7701, chunkSizePtr: 0x8801,
+            timeline: 0x8802)
         let bytes = p.arguments.bytes
         var fields: [(String, [UInt8])] = [
             ("q", Self.le(UInt64(0x1111_0001))), ("k", Self.le(UInt64(0x1111_0002))), ("v", Self.le(UInt64(0x1111_0003))),
@@ -63,18 +64,19 @@ struct DecodeKernelTests {
         for (i, n) in ["q_stride_batch", "k_stride_page", "v_stride_page"].enumerated() { fields.append((n, Self.le(Int64(0x6601 + i)))) }
         fields.append(("page_size", Self.le(Int32(0x7701))))
         fields.append(("chunk_size_ptr", Self.le(UInt64(0x8801))))
+        fields.append(("timeline", Self.le(UInt64(0x8802))))
         let offs = Self.offsets(bytes, fields)
         #expect(offs.allSatisfy { $0.1 >= 0 })
         var body = "using P = flashinfer::DecodeParams;\nstatic_assert(sizeof(P) == \(bytes.count), \"DecodeParams size\");\n"
         for (n, o) in offs { body += "static_assert(__builtin_offsetof(P, \(n)) == \(o), \"DecodeParams.\(n)\");\n" }
 
         let m = DecodeMergeParamsValues(partialO: 0x4401, partialLSE: 0x4402, o: 0x4403, lse: 0x4404, numQOHeads: 0x4405, numChunks: 0x4406,
-                                        oIndptr: 0x4407)
+                                        oIndptr: 0x4407, timeline: 0x4408)
         let mb = m.arguments.bytes
         let moffs = Self.offsets(mb, [
             ("partial_o", Self.le(UInt64(0x4401))), ("partial_lse", Self.le(UInt64(0x4402))), ("o", Self.le(UInt64(0x4403))),
             ("lse", Self.le(UInt64(0x4404))), ("num_qo_heads", Self.le(Int32(0x4405))), ("num_chunks", Self.le(Int32(0x4406))),
-            ("o_indptr", Self.le(UInt64(0x4407))),
+            ("o_indptr", Self.le(UInt64(0x4407))), ("timeline", Self.le(UInt64(0x4408))),
         ])
         body += "using M = flashinfer::DecodeMergeParams;\nstatic_assert(sizeof(M) == \(mb.count), \"DecodeMergeParams size\");\n"
         for (n, o) in moffs { body += "static_assert(__builtin_offsetof(M, \(n)) == \(o), \"DecodeMergeParams.\(n)\");\n" }

@@ -35,6 +35,9 @@ public struct DecodeSpec: KernelSpec {
     /// through distributed shared memory (`decode_cluster_merge`, decode.cuh): no partials in
     /// global memory, no merge kernel. Opt-in until measured on the GPU.
     public var clusterMerge = false
+    /// Per-CTA timestamps (`DecodeParams::timeline`, bench `--timeline`): entry and exit
+    /// %globaltimer and %smid. A measurement variant; never chosen by the library.
+    public var timeline = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -54,14 +57,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(clusterMerge ? "_cm" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(clusterMerge ? "_cm" : "")\(timeline ? "_tl" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(clusterMerge)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(clusterMerge), \(timeline)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -185,15 +188,15 @@ public struct CUDADecodeLaunch: Sendable {
     /// kernel; sizes above 8 are non-portable cluster sizes).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, clusterSize: clusterSize)
+                      keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: timeline)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         if let c = clusterSize {
             guard (2...16).contains(c) else { throw .option(name: "cluster_size", value: "\(c)", rule: "must be 2...16") }
@@ -209,6 +212,7 @@ public struct CUDADecodeLaunch: Sendable {
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         spec.clusterMerge = clusterSize != nil
+        spec.timeline = timeline
         self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
@@ -280,8 +284,11 @@ public struct CUDADecodeLaunch: Sendable {
     }
 
     /// Checks and packs one call (see `run`).
+    ///
+    /// `timeline` (a launch with `timeline: true` only): device buffers for the decode CTAs' and the
+    /// merge CTAs' timestamps, three UInt64 per CTA (`DecodeParams::timeline`).
     public func prepare(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
-                        stream: Stream) throws(FlashInferError) -> Prepared {
+                        stream: Stream, timeline: (decode: CUdeviceptr, merge: CUdeviceptr)? = nil) throws(FlashInferError) -> Prepared {
         let s = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         guard s == shape, q.dtype == spec.dtype else {
             throw .option(name: "decode launch", value: "\(q.shape) \(k.shape) \(q.dtype.rawValue)", rule: "tensors differ from the planned shape \(shape)")
@@ -314,7 +321,7 @@ public struct CUDADecodeLaunch: Sendable {
         let outAddress = out.deviceAddress!
         let lseAddress = lse?.deviceAddress ?? 0
 
-        let a = DecodeParamsValues(
+        var a = DecodeParamsValues(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
             // Split launches write partials; with the cluster merge, rank 0 writes out / lse.
             o: split.isSplit && !spec.clusterMerge ? 0 : outAddress,
@@ -327,11 +334,16 @@ public struct CUDADecodeLaunch: Sendable {
             qoLen: 1, kvLen: Int32(shape.kvLen), windowLeft: Int32(options.windowLeft), numQOHeads: Int32(shape.numQOHeads),
             numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
             chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
-        ).arguments
-        let m = DecodeMergeParamsValues(
+        )
+        var m = DecodeMergeParamsValues(
             partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
             numQOHeads: Int32(shape.numQOHeads), numChunks: Int32(split.numChunks)
-        ).arguments
+        )
+        if let timeline {
+            guard spec.timeline else { throw .option(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
+            a.timeline = timeline.decode
+            m.timeline = timeline.merge
+        }
 
         let spec = spec, mergeSpec = mergeSpec
         let (decode, merge) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Function?) in
@@ -340,7 +352,7 @@ public struct CUDADecodeLaunch: Sendable {
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
             return (d, split.isSplit && !spec.clusterMerge ? try jit.kernel(mergeSpec).function : nil)
         }
-        return Prepared(decode: decode, merge: merge, decodeArguments: a, mergeArguments: m,
+        return Prepared(decode: decode, merge: merge, decodeArguments: a.arguments, mergeArguments: m.arguments,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
                         sharedBytes: spec.sharedBytes,
                         cluster: spec.clusterMerge && split.isSplit ? (split.numChunks, 1, 1) : nil)
@@ -381,6 +393,7 @@ struct DecodeParamsValues {
     var qStrideBatch: Int64 = 0, kStridePage: Int64 = 0, vStridePage: Int64 = 0
     var pageSize: Int32 = 0
     var chunkSizePtr: CUdeviceptr = 0
+    var timeline: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -392,6 +405,7 @@ struct DecodeParamsValues {
         for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
         a.append(pageSize)
         a.append(chunkSizePtr)
+        a.append(timeline)
         a.pad(toAlignment: 8)
         return a
     }
@@ -402,6 +416,7 @@ struct DecodeMergeParamsValues {
     var partialO, partialLSE, o, lse: CUdeviceptr
     var numQOHeads, numChunks: Int32
     var oIndptr: CUdeviceptr = 0
+    var timeline: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -409,6 +424,7 @@ struct DecodeMergeParamsValues {
         a.append(numQOHeads)
         a.append(numChunks)
         a.append(oIndptr)
+        a.append(timeline)
         a.pad(toAlignment: 8)
         return a
     }

@@ -74,6 +74,9 @@ struct DecodeParams {
   // CUDA-graph mode: the plan's values live in device memory, so a captured launch replays
   // correctly after a new plan (grid padded to the capacity; padded items have request -1).
   const int* chunk_size_ptr;    // [1] tokens per chunk, or null: use chunk_size
+  // TIMELINE kernels (bench --timeline): per CTA (linear id x + y·X + z·X·Y) three u64s:
+  // %globaltimer at entry, %globaltimer after its output or partial is written, %smid.
+  unsigned long long* timeline;
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
@@ -83,9 +86,10 @@ using DT_of = typename KT::DT;
 
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool CLUSTER_MERGE_ = false>
+          bool PAGED_ = false, bool CLUSTER_MERGE_ = false, bool TIMELINE_ = false>
 struct DecodeTraits {
   using DT = DT_;
+  static constexpr bool TIMELINE = TIMELINE_;      // per-CTA timestamps (DecodeParams::timeline)
   // Single decode, split: the chunks of one (kv head, head group) form one thread-block cluster
   // (gridDim.x = cluster size); they merge through distributed shared memory (decode_cluster_merge).
   static constexpr bool CLUSTER_MERGE = CLUSTER_MERGE_;
@@ -243,6 +247,8 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
 
   // The split-KV merge is launched as a programmatic dependent (PDL): let it be scheduled now, so
   // its launch overlaps this grid's tail; it waits for this grid's writes (decode_merge.cuh).
+  unsigned long long t_entry = 0;
+  if constexpr (KT::TIMELINE) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_entry));
   mma::launch_dependents();
   extern __shared__ __align__(16) unsigned char smem[];
   {
@@ -541,6 +547,19 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
   if constexpr (KT::CLUSTER_MERGE) {
     if (p.split) decode_cluster_merge<KT>(p, smem, qo_head0, heads);  // CTA-uniform: every CTA of the launch
+  }
+  if constexpr (KT::TIMELINE) {
+    __syncthreads();
+    if (tid == 0 && p.timeline != nullptr) {
+      unsigned long long t_exit;
+      unsigned smid;
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_exit));
+      asm("mov.u32 %0, %%smid;" : "=r"(smid));
+      const int64 cta = blockIdx.x + int64(gridDim.x) * (blockIdx.y + int64(gridDim.y) * blockIdx.z);
+      p.timeline[3 * cta] = t_entry;
+      p.timeline[3 * cta + 1] = t_exit;
+      p.timeline[3 * cta + 2] = smid;
+    }
   }
 }
 

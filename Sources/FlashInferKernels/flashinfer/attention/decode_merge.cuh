@@ -23,6 +23,7 @@ struct DecodeMergeParams {
   int num_qo_heads;
   int num_chunks;            // single decode: chunks of the one request
   const int* o_indptr;       // batch decode: [B + 1], request blockIdx.y's partial rows; null for single
+  unsigned long long* timeline;  // or null (bench --timeline): per CTA {after the wait, at exit, smid} ns
 };
 
 template <typename DT, int HEAD_DIM>
@@ -34,6 +35,8 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
 
   // Launched as a programmatic dependent of the decode kernel (PDL): wait for its partials.
   mma::wait_dependencies();
+  unsigned long long t_wait = 0;
+  if (p.timeline != nullptr) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_wait));
   const int head = blockIdx.x;
   const int request = blockIdx.y;
   const int first = p.o_indptr != nullptr ? p.o_indptr[request] : 0;
@@ -82,6 +85,16 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   const int64 out_row = int64(request) * p.num_qo_heads + head;
   *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * HEAD_DIM + c * 8) = vec_io::vec8<DT>::from_float(o);
   if (c == 0 && p.lse != nullptr) p.lse[out_row] = s;
+  if (p.timeline != nullptr && threadIdx.x == 0) {
+    unsigned long long t_exit;
+    unsigned smid;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_exit));
+    asm("mov.u32 %0, %%smid;" : "=r"(smid));
+    const int64 cta = blockIdx.x + int64(gridDim.x) * blockIdx.y;
+    p.timeline[3 * cta] = t_wait;
+    p.timeline[3 * cta + 1] = t_exit;
+    p.timeline[3 * cta + 2] = smid;
+  }
 }
 
 }  // namespace flashinfer
