@@ -14,6 +14,10 @@ struct TmpSrcSpec: KernelSpec {
     @Test func compileTimelineAndProbe() throws {
         let compiler = try KernelCompiler(architecture: "sm_90a", cache: KernelCache(directory: nil))
         var s = DecodeSpec(dtype: .f16, headDim: 128, group: 4, posEnc: .none, softCap: false)
+        s.dynamic = true
+        for kp in [2, 4] { var x = s; x.keysPerSlot = kp; print("DYN", kp, try compiler.compile(x, useCache: false).log) }
+        s.dynamic = false
+        print("STATIC", try compiler.compile(s, useCache: false).log)
         s.timeline = true
         let r = try compiler.compile(s, useCache: false)
         print("TL", r.log)

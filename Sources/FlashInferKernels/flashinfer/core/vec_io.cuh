@@ -73,5 +73,13 @@ template <> struct vec8<__nv_bfloat16> {
   }
 };
 
+// 4 floats -> 4 elements of T (8 bytes) at an 8-byte aligned dst.
+template <typename T>
+__device__ __forceinline__ void store4(T* dst, const float (&f)[4]) {
+  const float v[8] = {f[0], f[1], f[2], f[3], 0.f, 0.f, 0.f, 0.f};
+  const uint4 w = vec8<T>::from_float(v);
+  *reinterpret_cast<uint2*>(dst) = make_uint2(w.x, w.y);
+}
+
 }  // namespace vec_io
 }  // namespace flashinfer
