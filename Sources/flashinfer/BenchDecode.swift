@@ -23,8 +23,6 @@ extension Bench {
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
         @Option(name: .customLong("cluster-size"), help: "Split into exactly N chunks per KV head run as one thread-block cluster that merges through distributed shared memory (2...16; also for the sweeps, whose splits it replaces).") var clusterSize: Int?
-        @Option(name: .customLong("unit-tiles"), help: "Dynamic units: the KV range in units of this many tiles claimed at run time (>= stages; the split's chunk count becomes CTAs per KV head). Default: fixed chunks.") var unitTiles: Int?
-        @Option(name: .customLong("sweep-units"), help: "Also time these unit sizes in tiles (comma-separated, 0 = fixed chunks).") var sweepUnits: String?
         @Flag(help: "Also launch the main configuration's timestamped variant once and print its per-CTA timeline (entry, exit, SM) and the merge's.") var timeline = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
@@ -78,10 +76,9 @@ extension Bench {
             let out = try Tensor.empty(shape: [hq, d], dtype: dt, device: device)
             let options = AttentionOptions(layout: lay)
 
-            func measure(split: Int?, stages: Int, keys: Int, units: Int?, iterations: Int) throws -> Measured {
+            func measure(split: Int?, stages: Int, keys: Int, iterations: Int) throws -> Measured {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device,
-                                                  numChunks: split, stages: stages, keysPerSlot: keys, clusterSize: clusterSize,
-                                                  unitTiles: units)
+                                                  numChunks: split, stages: stages, keysPerSlot: keys, clusterSize: clusterSize)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let prepared = try (0..<copies).map { i in
                     try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream)
@@ -103,8 +100,7 @@ extension Bench {
             }
             func tbps(_ ms: Double) -> Double { Double(bytesPerCall) / (ms * 1e-3) / 1e12 }
             func row(_ m: Measured) -> [(String, JSON)] {
-                [("kernel", .string(m.launch.spec.name)), ("cluster_merge", .bool(m.launch.spec.clusterMerge)),
-                 ("dynamic_unit_tiles", .int(m.launch.unitTiles)), ("stages", .int(m.launch.spec.stages)),
+                [("kernel", .string(m.launch.spec.name)), ("cluster_merge", .bool(m.launch.spec.clusterMerge)), ("stages", .int(m.launch.spec.stages)),
                  ("keys_per_slot", .int(m.launch.spec.keysPerSlot)), ("tile_keys", .int(m.launch.spec.tileKeys)),
                  ("num_chunks", .int(m.launch.split.numChunks)), ("chunk_size", .int(m.launch.split.chunkSize)),
                  ("ctas_per_sm", .int(m.launch.ctasPerSM)), ("registers", .int(m.attributes.registers)),
@@ -115,18 +111,17 @@ extension Bench {
                  ("decode_only_median_us", .number(m.decodeOnlyMs * 1e3))]
             }
             func line(_ m: Measured) -> String {
-                "\(pad(m.launch.spec.name, 38)) \(pad(m.launch.spec.dynamic ? "\(m.launch.split.numChunks) CTAs, \(m.launch.numUnits) units of \(m.launch.split.chunkSize)" : m.launch.split.description, 24)) \(m.launch.ctasPerSM) CTA/SM  \(m.attributes.registers) regs \(m.attributes.localBytes) B local   median \(fixed(m.medianMs * 1e3, 1)) µs  \(fixed(tbps(m.medianMs), 3)) TB/s (\(fixed(100 * tbps(m.medianMs) / copy.tbps, 1))% of copy)   back-to-back \(fixed(m.batchMeanMs * 1e3, 1)) µs  decode-only \(fixed(m.decodeOnlyMs * 1e3, 1)) µs"
+                "\(pad(m.launch.spec.name, 34)) \(pad(m.launch.split.description, 24)) \(m.launch.ctasPerSM) CTA/SM  \(m.attributes.registers) regs \(m.attributes.localBytes) B local   median \(fixed(m.medianMs * 1e3, 1)) µs  \(fixed(tbps(m.medianMs), 3)) TB/s (\(fixed(100 * tbps(m.medianMs) / copy.tbps, 1))% of copy)   back-to-back \(fixed(m.batchMeanMs * 1e3, 1)) µs  decode-only \(fixed(m.decodeOnlyMs * 1e3, 1)) µs"
             }
 
             print("single-decode on \(device.properties.name): kv_len \(kvLen), \(hq)/\(hkv) heads, head_dim \(d), \(dt.rawValue), \(lay.rawValue); K+V \(formatBytes(bytesPerCall)) per call, \(copies) rotating copies (L2 \(formatBytes(l2)))")
             print("copy ceiling: \(fixed(copy.tbps, 3)) TB/s (read + written)")
-            let main = try measure(split: split, stages: stages, keys: keysPerSlot, units: unitTiles, iterations: iterations)
+            let main = try measure(split: split, stages: stages, keys: keysPerSlot, iterations: iterations)
             print(line(main))
             var timelineJSON: [(String, JSON)] = []
             if timeline {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device, numChunks: split,
-                                                  stages: stages, keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: true,
-                                                  unitTiles: unitTiles)
+                                                  stages: stages, keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: true)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let ctas = launch.split.numChunks * hkv * launch.headGroups
                 let tDecode = try device.allocate(byteCount: 24 * ctas), tMerge = try device.allocate(byteCount: 24 * hq)
@@ -164,22 +159,18 @@ extension Bench {
             let splitList = (sweepSplits ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
             let stageList = (sweepStages ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
             let keyList = (sweepKeys ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
-            let unitList = (sweepUnits ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
-            if !splitList.isEmpty || !stageList.isEmpty || !keyList.isEmpty || !unitList.isEmpty {
+            if !splitList.isEmpty || !stageList.isEmpty || !keyList.isEmpty {
                 print("sweep:")
                 for kp in keyList.isEmpty ? [keysPerSlot] : keyList {
                     for st in stageList.isEmpty ? [stages] : stageList {
-                        for un in unitList.isEmpty ? [unitTiles ?? 0] : unitList {
                         for sp in splitList.isEmpty ? [0] : splitList {
                             do {
-                                let m = try measure(split: sp == 0 ? nil : sp, stages: st, keys: kp, units: un == 0 ? nil : un,
-                                                    iterations: max(50, iterations / 2))
+                                let m = try measure(split: sp == 0 ? nil : sp, stages: st, keys: kp, iterations: max(50, iterations / 2))
                                 print("  " + line(m))
                                 sweep.append(.object(row(m)))
                             } catch {
-                                print("  keys \(kp) stages \(st) units \(un) split \(sp): \(error)")
+                                print("  keys \(kp) stages \(st) split \(sp): \(error)")
                             }
-                        }
                         }
                     }
                 }

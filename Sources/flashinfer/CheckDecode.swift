@@ -20,8 +20,6 @@ struct DecodeCheckConfig {
     var keysPerSlot: Int? = nil
     /// Chunks of a KV head run as one cluster of this size, merged through distributed shared memory.
     var clusterSize: Int? = nil
-    /// Dynamic units of this many tiles (claimed at run time) instead of fixed chunks.
-    var unitTiles: Int? = nil
 
     var name: String {
         let o = options
@@ -39,7 +37,6 @@ struct DecodeCheckConfig {
         if let st = stages { s += " stages\(st)" }
         if let k = keysPerSlot { s += " keys\(k)" }
         if let c = clusterSize { s += " cluster\(c)" }
-        if let u = unitTiles { s += " units\(u)" }
         if publicAPI { s += " api" }
         return s
     }
@@ -150,21 +147,6 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     ] as [(Int, (Int, Int), Int, DType, AttentionOptions, Int)] {
         f = make(kv, g, d, dt, o); f.clusterSize = n; out.append(f)
     }
-    // 13. Dynamic units (claimed at run time): the planner's split and forced ones, more CTAs than
-    //     units (kv 300: 3 units, the last partial), group 32 (counters per head group), a window
-    //     too short to split (the static path), each head dim, RoPE, ALiBi, soft-cap, bf16, HND.
-    for (kv, g, d, dt, o, u, n) in [
-        (32789, (4, 8), 128, DType.f16, AttentionOptions(), 4, nil),
-        (32789, (4, 8), 128, .bf16, AttentionOptions(positionEncoding: .ropeLlama(), layout: .hnd), 8, 16),
-        (4096, (8, 4), 256, .f16, AttentionOptions(logitsSoftCap: 30), 4, nil),
-        (999, (1, 8), 64, .bf16, AttentionOptions(windowLeft: 13), 4, 3),
-        (4096, (32, 1), 128, .f16, AttentionOptions(positionEncoding: .alibi), 5, 8),
-        (40000, (4, 4), 128, .f16, AttentionOptions(), 4, 64),
-        (300, (4, 4), 128, .f16, AttentionOptions(), 4, 16),
-        (32789, (8, 4), 64, .bf16, AttentionOptions(positionEncoding: .ropeLlama(), logitsSoftCap: 30, windowLeft: 5000), 6, nil),
-    ] as [(Int, (Int, Int), Int, DType, AttentionOptions, Int, Int?)] {
-        f = make(kv, g, d, dt, o); f.unitTiles = u; f.numChunks = n; out.append(f)
-    }
     // 12. The public entry point (library-allocated outputs and workspace).
     f = make(4096, (4, 8), 128, .f16, .init()); f.publicAPI = true; out.append(f)
     f = make(127, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.publicAPI = true; out.append(f)
@@ -236,10 +218,10 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         try lse.poison(stream: stream)
         let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
                                           stages: c.stages ?? DecodeSpec.defaultStages,
-                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, clusterSize: c.clusterSize,
-                                          unitTiles: c.unitTiles)
-        // The library's workspace, its partials NaN-filled: every partial must be written.
-        let workspace = try launch.makeWorkspace(stream: stream, poisonPartials: true)
+                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, clusterSize: c.clusterSize)
+        // The library's workspace, NaN-filled: every partial must be written.
+        let workspace = try launch.makeWorkspace(stream: stream)
+        if let workspace { try workspace.fill(word: 0x7FC0_0000, stream: stream) }
         // Twice on one workspace (as a caller reusing it would).
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
         try out.poison(stream: stream)

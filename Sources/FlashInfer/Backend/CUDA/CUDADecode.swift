@@ -38,9 +38,6 @@ public struct DecodeSpec: KernelSpec {
     /// Per-CTA timestamps (`DecodeParams::timeline`, bench `--timeline`): entry and exit
     /// %globaltimer and %smid. A measurement variant; never chosen by the library.
     public var timeline = false
-    /// Single decode, split: the KV range in units claimed at run time (`DecodeParams::unit_counters`)
-    /// instead of one fixed chunk per CTA.
-    public var dynamic = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -60,14 +57,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(clusterMerge ? "_cm" : "")\(timeline ? "_tl" : "")\(dynamic ? "_dyn" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(clusterMerge ? "_cm" : "")\(timeline ? "_tl" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(clusterMerge), \(timeline), \(dynamic)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(clusterMerge), \(timeline)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -100,13 +97,15 @@ public struct DecodeMergeSpec: KernelSpec {
         self.dtype = dtype
         self.headDim = headDim
     }
-    public var name: String { "decode_merge_\(dtype.rawValue)_d\(headDim)" }
+    /// TEMPORARY A/B: FLASHINFER_DECODE_MERGE=pairwise selects the previous merge.
+    var pairwise: Bool { getenv("FLASHINFER_DECODE_MERGE").map { String(cString: $0) == "pairwise" } ?? false }
+    public var name: String { "decode_merge_\(dtype.rawValue)_d\(headDim)\(pairwise ? "_pw" : "")" }
     public var entryPoint: String { "fi_" + name }
     public func source() -> String {
         """
         #include <flashinfer/attention/decode_merge.cuh>
         extern "C" __global__ void __launch_bounds__(128) \(entryPoint)(const __grid_constant__ flashinfer::DecodeMergeParams p) {
-          flashinfer::decode_merge<\(dtype.cudaTypeName), \(headDim)>(p);
+          flashinfer::decode_merge\(pairwise ? "_pairwise" : "")<\(dtype.cudaTypeName), \(headDim)>(p);
         }
         """
     }
@@ -147,12 +146,7 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                 s.clusterMerge = true
                 out.append((s.name, s))
             }
-            // Single decode with dynamic units, and the timestamped variant the bench uses.
-            for g in [1, 4, 8] {
-                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 8 ? .rope : .none, softCap: g == 8)
-                s.dynamic = true
-                out.append((s.name, s))
-            }
+            // The timestamped variant `bench single-decode --timeline` uses.
             var tl = DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: .none, softCap: false)
             tl.timeline = true
             out.append((tl.name, tl))
@@ -184,31 +178,15 @@ public struct CUDADecodeLaunch: Sendable {
     /// Bytes of workspace `run` needs (0 without a split or with the cluster merge): partial
     /// outputs, then partial LSEs.
     public var workspaceBytes: Int {
-        split.isSplit && !spec.clusterMerge ? unitCountersOffset + (spec.dynamic ? unitCountersBytes : 0) : 0
+        split.isSplit && !spec.clusterMerge ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0
     }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
-    /// Dynamic units: a (claimed, finished) Int32 pair per (KV head, head group), zero between launches.
-    var unitCountersOffset: Int { (partialLSEOffset + split.numChunks * shape.numQOHeads * 4 + 15) / 16 * 16 }
-    var unitCountersBytes: Int { 8 * shape.numKVHeads * headGroups }
-    /// Dynamic units (`spec.dynamic`): tiles per unit and units along the attended range; CTA x of a
-    /// KV head takes unit x and then claims the rest (`split.numChunks` CTAs per KV head).
-    public let unitTiles: Int
-    public let numUnits: Int
 
-    /// A workspace for this launch on `stream`'s device (nil when none is needed), ready for
-    /// any number of launches in stream order: the dynamic units' counters are zeroed on `stream`
-    /// (each launch leaves them zero). `poisonPartials` NaN-fills the partials (checks).
-    public func makeWorkspace(stream: Stream, poisonPartials: Bool = false) throws(FlashInferError) -> DeviceBuffer? {
+    /// A workspace for this launch on `stream`'s device (nil when none is needed).
+    public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
         guard workspaceBytes > 0 else { return nil }
         let n = workspaceBytes
-        let counters = spec.dynamic ? (unitCountersOffset, unitCountersBytes) : nil
-        let partials = poisonPartials ? unitCountersOffset : 0
-        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in
-            let b = try stream.device.allocate(byteCount: n)
-            if partials > 0 { try b.fill(word: 0x7FC0_0000, count: partials / 4, offset: 0, stream: stream) }
-            if let (offset, count) = counters { try b.fill(byte: 0, count: count, offset: offset, stream: stream) }
-            return b
-        }
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
     }
 
     /// `clusterSize` (2...16): split into exactly that many chunks per KV head, run as one
@@ -216,17 +194,15 @@ public struct CUDADecodeLaunch: Sendable {
     /// kernel; sizes above 8 are non-portable cluster sizes).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false,
-                unitTiles: Int? = nil) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: timeline, unitTiles: unitTiles)
+                      keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: timeline)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false,
-         unitTiles: Int? = nil) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         if let c = clusterSize {
             guard (2...16).contains(c) else { throw .option(name: "cluster_size", value: "\(c)", rule: "must be 2...16") }
@@ -235,10 +211,6 @@ public struct CUDADecodeLaunch: Sendable {
             }
         }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
-        if let u = unitTiles {
-            guard (stages...1024).contains(u) else { throw .option(name: "unit_tiles", value: "\(u)", rule: "must be stages (\(stages))...1024") }
-            guard clusterSize == nil else { throw .option(name: "unit_tiles", value: "\(u)", rule: "not with the cluster merge") }
-        }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
         var cta = 1
@@ -247,16 +219,14 @@ public struct CUDADecodeLaunch: Sendable {
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         spec.clusterMerge = clusterSize != nil
         spec.timeline = timeline
-        spec.dynamic = unitTiles != nil
+        self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
         self.shape = shape
         self.options = options
         kvBegin = options.windowLeft >= 0 ? max(0, shape.kvLen - 1 - options.windowLeft) : 0
         let attended = shape.kvLen - kvBegin
-        let specForOccupancy = spec
         let occupancy = try FlashInferError.wrap { () throws(CUDAError) -> Int in
-            let spec = specForOccupancy
             let f = try JIT.shared(for: device).kernel(spec).function
             try f.setMaxDynamicSharedMemory(spec.sharedBytes)
             return try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes)
@@ -265,7 +235,6 @@ public struct CUDADecodeLaunch: Sendable {
             throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
         }
         ctasPerSM = occupancy
-        var split: DecodeSplit
         if let c = clusterSize {
             split = decodeSplit(kvLen: attended, forcedChunks: c, tileKeys: spec.tileKeys)
         } else if let n = numChunks {
@@ -274,22 +243,6 @@ public struct CUDADecodeLaunch: Sendable {
             split = decodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups, ctasPerSM: occupancy,
                                 smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
         }
-        // Dynamic units: as many CTAs per KV head as the split has chunks (at most one per unit).
-        if let u = unitTiles, split.isSplit {
-            let unitKeys = u * spec.tileKeys
-            let units = (attended + unitKeys - 1) / unitKeys
-            split = DecodeSplit(chunkSize: unitKeys, numChunks: min(split.numChunks, units))
-        }
-        if !split.isSplit { spec.dynamic = false }
-        if spec.dynamic, let u = unitTiles {
-            self.unitTiles = u
-            numUnits = (attended + u * spec.tileKeys - 1) / (u * spec.tileKeys)
-        } else {
-            self.unitTiles = 0
-            numUnits = 0
-        }
-        self.spec = spec
-        self.split = split
     }
 
     /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is
@@ -388,11 +341,6 @@ public struct CUDADecodeLaunch: Sendable {
             numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
             chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
         )
-        if spec.dynamic {
-            a.unitCounters = ws + CUdeviceptr(unitCountersOffset)
-            a.unitTiles = Int32(unitTiles)
-            a.numUnits = Int32(numUnits)
-        }
         var m = DecodeMergeParamsValues(
             partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
             numQOHeads: Int32(shape.numQOHeads), numChunks: Int32(split.numChunks)
@@ -452,8 +400,6 @@ struct DecodeParamsValues {
     var pageSize: Int32 = 0
     var chunkSizePtr: CUdeviceptr = 0
     var timeline: CUdeviceptr = 0
-    var unitCounters: CUdeviceptr = 0
-    var unitTiles: Int32 = 0, numUnits: Int32 = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -466,9 +412,6 @@ struct DecodeParamsValues {
         a.append(pageSize)
         a.append(chunkSizePtr)
         a.append(timeline)
-        a.append(unitCounters)
-        a.append(unitTiles)
-        a.append(numUnits)
         a.pad(toAlignment: 8)
         return a
     }

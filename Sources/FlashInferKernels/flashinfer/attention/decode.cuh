@@ -77,16 +77,7 @@ struct DecodeParams {
   // TIMELINE kernels (bench --timeline): per CTA (linear id x + y·X + z·X·Y) three u64s:
   // %globaltimer at entry, %globaltimer after its output or partial is written, %smid.
   unsigned long long* timeline;
-  // DYNAMIC kernels (single decode, split): the attended range is num_units units of unit_tiles
-  // tiles; CTA x of a (kv head, head group) takes unit x, then claims units gridDim.x, gridDim.x+1,
-  // ... from unit_counters[2·(kv_head·gridDim.z + blockIdx.z)] until past the end. The second int
-  // of the pair counts finished CTAs; the last one zeroes both, so every launch finds them zero.
-  int* unit_counters;
-  int unit_tiles;        // >= STAGES
-  int num_units;
 };
-
-constexpr int kNoTile = -2147483647 - 1;  // DYNAMIC: a stage with no tile
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 
@@ -95,12 +86,9 @@ using DT_of = typename KT::DT;
 
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool CLUSTER_MERGE_ = false, bool TIMELINE_ = false, bool DYNAMIC_ = false>
+          bool PAGED_ = false, bool CLUSTER_MERGE_ = false, bool TIMELINE_ = false>
 struct DecodeTraits {
   using DT = DT_;
-  // Single decode, split: units of the KV range claimed at run time (DecodeParams::unit_counters),
-  // so CTAs that stream faster take more of it and the CTAs finish together.
-  static constexpr bool DYNAMIC = DYNAMIC_;
   static constexpr bool TIMELINE = TIMELINE_;      // per-CTA timestamps (DecodeParams::timeline)
   // Single decode, split: the chunks of one (kv head, head group) form one thread-block cluster
   // (gridDim.x = cluster size); they merge through distributed shared memory (decode_cluster_merge).
@@ -135,7 +123,6 @@ struct DecodeTraits {
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
   static_assert(!(CLUSTER_MERGE && PAGED), "the cluster merge is for single decode");
-  static_assert(!(DYNAMIC && (PAGED || CLUSTER_MERGE)), "dynamic units are for single decode with the merge kernel");
   static constexpr int CLUSTER_STATE_OFFSET = SLOTS * GROUP * HEAD_DIM * 4;  // after the epilogue's o buffer
   static_assert(!CLUSTER_MERGE || CLUSTER_STATE_OFFSET + GROUP * HEAD_DIM * 4 + GROUP * 4 <= PIPE_BYTES,
                 "the cluster merge's state fits in the pipeline buffers");
@@ -298,20 +285,8 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   // Single decode chunks the attended range; batch chunks follow the plan over [0, kv_len).
   const int chunk_begin = KT::PAGED ? max(kv_begin, chunk * chunk_size) : kv_begin + chunk * chunk_size;
   const int chunk_end_raw = KT::PAGED ? (chunk + 1) * chunk_size : chunk_begin + chunk_size;
-  const int chunk_end = KT::DYNAMIC ? kv_len : min(chunk_end_raw, kv_len);  // DYNAMIC: any unit's keys
+  const int chunk_end = min(chunk_end_raw, kv_len);
   const int num_tiles = chunk_end > chunk_begin ? (chunk_end - chunk_begin + TILE - 1) / TILE : 0;
-  // DYNAMIC: the unit whose tiles are being loaded, the key0 of the tile in each stage (kNoTile:
-  // none, the CTA is done), and the next unit (thread 0 claims it ahead and publishes it here).
-  __shared__ int s_key0[KT::DYNAMIC ? STAGES : 1];
-  __shared__ int s_next_unit;
-  int load_unit = int(blockIdx.x);
-  int pending = 0;  // thread 0: the claimed unit not yet published
-  int* unit_counter = nullptr;
-  if constexpr (KT::DYNAMIC) {
-    if (p.unit_tiles < STAGES || int(blockIdx.x) >= p.num_units) __trap();  // the host's plan disagrees
-    unit_counter = p.unit_counters + 2 * (kv_head * int(gridDim.z) + int(blockIdx.z));
-    if (tid == 0) pending = int(gridDim.x) + atomicAdd(unit_counter, 1);
-  }
 
   // q chunk c of every head, in float; rotated at position kv_len-1 with RoPE.
   float q[G][8];
@@ -360,15 +335,16 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   const DT* k_head = static_cast<const DT*>(p.k) + int64(kv_head) * p.k_stride_head;
   const DT* v_head = static_cast<const DT*>(p.v) + int64(kv_head) * p.v_stride_head;
   // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
-  auto load_tile_at = [&](int key0, int stage) {
+  auto load_tile = [&](int tile, int stage) {
     DT* ks = pipe + stage * (2 * TILE * D);
     DT* vs = ks + TILE * D;
+    const int key0 = chunk_begin + tile * TILE;
 #pragma unroll
     for (int n = 0; n < KPS; ++n) {
       const int key = slot + n * KT::SLOTS;
       const int j = key0 + key;
       const bool valid = j < chunk_end;
-      const int64 jj = valid ? j : key0;  // a mapped address (key0 < chunk_end); nothing is read when !valid
+      const int64 jj = valid ? j : chunk_begin;  // a mapped address; nothing is read when !valid
       int64 k_off, v_off;
       if constexpr (KT::PAGED) {
         const int page_no = int(jj) / p.page_size;
@@ -384,52 +360,23 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       vec_io::cp_async_16(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
     }
   };
-  auto load_tile = [&](int tile, int stage) { load_tile_at(chunk_begin + tile * TILE, stage); };
-  // DYNAMIC: stage local tile L (the CTA's L-th tile, of unit load_unit) or mark the stage empty.
-  auto load_dynamic = [&](int L, int stage) {
-    const int unit_keys = p.unit_tiles * TILE;
-    const int key0 = load_unit < p.num_units ? kv_begin + load_unit * unit_keys + (L % p.unit_tiles) * TILE : kv_len;
-    if (key0 < kv_len) load_tile_at(key0, stage);
-    if (tid == 0) s_key0[stage] = key0 < kv_len ? key0 : kNoTile;
-  };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if constexpr (KT::DYNAMIC) {
-      load_dynamic(s, s);  // unit_tiles >= STAGES: the prologue stays inside the first unit
-    } else if (s < num_tiles) {
-      load_tile(s, s);
-    }
+    if (s < num_tiles) load_tile(s, s);
     vec_io::cp_async_commit();
   }
 
   float* slot_scores = scores + slot * SCORES;
-  for (int tile = 0; KT::DYNAMIC || tile < num_tiles; ++tile) {
+  for (int tile = 0; tile < num_tiles; ++tile) {
     vec_io::cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `tile` is in shared memory; everyone is done with tile-1's stage
-    int tile_key0;
-    if constexpr (KT::DYNAMIC) {
-      tile_key0 = s_key0[tile % STAGES];
-      if (tile_key0 == kNoTile) break;  // uniform: read after the barrier
-      // Local tile L starts a new unit: take the one thread 0 published before this barrier.
-      const int L = tile + STAGES - 1;
-      if (L % p.unit_tiles == 0) load_unit = s_next_unit;
-      load_dynamic(L, L % STAGES);
-      // The next unit's first tile is loaded STAGES-1 iterations after the barrier that follows
-      // this one: publish the claim now (it was issued unit_tiles iterations ago) and claim again.
-      if (tid == 0 && (tile + STAGES) % p.unit_tiles == 0) {
-        s_next_unit = pending;
-        if (pending < p.num_units) pending = int(gridDim.x) + atomicAdd(unit_counter, 1);
-      }
-    } else {
-      tile_key0 = chunk_begin + tile * TILE;
-      if (tile + STAGES - 1 < num_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
-    }
+    if (tile + STAGES - 1 < num_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
     vec_io::cp_async_commit();
 
     const DT* ks = pipe + (tile % STAGES) * (2 * TILE * D) + slot * KPS * D;  // this slot's keys
     const DT* vs = ks + TILE * D;
-    const int key0 = tile_key0 + slot * KPS;  // this slot's first key
+    const int key0 = chunk_begin + tile * TILE + slot * KPS;  // this slot's first key
 
     // 1. QK partial dots of chunk c: s[k·G + h].
     float s[SCORES];
@@ -600,17 +547,6 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
   if constexpr (KT::CLUSTER_MERGE) {
     if (p.split) decode_cluster_merge<KT>(p, smem, qo_head0, heads);  // CTA-uniform: every CTA of the launch
-  }
-  if constexpr (KT::DYNAMIC) {
-    // Every claim of this CTA (its last one failed) is done; the last CTA of the (kv head, head
-    // group) zeroes both counters for the next launch.
-    if (tid == 0) {
-      __threadfence();
-      if (atomicAdd(unit_counter + 1, 1) == int(gridDim.x) - 1) {
-        unit_counter[0] = 0;
-        unit_counter[1] = 0;
-      }
-    }
   }
   if constexpr (KT::TIMELINE) {
     __syncthreads();

@@ -123,4 +123,64 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   }
 }
 
+// TEMPORARY A/B (FLASHINFER_DECODE_MERGE=pairwise): the previous pairwise merge.
+template <typename DT, int HEAD_DIM>
+__device__ __forceinline__ void decode_merge_pairwise(const DecodeMergeParams& p) {
+  constexpr int THREADS = 128, LANES = HEAD_DIM / 8, GROUPS = THREADS / LANES, BATCH = 8;
+  static_assert(THREADS % LANES == 0, "whole groups");
+  __shared__ __align__(16) float s_o[GROUPS][HEAD_DIM];
+  __shared__ float s_lse[GROUPS];
+
+  // Launched as a programmatic dependent of the decode kernel (PDL): wait for its partials.
+  mma::wait_dependencies();
+  const int head = blockIdx.x;
+  const int request = blockIdx.y;
+  const int first = p.o_indptr != nullptr ? p.o_indptr[request] : 0;
+  const int num_chunks = p.o_indptr != nullptr ? p.o_indptr[request + 1] - first : p.num_chunks;
+  const int c = threadIdx.x % LANES, g = threadIdx.x / LANES;
+  const int64 row = int64(p.num_qo_heads) * HEAD_DIM;  // floats per chunk
+
+  float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  float s = -math::inf;
+  for (int base = g; base < num_chunks; base += BATCH * GROUPS) {
+    float ob[BATCH][8];
+    float sb[BATCH];
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) {
+      const int i = base + b * GROUPS;
+      if (i < num_chunks) {
+        const float4* src = reinterpret_cast<const float4*>(p.partial_o + (first + i) * row + int64(head) * HEAD_DIM + c * 8);
+        const float4 x = src[0], y = src[1];
+        ob[b][0] = x.x; ob[b][1] = x.y; ob[b][2] = x.z; ob[b][3] = x.w;
+        ob[b][4] = y.x; ob[b][5] = y.y; ob[b][6] = y.z; ob[b][7] = y.w;
+        sb[b] = p.partial_lse[int64(first + i) * p.num_qo_heads + head];
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ob[b][e] = 0.f;
+        sb[b] = -math::inf;
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) merge_state(o, s, ob[b], sb[b]);
+  }
+
+  float4* dst = reinterpret_cast<float4*>(&s_o[g][c * 8]);
+  dst[0] = make_float4(o[0], o[1], o[2], o[3]);
+  dst[1] = make_float4(o[4], o[5], o[6], o[7]);
+  if (c == 0) s_lse[g] = s;
+  __syncthreads();
+  if (g != 0) return;
+#pragma unroll 1
+  for (int i = 1; i < GROUPS; ++i) {
+    float ob[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ob[e] = s_o[i][c * 8 + e];
+    merge_state(o, s, ob, s_lse[i]);
+  }
+  // An empty state carries o = 0 already (merge_weights gives wa = wb = 0).
+  const int64 out_row = int64(request) * p.num_qo_heads + head;
+  *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * HEAD_DIM + c * 8) = vec_io::vec8<DT>::from_float(o);
+  if (c == 0 && p.lse != nullptr) p.lse[out_row] = s;
+}
+
 }  // namespace flashinfer
