@@ -18,8 +18,6 @@ struct DecodeCheckConfig {
     /// Kernel pipeline depth and keys per slot (nil: the library's defaults).
     var stages: Int? = nil
     var keysPerSlot: Int? = nil
-    /// Chunks of a KV head run as one cluster of this size, merged through distributed shared memory.
-    var clusterSize: Int? = nil
 
     var name: String {
         let o = options
@@ -36,7 +34,6 @@ struct DecodeCheckConfig {
         if strided { s += " strided" }
         if let st = stages { s += " stages\(st)" }
         if let k = keysPerSlot { s += " keys\(k)" }
-        if let c = clusterSize { s += " cluster\(c)" }
         if publicAPI { s += " api" }
         return s
     }
@@ -133,21 +130,7 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     // 10. Scale options.
     out.append(make(999, (4, 4), 128, .f16, .init(smScale: 0.05, positionEncoding: .ropeLlama(scale: 2, theta: 5e5))))
     out.append(make(127, (8, 4), 256, .bf16, .init(smScale: 0.3, logitsSoftCap: 30, layout: .hnd)))
-    // 11. The cluster merge (opt-in): portable (8) and non-portable (16) cluster sizes, empty chunks
-    //     (kv shorter than the cluster's chunks, kv 0), group 32 (clusters per head group), each head
-    //     dim, RoPE, window, soft-cap, bf16.
-    for (kv, g, d, dt, o, n) in [
-        (32789, (4, 8), 128, DType.f16, AttentionOptions(), 16),
-        (32789, (4, 8), 128, .bf16, AttentionOptions(positionEncoding: .ropeLlama(), layout: .hnd), 8),
-        (4096, (8, 4), 256, .f16, AttentionOptions(logitsSoftCap: 30), 16),
-        (999, (1, 8), 64, .bf16, AttentionOptions(windowLeft: 13), 4),
-        (4096, (32, 1), 128, .f16, AttentionOptions(positionEncoding: .alibi), 8),
-        (40, (4, 4), 128, .f16, AttentionOptions(), 16),
-        (0, (8, 4), 64, .bf16, AttentionOptions(), 2),
-    ] as [(Int, (Int, Int), Int, DType, AttentionOptions, Int)] {
-        f = make(kv, g, d, dt, o); f.clusterSize = n; out.append(f)
-    }
-    // 12. The public entry point (library-allocated outputs and workspace).
+    // 11. The public entry point (library-allocated outputs and workspace).
     f = make(4096, (4, 8), 128, .f16, .init()); f.publicAPI = true; out.append(f)
     f = make(127, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.publicAPI = true; out.append(f)
     return out
@@ -218,7 +201,7 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         try lse.poison(stream: stream)
         let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
                                           stages: c.stages ?? DecodeSpec.defaultStages,
-                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, clusterSize: c.clusterSize)
+                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)
         // The library's workspace, NaN-filled: every partial must be written.
         let workspace = try launch.makeWorkspace(stream: stream)
         if let workspace { try workspace.fill(word: 0x7FC0_0000, stream: stream) }

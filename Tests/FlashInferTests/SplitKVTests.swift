@@ -13,6 +13,17 @@ import Testing
         #expect(s.numChunks * 8 <= 2 * 132)
     }
 
+    @Test func singleDecodeDefaultIsOneCTAPerSM() {
+        // D6 on an H100: 132/8 = 16 chunks of 2048 keys, 128 CTAs.
+        let s = singleDecodeSplit(kvLen: 32768, ctasPerChunk: 8, smCount: 132, tileKeys: 32)
+        #expect(s == DecodeSplit(chunkSize: 2048, numChunks: 16))
+        // MHA (32 KV heads): 4 chunks; 4096 keys with 8 heads: 16 chunks of the 256-key minimum.
+        #expect(singleDecodeSplit(kvLen: 32768, ctasPerChunk: 32, smCount: 132, tileKeys: 32) == DecodeSplit(chunkSize: 8192, numChunks: 4))
+        #expect(singleDecodeSplit(kvLen: 4096, ctasPerChunk: 8, smCount: 132, tileKeys: 32) == DecodeSplit(chunkSize: 256, numChunks: 16))
+        // More heads than SMs: no split.
+        #expect(!singleDecodeSplit(kvLen: 32768, ctasPerChunk: 160, smCount: 132, tileKeys: 32).isSplit)
+    }
+
     @Test func shortSequenceRaisedToTheMinimumChunk() {
         // ceil(4096/33) = 125 → 128, raised to 256: 16 chunks.
         let s = decodeSplit(kvLen: 4096, ctasPerChunk: 8, ctasPerSM: 2, smCount: 132, tileKeys: 32)

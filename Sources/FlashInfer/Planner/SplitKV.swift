@@ -45,6 +45,22 @@ public func decodeSplit(kvLen: Int, ctasPerChunk: Int, ctasPerSM: Int, smCount: 
     return DecodeSplit(chunkSize: chunk, numChunks: ceilDiv(kvLen, chunk))
 }
 
+/// The split that single decode plans by default: one wave at **one CTA per SM**
+/// (`decodeSplit` with `ctasPerSM: 1`), whatever the kernel's occupancy allows.
+///
+/// Measured on an H100 (bench/NOTES.md, 2026-11-28, commit 28370ae): one CTA per SM was the
+/// fastest or within 2 % in every shape swept. D6 (kvLen 32768, 32/8): 16 chunks 52.0 µs against
+/// 53.6 (33) and 53.8 (49, three per SM); kvLen 131072: 178.0 against 185.4 µs; MHA 32/32: 4
+/// chunks 175.6 against 181.5 µs; only group 8 (64/8, two CTAs per SM by registers) was 2 %
+/// slower (58.2 against 57.1 µs). Each CTA streams one long contiguous range, the decode grid ends
+/// sooner (45.4 against 47.1 µs on D6) and the merge folds fewer partials.
+///
+/// Worked example (D6 on an H100: 8 KV heads, 32-key tiles, 132 SMs): maxChunks 132/8 = 16,
+/// 32768/16 = 2048 keys: 16 chunks, a grid of 128 CTAs.
+public func singleDecodeSplit(kvLen: Int, ctasPerChunk: Int, smCount: Int, tileKeys: Int) -> DecodeSplit {
+    decodeSplit(kvLen: kvLen, ctasPerChunk: ctasPerChunk, ctasPerSM: 1, smCount: smCount, tileKeys: tileKeys)
+}
+
 /// A forced number of chunks (for experiments and tests): exactly `numChunks` chunks of
 /// `roundUp(ceil(kvLen / numChunks), tileKeys)` keys, so trailing chunks may be empty (the merge
 /// handles them: LSE −inf, weight 0).

@@ -31,10 +31,6 @@ public struct DecodeSpec: KernelSpec {
     /// Batch decode over a paged cache (work items from `BatchDecodePlan`) instead of one request's
     /// contiguous K/V.
     public var paged: Bool
-    /// Single decode, split: the chunks of each KV head run as one thread-block cluster and merge
-    /// through distributed shared memory (`decode_cluster_merge`, decode.cuh): no partials in
-    /// global memory, no merge kernel. Opt-in until measured on the GPU.
-    public var clusterMerge = false
     /// Per-CTA timestamps (`DecodeParams::timeline`, bench `--timeline`): entry and exit
     /// %globaltimer and %smid. A measurement variant; never chosen by the library.
     public var timeline = false
@@ -57,14 +53,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(clusterMerge ? "_cm" : "")\(timeline ? "_tl" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(clusterMerge), \(timeline)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(timeline)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -97,15 +93,13 @@ public struct DecodeMergeSpec: KernelSpec {
         self.dtype = dtype
         self.headDim = headDim
     }
-    /// TEMPORARY A/B: FLASHINFER_DECODE_MERGE=pairwise selects the previous merge.
-    var pairwise: Bool { getenv("FLASHINFER_DECODE_MERGE").map { String(cString: $0) == "pairwise" } ?? false }
-    public var name: String { "decode_merge_\(dtype.rawValue)_d\(headDim)\(pairwise ? "_pw" : "")" }
+    public var name: String { "decode_merge_\(dtype.rawValue)_d\(headDim)" }
     public var entryPoint: String { "fi_" + name }
     public func source() -> String {
         """
         #include <flashinfer/attention/decode_merge.cuh>
         extern "C" __global__ void __launch_bounds__(128) \(entryPoint)(const __grid_constant__ flashinfer::DecodeMergeParams p) {
-          flashinfer::decode_merge\(pairwise ? "_pairwise" : "")<\(dtype.cudaTypeName), \(headDim)>(p);
+          flashinfer::decode_merge<\(dtype.cudaTypeName), \(headDim)>(p);
         }
         """
     }
@@ -140,12 +134,6 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                     out.append((s.name, s))
                 }
             }
-            // Single decode with the cluster merge (opt-in).
-            for g in [1, 4, 8] {
-                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 8 ? .rope : .none, softCap: false)
-                s.clusterMerge = true
-                out.append((s.name, s))
-            }
             // The timestamped variant `bench single-decode --timeline` uses.
             var tl = DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: .none, softCap: false)
             tl.timeline = true
@@ -175,10 +163,9 @@ public struct CUDADecodeLaunch: Sendable {
     public let kvBegin: Int
     public let shape: SingleAttentionShape
     public let options: AttentionOptions
-    /// Bytes of workspace `run` needs (0 without a split or with the cluster merge): partial
-    /// outputs, then partial LSEs.
+    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs.
     public var workspaceBytes: Int {
-        split.isSplit && !spec.clusterMerge ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0
+        split.isSplit ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0
     }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
 
@@ -189,27 +176,20 @@ public struct CUDADecodeLaunch: Sendable {
         return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
     }
 
-    /// `clusterSize` (2...16): split into exactly that many chunks per KV head, run as one
-    /// thread-block cluster that merges through distributed shared memory (no workspace, no merge
-    /// kernel; sizes above 8 are non-portable cluster sizes).
+    /// `numChunks` forces the split (default: `singleDecodeSplit`); `stages` and `keysPerSlot` pick
+    /// the kernel variant; `timeline` the timestamped variant (see `prepare(timeline:)`).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, clusterSize: clusterSize, timeline: timeline)
+                      keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, clusterSize: Int? = nil, timeline: Bool = false) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
-        if let c = clusterSize {
-            guard (2...16).contains(c) else { throw .option(name: "cluster_size", value: "\(c)", rule: "must be 2...16") }
-            guard numChunks == nil || numChunks == c else {
-                throw .option(name: "cluster_size", value: "\(c)", rule: "sets the chunk count itself")
-            }
-        }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
@@ -217,7 +197,6 @@ public struct CUDADecodeLaunch: Sendable {
         while cta < min(g, 8) { cta *= 2 }
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
-        spec.clusterMerge = clusterSize != nil
         spec.timeline = timeline
         self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
@@ -235,13 +214,11 @@ public struct CUDADecodeLaunch: Sendable {
             throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
         }
         ctasPerSM = occupancy
-        if let c = clusterSize {
-            split = decodeSplit(kvLen: attended, forcedChunks: c, tileKeys: spec.tileKeys)
-        } else if let n = numChunks {
+        if let n = numChunks {
             split = decodeSplit(kvLen: attended, forcedChunks: n, tileKeys: spec.tileKeys)
         } else {
-            split = decodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups, ctasPerSM: occupancy,
-                                smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
+            split = singleDecodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups,
+                                      smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
         }
     }
 
@@ -262,14 +239,12 @@ public struct CUDADecodeLaunch: Sendable {
         let grid: (Int, Int, Int)
         let mergeGrid: Int
         let sharedBytes: Int
-        /// Cluster merge: the decode grid's cluster shape (all chunks of one KV head).
-        let cluster: (Int, Int, Int)?
 
         /// Enqueues the decode kernel and, when split, the merge.
         public func launch(on stream: Stream) throws(FlashInferError) {
             try FlashInferError.wrap { () throws(CUDAError) in
                 try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
-                                  stream: stream, arguments: decodeArguments, clusterDims: cluster)
+                                  stream: stream, arguments: decodeArguments)
                 if let merge {
                     try merge.launch(grid: (mergeGrid, 1, 1), block: (128, 1, 1), stream: stream, arguments: mergeArguments,
                                      programmaticDependency: true)
@@ -281,7 +256,7 @@ public struct CUDADecodeLaunch: Sendable {
         public func launchDecodeOnly(on stream: Stream) throws(FlashInferError) {
             try FlashInferError.wrap { () throws(CUDAError) in
                 try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
-                                  stream: stream, arguments: decodeArguments, clusterDims: cluster)
+                                  stream: stream, arguments: decodeArguments)
             }
         }
 
@@ -329,9 +304,9 @@ public struct CUDADecodeLaunch: Sendable {
 
         var a = DecodeParamsValues(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
-            // Split launches write partials; with the cluster merge, rank 0 writes out / lse.
-            o: split.isSplit && !spec.clusterMerge ? 0 : outAddress,
-            lse: split.isSplit && !spec.clusterMerge ? 0 : lseAddress,
+            // Split launches write partials (the merge writes out / lse).
+            o: split.isSplit ? 0 : outAddress,
+            lse: split.isSplit ? 0 : lseAddress,
             partialO: needed > 0 ? ws : 0, partialLSE: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
@@ -356,12 +331,11 @@ public struct CUDADecodeLaunch: Sendable {
             let jit = try JIT.shared(for: stream.device)
             let d = try jit.kernel(spec).function
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit && !spec.clusterMerge ? try jit.kernel(mergeSpec).function : nil)
+            return (d, split.isSplit ? try jit.kernel(mergeSpec).function : nil)
         }
         return Prepared(decode: decode, merge: merge, decodeArguments: a.arguments, mergeArguments: m.arguments,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
-                        sharedBytes: spec.sharedBytes,
-                        cluster: spec.clusterMerge && split.isSplit ? (split.numChunks, 1, 1) : nil)
+                        sharedBytes: spec.sharedBytes)
     }
 
     /// Element strides (q head; k seq, k head; v seq, v head) for the layout.

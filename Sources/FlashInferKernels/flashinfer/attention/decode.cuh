@@ -86,13 +86,10 @@ using DT_of = typename KT::DT;
 
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool CLUSTER_MERGE_ = false, bool TIMELINE_ = false>
+          bool PAGED_ = false, bool TIMELINE_ = false>
 struct DecodeTraits {
   using DT = DT_;
   static constexpr bool TIMELINE = TIMELINE_;      // per-CTA timestamps (DecodeParams::timeline)
-  // Single decode, split: the chunks of one (kv head, head group) form one thread-block cluster
-  // (gridDim.x = cluster size); they merge through distributed shared memory (decode_cluster_merge).
-  static constexpr bool CLUSTER_MERGE = CLUSTER_MERGE_;
   static constexpr bool PAGED = PAGED_;            // batch decode over a paged cache
   static constexpr int HEAD_DIM = HEAD_DIM_;
   static constexpr int GROUP = GROUP_;             // query heads per CTA (a power of 2, <= 8)
@@ -122,10 +119,6 @@ struct DecodeTraits {
   static_assert(STAGES >= 2, "at least double buffering");
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
-  static_assert(!(CLUSTER_MERGE && PAGED), "the cluster merge is for single decode");
-  static constexpr int CLUSTER_STATE_OFFSET = SLOTS * GROUP * HEAD_DIM * 4;  // after the epilogue's o buffer
-  static_assert(!CLUSTER_MERGE || CLUSTER_STATE_OFFSET + GROUP * HEAD_DIM * 4 + GROUP * 4 <= PIPE_BYTES,
-                "the cluster merge's state fits in the pipeline buffers");
 };
 
 // Sums N per-lane values across the LANES lanes of a slot (xor masks < LANES). Afterwards lane l
@@ -169,71 +162,6 @@ struct SlotReduce {
     }
   }
 };
-
-// Thread-block cluster primitives (sm_90).
-namespace cluster {
-__device__ __forceinline__ unsigned rank() {
-  unsigned r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ unsigned size() {
-  unsigned n;
-  asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(n));
-  return n;
-}
-// Every thread of every CTA of the cluster arrives (release) and waits (acquire).
-__device__ __forceinline__ void sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-// The shared::cluster address of `p` (this CTA's shared memory) in CTA `r` of the cluster.
-__device__ __forceinline__ uint32 map(const void* p, unsigned r) {
-  uint32 out;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(out) : "r"(mma::smem_u32(p)), "r"(r));
-  return out;
-}
-__device__ __forceinline__ float4 ld_f4(uint32 addr) {
-  float4 v;
-  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ float ld_f(uint32 addr) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
-  return v;
-}
-}  // namespace cluster
-
-// Cluster merge (CLUSTER_MERGE, single decode): each CTA has left its heads' state (o [G][D], lse
-// [G]) in its own shared memory; after a cluster barrier, rank 0 folds the ranks' states in rank
-// order through distributed shared memory and writes out / lse; a second barrier keeps every CTA
-// (and its shared memory) alive until rank 0 has read it. No partials go through global memory.
-template <class KT>
-__device__ __forceinline__ void decode_cluster_merge(const DecodeParams& p, unsigned char* smem, int qo_head0, int heads) {
-  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = D / 8;
-  const float* st_o = reinterpret_cast<const float*>(smem + KT::CLUSTER_STATE_OFFSET);  // [G][D]
-  const float* st_lse = st_o + G * D;                                                     // [G]
-  cluster::sync();
-  if (cluster::rank() == 0) {
-    const unsigned ranks = cluster::size();
-    for (int pair = threadIdx.x; pair < G * LANES; pair += KT::THREADS) {
-      const int h = pair / LANES, cc = pair % LANES;
-      if (h >= heads) continue;
-      float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      float lse = -math::inf;
-      for (unsigned r = 0; r < ranks; ++r) {
-        const uint32 src = cluster::map(st_o + h * D + cc * 8, r);
-        const float4 a = cluster::ld_f4(src), b = cluster::ld_f4(src + 16);
-        const float ob[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-        merge_state(o, lse, ob, cluster::ld_f(cluster::map(st_lse + h, r)));
-      }
-      const int qo_head = qo_head0 + h;
-      *reinterpret_cast<uint4*>(static_cast<DT_of<KT>*>(p.o) + int64(qo_head) * D + cc * 8) = vec_io::vec8<DT_of<KT>>::from_float(o);
-      if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
-    }
-  }
-  cluster::sync();
-}
 
 template <class KT>
 __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
@@ -528,13 +456,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       lse = -math::inf;
     }
     const int qo_head = qo_head0 + h;
-    if (KT::CLUSTER_MERGE && p.split) {  // this CTA's state, for rank 0 of the cluster to merge
-      float* st = reinterpret_cast<float*>(smem + KT::CLUSTER_STATE_OFFSET);
-      float4* dst = reinterpret_cast<float4*>(st + h * D + cc * 8);
-      dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-      dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
-      if (cc == 0) st[G * D + h] = lse;
-    } else if (p.split) {
+    if (p.split) {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (int64(blockIdx.x) * num_qo_heads + qo_head) * D + cc * 8);
       dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
       dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
@@ -544,9 +466,6 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
       if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
     }
-  }
-  if constexpr (KT::CLUSTER_MERGE) {
-    if (p.split) decode_cluster_merge<KT>(p, smem, qo_head0, heads);  // CTA-uniform: every CTA of the launch
   }
   if constexpr (KT::TIMELINE) {
     __syncthreads();
