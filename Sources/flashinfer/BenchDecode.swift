@@ -22,7 +22,6 @@ extension Bench {
         @Option(name: .customLong("sweep-keys"), help: "Also time these keys-per-slot values (comma-separated).") var sweepKeys: String?
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
-        @Flag(name: .customLong("fused-merge"), help: "The last CTA of each KV head merges the partials (no merge kernel); also for the sweeps.") var fusedMerge = false
         @Flag(help: "Also launch the main configuration's timestamped variant once and print its per-CTA timeline (entry, exit, SM) and the merge's.") var timeline = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
@@ -78,8 +77,7 @@ extension Bench {
 
             func measure(split: Int?, stages: Int, keys: Int, iterations: Int) throws -> Measured {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device,
-                                                  numChunks: split, stages: stages, keysPerSlot: keys,
-                                                  fusedMerge: fusedMerge)
+                                                  numChunks: split, stages: stages, keysPerSlot: keys)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let prepared = try (0..<copies).map { i in
                     try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream)
@@ -101,7 +99,7 @@ extension Bench {
             }
             func tbps(_ ms: Double) -> Double { Double(bytesPerCall) / (ms * 1e-3) / 1e12 }
             func row(_ m: Measured) -> [(String, JSON)] {
-                [("kernel", .string(m.launch.spec.name)), ("fused_merge", .bool(m.launch.spec.fusedMerge)), ("stages", .int(m.launch.spec.stages)),
+                [("kernel", .string(m.launch.spec.name)), ("stages", .int(m.launch.spec.stages)),
                  ("keys_per_slot", .int(m.launch.spec.keysPerSlot)), ("tile_keys", .int(m.launch.spec.tileKeys)),
                  ("num_chunks", .int(m.launch.split.numChunks)), ("chunk_size", .int(m.launch.split.chunkSize)),
                  ("ctas_per_sm", .int(m.launch.ctasPerSM)), ("registers", .int(m.attributes.registers)),
@@ -122,8 +120,7 @@ extension Bench {
             var timelineJSON: [(String, JSON)] = []
             if timeline {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device, numChunks: split,
-                                                  stages: stages, keysPerSlot: keysPerSlot, timeline: true,
-                                                  fusedMerge: fusedMerge)
+                                                  stages: stages, keysPerSlot: keysPerSlot, timeline: true)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let ctas = launch.split.numChunks * hkv * launch.headGroups
                 let tDecode = try device.allocate(byteCount: 24 * ctas), tMerge = try device.allocate(byteCount: 24 * hq)
@@ -139,7 +136,7 @@ extension Bench {
                 print("  decode " + timelineSummary(td, count: ctas))
                 let t0 = (0..<ctas).map { td[3 * $0] }.min()!
                 let decodeEnd = (0..<ctas).map { td[3 * $0 + 1] }.max()!
-                if launch.split.isSplit && !launch.spec.fusedMerge {
+                if launch.split.isSplit {
                     let waits = (0..<hq).map { Double(Int64(bitPattern: tm[3 * $0] &- t0)) / 1e3 }
                     let exits = (0..<hq).map { Double(Int64(bitPattern: tm[3 * $0 + 1] &- t0)) / 1e3 }
                     print("  merge: released \(fixed(waits.min()!, 1))–\(fixed(waits.max()!, 1)) µs, last exit \(fixed(exits.max()!, 1)) µs (decode's last exit \(fixed(Double(decodeEnd - t0) / 1e3, 1)) µs)")

@@ -18,8 +18,6 @@ struct DecodeCheckConfig {
     /// Kernel pipeline depth and keys per slot (nil: the library's defaults).
     var stages: Int? = nil
     var keysPerSlot: Int? = nil
-    /// The last CTA of each KV head merges (no merge kernel).
-    var fusedMerge = false
 
     var name: String {
         let o = options
@@ -36,7 +34,6 @@ struct DecodeCheckConfig {
         if strided { s += " strided" }
         if let st = stages { s += " stages\(st)" }
         if let k = keysPerSlot { s += " keys\(k)" }
-        if fusedMerge { s += " fused" }
         if publicAPI { s += " api" }
         return s
     }
@@ -133,21 +130,6 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     // 10. Scale options.
     out.append(make(999, (4, 4), 128, .f16, .init(smScale: 0.05, positionEncoding: .ropeLlama(scale: 2, theta: 5e5))))
     out.append(make(127, (8, 4), 256, .bf16, .init(smScale: 0.3, logitsSoftCap: 30, layout: .hnd)))
-    // 12. The fused merge (opt-in): the planner's split and forced ones, empty trailing chunks
-    //     (kv 40 in 16 chunks), group 32 (counters per head group), each head dim, RoPE, ALiBi,
-    //     window, soft-cap, bf16, HND; kv 0 and a window too short to split take the plain path.
-    for (kv, g, d, dt, o, n) in [
-        (32789, (4, 8), 128, DType.f16, AttentionOptions(), nil),
-        (32789, (4, 8), 128, .bf16, AttentionOptions(positionEncoding: .ropeLlama(), layout: .hnd), 16),
-        (4096, (8, 4), 256, .f16, AttentionOptions(logitsSoftCap: 30), nil),
-        (999, (1, 8), 64, .bf16, AttentionOptions(windowLeft: 13), 4),
-        (4096, (32, 1), 128, .f16, AttentionOptions(positionEncoding: .alibi), 8),
-        (40, (4, 4), 128, .f16, AttentionOptions(), 16),
-        (0, (8, 4), 64, .bf16, AttentionOptions(), 2),
-        (32789, (8, 4), 64, .bf16, AttentionOptions(positionEncoding: .ropeLlama(), logitsSoftCap: 30, windowLeft: 5000), nil),
-    ] as [(Int, (Int, Int), Int, DType, AttentionOptions, Int?)] {
-        f = make(kv, g, d, dt, o); f.fusedMerge = true; f.numChunks = n; out.append(f)
-    }
     // 11. The public entry point (library-allocated outputs and workspace).
     f = make(4096, (4, 8), 128, .f16, .init()); f.publicAPI = true; out.append(f)
     f = make(127, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.publicAPI = true; out.append(f)
@@ -219,9 +201,10 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         try lse.poison(stream: stream)
         let launch = try CUDADecodeLaunch(q: q, k: k, v: v, options: c.options, device: device, numChunks: c.numChunks,
                                           stages: c.stages ?? DecodeSpec.defaultStages,
-                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, fusedMerge: c.fusedMerge)
-        // The library's workspace, its partials NaN-filled: every partial must be written.
-        let workspace = try launch.makeWorkspace(stream: stream, poisonPartials: true)
+                                          keysPerSlot: c.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)
+        // The library's workspace, NaN-filled: every partial must be written.
+        let workspace = try launch.makeWorkspace(stream: stream)
+        if let workspace { try workspace.fill(word: 0x7FC0_0000, stream: stream) }
         // Twice on one workspace (as a caller reusing it would).
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
         try out.poison(stream: stream)

@@ -42,7 +42,7 @@ struct DecodeKernelTests {
             numKVHeads: 0x3305, groupSize: 0x3306, kvBegin: 0x3307, chunkSize: 0x3308, split: 0x3309,
             requestIndices: 0x5501, chunkIndices: 0x5502, kvIndptr: 0x5503, kvIndices: 0x5504, kvLastPageLen: 0x5505,
             qStrideBatch: 0x6601, kStridePage: 0x6602, vStridePage: 0x6603, pageSize: 0x7701, chunkSizePtr: 0x8801,
-            timeline: 0x8802, mergeCounters: 0x8803)
+            timeline: 0x8802)
         let bytes = p.arguments.bytes
         var fields: [(String, [UInt8])] = [
             ("q", Self.le(UInt64(0x1111_0001))), ("k", Self.le(UInt64(0x1111_0002))), ("v", Self.le(UInt64(0x1111_0003))),
@@ -65,7 +65,6 @@ struct DecodeKernelTests {
         fields.append(("page_size", Self.le(Int32(0x7701))))
         fields.append(("chunk_size_ptr", Self.le(UInt64(0x8801))))
         fields.append(("timeline", Self.le(UInt64(0x8802))))
-        fields.append(("merge_counters", Self.le(UInt64(0x8803))))
         let offs = Self.offsets(bytes, fields)
         #expect(offs.allSatisfy { $0.1 >= 0 })
         var body = "using P = flashinfer::DecodeParams;\nstatic_assert(sizeof(P) == \(bytes.count), \"DecodeParams size\");\n"

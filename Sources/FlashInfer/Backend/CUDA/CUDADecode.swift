@@ -34,9 +34,6 @@ public struct DecodeSpec: KernelSpec {
     /// Per-CTA timestamps (`DecodeParams::timeline`, bench `--timeline`): entry and exit
     /// %globaltimer and %smid. A measurement variant; never chosen by the library.
     public var timeline = false
-    /// Single decode, split: the last CTA of each KV head merges the partials (no merge kernel;
-    /// arrival counters in the workspace).
-    public var fusedMerge = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -56,14 +53,14 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")\(fusedMerge ? "_fm" : "")"
+        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(timeline), \(fusedMerge)>;
+        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(timeline)>;
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }
@@ -137,12 +134,6 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                     out.append((s.name, s))
                 }
             }
-            // Single decode with the fused merge (opt-in).
-            for g in [1, 4, 8] {
-                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: g == 8 ? .rope : .none, softCap: g == 8)
-                s.fusedMerge = true
-                out.append((s.name, s))
-            }
             // The timestamped variant `bench single-decode --timeline` uses.
             var tl = DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: .none, softCap: false)
             tl.timeline = true
@@ -172,46 +163,32 @@ public struct CUDADecodeLaunch: Sendable {
     public let kvBegin: Int
     public let shape: SingleAttentionShape
     public let options: AttentionOptions
-    /// Bytes of workspace `run` needs (0 without a split): partial outputs, partial LSEs, and
-    /// with the fused merge one arrival counter per (KV head, head group).
+    /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs.
     public var workspaceBytes: Int {
-        split.isSplit ? countersOffset + (spec.fusedMerge ? countersBytes : 0) : 0
+        split.isSplit ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0
     }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
-    var countersOffset: Int { (partialLSEOffset + split.numChunks * shape.numQOHeads * 4 + 15) / 16 * 16 }
-    var countersBytes: Int { 4 * shape.numKVHeads * headGroups }
 
-    /// A workspace for this launch on `stream`'s device (nil when none is needed), ready for any
-    /// number of launches in stream order: the fused merge's counters are zeroed on `stream` (each
-    /// launch leaves them zero). `poisonPartials` NaN-fills the partials (for checks).
-    public func makeWorkspace(stream: Stream, poisonPartials: Bool = false) throws(FlashInferError) -> DeviceBuffer? {
+    /// A workspace for this launch on `stream`'s device (nil when none is needed).
+    public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
         guard workspaceBytes > 0 else { return nil }
         let n = workspaceBytes
-        let counters = spec.fusedMerge ? (countersOffset, countersBytes) : nil
-        let partials = poisonPartials ? countersOffset : 0
-        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in
-            let b = try stream.device.allocate(byteCount: n)
-            if partials > 0 { try b.fill(word: 0x7FC0_0000, count: partials / 4, offset: 0, stream: stream) }
-            if let (offset, count) = counters { try b.fill(byte: 0, count: count, offset: offset, stream: stream) }
-            return b
-        }
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
     }
 
     /// `numChunks` forces the split (default: `singleDecodeSplit`); `stages` and `keysPerSlot` pick
     /// the kernel variant; `timeline` the timestamped variant (see `prepare(timeline:)`).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false,
-                fusedMerge: Bool = false) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, timeline: timeline, fusedMerge: fusedMerge)
+                      keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false,
-         fusedMerge: Bool = false) throws(FlashInferError) {
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
@@ -221,7 +198,7 @@ public struct CUDADecodeLaunch: Sendable {
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         spec.timeline = timeline
-        spec.fusedMerge = fusedMerge
+        self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
         self.shape = shape
@@ -243,8 +220,6 @@ public struct CUDADecodeLaunch: Sendable {
             split = singleDecodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups,
                                       smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
         }
-        if !split.isSplit { spec.fusedMerge = false }  // one chunk writes the output itself
-        self.spec = spec
     }
 
     /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is
@@ -329,10 +304,9 @@ public struct CUDADecodeLaunch: Sendable {
 
         var a = DecodeParamsValues(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
-            // Split launches write partials; the merge kernel, or with the fused merge the last CTA
-            // of each KV head, writes out / lse.
-            o: split.isSplit && !spec.fusedMerge ? 0 : outAddress,
-            lse: split.isSplit && !spec.fusedMerge ? 0 : lseAddress,
+            // Split launches write partials (the merge writes out / lse).
+            o: split.isSplit ? 0 : outAddress,
+            lse: split.isSplit ? 0 : lseAddress,
             partialO: needed > 0 ? ws : 0, partialLSE: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
@@ -346,7 +320,6 @@ public struct CUDADecodeLaunch: Sendable {
             partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
             numQOHeads: Int32(shape.numQOHeads), numChunks: Int32(split.numChunks)
         )
-        if spec.fusedMerge { a.mergeCounters = ws + CUdeviceptr(countersOffset) }
         if let timeline {
             guard spec.timeline else { throw .option(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
             a.timeline = timeline.decode
@@ -358,7 +331,7 @@ public struct CUDADecodeLaunch: Sendable {
             let jit = try JIT.shared(for: stream.device)
             let d = try jit.kernel(spec).function
             try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit && !spec.fusedMerge ? try jit.kernel(mergeSpec).function : nil)
+            return (d, split.isSplit ? try jit.kernel(mergeSpec).function : nil)
         }
         return Prepared(decode: decode, merge: merge, decodeArguments: a.arguments, mergeArguments: m.arguments,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
@@ -401,7 +374,6 @@ struct DecodeParamsValues {
     var pageSize: Int32 = 0
     var chunkSizePtr: CUdeviceptr = 0
     var timeline: CUdeviceptr = 0
-    var mergeCounters: CUdeviceptr = 0
 
     var arguments: KernelArguments {
         var a = KernelArguments()
@@ -414,7 +386,6 @@ struct DecodeParamsValues {
         a.append(pageSize)
         a.append(chunkSizePtr)
         a.append(timeline)
-        a.append(mergeCounters)
         a.pad(toAlignment: 8)
         return a
     }

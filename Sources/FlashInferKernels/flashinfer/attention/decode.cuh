@@ -77,10 +77,6 @@ struct DecodeParams {
   // TIMELINE kernels (bench --timeline): per CTA (linear id x + y·X + z·X·Y) three u64s:
   // %globaltimer at entry, %globaltimer after its output or partial is written, %smid.
   unsigned long long* timeline;
-  // FUSED_MERGE kernels (single decode, split): [num_kv_heads × gridDim.z] arrival counters, zero
-  // before the launch; the last CTA of each (kv head, head group) merges its heads' partials and
-  // zeroes its counter again, so every launch finds them zero.
-  int* merge_counters;
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
@@ -90,10 +86,9 @@ using DT_of = typename KT::DT;
 
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool TIMELINE_ = false, bool FUSED_MERGE_ = false>
+          bool PAGED_ = false, bool TIMELINE_ = false>
 struct DecodeTraits {
   using DT = DT_;
-  static constexpr bool FUSED_MERGE = FUSED_MERGE_;  // split: the last CTA merges (no merge kernel)
   static constexpr bool TIMELINE = TIMELINE_;      // per-CTA timestamps (DecodeParams::timeline)
   static constexpr bool PAGED = PAGED_;            // batch decode over a paged cache
   static constexpr int HEAD_DIM = HEAD_DIM_;
@@ -124,8 +119,6 @@ struct DecodeTraits {
   static_assert(STAGES >= 2, "at least double buffering");
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
-  static_assert(!(FUSED_MERGE && PAGED), "the fused merge is for single decode");
-  static_assert(THREADS * 4 * 4 + 2 * THREADS * 4 <= PIPE_BYTES, "the fused merge reuses the pipeline buffers");
 };
 
 // Sums N per-lane values across the LANES lanes of a slot (xor masks < LANES). Afterwards lane l
@@ -169,126 +162,6 @@ struct SlotReduce {
     }
   }
 };
-
-// Fused split-KV merge (FUSED_MERGE, single decode): after a CTA has written its partial states
-// it counts itself in for its (kv head, head group); the last CTA to arrive folds every chunk's
-// states of its heads with decode_merge.cuh's division-free fold (a running max per thread, one
-// division at the end) and writes out / lse, saving the merge launch.
-// Release/acquire: partial writes → __threadfence → __syncthreads → atomicAdd; the last CTA:
-// atomicAdd → __threadfence → L1-bypassing loads (__ldcg).
-// Threads: PAIRS = G·D/4 (head, 4-element slice) pairs × SETS chunk subsets; thread (set, pair)
-// folds chunks set, set+SETS, ... with BATCH loads in flight, then set 0 combines the SETS states.
-template <class KT>
-__device__ __forceinline__ void decode_fused_merge(const DecodeParams& p, unsigned char* smem, int kv_head,
-                                                   int qo_head0, int heads) {
-  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, THREADS = KT::THREADS, L4 = D / 4, BATCH = 4;
-  constexpr int PAIRS = G * L4;
-  constexpr int SETS = PAIRS >= THREADS ? 1 : THREADS / PAIRS;
-  constexpr int PER_SET = THREADS / SETS;
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();  // every partial of this CTA is written (and fenced); the epilogue's smem reads are done
-  if (threadIdx.x == 0) {
-    int* counter = p.merge_counters + kv_head * int(gridDim.z) + int(blockIdx.z);
-    const bool last = atomicAdd(counter, 1) == int(gridDim.x) - 1;
-    if (last) *counter = 0;  // every CTA of this launch has arrived
-    s_last = last;
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  const int n = gridDim.x;
-  const int nq = p.variant.num_qo_heads;
-  float* s_acc = reinterpret_cast<float*>(smem);  // [SETS][PAIRS][4]
-  float* s_m = s_acc + SETS * PAIRS * 4;          // [SETS][G]
-  float* s_d = s_m + SETS * G;                    // [SETS][G]
-  const int set = threadIdx.x / PER_SET;
-  for (int pair = threadIdx.x % PER_SET; pair < PAIRS; pair += PER_SET) {
-    const int h = pair / L4, cc = pair % L4;
-    const int qo_head = qo_head0 + h;
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    float m = -math::inf, d = 0.f;
-    if (h < heads) {
-      for (int base = set; base < n; base += BATCH * SETS) {
-        float4 ob[BATCH];
-        float sb[BATCH];
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-          const int i = base + b * SETS;
-          if (i < n) {
-            ob[b] = __ldcg(reinterpret_cast<const float4*>(p.partial_o + (int64(i) * nq + qo_head) * D + cc * 4));
-            sb[b] = __ldcg(p.partial_lse + int64(i) * nq + qo_head);
-          } else {
-            ob[b] = make_float4(0.f, 0.f, 0.f, 0.f);
-            sb[b] = -math::inf;
-          }
-        }
-        float mb = m;
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) mb = fmaxf(mb, sb[b]);
-        if (mb == -math::inf) continue;
-        const float scale = math::ptx_exp2(m - mb);
-        d *= scale;
-        acc[0] *= scale; acc[1] *= scale; acc[2] *= scale; acc[3] *= scale;
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-          const float w = math::ptx_exp2(sb[b] - mb);
-          d += w;
-          acc[0] = fmaf(w, ob[b].x, acc[0]); acc[1] = fmaf(w, ob[b].y, acc[1]);
-          acc[2] = fmaf(w, ob[b].z, acc[2]); acc[3] = fmaf(w, ob[b].w, acc[3]);
-        }
-        m = mb;
-      }
-    }
-    if constexpr (SETS == 1) {
-      if (h < heads) {
-        float out[4] = {0.f, 0.f, 0.f, 0.f};
-        float lse = -math::inf;
-        if (d > 0.f) {
-          const float inv = 1.f / d;
-#pragma unroll
-          for (int e = 0; e < 4; ++e) out[e] = acc[e] * inv;
-          lse = m + math::ptx_log2(d);
-        }
-        vec_io::store4<DT_of<KT>>(static_cast<DT_of<KT>*>(p.o) + int64(qo_head) * D + cc * 4, out);
-        if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
-      }
-    } else {
-      *reinterpret_cast<float4*>(s_acc + (set * PAIRS + pair) * 4) = make_float4(acc[0], acc[1], acc[2], acc[3]);
-      if (cc == 0) { s_m[set * G + h] = m; s_d[set * G + h] = d; }
-    }
-  }
-  if constexpr (SETS > 1) {
-    __syncthreads();
-    if (set != 0) return;
-    const int pair = threadIdx.x;  // SETS > 1: PAIRS = PER_SET, so set 0 holds every pair once
-    const int h = pair / L4, cc = pair % L4;
-    if (h >= heads) return;
-    float mm = -math::inf;
-#pragma unroll
-    for (int st = 0; st < SETS; ++st) mm = fmaxf(mm, s_m[st * G + h]);
-    float out[4] = {0.f, 0.f, 0.f, 0.f};
-    float lse = -math::inf;
-    if (mm != -math::inf) {
-      float dd = 0.f;
-#pragma unroll
-      for (int st = 0; st < SETS; ++st) {
-        const float w = math::ptx_exp2(s_m[st * G + h] - mm);
-        dd += w * s_d[st * G + h];
-        const float4 a = *reinterpret_cast<const float4*>(s_acc + (st * PAIRS + pair) * 4);
-        out[0] = fmaf(w, a.x, out[0]); out[1] = fmaf(w, a.y, out[1]);
-        out[2] = fmaf(w, a.z, out[2]); out[3] = fmaf(w, a.w, out[3]);
-      }
-      const float inv = 1.f / dd;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) out[e] *= inv;
-      lse = mm + math::ptx_log2(dd);
-    }
-    const int qo_head = qo_head0 + h;
-    vec_io::store4<DT_of<KT>>(static_cast<DT_of<KT>*>(p.o) + int64(qo_head) * D + cc * 4, out);
-    if (cc == 0 && p.lse != nullptr) p.lse[qo_head] = lse;
-  }
-}
 
 template <class KT>
 __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
@@ -599,9 +472,6 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
       if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
     }
-  }
-  if constexpr (KT::FUSED_MERGE) {
-    if (p.split) decode_fused_merge<KT>(p, smem, kv_head, qo_head0, heads);  // CTA-uniform
   }
   if constexpr (KT::TIMELINE) {
     __syncthreads();
