@@ -55,6 +55,13 @@ public final class Device: @unchecked Sendable {
     public let driver: CUDADriver
     public let properties: DeviceProperties
     let context: CUhandle?
+    /// Whether `Stream.allocate` uses the stream-ordered allocator (off with
+    /// `FLASHINFER_STREAM_ORDERED_ALLOC=0`, or once the device reports it unsupported).
+    public var streamOrderedAllocation: Bool {
+        driver.cuMemAllocAsync != nil && driver.cuMemFreeAsync != nil && streamOrdered.withLock { $0 }
+    }
+    func disableStreamOrderedAllocation() { streamOrdered.withLock { $0 = false } }
+    private let streamOrdered = Mutex<Bool>(Env.get("FLASHINFER_STREAM_ORDERED_ALLOC") != "0")
 
     private static let devices = Mutex<[Int: Device]>([:])
 
@@ -180,6 +187,27 @@ public final class Stream: @unchecked Sendable {
     public func synchronize() throws(CUDAError) {
         try device.makeCurrent()
         try device.driver.check(device.driver.cuStreamSynchronize(handle), "cuStreamSynchronize")
+    }
+
+    /// Allocates `byteCount` bytes (uninitialised) in this stream's order (`cuMemAllocAsync`): the
+    /// memory is for work enqueued on this stream from now on, and it is freed in this stream's
+    /// order when the buffer is released (`cuMemFreeAsync`), so neither waits for the device.
+    /// Use it for temporaries that only this stream touches. Under stream capture the allocation
+    /// and the free become graph nodes. Falls back to `Device.allocate` (and `cuMemFree`) where the
+    /// driver or the device has no stream-ordered allocator, or with `FLASHINFER_STREAM_ORDERED_ALLOC=0`.
+    public func allocate(byteCount: Int) throws(CUDAError) -> DeviceBuffer {
+        guard byteCount > 0, device.streamOrderedAllocation, let allocAsync = device.driver.cuMemAllocAsync else {
+            return try device.allocate(byteCount: byteCount)
+        }
+        try device.makeCurrent()
+        var p: CUdeviceptr = 0
+        let r = allocAsync(&p, byteCount, handle)
+        if r == 801 /* CUDA_ERROR_NOT_SUPPORTED: no memory pools on this device */ {
+            device.disableStreamOrderedAllocation()
+            return try device.allocate(byteCount: byteCount)
+        }
+        try device.driver.check(r, "cuMemAllocAsync(\(byteCount) bytes)")
+        return DeviceBuffer(device: device, address: p, byteCount: byteCount, orderedOn: self)
     }
 
     deinit {

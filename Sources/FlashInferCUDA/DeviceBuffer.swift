@@ -1,20 +1,29 @@
-/// Device memory owned by this object; freed on deinit.
+/// Device memory owned by this object; freed on deinit: with `cuMemFree` (which waits for the
+/// device) or, for a stream-ordered buffer (`Stream.allocate`), with `cuMemFreeAsync` on its
+/// stream (no wait: the memory is reused only after the work enqueued on that stream before).
 public final class DeviceBuffer: @unchecked Sendable {
     public let device: Device
     /// The device address (`CUdeviceptr`).
     public let address: CUdeviceptr
     public let byteCount: Int
+    /// The stream whose order frees this buffer (stream-ordered allocations only).
+    public let orderedOn: Stream?
 
-    init(device: Device, address: CUdeviceptr, byteCount: Int) {
+    init(device: Device, address: CUdeviceptr, byteCount: Int, orderedOn: Stream? = nil) {
         self.device = device
         self.address = address
         self.byteCount = byteCount
+        self.orderedOn = orderedOn
     }
 
     deinit {
         if address != 0 {
             _ = device.driver.cuCtxSetCurrent(device.context)
-            _ = device.driver.cuMemFree(address)
+            if let s = orderedOn, let freeAsync = device.driver.cuMemFreeAsync {
+                _ = freeAsync(address, s.handle)
+            } else {
+                _ = device.driver.cuMemFree(address)
+            }
         }
     }
 

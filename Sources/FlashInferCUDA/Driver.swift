@@ -66,6 +66,9 @@ public final class CUDADriver: @unchecked Sendable {
         CUhandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUhandle?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
     ) -> CUresult
+    /// The stream-ordered allocator (CUDA ≥ 11.2; nil with an older driver): `Stream.allocate`.
+    let cuMemAllocAsync: (@convention(c) (UnsafeMutablePointer<CUdeviceptr>, Int, CUhandle?) -> CUresult)?
+    let cuMemFreeAsync: (@convention(c) (CUdeviceptr, CUhandle?) -> CUresult)?
     /// `cuLaunchKernelEx` (CUDA ≥ 12.0; nil with an older driver): launches with attributes, here
     /// programmatic dependent launch (`Function.launch(programmaticDependency:)`).
     let cuLaunchKernelEx: (@convention(c) (
@@ -137,6 +140,10 @@ public final class CUDADriver: @unchecked Sendable {
             UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
         ) -> CUresult
         cuLaunchKernelEx = try? f("cuLaunchKernelEx", as: LaunchEx.self)
+        typealias AllocAsync = @convention(c) (UnsafeMutablePointer<CUdeviceptr>, Int, CUhandle?) -> CUresult
+        typealias FreeAsync = @convention(c) (CUdeviceptr, CUhandle?) -> CUresult
+        cuMemAllocAsync = try? f("cuMemAllocAsync", as: AllocAsync.self)
+        cuMemFreeAsync = try? f("cuMemFreeAsync", as: FreeAsync.self)
     }
 
     private static let loaded: Result<CUDADriver, CUDAError> = {

@@ -5,7 +5,7 @@ import FlashInferCUDA
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks on the GPU (CUDA events, warm-up, median of many runs).",
-        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, ReadProbe.self])
+        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, ReadProbe.self, API.self])
 }
 
 /// Times `body` with CUDA events: `warmup` untimed runs, then `iterations` timed ones; returns ms each.

@@ -40,12 +40,14 @@ private func describeDevices() throws(CUDAError) -> [String] {
     let n = try driver.deviceCount()
     out.append("devices: \(n)")
     for i in 0..<n {
-        let p = try Device.open(i).properties
+        let dev = try Device.open(i)
+        let p = dev.properties
         out.append("  [\(i)] \(p.name)")
         out.append("      compute capability \(p.ccMajor).\(p.ccMinor) (NVRTC target \(p.nvrtcArchitecture)), \(p.multiprocessorCount) SMs")
         out.append("      memory \(formatBytes(p.totalMemory)), L2 \(formatBytes(p.l2CacheSize))")
         out.append("      shared memory: \(formatBytes(p.sharedMemoryPerBlock)) per block (\(formatBytes(p.sharedMemoryPerBlockOptin)) opt-in), \(formatBytes(p.sharedMemoryPerMultiprocessor)) per SM")
         out.append("      max threads per SM \(p.maxThreadsPerMultiprocessor), registers per block \(p.registersPerBlock)")
+        out.append("      stream-ordered allocation (temporaries): \(dev.streamOrderedAllocation ? "on" : "off")")
     }
     return out
 }

@@ -93,8 +93,10 @@ private func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendInd
         let dev = stream.device
         // Index arrays travel in one upload: batch_indices | positions | kv_indices | kv_indptr.
         let packed = indices.batchIndices + indices.positions + table.indices + table.indptr
-        let buf = try dev.allocate(byteCount: packed.count * 4)
-        try buf.copyFromHost(packed)
+        // Stream-ordered: the upload, the kernel and the free follow each other on `stream`, so the
+        // call returns without waiting for the device (the driver stages the pageable upload).
+        let buf = try stream.allocate(byteCount: packed.count * 4)
+        try buf.copyFromHostAsync(packed, stream: stream)
         let k = try JIT.shared(for: dev).kernel(AppendPagedKVSpec())
         let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
         var a = KernelArguments()

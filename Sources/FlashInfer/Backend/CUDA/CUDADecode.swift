@@ -169,11 +169,12 @@ public struct CUDADecodeLaunch: Sendable {
     }
     var partialLSEOffset: Int { split.numChunks * shape.numQOHeads * shape.headDim * 4 }
 
-    /// A workspace for this launch on `stream`'s device (nil when none is needed).
+    /// A workspace for this launch on `stream`'s device (nil when none is needed), allocated in
+    /// `stream`'s order (`Stream.allocate`): use it on `stream` only; releasing it waits for nothing.
     public func makeWorkspace(stream: Stream) throws(FlashInferError) -> DeviceBuffer? {
         guard workspaceBytes > 0 else { return nil }
         let n = workspaceBytes
-        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.device.allocate(byteCount: n) }
+        return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.allocate(byteCount: n) }
     }
 
     /// `numChunks` forces the split (default: `singleDecodeSplit`); `stages` and `keysPerSlot` pick
@@ -419,7 +420,8 @@ enum CUDADecode {
                                           numChunks: nil)
         let workspace = try launch.makeWorkspace(stream: stream)
         try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
-        // The workspace is freed when this returns; cuMemFree waits for the launches that use it.
+        // The workspace is released when this returns: freed in the stream's order after the
+        // launches that use it (cuMemFreeAsync), so the call does not wait for the device.
         withExtendedLifetime(workspace) {}
     }
 }
