@@ -102,6 +102,19 @@ struct DecodeKernelTests {
 
 /// The catalogue (what CI compiles) covers every decode code path (no NVRTC needed).
 @Suite struct DecodeCatalogTests {
+    /// CUDADecodeLaunch refuses, with a reason, the pipelines too small for the epilogue's o buffer
+    /// (the kernel's static_assert); every catalogue kernel passes the rule.
+    @Test func epilogueFitsThePipeline() {
+        for case let s as DecodeSpec in decodeCatalog().map(\.spec) {
+            #expect(s.epilogueBytes <= s.pipelineBytes, "\(s.name)")
+        }
+        // Group 8 at head_dim 128 with 2 stages of 16-key tiles: 16 KiB of pipeline, 32 KiB of o.
+        let small = DecodeSpec(dtype: .f16, headDim: 128, group: 8, posEnc: .none, softCap: false, stages: 2, keysPerSlot: 2)
+        #expect(small.pipelineBytes == 16384 && small.epilogueBytes == 32768)
+        let ok = DecodeSpec(dtype: .f16, headDim: 128, group: 8, posEnc: .none, softCap: false, stages: 4, keysPerSlot: 2)
+        #expect(ok.epilogueBytes <= ok.pipelineBytes)
+    }
+
     @Test func catalogueHasEveryDecodeCodePath() {
         let specs = decodeCatalog().compactMap { $0.spec as? DecodeSpec }
         for dtype in [DType.f16, .bf16] {

@@ -78,6 +78,10 @@ public struct DecodeSpec: KernelSpec {
     var lanes: Int { headDim / 8 }
     /// Keys per pipeline stage: (threads / lanes) slots × keysPerSlot.
     public var tileKeys: Int { (Self.threads / lanes) * keysPerSlot }
+    /// The cp.async pipeline's bytes (stages × K and V tiles).
+    var pipelineBytes: Int { stages * 2 * tileKeys * headDim * dtype.byteSize }
+    /// The epilogue's per-slot o buffer (fp32), which reuses the pipeline buffers.
+    var epilogueBytes: Int { (Self.threads / lanes) * group * headDim * 4 }
     /// Dynamic shared memory: the pipeline, the per-slot scores and the per-slot maxima.
     public var sharedBytes: Int {
         let slots = Self.threads / lanes
@@ -199,6 +203,12 @@ public struct CUDADecodeLaunch: Sendable {
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         spec.timeline = timeline
+        // The epilogue reuses the pipeline buffers for every slot's o (DecodeTraits' static_assert):
+        // refuse the pipelines too small for the group here, with the reason, not as a compile error.
+        guard spec.epilogueBytes <= spec.pipelineBytes else {
+            throw .option(name: "stages × keys_per_slot", value: "\(stages) × \(keysPerSlot)",
+                          rule: "too small for \(cta) query heads per CTA at head_dim \(shape.headDim): the pipeline holds \(spec.pipelineBytes) bytes, the epilogue needs \(spec.epilogueBytes)")
+        }
         self.spec = spec
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
         headGroups = (g + cta - 1) / cta
