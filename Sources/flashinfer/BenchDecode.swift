@@ -22,8 +22,6 @@ extension Bench {
         @Option(name: .customLong("sweep-keys"), help: "Also time these keys-per-slot values (comma-separated).") var sweepKeys: String?
         @Option(name: .customLong("sweep-splits"), help: "Also time these chunk counts (comma-separated, 0 = the planner's).") var sweepSplits: String?
         @Option(name: .customLong("sweep-stages"), help: "Also time these pipeline depths (comma-separated).") var sweepStages: String?
-        @Option(name: .customLong("max-cta-group"), help: "Query heads one CTA serves at most (1, 2, 4 or 8; larger GQA groups take several CTAs per KV head, each reading the same K/V).") var maxCTAGroup = 8
-        @Option(name: .customLong("sweep-cta-groups"), help: "Also time these CTA group caps (comma-separated).") var sweepCTAGroups: String?
         @Flag(help: "Also launch the main configuration's timestamped variant once and print its per-CTA timeline (entry, exit, SM) and the merge's.") var timeline = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
@@ -77,9 +75,9 @@ extension Bench {
             let out = try Tensor.empty(shape: [hq, d], dtype: dt, device: device)
             let options = AttentionOptions(layout: lay)
 
-            func measure(split: Int?, stages: Int, keys: Int, ctaGroup: Int, iterations: Int) throws -> Measured {
+            func measure(split: Int?, stages: Int, keys: Int, iterations: Int) throws -> Measured {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device,
-                                                  numChunks: split, stages: stages, keysPerSlot: keys, maxCTAGroup: ctaGroup)
+                                                  numChunks: split, stages: stages, keysPerSlot: keys)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let prepared = try (0..<copies).map { i in
                     try launch.prepare(q: q, k: ks[i], v: vs[i], out: out, lse: nil, workspace: ws, stream: stream)
@@ -101,7 +99,7 @@ extension Bench {
             }
             func tbps(_ ms: Double) -> Double { Double(bytesPerCall) / (ms * 1e-3) / 1e12 }
             func row(_ m: Measured) -> [(String, JSON)] {
-                [("kernel", .string(m.launch.spec.name)), ("head_groups", .int(m.launch.headGroups)), ("stages", .int(m.launch.spec.stages)),
+                [("kernel", .string(m.launch.spec.name)), ("stages", .int(m.launch.spec.stages)),
                  ("keys_per_slot", .int(m.launch.spec.keysPerSlot)), ("tile_keys", .int(m.launch.spec.tileKeys)),
                  ("num_chunks", .int(m.launch.split.numChunks)), ("chunk_size", .int(m.launch.split.chunkSize)),
                  ("ctas_per_sm", .int(m.launch.ctasPerSM)), ("registers", .int(m.attributes.registers)),
@@ -112,18 +110,17 @@ extension Bench {
                  ("decode_only_median_us", .number(m.decodeOnlyMs * 1e3))]
             }
             func line(_ m: Measured) -> String {
-                "\(pad(m.launch.spec.name, 34)) \(pad(m.launch.split.description + (m.launch.headGroups > 1 ? " ×\(m.launch.headGroups)" : ""), 27)) \(m.launch.ctasPerSM) CTA/SM  \(m.attributes.registers) regs \(m.attributes.localBytes) B local   median \(fixed(m.medianMs * 1e3, 1)) µs  \(fixed(tbps(m.medianMs), 3)) TB/s (\(fixed(100 * tbps(m.medianMs) / copy.tbps, 1))% of copy)   back-to-back \(fixed(m.batchMeanMs * 1e3, 1)) µs  decode-only \(fixed(m.decodeOnlyMs * 1e3, 1)) µs"
+                "\(pad(m.launch.spec.name, 34)) \(pad(m.launch.split.description, 24)) \(m.launch.ctasPerSM) CTA/SM  \(m.attributes.registers) regs \(m.attributes.localBytes) B local   median \(fixed(m.medianMs * 1e3, 1)) µs  \(fixed(tbps(m.medianMs), 3)) TB/s (\(fixed(100 * tbps(m.medianMs) / copy.tbps, 1))% of copy)   back-to-back \(fixed(m.batchMeanMs * 1e3, 1)) µs  decode-only \(fixed(m.decodeOnlyMs * 1e3, 1)) µs"
             }
 
             print("single-decode on \(device.properties.name): kv_len \(kvLen), \(hq)/\(hkv) heads, head_dim \(d), \(dt.rawValue), \(lay.rawValue); K+V \(formatBytes(bytesPerCall)) per call, \(copies) rotating copies (L2 \(formatBytes(l2)))")
             print("copy ceiling: \(fixed(copy.tbps, 3)) TB/s (read + written)")
-            let main = try measure(split: split, stages: stages, keys: keysPerSlot, ctaGroup: maxCTAGroup, iterations: iterations)
+            let main = try measure(split: split, stages: stages, keys: keysPerSlot, iterations: iterations)
             print(line(main))
             var timelineJSON: [(String, JSON)] = []
             if timeline {
                 let launch = try CUDADecodeLaunch(q: q, k: ks[0], v: vs[0], options: options, device: device, numChunks: split,
-                                                  stages: stages, keysPerSlot: keysPerSlot, timeline: true,
-                                                  maxCTAGroup: maxCTAGroup)
+                                                  stages: stages, keysPerSlot: keysPerSlot, timeline: true)
                 let ws = try launch.makeWorkspace(stream: stream)
                 let ctas = launch.split.numChunks * hkv * launch.headGroups
                 let tDecode = try device.allocate(byteCount: 24 * ctas), tMerge = try device.allocate(byteCount: 24 * hq)
@@ -161,21 +158,17 @@ extension Bench {
             let splitList = (sweepSplits ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
             let stageList = (sweepStages ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
             let keyList = (sweepKeys ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
-            let groupList = (sweepCTAGroups ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters()) }
-            if !splitList.isEmpty || !stageList.isEmpty || !keyList.isEmpty || !groupList.isEmpty {
+            if !splitList.isEmpty || !stageList.isEmpty || !keyList.isEmpty {
                 print("sweep:")
-                for cg in groupList.isEmpty ? [maxCTAGroup] : groupList {
-                    for kp in keyList.isEmpty ? [keysPerSlot] : keyList {
-                        for st in stageList.isEmpty ? [stages] : stageList {
-                            for sp in splitList.isEmpty ? [0] : splitList {
-                                do {
-                                    let m = try measure(split: sp == 0 ? nil : sp, stages: st, keys: kp, ctaGroup: cg,
-                                                        iterations: max(50, iterations / 2))
-                                    print("  " + line(m))
-                                    sweep.append(.object(row(m)))
-                                } catch {
-                                    print("  cta group \(cg) keys \(kp) stages \(st) split \(sp): \(error)")
-                                }
+                for kp in keyList.isEmpty ? [keysPerSlot] : keyList {
+                    for st in stageList.isEmpty ? [stages] : stageList {
+                        for sp in splitList.isEmpty ? [0] : splitList {
+                            do {
+                                let m = try measure(split: sp == 0 ? nil : sp, stages: st, keys: kp, iterations: max(50, iterations / 2))
+                                print("  " + line(m))
+                                sweep.append(.object(row(m)))
+                            } catch {
+                                print("  keys \(kp) stages \(st) split \(sp): \(error)")
                             }
                         }
                     }

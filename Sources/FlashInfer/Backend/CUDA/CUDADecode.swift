@@ -182,31 +182,24 @@ public struct CUDADecodeLaunch: Sendable {
     }
 
     /// `numChunks` forces the split (default: `singleDecodeSplit`); `stages` and `keysPerSlot` pick
-    /// the kernel variant; `timeline` the timestamped variant (see `prepare(timeline:)`);
-    /// `maxCTAGroup` caps the query heads one CTA serves (larger groups take several CTAs per KV
-    /// head, each reading the same K/V).
+    /// the kernel variant; `timeline` the timestamped variant (see `prepare(timeline:)`).
     public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                 numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false,
-                maxCTAGroup: Int = 8) throws(FlashInferError) {
+                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, timeline: timeline, maxCTAGroup: maxCTAGroup)
+                      keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
-         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false,
-         maxCTAGroup: Int = 8) throws(FlashInferError) {
-        guard [1, 2, 4, 8].contains(maxCTAGroup) else {
-            throw .option(name: "max_cta_group", value: "\(maxCTAGroup)", rule: "must be 1, 2, 4 or 8")
-        }
+         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
         var cta = 1
-        while cta < min(g, maxCTAGroup) { cta *= 2 }
+        while cta < min(g, 8) { cta *= 2 }
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
                               softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
         spec.timeline = timeline
