@@ -10,16 +10,14 @@ struct ReadProbeSpec: KernelSpec {
     var entryPoint: String { "fi_probe_read" }
     func source() -> String {
         """
-        __device__ __forceinline__ unsigned long long fi_gtime() {
-          unsigned long long t; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); return t;
-        }
+        #include <flashinfer/core/timeline.cuh>
         // units of 2048 16-byte vectors (32 KiB): each of the 256 threads loads 8 per unit.
         // dynamic == 0: CTA b takes units [b*per, (b+1)*per). dynamic != 0: CTA b takes unit b,
         // then claims gridDim.x + (atomicAdd(counter, 1) - base) until past the end.
         extern "C" __global__ void __launch_bounds__(256) fi_probe_read(
             const uint4* __restrict__ src, int units, int dynamic, int* counter, int base,
             unsigned long long* timeline, unsigned* sink) {
-          const unsigned long long t0 = fi_gtime();
+          const unsigned long long t0 = flashinfer::timeline::now();
           __shared__ int s_next;
           unsigned acc = 0;
           const int per = (units + gridDim.x - 1) / gridDim.x;
@@ -50,12 +48,7 @@ struct ReadProbeSpec: KernelSpec {
           if (acc == 0x9e3779b9u) sink[0] = acc;  // keeps the loads
           if (timeline != nullptr) {
             __syncthreads();
-            if (threadIdx.x == 0) {
-              unsigned smid; asm("mov.u32 %0, %%smid;" : "=r"(smid));
-              timeline[3 * blockIdx.x] = t0;
-              timeline[3 * blockIdx.x + 1] = fi_gtime();
-              timeline[3 * blockIdx.x + 2] = smid;
-            }
+            if (threadIdx.x == 0) flashinfer::timeline::record(timeline, blockIdx.x, t0);
           }
         }
         extern "C" __global__ void fi_probe_empty() {}

@@ -76,17 +76,16 @@ public struct DecodeSpec: KernelSpec {
     static let threads = 128
     /// Lanes sharing one key (one 16-byte chunk each).
     var lanes: Int { headDim / 8 }
-    /// Keys per pipeline stage: (threads / lanes) slots × keysPerSlot.
-    public var tileKeys: Int { (Self.threads / lanes) * keysPerSlot }
+    /// Key slots per CTA (threads / lanes).
+    var slots: Int { Self.threads / lanes }
+    /// Keys per pipeline stage: slots × keysPerSlot.
+    public var tileKeys: Int { slots * keysPerSlot }
     /// The cp.async pipeline's bytes (stages × K and V tiles).
     var pipelineBytes: Int { stages * 2 * tileKeys * headDim * dtype.byteSize }
     /// The epilogue's per-slot o buffer (fp32), which reuses the pipeline buffers.
-    var epilogueBytes: Int { (Self.threads / lanes) * group * headDim * 4 }
+    var epilogueBytes: Int { slots * group * headDim * 4 }
     /// Dynamic shared memory: the pipeline, the per-slot scores and the per-slot maxima.
-    public var sharedBytes: Int {
-        let slots = Self.threads / lanes
-        return stages * 2 * tileKeys * headDim * dtype.byteSize + slots * keysPerSlot * group * 4 + slots * group * 4
-    }
+    public var sharedBytes: Int { pipelineBytes + slots * keysPerSlot * group * 4 + slots * group * 4 }
 }
 
 /// The JIT spec of the split-KV merge (`attention/decode_merge.cuh`).
@@ -167,6 +166,10 @@ public struct CUDADecodeLaunch: Sendable {
     public let kvBegin: Int
     public let shape: SingleAttentionShape
     public let options: AttentionOptions
+    /// The device planned for, and its kernels (looked up once here; `prepare` only packs).
+    let device: Device
+    let decodeFunction: Function
+    let mergeFunction: Function?
     /// Bytes of workspace `run` needs (0 without a split): partial outputs, then partial LSEs.
     public var workspaceBytes: Int {
         split.isSplit ? partialLSEOffset + split.numChunks * shape.numQOHeads * 4 : 0
@@ -216,21 +219,28 @@ public struct CUDADecodeLaunch: Sendable {
         self.options = options
         kvBegin = options.windowLeft >= 0 ? max(0, shape.kvLen - 1 - options.windowLeft) : 0
         let attended = shape.kvLen - kvBegin
-        let occupancy = try FlashInferError.wrap { () throws(CUDAError) -> Int in
+        let (decode, occupancy) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
             let f = try JIT.shared(for: device).kernel(spec).function
             try f.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes)
+            return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
         }
         guard occupancy > 0 else {
             throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
         }
         ctasPerSM = occupancy
+        let split: DecodeSplit
         if let n = numChunks {
             split = decodeSplit(kvLen: attended, forcedChunks: n, tileKeys: spec.tileKeys)
         } else {
             split = singleDecodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups,
                                       smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
         }
+        self.split = split
+        self.device = device
+        decodeFunction = decode
+        let mergeSpec = mergeSpec
+        mergeFunction = split.isSplit
+            ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
     }
 
     /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is
@@ -285,6 +295,7 @@ public struct CUDADecodeLaunch: Sendable {
         guard s == shape, q.dtype == spec.dtype else {
             throw .option(name: "decode launch", value: "\(q.shape) \(k.shape) \(q.dtype.rawValue)", rule: "tensors differ from the planned shape \(shape)")
         }
+        guard stream.device === device else { throw .deviceMismatch(tensor: "stream") }
         for (n, t) in [("q", q), ("k", k), ("v", v), ("out", out)] {
             guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
         }
@@ -337,14 +348,7 @@ public struct CUDADecodeLaunch: Sendable {
             m.timeline = timeline.merge
         }
 
-        let spec = spec, mergeSpec = mergeSpec
-        let (decode, merge) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Function?) in
-            let jit = try JIT.shared(for: stream.device)
-            let d = try jit.kernel(spec).function
-            try d.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (d, split.isSplit ? try jit.kernel(mergeSpec).function : nil)
-        }
-        return Prepared(decode: decode, merge: merge, decodeArguments: a.arguments, mergeArguments: m.arguments,
+        return Prepared(decode: decodeFunction, merge: mergeFunction, decodeArguments: a.arguments, mergeArguments: m.arguments,
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
                         sharedBytes: spec.sharedBytes)
     }

@@ -82,14 +82,9 @@ __device__ __forceinline__ void merge_states(const MergeParams& p) {
     }
     for (int k = 0; p.num_states > 1 && k < p.num_states; ++k) {
       const int64 srow = (pos * p.num_states + k) * p.num_heads + head;
-      const float s = p.sa[srow];
-      float wa, wb, s_new;
-      merge_weights(s_acc, s, wa, wb, s_new);
       float x[8];
       load8(static_cast<const T*>(p.va) + srow * p.head_dim + vec * 8, x);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[j] = wa * acc[j] + wb * x[j];
-      s_acc = s_new;
+      merge_state(acc, s_acc, x, p.sa[srow]);
     }
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
     if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;
@@ -124,14 +119,9 @@ __device__ __forceinline__ void merge_states_varlen(const MergeVarlenParams& p) 
     float s_acc = -math::inf;
     for (int k = p.indptr[pos]; k < p.indptr[pos + 1]; ++k) {
       const int64 srow = int64(k) * p.num_heads + head;
-      const float s = p.s[srow];
-      float wa, wb, s_new;
-      merge_weights(s_acc, s, wa, wb, s_new);
       float x[8];
       load8(static_cast<const T*>(p.v) + srow * p.head_dim + vec * 8, x);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[j] = wa * acc[j] + wb * x[j];
-      s_acc = s_new;
+      merge_state(acc, s_acc, x, p.s[srow]);
     }
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
     if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;

@@ -33,6 +33,7 @@
 #include <flashinfer/attention/variants.cuh>
 #include <flashinfer/core/math.cuh>
 #include <flashinfer/core/mma.cuh>
+#include <flashinfer/core/timeline.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
 
@@ -173,16 +174,12 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   using Variant = AttentionVariant<KT::POS_ENC, KT::SOFT_CAP, false, false>;
   constexpr bool ROPE = Variant::USE_ROPE;
 
-  // The split-KV merge is launched as a programmatic dependent (PDL): let it be scheduled now, so
-  // its launch overlaps this grid's tail; it waits for this grid's writes (decode_merge.cuh).
   __shared__ unsigned long long s_t_entry;  // TIMELINE: kept in shared memory, not a register
   if constexpr (KT::TIMELINE) {
-    if (threadIdx.x == 0) {
-      unsigned long long t;
-      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-      s_t_entry = t;
-    }
+    if (threadIdx.x == 0) s_t_entry = timeline::now();
   }
+  // The split-KV merge is launched as a programmatic dependent (PDL): let it be scheduled now, so
+  // its launch overlaps this grid's tail; it waits for this grid's writes (decode_merge.cuh).
   mma::launch_dependents();
   extern __shared__ __align__(16) unsigned char smem[];
   {
@@ -476,14 +473,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   if constexpr (KT::TIMELINE) {
     __syncthreads();
     if (tid == 0 && p.timeline != nullptr) {
-      unsigned long long t_exit;
-      unsigned smid;
-      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_exit));
-      asm("mov.u32 %0, %%smid;" : "=r"(smid));
-      const int64 cta = blockIdx.x + int64(gridDim.x) * (blockIdx.y + int64(gridDim.y) * blockIdx.z);
-      p.timeline[3 * cta] = s_t_entry;
-      p.timeline[3 * cta + 1] = t_exit;
-      p.timeline[3 * cta + 2] = smid;
+      timeline::record(p.timeline, blockIdx.x + int64(gridDim.x) * (blockIdx.y + int64(gridDim.y) * blockIdx.z), s_t_entry);
     }
   }
 }
