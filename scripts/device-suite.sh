@@ -4,7 +4,12 @@
 # MODE: all (info, every check, every bench), check (every check, in CHECK_SHARDS=16 parallel
 #       processes: the CPU reference is single-threaded; per-case lines go to $OUT/check.txt), bench,
 #       batch (decode/append/merge checks, D1–D4, D6, J1, demo),
-#       cascade (merge/cascade/batch checks, C1, demo).
+#       cascade (merge/cascade/batch checks, C1, demo),
+#       stress (the full check under contention, STRESS_ROUNDS rounds: see stress_round below).
+# Environment: DEVICE_DIR (default .device: the binary under test), NOISE_BIN (the binary that makes
+# the noise, default the one under test: an old binary without --noise gets the new one's noise),
+# STRESS_ROUNDS (5), STRESS_SECONDS (stop starting rounds after this many seconds, default 480),
+# STRESS_CHECK_ARGS (extra arguments for each shard, e.g. "--threads 2"), API_LOOPS (6).
 # Writes $OUT/log.txt and $OUT/results.tgz (every JSON result; ./device-out when OUT is unset),
 # refreshed after each step so that a run cut short still brings back what finished. Two files,
 # because the device tool brings back at most 8. Unpack with: tar xzf results.tgz
@@ -42,12 +47,64 @@ check_sharded() {
   echo "check total: $passed passed, $failed failed ($done_shards of $n shards finished)"
   [ "$failed" = 0 ] && [ "$done_shards" = "$n" ]
 }
+# One stress round: at once, CHECK_SHARDS `check --shard i/N` processes (every case once), API_LOOPS
+# processes re-running the public-API cases (`--filter api`, new seeds) until the shards finish, and
+# one noise process (NOISE_BIN check --noise: pageable uploads, 256 MiB device copies and readbacks
+# on its own stream, plus axpby cases on 2 threads). Prints one line per round with the counts.
+stress_round() {
+  local r=$1 n=${CHECK_SHARDS:-16} seed=$((${CHECK_SEED:-$(date +%s)} + 1000 * $1)) pids=() loops=() f=$FINAL_OUT/stress-r$1
+  mkdir -p "$f"
+  ${NOISE_BIN:-$bin} check --filter axpby --noise --threads 2 --rounds 1000000 --seed "$seed" > "$f/noise.txt" 2>&1 &
+  local noise=$!
+  for i in $(seq 1 ${API_LOOPS:-6}); do
+    ( k=0; while [ ! -f "$f/stop" ]; do $bin check --filter " api" --seed $((seed + 7919 * i + k)) >> "$f/api-$i.txt" 2>&1; k=$((k + 1)); done ) &
+    loops+=($!)
+  done
+  for i in $(seq 0 $((n - 1))); do
+    $bin check --seed "$seed" --shard "$i/$n" ${STRESS_CHECK_ARGS:-} > "$f/shard-$i.txt" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  touch "$f/stop"
+  for p in "${loops[@]}"; do wait "$p"; done
+  kill "$noise" 2>/dev/null
+  wait "$noise" 2>/dev/null
+  local sp=$(cat "$f"/shard-*.txt | grep -E "^[0-9]+ passed, [0-9]+ failed$" | awk '{s += $1} END {print s + 0}')
+  local sf=$(cat "$f"/shard-*.txt | grep -E "^[0-9]+ passed, [0-9]+ failed$" | awk '{s += $3} END {print s + 0}')
+  local sd=$(cat "$f"/shard-*.txt | grep -cE "^[0-9]+ passed, [0-9]+ failed$")
+  local ap=$(cat "$f"/api-*.txt | grep -E "^[0-9]+ passed, [0-9]+ failed$" | awk '{s += $1} END {print s + 0}')
+  local af=$(cat "$f"/api-*.txt | grep -E "^[0-9]+ passed, [0-9]+ failed$" | awk '{s += $3} END {print s + 0}')
+  echo "stress round $r ($(cat $dir/commit.txt 2>/dev/null), seed $seed): check $sp passed, $sf failed ($sd of $n shards finished); api loops $ap passed, $af failed; $(grep -h "^noise:" "$f/noise.txt" || echo "noise: (killed)")"
+  cat "$f"/shard-*.txt "$f"/api-*.txt | grep -E "^FAIL|error:" | sort | uniq -c | head -20
+  STRESS_FAILED=$((STRESS_FAILED + sf + af))
+  [ "$sd" = "$n" ] || STRESS_FAILED=$((STRESS_FAILED + 1))
+  tar czf "$FINAL_OUT/stress-logs.tgz" -C "$FINAL_OUT" $(cd "$FINAL_OUT" && ls -d stress-r*) 2>/dev/null
+}
+stress() {
+  STRESS_FAILED=0
+  local t0=$SECONDS last=0 r
+  for r in $(seq 1 ${STRESS_ROUNDS:-5}); do
+    if [ $r -gt 1 ] && [ $((SECONDS - t0 + last)) -gt ${STRESS_SECONDS:-480} ]; then
+      echo "stress: stopping after $((r - 1)) rounds (time budget ${STRESS_SECONDS:-480} s)"; break
+    fi
+    local t1=$SECONDS
+    stress_round $r
+    last=$((SECONDS - t1))
+    echo "   (round $r: $last s)"
+  done
+  rm -rf "$FINAL_OUT"/stress-r*
+  echo "stress total failures: $STRESS_FAILED"
+  [ "$STRESS_FAILED" = 0 ]
+}
 {
 case "$mode" in
   all|check|bench) run $bin info ;;
 esac
 case "$mode" in
   all|check) run check_sharded ;;
+esac
+case "$mode" in
+  all|stress) run stress ;;
 esac
 case "$mode" in
   all|bench)

@@ -144,22 +144,51 @@ public final class Device: @unchecked Sendable {
         return DeviceBuffer(device: self, address: p, byteCount: byteCount)
     }
 
-    /// Allocates device memory holding a copy of `bytes`.
+    /// Device memory holding a copy of `values`, complete when this returns (enqueued on the
+    /// library stream, which is then synchronized): usable from any stream.
     public func upload<T: BitwiseCopyable>(_ values: [T]) throws(CUDAError) -> DeviceBuffer {
         let buf = try allocate(byteCount: values.count * MemoryLayout<T>.stride)
-        try buf.copyFromHost(values)
+        try buf.copyFromHostBlocking(values)
         return buf
     }
 
-    public func makeStream() throws(CUDAError) -> Stream {
+    /// Device memory holding a copy of `values`, allocated and filled in `stream`'s order (no host
+    /// wait): work enqueued on `stream` afterwards sees the data; other library work waits for it.
+    public func upload<T: BitwiseCopyable>(_ values: [T], stream: Stream) throws(CUDAError) -> DeviceBuffer {
+        let buf = try stream.allocate(byteCount: values.count * MemoryLayout<T>.stride)
+        try buf.copyFromHost(values, stream: stream)
+        return buf
+    }
+
+    /// A new stream. Non-blocking by default (`CU_STREAM_NON_BLOCKING`: it does not synchronize
+    /// with the legacy default stream, which the library never uses); `blocking: true` gives a
+    /// stream that does (for A/B tests). The library is correct on either (docs/ORDERING.md).
+    public func makeStream(blocking: Bool = false) throws(CUDAError) -> Stream {
         try makeCurrent()
         var s: CUhandle? = nil
-        try driver.check(driver.cuStreamCreate(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
+        try driver.check(driver.cuStreamCreate(&s, blocking ? 0 : 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
         return Stream(device: self, handle: s, owned: true)
     }
 
-    /// The legacy default stream.
-    public var defaultStream: Stream { Stream(device: self, handle: nil, owned: false) }
+    private let library = Mutex<Stream?>(nil)
+
+    /// The library's own stream on this device: non-blocking, created on first use, shared by
+    /// every thread. `Backend.automatic()` runs on it; stream-less transfers (`upload(_:)`,
+    /// `Tensor.toDevice(_:)`, readback of a tensor no stream has written) are enqueued on it and
+    /// wait for it.
+    public func libraryStream() throws(CUDAError) -> Stream {
+        if let s = library.withLock({ $0 }) { return s }
+        let s = try makeStream()
+        return library.withLock { cur in
+            if let c = cur { return c }
+            cur = s
+            return s
+        }
+    }
+
+    /// The legacy default stream (`CUstream` 0), for interop with code that uses it. The library
+    /// never enqueues on it unless handed it as a backend's stream.
+    public var legacyDefaultStream: Stream { Stream(device: self, handle: nil, owned: false) }
 
     public func makeEvent() throws(CUDAError) -> Event {
         try makeCurrent()
@@ -183,6 +212,36 @@ public final class Stream: @unchecked Sendable {
 
     /// The raw `CUstream` (for interop with other CUDA code); nil is the legacy default stream.
     public var rawHandle: OpaquePointer? { handle }
+
+    /// A stream the caller created (e.g. PyTorch's current stream), not owned: the library
+    /// enqueues on it and never destroys it. The caller keeps it alive while the library holds
+    /// work or buffers recorded on it (docs/ORDERING.md, "Your own stream").
+    public static func external(_ raw: OpaquePointer?, device: Device) -> Stream {
+        Stream(device: device, handle: raw, owned: false)
+    }
+
+    /// Whether both objects name the same CUDA stream.
+    @inline(__always)
+    public func isSame(as other: Stream) -> Bool { handle == other.handle && device === other.device }
+
+    /// Whether the stream is capturing a CUDA graph (`cuStreamIsCapturing`; false if the query fails).
+    public var isCapturing: Bool {
+        var status: Int32 = 0
+        return device.driver.cuStreamIsCapturing(handle, &status) == 0 && status != 0
+    }
+
+    /// Work enqueued on this stream from now on waits for everything enqueued on `other` so far
+    /// (an event recorded on `other`, `cuStreamWaitEvent` here). No-op for the same stream.
+    public func wait(for other: Stream) throws(CUDAError) {
+        guard !isSame(as: other) else { return }
+        let d = device.driver
+        try device.makeCurrent()
+        var e: CUhandle? = nil
+        try d.check(d.cuEventCreate(&e, 2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate")
+        defer { _ = d.cuEventDestroy(e) }  // released by the driver once the wait is resolved
+        try d.check(d.cuEventRecord(e, other.handle), "cuEventRecord")
+        try d.check(d.cuStreamWaitEvent(handle, e, 0), "cuStreamWaitEvent")
+    }
 
     public func synchronize() throws(CUDAError) {
         try device.makeCurrent()

@@ -1,29 +1,60 @@
-/// Device memory owned by this object; freed on deinit: with `cuMemFree` (which waits for the
-/// device) or, for a stream-ordered buffer (`Stream.allocate`), with `cuMemFreeAsync` on its
-/// stream (no wait: the memory is reused only after the work enqueued on that stream before).
+import Synchronization
+
+/// Device memory owned by this object, with the stream-ordering state that keeps every use of it
+/// ordered (docs/ORDERING.md).
+///
+/// The library records, per buffer, the stream of the last write it enqueued and the streams that
+/// have used the buffer since. From that:
+/// - a read enqueued on stream S first makes S wait for the last write when another stream wrote it
+///   (`orderRead(on:)`);
+/// - a write enqueued on S first makes S wait for every other stream that used the buffer since
+///   its last write (`orderWrite(on:)`);
+/// - a readback (`copyToHost`) runs on the writer's stream and waits for it;
+/// - the free (deinit) comes after every recorded use: `cuMemFreeAsync` on the allocating stream,
+///   which first waits for the other users (stream-ordered buffers, `Stream.allocate`), or
+///   `cuMemFree` after synchronizing every recorded user (`Device.allocate`).
+///
+/// Same-stream work costs nothing extra (stream order already holds); a cross-stream use costs one
+/// event record and one `cuStreamWaitEvent`. Work enqueued while a stream is being captured into a
+/// CUDA graph is not recorded (it runs when the graph is replayed): see docs/ORDERING.md.
 public final class DeviceBuffer: @unchecked Sendable {
     public let device: Device
     /// The device address (`CUdeviceptr`).
     public let address: CUdeviceptr
     public let byteCount: Int
-    /// The stream whose order frees this buffer (stream-ordered allocations only).
+    /// The stream whose order allocated this buffer and frees it (stream-ordered allocations only).
     public let orderedOn: Stream?
+
+    /// The last recorded writer and the streams that used the buffer since that write (the writer
+    /// included). Empty: no use is pending as far as the library knows.
+    struct Pending {
+        var writer: Stream?
+        var users: [Stream] = []
+    }
+    private let pending = Mutex(Pending())
 
     init(device: Device, address: CUdeviceptr, byteCount: Int, orderedOn: Stream? = nil) {
         self.device = device
         self.address = address
         self.byteCount = byteCount
         self.orderedOn = orderedOn
+        // Memory from the stream-ordered allocator is usable by other streams only after the
+        // allocation: record it as the allocating stream's write.
+        if let s = orderedOn { pending.withLock { $0 = Pending(writer: s, users: [s]) } }
     }
 
     deinit {
-        if address != 0 {
-            _ = device.driver.cuCtxSetCurrent(device.context)
-            if let s = orderedOn, let freeAsync = device.driver.cuMemFreeAsync {
-                _ = freeAsync(address, s.handle)
-            } else {
-                _ = device.driver.cuMemFree(address)
+        guard address != 0 else { return }
+        let p = pending.withLock { $0 }
+        _ = device.driver.cuCtxSetCurrent(device.context)
+        if let s = orderedOn, let freeAsync = device.driver.cuMemFreeAsync {
+            if !s.isCapturing {
+                for u in p.users where !u.isSame(as: s) { try? s.wait(for: u) }
             }
+            _ = freeAsync(address, s.handle)
+        } else {
+            for u in p.users { _ = device.driver.cuStreamSynchronize(u.handle) }
+            _ = device.driver.cuMemFree(address)
         }
     }
 
@@ -34,92 +65,163 @@ public final class DeviceBuffer: @unchecked Sendable {
                      "\(what): range \(offset)..<\(offset + count) outside buffer of \(byteCount) bytes")
     }
 
-    /// Synchronous host → device copy of `values` at byte `offset`.
-    public func copyFromHost<T: BitwiseCopyable>(_ values: [T], offset: Int = 0) throws(CUDAError) {
+    // MARK: ordering
+
+    /// Call before enqueueing work on `stream` that reads this buffer: when another stream holds
+    /// the last recorded write, `stream` waits for it. Then records the use (for later writes and
+    /// the free). Nothing happens while `stream` is capturing a graph.
+    public func orderRead(on stream: Stream) throws(CUDAError) {
+        if stream.isCapturing { return }
+        try orderRead(on: stream, capturing: false)
+    }
+
+    /// Call before enqueueing work on `stream` that writes this buffer: `stream` waits for every
+    /// other stream that used the buffer since its last write, and becomes the recorded writer.
+    public func orderWrite(on stream: Stream) throws(CUDAError) {
+        if stream.isCapturing { return }
+        try orderWrite(on: stream, capturing: false)
+    }
+
+    func orderRead(on stream: Stream, capturing: Bool) throws(CUDAError) {
+        guard !capturing, device === stream.device else { return }
+        try pending.withLock { (p: inout Pending) throws(CUDAError) in
+            if p.users.contains(where: { $0.isSame(as: stream) }) { return }
+            if let w = p.writer, !w.isSame(as: stream) { try stream.wait(for: w) }
+            p.users.append(stream)
+        }
+    }
+
+    func orderWrite(on stream: Stream, capturing: Bool) throws(CUDAError) {
+        guard !capturing, device === stream.device else { return }
+        try pending.withLock { (p: inout Pending) throws(CUDAError) in
+            for u in p.users where !u.isSame(as: stream) { try stream.wait(for: u) }
+            p = Pending(writer: stream, users: [stream])
+        }
+    }
+
+    /// Forgets pending uses: only after the host has waited for all of them.
+    func markIdle() { pending.withLock { $0 = Pending() } }
+
+    /// The stream of the last recorded write (nil: none pending).
+    public var lastWriter: Stream? { pending.withLock { $0.writer } }
+
+    /// Waits on the host until every recorded use of this buffer has finished. For handing the
+    /// memory to code that does not go through the library (a raw `address` user).
+    public func synchronize() throws(CUDAError) {
+        let p = pending.withLock { $0 }
+        try device.makeCurrent()
+        for u in p.users { try u.synchronize() }
+        pending.withLock { q in if q.writer === p.writer && q.users.count == p.users.count { q = Pending() } }
+    }
+
+    // MARK: copies (each ordered on the stream it is enqueued on)
+
+    /// Host → device copy of `values` at byte `offset`, enqueued on `stream` after the buffer's
+    /// pending uses on other streams. Returns once the driver has staged the host bytes (pageable
+    /// memory): `values` may be released at once; work enqueued later on `stream` sees the data.
+    public func copyFromHost<T: BitwiseCopyable>(_ values: [T], offset: Int = 0, stream: Stream) throws(CUDAError) {
         let n = values.count * MemoryLayout<T>.stride
         checkRange(offset, n, "copyFromHost")
         guard n > 0 else { return }
         try device.makeCurrent()
-        let r = values.withUnsafeBytes { driver.cuMemcpyHtoD(address + CUdeviceptr(offset), $0.baseAddress!, n) }
-        try driver.check(r, "cuMemcpyHtoD")
-    }
-
-    /// Synchronous device → host copy of `count` elements starting at byte `offset`.
-    public func copyToHost<T: BitwiseCopyable>(_ type: T.Type = T.self, count: Int, offset: Int = 0) throws(CUDAError) -> [T] {
-        let n = count * MemoryLayout<T>.stride
-        checkRange(offset, n, "copyToHost")
-        guard n > 0 else { return [] }
-        try device.makeCurrent()
-        var r: CUresult = 0
-        let out = [T](unsafeUninitializedCapacity: count) { buf, initialized in
-            r = driver.cuMemcpyDtoH(UnsafeMutableRawPointer(buf.baseAddress!), address + CUdeviceptr(offset), n)
-            initialized = count
-        }
-        try driver.check(r, "cuMemcpyDtoH")
-        return out
-    }
-
-    /// Asynchronous host → device copy on `stream`. The host array must stay alive and unchanged
-    /// until the stream reaches the copy (pageable memory: the driver stages it before returning).
-    public func copyFromHostAsync<T: BitwiseCopyable>(_ values: [T], offset: Int = 0, stream: Stream) throws(CUDAError) {
-        let n = values.count * MemoryLayout<T>.stride
-        checkRange(offset, n, "copyFromHostAsync")
-        guard n > 0 else { return }
-        try device.makeCurrent()
+        try orderWrite(on: stream)
         let r = values.withUnsafeBytes {
             driver.cuMemcpyHtoDAsync(address + CUdeviceptr(offset), $0.baseAddress!, n, stream.handle)
         }
         try driver.check(r, "cuMemcpyHtoDAsync")
     }
 
-    /// Device → device copy of `byteCount` bytes from `source` (synchronous with respect to the host).
-    public func copy(from source: DeviceBuffer, byteCount n: Int, sourceOffset: Int = 0, offset: Int = 0) throws(CUDAError) {
+    /// Host → device copy that is complete when it returns: enqueued on the device's library stream
+    /// (after pending uses on other streams), which is then synchronized.
+    public func copyFromHostBlocking<T: BitwiseCopyable>(_ values: [T], offset: Int = 0) throws(CUDAError) {
+        let s = try device.libraryStream()
+        try copyFromHost(values, offset: offset, stream: s)
+        try s.synchronize()
+        markIdle()
+    }
+
+    /// Device → host copy of `count` elements from byte `offset`, complete when it returns.
+    /// Enqueued on `stream`, by default the stream of the last recorded write (else the device's
+    /// library stream), after that write; then that stream is synchronized.
+    public func copyToHost<T: BitwiseCopyable>(_ type: T.Type = T.self, count: Int, offset: Int = 0,
+                                               stream: Stream? = nil) throws(CUDAError) -> [T] {
+        let n = count * MemoryLayout<T>.stride
+        checkRange(offset, n, "copyToHost")
+        guard n > 0 else { return [] }
+        try device.makeCurrent()
+        let s: Stream
+        if let given = stream ?? lastWriter { s = given } else { s = try device.libraryStream() }
+        try orderRead(on: s)
+        var r: CUresult = 0
+        let out = [T](unsafeUninitializedCapacity: count) { buf, initialized in
+            r = driver.cuMemcpyDtoHAsync(UnsafeMutableRawPointer(buf.baseAddress!), address + CUdeviceptr(offset), n, s.handle)
+            initialized = count
+        }
+        try driver.check(r, "cuMemcpyDtoHAsync")
+        try s.synchronize()
+        return out
+    }
+
+    /// Device → device copy of `byteCount` bytes from `source`, enqueued on `stream` (ordered after
+    /// the source's last write and this buffer's pending uses).
+    public func copy(from source: DeviceBuffer, byteCount n: Int, sourceOffset: Int = 0, offset: Int = 0, stream: Stream) throws(CUDAError) {
         checkRange(offset, n, "copy(from:)")
         precondition(sourceOffset >= 0 && sourceOffset + n <= source.byteCount, "copy(from:): source range out of bounds")
         guard n > 0 else { return }
         try device.makeCurrent()
-        try driver.check(driver.cuMemcpyDtoD(address + CUdeviceptr(offset), source.address + CUdeviceptr(sourceOffset), n), "cuMemcpyDtoD")
-    }
-
-    /// Asynchronous device → device copy on `stream`.
-    public func copyAsync(from source: DeviceBuffer, byteCount n: Int, sourceOffset: Int = 0, offset: Int = 0, stream: Stream) throws(CUDAError) {
-        checkRange(offset, n, "copyAsync(from:)")
-        precondition(sourceOffset >= 0 && sourceOffset + n <= source.byteCount, "copyAsync(from:): source range out of bounds")
-        guard n > 0 else { return }
+        try source.orderRead(on: stream)
+        try orderWrite(on: stream)
         try driver.check(
             driver.cuMemcpyDtoDAsync(address + CUdeviceptr(offset), source.address + CUdeviceptr(sourceOffset), n, stream.handle),
             "cuMemcpyDtoDAsync")
     }
 
-    /// Fills bytes with `value` (asynchronous on `stream`, or the default stream).
-    public func fill(byte value: UInt8, count: Int? = nil, offset: Int = 0, stream: Stream? = nil) throws(CUDAError) {
+    // MARK: fills (enqueued on `stream`, ordered like a write)
+
+    /// Fills `count` bytes (default: to the end) from byte `offset` with `value`.
+    public func fill(byte value: UInt8, count: Int? = nil, offset: Int = 0, stream: Stream) throws(CUDAError) {
         let n = count ?? (byteCount - offset)
         checkRange(offset, n, "fill(byte:)")
         guard n > 0 else { return }
         try device.makeCurrent()
-        try driver.check(driver.cuMemsetD8Async(address + CUdeviceptr(offset), value, n, stream?.handle), "cuMemsetD8Async")
+        try orderWrite(on: stream)
+        try driver.check(driver.cuMemsetD8Async(address + CUdeviceptr(offset), value, n, stream.handle), "cuMemsetD8Async")
     }
 
     /// Fills `count` 16-bit words at byte `offset` with `pattern`.
-    public func fill(halfword pattern: UInt16, count: Int, offset: Int = 0, stream: Stream? = nil) throws(CUDAError) {
+    public func fill(halfword pattern: UInt16, count: Int, offset: Int = 0, stream: Stream) throws(CUDAError) {
         checkRange(offset, count * 2, "fill(halfword:)")
         guard count > 0 else { return }
         try device.makeCurrent()
-        try driver.check(driver.cuMemsetD16Async(address + CUdeviceptr(offset), pattern, count, stream?.handle), "cuMemsetD16Async")
+        try orderWrite(on: stream)
+        try driver.check(driver.cuMemsetD16Async(address + CUdeviceptr(offset), pattern, count, stream.handle), "cuMemsetD16Async")
     }
 
     /// Fills `count` 32-bit words at byte `offset` with `pattern`.
-    public func fill(word pattern: UInt32, count: Int, offset: Int = 0, stream: Stream? = nil) throws(CUDAError) {
+    public func fill(word pattern: UInt32, count: Int, offset: Int = 0, stream: Stream) throws(CUDAError) {
         checkRange(offset, count * 4, "fill(word:count:)")
         guard count > 0 else { return }
         try device.makeCurrent()
-        try driver.check(driver.cuMemsetD32Async(address + CUdeviceptr(offset), pattern, count, stream?.handle), "cuMemsetD32Async")
+        try orderWrite(on: stream)
+        try driver.check(driver.cuMemsetD32Async(address + CUdeviceptr(offset), pattern, count, stream.handle), "cuMemsetD32Async")
     }
 
     /// Fills 32-bit words with `pattern` (e.g. a NaN to poison outputs); the count is byteCount/4.
-    public func fill(word pattern: UInt32, stream: Stream? = nil) throws(CUDAError) {
+    public func fill(word pattern: UInt32, stream: Stream) throws(CUDAError) {
         guard byteCount >= 4 else { return }
-        try device.makeCurrent()
-        try driver.check(driver.cuMemsetD32Async(address, pattern, byteCount / 4, stream?.handle), "cuMemsetD32Async")
+        try fill(word: pattern, count: byteCount / 4, stream: stream)
+    }
+}
+
+extension Stream {
+    /// Orders one operation about to be enqueued on this stream: each buffer it reads after its
+    /// last write on another stream, each buffer it writes after every other stream's pending use
+    /// (`DeviceBuffer.orderRead` / `orderWrite`), with one capture query for all of them. Call it
+    /// before the operation's first launch; a buffer both read and written goes in both lists.
+    public func order(reads: [DeviceBuffer?], writes: [DeviceBuffer?]) throws(CUDAError) {
+        let capturing = isCapturing
+        if capturing { return }
+        for b in reads { try b?.orderRead(on: self, capturing: false) }
+        for b in writes { try b?.orderWrite(on: self, capturing: false) }
     }
 }

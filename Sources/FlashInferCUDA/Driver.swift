@@ -34,6 +34,9 @@ public final class CUDADriver: @unchecked Sendable {
     let cuStreamCreate: @convention(c) (UnsafeMutablePointer<CUhandle?>, UInt32) -> CUresult
     let cuStreamDestroy: @convention(c) (CUhandle?) -> CUresult
     let cuStreamSynchronize: @convention(c) (CUhandle?) -> CUresult
+    let cuStreamWaitEvent: @convention(c) (CUhandle?, CUhandle?, UInt32) -> CUresult
+    /// `cuStreamIsCapturing(stream, CUstreamCaptureStatus*)`: 0 none, 1 active, 2 invalidated.
+    let cuStreamIsCapturing: @convention(c) (CUhandle?, UnsafeMutablePointer<Int32>) -> CUresult
     let cuEventCreate: @convention(c) (UnsafeMutablePointer<CUhandle?>, UInt32) -> CUresult
     let cuEventDestroy: @convention(c) (CUhandle?) -> CUresult
     let cuEventRecord: @convention(c) (CUhandle?, CUhandle?) -> CUresult
@@ -44,9 +47,8 @@ public final class CUDADriver: @unchecked Sendable {
     let cuMemsetD8Async: @convention(c) (CUdeviceptr, UInt8, Int, CUhandle?) -> CUresult
     let cuMemsetD16Async: @convention(c) (CUdeviceptr, UInt16, Int, CUhandle?) -> CUresult
     let cuMemsetD32Async: @convention(c) (CUdeviceptr, UInt32, Int, CUhandle?) -> CUresult
-    let cuMemcpyHtoD: @convention(c) (CUdeviceptr, UnsafeRawPointer, Int) -> CUresult
-    let cuMemcpyDtoH: @convention(c) (UnsafeMutableRawPointer, CUdeviceptr, Int) -> CUresult
-    let cuMemcpyDtoD: @convention(c) (CUdeviceptr, CUdeviceptr, Int) -> CUresult
+    // No synchronous cuMemcpy*: they run on the legacy default stream, which the library's
+    // non-blocking streams do not wait for (docs/ORDERING.md). Only the stream-ordered copies exist.
     let cuMemcpyHtoDAsync: @convention(c) (CUdeviceptr, UnsafeRawPointer, Int, CUhandle?) -> CUresult
     let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer, CUdeviceptr, Int, CUhandle?) -> CUresult
     let cuMemcpyDtoDAsync: @convention(c) (CUdeviceptr, CUdeviceptr, Int, CUhandle?) -> CUresult
@@ -106,6 +108,8 @@ public final class CUDADriver: @unchecked Sendable {
         cuStreamCreate = try f("cuStreamCreate", as: type(of: cuStreamCreate))
         cuStreamDestroy = try f("cuStreamDestroy_v2", "cuStreamDestroy", as: type(of: cuStreamDestroy))
         cuStreamSynchronize = try f("cuStreamSynchronize", as: type(of: cuStreamSynchronize))
+        cuStreamWaitEvent = try f("cuStreamWaitEvent", as: type(of: cuStreamWaitEvent))
+        cuStreamIsCapturing = try f("cuStreamIsCapturing", as: type(of: cuStreamIsCapturing))
         cuEventCreate = try f("cuEventCreate", as: type(of: cuEventCreate))
         cuEventDestroy = try f("cuEventDestroy_v2", "cuEventDestroy", as: type(of: cuEventDestroy))
         cuEventRecord = try f("cuEventRecord", as: type(of: cuEventRecord))
@@ -116,9 +120,6 @@ public final class CUDADriver: @unchecked Sendable {
         cuMemsetD8Async = try f("cuMemsetD8Async", as: type(of: cuMemsetD8Async))
         cuMemsetD16Async = try f("cuMemsetD16Async", as: type(of: cuMemsetD16Async))
         cuMemsetD32Async = try f("cuMemsetD32Async", as: type(of: cuMemsetD32Async))
-        cuMemcpyHtoD = try f("cuMemcpyHtoD_v2", "cuMemcpyHtoD", as: type(of: cuMemcpyHtoD))
-        cuMemcpyDtoH = try f("cuMemcpyDtoH_v2", "cuMemcpyDtoH", as: type(of: cuMemcpyDtoH))
-        cuMemcpyDtoD = try f("cuMemcpyDtoD_v2", "cuMemcpyDtoD", as: type(of: cuMemcpyDtoD))
         cuMemcpyHtoDAsync = try f("cuMemcpyHtoDAsync_v2", "cuMemcpyHtoDAsync", as: type(of: cuMemcpyHtoDAsync))
         cuMemcpyDtoHAsync = try f("cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync", as: type(of: cuMemcpyDtoHAsync))
         cuMemcpyDtoDAsync = try f("cuMemcpyDtoDAsync_v2", "cuMemcpyDtoDAsync", as: type(of: cuMemcpyDtoDAsync))

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A loaded CUDA module (a cubin). Unloaded with the object.
 public final class Module: @unchecked Sendable {
     public let device: Device
@@ -40,8 +42,10 @@ public final class Function: @unchecked Sendable {
     public let name: String
     let handle: CUhandle?
     public let attributes: FunctionAttributes
-    private var dynamicSharedLimit = 48 * 1024
-    private var nonPortableClusters = false
+    /// The raised dynamic shared-memory limit and whether non-portable clusters are allowed: one
+    /// `Function` is shared by every thread that launches the kernel (`JIT`), so the attribute
+    /// updates happen under this lock (a raise is idempotent; the lock keeps the bookkeeping exact).
+    private let launchState = Mutex((dynamicSharedLimit: 48 * 1024, nonPortableClusters: false))
 
     init(module: Module, handle: CUhandle?, name: String) throws(CUDAError) {
         self.module = module
@@ -61,11 +65,14 @@ public final class Function: @unchecked Sendable {
     private var driver: CUDADriver { module.device.driver }
 
     /// Raises the dynamic shared-memory limit (needed above 48 KiB).
+    /// Thread-safe.
     public func setMaxDynamicSharedMemory(_ bytes: Int) throws(CUDAError) {
-        guard bytes > dynamicSharedLimit else { return }
-        try driver.check(driver.cuFuncSetAttribute(handle, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, Int32(bytes)),
-                         "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, \(bytes)) for \(name)")
-        dynamicSharedLimit = bytes
+        try launchState.withLock { (st: inout (dynamicSharedLimit: Int, nonPortableClusters: Bool)) throws(CUDAError) in
+            guard bytes > st.dynamicSharedLimit else { return }
+            try driver.check(driver.cuFuncSetAttribute(handle, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, Int32(bytes)),
+                             "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, \(bytes)) for \(name)")
+            st.dynamicSharedLimit = bytes
+        }
     }
 
     /// Resident blocks per SM for a block size and dynamic shared memory.
@@ -101,10 +108,13 @@ public final class Function: @unchecked Sendable {
                 throw .driver(call: "cuLaunchKernelEx (cluster launch of \(name))", code: 0, name: "CUDA_ERROR_NOT_SUPPORTED",
                               message: "the driver has no cuLaunchKernelEx")
             }
-            if c.0 * c.1 * c.2 > 8 && !nonPortableClusters {
-                try driver.check(driver.cuFuncSetAttribute(handle, 14 /* NON_PORTABLE_CLUSTER_SIZE_ALLOWED */, 1),
-                                 "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED) for \(name)")
-                nonPortableClusters = true
+            if c.0 * c.1 * c.2 > 8 {
+                try launchState.withLock { (st: inout (dynamicSharedLimit: Int, nonPortableClusters: Bool)) throws(CUDAError) in
+                    guard !st.nonPortableClusters else { return }
+                    try driver.check(driver.cuFuncSetAttribute(handle, 14 /* NON_PORTABLE_CLUSTER_SIZE_ALLOWED */, 1),
+                                     "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED) for \(name)")
+                    st.nonPortableClusters = true
+                }
             }
             attributes.append(.clusterDimension(c))
         }

@@ -35,7 +35,7 @@ func measureCopyBandwidth(device: Device, stream: Stream, bytes: Int = 1 << 30, 
     let a = try device.allocate(byteCount: bytes), b = try device.allocate(byteCount: bytes)
     try a.fill(byte: 1, stream: stream)
     let ms = median(try timeOnStream(stream, warmup: 3, iterations: iterations) { _ in
-        try b.copyAsync(from: a, byteCount: bytes, stream: stream)
+        try b.copy(from: a, byteCount: bytes, stream: stream)
     })
     return (2 * Double(bytes) / (ms * 1e-3) / 1e12, ms)
 }
@@ -124,7 +124,7 @@ func randomDeviceTensor(shape: [Int], device: Device, rng: inout DemoRNG) throws
     var off = 0
     while off < bytes {
         let n = min(block.count, bytes - off)
-        try buf.copyFromHost(Array(block.prefix(n)), offset: off)
+        try buf.copyFromHostBlocking(Array(block.prefix(n)), offset: off)
         off += n
     }
     return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: .f16)

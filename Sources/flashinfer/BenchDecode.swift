@@ -66,7 +66,7 @@ extension Bench {
             for c in 0..<copies {
                 for (phase, list) in [(2 * c, 0), (2 * c + 1, 1)] {
                     let buf = try device.allocate(byteCount: elems * dt.byteSize)
-                    if elems > 0 { try buf.copyFromHost(tiled(phase: phase)) }
+                    if elems > 0 { try buf.copyFromHostBlocking(tiled(phase: phase)) }
                     let t = Tensor(storage: .device(buf, byteOffset: 0), shape: kvShape, dtype: dt)
                     if list == 0 { ks.append(t) } else { vs.append(t) }
                 }

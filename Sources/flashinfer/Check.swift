@@ -1,6 +1,8 @@
 import ArgumentParser
+import Dispatch
 import FlashInfer
 import FlashInferCUDA
+import Synchronization
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +13,10 @@ struct Check: ParsableCommand {
     @Flag(help: "Print every case, not only failures.") var verbose = false
     @Flag(help: "Run the cases that support it on the CPU backend instead (no GPU needed).") var cpu = false
     @Option(help: "Run only shard I of N ('I/N', 0-based): of the cases the filter selects, every Nth starting at the Ith, so that N processes share the CPU reference work (scripts/device-suite.sh runs 16).") var shard: String?
+    @Option(help: "Stress: run this shard's cases on T threads at once, each thread on its own stream (default 1).") var threads = 1
+    @Flag(help: "Stress: a background thread keeps the copy engines and the memory busy while the cases run (pageable uploads, device copies and readbacks on a stream of its own).") var noise = false
+    @Option(help: "Run the selection R times, each round with new inputs (round r uses seed + r; a failure names its round's seed).") var rounds = 1
+    @Flag(help: "Make the check streams blocking (CU_STREAM_DEFAULT) instead of non-blocking: for A/B runs; the library must pass either way.") var blockingStreams = false
 
     /// (index, count) from `--shard I/N`.
     func shardSpec() throws -> (Int, Int) {
@@ -41,31 +47,101 @@ struct Check: ParsableCommand {
             throw ExitCode(2)
         }
         let seed = seed ?? UInt64(nowSeconds() * 1e6)
-        print("check on \(device.properties.name), seed \(seed)")
-        let stream = try device.makeStream()
-        var passed = 0, failed = 0
+        guard threads >= 1, rounds >= 1 else { throw ValidationError("--threads and --rounds must be >= 1") }
+        print("check on \(device.properties.name), seed \(seed)\(threads > 1 ? ", \(threads) threads" : "")\(noise ? ", noise" : "")\(rounds > 1 ? ", \(rounds) rounds" : "")\(blockingStreams ? ", blocking streams" : "")")
+        let streams = try (0..<threads).map { _ in try device.makeStream(blocking: blockingStreams) }
         let (shardIndex, shardCount) = try shardSpec()
         let all = elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
             + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases()
         let selected = all.filter { c in filter.map { c.name.contains($0) } ?? true }
         if shardCount > 1 { print("shard \(shardIndex)/\(shardCount) of \(selected.count) cases") }
-        for (i, c) in selected.enumerated() where i % shardCount == shardIndex {
-            let result: String?
-            let t0 = nowSeconds()
-            // Each case's inputs come from the seed and its name alone, so `--seed S --filter NAME`
-            // reproduces one case of any run (whatever the shard or the other cases).
-            var rng = DemoRNG(seed: seed ^ stableHash(c.name))
-            do { result = try c.run(device, stream, &rng) } catch { result = "error: \(error)" }
-            if let r = result {
-                failed += 1
-                print("FAIL \(c.name): \(r)")
-            } else {
-                passed += 1
-                if verbose { print("ok   \(c.name) (\(fixed(nowSeconds() - t0, 2)) s)") }
+        let mine = selected.enumerated().filter { $0.offset % shardCount == shardIndex }.map(\.element)
+        let noiseThread = noise ? try NoiseThread(device: device) : nil
+        var passed = 0, failed = 0
+        for round in 0..<rounds {
+            let roundSeed = seed &+ UInt64(round)
+            if rounds > 1 { print("round \(round + 1)/\(rounds), seed \(roundSeed)") }
+            // Thread t runs cases t, t + T, t + 2T, … on streams[t]; results are printed in case order.
+            let results = Mutex([String?](repeating: nil, count: mine.count))
+            let times = Mutex([Double](repeating: 0, count: mine.count))
+            let cases = UncheckedBox(mine)
+            let threadStreams = UncheckedBox(streams)
+            let group = DispatchGroup()
+            for t in 0..<threads {
+                DispatchQueue(label: "check-\(t)").async(group: group) {
+                    for i in stride(from: t, to: cases.value.count, by: threads) {
+                        let c = cases.value[i]
+                        let t0 = nowSeconds()
+                        // Each case's inputs come from the seed and its name alone, so `--seed S --filter NAME`
+                        // reproduces one case of any run (whatever the shard, thread or other cases).
+                        var rng = DemoRNG(seed: roundSeed ^ stableHash(c.name))
+                        let r: String?
+                        do { r = try c.run(device, threadStreams.value[t], &rng) } catch { r = "error: \(error)" }
+                        results.withLock { $0[i] = r }
+                        times.withLock { $0[i] = nowSeconds() - t0 }
+                    }
+                }
+            }
+            group.wait()
+            let rs = results.withLock { $0 }, ts = times.withLock { $0 }
+            for (i, c) in mine.enumerated() {
+                if let r = rs[i] {
+                    failed += 1
+                    print("FAIL \(c.name): \(r) (seed \(roundSeed))")
+                } else {
+                    passed += 1
+                    if verbose { print("ok   \(c.name) (\(fixed(ts[i], 2)) s)") }
+                }
             }
         }
+        if let noiseThread { print("noise: \(noiseThread.stop()) copy rounds") }
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// A value handed to the check threads (the cases' closures and the streams are used by one
+/// thread each; the library objects they reach are thread-safe).
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// `check --noise`: a thread that keeps the GPU's copy engines and memory busy on a stream of its
+/// own — a 64 MiB pageable upload, a 256 MiB device copy and a 16 MiB readback, over and over —
+/// so that work on the check streams runs under contention (the conditions of issue 10).
+final class NoiseThread: @unchecked Sendable {
+    private let running = Atomic<Bool>(true)
+    private let rounds = Atomic<Int>(0)
+    private let group = DispatchGroup()
+
+    init(device: Device) throws {
+        let stream = try device.makeStream()
+        let a = try device.allocate(byteCount: 256 << 20), b = try device.allocate(byteCount: 256 << 20)
+        var rng = DemoRNG(seed: 7)
+        let host = (0..<(64 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let box = UncheckedBox((stream, a, b, host))
+        DispatchQueue(label: "check-noise").async(group: group) { [self] in
+            let (stream, a, b, host) = box.value
+            while running.load(ordering: .relaxed) {
+                do {
+                    try a.copyFromHost(host, stream: stream)
+                    try b.copy(from: a, byteCount: a.byteCount, stream: stream)
+                    _ = try b.copyToHost(UInt8.self, count: 16 << 20, stream: stream)
+                } catch {
+                    printError("noise thread: \(error)")
+                    return
+                }
+                rounds.add(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    /// Stops the thread; returns how many rounds it ran.
+    func stop() -> Int {
+        running.store(false, ordering: .relaxed)
+        group.wait()
+        return rounds.load(ordering: .relaxed)
     }
 }
 

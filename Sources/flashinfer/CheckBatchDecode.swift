@@ -142,7 +142,7 @@ func batchDecodeGraphCases() -> [CheckCase] {
             var table = PageTable.contiguous(seqLens: lens, pageSize: ps)
             for i in stride(from: table.indices.count - 1, to: 0, by: -1) { table.indices.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             let qHost = (0..<(cap.maxBatch * hq * d)).map { _ in rng.normal() }
-            try qBuf.copyFromHost(DType.f16.encode(qHost))
+            try qBuf.copyFromHost(DType.f16.encode(qHost), stream: stream)
             try out.poison(stream: stream)
             try wrapper.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
             if graph == nil {

@@ -275,7 +275,7 @@ func batchPrefillGraphCases() -> [CheckCase] {
             let qi = indptr(qo)
             let total = Int(qi.last!)
             let qHost = (0..<(cap.maxQORows * hq * d)).map { _ in rng.normal() }
-            try qBuf.copyFromHost(DType.f16.encode(qHost))
+            try qBuf.copyFromHost(DType.f16.encode(qHost), stream: stream)
             try out.poison(stream: stream)
             try lse.poison(stream: stream)
             try wrapper.plan(qoIndptr: qi, table: t, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, options: options,

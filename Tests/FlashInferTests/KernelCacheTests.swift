@@ -22,6 +22,39 @@ import Glibc
             != KernelCache.key(source: "a", options: ["b"], architecture: "x", nvrtcVersion: "y"))
     }
 
+    /// Issue 10: a cubin compiled from other kernel headers or by another library version must
+    /// never be served, so the key covers the content of every embedded header and the version.
+    @Test func keyCoversEveryEmbeddedHeaderByteAndTheLibraryVersion() throws {
+        let files = KernelSources.all
+        #expect(files.count > 10)
+        #expect(KernelSources.digest == KernelSources.digest(of: files))
+        func key(_ digest: String, version: String = FlashInferVersion.string) -> String {
+            KernelCache.key(source: "#include <flashinfer/attention/decode.cuh>", options: ["-std=c++17"], architecture: "sm_90a",
+                            nvrtcVersion: "13.0", headersDigest: digest, libraryVersion: version)
+        }
+        let base = key(KernelSources.digest)
+        // The default arguments are the embedded digest and this library's version.
+        #expect(base == KernelCache.key(source: "#include <flashinfer/attention/decode.cuh>", options: ["-std=c++17"],
+                                        architecture: "sm_90a", nvrtcVersion: "13.0"))
+        #expect(key(KernelSources.digest, version: FlashInferVersion.string + "+1") != base)
+        // One byte changed in each header in turn (the first, a middle and the last byte): a new key.
+        for name in files.keys.sorted() {
+            let text = Array(files[name]!.utf8)
+            for i in Set([0, text.count / 2, text.count - 1]) where !text.isEmpty {
+                var changed = text
+                changed[i] = changed[i] == UInt8(ascii: "x") ? UInt8(ascii: "y") : UInt8(ascii: "x")
+                var edited = files
+                edited[name] = String(decoding: changed, as: UTF8.self)
+                #expect(key(KernelSources.digest(of: edited)) != base, "byte \(i) of \(name)")
+            }
+            // A renamed header is a different set of headers too.
+            var renamed = files
+            renamed[name] = nil
+            renamed[name + ".old"] = files[name]
+            #expect(key(KernelSources.digest(of: renamed)) != base, "renamed \(name)")
+        }
+    }
+
     @Test func missThenHit() {
         let dir = makeTempDirectory("hit")
         defer { removeDirectory(dir) }

@@ -27,6 +27,9 @@ public struct GraphCapacity: Sendable, Hashable {
 /// `plan` validates the page table, schedules split-KV chunks (`BatchDecodePlan`) and uploads the
 /// schedule; `run` only launches. q is `[B, Hq, D]`; the output has q's shape and dtype; the
 /// LSE (optional) is Float32 `[B, Hq]`, base 2.
+///
+/// Threads: one thread at a time (like upstream's wrappers): `plan` and `run` mutate the wrapper;
+/// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public let backend: Backend
     /// CUDA-graph mode (upstream's `use_cuda_graph`): fixed-capacity buffers reused by every plan,
@@ -145,12 +148,12 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             guard device != nil || tensorCorePath != nil else { throw .option(name: "plan", value: "cpu", rule: "planned for another backend") }
             let o: Tensor
             if let out { o = out } else {
-                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, device: stream.device) }
+                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
             }
             guard o.shape == q.shape, o.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: o.dtype) }
             var l = lseOut
             if l == nil && returnLSE {
-                l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [rows, shape.numQOHeads], dtype: .f32, device: stream.device) }
+                l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [rows, shape.numQOHeads], dtype: .f32, stream: stream) }
             }
             if let l, l.shape != [rows, shape.numQOHeads] || l.dtype != .f32 || !l.isContiguous {
                 throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([rows, shape.numQOHeads])", got: l.shape.first ?? 0)

@@ -29,6 +29,9 @@ public enum BatchKV: Sendable {
 /// schedule and the page table once and sizes the split-KV workspace; `run(q:kv:out:lse:)` only
 /// launches (the tensor-core kernel over the work items, then, when the plan splits KV, the
 /// variable-length merge of the partial states).
+///
+/// Threads: one thread at a time (like upstream's wrappers): `plan` and `run` mutate the wrapper;
+/// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class BatchPrefillAttention: @unchecked Sendable {
     public let backend: Backend
     public private(set) var plan: BatchPrefillPlan?
@@ -178,8 +181,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let total = Int(qoIndptr.last!)
         if case .cuda(let stream) = backend {
             let (out, lse) = try FlashInferError.wrap { () throws(CUDAError) in
-                (try Tensor.empty(shape: [total, shape.numQOHeads, shape.headDim], dtype: shape.dtype, device: stream.device),
-                 returnLSE ? try Tensor.empty(shape: [total, shape.numQOHeads], dtype: .f32, device: stream.device) : nil)
+                (try Tensor.empty(shape: [total, shape.numQOHeads, shape.headDim], dtype: shape.dtype, stream: stream),
+                 returnLSE ? try Tensor.empty(shape: [total, shape.numQOHeads], dtype: .f32, stream: stream) : nil)
             }
             try self.run(q: q, kv: kv, out: out, lse: lse)
             return AttentionOutput(output: out, lse: lse)

@@ -18,6 +18,9 @@ public struct CascadeLevel: Sendable, Hashable {
 /// batch's queries in one group, so its KV is read once), later levels the per-request suffixes.
 /// `run` computes attention per level (causal only on the last level, as upstream) and merges
 /// the states: `out = level[N−1] ⊕ level[N−2] ⊕ … ⊕ level[0]`.
+///
+/// Threads: one thread at a time (like upstream's wrappers): `plan` and `run` mutate the wrapper;
+/// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class MultiLevelCascadeAttention: @unchecked Sendable {
     public let backend: Backend
     var levels: [BatchPrefillAttention] = []
@@ -83,7 +86,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
         if case .cuda(let stream) = backend {
             let o: Tensor
             if let out { o = out } else {
-                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, device: stream.device) }
+                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
             }
             let s = lse ?? lseScratch!
             try last.run(q: q, kv: .paged(cache), out: o, lse: s)

@@ -42,7 +42,7 @@ public func mergeState(va: Tensor, sa: Tensor, vb: Tensor, sb: Tensor, backend: 
         let merged = zip(a, b).map { AttentionState.merge($0, $1) }
         return packStates(merged, shape: [n, h, d], dtype: va.dtype)
     case .cuda(let stream):
-        let (v, s) = try allocateStates(n: n, h: h, d: d, dtype: va.dtype, device: stream.device)
+        let (v, s) = try allocateStates(n: n, h: h, d: d, dtype: va.dtype, stream: stream)
         try launchMerge(.pair, dtype: va.dtype, va: va, sa: sa, vb: vb, sb: sb, vOut: v, sOut: s, mask: nil, n: n, h: h, d: d, states: 0, stream: stream)
         return (v, s)
     }
@@ -65,9 +65,9 @@ public func mergeStateInPlace(v: Tensor, s: Tensor, vOther: Tensor, sOther: Tens
         try overwriteHost(s, with: ms)
     case .cuda(let stream):
         var maskBuf: DeviceBuffer?
-        if let mask { maskBuf = try FlashInferError.wrap { () throws(CUDAError) in try stream.device.upload(mask) } }
+        // Stream-ordered: the mask is freed in the stream's order after the kernel, no host wait.
+        if let mask { maskBuf = try FlashInferError.wrap { () throws(CUDAError) in try stream.device.upload(mask, stream: stream) } }
         try launchMerge(.inPlace, dtype: v.dtype, va: v, sa: s, vb: vOther, sb: sOther, vOut: v, sOut: s, mask: maskBuf, n: n, h: h, d: d, states: 0, stream: stream)
-        if maskBuf != nil { try FlashInferError.wrap { () throws(CUDAError) in try stream.synchronize() } }  // keep the mask alive until read
     }
 }
 
@@ -90,7 +90,7 @@ public func mergeStates(v: Tensor, s: Tensor, backend: Backend = .cpu) throws(Fl
         }
         return packStates(merged, shape: [n, h, d], dtype: v.dtype)
     case .cuda(let stream):
-        let (vo, so) = try allocateStates(n: n, h: h, d: d, dtype: v.dtype, device: stream.device)
+        let (vo, so) = try allocateStates(n: n, h: h, d: d, dtype: v.dtype, stream: stream)
         try launchMerge(.many, dtype: v.dtype, va: v, sa: s, vb: nil, sb: nil, vOut: vo, sOut: so, mask: nil, n: n, h: h, d: d, states: k, stream: stream)
         return (vo, so)
     }
@@ -144,9 +144,9 @@ private func overwriteHost(_ dst: Tensor, with src: Tensor) throws(FlashInferErr
     }
 }
 
-private func allocateStates(n: Int, h: Int, d: Int, dtype: DType, device: Device) throws(FlashInferError) -> (Tensor, Tensor) {
+private func allocateStates(n: Int, h: Int, d: Int, dtype: DType, stream: Stream) throws(FlashInferError) -> (Tensor, Tensor) {
     try FlashInferError.wrap { () throws(CUDAError) in
-        (try Tensor.empty(shape: [n, h, d], dtype: dtype, device: device), try Tensor.empty(shape: [n, h], dtype: .f32, device: device))
+        (try Tensor.empty(shape: [n, h, d], dtype: dtype, stream: stream), try Tensor.empty(shape: [n, h], dtype: .f32, stream: stream))
     }
 }
 
@@ -159,6 +159,7 @@ private func launchMerge(_ kind: MergeKind, dtype: DType, va: Tensor, sa: Tensor
     guard total > 0 else { return }
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(MergeSpec(kind: kind, dtype: dtype))
+        try stream.order(reading: [va, sa, vb, sb], writing: [vOut, sOut], readingBuffers: [mask])
         var a = KernelArguments()
         a.append(va.deviceAddress!)
         a.append(sa.deviceAddress!)

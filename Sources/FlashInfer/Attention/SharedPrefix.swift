@@ -12,6 +12,9 @@ import FlashInferCUDA
 /// ```
 /// For append, pass `queriesPerRequest`-style `qoIndptr`; the causal mask (when asked) applies to
 /// the unique part only — every query sees the whole prefix, as upstream.
+///
+/// Threads: one thread at a time (like upstream's wrappers): `plan` and `run` mutate the wrapper;
+/// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class SharedPrefixAttention: @unchecked Sendable {
     public let backend: Backend
 

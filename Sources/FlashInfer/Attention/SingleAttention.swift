@@ -7,9 +7,10 @@ public enum Backend: Sendable {
     /// The GPU, on this stream (device tensors in and out).
     case cuda(Stream)
 
-    /// The GPU's default stream when a CUDA device is present, else the CPU.
+    /// The GPU when a CUDA device is present, on the device's library stream (non-blocking,
+    /// shared: `Device.libraryStream()`), else the CPU.
     public static func automatic() -> Backend {
-        if let d = try? Device.open() { return .cuda(d.defaultStream) }
+        if let d = try? Device.open(), let s = try? d.libraryStream() { return .cuda(s) }
         return .cpu
     }
 
@@ -22,8 +23,9 @@ public enum Backend: Sendable {
 }
 
 extension Tensor {
-    /// This tensor where `backend` computes: itself for the CPU (host tensors), a device copy
-    /// for CUDA (unless it is already on that device).
+    /// This tensor where `backend` computes: itself for the CPU (host tensors; a device tensor is
+    /// copied back after its last write), a device copy for CUDA (unless it is already on that
+    /// device), allocated and uploaded in the backend stream's order without a host wait.
     public func moved(to backend: Backend) throws(FlashInferError) -> Tensor {
         switch backend {
         case .cpu:
@@ -32,7 +34,7 @@ extension Tensor {
             return Tensor(storage: .host(HostBuffer(bytes: bytes)), shape: shape, dtype: dtype)
         case .cuda(let stream):
             if let d = device, d === stream.device { return self }
-            return try FlashInferError.wrap { () throws(CUDAError) in try toDevice(stream.device) }
+            return try FlashInferError.wrap { () throws(CUDAError) in try toDevice(stream: stream) }
         }
     }
 }

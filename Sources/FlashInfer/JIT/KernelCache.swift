@@ -3,8 +3,11 @@ import Synchronization
 /// The on-disk cubin cache.
 ///
 /// Contract (after FlashInfer's `JitSpec.build_and_load`, with MLX's mistakes avoided):
-/// - **Key**: SHA-256 of (source, options, architecture, NVRTC version). Any change to any of
-///   them is a different file; nothing is ever overwritten with different content.
+/// - **Key**: SHA-256 of (the spec's source, the digest of every embedded header, the library
+///   version, the compile options, the architecture, the NVRTC version): everything that changes
+///   the cubin. Any change to any of them is a different file; nothing is ever overwritten with
+///   different content, and an entry from another build of the library is never served. Entries
+///   no build uses any more are never read, only disk space: `flashinfer cache clear` removes them.
 /// - **Location**: `$FLASHINFER_CACHE_DIR`, else `$XDG_CACHE_HOME/swift-flashinfer`, else
 ///   `$HOME/.cache/swift-flashinfer`; files `<key>.cubin`, with the source beside as `<key>.cu`
 ///   for debugging.
@@ -36,10 +39,13 @@ public final class KernelCache: Sendable {
         self.warningSink = warningSink ?? { FileSystem.writeError($0) }
     }
 
-    /// The cache key of one compilation.
-    public static func key(source: String, options: [String], architecture: String, nvrtcVersion: String) -> String {
+    /// The cache key of one compilation. `headersDigest` covers the included headers
+    /// (`KernelSources.digest`), `libraryVersion` the library (`FlashInferVersion.string`).
+    public static func key(source: String, options: [String], architecture: String, nvrtcVersion: String,
+                           headersDigest: String = KernelSources.digest,
+                           libraryVersion: String = FlashInferVersion.string) -> String {
         var bytes = Array(source.utf8)
-        for part in options + [architecture, nvrtcVersion] {
+        for part in [headersDigest, libraryVersion] + options + [architecture, nvrtcVersion] {
             bytes.append(0)
             bytes += Array(part.utf8)
         }

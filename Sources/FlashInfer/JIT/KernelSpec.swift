@@ -39,6 +39,22 @@ public enum KernelPosEnc: String, Sendable, Hashable, CaseIterable {
 public enum KernelSources {
     public static var all: [String: String] { EmbeddedKernels.files }
     public static var names: [String] { EmbeddedKernels.files.keys.sorted() }
+
+    /// SHA-256 (hex) of every embedded header, names and bytes: part of every kernel-cache key, so
+    /// a cubin compiled from other headers (another build of the library) is never served.
+    public static let digest: String = digest(of: EmbeddedKernels.files)
+
+    /// The digest of a set of headers: each name and text, in name order, NUL-separated.
+    public static func digest(of files: [String: String]) -> String {
+        var bytes: [UInt8] = []
+        for name in files.keys.sorted() {
+            bytes += Array(name.utf8)
+            bytes.append(0)
+            bytes += Array(files[name]!.utf8)
+            bytes.append(0)
+        }
+        return SHA256.hex(bytes)
+    }
 }
 
 /// One representative spec of every kernel family and variant this build has: the list that the

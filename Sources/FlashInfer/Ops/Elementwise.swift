@@ -30,6 +30,7 @@ public func axpby(alpha: Float, x: Tensor, beta: Float, y: Tensor, out: Tensor, 
     let spec = AxpbySpec(dtype: x.dtype)
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(spec)
+        try stream.order(reading: [x, y], writing: [out])
         var a = KernelArguments()
         a.append(x.deviceAddress!)
         a.append(y.deviceAddress!)

@@ -29,7 +29,7 @@ public struct AppendIndices: Sendable {
 /// from `append_indptr` and the post-append `table.seqLens`).
 ///
 /// Host cache and tensors: computed on the CPU. Device cache: the GPU kernel on `stream`
-/// (`table` and `indices` are uploaded; the copy is asynchronous).
+/// (`table` and `indices` are uploaded in the stream's order; the call does not wait for the device).
 public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                                table: PageTable, stream: Stream? = nil) throws(FlashInferError) {
     try table.validate(numPages: cache.numPages)
@@ -96,9 +96,10 @@ private func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendInd
         // Stream-ordered: the upload, the kernel and the free follow each other on `stream`, so the
         // call returns without waiting for the device (the driver stages the pageable upload).
         let buf = try stream.allocate(byteCount: packed.count * 4)
-        try buf.copyFromHostAsync(packed, stream: stream)
+        try buf.copyFromHost(packed, stream: stream)
         let k = try JIT.shared(for: dev).kernel(AppendPagedKVSpec())
         let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
+        try stream.order(reading: [appendK, appendV], writing: [cache.k, cache.v], readingBuffers: [buf])
         var a = KernelArguments()
         a.append(appendK.deviceAddress!)
         a.append(appendV.deviceAddress!)
@@ -120,8 +121,6 @@ private func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendInd
         let total = nnz * cache.numKVHeads * cache.headDim * es / 16
         let blocks = max(1, min((total + 255) / 256, dev.properties.multiprocessorCount * 16))
         try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: a)
-        // Keep the index buffer alive until the kernel has read it.
-        try stream.synchronize()
-        _ = buf
+        // No wait: the index buffer is freed in the stream's order, after the kernel (DeviceBuffer).
     }
 }

@@ -80,32 +80,58 @@ public struct Tensor: Sendable {
         return Tensor(storage: .host(HostBuffer(bytes: dtype.encode(values))), shape: shape, dtype: dtype)
     }
 
-    /// Uninitialised contiguous device memory.
+    /// Uninitialised contiguous device memory (`cuMemAlloc`: usable from any stream at once).
     public static func empty(shape: [Int], dtype: DType, device: Device) throws(CUDAError) -> Tensor {
         let n = shape.reduce(1, *) * dtype.byteSize
         return Tensor(storage: .device(try device.allocate(byteCount: n), byteOffset: 0), shape: shape, dtype: dtype)
     }
 
-    /// A contiguous device copy of this tensor (host or device source; strided sources are packed).
+    /// Uninitialised contiguous device memory from the stream-ordered allocator, for work on
+    /// `stream` (other streams' library work waits for the allocation; freed in `stream`'s order).
+    public static func empty(shape: [Int], dtype: DType, stream: Stream) throws(CUDAError) -> Tensor {
+        let n = shape.reduce(1, *) * dtype.byteSize
+        return Tensor(storage: .device(try stream.allocate(byteCount: n), byteOffset: 0), shape: shape, dtype: dtype)
+    }
+
+    /// The device buffer behind a device tensor (nil for host tensors).
+    public var buffer: DeviceBuffer? {
+        if case .device(let b, _) = storage { return b }
+        return nil
+    }
+
+    /// A contiguous device copy of this tensor (host or device source; strided sources are
+    /// packed), complete when this returns: usable from any stream and by any code.
     public func toDevice(_ device: Device) throws(CUDAError) -> Tensor {
-        let bytes = contiguousBytes()
+        let bytes = try contiguousBytesChecked()
         let buf = try device.allocate(byteCount: bytes.count)
-        try buf.copyFromHost(bytes)
+        try buf.copyFromHostBlocking(bytes)
         return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: dtype)
     }
 
-    /// The elements, converted to Float, in row-major order of `shape`.
-    public func toFloats() throws(CUDAError) -> [Float] {
-        dtype.decode(try contiguousBytesChecked())
+    /// A contiguous device copy of this tensor, allocated and copied in `stream`'s order without a
+    /// host wait: work enqueued on `stream` afterwards sees it; other streams' library work waits
+    /// for the copy (docs/ORDERING.md). The host bytes are staged before this returns.
+    public func toDevice(stream: Stream) throws(CUDAError) -> Tensor {
+        let bytes = try contiguousBytesChecked()
+        let buf = try stream.allocate(byteCount: bytes.count)
+        try buf.copyFromHost(bytes, stream: stream)
+        return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: dtype)
     }
 
-    /// The raw bytes of the elements in row-major order (host copy for device tensors).
-    public func contiguousBytesChecked() throws(CUDAError) -> [UInt8] {
+    /// The elements, converted to Float, in row-major order of `shape`. For a device tensor this
+    /// waits for the stream that last wrote it (or `stream`, when given) and copies on it.
+    public func toFloats(stream: Stream? = nil) throws(CUDAError) -> [Float] {
+        dtype.decode(try contiguousBytesChecked(stream: stream))
+    }
+
+    /// The raw bytes of the elements in row-major order (a host copy for device tensors, made
+    /// after the tensor's last write: on `stream` when given, else on the writer's stream).
+    public func contiguousBytesChecked(stream: Stream? = nil) throws(CUDAError) -> [UInt8] {
         switch storage {
         case .host:
             return contiguousBytes()
         case .device(let buf, let off):
-            let raw: [UInt8] = try buf.copyToHost(UInt8.self, count: spanBytes, offset: off + offset * dtype.byteSize)
+            let raw: [UInt8] = try buf.copyToHost(UInt8.self, count: spanBytes, offset: off + offset * dtype.byteSize, stream: stream)
             return gather(raw)
         }
     }
@@ -114,7 +140,7 @@ public struct Tensor: Sendable {
     func contiguousBytes() -> [UInt8] {
         switch storage {
         case .host(let h): return gather(offset == 0 ? h.bytes : Array(h.bytes[(offset * dtype.byteSize)...]))
-        case .device: return (try? contiguousBytesChecked()) ?? []
+        case .device: preconditionFailure("contiguousBytes() on a device tensor: use contiguousBytesChecked()")
         }
     }
 
@@ -139,16 +165,20 @@ public struct Tensor: Sendable {
     }
 
     /// Fills a device tensor's whole span with NaN (f32 `0x7FC00000`, f16/bf16 `0x7FFF`, fp8
-    /// `0x7F`) before a launch, so that any element a kernel fails to write is caught.
+    /// `0x7F`) before a launch, so that any element a kernel fails to write is caught. Enqueued on
+    /// `stream` (ordered like a write); without a stream, on the library stream and complete on return.
     public func poison(stream: Stream? = nil) throws(CUDAError) {
         guard case .device(let buf, let boff) = storage, count > 0 else { return }
         let n = spanBytes / dtype.byteSize
         let off = boff + offset * dtype.byteSize
+        let s: Stream
+        if let stream { s = stream } else { s = try buf.device.libraryStream() }
         switch dtype.byteSize {
-        case 4: try buf.fill(word: 0x7FC0_0000, count: n, offset: off, stream: stream)
-        case 2: try buf.fill(halfword: 0x7FFF, count: n, offset: off, stream: stream)
-        default: try buf.fill(byte: 0x7F, count: n, offset: off, stream: stream)
+        case 4: try buf.fill(word: 0x7FC0_0000, count: n, offset: off, stream: s)
+        case 2: try buf.fill(halfword: 0x7FFF, count: n, offset: off, stream: s)
+        default: try buf.fill(byte: 0x7F, count: n, offset: off, stream: s)
         }
+        if stream == nil { try s.synchronize() }
     }
 }
 
@@ -178,5 +208,16 @@ extension Tensor {
 extension Tensor: CustomStringConvertible {
     public var description: String {
         "Tensor(\(dtype) \(shape)\(isContiguous ? "" : " strides \(strides)") on \(isOnDevice ? "device" : "host"))"
+    }
+}
+
+extension Stream {
+    /// Orders one operation about to be enqueued on this stream (docs/ORDERING.md): the device
+    /// tensors and buffers it reads wait for their last write on another stream; those it writes
+    /// wait for every other stream's pending use and record this stream as their writer. Host
+    /// tensors and nils are skipped.
+    func order(reading: [Tensor?], writing: [Tensor?], readingBuffers: [DeviceBuffer?] = [],
+               writingBuffers: [DeviceBuffer?] = []) throws(CUDAError) {
+        try order(reads: reading.map { $0?.buffer } + readingBuffers, writes: writing.map { $0?.buffer } + writingBuffers)
     }
 }

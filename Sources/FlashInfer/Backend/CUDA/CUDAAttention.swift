@@ -17,11 +17,11 @@ enum CUDAAttention {
             guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
             outTensor = out
         } else {
-            outTensor = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, device: device) }
+            outTensor = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
         }
         let lseShape = decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads]
         let lse: Tensor? = returnLSE
-            ? try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: lseShape, dtype: .f32, device: device) }
+            ? try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: lseShape, dtype: .f32, stream: stream) }
             : nil
         if decode {
             try CUDADecode.run(q: q, k: k, v: v, shape: shape, options: options, out: outTensor, lse: lse, stream: stream)

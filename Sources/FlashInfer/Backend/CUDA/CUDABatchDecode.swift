@@ -72,9 +72,10 @@ final class CUDABatchDecode: @unchecked Sendable {
                 packed += p
             }
             offsets = offs
-            arrays = try FlashInferError.wrap { () throws(CUDAError) in try device.upload(packed.isEmpty ? [0] : packed) }
+            // Stream-ordered upload: no host wait; run() enqueues on the same stream.
+            arrays = try FlashInferError.wrap { () throws(CUDAError) in try device.upload(packed.isEmpty ? [0] : packed, stream: stream) }
             let ws = plan.workItems * numQOHeads * (headDim + 1) * 4
-            workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try device.allocate(byteCount: ws) } : nil
+            workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try stream.allocate(byteCount: ws) } : nil
             return
         }
         // Graph mode: fixed buffers, fixed grids, always the split path (partials + merge).
@@ -117,7 +118,8 @@ final class CUDABatchDecode: @unchecked Sendable {
         offsets = offs
         arrays = buffers.arrays
         workspace = buffers.workspace
-        try FlashInferError.wrap { () throws(CUDAError) in try buffers.arrays.copyFromHost(packed) }
+        // Ordered on the stream after the previous plan's runs (same buffers, new contents).
+        try FlashInferError.wrap { () throws(CUDAError) in try buffers.arrays.copyFromHost(packed, stream: stream) }
     }
 
     func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
@@ -165,6 +167,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         let items = graph?.maxItems ?? plan.workItems
         let mergeRows = graph?.capacity.maxBatch ?? plan.batchSize
         try FlashInferError.wrap { () throws(CUDAError) in
+            try stream.order(reading: [q, cache.k, cache.v], writing: [out, lse], readingBuffers: [arrays], writingBuffers: [workspace])
             try decode.launch(grid: (items, cache.numKVHeads, headGroups), block: (DecodeSpec.threads, 1, 1),
                               sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
             if split, let merge {

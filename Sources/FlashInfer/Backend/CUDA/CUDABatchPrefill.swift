@@ -92,7 +92,7 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
             }
             let values = all.isEmpty ? [Int32(0)] : all
             let buf = try buffer(values.count * 4, previous?.arrays)
-            try buf.copyFromHostAsync(values, stream: stream)
+            try buf.copyFromHost(values, stream: stream)  // ordered after a previous run's reads
             guard plan.splitKV else { return (buf, previous?.tmpO, previous?.tmpLSE) }
             return (buf, try buffer(max(partialRows * numQOHeads * d * spec.dtype.byteSize, 16), previous?.tmpO),
                     try buffer(max(partialRows * numQOHeads * 4, 16), previous?.tmpLSE))
@@ -182,6 +182,8 @@ enum CUDABatchPrefill {
         let spec = dp.spec
         let d = spec.headDim
         try FlashInferError.wrap { () throws(CUDAError) in
+            try stream.order(reading: [q, kv.k, kv.v], writing: [out, lse], readingBuffers: [dp.arrays],
+                             writingBuffers: [dp.tmpO, dp.tmpLSE])
             var a = KernelArguments()
             // struct BatchPrefillParams (attention/prefill_traits.cuh): PrefillParams, then the batch fields.
             appendPrefillParams(&a, q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],

@@ -247,11 +247,16 @@ public struct CUDADecodeLaunch: Sendable {
     /// Float32 `[Hq]`; `workspace` must hold `workspaceBytes` (it may be nil when 0).
     public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
                     stream: Stream) throws(FlashInferError) {
-        try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream).launch(on: stream)
+        let prepared = try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        try FlashInferError.wrap { () throws(CUDAError) in
+            try stream.order(reading: [q, k, v], writing: [out, lse], writingBuffers: [workspace])
+        }
+        try prepared.launch(on: stream)
     }
 
     /// The launches of one call with every argument checked and packed, for callers that repeat
-    /// the same call (the bench): `launch(on:)` then only enqueues the kernels.
+    /// the same call (the bench): `launch(on:)` then only enqueues the kernels. It does no
+    /// cross-stream ordering (`run` does): launch on the stream the tensors were made and written on.
     public struct Prepared: Sendable {
         let decode: Function
         let merge: Function?

@@ -182,6 +182,7 @@ enum CUDAPrefill {
 
         try FlashInferError.wrap { () throws(CUDAError) in
             let kernel = try JIT.shared(for: stream.device).kernel(spec)
+            try stream.order(reading: [q, k, v], writing: [out, lse])
             var a = KernelArguments()
             appendPrefillParams(&a, q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
                                 headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
