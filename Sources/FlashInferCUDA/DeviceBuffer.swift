@@ -25,12 +25,7 @@ public final class DeviceBuffer: @unchecked Sendable {
     /// The stream whose order allocated this buffer and frees it (stream-ordered allocations only).
     public let orderedOn: Stream?
 
-    /// The last recorded writer and the streams that used the buffer since that write (the writer
-    /// included). Empty: no use is pending as far as the library knows.
-    struct Pending {
-        var writer: Stream?
-        var users: [Stream] = []
-    }
+    typealias Pending = StreamUseLog<Stream>
     private let pending = Mutex(Pending())
 
     init(device: Device, address: CUdeviceptr, byteCount: Int, orderedOn: Stream? = nil) {
@@ -40,7 +35,7 @@ public final class DeviceBuffer: @unchecked Sendable {
         self.orderedOn = orderedOn
         // Memory from the stream-ordered allocator is usable by other streams only after the
         // allocation: record it as the allocating stream's write.
-        if let s = orderedOn { pending.withLock { $0 = Pending(writer: s, users: [s]) } }
+        if let s = orderedOn { pending.withLock { _ = $0.write(on: s) } }
     }
 
     deinit {
@@ -49,11 +44,11 @@ public final class DeviceBuffer: @unchecked Sendable {
         _ = device.driver.cuCtxSetCurrent(device.context)
         if let s = orderedOn, let freeAsync = device.driver.cuMemFreeAsync {
             if !s.isCapturing {
-                for u in p.users where !u.isSame(as: s) { try? s.wait(for: u) }
+                for u in p.streamsBeforeFree(on: s) { try? s.wait(for: u) }
             }
             _ = freeAsync(address, s.handle)
         } else {
-            for u in p.users { _ = device.driver.cuStreamSynchronize(u.handle) }
+            for u in p.streamsBeforeFree(on: nil) { _ = device.driver.cuStreamSynchronize(u.handle) }
             _ = device.driver.cuMemFree(address)
         }
     }
@@ -85,17 +80,14 @@ public final class DeviceBuffer: @unchecked Sendable {
     func orderRead(on stream: Stream, capturing: Bool) throws(CUDAError) {
         guard !capturing, device === stream.device else { return }
         try pending.withLock { (p: inout Pending) throws(CUDAError) in
-            if p.users.contains(where: { $0.isSame(as: stream) }) { return }
-            if let w = p.writer, !w.isSame(as: stream) { try stream.wait(for: w) }
-            p.users.append(stream)
+            for w in p.read(on: stream) { try stream.wait(for: w) }
         }
     }
 
     func orderWrite(on stream: Stream, capturing: Bool) throws(CUDAError) {
         guard !capturing, device === stream.device else { return }
         try pending.withLock { (p: inout Pending) throws(CUDAError) in
-            for u in p.users where !u.isSame(as: stream) { try stream.wait(for: u) }
-            p = Pending(writer: stream, users: [stream])
+            for u in p.write(on: stream) { try stream.wait(for: u) }
         }
     }
 
@@ -111,7 +103,12 @@ public final class DeviceBuffer: @unchecked Sendable {
         let p = pending.withLock { $0 }
         try device.makeCurrent()
         for u in p.users { try u.synchronize() }
-        pending.withLock { q in if q.writer === p.writer && q.users.count == p.users.count { q = Pending() } }
+        let before = p.users.map(ObjectIdentifier.init)
+        pending.withLock { q in
+            // Forget the uses only if no other thread recorded one meanwhile.
+            let same = q.users.map(ObjectIdentifier.init) == before
+            if same { q = Pending() }
+        }
     }
 
     // MARK: copies (each ordered on the stream it is enqueued on)
@@ -223,5 +220,46 @@ extension Stream {
         if capturing { return }
         for b in reads { try b?.orderRead(on: self, capturing: false) }
         for b in writes { try b?.orderWrite(on: self, capturing: false) }
+    }
+}
+
+/// Anything that names a CUDA stream, for `StreamUseLog`.
+protocol StreamIdentity {
+    func isSame(as other: Self) -> Bool
+}
+
+extension Stream: StreamIdentity {}
+
+/// The ordering rules of `DeviceBuffer` as a pure state machine (unit-tested without a GPU): the
+/// stream of the last write and the streams that used the buffer since (the writer included).
+struct StreamUseLog<S: StreamIdentity> {
+    private(set) var writer: S?
+    private(set) var users: [S] = []
+
+    init() {}
+
+    /// A read on `s`: returns the streams `s` must wait for first (the last writer, when another
+    /// stream wrote and `s` has not waited for that write yet), and records the use.
+    mutating func read(on s: S) -> [S] {
+        if users.contains(where: { $0.isSame(as: s) }) { return [] }
+        users.append(s)
+        if let w = writer, !w.isSame(as: s) { return [w] }
+        return []
+    }
+
+    /// A write on `s`: returns the streams `s` must wait for first (every other stream that used
+    /// the buffer since its last write), and makes `s` the writer and only user.
+    mutating func write(on s: S) -> [S] {
+        let waits = users.filter { !$0.isSame(as: s) }
+        writer = s
+        users = [s]
+        return waits
+    }
+
+    /// The streams a free must come after: on stream `s` (stream-ordered free), every other user;
+    /// nil (a host-side free), every user.
+    func streamsBeforeFree(on s: S?) -> [S] {
+        guard let s else { return users }
+        return users.filter { !$0.isSame(as: s) }
     }
 }
