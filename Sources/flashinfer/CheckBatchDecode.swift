@@ -1,4 +1,4 @@
-import FlashInfer
+@_spi(Testing) import FlashInfer
 import FlashInferCUDA
 
 /// One batch-decode check: random lengths, a shuffled page table, GPU vs the CPU path of the same
@@ -49,11 +49,13 @@ struct BatchDecodeCase {
             devCache = try PagedKVCache(k: k.toDevice(device), v: v.toDevice(device), layout: layout)
         }
         let q = Tensor.host(randn(batch * numQOHeads * d), shape: [batch, numQOHeads, d], dtype: dtype)
-        let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
-        try cpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
-        let expected = try cpu.run(q: q, cache: hostCache, returnLSE: true)
         let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tensorCores)
         try gpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
+        let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
+        // The tensor-core path stores RoPE'd q/k in the dtype; the CUDA-core kernel keeps Float32.
+        if gpu.usesTensorCores { cpu.referenceRotatedRounding = dtype }
+        try cpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
+        let expected = try cpu.run(q: q, cache: hostCache, returnLSE: true)
         let out = try Tensor.empty(shape: q.shape, dtype: dtype, device: device)
         let lse = try Tensor.empty(shape: [batch, numQOHeads], dtype: .f32, device: device)
         try out.poison(stream: stream)

@@ -1,6 +1,6 @@
 import Synchronization
 import Dispatch
-import FlashInfer
+@_spi(Testing) import FlashInfer
 import FlashInferCUDA
 
 /// One batch prefill check: the requests, the options, and how K/V are stored.
@@ -179,6 +179,7 @@ private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, 
     let total = Int(qoIndptr.last!)
     let qHost = Tensor.host(randn(total * hq * d), shape: [total, hq, d], dtype: c.dtype)
     let gpu = wrapper ?? BatchPrefillAttention(backend: .cuda(stream)), cpu = BatchPrefillAttention(backend: .cpu)
+    cpu.referenceRotatedRounding = c.dtype  // the tensor-core kernel stores RoPE'd q/k in the dtype
     let kvHost: BatchKV, kvDevice: BatchKV
     if c.paged {
         // Pages of each request shuffled over a cache with a few unused pages.
@@ -286,6 +287,7 @@ func batchPrefillGraphCases() -> [CheckCase] {
             try graph!.launch(on: stream)
             try stream.synchronize()
             let cpu = BatchPrefillAttention(backend: .cpu)
+            cpu.referenceRotatedRounding = .f16  // the tensor-core kernel stores RoPE'd q/k in the dtype
             try cpu.plan(qoIndptr: qi, table: t, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, options: options,
                          numPagesInCache: numPages)
             let expected = try cpu.run(q: Tensor.host(Array(qHost[0..<(total * hq * d)]), shape: [total, hq, d], dtype: .f16),

@@ -91,7 +91,8 @@ struct CascadeCase {
             let n = k.count / (hkv * d)
             let lo = b * queriesPerRequest * hq * d
             let r = try ReferenceAttention.prefill(q: Array(qAll[lo..<(lo + queriesPerRequest * hq * d)]), k: k, v: v,
-                                                   qoLen: queriesPerRequest, kvLen: n, numQOHeads: hq, numKVHeads: hkv, headDim: d, options: options)
+                                                   qoLen: queriesPerRequest, kvLen: n, numQOHeads: hq, numKVHeads: hkv, headDim: d, options: options,
+                                                   rotatedRounding: dtype)
             expected += r.output
         }
         let tol = dtype == .f16 ? Tolerance.f16 : .relaxed

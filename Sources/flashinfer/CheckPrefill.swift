@@ -183,7 +183,8 @@ private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: St
     // The reference reads exactly what the kernel read (rounded to the dtype, gathered from views).
     let ref = try ReferenceAttention.prefill(
         q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), qoLen: c.qoLen, kvLen: c.kvLen,
-        numQOHeads: c.numQOHeads, numKVHeads: c.numKVHeads, headDim: d, options: c.options)
+        numQOHeads: c.numQOHeads, numKVHeads: c.numKVHeads, headDim: d, options: c.options,
+        rotatedRounding: c.dtype)  // the tensor-core kernel stores RoPE'd q/k in the dtype
     let tol = Tolerance.attention(dtype: c.dtype, prefill: true, options: c.options)
     if let m = tol.compare(try out.toFloats(), ref.output) { return "output (\(tol)): \(m)" }
     // Under ALiBi the LSE is defined up to a per-row constant (ReferenceAttention's doc): outputs only.

@@ -274,3 +274,48 @@ struct TestRNG {
     }
     mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
 }
+
+/// `rotatedRounding` (what the tensor-core kernels do with RoPE'd q/k): Float32 rounding is the
+/// exact rotation up to Float32; bf16 rounding equals attention without RoPE on inputs that were
+/// rotated and rounded by hand; without RoPE the option changes nothing.
+@Suite struct ReferenceRotatedRoundingTests {
+    @Test(arguments: [KVLayout.nhd, .hnd])
+    func roundingModelsRotateThenStore(layout: KVLayout) throws {
+        let (qo, kv, hq, hkv, d) = (5, 9, 4, 2, 16)
+        var rng = TestRNG(seed: 5)
+        func randn(_ n: Int) -> [Float] { (0..<n).map { _ in Float(rng.unit() * 4 - 2) } }
+        let q = randn(qo * hq * d), k = randn(kv * hkv * d), v = randn(kv * hkv * d)
+        let rope = AttentionOptions(causal: true, positionEncoding: .ropeLlama(scale: 1, theta: 1e4), layout: layout)
+        let exact = try ReferenceAttention.prefill(q: q, k: k, v: v, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv, headDim: d, options: rope)
+        let f32 = try ReferenceAttention.prefill(q: q, k: k, v: v, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv, headDim: d,
+                                                 options: rope, rotatedRounding: .f32)
+        for (a, b) in zip(exact.output, f32.output) { #expect(abs(a - b) <= 1e-5) }
+        // By hand: rotate in Double, round to bf16, attend without RoPE.
+        let half = d / 2
+        func rotate(_ x: [Float], pos: (Int) -> Int) -> [Float] {
+            var out = x
+            for r in 0..<(x.count / d) {
+                for i in 0..<half {
+                    let angle = Double(pos(r)) * pow(1e4, -2.0 * Double(i) / Double(d))
+                    let (x1, x2) = (Double(x[r * d + i]), Double(x[r * d + i + half]))
+                    out[r * d + i] = DType.bf16.roundTrip(Float(x1 * cos(angle) - x2 * sin(angle)))
+                    out[r * d + i + half] = DType.bf16.roundTrip(Float(x2 * cos(angle) + x1 * sin(angle)))
+                }
+            }
+            return out
+        }
+        let qr = rotate(q) { r in kv - qo + r / hq }
+        let kr = rotate(k) { r in layout == .nhd ? r / hkv : r % kv }
+        var plain = rope
+        plain.positionEncoding = .none
+        let byHand = try ReferenceAttention.prefill(q: qr, k: kr, v: v, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv, headDim: d, options: plain)
+        let bf16 = try ReferenceAttention.prefill(q: q, k: k, v: v, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv, headDim: d,
+                                                  options: rope, rotatedRounding: .bf16)
+        #expect(bf16 == byHand)
+        #expect(bf16.output != exact.output)  // the rounding is visible
+        // Without RoPE the option is inert.
+        let none = try ReferenceAttention.prefill(q: q, k: k, v: v, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv, headDim: d,
+                                                  options: plain, rotatedRounding: .bf16)
+        #expect(none == (try ReferenceAttention.prefill(q: q, k: k, v: v, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv, headDim: d, options: plain)))
+    }
+}

@@ -32,6 +32,9 @@ public struct GraphCapacity: Sendable, Hashable {
 /// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public let backend: Backend
+    /// CPU backend, for checks of the tensor-core path: round RoPE-rotated q/k to this dtype as the
+    /// tensor-core kernels do (`ReferenceAttention.decode(rotatedRounding:)`). Not public API.
+    @_spi(Testing) public var referenceRotatedRounding: DType?
     /// CUDA-graph mode (upstream's `use_cuda_graph`): fixed-capacity buffers reused by every plan,
     /// so a `run` captured in a graph replays correctly after a new plan within the capacity.
     public let graphCapacity: GraphCapacity?
@@ -180,7 +183,8 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             let r: ReferenceAttention.Result
             do {
                 r = try ReferenceAttention.decode(q: Array(qAll[(b * hq * d)..<((b + 1) * hq * d)]), k: k, v: v, kvLen: table.seqLen(b),
-                                                  numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o)
+                                                  numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o,
+                                                  rotatedRounding: referenceRotatedRounding)
             } catch { throw .option(name: "reference", value: "", rule: "\(error)") }
             out += r.output
             lse += r.lse

@@ -34,6 +34,9 @@ public enum BatchKV: Sendable {
 /// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class BatchPrefillAttention: @unchecked Sendable {
     public let backend: Backend
+    /// CPU backend, for checks: round RoPE-rotated q/k to this dtype as the tensor-core kernels do
+    /// (`ReferenceAttention.prefill(rotatedRounding:)`). Not part of the public API.
+    @_spi(Testing) public var referenceRotatedRounding: DType?
     public private(set) var plan: BatchPrefillPlan?
     var qoIndptr: [Int32] = []
     var kvLens: [Int] = []
@@ -226,7 +229,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
             o.layout = .nhd
             do {
                 let r = try ReferenceAttention.prefill(q: Array(qAll[(lo * hq * d)..<((lo + qo) * hq * d)]), k: k, v: v, qoLen: qo, kvLen: kvLens[b],
-                                                       numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o)
+                                                       numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o,
+                                                       rotatedRounding: referenceRotatedRounding)
                 out += r.output
                 lse += r.lse
             } catch { throw .option(name: "reference", value: "", rule: "\(error)") }

@@ -86,13 +86,46 @@ public enum ReferenceAttention {
 
     /// Single-request prefill (or append): `q` is `[qoLen, Hq, D]`; `k`, `v` are `[kvLen, Hkv, D]`
     /// (`.nhd`) or `[Hkv, kvLen, D]` (`.hnd`).
+    ///
+    /// `rotatedRounding`: with RoPE, round the rotated q and k to this dtype before the dot
+    /// product, as the tensor-core kernels do (they rotate in Float32 and store the result in the
+    /// input dtype for the MMA; the CUDA-core decode keeps Float32). nil: exact rotation.
     public static func prefill(
         q: [Float], k: [Float], v: [Float], qoLen: Int, kvLen: Int,
-        numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions
+        numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
+        rotatedRounding: DType? = nil
     ) throws -> Result {
         try validate(
             q: q, k: k, v: v, qoLen: qoLen, kvLen: kvLen,
             numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: options)
+        if let dtype = rotatedRounding, case let .ropeLlama(ropeScale, theta) = options.positionEncoding {
+            // Rotate once in Double, round to the dtype, then attend without RoPE.
+            let half = headDim / 2
+            let freq = (0..<half).map { i in pow(Double(theta), -2.0 * Double(i) / Double(headDim)) / Double(ropeScale) }
+            func rotated(_ x: [Float], position: (Int) -> Int) -> [Float] {
+                var out = x
+                for r in 0..<(x.count / headDim) {
+                    let pos = Double(position(r))
+                    let b = r * headDim
+                    for i in 0..<half {
+                        let (c, sn) = (cos(pos * freq[i]), sin(pos * freq[i]))
+                        let (x1, x2) = (Double(x[b + i]), Double(x[b + i + half]))
+                        out[b + i] = dtype.roundTrip(Float(x1 * c - x2 * sn))
+                        out[b + i + half] = dtype.roundTrip(Float(x2 * c + x1 * sn))
+                    }
+                }
+                return out
+            }
+            // q rows are [qoLen, Hq, D]: row r of the flat [·, D] view is query r / Hq at kvLen − qoLen + r / Hq.
+            let qr = rotated(q) { r in kvLen - qoLen + r / numQOHeads }
+            // k is [kvLen, Hkv, D] (NHD) or [Hkv, kvLen, D] (HND).
+            let kr = rotated(k) { r in options.layout == .nhd ? r / numKVHeads : r % kvLen }
+            var o = options
+            o.positionEncoding = .none
+            let problem = Problem(
+                qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: o)
+            return problem.run(q: qr, k: kr, v: v)
+        }
         let problem = Problem(
             qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
             headDim: headDim, options: options)
@@ -104,13 +137,15 @@ public enum ReferenceAttention {
     /// `options.causal` is irrelevant and ignored, the window applies.
     public static func decode(
         q: [Float], k: [Float], v: [Float], kvLen: Int,
-        numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions
+        numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
+        rotatedRounding: DType? = nil
     ) throws -> Result {
         var opts = options
         opts.causal = false  // qoLen 1 sees every key anyway; avoids rejecting kvLen 0
         return try prefill(
             q: q, k: k, v: v, qoLen: 1, kvLen: kvLen,
-            numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: opts)
+            numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: opts,
+            rotatedRounding: rotatedRounding)
     }
 
     static func validate(
