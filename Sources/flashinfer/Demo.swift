@@ -17,8 +17,8 @@ struct Demo: ParsableCommand {
     @Option(name: .customLong("page-size")) var pageSize = 16
 
     func run() throws {
-        let useCUDA = backend.usesCUDA
         let be = try backend.resolve()
+        let useCUDA = if case .cuda = be { true } else { false }
         var rng = DemoRNG(seed: 2026)
         let (hq, hkv, d, ps) = (numQOHeads, numKVHeads, headDim, pageSize)
         print("demo: decode step, \(layers) layers × \(hq) query / \(hkv) KV heads (GQA \(hq / max(hkv, 1))), head_dim \(d), f16, page \(ps), batch \(batch)")

@@ -25,7 +25,7 @@ func lineBufferStandardOutput() {
     setvbuf(stdout, nil, _IOLBF, 0)
 }
 
-/// Writes out a partial line now (a progress line finished later by the same `print`s).
+/// Writes out a partial line now (a progress line that a later `print` finishes).
 func flushStandardOutput() {
     fflush(stdout)
 }
