@@ -5,7 +5,8 @@ import Darwin
 #endif
 
 // Build-time tool (never shipped): `EmbedKernelsTool ROOT OUTPUT FILE...` writes OUTPUT, a Swift
-// source with `EmbeddedKernels.files`, mapping each FILE's path relative to ROOT to its text.
+// source with `EmbeddedKernels.files`, mapping each FILE's path relative to ROOT to its text,
+// leaving OUTPUT untouched when it already holds that text.
 // No Foundation, like the rest of Sources/.
 
 func readFile(_ path: String) -> String? {
@@ -58,6 +59,9 @@ for path in args.dropFirst(3).sorted() {
     out += "        \"\(rel)\": \(hashes)\"\"\"\n\(text)\n\"\"\"\(hashes),\n"
 }
 out += args.count == 3 ? "        :]\n}\n" : "    ]\n}\n"
+// Write only when the text changed: SwiftPM runs this command on every build, and a rewritten
+// file (new mtime) makes the FlashInfer module and everything above it recompile and relink.
+if readFile(args[2]) == out { exit(0) }
 guard let f = fopen(args[2], "wb") else { fail("EmbedKernelsTool: cannot write \(args[2])") }
 let bytes = Array(out.utf8)
 if fwrite(bytes, 1, bytes.count, f) != bytes.count { fail("EmbedKernelsTool: short write to \(args[2])") }

@@ -15,7 +15,7 @@ typealias CUhandle = OpaquePointer
 /// `CUDAError.driver(call:code:name:message:)` with the driver's own error name.
 public final class CUDADriver: @unchecked Sendable {
     let lib: DynamicLibrary
-    public var path: String { lib.resolvedPath(prefix: "libcuda") ?? lib.path }
+    public var path: String { lib.resolvedPath(library: "libcuda") ?? lib.path }
 
     // Entry points (the _v2 names first where the ABI was revised).
     let cuInit: @convention(c) (UInt32) -> CUresult

@@ -19,7 +19,8 @@ struct DynamicLibrary: @unchecked Sendable {
                 return (DynamicLibrary(handle: h, path: name), tried)
             }
             let reason = dlerror().map { String(cString: $0) } ?? "not found"
-            tried.append("\(name): \(reason)")
+            // dlerror() usually starts with the name already ("libcuda.so.1: cannot open …").
+            tried.append(reason.hasPrefix(name + ":") ? reason : "\(name): \(reason)")
         }
         return (nil, tried)
     }
@@ -36,9 +37,9 @@ struct DynamicLibrary: @unchecked Sendable {
         throw CUDAError.symbolMissing(library: library, symbol: names.first ?? "?")
     }
 
-    /// The file the loader mapped for a library whose file name starts with `prefix`
-    /// (read from `/proc/self/maps`, since `dladdr` needs `_GNU_SOURCE`), or nil.
-    func resolvedPath(prefix: String) -> String? {
+    /// The file the loader mapped for `library` (e.g. `"libnvrtc"`; see `isSharedObject`), read
+    /// from `/proc/self/maps` since `dladdr` needs `_GNU_SOURCE`; nil when none is mapped.
+    func resolvedPath(library: String) -> String? {
         guard let f = fopen("/proc/self/maps", "r") else { return nil }
         defer { fclose(f) }
         var line: UnsafeMutablePointer<CChar>? = nil
@@ -49,9 +50,17 @@ struct DynamicLibrary: @unchecked Sendable {
             guard let slash = s.firstIndex(of: "/") else { continue }
             let path = String(s[slash...]).trimmingNewline()
             let base = path.split(separator: "/").last.map(String.init) ?? ""
-            if base.hasPrefix(prefix) { return path }
+            if Self.isSharedObject(base, of: library) { return path }
         }
         return nil
+    }
+
+    /// Whether the file name `base` is the shared object of `library`: `libnvrtc.so` or
+    /// `libnvrtc.so.<version>` for `"libnvrtc"` — not a sibling whose name merely starts the same
+    /// way, such as `libnvrtc-builtins.so.13` (which NVRTC loads beside itself) or
+    /// `libcudart.so.13` for `"libcuda"`.
+    static func isSharedObject(_ base: String, of library: String) -> Bool {
+        base == library + ".so" || base.hasPrefix(library + ".so.")
     }
 }
 

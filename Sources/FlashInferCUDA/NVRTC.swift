@@ -30,9 +30,16 @@ public final class NVRTC: @unchecked Sendable {
     let nvrtcGetCUBINSize: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>) -> Int32
     let nvrtcGetCUBIN: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>) -> Int32
 
-    public static func candidates() -> [String] {
-        var c: [String] = []
-        if let p = Env.get("FLASHINFER_NVRTC") { c.append(p) }
+    /// One step of the search (documented above): a file or loader name to `dlopen`, or a
+    /// directory searched that holds no `libnvrtc.so*` (listed in `nvrtcNotFound` when nothing loads).
+    enum SearchStep: Equatable {
+        case load(String)
+        case emptyDirectory(String)
+    }
+
+    static func searchSteps() -> [SearchStep] {
+        var steps: [SearchStep] = []
+        if let p = Env.get("FLASHINFER_NVRTC") { steps.append(.load(p)) }
         var dirs: [String] = []
         if let h = Env.get("CUDA_HOME") { dirs.append(h + "/lib64") }
         dirs.append("/usr/local/cuda/lib64")
@@ -41,12 +48,16 @@ public final class NVRTC: @unchecked Sendable {
             dirs.append(pip + "/nvidia/cuda_nvrtc/lib")
         }
         for d in dirs {
-            for name in Env.listDirectory(d) where name.hasPrefix("libnvrtc.so") && !name.contains("builtins") {
-                c.append(d + "/" + name)
-            }
+            let names = Env.listDirectory(d).filter { DynamicLibrary.isSharedObject($0, of: "libnvrtc") }
+            steps += names.isEmpty ? [.emptyDirectory(d)] : names.map { .load(d + "/" + $0) }
         }
-        c += ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"]
-        return c
+        steps += ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].map { .load($0) }
+        return steps
+    }
+
+    /// Library candidates in search order (documented above).
+    public static func candidates() -> [String] {
+        searchSteps().compactMap { if case .load(let name) = $0 { name } else { nil } }
     }
 
     private init(_ lib: DynamicLibrary) throws {
@@ -64,17 +75,28 @@ public final class NVRTC: @unchecked Sendable {
         var ma: Int32 = 0, mi: Int32 = 0
         _ = nvrtcVersion(&ma, &mi)
         version = (Int(ma), Int(mi))
-        path = lib.resolvedPath(prefix: "libnvrtc") ?? lib.path
+        path = lib.resolvedPath(library: "libnvrtc") ?? lib.path
     }
 
     private static let loaded: Result<NVRTC, CUDAError> = {
-        let (lib, tried) = DynamicLibrary.open(candidates: candidates())
-        guard let lib else { return .failure(.nvrtcNotFound(tried: tried)) }
+        var tried: [String] = []
+        var found: DynamicLibrary?
+        search: for step in searchSteps() {
+            switch step {
+            case .emptyDirectory(let d):
+                tried.append("\(d)/libnvrtc.so*: \(Env.fileExists(d) ? "none in this directory" : "no such directory")")
+            case .load(let name):
+                let (l, reasons) = DynamicLibrary.open(candidates: [name])
+                tried += reasons
+                if let l { found = l; break search }
+            }
+        }
+        guard let lib = found else { return .failure(.nvrtcNotFound(tried: tried)) }
         // NVRTC dlopens libnvrtc-builtins by soname at compile time; some pip wheels carry no
         // RPATH for it, so load the one beside libnvrtc first (a no-op when the loader finds it).
-        if let path = lib.resolvedPath(prefix: "libnvrtc") {
+        if let path = lib.resolvedPath(library: "libnvrtc") {
             let dir = Env.dirname(path)
-            for name in Env.listDirectory(dir) where name.hasPrefix("libnvrtc-builtins.so") {
+            for name in Env.listDirectory(dir) where DynamicLibrary.isSharedObject(name, of: "libnvrtc-builtins") {
                 _ = DynamicLibrary.open(candidates: [dir + "/" + name])
             }
         }

@@ -5,6 +5,14 @@ import FlashInferCUDA
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks on the GPU (CUDA events, warm-up, median of many runs).",
+        discussion: """
+            Each bench runs one of the project's standard workloads, defined in bench/WORKLOADS.md \
+            (shapes, dtype, what the figure counts): D1–D4 (batch decode, paged: batch-decode), D6 \
+            (single decode, kv_len 32768: single-decode), P1/P2 (single prefill 8192, causal / not: \
+            single-prefill), P3/P4 (batch prefill and append, paged: batch-prefill), C1 (cascade \
+            decode over a 32768-token shared prefix: cascade), J1 (JIT cold compile and warm load: \
+            jit). Heads 32 query / 8 KV (D4: 32/32), head_dim 128, f16, page 16.
+            """,
         subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, ReadProbe.self, API.self])
 }
 
@@ -63,7 +71,7 @@ extension Bench {
     struct JITBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "jit",
-            abstract: "JIT latency (J1): cold NVRTC compile into an empty cache, then warm loads from the disk cache.")
+            abstract: "JIT latency (J1 of bench/WORKLOADS.md): cold NVRTC compile into an empty cache, then warm loads from the disk cache.")
         @Option(help: "Warm-load repetitions.") var iterations = 20
         @Option(help: "Write results as JSON to this file.") var json: String?
 

@@ -6,7 +6,7 @@ extension Bench {
     struct BatchDecode: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "batch-decode",
-            abstract: "Batch decode over a paged cache: workloads D1–D4 of WORKLOADS.md (or one custom shape): median µs, effective TB/s over the K+V bytes, fraction of the copy ceiling measured in the same run, and plan() time.")
+            abstract: "Batch decode over a paged cache: workloads D1–D4 of bench/WORKLOADS.md (or one custom shape): median µs, effective TB/s over the K+V bytes, fraction of the copy ceiling measured in the same run, and plan() time.")
 
         @Option(help: "Workloads to run: comma-separated from D1,D2,D3,D4, or 'custom' for the options below.") var workloads = "D1,D2,D3,D4"
         @Option var batch = 64

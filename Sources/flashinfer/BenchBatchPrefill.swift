@@ -6,7 +6,7 @@ extension Bench {
     struct BatchPrefill: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "batch-prefill",
-            abstract: "Batch prefill / append over a paged (or ragged) KV cache (P3/P4 of WORKLOADS.md): median ms and TFLOP/s.")
+            abstract: "Batch prefill / append over a paged (or ragged) KV cache (P3/P4 of bench/WORKLOADS.md): median ms and TFLOP/s.")
 
         @Option(help: "Workload preset: P3 (16 requests, 2048 new tokens each, kv 2048, causal, paged) or P4 (32 requests append 128 tokens onto 4096: kv 4224, causal, paged); 32/8 heads, D 128, page 16, f16. Other options override it.")
         var workload: String = "P3"
@@ -99,7 +99,7 @@ extension Bench {
             print("  plan: \(planText)")
             print("  kernel \(spec.name): \(report)")
             print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs), \(fixed(tflops, 1)) TFLOP/s (causal: qo·kv/2 pairs when qo = kv, the exact triangle for append)")
-            print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of WORKLOADS.md (project H100; not measured in this run)")
+            print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of bench/WORKLOADS.md (project H100; not measured in this run)")
             if let json {
                 try JSON.object(resultHeader(device: device.properties.name) + [
                     ("benchmark", .string("batch-prefill")), ("workload", .string(label)),
@@ -111,10 +111,10 @@ extension Bench {
                     ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)),
                     ("local_bytes", .int(attrs.localBytes)), ("resources", .string(report)),
                     ("iterations", .int(iterations)), ("median_ms", .number(ms)), ("min_ms", .number(times.min() ?? .nan)),
-                    ("flops", .number(flops)), ("flops_rule", .string("4 · Hq · D · (query, key) pairs per request; causal: qo·kv/2 when qo = kv (WORKLOADS.md), the exact bottom-right triangle for append")),
+                    ("flops", .number(flops)), ("flops_rule", .string("4 · Hq · D · (query, key) pairs per request; causal: qo·kv/2 when qo = kv (bench/WORKLOADS.md), the exact bottom-right triangle for append")),
                     ("tflops", .number(tflops)),
                     ("ceiling_tflops", .number(referenceGEMMPeakTFLOPS)),
-                    ("ceiling_source", .string("upstream-reference dense bf16 8192^3 GEMM peak, WORKLOADS.md (project H100, 2026-11-25); not measured in this run")),
+                    ("ceiling_source", .string("upstream-reference dense bf16 8192^3 GEMM peak, bench/WORKLOADS.md (project H100, 2026-11-25); not measured in this run")),
                     ("fraction_of_ceiling", .number(frac)),
                 ]).write(to: json)
             }

@@ -6,7 +6,7 @@ extension Bench {
     struct CascadeBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "cascade",
-            abstract: "Workload C1: shared prefix (32768 tokens) + per-request unique pages (256 each), batch 256, 32/8 heads — two-level cascade vs plain paged decode of the same sequences (each request's page list referencing the shared pages).")
+            abstract: "Workload C1 of bench/WORKLOADS.md: shared prefix (32768 tokens) + per-request unique pages (256 each), batch 256, 32/8 heads — two-level cascade vs plain paged decode of the same sequences (each request's page list referencing the shared pages).")
 
         @Option var shared = 32768
         @Option var unique = 256

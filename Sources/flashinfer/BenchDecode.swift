@@ -6,7 +6,7 @@ extension Bench {
     struct SingleDecode: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "single-decode",
-            abstract: "Single-request decode (defaults: workload D6, kv_len 32768, 32/8 heads, head_dim 128, f16): median µs, effective TB/s over the K+V bytes, and the fraction of the copy ceiling measured in the same run.")
+            abstract: "Single-request decode (defaults: workload D6 of bench/WORKLOADS.md, kv_len 32768, 32/8 heads, head_dim 128, f16): median µs, effective TB/s over the K+V bytes, and the fraction of the copy ceiling measured in the same run.")
 
         @Option(name: .customLong("kv-len")) var kvLen = 32768
         @Option(name: .customLong("num-qo-heads")) var numQOHeads = 32

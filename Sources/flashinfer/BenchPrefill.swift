@@ -3,7 +3,7 @@ import FlashInfer
 import FlashInferCUDA
 
 /// FLOPs of single-request attention: 4·qo·kv·Hq·D, counting only the (query, key) pairs a causal
-/// mask keeps — exactly half when qo = kv (WORKLOADS.md's convention), the exact bottom-right
+/// mask keeps — exactly half when qo = kv (bench/WORKLOADS.md's convention), the exact bottom-right
 /// triangle Σ_i min(kv, i + kv − qo + 1) for append.
 func attentionFLOPs(qoLen: Int, kvLen: Int, numQOHeads: Int, headDim: Int, causal: Bool) -> Double {
     let perPair = 4.0 * Double(numQOHeads * headDim)
@@ -16,14 +16,14 @@ func attentionFLOPs(qoLen: Int, kvLen: Int, numQOHeads: Int, headDim: Int, causa
 
 /// The ceiling prefill is compared against: the library has no GEMM to measure one with, so it is
 /// the dense bf16 8192³ matrix product measured on the project's H100 with the upstream reference
-/// stack (WORKLOADS.md, 2026-11-25) — not a measurement of this run or this card.
+/// stack (bench/WORKLOADS.md, 2026-11-25) — not a measurement of this run or this card.
 let referenceGEMMPeakTFLOPS = 804.0
 
 extension Bench {
     struct SinglePrefill: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "single-prefill",
-            abstract: "Single-request prefill on tensor cores (P1/P2 of WORKLOADS.md): median ms and TFLOP/s.")
+            abstract: "Single-request prefill on tensor cores (P1/P2 of bench/WORKLOADS.md): median ms and TFLOP/s.")
 
         @Option(help: "Workload preset: P1 (causal, qo = kv = 8192, 32/8 heads, D 128, f16) or P2 (the same, not causal). Other options override it.")
         var workload: String = "P1"
@@ -99,7 +99,7 @@ extension Bench {
             print("single-prefill \(label): qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), causal \(isCausal)\(lse ? ", with LSE" : "")")
             print("  kernel \(spec.name): \(report)")
             print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs, \(copies) input cop\(copies == 1 ? "y" : "ies")), \(fixed(tflops, 1)) TFLOP/s")
-            print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of WORKLOADS.md (project H100; not measured in this run)")
+            print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of bench/WORKLOADS.md (project H100; not measured in this run)")
             if let json {
                 try JSON.object(resultHeader(device: device.properties.name) + [
                     ("benchmark", .string("single-prefill")), ("workload", .string(label)),
@@ -112,7 +112,7 @@ extension Bench {
                     ("median_ms", .number(ms)), ("min_ms", .number(times.min() ?? .nan)),
                     ("flops", .number(flops)), ("tflops", .number(tflops)),
                     ("ceiling_tflops", .number(referenceGEMMPeakTFLOPS)),
-                    ("ceiling_source", .string("upstream-reference dense bf16 8192^3 GEMM peak, WORKLOADS.md (project H100, 2026-11-25); not measured in this run")),
+                    ("ceiling_source", .string("upstream-reference dense bf16 8192^3 GEMM peak, bench/WORKLOADS.md (project H100, 2026-11-25); not measured in this run")),
                     ("fraction_of_ceiling", .number(frac)),
                 ]).write(to: json)
             }

@@ -11,7 +11,7 @@ struct Check: ParsableCommand {
     @Option(help: "Only cases whose name contains this text.") var filter: String?
     @Option(help: "Random seed (default: from the clock, printed).") var seed: UInt64?
     @Flag(help: "Print every case, not only failures.") var verbose = false
-    @Flag(help: "Run the cases that support it on the CPU backend instead (no GPU needed).") var cpu = false
+    @Flag(help: "Run the cases that support it on the CPU backend instead (no GPU needed; prints every case as it finishes, and honours --filter, --seed and --shard).") var cpu = false
     @Option(help: "Run only shard I of N ('I/N', 0-based): of the cases the filter selects, every Nth starting at the Ith, so that N processes share the CPU reference work (scripts/device-suite.sh runs 16).") var shard: String?
     @Option(help: "Stress: run this shard's cases on T threads at once, each thread on its own stream (default 1).") var threads = 1
     @Flag(help: "Stress: a background thread keeps the copy engines and the memory busy while the cases run (pageable uploads, device copies and readbacks on a stream of its own).") var noise = false
@@ -28,14 +28,40 @@ struct Check: ParsableCommand {
         return (parts[0], parts[1])
     }
 
+    func validate() throws {
+        _ = try shardSpec()
+    }
+
+    /// The cases this process runs: those the filter selects, then this shard's share of them.
+    func casesForThisShard(of all: [CheckCase]) throws -> [CheckCase] {
+        let (shardIndex, shardCount) = try shardSpec()
+        let selected = all.filter { c in filter.map { c.name.contains($0) } ?? true }
+        if shardCount > 1 { print("shard \(shardIndex)/\(shardCount) of \(selected.count) cases") }
+        return selected.enumerated().filter { $0.offset % shardCount == shardIndex }.map(\.element)
+    }
+
     func run() throws {
         if cpu {
-            var rng = DemoRNG(seed: seed ?? 1)
+            let seed = seed ?? clockSeed()
+            print("check on the CPU reference (Float64), seed \(seed)")
+            let mine = try casesForThisShard(of: cascadeCases().filter { $0.cpuRun != nil })
+            print("running \(mine.count) cases on the CPU reference…")
             var passed = 0, failed = 0
-            for c in cascadeCases() where c.cpuRun != nil && (filter.map { c.name.contains($0) } ?? true) {
+            for (i, c) in mine.enumerated() {
+                // One line per case, its name written before the case runs (the largest take a minute).
+                print("[\(i + 1)/\(mine.count)] \(c.name) …", terminator: " ")
+                flushStandardOutput()
+                let t0 = nowSeconds()
+                var rng = caseRNG(seed: seed, name: c.name)
                 let r: String?
                 do { r = try c.cpuRun!(&rng) } catch { r = "error: \(error)" }
-                if let r { failed += 1; print("FAIL \(c.name): \(r)") } else { passed += 1; if verbose { print("ok   \(c.name)") } }
+                if let r {
+                    failed += 1
+                    print("FAIL: \(r) (seed \(seed))")
+                } else {
+                    passed += 1
+                    print("ok (\(fixed(nowSeconds() - t0, 2)) s)")
+                }
             }
             print("\(passed) passed, \(failed) failed")
             if failed > 0 { throw ExitCode(1) }
@@ -46,16 +72,13 @@ struct Check: ParsableCommand {
             printError("flashinfer check needs a CUDA device: \(error)")
             throw ExitCode(2)
         }
-        let seed = seed ?? UInt64(nowSeconds() * 1e6)
+        let seed = seed ?? clockSeed()
         guard threads >= 1, rounds >= 1 else { throw ValidationError("--threads and --rounds must be >= 1") }
         print("check on \(device.properties.name), seed \(seed)\(threads > 1 ? ", \(threads) threads" : "")\(noise ? ", noise" : "")\(rounds > 1 ? ", \(rounds) rounds" : "")\(blockingStreams ? ", blocking streams" : "")")
         let streams = try (0..<threads).map { _ in try device.makeStream(blocking: blockingStreams) }
-        let (shardIndex, shardCount) = try shardSpec()
         let all = elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
             + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases()
-        let selected = all.filter { c in filter.map { c.name.contains($0) } ?? true }
-        if shardCount > 1 { print("shard \(shardIndex)/\(shardCount) of \(selected.count) cases") }
-        let mine = selected.enumerated().filter { $0.offset % shardCount == shardIndex }.map(\.element)
+        let mine = try casesForThisShard(of: all)
         let noiseThread = noise ? try NoiseThread(device: device) : nil
         var passed = 0, failed = 0
         for round in 0..<rounds {
@@ -72,9 +95,7 @@ struct Check: ParsableCommand {
                     for i in stride(from: t, to: cases.value.count, by: threads) {
                         let c = cases.value[i]
                         let t0 = nowSeconds()
-                        // Each case's inputs come from the seed and its name alone, so `--seed S --filter NAME`
-                        // reproduces one case of any run (whatever the shard, thread or other cases).
-                        var rng = DemoRNG(seed: roundSeed ^ stableHash(c.name))
+                        var rng = caseRNG(seed: roundSeed, name: c.name)
                         let r: String?
                         do { r = try c.run(device, threadStreams.value[t], &rng) } catch { r = "error: \(error)" }
                         results.withLock { $0[i] = r }
@@ -183,6 +204,16 @@ func elementwiseCases() -> [CheckCase] {
         }
     }
     return cases
+}
+
+/// The seed of a check run when `--seed` is not given: the clock, in microseconds (printed).
+func clockSeed() -> UInt64 { UInt64(nowSeconds() * 1e6) }
+
+/// A case's random inputs. They come from the run's seed and the case's name alone, so
+/// `--seed S --filter NAME` reproduces one case of any run (whatever the shard, thread, other
+/// cases or backend).
+func caseRNG(seed: UInt64, name: String) -> DemoRNG {
+    DemoRNG(seed: seed ^ stableHash(name))
 }
 
 /// FNV-1a over the UTF-8 bytes: a hash that is the same in every process (unlike `Hasher`).

@@ -7,7 +7,7 @@ struct Demo: ParsableCommand {
         abstract: "One decode step of a Llama-shaped model through the public API: append each request's new token to a paged KV cache, plan once, run batch decode for every layer (GPU when present, else the CPU reference).")
 
     @Option(help: "cpu, cuda, or auto (cuda when a device and the GPU kernels are present).")
-    var backend: String = "auto"
+    var backend: BackendChoice = .auto
     @Option(help: "Requests in the batch.") var batch = 8
     @Option(help: "Layers.") var layers = 4
     @Option(name: .customLong("max-context"), help: "Longest cached context (requests get random lengths up to this).") var maxContext = 1024
@@ -17,14 +17,8 @@ struct Demo: ParsableCommand {
     @Option(name: .customLong("page-size")) var pageSize = 16
 
     func run() throws {
-        let useCUDA: Bool
-        switch backend {
-        case "cpu": useCUDA = false
-        case "cuda": useCUDA = true
-        case "auto": useCUDA = CUDAAttentionAvailability.available
-        default: throw ValidationError("--backend must be cpu, cuda or auto")
-        }
-        let be: Backend = useCUDA ? .cuda(try Device.open().makeStream()) : .cpu
+        let be = try backend.resolve()
+        let useCUDA = if case .cuda = be { true } else { false }
         var rng = DemoRNG(seed: 2026)
         let (hq, hkv, d, ps) = (numQOHeads, numKVHeads, headDim, pageSize)
         print("demo: decode step, \(layers) layers × \(hq) query / \(hkv) KV heads (GQA \(hq / max(hkv, 1))), head_dim \(d), f16, page \(ps), batch \(batch)")
@@ -40,9 +34,16 @@ struct Demo: ParsableCommand {
 
         func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
         let cacheShape = [numPages, 2, ps, hkv, d]
+        // Progress before every step that can take more than a moment, so a first run is never silent.
+        print("filling \(layers) paged KV caches with random values: \(layers) × \(cacheShape) f16 (\(formatBytes(layers * cacheShape.reduce(1, *) * 2)))…")
         var caches: [PagedKVCache] = []
         for _ in 0..<layers {
             caches.append(try PagedKVCache(combined: Tensor.host(randn(cacheShape.reduce(1, *)), shape: cacheShape, dtype: .f16).moved(to: be)))
+        }
+        if useCUDA {
+            print("loading the kernels: the first use of each compiles it with NVRTC (seconds), later runs load it from \(KernelCache().directory ?? "the kernel cache")…")
+        } else {
+            print("running each layer on the CPU reference (Float64): \(batch) requests × \(hq) heads × up to \(after.max() ?? 0) keys, head_dim \(d)…")
         }
         let t0 = nowSeconds()
         let decode = BatchDecodeWithPagedKVCache(backend: be)
@@ -68,6 +69,7 @@ struct Demo: ParsableCommand {
         }
         // Cross-check request 0 of layer 0 against single-request decode on its gathered K/V.
         if let (q, out) = firstLayer {
+            print("computing the CPU reference (Float64) for request 0 of layer 0: single decode, kv_len \(after[0]), \(hq)/\(hkv) heads, head_dim \(d)…")
             let hostCache = try PagedKVCache(k: caches[0].k.moved(to: .cpu), v: caches[0].v.moved(to: .cpu))
             let (k0, v0) = try hostCache.gather(request: 0, table: table)
             let single = try singleDecode(q: q.moved(to: .cpu).select(axis: 0, index: 0), k: Tensor.host(k0, shape: [after[0], hkv, d], dtype: .f16),
@@ -76,6 +78,25 @@ struct Demo: ParsableCommand {
             print("check: request 0 of layer 0 vs single decode on the CPU reference: \(mismatch.map { "MISMATCH \($0)" } ?? "match (\(Tolerance.f16))")")
             if mismatch != nil { throw ExitCode(1) }
         }
+    }
+}
+
+/// `--backend`. An enum parsed by ArgumentParser (not a string checked in `run()`), so a bad value
+/// is reported with the subcommand's usage rather than the top-level one.
+enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
+    case cpu, cuda, auto
+
+    /// Whether to run on the GPU: `auto` means when a device and the GPU kernels are present.
+    var usesCUDA: Bool {
+        switch self {
+        case .cpu: false
+        case .cuda: true
+        case .auto: CUDAAttentionAvailability.available
+        }
+    }
+
+    func resolve() throws -> Backend {
+        usesCUDA ? .cuda(try Device.open().makeStream()) : .cpu
     }
 }
 

@@ -7,6 +7,7 @@ struct FlashInferCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashinfer",
         abstract: "swift-flashinfer: attention kernels for LLM serving, from Swift.",
+        version: FlashInferVersion.string,
         subcommands: [Info.self, Demo.self, Check.self, Bench.self, Run.self, Cache.self])
 
     static func main() {

@@ -11,7 +11,7 @@ struct Info: ParsableCommand {
         switch Result(catching: { () throws(CUDAError) in try describeDevices() }) {
         case .success(let lines): for l in lines { print(l) }
         case .failure(let e):
-            print("CUDA driver: not available — \(e.description.split(separator: "\n").joined(separator: "\n    "))")
+            print("CUDA driver: not available — \(indented(e.description))")
             print("  (the CPU reference backend is used; GPU commands report this error)")
         }
         do {
@@ -20,16 +20,21 @@ struct Info: ParsableCommand {
             do {
                 print("CUDA headers: \(try nvrtc.cudaIncludeDirectory())")
             } catch {
-                print("CUDA headers: not found — \(error.description.split(separator: "\n").first ?? "")")
+                print("CUDA headers: not found — \(indented(error.description))")
             }
         } catch {
-            print("NVRTC: not available — \(error.description.split(separator: "\n").first ?? "")")
+            print("NVRTC: not available — \(indented(error.description))")
         }
         let cache = KernelCache()
         let entries = cache.entries()
         print("kernel cache: \(cache.directory ?? "(memory only)") — \(entries.count) kernels, \(formatBytes(entries.reduce(0) { $0 + $1.bytes }))")
         print("embedded kernel sources: \(KernelSources.names.count)")
     }
+}
+
+/// A multi-line error (a message, then what was tried, one per line) indented under its heading.
+private func indented(_ description: String) -> String {
+    description.split(separator: "\n").map { $0.drop { $0 == " " } }.joined(separator: "\n    ")
 }
 
 private func describeDevices() throws(CUDAError) -> [String] {

@@ -24,3 +24,8 @@ func nowSeconds() -> Double {
 func lineBufferStandardOutput() {
     setvbuf(stdout, nil, _IOLBF, 0)
 }
+
+/// Writes out a partial line now (a progress line that a later `print` finishes).
+func flushStandardOutput() {
+    fflush(stdout)
+}

@@ -14,21 +14,25 @@ struct AttentionFlags: ParsableArguments {
     @Option(help: "KV layout: NHD or HND.") var layout: String = "NHD"
     @Flag(help: "Causal mask (bottom-right aligned); prefill only.") var causal = false
     @Option(name: .customLong("sm-scale"), help: "Softmax scale (default 1/sqrt(head_dim)).") var smScale: Float?
-    @Option(name: .customLong("pos-enc"), help: "Position encoding: none, rope, alibi.") var posEnc: String = "none"
+    @Option(name: .customLong("pos-enc"), help: "Position encoding.") var posEnc: PositionEncodingChoice = .none
     @Option(name: .customLong("rope-scale")) var ropeScale: Float = 1
     @Option(name: .customLong("rope-theta")) var ropeTheta: Float = 1e4
     @Option(name: .customLong("soft-cap"), help: "Logits soft-cap (0 = off).") var softCap: Float = 0
     @Option(name: .customLong("window-left"), help: "Sliding window, inclusive (-1 = off).") var windowLeft: Int = -1
-    @Option(help: "cpu, cuda or auto.") var backend: String = "auto"
+    @Option(help: "cpu, cuda or auto.") var backend: BackendChoice = .auto
+
+    /// Checks the string-valued options while parsing, so an error comes with the subcommand's usage.
+    func validate() throws {
+        _ = try options()
+        _ = try elementType()
+    }
 
     func options() throws -> AttentionOptions {
         guard let layout = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
-        let pe: PositionEncoding
-        switch posEnc {
-        case "none": pe = .none
-        case "rope": pe = .ropeLlama(scale: ropeScale, theta: ropeTheta)
-        case "alibi": pe = .alibi
-        default: throw ValidationError("--pos-enc must be none, rope or alibi")
+        let pe: PositionEncoding = switch posEnc {
+        case .none: .none
+        case .rope: .ropeLlama(scale: ropeScale, theta: ropeTheta)
+        case .alibi: .alibi
         }
         return AttentionOptions(causal: causal, smScale: smScale, positionEncoding: pe, logitsSoftCap: softCap, windowLeft: windowLeft, layout: layout)
     }
@@ -38,21 +42,24 @@ struct AttentionFlags: ParsableArguments {
         return d
     }
 
-    func resolvedBackend() throws -> Backend {
-        switch backend {
-        case "cpu": return .cpu
-        case "cuda": return .cuda(try Device.open().makeStream())
-        case "auto": return CUDAAttentionAvailability.available ? .cuda(try Device.open().makeStream()) : .cpu
-        default: throw ValidationError("--backend must be cpu, cuda or auto")
+    /// The tensor in the `.npy` file `path`, given as `--name`; a format error names the file.
+    func load(_ name: String, _ path: String, as dtype: DType, to backend: Backend) throws -> Tensor {
+        do {
+            return try NPYArray.read(path: path).tensor(as: dtype).moved(to: backend)
+        } catch let e as NPYArray.Error {
+            switch e {
+            case .cannotRead, .cannotWrite: throw e
+            case .notNPY, .unsupported: throw RunError("--\(name) \(path): \(e)")
+            }
         }
     }
 
     func run(decode: Bool) throws {
         let dt = try elementType()
-        let be = try resolvedBackend()
-        let q = try NPYArray.read(path: q).tensor(as: dt).moved(to: be)
-        let k = try NPYArray.read(path: k).tensor(as: dt).moved(to: be)
-        let v = try NPYArray.read(path: v).tensor(as: dt).moved(to: be)
+        let be = try backend.resolve()
+        let q = try load("q", q, as: dt, to: be)
+        let k = try load("k", k, as: dt, to: be)
+        let v = try load("v", v, as: dt, to: be)
         let o = try options()
         let r = decode
             ? try singleDecode(q: q, k: k, v: v, options: o, returnLSE: lse != nil, backend: be)
@@ -64,6 +71,17 @@ struct AttentionFlags: ParsableArguments {
     }
 }
 
+/// `--pos-enc`, parsed by ArgumentParser (a bad value gets the subcommand's usage).
+enum PositionEncodingChoice: String, ExpressibleByArgument, CaseIterable {
+    case none, rope, alibi
+}
+
+/// A failure of `flashinfer run` worded for the user (ArgumentParser prints `Error: ` and the description).
+struct RunError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one attention call on .npy inputs and write .npy outputs (so any tool can feed and check the kernels).",
@@ -72,6 +90,11 @@ struct Run: ParsableCommand {
     struct SingleDecodeRun: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "single-decode", abstract: "q [Hq, D]; k, v [kv_len, Hkv, D] (NHD) or [Hkv, kv_len, D] (HND).")
         @OptionGroup var flags: AttentionFlags
+        func validate() throws {
+            if flags.causal {
+                throw ValidationError("--causal does not apply to decode: a decode step has one query, the newest token, which attends to every key anyway (use single-prefill for a causal mask)")
+            }
+        }
         func run() throws { try flags.run(decode: true) }
     }
 

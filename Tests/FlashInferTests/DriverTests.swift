@@ -1,7 +1,7 @@
-import FlashInferCUDA
 import Testing
 
 @testable import FlashInfer
+@testable import FlashInferCUDA
 
 @Suite struct DriverTests {
     /// On a machine without the NVIDIA driver (CI), every GPU entry point fails cleanly.
@@ -27,6 +27,43 @@ import Testing
         #expect(c.contains("libcuda.so.1"))
         let i = c.firstIndex(of: "libcuda.so.1")!
         #expect(c[(i + 1)...].allSatisfy { $0.hasSuffix("/libcuda.so.1") })
+    }
+
+    /// `flashinfer info` once named libnvrtc-builtins.so as the NVRTC library: a prefix match on
+    /// "libnvrtc" took whichever of the two the loader had mapped first.
+    @Test func libraryFileNamesMatchTheLibraryNotItsSiblings() {
+        for name in ["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.13.0.88"] {
+            #expect(DynamicLibrary.isSharedObject(name, of: "libnvrtc"), "\(name)")
+        }
+        for name in ["libnvrtc-builtins.so.13.0", "libnvrtc-builtins.so", "libnvrtc.alt.so.13", "libnvrtc.a", "libnvrtcx.so"] {
+            #expect(!DynamicLibrary.isSharedObject(name, of: "libnvrtc"), "\(name)")
+        }
+        #expect(DynamicLibrary.isSharedObject("libnvrtc-builtins.so.13.0", of: "libnvrtc-builtins"))
+        #expect(DynamicLibrary.isSharedObject("libcuda.so.1", of: "libcuda"))
+        #expect(!DynamicLibrary.isSharedObject("libcudart.so.13", of: "libcuda"))
+        #expect(!NVRTC.candidates().contains { $0.contains("builtins") })
+    }
+
+    /// The NVRTC that loaded reports its own file, not libnvrtc-builtins (which it maps beside itself).
+    @Test(.enabled(if: nvrtcAvailable, "NVRTC not found"))
+    func nvrtcPathIsLibnvrtcItself() throws {
+        let base = try NVRTC.shared().path.split(separator: "/").last.map(String.init) ?? ""
+        #expect(DynamicLibrary.isSharedObject(base, of: "libnvrtc"), "\(base)")
+    }
+
+    /// Every directory searched is named when nothing loads: those without a libnvrtc.so* as such,
+    /// the others through their files' dlopen errors.
+    @Test func nvrtcSearchNamesEveryDirectory() {
+        let steps = NVRTC.searchSteps()
+        #expect(steps.contains { step in
+            switch step {
+            case .emptyDirectory(let d): d == "/usr/local/cuda/lib64"
+            case .load(let p): p.hasPrefix("/usr/local/cuda/lib64/")
+            }
+        })
+        #expect(Array(steps.suffix(3)) == ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].map { .load($0) })
+        let e = CUDAError.nvrtcNotFound(tried: ["/usr/local/cuda/lib64/libnvrtc.so*: no such directory", "libnvrtc.so.13: not found"])
+        #expect(e.description.hasSuffix("Tried:\n  /usr/local/cuda/lib64/libnvrtc.so*: no such directory\n  libnvrtc.so.13: not found"))
     }
 
     @Test func errorMessagesNameTheCallAndTheError() {

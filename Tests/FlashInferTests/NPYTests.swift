@@ -37,4 +37,26 @@ import Testing
         #expect(throws: NPYArray.Error.self) { try NPYArray(bytes: Array(Self.numpyBytes.dropLast(2))) }
         #expect(throws: NPYArray.Error.self) { try NPYArray(descr: "<f8", shape: [1], data: [UInt8](repeating: 0, count: 8)).tensor(as: .f16) }
     }
+
+    /// A missing or unwritable file is "cannot read/write FILE", not "not a .npy file".
+    @Test func fileErrorsAreNotFormatErrors() throws {
+        let dir = makeTempDirectory("npy")
+        defer { removeDirectory(dir) }
+        let a = NPYArray(descr: "<f2", shape: [2], data: [0, 60, 0, 64])
+        let missing = dir + "/missing.npy"
+        #expect(throws: NPYArray.Error.cannotRead(path: missing, reason: "No such file or directory")) { try NPYArray.read(path: missing) }
+        #expect(throws: NPYArray.Error.cannotRead(path: dir, reason: "Is a directory")) { try NPYArray.read(path: dir) }
+        let unwritable = dir + "/no/such/dir/o.npy"
+        #expect(throws: NPYArray.Error.cannotWrite(path: unwritable, reason: "No such file or directory")) { try a.write(path: unwritable) }
+        #expect(NPYArray.Error.cannotRead(path: "q.npy", reason: "No such file or directory").description == "cannot read q.npy: No such file or directory")
+        #expect(NPYArray.Error.cannotWrite(path: "o.npy", reason: "Permission denied").description == "cannot write o.npy: Permission denied")
+        // A file that exists but is not a .npy is a format error.
+        let text = dir + "/text.npy"
+        try FileSystem.writeAtomically(Array("hello".utf8), to: text)
+        #expect(throws: NPYArray.Error.notNPY("bad magic")) { try NPYArray.read(path: text) }
+        // And a good one round-trips through the file.
+        let good = dir + "/good.npy"
+        try a.write(path: good)
+        #expect(try NPYArray.read(path: good) == a)
+    }
 }

@@ -13,6 +13,10 @@ let nvrtcAvailable: Bool = {
     return (try? n.cudaIncludeDirectory()) != nil
 }()
 
+/// Whether tests print their per-item detail (each kernel's ptxas report, …): `FLASHINFER_TEST_VERBOSE=1`.
+/// Otherwise a test prints at most a one-line summary, so `swift test`'s output stays readable.
+let testVerbose: Bool = FileSystem.environment("FLASHINFER_TEST_VERBOSE").map { $0 != "0" } ?? false
+
 /// Whether a CUDA driver and device are present (never on CI).
 let gpuAvailable: Bool = (try? Device.open()) != nil
 

@@ -41,10 +41,23 @@ import Testing
     }
 
     @Test func headDimsMustAgree() {
-        let e = decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 128]), v: Self.t([5, 4, 128]))
-        guard case .shape(tensor: "k", axis: 2, name: "head_dim", _, got: 128) = e else { Issue.record("\(String(describing: e))"); return }
+        // q is the odd one out (k and v agree): the error names q, not k.
+        #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 128]), v: Self.t([5, 4, 128]))
+            == .shape(tensor: "q", axis: 1, name: "head_dim", expected: "128 (k's and v's head_dim)", got: 64))
+        #expect(prefillError(q: Self.t([3, 4, 64]), k: Self.t([5, 4, 128]), v: Self.t([5, 4, 128]))
+            == .shape(tensor: "q", axis: 2, name: "head_dim", expected: "128 (k's and v's head_dim)", got: 64))
+        // An unsupported head_dim in q alone is q's mismatch too, not an unnamed "head_dim 96".
+        #expect(decodeError(q: Self.t([4, 96]), k: Self.t([5, 4, 128]), v: Self.t([5, 4, 128]))
+            == .shape(tensor: "q", axis: 1, name: "head_dim", expected: "128 (k's and v's head_dim)", got: 96))
+        // k is the odd one out (q and v agree), or k and v agree on an unsupported value q does not share.
+        #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 128]), v: Self.t([5, 4, 64]))
+            == .shape(tensor: "k", axis: 2, name: "head_dim", expected: "64 (q's head_dim)", got: 128))
+        #expect(decodeError(q: Self.t([4, 128]), k: Self.t([5, 4, 96]), v: Self.t([5, 4, 96]))
+            == .shape(tensor: "k", axis: 2, name: "head_dim", expected: "128 (q's head_dim)", got: 96))
         let e2 = decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 128]))
         guard case .shape(tensor: "v", axis: 2, name: "head_dim", _, got: 128) = e2 else { Issue.record("\(String(describing: e2))"); return }
+        #expect(FlashInferError.shape(tensor: "q", axis: 1, name: "head_dim", expected: "128 (k's and v's head_dim)", got: 64).description
+            == "q: axis 1 (head_dim) is 64, expected 128 (k's and v's head_dim)")
     }
 
     @Test func kAndVMustAgree() {

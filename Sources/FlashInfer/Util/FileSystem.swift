@@ -10,7 +10,9 @@ enum FileSystem {
         var operation: String
         var path: String
         var errno: Int32
-        var description: String { "\(operation) \(path): \(String(cString: strerror(errno)))" }
+        var description: String { "\(operation) \(path): \(reason)" }
+        /// The system's words for `errno` ("No such file or directory").
+        var reason: String { String(cString: strerror(errno)) }
     }
 
     static func environment(_ name: String) -> String? {
@@ -33,15 +35,18 @@ enum FileSystem {
         // A path component that exists but is not a directory (or is unwritable) shows up on write.
     }
 
-    static func read(_ path: String) -> [UInt8]? {
+    static func read(_ path: String) -> [UInt8]? { try? readFile(path) }
+
+    /// The file's bytes, or the reason it cannot be read.
+    static func readFile(_ path: String) throws(Failure) -> [UInt8] {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { throw Failure(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return nil }
+            if n < 0 { throw Failure(operation: "read", path: path, errno: errno) }
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
         }

@@ -15,12 +15,20 @@ public struct NPYArray: Sendable, Equatable {
     }
 
     public enum Error: Swift.Error, Equatable, CustomStringConvertible {
+        /// The bytes are not a `.npy` file (bad magic, truncated header or data, malformed header).
         case notNPY(String)
+        /// A valid `.npy` this reader does not handle (format version, Fortran order, dtype).
         case unsupported(String)
+        /// The file could not be read (missing, unreadable, a directory); `reason` is the system's.
+        case cannotRead(path: String, reason: String)
+        /// The file could not be written (no such directory, no permission, disk full).
+        case cannotWrite(path: String, reason: String)
         public var description: String {
             switch self {
             case .notNPY(let s): "not a .npy file: \(s)"
             case .unsupported(let s): "unsupported .npy: \(s)"
+            case .cannotRead(let path, let reason): "cannot read \(path): \(reason)"
+            case .cannotWrite(let path, let reason): "cannot write \(path): \(reason)"
             }
         }
     }
@@ -126,12 +134,13 @@ public struct CUDAErrorWrapper: Error, CustomStringConvertible {
 extension NPYArray {
     /// Reads a `.npy` file.
     public static func read(path: String) throws(Error) -> NPYArray {
-        guard let bytes = FileSystem.read(path) else { throw .notNPY("cannot read \(path)") }
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(path) } catch { throw .cannotRead(path: path, reason: error.reason) }
         return try NPYArray(bytes: bytes)
     }
 
     /// Writes a `.npy` file (atomically).
     public func write(path: String) throws(Error) {
-        do { try FileSystem.writeAtomically(encoded(), to: path) } catch { throw .notNPY("cannot write \(path): \(error)") }
+        do { try FileSystem.writeAtomically(encoded(), to: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
     }
 }

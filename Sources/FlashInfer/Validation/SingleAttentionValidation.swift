@@ -27,10 +27,18 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
     let axisNames = options.layout == .nhd ? ["kv_len", "num_kv_heads"] : ["num_kv_heads", "kv_len"]
     let kvLen = k.shape[seqAxis]
     let numKVHeads = k.shape[headAxis]
+    // head_dim: when q disagrees with k and v, which agree with each other, q is the odd one out
+    // and is named (unless q's value is a supported one and theirs is not); otherwise k is.
+    if k.shape[2] != headDim {
+        let kvAgree = v.shape[2] == k.shape[2]
+        if kvAgree && (supportedHeadDims.contains(k.shape[2]) || !supportedHeadDims.contains(headDim)) {
+            throw .shape(tensor: "q", axis: qRank - 1, name: "head_dim", expected: "\(k.shape[2]) (k's and v's head_dim)", got: headDim)
+        }
+        throw .shape(tensor: "k", axis: 2, name: "head_dim", expected: "\(headDim) (q's head_dim)", got: k.shape[2])
+    }
     guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
     guard numQOHeads > 0 else { throw .shape(tensor: "q", axis: qRank - 2, name: "num_qo_heads", expected: "> 0", got: numQOHeads) }
     guard numKVHeads > 0 else { throw .shape(tensor: "k", axis: headAxis, name: "num_kv_heads", expected: "> 0", got: numKVHeads) }
-    guard k.shape[2] == headDim else { throw .shape(tensor: "k", axis: 2, name: "head_dim", expected: "\(headDim) (q's head_dim)", got: k.shape[2]) }
     for axis in 0..<3 where v.shape[axis] != k.shape[axis] {
         let name = axis == 2 ? "head_dim" : axisNames[axis]
         throw .shape(tensor: "v", axis: axis, name: name, expected: "\(k.shape[axis]) (k's)", got: v.shape[axis])
