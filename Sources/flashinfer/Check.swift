@@ -77,7 +77,7 @@ struct Check: ParsableCommand {
         print("check on \(device.properties.name), seed \(seed)\(threads > 1 ? ", \(threads) threads" : "")\(noise ? ", noise" : "")\(rounds > 1 ? ", \(rounds) rounds" : "")\(blockingStreams ? ", blocking streams" : "")")
         let streams = try (0..<threads).map { _ in try device.makeStream(blocking: blockingStreams) }
         let all = elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
-            + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases()
+            + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + orderingCases()
         let mine = try casesForThisShard(of: all)
         let noiseThread = noise ? try NoiseThread(device: device) : nil
         var passed = 0, failed = 0
