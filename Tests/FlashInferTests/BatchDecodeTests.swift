@@ -52,7 +52,7 @@ import Testing
         let cache = try PagedKVCache(k: Tensor.host([Float](repeating: 0, count: 2 * 4 * 2 * 64), shape: [2, 4, 2, 64], dtype: .f16),
                                      v: Tensor.host([Float](repeating: 0, count: 2 * 4 * 2 * 64), shape: [2, 4, 2, 64], dtype: .f16))
         let q = Tensor.host([Float](repeating: 0, count: 2 * 4 * 64), shape: [2, 4, 64], dtype: .f16)
-        #expect(throws: FlashInferError.option(name: "plan", value: "none", rule: "call plan() before run()")) { try w.run(q: q, cache: cache) }
+        #expect(throws: FlashInferError.notPlanned(wrapper: "BatchDecodeWithPagedKVCache")) { try w.run(q: q, cache: cache) }
         try w.plan(table: PageTable.contiguous(seqLens: [3, 4], pageSize: 4), numQOHeads: 4, numKVHeads: 2, headDim: 64, dtype: .f16)
         #expect(throws: FlashInferError.self) { try w.run(q: Tensor.host([Float](repeating: 0, count: 3 * 4 * 64), shape: [3, 4, 64], dtype: .f16), cache: cache) }
         #expect(throws: FlashInferError.groupSize(numQOHeads: 3, numKVHeads: 2)) {

@@ -134,3 +134,33 @@ import Testing
         #expect(try t.toFloats()[4] == .infinity)
     }
 }
+
+/// Issue 11 item 4: errors that are not about an option have their own cases.
+@Suite struct TypedErrorTests {
+    @Test func wrappersRunBeforePlanSayNotPlanned() throws {
+        let q = Tensor.host([Float](repeating: 0.5, count: 2 * 4 * 64), shape: [2, 4, 64], dtype: .f16)
+        #expect(throws: FlashInferError.notPlanned(wrapper: "BatchPrefillAttention")) {
+            _ = try BatchPrefillAttention(backend: .cpu).run(q: q, kv: .ragged(k: q, v: q))
+        }
+        #expect(FlashInferError.notPlanned(wrapper: "X").description == "X: call plan() before run()")
+    }
+
+    @Test func descriptionsNameWhatAndWhy() {
+        #expect(FlashInferError.capacityExceeded(what: "pages", value: "9", capacity: "8 pages").description
+            == "pages 9 exceeds the CUDA-graph capacity of 8 pages")
+        #expect(FlashInferError.backendMismatch(what: "out", rule: "is for the CUDA backend").description == "out: is for the CUDA backend")
+        #expect(FlashInferError.unsupportedCombination("a and b").description == "unsupported combination: a and b")
+        #expect(FlashInferError.reference("odd head_dim").description == "the CPU reference rejected the problem: odd head_dim")
+    }
+
+    @Test func outOnTheCPUBackendIsABackendMismatch() throws {
+        let q = Tensor.host([Float](repeating: 0.5, count: 4 * 64), shape: [4, 64], dtype: .f16)
+        let kv = Tensor.host([Float](repeating: 0.5, count: 3 * 4 * 64), shape: [3, 4, 64], dtype: .f16)
+        do {
+            _ = try singleDecode(q: q, k: kv, v: kv, out: q, backend: .cpu)
+            Issue.record("accepted out on the CPU backend")
+        } catch {
+            guard case .backendMismatch(what: "out", _) = error else { Issue.record("\(error)"); return }
+        }
+    }
+}

@@ -97,7 +97,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
             self.device = nil
         case .cuda where tensorCores:
             guard graphCapacity == nil else {
-                throw .option(name: "useTensorCores", value: "true", rule: "is not supported together with graphCapacity yet")
+                throw .unsupportedCombination("useTensorCores: true with graphCapacity (CUDA-graph mode runs the CUDA-core kernel)")
             }
             let p = tensorCorePath ?? BatchPrefillAttention(backend: backend)  // reused: its buffers grow only
             try p.plan(qoIndptr: (0...table.batchSize).map(Int32.init), table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
@@ -128,7 +128,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// (otherwise one is allocated); `lseOut` likewise for the LSE (implies `returnLSE`).
     public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false, out: Tensor? = nil,
                     lseOut: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
-        guard let table, let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard let table, let shape, plan != nil else { throw .notPlanned(wrapper: "BatchDecodeWithPagedKVCache") }
         guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
         let rows = graphCapacity.map { cap -> Int in if case .cuda = backend { cap.maxBatch } else { table.batchSize } } ?? table.batchSize
         guard q.shape == [rows, shape.numQOHeads, shape.headDim] else {
@@ -148,7 +148,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         case .cpu:
             return try runReference(q: q, cache: cache, table: table, returnLSE: returnLSE)
         case .cuda(let stream):
-            guard device != nil || tensorCorePath != nil else { throw .option(name: "plan", value: "cpu", rule: "planned for another backend") }
+            guard device != nil || tensorCorePath != nil else { throw .backendMismatch(what: "plan", rule: "made for another backend than this run") }
             let o: Tensor
             if let out { o = out } else {
                 o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
@@ -185,7 +185,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
                 r = try ReferenceAttention.decode(q: Array(qAll[(b * hq * d)..<((b + 1) * hq * d)]), k: k, v: v, kvLen: table.seqLen(b),
                                                   numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o,
                                                   rotatedRounding: referenceRotatedRounding)
-            } catch { throw .option(name: "reference", value: "", rule: "\(error)") }
+            } catch { throw .reference("\(error)") }
             out += r.output
             lse += r.lse
         }

@@ -134,15 +134,15 @@ public final class BatchPrefillAttention: @unchecked Sendable {
             if let fixed = graphSpec {
                 spec.tile = fixed.tile
                 guard spec == fixed else {
-                    throw .option(name: "graphCapacity", value: spec.name,
-                                  rule: "every plan in CUDA-graph mode must use the first plan's kernel \(fixed.name) (same dtype, head dim, options, paged/ragged)")
+                    throw .capacityExceeded(what: "kernel", value: spec.name,
+                                            capacity: "the first plan's kernel \(fixed.name): every plan in CUDA-graph mode uses it (same dtype, head dim, options, paged/ragged)")
                 }
             }
             let total = Int(qoIndptr.last ?? 0)
-            guard kvLens.count <= cap.maxBatch else { throw .option(name: "batch size", value: "\(kvLens.count)", rule: "exceeds the CUDA-graph capacity of \(cap.maxBatch) requests") }
-            guard total <= cap.maxQORows else { throw .option(name: "query rows", value: "\(total)", rule: "qo_indptr[-1] exceeds the CUDA-graph capacity of \(cap.maxQORows) rows") }
+            guard kvLens.count <= cap.maxBatch else { throw .capacityExceeded(what: "batch size", value: "\(kvLens.count)", capacity: "\(cap.maxBatch) requests") }
+            guard total <= cap.maxQORows else { throw .capacityExceeded(what: "query rows (qo_indptr[-1])", value: "\(total)", capacity: "\(cap.maxQORows) rows") }
             if let pageIndices, pageIndices.count > cap.maxPages {
-                throw .option(name: "pages", value: "\(pageIndices.count)", rule: "exceeds the CUDA-graph capacity of \(cap.maxPages) pages")
+                throw .capacityExceeded(what: "pages", value: "\(pageIndices.count)", capacity: "\(cap.maxPages) pages")
             }
             graph = .init(capacity: cap, maxItems: Self.graphItems(cap, groupSize: group, ctaQ: spec.tile.ctaQ))
         }
@@ -180,7 +180,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     /// `[qoIndptr[B], Hq]` (base 2). On the GPU this allocates both; `run(q:kv:out:lse:)` writes
     /// into caller buffers instead.
     public func run(q: Tensor, kv: BatchKV, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
-        guard let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard let shape, plan != nil else { throw .notPlanned(wrapper: "BatchPrefillAttention") }
         let total = Int(qoIndptr.last!)
         if case .cuda(let stream) = backend {
             let (out, lse) = try FlashInferError.wrap { () throws(CUDAError) in
@@ -233,7 +233,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                                                        rotatedRounding: referenceRotatedRounding)
                 out += r.output
                 lse += r.lse
-            } catch { throw .option(name: "reference", value: "", rule: "\(error)") }
+            } catch { throw .reference("\(error)") }
         }
         return AttentionOutput(output: Tensor.host(out, shape: q.shape, dtype: q.dtype),
                                lse: returnLSE ? Tensor.host(lse, shape: [total, hq], dtype: .f32) : nil)
@@ -248,9 +248,9 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     ///   - out: contiguous `[qoIndptr[B], Hq, D]`, q's dtype.
     ///   - lse: nil, or contiguous Float32 `[qoIndptr[B], Hq]` (base 2).
     public func run(q: Tensor, kv: BatchKV, out: Tensor, lse: Tensor?) throws(FlashInferError) {
-        guard let shape, plan != nil else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard let shape, plan != nil else { throw .notPlanned(wrapper: "BatchPrefillAttention") }
         guard case .cuda(let stream) = backend, let device else {
-            throw .option(name: "backend", value: "cpu", rule: "run(q:kv:out:lse:) writes device buffers: plan with the CUDA backend")
+            throw .backendMismatch(what: "run(q:kv:out:lse:)", rule: "writes device buffers: plan with the CUDA backend")
         }
         let total = device.totalQO  // qoIndptr[B]; in graph mode, the capacity's rows
         try validateQ(q, shape: shape, total: total)
@@ -295,7 +295,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     }
 
     private func validatePaged(_ cache: PagedKVCache, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> PageTable {
-        guard let table else { throw .option(name: "kv", value: "paged", rule: "the plan was made for ragged K/V") }
+        guard let table else { throw .unsupportedCombination("a paged cache for a plan made for ragged K/V") }
         guard cache.numKVHeads == shape.numKVHeads, cache.headDim == shape.headDim, cache.pageSize == table.pageSize else {
             throw .shape(tensor: "paged_kv_cache", axis: 0, name: "[heads, page_size, dim]",
                          expected: "\([shape.numKVHeads, table.pageSize, shape.headDim]) (from plan)", got: cache.numKVHeads)
@@ -310,7 +310,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     }
 
     private func validateRagged(k: Tensor, v: Tensor, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> [Int32] {
-        guard let kvIndptr else { throw .option(name: "kv", value: "ragged", rule: "the plan was made for a paged cache") }
+        guard let kvIndptr else { throw .unsupportedCombination("ragged K/V for a plan made for a paged cache") }
         let nkv = Int(kvIndptr.last!)
         let expect = options.layout == .nhd ? [nkv, shape.numKVHeads, shape.headDim] : [shape.numKVHeads, nkv, shape.headDim]
         for (n, t) in [("k", k), ("v", v)] {

@@ -57,7 +57,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
                 try w.plan(qoIndptr: level.qoIndptr, table: level.table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
                            headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache)
             } catch {
-                throw .option(name: "level \(l)", value: "", rule: error.description)
+                throw .unsupportedCombination("level \(l): \(error.description)")
             }
             planned.append(w)
         }
@@ -82,7 +82,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
     /// given; then run() allocates nothing and only launches.
     public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false, out: Tensor? = nil,
                     lse: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
-        guard let last = levels.last else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard let last = levels.last else { throw .notPlanned(wrapper: "MultiLevelCascadeAttention") }
         if case .cuda(let stream) = backend {
             let o: Tensor
             if let out { o = out } else {

@@ -76,7 +76,7 @@ public final class SharedPrefixAttention: @unchecked Sendable {
 
     /// q `[total, Hq, D]` → output (+ LSE over prefix and unique keys, base 2).
     public func run(q: Tensor, cache: PagedKVCache, prefix data: PrefixData = .pages, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
-        guard let shared, let unique, let prefix else { throw .option(name: "plan", value: "none", rule: "call plan() before run()") }
+        guard let shared, let unique, let prefix else { throw .notPlanned(wrapper: "SharedPrefixAttention") }
         let u = try unique.run(q: q, kv: .paged(cache), returnLSE: true)
         let s: AttentionOutput
         switch (prefix, data) {
@@ -88,7 +88,7 @@ public final class SharedPrefixAttention: @unchecked Sendable {
             }
             s = try shared.run(q: q, kv: .ragged(k: k, v: v), returnLSE: true)
         default:
-            throw .option(name: "prefix", value: "\(data)", rule: "does not match the plan's prefix kind")
+            throw .unsupportedCombination("prefix \(data) does not match the plan's prefix kind")
         }
         try mergeStateInPlace(v: u.output, s: u.lse!, vOther: s.output, sOther: s.lse!, backend: backend)
         return AttentionOutput(output: u.output, lse: returnLSE ? u.lse : nil)

@@ -78,7 +78,7 @@ func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, dec
                returnLSE: Bool, out: Tensor? = nil, backend: Backend) throws(FlashInferError) -> AttentionOutput {
     switch backend {
     case .cpu:
-        if out != nil { throw .option(name: "out", value: "given", rule: "the CPU backend returns new host tensors; out is for the CUDA backend") }
+        if out != nil { throw .backendMismatch(what: "out", rule: "the CPU backend returns new host tensors; out is for the CUDA backend") }
         for (n, t) in [("q", q), ("k", k), ("v", v)] where t.isOnDevice {
             throw .placement(tensor: n, expected: "host (the CPU backend)")
         }
@@ -89,11 +89,11 @@ func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, dec
                 numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, headDim: shape.headDim,
                 options: decode ? withoutCausal(options) : options)
         } catch let e as ReferenceError {
-            throw .option(name: "reference", value: "", rule: e.description)
+            throw .reference(e.description)
         } catch let e as CUDAError {
             throw .cuda(e)
         } catch {
-            throw .option(name: "reference", value: "", rule: "\(error)")
+            throw .reference("\(error)")
         }
         let out = Tensor.host(r.output, shape: q.shape, dtype: q.dtype)
         let lseShape = decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads]

@@ -53,7 +53,7 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
         guard p >= 0 && p < seqLens[b] else { throw .indices(array: "positions", position: t, rule: "position \(p) outside request \(b)'s \(seqLens[b]) tokens") }
     }
     if cache.k.isOnDevice {
-        guard let stream else { throw .option(name: "stream", value: "nil", rule: "a device cache needs a stream") }
+        guard let stream else { throw .backendMismatch(what: "stream", rule: "a device cache needs a stream") }
         try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, stream: stream)
     } else {
         appendOnHost(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table)

@@ -21,8 +21,20 @@ public enum FlashInferError: Error, Sendable, Equatable, CustomStringConvertible
     case deviceMismatch(tensor: String)
     /// A stride pattern the kernel does not support (e.g. the last axis not contiguous).
     case strides(tensor: String, strides: [Int], rule: String)
-    /// A scalar option out of its range.
+    /// A scalar option out of its range (`window_left`, `sm_scale`, `page_size`, …).
     case option(name: String, value: String, rule: String)
+    /// `run()` on a wrapper that has no plan yet.
+    case notPlanned(wrapper: String)
+    /// A plan does not fit a CUDA-graph-mode wrapper's fixed capacity (or its fixed kernel).
+    case capacityExceeded(what: String, value: String, capacity: String)
+    /// An object used with another backend than the one it was made or planned for (e.g. `out`
+    /// on the CPU backend, a CPU plan run on device buffers), or a missing stream.
+    case backendMismatch(what: String, rule: String)
+    /// Options that are valid alone but not together, or an input that does not match the plan's
+    /// kind (a paged cache for a ragged plan).
+    case unsupportedCombination(String)
+    /// The CPU reference rejected the problem (its message).
+    case reference(String)
     /// Causal attention with more queries than keys (bottom-right alignment would mask rows with no keys
     /// in a way upstream does not define).
     case causalQueryLongerThanKV(qoLen: Int, kvLen: Int)
@@ -42,6 +54,11 @@ public enum FlashInferError: Error, Sendable, Equatable, CustomStringConvertible
         case .deviceMismatch(let t): "\(t): on a different device from the other tensors"
         case .strides(let t, let s, let r): "\(t): strides \(s) not supported: \(r)"
         case .option(let n, let v, let r): "\(n) = \(v): \(r)"
+        case .notPlanned(let w): "\(w): call plan() before run()"
+        case .capacityExceeded(let what, let v, let c): "\(what) \(v) exceeds the CUDA-graph capacity of \(c)"
+        case .backendMismatch(let what, let r): "\(what): \(r)"
+        case .unsupportedCombination(let r): "unsupported combination: \(r)"
+        case .reference(let r): "the CPU reference rejected the problem: \(r)"
         case .causalQueryLongerThanKV(let q, let k): "causal attention needs qo_len (\(q)) <= kv_len (\(k))"
         case .indices(let a, let p, let r): "\(a)[\(p)]: \(r)"
         case .cuda(let e): e.description
