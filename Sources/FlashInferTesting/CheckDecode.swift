@@ -1,4 +1,4 @@
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
 
 /// One single-decode check: a problem, how K/V are laid out in memory, and how it is launched.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
 import FlashInferTesting
 
