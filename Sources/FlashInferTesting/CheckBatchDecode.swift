@@ -18,6 +18,9 @@ struct BatchDecodeCase {
 
     var name: String {
         var pe = options.positionEncoding.name
+        // Custom RoPE parameters are part of the name (as in the prefill cases), or the two RoPE
+        // variants of the sweep would share a name, hence a seed and a --filter.
+        if case .ropeLlama(let s, let t) = options.positionEncoding, s != 1 || t != 1e4 { pe += "(scale \(s), theta \(t))" }
         if options.logitsSoftCap > 0 { pe += " cap=\(Int(options.logitsSoftCap))" }
         if options.windowLeft >= 0 { pe += " window=\(options.windowLeft)" }
         return "batch-decode\(tensorCores ? " tensor-cores" : "") B=\(batch) len<=\(maxLen) page=\(pageSize) h=\(numQOHeads)/\(numKVHeads) d=\(headDim) \(dtype.rawValue) \(layout.rawValue) \(pe)\(combined ? "" : " two-tensors")"
