@@ -25,14 +25,18 @@ let package = Package(
             dependencies: ["FlashInferCUDA"],
             plugins: ["EmbedKernels"]
         ),
+        // The GPU check catalogue (`flashinfer check`), the tolerances and the seeded RNG: used by the
+        // CLI and by the tests (which run the cases that have a CPU variant).
+        .target(name: "FlashInferTesting", dependencies: ["FlashInfer", "FlashInferCUDA"]),
         .executableTarget(
             name: "flashinfer",
             dependencies: [
                 "FlashInfer",
+                "FlashInferTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA"]),
+        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

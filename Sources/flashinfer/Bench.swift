@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -125,7 +126,7 @@ func benchKernelSpecs() -> [(String, any KernelSpec)] {
 
 /// A large f16 device tensor of random normal values (never zeros): one 1M-element random block
 /// tiled over the buffer, so gigabytes fill in seconds. Bandwidth benches only (values repeat).
-func randomDeviceTensor(shape: [Int], device: Device, rng: inout DemoRNG) throws -> Tensor {
+func randomDeviceTensor(shape: [Int], device: Device, rng: inout SeededRNG) throws -> Tensor {
     let bytes = shape.reduce(1, *) * 2
     let block = DType.f16.encode((0..<(1 << 20)).map { _ in rng.normal() })
     let buf = try device.allocate(byteCount: bytes)

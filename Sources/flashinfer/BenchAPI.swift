@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 extension Bench {
     /// The public entry points called in a loop the way a caller would (plan, allocate, launch per
@@ -18,7 +19,7 @@ extension Bench {
         func run() throws {
             let device = try Device.open()
             let stream = try device.makeStream()
-            var rng = DemoRNG(seed: 7)
+            var rng = SeededRNG(seed: 7)
             func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
             // (host µs per call, GPU µs per call) over `iterations` calls after 10 warm-up calls.
             func loop(_ body: () throws -> Void) throws -> (host: Double, gpu: Double) {

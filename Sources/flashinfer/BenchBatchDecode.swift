@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 extension Bench {
     struct BatchDecode: ParsableCommand {
@@ -41,7 +42,7 @@ extension Bench {
                 }
             }
             var rows: [JSON] = []
-            var rng = DemoRNG(seed: 7)
+            var rng = SeededRNG(seed: 7)
             for s in shapes {
                 let d = headDim, ps = pageSize
                 let table = PageTable.contiguous(seqLens: Array(repeating: s.kvLen, count: s.batch), pageSize: ps)

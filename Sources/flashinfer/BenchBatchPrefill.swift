@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 extension Bench {
     struct BatchPrefill: ParsableCommand {
@@ -47,7 +48,7 @@ extension Bench {
             let device = try Device.open()
             let stream = try device.makeStream()
             let options = AttentionOptions(causal: isCausal, layout: lay)
-            var rng = DemoRNG(seed: 2026)
+            var rng = SeededRNG(seed: 2026)
             func randn(_ shape: [Int]) throws -> Tensor {
                 // Random normal on the host, uploaded once; big inputs reuse one random block.
                 let n = shape.reduce(1, *)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 extension Bench {
     struct CascadeBench: ParsableCommand {
@@ -22,7 +23,7 @@ extension Bench {
             let sharedPages = (shared + ps - 1) / ps, uniquePages = (unique + ps - 1) / ps
             precondition(shared % ps == 0, "the plain layout appends unique pages after whole shared pages")
             let numPages = sharedPages + batch * uniquePages
-            var rng = DemoRNG(seed: 5)
+            var rng = SeededRNG(seed: 5)
             let cache = try PagedKVCache(combined: randomDeviceTensor(shape: [numPages, 2, ps, hkv, d], device: device, rng: &rng))
             let q = try Tensor.host((0..<(batch * hq * d)).map { _ in rng.normal() }, shape: [batch, hq, d], dtype: .f16).toDevice(device)
             let out = try Tensor.empty(shape: q.shape, dtype: .f16, device: device)

@@ -1,6 +1,7 @@
 import ArgumentParser
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 extension Bench {
     struct SingleDecode: ParsableCommand {
@@ -47,7 +48,7 @@ extension Bench {
             let bytesPerCall = 2 * elems * dt.byteSize  // K + V read once
             let l2 = device.properties.l2CacheSize
             let copies = max(2, (4 * l2 + bytesPerCall - 1) / max(bytesPerCall, 1))
-            var rng = DemoRNG(seed: 2026)
+            var rng = SeededRNG(seed: 2026)
             // Random normal data (never zeros): one random block, tiled with a different phase per tensor.
             let blockCount = min(max(elems, 1), 1 << 22)
             let block = dt.encode((0..<blockCount).map { _ in rng.normal() })

@@ -1,6 +1,7 @@
 import ArgumentParser
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 /// FLOPs of single-request attention: 4·qo·kv·Hq·D, counting only the (query, key) pairs a causal
 /// mask keeps — exactly half when qo = kv (bench/WORKLOADS.md's convention), the exact bottom-right
@@ -67,7 +68,7 @@ extension Bench {
             // Rotate input copies when they would sit in L2 (50 MB on the H100).
             let bytes = (qShape.reduce(1, *) + 2 * kvShape.reduce(1, *)) * dt.byteSize
             let copies = max(1, min(8, (200 << 20) / max(bytes, 1)))
-            var rng = DemoRNG(seed: 2026)
+            var rng = SeededRNG(seed: 2026)
             func randn(_ shape: [Int]) throws -> Tensor {
                 // Random normal on the host, uploaded once; big inputs reuse one random block.
                 let n = shape.reduce(1, *)

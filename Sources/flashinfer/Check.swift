@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 import Synchronization
 
 struct Check: ParsableCommand {
@@ -44,7 +45,7 @@ struct Check: ParsableCommand {
         if cpu {
             let seed = seed ?? clockSeed()
             print("check on the CPU reference (Float64), seed \(seed)")
-            let mine = try casesForThisShard(of: cascadeCases().filter { $0.cpuRun != nil })
+            let mine = try casesForThisShard(of: cpuCheckCases())
             print("running \(mine.count) cases on the CPU reference…")
             var passed = 0, failed = 0
             for (i, c) in mine.enumerated() {
@@ -76,9 +77,7 @@ struct Check: ParsableCommand {
         guard threads >= 1, rounds >= 1 else { throw ValidationError("--threads and --rounds must be >= 1") }
         print("check on \(device.properties.name), seed \(seed)\(threads > 1 ? ", \(threads) threads" : "")\(noise ? ", noise" : "")\(rounds > 1 ? ", \(rounds) rounds" : "")\(blockingStreams ? ", blocking streams" : "")")
         let streams = try (0..<threads).map { _ in try device.makeStream(blocking: blockingStreams) }
-        let all = elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
-            + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + orderingCases()
-        let mine = try casesForThisShard(of: all)
+        let mine = try casesForThisShard(of: allCheckCases())
         let noiseThread = noise ? try NoiseThread(device: device) : nil
         var passed = 0, failed = 0
         for round in 0..<rounds {
@@ -121,104 +120,5 @@ struct Check: ParsableCommand {
     }
 }
 
-/// A value handed to the check threads (the cases' closures and the streams are used by one
-/// thread each; the library objects they reach are thread-safe).
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// `check --noise`: a thread that keeps the GPU's copy engines and memory busy on a stream of its
-/// own — a 64 MiB pageable upload, a 256 MiB device copy and a 16 MiB readback, over and over —
-/// so that work on the check streams runs under contention (the conditions of issue 10).
-final class NoiseThread: @unchecked Sendable {
-    private let running = Atomic<Bool>(true)
-    private let rounds = Atomic<Int>(0)
-    private let group = DispatchGroup()
-
-    init(device: Device) throws {
-        let stream = try device.makeStream()
-        let a = try device.allocate(byteCount: 256 << 20), b = try device.allocate(byteCount: 256 << 20)
-        var rng = DemoRNG(seed: 7)
-        let host = (0..<(64 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        let box = UncheckedBox((stream, a, b, host))
-        DispatchQueue(label: "check-noise").async(group: group) { [self] in
-            let (stream, a, b, host) = box.value
-            while running.load(ordering: .relaxed) {
-                do {
-                    try a.copyFromHost(host, stream: stream)
-                    try b.copy(from: a, byteCount: a.byteCount, stream: stream)
-                    _ = try b.copyToHost(UInt8.self, count: 16 << 20, stream: stream)
-                } catch {
-                    printError("noise thread: \(error)")
-                    return
-                }
-                rounds.add(1, ordering: .relaxed)
-            }
-        }
-    }
-
-    /// Stops the thread; returns how many rounds it ran.
-    func stop() -> Int {
-        running.store(false, ordering: .relaxed)
-        group.wait()
-        return rounds.load(ordering: .relaxed)
-    }
-}
-
-/// A check case: runs on the GPU and returns nil when the result matches the reference, or a
-/// description of the first mismatch.
-struct CheckCase {
-    var name: String
-    var run: (Device, Stream, inout DemoRNG) throws -> String?
-    /// The same case on the CPU backend, where the case supports it (`check --cpu`: checks the
-    /// check's own construction without a GPU).
-    var cpuRun: ((inout DemoRNG) throws -> String?)? = nil
-}
-
-func elementwiseCases() -> [CheckCase] {
-    var cases: [CheckCase] = []
-    for dtype in [DType.f32, .f16, .bf16] {
-        for n in [1, 1000, (1 << 20) + 3] {
-            cases.append(CheckCase(name: "axpby dtype=\(dtype.rawValue) n=\(n)") { device, stream, rng in
-                let alpha = rng.normal(), beta = rng.normal()
-                let xs = (0..<n).map { _ in rng.normal() }, ys = (0..<n).map { _ in rng.normal() }
-                let x = try Tensor.host(xs, shape: [n], dtype: dtype).toDevice(device)
-                let y = try Tensor.host(ys, shape: [n], dtype: dtype).toDevice(device)
-                let out = try Tensor.empty(shape: [n], dtype: dtype, device: device)
-                try out.poison(stream: stream)
-                try axpby(alpha: alpha, x: x, beta: beta, y: y, out: out, stream: stream)
-                try stream.synchronize()
-                let got = try out.toFloats()
-                let xr = try x.toFloats(), yr = try y.toFloats()
-                for i in 0..<n {
-                    // Same float arithmetic as the kernel (fma may contract it): allow one unit of the dtype.
-                    let e = alpha * xr[i] + beta * yr[i]
-                    let tol = Float(dtype == .f32 ? 1e-6 : (dtype == .f16 ? 1e-3 : 8e-3)) * max(1, abs(e))
-                    if !(abs(got[i] - dtype.roundTrip(e)) <= tol) {
-                        return "element \(i): got \(got[i]), expected \(dtype.roundTrip(e))"
-                    }
-                }
-                return nil
-            })
-        }
-    }
-    return cases
-}
-
 /// The seed of a check run when `--seed` is not given: the clock, in microseconds (printed).
 func clockSeed() -> UInt64 { UInt64(nowSeconds() * 1e6) }
-
-/// A case's random inputs. They come from the run's seed and the case's name alone, so
-/// `--seed S --filter NAME` reproduces one case of any run (whatever the shard, thread, other
-/// cases or backend).
-func caseRNG(seed: UInt64, name: String) -> DemoRNG {
-    DemoRNG(seed: seed ^ stableHash(name))
-}
-
-/// FNV-1a over the UTF-8 bytes: a hash that is the same in every process (unlike `Hasher`).
-func stableHash(_ s: String) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-    return h
-}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashInfer
 import FlashInferCUDA
+import FlashInferTesting
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,7 +20,7 @@ struct Demo: ParsableCommand {
     func run() throws {
         let be = try backend.resolve()
         let useCUDA = if case .cuda = be { true } else { false }
-        var rng = DemoRNG(seed: 2026)
+        var rng = SeededRNG(seed: 2026)
         let (hq, hkv, d, ps) = (numQOHeads, numKVHeads, headDim, pageSize)
         print("demo: decode step, \(layers) layers × \(hq) query / \(hkv) KV heads (GQA \(hq / max(hkv, 1))), head_dim \(d), f16, page \(ps), batch \(batch)")
         print("backend: \(be.name)")
@@ -107,25 +108,3 @@ enum CUDAAttentionAvailability {
         return FlashInfer.gpuAttentionKernelsAvailable
     }
 }
-
-/// SplitMix64 + Box–Muller: reproducible normal inputs for the demo, checks and benches.
-struct DemoRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    mutating func normal() -> Float {
-        let u1 = max(uniform(), 1e-7), u2 = uniform()
-        return (-2 * logf(u1)).squareRoot() * cosf(2 * Float.pi * u2)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import FlashInfer
+import FlashInferTesting
 
 @Suite struct CascadeTests {
     /// Two levels (shared prefix + unique suffixes) equal plain attention over each request's

@@ -1,7 +1,7 @@
 import FlashInferCUDA
 import Testing
 
-@testable import FlashInfer
+@_spi(Bench) @testable import FlashInfer
 
 /// The host side of the decode kernel checked against its C++ declarations without a GPU: NVRTC
 /// compiles `static_assert`s on the parameter structs' layout and the traits Swift mirrors.

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import FlashInfer
+import FlashInferTesting
 
 @Suite struct MergeStateTests {
     /// Attention over keys [0, kv) split at `cut`: merging the two halves' states equals the whole.

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import FlashInfer
+import FlashInferTesting
 
 @Suite struct SharedPrefixTests {
     /// Shared prefix (as tensors or as pages) + unique pages equals plain attention over the

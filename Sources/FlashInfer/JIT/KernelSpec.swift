@@ -57,8 +57,9 @@ public enum KernelSources {
     }
 }
 
-/// One representative spec of every kernel family and variant this build has: the list that the
-/// tests compile with NVRTC (no GPU needed) and `flashinfer bench jit` times.
+/// One representative spec of every kernel family and variant this build has (the measurement
+/// variants included: the timestamped decode, the read probe): the list that the tests compile with
+/// NVRTC (no GPU needed) and `flashinfer bench jit` times.
 public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     var out: [(name: String, spec: any KernelSpec)] = []
     for d in [DType.f32, .f16, .bf16] { out.append(("axpby \(d.rawValue)", AxpbySpec(dtype: d))) }
@@ -69,5 +70,8 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     out += prefillCatalog()
     out += decodeCatalog()
     out += batchPrefillCatalog()
+    // Measurement kernels (`@_spi(Bench)`, never launched by the library): compiled with the rest so
+    // that `bench read-probe` cannot break unnoticed. One spec covers both entry points of its unit.
+    out.append(("probe_read (and probe_empty)", ReadProbeSpec()))
     return out
 }

@@ -24,24 +24,31 @@ public struct DecodeSpec: KernelSpec {
     public var posEnc: PosEnc
     /// Logits soft-cap on (its value is a launch parameter).
     public var softCap: Bool
-    /// cp.async pipeline depth (shared-memory stages of one K tile and one V tile).
-    public var stages: Int
+    /// cp.async pipeline depth (shared-memory stages of one K tile and one V tile). Read-only in
+    /// the public API: other depths are a measurement knob (`@_spi(Bench)` init).
+    public internal(set) var stages: Int
     /// Keys each slot (headDim/8 lanes) takes per tile: 2, 4 or 8 (the tile is 128/(headDim/8) × this).
-    public var keysPerSlot: Int
+    public internal(set) var keysPerSlot: Int
     /// Batch decode over a paged cache (work items from `BatchDecodePlan`) instead of one request's
     /// contiguous K/V.
     public var paged: Bool
     /// Per-CTA timestamps (`DecodeParams::timeline`, bench `--timeline`): entry and exit
     /// %globaltimer and %smid. A measurement variant; never chosen by the library.
-    public var timeline = false
+    @_spi(Bench) public var timeline = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
-    public static let defaultStages = 4
-    public static let defaultKeysPerSlot = 4
+    @_spi(Bench) public static let defaultStages = 4
+    @_spi(Bench) public static let defaultKeysPerSlot = 4
 
-    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
-                stages: Int = DecodeSpec.defaultStages, keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, paged: Bool = false) {
+    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool, paged: Bool = false) {
+        self.init(dtype: dtype, headDim: headDim, group: group, posEnc: posEnc, softCap: softCap,
+                  stages: DecodeSpec.defaultStages, keysPerSlot: DecodeSpec.defaultKeysPerSlot, paged: paged)
+    }
+
+    /// Another pipeline depth and tile than the library's (the bench and check compare them).
+    @_spi(Bench) public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
+                             stages: Int, keysPerSlot: Int, paged: Bool = false) {
         self.paged = paged
         self.dtype = dtype
         self.headDim = headDim
@@ -184,11 +191,17 @@ public struct CUDADecodeLaunch: Sendable {
         return try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer in try stream.allocate(byteCount: n) }
     }
 
-    /// `numChunks` forces the split (default: `singleDecodeSplit`); `stages` and `keysPerSlot` pick
-    /// the kernel variant; `timeline` the timestamped variant (see `prepare(timeline:)`).
-    public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
-                numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
-                keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
+    /// Plans the call with the library's choices (split from `singleDecodeSplit`, the default kernel).
+    public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device) throws(FlashInferError) {
+        try self.init(q: q, k: k, v: v, options: options, device: device, numChunks: nil)
+    }
+
+    /// Measurement overrides: `numChunks` forces the split (nil: `singleDecodeSplit`); `stages` and
+    /// `keysPerSlot` pick the kernel variant; `timeline` the timestamped variant (see
+    /// `prepare(timeline:)`).
+    @_spi(Bench) public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
+                             numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
+                             keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
                       keysPerSlot: keysPerSlot, timeline: timeline)
@@ -278,8 +291,9 @@ public struct CUDADecodeLaunch: Sendable {
             }
         }
 
-        /// Enqueues the decode kernel alone (its partials are left in the workspace when split).
-        public func launchDecodeOnly(on stream: Stream) throws(FlashInferError) {
+        /// Enqueues the decode kernel alone (its partials are left in the workspace when split): the
+        /// bench times it apart from the merge.
+        @_spi(Bench) public func launchDecodeOnly(on stream: Stream) throws(FlashInferError) {
             try FlashInferError.wrap { () throws(CUDAError) in
                 try decode.launch(grid: grid, block: (DecodeSpec.threads, 1, 1), sharedBytes: sharedBytes,
                                   stream: stream, arguments: decodeArguments)
@@ -291,11 +305,16 @@ public struct CUDADecodeLaunch: Sendable {
     }
 
     /// Checks and packs one call (see `run`).
-    ///
-    /// `timeline` (a launch with `timeline: true` only): device buffers for the decode CTAs' and the
-    /// merge CTAs' timestamps, three UInt64 per CTA (`DecodeParams::timeline`).
     public func prepare(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
-                        stream: Stream, timeline: (decode: CUdeviceptr, merge: CUdeviceptr)? = nil) throws(FlashInferError) -> Prepared {
+                        stream: Stream) throws(FlashInferError) -> Prepared {
+        try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream, timeline: nil)
+    }
+
+    /// `prepare` with timestamps. `timeline` (a launch with `timeline: true` only): device buffers
+    /// for the decode CTAs' and the merge CTAs' timestamps, three UInt64 per CTA
+    /// (`DecodeParams::timeline`).
+    @_spi(Bench) public func prepare(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
+                                     stream: Stream, timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
         let s = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         guard s == shape, q.dtype == spec.dtype else {
             throw .option(name: "decode launch", value: "\(q.shape) \(k.shape) \(q.dtype.rawValue)", rule: "tensors differ from the planned shape \(shape)")

@@ -260,10 +260,15 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
 ///   - out: contiguous `[qoLen, Hq, D]`, q's dtype.
 ///   - lse: nil, or contiguous Float32 `[qoLen, Hq]` (base 2).
 /// Runs asynchronously on `stream`.
-///   - tile: override of the kernel's tile geometry (benchmarks and tuning); nil = the default for
-///     the head dimension and variant.
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                          out: Tensor, lse: Tensor?, tile: PrefillTile? = nil, stream: Stream) throws(FlashInferError) {
+                          out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+    try singlePrefill(q: q, k: k, v: v, options: options, out: out, lse: lse, tile: nil, stream: stream)
+}
+
+/// `singlePrefill` with `tile`, an override of the kernel's tile geometry (benchmarks and tuning);
+/// nil = the default for the head dimension and variant.
+@_spi(Bench) public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
+                                       out: Tensor, lse: Tensor?, tile: PrefillTile?, stream: Stream) throws(FlashInferError) {
     let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
     try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
     try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, tile: tile, stream: stream)

@@ -2,7 +2,7 @@ import FlashInfer
 import FlashInferCUDA
 
 /// GPU merge kernels against the CPU merge (same math in Float64), fp16 1e-3 / bf16 1e-2, LSE 1e-4.
-func mergeCases() -> [CheckCase] {
+public func mergeCases() -> [CheckCase] {
     var cases: [CheckCase] = []
     for dtype in [DType.f16, .bf16] {
         for (n, h, d) in [(1, 1, 64), (777, 32, 128), (64, 8, 256)] {

@@ -18,12 +18,15 @@ struct BatchDecodeCase {
 
     var name: String {
         var pe = options.positionEncoding.name
+        // Custom RoPE parameters are part of the name (as in the prefill cases), or the two RoPE
+        // variants of the sweep would share a name, hence a seed and a --filter.
+        if case .ropeLlama(let s, let t) = options.positionEncoding, s != 1 || t != 1e4 { pe += "(scale \(s), theta \(t))" }
         if options.logitsSoftCap > 0 { pe += " cap=\(Int(options.logitsSoftCap))" }
         if options.windowLeft >= 0 { pe += " window=\(options.windowLeft)" }
         return "batch-decode\(tensorCores ? " tensor-cores" : "") B=\(batch) len<=\(maxLen) page=\(pageSize) h=\(numQOHeads)/\(numKVHeads) d=\(headDim) \(dtype.rawValue) \(layout.rawValue) \(pe)\(combined ? "" : " two-tensors")"
     }
 
-    func run(device: Device, stream: Stream, rng: inout DemoRNG) throws -> String? {
+    func run(device: Device, stream: Stream, rng: inout SeededRNG) throws -> String? {
         // Mixed lengths from 1 to maxLen, always including both ends.
         var lens = (0..<batch).map { _ in 1 + Int(rng.uniform() * Float(maxLen - 1)) }
         lens[0] = maxLen
@@ -75,7 +78,7 @@ struct BatchDecodeCase {
 
 /// The batch-decode sweep: every value of every axis (B, lengths, page size, group, layout, dtype,
 /// head dim, position encoding, soft-cap, window, cache form) with the risky pairs, not the cross product.
-func batchDecodeCases() -> [CheckCase] {
+public func batchDecodeCases() -> [CheckCase] {
     var cs: [BatchDecodeCase] = []
     for (b, len) in [(1, 16384), (12, 4096), (17, 999), (128, 2048)] {
         for ps in [1, 8, 16] {
@@ -123,7 +126,7 @@ func batchDecodeCases() -> [CheckCase] {
 
 /// CUDA-graph mode: a run captured once replays correctly after new plans of the same capacity
 /// (different batch sizes, lengths and split decisions), with new q written into the same buffer.
-func batchDecodeGraphCases() -> [CheckCase] {
+public func batchDecodeGraphCases() -> [CheckCase] {
     [CheckCase(name: "batch-decode cuda-graph replay after re-plan") { device, stream, rng in
         let (hq, hkv, d, ps) = (32, 8, 128, 16)
         let cap = GraphCapacity(maxBatch: 32, maxPages: 2048)

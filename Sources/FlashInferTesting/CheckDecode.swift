@@ -1,4 +1,4 @@
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
 
 /// One single-decode check: a problem, how K/V are laid out in memory, and how it is launched.
@@ -43,7 +43,7 @@ struct DecodeCheckConfig {
 /// with 4 or 8 KV heads, NHD/HND, pos enc none/rope/alibi, soft-cap {0, 30}, window {-1, 13},
 /// f16/bf16, head dim 64/128/256): every value of every axis and the risky pairs, not the cross
 /// product, plus forced splits (empty chunks), strided K/V, odd group sizes and window edges.
-func decodeCases() -> [CheckCase] {
+public func decodeCases() -> [CheckCase] {
     decodeCheckConfigs().map { c in
         CheckCase(name: c.name) { device, stream, rng in try runDecodeCheck(c, device: device, stream: stream, rng: &rng) }
     }
@@ -137,7 +137,7 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
 }
 
 /// Random normal values (never zeros) rounded to `dtype` once: the exact inputs the GPU sees.
-private func randomValues(_ n: Int, _ dtype: DType, _ rng: inout DemoRNG) -> [Float] {
+private func randomValues(_ n: Int, _ dtype: DType, _ rng: inout SeededRNG) -> [Float] {
     (0..<n).map { _ in dtype.roundTrip(rng.normal()) }
 }
 
@@ -162,7 +162,7 @@ private func stridedDeviceTensor(_ values: [Float], shape: [Int], strides: [Int]
     return Tensor(storage: .device(b, byteOffset: offset * dtype.byteSize), shape: shape, strides: strides, dtype: dtype)
 }
 
-func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng: inout DemoRNG) throws -> String? {
+func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng: inout SeededRNG) throws -> String? {
     let (hq, hkv, d, kv, dt) = (c.numQOHeads, c.numKVHeads, c.headDim, c.kvLen, c.dtype)
     let kvShape = c.options.layout == .nhd ? [kv, hkv, d] : [hkv, kv, d]
     let qv = randomValues(hq * d, dt, &rng)

@@ -5,7 +5,7 @@ import FlashInferCUDA
 /// it, with no `synchronize()` anywhere, must read correct results. Each case fails when an upload,
 /// a launch or a readback is not ordered after what it depends on (the inputs are large, so an
 /// unordered read would see them half-copied).
-func orderingCases() -> [CheckCase] {
+public func orderingCases() -> [CheckCase] {
     var cases: [CheckCase] = []
     // 1. The README example as written: host tensors moved to the backend (asynchronous uploads),
     //    singleDecode, and toFloats() on the output and the LSE — no synchronize.

@@ -122,7 +122,7 @@ func prefillCheckConfigs() -> [PrefillCheckConfig] {
     return out
 }
 
-func prefillCases() -> [CheckCase] {
+public func prefillCases() -> [CheckCase] {
     let configs = prefillCheckConfigs()
     var cases: [CheckCase] = []
     // Compile every distinct kernel up front, in parallel (each case would otherwise wait for NVRTC).
@@ -157,7 +157,7 @@ private func stridedViews(_ values: [[Float]], shape: [Int], rowPad: Int, dtype:
     }
 }
 
-private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: Stream, rng: inout DemoRNG) throws -> String? {
+private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: Stream, rng: inout SeededRNG) throws -> String? {
     let d = c.headDim
     let qShape = [c.qoLen, c.numQOHeads, d]
     let kvShape = c.layout == .nhd ? [c.kvLen, c.numKVHeads, d] : [c.numKVHeads, c.kvLen, d]
@@ -194,7 +194,7 @@ private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: St
 
 /// A check case that compiles a sweep's distinct kernels up front, in parallel (each case would
 /// otherwise wait for NVRTC), failing on compile errors and on any spill.
-func compileUpFrontCase(name: String, specs: [any KernelSpec]) -> CheckCase {
+public func compileUpFrontCase(name: String, specs: [any KernelSpec]) -> CheckCase {
     CheckCase(name: name) { device, _, _ in
         let jit = try JIT.shared(for: device)
         let failures = Mutex<[String]>([])

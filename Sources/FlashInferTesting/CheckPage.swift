@@ -2,7 +2,7 @@ import FlashInfer
 import FlashInferCUDA
 
 /// GPU checks of the paged-KV operations against the CPU implementation.
-func pageCases() -> [CheckCase] {
+public func pageCases() -> [CheckCase] {
     var cases: [CheckCase] = []
     for layout in [KVLayout.nhd, .hnd] {
         for pageSize in [1, 8, 16] {

@@ -1,3 +1,5 @@
+import FlashInfer
+
 /// The comparison rule every GPU check uses: `|got − expected| ≤ atol + rtol·|expected|`,
 /// elementwise, NaN never passes. Values are upstream FlashInfer's test tolerances.
 public struct Tolerance: Sendable, Hashable, CustomStringConvertible {

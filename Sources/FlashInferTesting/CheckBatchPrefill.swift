@@ -137,7 +137,7 @@ func batchPrefillCheckConfigs() -> [BatchPrefillCheckConfig] {
     return out
 }
 
-func batchPrefillCases() -> [CheckCase] {
+public func batchPrefillCases() -> [CheckCase] {
     let configs = batchPrefillCheckConfigs()
     var cases: [CheckCase] = []
     // Compile every distinct kernel up front, in parallel (each case would otherwise wait for NVRTC).
@@ -170,7 +170,7 @@ private func batchMergeSpec(_ dtype: DType) -> any KernelSpec {
     kernelCatalog().first { $0.spec.name == "merge_states_varlen_\(dtype.rawValue)" }!.spec
 }
 
-private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout DemoRNG,
+private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout SeededRNG,
                                   reusing wrapper: BatchPrefillAttention? = nil) throws -> String? {
     let (hq, hkv, d) = (c.numQOHeads, c.numKVHeads, c.headDim)
     func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
@@ -241,7 +241,7 @@ private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, 
 /// CUDA-graph mode: one capture after the first plan, replayed after later plans of other batch
 /// sizes and lengths within the capacity (and after plans refused for exceeding it or for needing
 /// another kernel), each replay compared with the CPU reference on the planned rows.
-func batchPrefillGraphCases() -> [CheckCase] {
+public func batchPrefillGraphCases() -> [CheckCase] {
     [CheckCase(name: "batch-prefill cuda-graph replay after re-plan") { device, stream, rng in
         let (hkv, group, d, ps) = (4, 4, 128, 16)
         let hq = hkv * group

@@ -17,7 +17,7 @@ struct CascadeCase {
     }
 
     /// `stream` nil runs the CPU backend (to check the check itself without a GPU: `check --cpu`).
-    func run(device: Device?, stream: Stream?, rng: inout DemoRNG) throws -> String? {
+    func run(device: Device?, stream: Stream?, rng: inout SeededRNG) throws -> String? {
         let backend: Backend = stream.map { .cuda($0) } ?? .cpu
         let (hq, hkv, d, ps) = (32, 8, 128, pageSize)
         var nextPage: Int32 = 0
@@ -101,7 +101,7 @@ struct CascadeCase {
     }
 }
 
-func cascadeCases() -> [CheckCase] {
+public func cascadeCases() -> [CheckCase] {
     var cs: [CascadeCase] = []
     for shared in [128, 2048, 32768] {
         for (unique, qo) in [(1, 1), (37, 1), (256, 1), (37, 17)] {

@@ -1,0 +1,66 @@
+import FlashInfer
+import FlashInferTesting
+import Testing
+
+/// The GPU check catalogue (`flashinfer check`, `Sources/FlashInferTesting`) without a GPU: its
+/// shape (names, seeds, order, the families' sizes) and the cases that have a CPU variant.
+@Suite struct CheckCatalogueTests {
+    /// Every case name is unique, so `--filter NAME` and `seed ^ stableHash(name)` identify one
+    /// case; the seeds differ too. The total is the families' sizes: the small families are
+    /// counted from their loops here, the sweeps (decode, prefill, batch) only add up.
+    @Test func catalogueNamesAreUniqueAndSeedsDiffer() {
+        let all = allCheckCases()
+        let names = all.map(\.name)
+        #expect(Set(names).count == names.count, "duplicate names: \(Dictionary(grouping: names) { $0 }.filter { $0.value.count > 1 }.keys.sorted())")
+        #expect(Set(names.map(stableHash)).count == names.count)
+        #expect(Set(names.map { caseRNG(seed: 1, name: $0).state }).count == names.count)
+
+        // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes; 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
+        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode.
+        let fixed = [(elementwiseCases(), 9), (pageCases(), 12), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5)]
+        for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
+        let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
+                        batchDecodeGraphCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases()]
+        #expect(all.count == families.map(\.count).reduce(0, +))
+        // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
+        #expect(names == families.flatMap { $0.map(\.name) })
+        #expect(names.first == "axpby dtype=f32 n=1")
+        #expect(names.last == "ordering batch-decode plan/run/readback (no synchronize)")
+        // The H200 runs of README (320 cases, then 5 ordering cases): the sweeps must not shrink unnoticed.
+        #expect(all.count >= 325)
+    }
+
+    /// The seeds must be the same in every process and build: FNV-1a and SplitMix64 test vectors.
+    @Test func seedsAreStable() {
+        #expect(stableHash("") == 0xcbf2_9ce4_8422_2325)
+        #expect(stableHash("a") == 0xaf63_dc4c_8601_ec8c)
+        var rng = SeededRNG(seed: 0)
+        #expect(rng.next() == 0xe220_a839_7b1d_cdaf)
+        #expect(caseRNG(seed: 42, name: "a").state == 42 ^ stableHash("a"))
+    }
+
+    /// `check --cpu` runs the cascade cases, which are the only ones with a CPU variant.
+    @Test func cpuCasesAreTheCascadeCases() {
+        let cpu = cpuCheckCases().map(\.name)
+        #expect(cpu == cascadeCases().map(\.name))
+        #expect(allCheckCases().filter { $0.cpuRun != nil }.map(\.name) == cpu)
+    }
+
+    /// A fixed subset of `check --cpu` (the full set takes 2–3 minutes on 2 cores; these are its
+    /// three cheapest, ~7 s each in a debug build): decode over a one-token unique level, decode
+    /// with partly filled pages, and causal append on page size 1. Each must exist, so a rename
+    /// fails here instead of testing nothing.
+    static let cpuSubset = [
+        "cascade levels=2 shared=128 unique=1 qo=1 page=16 B=12 f16",
+        "cascade levels=2 shared=128 unique=37 qo=1 page=16 B=12 f16",
+        "cascade levels=2 shared=128 unique=37 qo=17 page=1 B=5 f16",
+    ]
+
+    @Test(arguments: cpuSubset)
+    func cpuCaseMatchesTheReference(name: String) throws {
+        let c = try #require(cpuCheckCases().first { $0.name == name }, "no CPU case named \(name)")
+        var rng = caseRNG(seed: 2026, name: c.name)
+        let failure = try c.cpuRun!(&rng)
+        #expect(failure == nil, "\(name): \(failure ?? "")")
+    }
+}
