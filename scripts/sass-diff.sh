@@ -75,10 +75,8 @@ dump | disasm)
 diff)
   a=${2:?usage: sass-diff.sh diff DIR_A DIR_B}; b=${3:?usage: sass-diff.sh diff DIR_A DIR_B}
   same=0; differ=0; missing=0
-  for f in "$a"/*.ins "$b"/*.ins; do
-    k=$(basename "$f" .ins)
+  for k in $( (cd "$a" && ls -- *.ins; cd "$b" && ls -- *.ins) | sed 's/\.ins$//' | sort -u); do
     [ -f "$a/$k.ins" ] && [ -f "$b/$k.ins" ] || { echo "only in one dump: $k"; missing=$((missing + 1)); continue; }
-    [ "$f" = "$a/$k.ins" ] || continue
     if cmp -s "$a/$k.ins" "$b/$k.ins" && cmp -s "$a/$k.res" "$b/$k.res"; then
       same=$((same + 1))
     else
