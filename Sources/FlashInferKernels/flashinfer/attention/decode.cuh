@@ -31,8 +31,9 @@
 #include <flashinfer/attention/pos_enc.cuh>
 #include <flashinfer/attention/state.cuh>
 #include <flashinfer/attention/variants.cuh>
+#include <flashinfer/core/cp_async.cuh>
 #include <flashinfer/core/math.cuh>
-#include <flashinfer/core/mma.cuh>
+#include <flashinfer/core/pdl.cuh>
 #include <flashinfer/core/timeline.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
@@ -180,7 +181,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
   // The split-KV merge is launched as a programmatic dependent (PDL): let it be scheduled now, so
   // its launch overlaps this grid's tail; it waits for this grid's writes (decode_merge.cuh).
-  mma::launch_dependents();
+  pdl::launch_dependents();
   extern __shared__ __align__(16) unsigned char smem[];
   {
     unsigned dyn;
@@ -287,23 +288,23 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
         k_off = jj * p.k_stride_seq;
         v_off = jj * p.v_stride_seq;
       }
-      vec_io::cp_async_16(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
-      vec_io::cp_async_16(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
     }
   };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < num_tiles) load_tile(s, s);
-    vec_io::cp_async_commit();
+    cp_async::commit();
   }
 
   float* slot_scores = scores + slot * SCORES;
   for (int tile = 0; tile < num_tiles; ++tile) {
-    vec_io::cp_async_wait<STAGES - 2>();
+    cp_async::wait<STAGES - 2>();
     __syncthreads();  // tile `tile` is in shared memory; everyone is done with tile-1's stage
     if (tile + STAGES - 1 < num_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
-    vec_io::cp_async_commit();
+    cp_async::commit();
 
     const DT* ks = pipe + (tile % STAGES) * (2 * TILE * D) + slot * KPS * D;  // this slot's keys
     const DT* vs = ks + TILE * D;
@@ -410,7 +411,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
 
   // Epilogue: merge the slots' states (o, m, d) per head, then write.
-  vec_io::cp_async_wait<0>();
+  cp_async::wait<0>();
   __syncthreads();  // the pipeline buffers are free: reuse them for o
   float* obuf = reinterpret_cast<float*>(smem);  // [SLOTS][G][D]
 #pragma unroll

@@ -11,7 +11,7 @@
 // Launched with programmatic dependent launch after the decode kernel: griddepcontrol.wait first.
 #pragma once
 #include <flashinfer/attention/state.cuh>
-#include <flashinfer/core/mma.cuh>
+#include <flashinfer/core/pdl.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
 
@@ -36,7 +36,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   __shared__ float s_m[GROUPS], s_d[GROUPS];
 
   // Launched as a programmatic dependent of the decode kernel (PDL): wait for its partials.
-  mma::wait_dependencies();
+  pdl::wait();
   unsigned long long t_wait = 0;
   if (p.timeline != nullptr) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_wait));
   const int head = blockIdx.x;
