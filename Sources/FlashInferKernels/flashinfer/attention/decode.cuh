@@ -448,17 +448,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       acc[0] += w * a.x; acc[1] += w * a.y; acc[2] += w * a.z; acc[3] += w * a.w;
       acc[4] += w * b.x; acc[5] += w * b.y; acc[6] += w * b.z; acc[7] += w * b.w;
     }
-    float lse;
-    if (d > 0.f) {
-      const float inv = 1.f / d;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] *= inv;
-      lse = m + math::ptx_log2(d);
-    } else {  // no key: output 0, lse -inf
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-      lse = -math::inf;
-    }
+    const float lse = normalize_state(acc, m, d);  // no key: output 0, lse -inf
     const int qo_head = qo_head0 + h;
     if (p.split) {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (int64(blockIdx.x) * num_qo_heads + qo_head) * D + cc * 8);

@@ -101,10 +101,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
         out[0] = fmaf(w, a.x, out[0]); out[1] = fmaf(w, a.y, out[1]);
         out[2] = fmaf(w, a.z, out[2]); out[3] = fmaf(w, a.w, out[3]);
       }
-      const float inv = 1.f / dd;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) out[e] *= inv;
-      lse = mm + math::ptx_log2(dd);
+      lse = normalize_nonempty_state(out, mm, dd);
     }
     // All chunks empty: output 0 and lse -inf, never NaN.
     const int64 out_row = int64(request) * p.num_qo_heads + head;
