@@ -74,20 +74,24 @@ dump | disasm)
   ;;
 diff)
   a=${2:?usage: sass-diff.sh diff DIR_A DIR_B}; b=${3:?usage: sass-diff.sh diff DIR_A DIR_B}
-  same=0; differ=0; missing=0
+  same=0; differ=0; resonly=0; missing=0
   for k in $( (cd "$a" && ls -- *.ins; cd "$b" && ls -- *.ins) | sed 's/\.ins$//' | sort -u); do
     [ -f "$a/$k.ins" ] && [ -f "$b/$k.ins" ] || { echo "only in one dump: $k"; missing=$((missing + 1)); continue; }
-    if cmp -s "$a/$k.ins" "$b/$k.ins" && cmp -s "$a/$k.res" "$b/$k.res"; then
-      same=$((same + 1))
-    else
+    if ! cmp -s "$a/$k.ins" "$b/$k.ins"; then
       differ=$((differ + 1))
-      echo "DIFFERS: $k ($(wc -l < "$a/$k.ins") vs $(wc -l < "$b/$k.ins") lines)"
+      echo "DIFFERS: $k ($(wc -l < "$a/$k.ins") vs $(wc -l < "$b/$k.ins") instructions)"
       diff "$a/$k.res" "$b/$k.res" | sed 's/^/    /' || true
       diff "$a/$k.ins" "$b/$k.ins" | head -20 | sed 's/^/    /' || true
+    elif ! cmp -s "$a/$k.res" "$b/$k.res"; then
+      resonly=$((resonly + 1))
+      echo "resources only: $k"
+      diff "$a/$k.res" "$b/$k.res" | sed 's/^/    /' || true
+    else
+      same=$((same + 1))
     fi
   done
-  echo "sass-diff: $((same + differ)) kernels compared: $same identical, $differ differ, $missing in one dump only"
-  [ "$differ" = 0 ] && [ "$missing" = 0 ]
+  echo "sass-diff: $((same + differ + resonly)) kernels compared: $same identical, $differ differ in instructions, $resonly in resource usage only, $missing in one dump only"
+  [ "$differ" = 0 ] && [ "$resonly" = 0 ] && [ "$missing" = 0 ]
   ;;
 *)
   sed -n '2,18p' "$0"; exit 2 ;;
