@@ -83,9 +83,6 @@ struct DecodeParams {
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 
-template <class KT>
-using DT_of = typename KT::DT;
-
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
           bool PAGED_ = false, bool TIMELINE_ = false>
