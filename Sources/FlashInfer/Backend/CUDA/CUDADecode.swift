@@ -1,11 +1,5 @@
 import FlashInferCUDA
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The JIT spec of the single-decode kernel (`attention/decode.cuh`): only what changes the code.
 ///
 /// RoPE's scale and theta, the softmax scale, the cap value, the window, the group size (≤ the

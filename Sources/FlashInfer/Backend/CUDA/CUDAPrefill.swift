@@ -1,11 +1,5 @@
 import FlashInferCUDA
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Tile geometry of the prefill kernel: 4 warps, each owning `16·mmaQ` packed query rows; keys
 /// are loaded in tiles of `ctaKV` (a double-buffered K/V ring in shared memory) and computed in
 /// sub-tiles of `kvSub` (S = Q·Kᵀ, softmax, O += P·V per sub-tile).
