@@ -42,10 +42,10 @@ public final class Function: @unchecked Sendable {
     public let name: String
     let handle: CUhandle?
     public let attributes: FunctionAttributes
-    /// The raised dynamic shared-memory limit and whether non-portable clusters are allowed: one
-    /// `Function` is shared by every thread that launches the kernel (`JIT`), so the attribute
-    /// updates happen under this lock (a raise is idempotent; the lock keeps the bookkeeping exact).
-    private let launchState = Mutex((dynamicSharedLimit: 48 * 1024, nonPortableClusters: false))
+    /// The raised dynamic shared-memory limit: one `Function` is shared by every thread that
+    /// launches the kernel (`JIT`), so the attribute update happens under this lock (a raise is
+    /// idempotent; the lock keeps the bookkeeping exact).
+    private let dynamicSharedLimit = Mutex(48 * 1024)
 
     init(module: Module, handle: CUhandle?, name: String) throws(CUDAError) {
         self.module = module
@@ -67,11 +67,11 @@ public final class Function: @unchecked Sendable {
     /// Raises the dynamic shared-memory limit (needed above 48 KiB).
     /// Thread-safe.
     public func setMaxDynamicSharedMemory(_ bytes: Int) throws(CUDAError) {
-        try launchState.withLock { (st: inout (dynamicSharedLimit: Int, nonPortableClusters: Bool)) throws(CUDAError) in
-            guard bytes > st.dynamicSharedLimit else { return }
+        try dynamicSharedLimit.withLock { (limit: inout Int) throws(CUDAError) in
+            guard bytes > limit else { return }
             try driver.check(driver.cuFuncSetAttribute(handle, 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */, Int32(bytes)),
                              "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, \(bytes)) for \(name)")
-            st.dynamicSharedLimit = bytes
+            limit = bytes
         }
     }
 
@@ -91,32 +91,12 @@ public final class Function: @unchecked Sendable {
     /// exited), so its launch overlaps the previous kernel's tail. The kernel must run
     /// `griddepcontrol.wait` before it reads what the previous kernel wrote. Ignored (a plain
     /// launch) where the driver has no `cuLaunchKernelEx` or `FLASHINFER_PDL=0` is set.
-    ///
-    /// `clusterDims`: launch as thread-block clusters of this shape (sm_90; the grid must be a whole
-    /// number of clusters). Sizes above 8 CTAs are non-portable: the function is allowed them first.
-    /// Needs `cuLaunchKernelEx` (an error without it).
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
-                       stream: Stream, arguments: KernelArguments, programmaticDependency: Bool = false,
-                       clusterDims: (Int, Int, Int)? = nil) throws(CUDAError) {
+                       stream: Stream, arguments: KernelArguments, programmaticDependency: Bool = false) throws(CUDAError) {
         if sharedBytes > 48 * 1024 { try setMaxDynamicSharedMemory(sharedBytes) }
         var attributes: [LaunchConfig.Attribute] = []
         if programmaticDependency && Function.pdlEnabled && driver.cuLaunchKernelEx != nil {
             attributes.append(.programmaticStreamSerialization)
-        }
-        if let c = clusterDims {
-            guard driver.cuLaunchKernelEx != nil else {
-                throw .driver(call: "cuLaunchKernelEx (cluster launch of \(name))", code: 0, name: "CUDA_ERROR_NOT_SUPPORTED",
-                              message: "the driver has no cuLaunchKernelEx")
-            }
-            if c.0 * c.1 * c.2 > 8 {
-                try launchState.withLock { (st: inout (dynamicSharedLimit: Int, nonPortableClusters: Bool)) throws(CUDAError) in
-                    guard !st.nonPortableClusters else { return }
-                    try driver.check(driver.cuFuncSetAttribute(handle, 14 /* NON_PORTABLE_CLUSTER_SIZE_ALLOWED */, 1),
-                                     "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED) for \(name)")
-                    st.nonPortableClusters = true
-                }
-            }
-            attributes.append(.clusterDimension(c))
         }
         var bytes = arguments.bytes
         var size = bytes.count
@@ -156,8 +136,6 @@ enum LaunchConfig {
     enum Attribute {
         /// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6), value 1.
         case programmaticStreamSerialization
-        /// CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION (4), value { x, y, z }.
-        case clusterDimension((Int, Int, Int))
     }
 
     static func with<R>(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int, stream: CUhandle?,
@@ -173,11 +151,6 @@ enum LaunchConfig {
             case .programmaticStreamSerialization:
                 attrs.storeBytes(of: UInt32(6), toByteOffset: base, as: UInt32.self)
                 attrs.storeBytes(of: Int32(1), toByteOffset: base + 8, as: Int32.self)
-            case .clusterDimension(let c):
-                attrs.storeBytes(of: UInt32(4), toByteOffset: base, as: UInt32.self)
-                for (j, v) in [c.0, c.1, c.2].enumerated() {
-                    attrs.storeBytes(of: UInt32(v), toByteOffset: base + 8 + 4 * j, as: UInt32.self)
-                }
             }
         }
         config.initializeMemory(as: UInt8.self, repeating: 0, count: 56)

@@ -20,6 +20,14 @@ struct NVRTCTests {
         #expect(!k.cubin.isEmpty)
         let report = try #require(k.resourceReport, "no ptxas report for \(name)")
         if testVerbose { print("[nvrtc] \(name): \(report)") }
+        // FLASHINFER_CUBIN_DUMP_DIR: also write each cubin as <catalogue name>.cubin, with the
+        // wrapper source beside it (scripts/sass-diff.sh compares two such directories' SASS).
+        if let dir = FileSystem.environment("FLASHINFER_CUBIN_DUMP_DIR") {
+            let file = dir + "/" + String(name.map { $0 == " " || $0 == "/" ? "_" : $0 })
+            try FileSystem.createDirectory(dir)
+            try FileSystem.writeAtomically(k.cubin, to: file + ".cubin")
+            try FileSystem.writeAtomically(Array(spec.source().utf8), to: file + ".cu")
+        }
         #expect(report.spillStores == 0 && report.spillLoads == 0, "\(name) spills: \(report)")
         let done = Self.reports.withLock { r -> Bool in
             r.count += 1

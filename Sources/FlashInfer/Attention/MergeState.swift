@@ -14,10 +14,10 @@ struct MergeSpec: KernelSpec {
     var entryPoint: String { "fi_\(name)" }
     func source() -> String {
         let call = switch kind {
-        case .pair: "flashinfer::merge_state<\(dtype.cudaTypeName), false>(p)"
-        case .inPlace: "flashinfer::merge_state<\(dtype.cudaTypeName), true>(p)"
-        case .many: "flashinfer::merge_states<\(dtype.cudaTypeName)>(p)"
-        case .varlen: "flashinfer::merge_states_varlen<\(dtype.cudaTypeName)>(p)"
+        case .pair: "flashinfer::merge_state_kernel<\(dtype.cudaTypeName), false>(p)"
+        case .inPlace: "flashinfer::merge_state_kernel<\(dtype.cudaTypeName), true>(p)"
+        case .many: "flashinfer::merge_states_kernel<\(dtype.cudaTypeName)>(p)"
+        case .varlen: "flashinfer::merge_states_varlen_kernel<\(dtype.cudaTypeName)>(p)"
         }
         let params = kind == .varlen ? "MergeVarlenParams" : "MergeParams"
         return """

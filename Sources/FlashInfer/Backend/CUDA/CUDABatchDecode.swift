@@ -139,11 +139,6 @@ final class CUDABatchDecode: @unchecked Sendable {
             return
         }
         let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
-        let scale = options.resolvedScale(headDim: headDim)
-        let cap = options.logitsSoftCap
-        let log2e: Float = 1.44269504088896340736
-        var ropeScale: Float = 1, ropeTheta: Float = 1e4
-        if case .ropeLlama(let sc, let th) = options.positionEncoding { (ropeScale, ropeTheta) = (sc, th) }
         let split = plan.splitKV
         let ws = workspace?.address ?? 0
         let lseOffset = CUdeviceptr((graph?.maxItems ?? plan.workItems) * numQOHeads * headDim * 4)
@@ -155,9 +150,7 @@ final class CUDABatchDecode: @unchecked Sendable {
             partialO: split ? ws : 0, partialLSE: split ? ws + lseOffset : 0,
             qStrideHead: Int64(q.strides[1]), kStrideSeq: Int64(ks.token), kStrideHead: Int64(ks.head),
             vStrideSeq: Int64(vs.token), vStrideHead: Int64(vs.head),
-            smScaleLog2: cap > 0 ? cap * log2e : scale * log2e, softCapPreTanhScale: cap > 0 ? scale / cap : 0,
-            ropeRcpScale: 1 / ropeScale, ropeLog2Theta: Float(log2(Double(ropeTheta))),
-            qoLen: 1, kvLen: 0, windowLeft: Int32(options.windowLeft), numQOHeads: Int32(numQOHeads),
+            variant: VariantParamsValues(options: options, headDim: headDim, qoLen: 1, kvLen: 0, numQOHeads: numQOHeads),
             numKVHeads: Int32(cache.numKVHeads), groupSize: Int32(numQOHeads / cache.numKVHeads), kvBegin: 0,
             chunkSize: Int32(plan.chunkTokens), split: split ? 1 : 0,
             requestIndices: at(0), chunkIndices: at(1), kvIndptr: at(2), kvIndices: at(3), kvLastPageLen: at(4),

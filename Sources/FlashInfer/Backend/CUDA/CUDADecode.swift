@@ -1,11 +1,5 @@
 import FlashInferCUDA
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The JIT spec of the single-decode kernel (`attention/decode.cuh`): only what changes the code.
 ///
 /// RoPE's scale and theta, the softmax scale, the cap value, the window, the group size (≤ the
@@ -338,11 +332,6 @@ public struct CUDADecodeLaunch: Sendable {
             }
         }
         let (qStride, kSeq, kHead, vSeq, vHead) = Self.strides(q: q, k: k, v: v, layout: options.layout)
-        let scale = options.resolvedScale(headDim: shape.headDim)
-        let cap = options.logitsSoftCap
-        let log2e: Float = 1.44269504088896340736
-        var ropeScale: Float = 1, ropeTheta: Float = 1e4
-        if case .ropeLlama(let sc, let th) = options.positionEncoding { (ropeScale, ropeTheta) = (sc, th) }
         let split = split
         let ws = needed > 0 ? workspace!.address : 0
         let outAddress = out.deviceAddress!
@@ -356,9 +345,8 @@ public struct CUDADecodeLaunch: Sendable {
             partialO: needed > 0 ? ws : 0, partialLSE: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
             qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
             vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
-            smScaleLog2: cap > 0 ? cap * log2e : scale * log2e, softCapPreTanhScale: cap > 0 ? scale / cap : 0,
-            ropeRcpScale: 1 / ropeScale, ropeLog2Theta: Float(log2(Double(ropeTheta))),
-            qoLen: 1, kvLen: Int32(shape.kvLen), windowLeft: Int32(options.windowLeft), numQOHeads: Int32(shape.numQOHeads),
+            variant: VariantParamsValues(options: options, headDim: shape.headDim, qoLen: 1, kvLen: shape.kvLen,
+                                         numQOHeads: shape.numQOHeads),
             numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
             chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
         )
@@ -401,10 +389,7 @@ public struct CUDADecodeLaunch: Sendable {
 struct DecodeParamsValues {
     var q, k, v, o, lse, partialO, partialLSE: CUdeviceptr
     var qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead: Int64
-    // VariantParams
-    var smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta: Float
-    var qoLen, kvLen, windowLeft, numQOHeads: Int32
-    // tail
+    var variant: VariantParamsValues
     var numKVHeads, groupSize, kvBegin, chunkSize, split: Int32
     // Batch decode over pages (zero for single decode)
     var requestIndices: CUdeviceptr = 0, chunkIndices: CUdeviceptr = 0, kvIndptr: CUdeviceptr = 0
@@ -418,8 +403,8 @@ struct DecodeParamsValues {
         var a = KernelArguments()
         for p in [q, k, v, o, lse, partialO, partialLSE] { a.append(p) }
         for x in [qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead] { a.append(x) }
-        for x in [smScaleLog2, softCapPreTanhScale, ropeRcpScale, ropeLog2Theta] { a.append(x) }
-        for x in [qoLen, kvLen, windowLeft, numQOHeads, numKVHeads, groupSize, kvBegin, chunkSize, split] { a.append(x) }
+        variant.append(to: &a)
+        for x in [numKVHeads, groupSize, kvBegin, chunkSize, split] { a.append(x) }
         for p in [requestIndices, chunkIndices, kvIndptr, kvIndices, kvLastPageLen] { a.append(p) }
         for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
         a.append(pageSize)

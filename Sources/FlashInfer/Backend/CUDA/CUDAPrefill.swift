@@ -1,11 +1,5 @@
 import FlashInferCUDA
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Tile geometry of the prefill kernel: 4 warps, each owning `16·mmaQ` packed query rows; keys
 /// are loaded in tiles of `ctaKV` (a double-buffered K/V ring in shared memory) and computed in
 /// sub-tiles of `kvSub` (S = Q·Kᵀ, softmax, O += P·V per sub-tile).
@@ -201,11 +195,6 @@ enum CUDAPrefill {
 func appendPrefillParams(_ a: inout KernelArguments, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?,
                          strides: [(Int64, Int64)], options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int,
                          numQOHeads: Int, numKVHeads: Int) {
-    let scale = options.resolvedScale(headDim: headDim)
-    let cap = options.logitsSoftCap
-    var ropeScale: Float = 1, ropeTheta: Float = 1e4
-    if case .ropeLlama(let s, let t) = options.positionEncoding { (ropeScale, ropeTheta) = (s, t) }
-    let log2e: Float = 1.442_695_040_888_963_4
     a.append(q.deviceAddress ?? 0)
     a.append(k.deviceAddress ?? 0)
     a.append(v.deviceAddress ?? 0)
@@ -216,15 +205,7 @@ func appendPrefillParams(_ a: inout KernelArguments, q: Tensor, k: Tensor, v: Te
         a.append(sn)
         a.append(sh)
     }
-    // VariantParams
-    a.append(cap > 0 ? cap * log2e : scale * log2e)  // sm_scale_log2
-    a.append(cap > 0 ? scale / cap : 0)                // soft_cap_pre_tanh_scale
-    a.append(1 / ropeScale)                            // rope_rcp_scale
-    a.append(Float(log2(Double(ropeTheta))))          // rope_log2_theta
-    a.append(Int32(qoLen))
-    a.append(Int32(kvLen))
-    a.append(Int32(options.windowLeft))
-    a.append(Int32(numQOHeads))
+    VariantParamsValues(options: options, headDim: headDim, qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads).append(to: &a)
     // The rest of PrefillParams.
     a.append(Int32(numKVHeads))
     a.append(Int32(numQOHeads / numKVHeads))

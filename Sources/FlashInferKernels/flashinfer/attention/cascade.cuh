@@ -42,7 +42,7 @@ __device__ __forceinline__ void store8(T* p, const float (&x)[8]) {
 
 // Two states → one (IN_PLACE: out = a, b = other; rows with mask 0 untouched).
 template <typename T, bool IN_PLACE>
-__device__ __forceinline__ void merge_state(const MergeParams& p) {
+__device__ __forceinline__ void merge_state_kernel(const MergeParams& p) {
   const int vecs = p.head_dim / 8;
   const int64 total = p.n * p.num_heads * vecs;
   for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
@@ -65,7 +65,7 @@ __device__ __forceinline__ void merge_state(const MergeParams& p) {
 // N states per (position, head) → one, merged left to right in fp32 (num_states 0 → 0 / -inf;
 // num_states 1 → a copy, as upstream).
 template <typename T>
-__device__ __forceinline__ void merge_states(const MergeParams& p) {
+__device__ __forceinline__ void merge_states_kernel(const MergeParams& p) {
   const int vecs = p.head_dim / 8;
   const int64 total = p.n * p.num_heads * vecs;
   for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
@@ -84,7 +84,7 @@ __device__ __forceinline__ void merge_states(const MergeParams& p) {
       const int64 srow = (pos * p.num_states + k) * p.num_heads + head;
       float x[8];
       load8(static_cast<const T*>(p.va) + srow * p.head_dim + vec * 8, x);
-      merge_state(acc, s_acc, x, p.sa[srow]);
+      merge_state_into(acc, s_acc, x, p.sa[srow]);
     }
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
     if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;
@@ -106,7 +106,7 @@ struct MergeVarlenParams {
 };
 
 template <typename T>
-__device__ __forceinline__ void merge_states_varlen(const MergeVarlenParams& p) {
+__device__ __forceinline__ void merge_states_varlen_kernel(const MergeVarlenParams& p) {
   const int vecs = p.head_dim / 8;
   const int64 total = p.n * p.num_heads * vecs;
   for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
@@ -121,7 +121,7 @@ __device__ __forceinline__ void merge_states_varlen(const MergeVarlenParams& p) 
       const int64 srow = int64(k) * p.num_heads + head;
       float x[8];
       load8(static_cast<const T*>(p.v) + srow * p.head_dim + vec * 8, x);
-      merge_state(acc, s_acc, x, p.s[srow]);
+      merge_state_into(acc, s_acc, x, p.s[srow]);
     }
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
     if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;

@@ -31,8 +31,9 @@
 #include <flashinfer/attention/pos_enc.cuh>
 #include <flashinfer/attention/state.cuh>
 #include <flashinfer/attention/variants.cuh>
+#include <flashinfer/core/cp_async.cuh>
 #include <flashinfer/core/math.cuh>
-#include <flashinfer/core/mma.cuh>
+#include <flashinfer/core/pdl.cuh>
 #include <flashinfer/core/timeline.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
@@ -81,9 +82,6 @@ struct DecodeParams {
 };
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
-
-template <class KT>
-using DT_of = typename KT::DT;
 
 // Derived constants of one decode kernel variant.
 template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
@@ -180,7 +178,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
   // The split-KV merge is launched as a programmatic dependent (PDL): let it be scheduled now, so
   // its launch overlaps this grid's tail; it waits for this grid's writes (decode_merge.cuh).
-  mma::launch_dependents();
+  pdl::launch_dependents();
   extern __shared__ __align__(16) unsigned char smem[];
   {
     unsigned dyn;
@@ -287,23 +285,23 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
         k_off = jj * p.k_stride_seq;
         v_off = jj * p.v_stride_seq;
       }
-      vec_io::cp_async_16(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
-      vec_io::cp_async_16(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
     }
   };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < num_tiles) load_tile(s, s);
-    vec_io::cp_async_commit();
+    cp_async::commit();
   }
 
   float* slot_scores = scores + slot * SCORES;
   for (int tile = 0; tile < num_tiles; ++tile) {
-    vec_io::cp_async_wait<STAGES - 2>();
+    cp_async::wait<STAGES - 2>();
     __syncthreads();  // tile `tile` is in shared memory; everyone is done with tile-1's stage
     if (tile + STAGES - 1 < num_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
-    vec_io::cp_async_commit();
+    cp_async::commit();
 
     const DT* ks = pipe + (tile % STAGES) * (2 * TILE * D) + slot * KPS * D;  // this slot's keys
     const DT* vs = ks + TILE * D;
@@ -410,7 +408,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   }
 
   // Epilogue: merge the slots' states (o, m, d) per head, then write.
-  vec_io::cp_async_wait<0>();
+  cp_async::wait<0>();
   __syncthreads();  // the pipeline buffers are free: reuse them for o
   float* obuf = reinterpret_cast<float*>(smem);  // [SLOTS][G][D]
 #pragma unroll
@@ -447,17 +445,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       acc[0] += w * a.x; acc[1] += w * a.y; acc[2] += w * a.z; acc[3] += w * a.w;
       acc[4] += w * b.x; acc[5] += w * b.y; acc[6] += w * b.z; acc[7] += w * b.w;
     }
-    float lse;
-    if (d > 0.f) {
-      const float inv = 1.f / d;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] *= inv;
-      lse = m + math::ptx_log2(d);
-    } else {  // no key: output 0, lse -inf
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-      lse = -math::inf;
-    }
+    const float lse = normalize_state(acc, m, d);  // no key: output 0, lse -inf
     const int qo_head = qo_head0 + h;
     if (p.split) {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (int64(blockIdx.x) * num_qo_heads + qo_head) * D + cc * 8);

@@ -11,7 +11,7 @@
 // Launched with programmatic dependent launch after the decode kernel: griddepcontrol.wait first.
 #pragma once
 #include <flashinfer/attention/state.cuh>
-#include <flashinfer/core/mma.cuh>
+#include <flashinfer/core/pdl.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
 
@@ -36,7 +36,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
   __shared__ float s_m[GROUPS], s_d[GROUPS];
 
   // Launched as a programmatic dependent of the decode kernel (PDL): wait for its partials.
-  mma::wait_dependencies();
+  pdl::wait();
   unsigned long long t_wait = 0;
   if (p.timeline != nullptr) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_wait));
   const int head = blockIdx.x;
@@ -101,10 +101,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
         out[0] = fmaf(w, a.x, out[0]); out[1] = fmaf(w, a.y, out[1]);
         out[2] = fmaf(w, a.z, out[2]); out[3] = fmaf(w, a.w, out[3]);
       }
-      const float inv = 1.f / dd;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) out[e] *= inv;
-      lse = mm + math::ptx_log2(dd);
+      lse = normalize_nonempty_state(out, mm, dd);
     }
     // All chunks empty: output 0 and lse -inf, never NaN.
     const int64 out_row = int64(request) * p.num_qo_heads + head;

@@ -13,15 +13,8 @@ __device__ __forceinline__ float rope_freq(int d, int head_dim, const VariantPar
   return p.rope_rcp_scale * exp2f(-p.rope_log2_theta * float(2 * i) / float(head_dim));
 }
 
-// Rotates element d given its value x and its rotate-half partner (x[d ± D/2]).
-__device__ __forceinline__ float rope_rotate(float x, float partner, int d, int head_dim, int pos, const VariantParams& p) {
-  float s, c;
-  __sincosf(float(pos) * rope_freq(d, head_dim, p), &s, &c);
-  return d < head_dim / 2 ? x * c - partner * s : x * c + partner * s;
-}
-
-// The same rotation with the frequency precomputed (rope_freq), for kernels that rotate many
-// positions of one dimension: first_half is d < D/2.
+// Rotates element d given its value x, its rotate-half partner (x[d ± D/2]) and its frequency
+// (rope_freq): first_half is d < D/2.
 __device__ __forceinline__ float rope_rotate_with_freq(float x, float partner, bool first_half, int pos, float freq) {
   float s, c;
   __sincosf(float(pos) * freq, &s, &c);

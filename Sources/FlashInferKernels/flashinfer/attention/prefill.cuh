@@ -401,7 +401,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
       DT* v_tile = v_smem + stage * T::KV_TILE_ELEMS;
       const int k0 = g.kv_lo + j * T::CTA_KV;
 
-      mma::cp_async_wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
+      cp_async::wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
       __syncthreads();
       if constexpr (Variant::USE_ROPE) {
         prefill::rope_k_tile<T>(k_tile, k0, vp);
@@ -430,7 +430,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
           prefill::online_softmax<T>(s, o, m, d, prefill::linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
         }
         if (sub == 0) {
-          mma::cp_async_wait<2>();  // V[j] landed
+          cp_async::wait<2>();  // V[j] landed
           __syncthreads();
         }
         if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);

@@ -10,7 +10,7 @@
 // position and masks keys from the chunk end on.
 // Without split (tmp_o null) the CTA writes o / lse of its queries; with split it writes its partial
 // state (o in the input dtype, lse base 2) to row o_indptr[b] + qo·chunks_b + c of tmp_o / tmp_lse,
-// merged per query afterwards (cascade.cuh merge_states_varlen over the plan's merge_indptr).
+// merged per query afterwards (cascade.cuh merge_states_varlen_kernel over the plan's merge_indptr).
 #pragma once
 #include <flashinfer/attention/prefill.cuh>
 

@@ -12,6 +12,7 @@
 #pragma once
 #include <flashinfer/attention/prefill_traits.cuh>
 #include <flashinfer/attention/pos_enc.cuh>
+#include <flashinfer/core/cp_async.cuh>
 
 namespace flashinfer {
 namespace prefill {
@@ -53,7 +54,7 @@ __device__ __forceinline__ void load_q(const PrefillParams& p, const typename T:
     const bool valid = pr < packed_len;
     const int qo = pr / p.group_size, head = kv_head * p.group_size + pr % p.group_size;
     const DT* src = valid ? q + qo * p.q_stride_n + head * p.q_stride_h + c * 8 : q;
-    mma::cp_async_16(mma::smem_u32(q_smem + swizzle<T::CHUNKS>(row, c)), src, valid);
+    cp_async::copy_16(mma::smem_u32(q_smem + swizzle<T::CHUNKS>(row, c)), src, valid);
   }
 }
 
@@ -98,8 +99,8 @@ __device__ __forceinline__ void load_kv_tile(const typename T::DT* head, int64 s
 #pragma unroll
   for (int it = 0; it < T::CTA_KV / ROWS_PER_PASS; ++it) {
     const bool valid = it * ROWS_PER_PASS < rows_left;
-    mma::cp_async_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row0 + it * ROWS_PER_PASS, c)),
-                     valid ? src : head, valid);
+    cp_async::copy_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row0 + it * ROWS_PER_PASS, c)),
+                      valid ? src : head, valid);
     src += ROWS_PER_PASS * stride_n;
   }
 }
@@ -124,9 +125,9 @@ struct ContiguousKV {
 
   __device__ __forceinline__ void load(DT* k_tile, DT* v_tile, int, int k0, int kv_len, bool active) const {
     if (active) load_kv_tile<T>(k_head, k_stride_n, k_tile, k0, kv_len);
-    mma::cp_async_commit();
+    cp_async::commit();
     if (active) load_kv_tile<T>(v_head, v_stride_n, v_tile, k0, kv_len);
-    mma::cp_async_commit();
+    cp_async::commit();
   }
 };
 
@@ -157,12 +158,12 @@ struct RaggedKV {
       const DT* k_head = static_cast<const DT*>(p.k) + kv_head_id() * p.k_stride_h + int64(kv_start) * p.k_stride_n;
       load_kv_tile<T>(k_head, p.k_stride_n, k_tile, k0, kv_len);
     }
-    mma::cp_async_commit();
+    cp_async::commit();
     if (active) {
       const DT* v_head = static_cast<const DT*>(p.v) + kv_head_id() * p.v_stride_h + int64(kv_start) * p.v_stride_n;
       load_kv_tile<T>(v_head, p.v_stride_n, v_tile, k0, kv_len);
     }
-    mma::cp_async_commit();
+    cp_async::commit();
   }
 };
 
@@ -245,16 +246,16 @@ struct PagedKV {
 #pragma unroll
     for (int it = 0; it < PASSES; ++it) {
       const int row = row0 + it * ROWS_PER_PASS;
-      mma::cp_async_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row, c)), head + off[it], it * ROWS_PER_PASS < rows_left);
+      cp_async::copy_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row, c)), head + off[it], it * ROWS_PER_PASS < rows_left);
     }
   }
 
   __device__ __forceinline__ void load(DT* k_tile, DT* v_tile, int stage, int k0, int kv_len, bool active) const {
     const PrefillParams& p = bp.base;
     if (active) load_tile(p.k, p.k_stride_h, 0, k_tile, stage, k0, kv_len);
-    mma::cp_async_commit();
+    cp_async::commit();
     if (active) load_tile(p.v, p.v_stride_h, 1, v_tile, stage, k0, kv_len);
-    mma::cp_async_commit();
+    cp_async::commit();
   }
 };
 

@@ -5,7 +5,6 @@ namespace flashinfer {
 namespace math {
 
 constexpr float log2e = 1.44269504088896340736f;  // log2(e)
-constexpr float ln2 = 0.69314718055994530942f;    // ln(2)
 constexpr float inf = __builtin_bit_cast(float, 0x7f800000u);  // +inf (NVRTC has no __builtin_huge_valf)
 
 // 2^x with the SFU (ex2.approx.ftz: ~2 ulp, flushes subnormals; exp2(-inf) = 0).
@@ -19,12 +18,6 @@ __device__ __forceinline__ float ptx_exp2(float x) {
 __device__ __forceinline__ float ptx_log2(float x) {
   float y;
   asm volatile("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ float ptx_rcp(float x) {
-  float y;
-  asm volatile("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
 

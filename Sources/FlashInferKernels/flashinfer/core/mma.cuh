@@ -1,4 +1,4 @@
-// PTX wrappers for the sm80+ tensor-core path (mma.sync, ldmatrix, cp.async).
+// PTX wrappers for the sm80+ tensor-core path (mma.sync, ldmatrix; cp.async is core/cp_async.cuh).
 //
 // Fragment layouts of mma.sync.m16n8k16 (row.col), lane = 4·g + t (g = lane/4, t = lane%4):
 //   A 16×16 (row-major), 4 × b32 of two 16-bit values:
@@ -74,41 +74,11 @@ template <> __device__ __forceinline__ uint32 pack2<__nv_bfloat16>(float x, floa
   return *reinterpret_cast<uint32*>(&h);
 }
 
-// 16-byte global → shared copy that bypasses L1. When !valid, writes 16 zero bytes instead
-// (src-size 0: the source is not read, but must still be a mapped address).
-__device__ __forceinline__ void cp_async_16(uint32 smem_addr, const void* gmem, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes));
-}
-
 // A volatile shared load: stays in program order with the other volatile asm (cp.async, mma).
 __device__ __forceinline__ int64 ld_shared_s64(const void* p) {
   int64 v;
   asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(v) : "r"(smem_u32(p)));
   return v;
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-// Programmatic dependent launch (sm_90): a kernel launched as a programmatic dependent of this one
-// may start once every CTA here has called launch_dependents (or exited); the dependent calls
-// wait_dependencies before it reads this kernel's writes (it returns once this grid has completed
-// and flushed). Both are no-ops for kernels launched without the PDL attribute.
-__device__ __forceinline__ void launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::);
-#endif
-}
-__device__ __forceinline__ void wait_dependencies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-
-// Waits until at most N of the most recently committed groups are still pending.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
 }  // namespace mma

@@ -1,31 +1,10 @@
-// 16-byte vector I/O: asynchronous global→shared copies (cp.async, sm_80+) and conversions
-// between 8 half-precision elements (one uint4) and 8 floats.
+// 16-byte vector I/O: conversions between 8 half-precision elements (one uint4) and 8 floats.
+// (Asynchronous global → shared copies: core/cp_async.cuh.)
 #pragma once
 #include <flashinfer/core/types.cuh>
 
 namespace flashinfer {
 namespace vec_io {
-
-// Copies 16 bytes global → shared without blocking (cp.async.cg: cached in L2 only, with a
-// 128-byte L2 prefetch). When !valid nothing is read and the 16 shared bytes are zero-filled
-// (src-size 0), so masked rows never hold stale or NaN data; gmem_src must still be a mapped
-// address.
-__device__ __forceinline__ void cp_async_16(void* smem_dst, const void* gmem_src, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes)
-               : "memory");
-}
-
-// Closes the current group of cp.async copies (every thread commits one group per stage, even
-// an empty one, so group counts stay uniform).
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // 8 elements of T packed in 16 bytes <-> 8 floats.
 template <typename T> struct vec8;
