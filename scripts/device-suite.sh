@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (the `device` tool), from the repository root, with .device carried:
 #   bash scripts/device-suite.sh MODE
-# MODE: all (info, every check, every bench), check (every check, in CHECK_SHARDS=16 parallel
+# MODE: all (info, every check, every bench), ab (bench, base binary against new: see below), check (every check, in CHECK_SHARDS=16 parallel
 #       processes: the CPU reference is single-threaded; per-case lines go to $OUT/check.txt), bench,
 #       batch (decode/append/merge checks, D1–D4, D6, J1, demo),
 #       cascade (merge/cascade/batch checks, C1, demo),
@@ -97,9 +97,26 @@ stress() {
   echo "stress total failures: $STRESS_FAILED"
   [ "$STRESS_FAILED" = 0 ]
 }
+# Every benchmark workload (D1–D4 both decode paths, D6, P1–P4, C1, copy, jit) with binary $1,
+# JSON files into $2.
+bench_set() {
+  local b=$1 o=$2
+  mkdir -p "$o"
+  run $b bench copy --json "$o/copy.json"
+  run $b bench jit --json "$o/jit.json"
+  run $b bench single-decode --json "$o/d6.json"
+  run $b bench single-prefill --workload P1 --json "$o/p1.json"
+  run $b bench single-prefill --workload P2 --json "$o/p2.json"
+  run $b bench batch-decode --json "$o/batch-decode.json"
+  run $b bench batch-decode --tensor-cores --json "$o/batch-decode-tc.json"
+  run $b bench batch-prefill --workload P3 --json "$o/p3.json"
+  run $b bench batch-prefill --workload P3 --ragged --json "$o/p3-ragged.json"
+  run $b bench batch-prefill --workload P4 --json "$o/p4.json"
+  run $b bench cascade --json "$o/c1.json"
+}
 {
 case "$mode" in
-  all|check|bench) run $bin info ;;
+  all|check|bench|ab) run $bin info ;;
 esac
 case "$mode" in
   all|check) run check_sharded ;;
@@ -109,18 +126,17 @@ case "$mode" in
   all) STRESS_ROUNDS=${STRESS_ROUNDS:-2} run stress ;;  # 2 rounds keep `all` inside a 10-minute call
 esac
 case "$mode" in
-  all|bench)
-    run $bin bench copy --json "$OUT/copy.json"
-    run $bin bench jit --json "$OUT/jit.json"
-    run $bin bench single-decode --json "$OUT/d6.json"
-    run $bin bench single-prefill --workload P1 --json "$OUT/p1.json"
-    run $bin bench single-prefill --workload P2 --json "$OUT/p2.json"
-    run $bin bench batch-decode --json "$OUT/batch-decode.json"
-    run $bin bench batch-decode --tensor-cores --json "$OUT/batch-decode-tc.json"
-    run $bin bench batch-prefill --workload P3 --json "$OUT/p3.json"
-    run $bin bench batch-prefill --workload P3 --ragged --json "$OUT/p3-ragged.json"
-    run $bin bench batch-prefill --workload P4 --json "$OUT/p4.json"
-    run $bin bench cascade --json "$OUT/c1.json" ;;
+  all|bench) bench_set "$bin" "$OUT" ;;
+  ab)
+    # Back-to-back comparison: the base binary (BASE_DIR, default .device-base) and the one under
+    # test take turns, AB_ROUNDS times (default 2); each timing's best median is compared.
+    base=${BASE_DIR:-.device-base}
+    echo "ab: base $(cat $base/commit.txt 2>/dev/null) vs new $(cat $dir/commit.txt 2>/dev/null)"
+    for r in $(seq 1 ${AB_ROUNDS:-2}); do
+      FLASHINFER_COMMIT=$(cat $base/commit.txt 2>/dev/null || echo unknown) bench_set "$base/flashinfer" "$OUT/base/r$r"
+      bench_set "$bin" "$OUT/new/r$r"
+    done
+    run python3 scripts/bench-compare.py "$OUT/base" "$OUT/new" --limit ${AB_LIMIT:-3} --json "$OUT/compare.json" ;;
   batch)
     run $bin check --filter decode
     run $bin check --filter append
