@@ -83,12 +83,12 @@ struct DecodeKernelTests {
 
         // Traits Swift mirrors: tile keys and dynamic shared memory, for every catalogue variant.
         for case let s as DecodeSpec in decodeCatalog().map(\.spec) {
-            let kt = "flashinfer::DecodeTraits<\(s.dtype.cudaTypeName), \(s.headDim), \(s.group), \(s.posEnc.cudaName), \(s.softCap), \(s.stages), \(s.keysPerSlot)>"
+            let kt = s.traits
             body += "static_assert(\(kt)::SMEM_BYTES == \(s.sharedBytes) && \(kt)::TILE_KEYS == \(s.tileKeys), \"\(s.name)\");\n"
         }
         for (stages, keys) in [(2, 2), (3, 8), (6, 4), (8, 2)] {
             let s = DecodeSpec(dtype: .bf16, headDim: 64, group: 2, posEnc: .rope, softCap: true, stages: stages, keysPerSlot: keys)
-            let kt = "flashinfer::DecodeTraits<\(s.dtype.cudaTypeName), \(s.headDim), \(s.group), \(s.posEnc.cudaName), \(s.softCap), \(s.stages), \(s.keysPerSlot)>"
+            let kt = s.traits
             body += "static_assert(\(kt)::SMEM_BYTES == \(s.sharedBytes) && \(kt)::TILE_KEYS == \(s.tileKeys), \"\(s.name)\");\n"
         }
         let compiler = try KernelCompiler(architecture: "sm_90a", cache: KernelCache(directory: nil))

@@ -58,10 +58,17 @@ public struct DecodeSpec: KernelSpec {
     }
     public var entryPoint: String { "fi_" + name }
 
+    /// The kernel's `DecodeTraits` type. Its variant never masks by position: decode applies the
+    /// sliding window by starting its key range at the window (decode.cuh).
+    var traits: String {
+        let variant = "flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), false, false>"
+        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline)>"
+    }
+
     public func source() -> String {
         """
         #include <flashinfer/attention/decode.cuh>
-        using KT = flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(posEnc.cudaName), \(softCap), \(stages), \(keysPerSlot), \(paged), \(timeline)>;
+        using KT = \(traits);
         extern "C" __global__ void __launch_bounds__(KT::THREADS\(minBlocksHint)) \(entryPoint)(const __grid_constant__ flashinfer::DecodeParams p) {
           flashinfer::decode_kernel<KT>(p);
         }

@@ -49,20 +49,19 @@ __device__ __forceinline__ void merge_state_kernel(const MergeParams& p) {
     const int64 row = i / vecs;  // (pos, head)
     const int vec = int(i % vecs);
     if (IN_PLACE && p.mask != nullptr && p.mask[row / p.num_heads] == 0) continue;
-    const float sa = p.sa[row], sb = p.sb[row];
-    float wa, wb, s;
-    merge_weights(sa, sb, wa, wb, s);
     float a[8], b[8];
     load8(static_cast<const T*>(p.va) + row * p.head_dim + vec * 8, a);
     load8(static_cast<const T*>(p.vb) + row * p.head_dim + vec * 8, b);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) a[j] = wa * a[j] + wb * b[j];
+    StateFold<8> fold;
+    fold.push(a, p.sa[row]);
+    fold.push(b, p.sb[row]);
+    const float s = fold.finish(a);
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, a);
     if (vec == 0) p.s_out[row] = s;
   }
 }
 
-// N states per (position, head) → one, merged left to right in fp32 (num_states 0 → 0 / -inf;
+// N states per (position, head) → one, folded left to right in fp32 (state.cuh) (num_states 0 → 0 / -inf;
 // num_states 1 → a copy, as upstream).
 template <typename T>
 __device__ __forceinline__ void merge_states_kernel(const MergeParams& p) {
@@ -73,18 +72,19 @@ __device__ __forceinline__ void merge_states_kernel(const MergeParams& p) {
     const int64 pos = row / p.num_heads;
     const int head = int(row % p.num_heads), vec = int(i % vecs);
     float acc[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[j] = 0.f;
-    float s_acc = -math::inf;
+    float s_acc;
     if (p.num_states == 1) {  // upstream: one state is copied as is (even an empty one's v)
       load8(static_cast<const T*>(p.va) + row * p.head_dim + vec * 8, acc);
       s_acc = p.sa[row];
-    }
-    for (int k = 0; p.num_states > 1 && k < p.num_states; ++k) {
-      const int64 srow = (pos * p.num_states + k) * p.num_heads + head;
-      float x[8];
-      load8(static_cast<const T*>(p.va) + srow * p.head_dim + vec * 8, x);
-      merge_state_into(acc, s_acc, x, p.sa[srow]);
+    } else {
+      StateFold<8> fold;
+      for (int k = 0; k < p.num_states; ++k) {
+        const int64 srow = (pos * p.num_states + k) * p.num_heads + head;
+        float x[8];
+        load8(static_cast<const T*>(p.va) + srow * p.head_dim + vec * 8, x);
+        fold.push(x, p.sa[srow]);
+      }
+      s_acc = fold.finish(acc);
     }
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
     if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;
@@ -92,8 +92,8 @@ __device__ __forceinline__ void merge_states_kernel(const MergeParams& p) {
 }
 
 // Variable-length merge (upstream VariableLengthMergeStates; split-KV batch prefill): position t's
-// states are rows indptr[t] ..< indptr[t+1] of v [rows, H, D] / s [rows, H], merged left to right
-// in fp32 into v_out [n, H, D] (contiguous) and s_out [n, H] (or null). No state → 0 / -inf.
+// states are rows indptr[t] ..< indptr[t+1] of v [rows, H, D] / s [rows, H], folded left to right
+// in fp32 (state.cuh) into v_out [n, H, D] (contiguous) and s_out [n, H] (or null). No state → 0 / -inf.
 struct MergeVarlenParams {
   const void* v;        // [rows, H, D]
   const float* s;       // [rows, H]
@@ -113,16 +113,15 @@ __device__ __forceinline__ void merge_states_varlen_kernel(const MergeVarlenPara
     const int64 row = i / vecs;  // (pos, head)
     const int64 pos = row / p.num_heads;
     const int head = int(row % p.num_heads), vec = int(i % vecs);
-    float acc[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[j] = 0.f;
-    float s_acc = -math::inf;
+    StateFold<8> fold;
     for (int k = p.indptr[pos]; k < p.indptr[pos + 1]; ++k) {
       const int64 srow = int64(k) * p.num_heads + head;
       float x[8];
       load8(static_cast<const T*>(p.v) + srow * p.head_dim + vec * 8, x);
-      merge_state_into(acc, s_acc, x, p.s[srow]);
+      fold.push(x, p.s[srow]);
     }
+    float acc[8];
+    const float s_acc = fold.finish(acc);
     store8(static_cast<T*>(p.v_out) + row * p.head_dim + vec * 8, acc);
     if (vec == 0 && p.s_out != nullptr) p.s_out[row] = s_acc;
   }

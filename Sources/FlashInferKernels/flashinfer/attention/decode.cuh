@@ -22,7 +22,7 @@
 // Online softmax with lazy rescaling: a slot keeps its max m per head and only raises it (and
 // rescales o and the row sums) when a logit exceeds m by more than RESCALE_THRESHOLD (log2
 // units), so p <= 2^8 and the common tile pays no rescale. The final state per slot is exact
-// (o, m, d); the slots are merged at the end with the base-2 state merge, and the CTA writes
+// (o, m, d); the slots are merged at the end with state.cuh's fold, and the CTA writes
 // either the output (one chunk) or its partial (o in fp32, lse base 2) for decode_merge.cuh.
 //
 // Sliding window: decode keeps the last window_left+1 keys, so the host starts the KV range at
@@ -84,17 +84,19 @@ struct DecodeParams {
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 
 // Derived constants of one decode kernel variant.
-template <typename DT_, int HEAD_DIM_, int GROUP_, PosEnc POS_ENC_, bool SOFT_CAP_, int STAGES_, int KEYS_PER_SLOT_ = 4,
+// Variant: an attention variant (variants.cuh) whose keep() masks nothing but keys past kv_len:
+// decode applies the sliding window by starting its key range at the window (kv_begin), so its
+// variants have CAUSAL and WINDOW false (one query, the last position: causal keeps every key).
+template <typename DT_, int HEAD_DIM_, int GROUP_, typename Variant_, int STAGES_, int KEYS_PER_SLOT_ = 4,
           bool PAGED_ = false, bool TIMELINE_ = false>
 struct DecodeTraits {
   using DT = DT_;
+  using Variant = Variant_;
   static constexpr bool TIMELINE = TIMELINE_;      // per-CTA timestamps (DecodeParams::timeline)
   static constexpr bool PAGED = PAGED_;            // batch decode over a paged cache
   static constexpr int HEAD_DIM = HEAD_DIM_;
   static constexpr int GROUP = GROUP_;             // query heads per CTA (a power of 2, <= 8)
   static constexpr int STAGES = STAGES_;           // cp.async pipeline depth
-  static constexpr PosEnc POS_ENC = POS_ENC_;
-  static constexpr bool SOFT_CAP = SOFT_CAP_;
   static constexpr int THREADS = 128;
   static constexpr int VEC = 16 / int(sizeof(DT));            // elements per 16-byte chunk
   static constexpr int LANES = HEAD_DIM / VEC;                // lanes per slot (one chunk each)
@@ -118,6 +120,7 @@ struct DecodeTraits {
   static_assert(STAGES >= 2, "at least double buffering");
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
+  static_assert(!Variant::CAUSAL && !Variant::WINDOW, "decode windows by its key range (see above)");
 };
 
 // Sums N per-lane values across the LANES lanes of a slot (xor masks < LANES). Afterwards lane l
@@ -169,7 +172,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   constexpr int TILE = KT::TILE_KEYS, STAGES = KT::STAGES, SCORES = KT::SCORES;
   using Reduce = SlotReduce<SCORES, LANES>;
   constexpr int OWNED = Reduce::OWNED;
-  using Variant = AttentionVariant<KT::POS_ENC, KT::SOFT_CAP, false, false>;
+  using Variant = typename KT::Variant;
   constexpr bool ROPE = Variant::USE_ROPE;
 
   __shared__ unsigned long long s_t_entry;  // TIMELINE: kept in shared memory, not a register
@@ -197,8 +200,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   const int qo_head0 = kv_head * p.group_size + group_base;    // its query head
   const int heads = min(G, p.group_size - group_base);         // valid heads (<= G)
   // Per-request values: the launch's own (single decode) or the work item's request (PAGED).
-  // (Only kv_len varies per request; the window is applied by starting at kv_begin, so the
-  // variant's keep() reduces to j < kv_len, tested here directly.)
+  // (Only kv_len varies per request; the window is applied by starting at kv_begin.)
   int request = 0, kv_begin = p.kv_begin, chunk = int(blockIdx.x), kv_len = p.variant.kv_len;
   int chunk_size = p.chunk_size;
   if constexpr (KT::PAGED) {
@@ -211,6 +213,11 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     kv_begin = p.variant.window_left >= 0 ? max(0, kv_len - 1 - p.variant.window_left) : 0;
   }
   const int qo_pos = kv_len - 1;
+  // The variant sees this request's lengths: one query at position kv_len - 1.
+  VariantParams vp = p.variant;
+  vp.qo_len = 1;
+  vp.kv_len = kv_len;
+  const Variant variant(vp);
   // Single decode chunks the attended range; batch chunks follow the plan over [0, kv_len).
   const int chunk_begin = KT::PAGED ? max(kv_begin, chunk * chunk_size) : kv_begin + chunk * chunk_size;
   const int chunk_end_raw = KT::PAGED ? (chunk + 1) * chunk_size : chunk_begin + chunk_size;
@@ -239,6 +246,12 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
         q[h][e] = rope_rotate_with_freq(q[h][e], partner, first_half, qo_pos, freq[e]);
       }
     }
+  }
+  if constexpr (Variant::TRANSFORMS_QUERY) {
+#pragma unroll
+    for (int h = 0; h < G; ++h)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) q[h][e] = variant.query_transform(q[h][e], qo_head0 + h, c * 8 + e);
   }
 
   // Slot state: o for this lane's chunk, the slot's max per head (m_all, identical in every lane
@@ -344,8 +357,8 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     for (int r = 0; r < OWNED; ++r) {
       const int f = own_base + r;
       const int j = key0 + f / G;
-      const Variant variant(p.variant, qo_head0 + f % G);
-      t[r] = j < chunk_end ? variant.logit(s[r], qo_pos, j) : -math::inf;
+      t[r] = j < chunk_end && variant.keep(0, j) ? variant.logit(variant.head(qo_head0 + f % G), s[r], qo_pos, j)
+                                                 : -math::inf;
       grow |= t[r] > m_own[r] + KT::RESCALE_THRESHOLD;
     }
     if (__any_sync(0xffffffffu, grow)) {
@@ -431,22 +444,23 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     if (h >= heads) continue;
     float m = -math::inf;
     for (int sl = 0; sl < KT::SLOTS; ++sl) m = fmaxf(m, slot_max[sl * G + h]);
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    float d = 0.f;
+    StateFold<8> fold(m);  // the slots' states (o, max, row sum), raised to their max at once
     for (int sl = 0; sl < KT::SLOTS; ++sl) {
-      const float ms = slot_max[sl * G + h];
-      const float w = ms == -math::inf ? 0.f : math::ptx_exp2(ms - m);
       float ds = 0.f;
 #pragma unroll
       for (int k = 0; k < KPS; ++k) ds += scores[sl * SCORES + k * G + h];
-      d += w * ds;
       const float4* src = reinterpret_cast<const float4*>(obuf + (sl * G + h) * D + cc * 8);
       const float4 a = src[0], b = src[1];
-      acc[0] += w * a.x; acc[1] += w * a.y; acc[2] += w * a.z; acc[3] += w * a.w;
-      acc[4] += w * b.x; acc[5] += w * b.y; acc[6] += w * b.z; acc[7] += w * b.w;
+      const float os[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+      fold.add_guarded(os, slot_max[sl * G + h], ds);
     }
-    const float lse = normalize_state(acc, m, d);  // no key: output 0, lse -inf
+    float acc[8];
+    const float lse = fold.finish(acc);  // no key: output 0, lse -inf
     const int qo_head = qo_head0 + h;
+    if constexpr (Variant::TRANSFORMS_OUTPUT) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] = variant.output_transform(acc[e], qo_head, cc * 8 + e);
+    }
     if (p.split) {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (int64(blockIdx.x) * num_qo_heads + qo_head) * D + cc * 8);
       dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);

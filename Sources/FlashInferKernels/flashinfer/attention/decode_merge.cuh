@@ -3,9 +3,9 @@
 // and writes the output in the query's dtype (+ the merged LSE).
 //
 // Grid (num_qo_heads, requests); 128 threads = GROUPS groups of LANES = HEAD_DIM/4 lanes. Lane c
-// of group g folds chunks g, g+GROUPS, ... for elements [4c, 4c+4) against a running max (weights
-// 2^(lse_i - m), no division per chunk; BATCH = 4 chunks' loads in flight); group 0 then folds the
-// GROUPS states and divides once. (The previous form, a pairwise state merge with two divisions
+// of group g folds chunks g, g+GROUPS, ... for elements [4c, 4c+4) with state.cuh's StateFold
+// (weights 2^(lse_i - m), no division per chunk; BATCH = 4 chunks' loads in flight, the max raised
+// once per batch); group 0 then folds the GROUPS states and divides once. (The previous form, a pairwise state merge with two divisions
 // per chunk, took 3.3 µs after its release for D6's 16 chunks on the H100.) Empty chunks (lse
 // -inf) merge to nothing; all chunks empty gives output 0 and lse -inf, never NaN.
 // Launched with programmatic dependent launch after the decode kernel: griddepcontrol.wait first.
@@ -50,8 +50,7 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
 
   // Group g folds chunks g, g+GROUPS, ... against a running max m: acc = sum 2^(lse_i - m) o_i,
   // d = sum 2^(lse_i - m) (no division until the end). BATCH chunks' loads are issued together.
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  float m = -math::inf, d = 0.f;
+  StateFold<4> fold;
   for (int base = g; base < num_chunks; base += BATCH * GROUPS) {
     float4 ob[BATCH];
     float sb[BATCH];
@@ -66,43 +65,30 @@ __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {
         sb[b] = -math::inf;
       }
     }
-    float mb = m;
+    float mb = fold.m;
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) mb = fmaxf(mb, sb[b]);
     if (mb == -math::inf) continue;  // every state so far is empty
-    const float scale = math::ptx_exp2(m - mb);  // m = -inf: 0 (acc and d are 0 then)
-    d *= scale;
-    acc[0] *= scale; acc[1] *= scale; acc[2] *= scale; acc[3] *= scale;
+    fold.raise_to(mb);
 #pragma unroll
-    for (int b = 0; b < BATCH; ++b) {
-      const float w = math::ptx_exp2(sb[b] - mb);  // empty chunk (-inf): 0
-      d += w;
-      acc[0] = fmaf(w, ob[b].x, acc[0]); acc[1] = fmaf(w, ob[b].y, acc[1]);
-      acc[2] = fmaf(w, ob[b].z, acc[2]); acc[3] = fmaf(w, ob[b].w, acc[3]);
-    }
-    m = mb;
+    for (int b = 0; b < BATCH; ++b) fold.add_below_max(reinterpret_cast<const float(&)[4]>(ob[b]), sb[b]);
   }
-  *reinterpret_cast<float4*>(&s_acc[g][c * 4]) = make_float4(acc[0], acc[1], acc[2], acc[3]);
-  if (c == 0) { s_m[g] = m; s_d[g] = d; }
+  *reinterpret_cast<float4*>(&s_acc[g][c * 4]) = make_float4(fold.acc[0], fold.acc[1], fold.acc[2], fold.acc[3]);
+  if (c == 0) { s_m[g] = fold.m; s_d[g] = fold.d; }
   __syncthreads();
   if (g == 0) {
+    // The GROUPS partial folds, into one: raised to their max at once, then added.
     float mm = -math::inf;
 #pragma unroll
     for (int i = 0; i < GROUPS; ++i) mm = fmaxf(mm, s_m[i]);
-    float out[4] = {0.f, 0.f, 0.f, 0.f};
-    float lse = -math::inf;
-    if (mm != -math::inf) {
-      float dd = 0.f;
+    StateFold<4> all(mm);
 #pragma unroll
-      for (int i = 0; i < GROUPS; ++i) {
-        const float w = math::ptx_exp2(s_m[i] - mm);  // an empty group (-inf): 0
-        dd += w * s_d[i];
-        const float4 a = *reinterpret_cast<const float4*>(&s_acc[i][c * 4]);
-        out[0] = fmaf(w, a.x, out[0]); out[1] = fmaf(w, a.y, out[1]);
-        out[2] = fmaf(w, a.z, out[2]); out[3] = fmaf(w, a.w, out[3]);
-      }
-      lse = normalize_nonempty_state(out, mm, dd);
+    for (int i = 0; i < GROUPS; ++i) {
+      const float4 a = *reinterpret_cast<const float4*>(&s_acc[i][c * 4]);
+      all.add_guarded(reinterpret_cast<const float(&)[4]>(a), s_m[i], s_d[i]);
     }
+    float out[4];
+    const float lse = all.finish(out);
     // All chunks empty: output 0 and lse -inf, never NaN.
     const int64 out_row = int64(request) * p.num_qo_heads + head;
     vec_io::store4<DT>(static_cast<DT*>(p.o) + out_row * HEAD_DIM + c * 4, out);

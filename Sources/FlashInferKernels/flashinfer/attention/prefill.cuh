@@ -92,13 +92,13 @@ __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV]
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int pr = row_lane + i * 16 + 8 * h;
-        Variant v(base);  // the kv head is blockIdx.y in both the single and the batch grid
-        v.alibi_slope_log2 = alibi_slope(int(blockIdx.y) * group + pr % group, vp.num_qo_heads) * math::log2e;
+        // The kv head is blockIdx.y in both the single and the batch grid.
+        const typename Variant::Head head = base.head(int(blockIdx.y) * group + pr % group);
         const int qo_pos = pr / group + vp.kv_len - vp.qo_len;
 #pragma unroll
         for (int n = 0; n < 2 * T::MMA_KV; ++n)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) s[i][n][2 * h + e] = v.logit(s[i][n][2 * h + e], qo_pos, kv_lane + 8 * n + e);
+          for (int e = 0; e < 2; ++e) s[i][n][2 * h + e] = base.logit(head, s[i][n][2 * h + e], qo_pos, kv_lane + 8 * n + e);
       }
   } else if constexpr (!linear_logits<Variant>()) {
     // Soft-cap: no position enters the logit.
@@ -107,7 +107,7 @@ __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV]
 #pragma unroll
       for (int n = 0; n < 2 * T::MMA_KV; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) s[i][n][e] = base.logit(s[i][n][e], 0, 0);
+        for (int e = 0; e < 4; ++e) s[i][n][e] = base.logit(typename Variant::Head{0.f}, s[i][n][e], 0, 0);
   }
   if (mask) {
 #pragma unroll
@@ -252,10 +252,11 @@ struct PrefillOut {
   int64 lse_stride_n;
 };
 
-// O /= d, LSE = log2(d) + m; the warp stages its rows in its own Q rows of shared memory, then
-// writes 16-byte chunks to [qo, head, :] of the output.
+// O /= d (then the variant's output_transform), LSE = log2(d) + m; the warp stages its rows in its
+// own Q rows of shared memory, then writes 16-byte chunks to [qo, head, :] of the output.
 template <typename T>
-__device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& dst, int group, typename T::DT* q_smem,
+__device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& dst, const typename T::Variant& variant,
+                                             int group, typename T::DT* q_smem,
                                              float (&o)[T::MMA_Q][2 * T::MMA_D][4], const float (&m)[T::MMA_Q][2],
                                              const float (&d)[T::MMA_Q][2], int r0, int kv_head, int packed_len) {
   using DT = typename T::DT;
@@ -274,8 +275,13 @@ __device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& d
 #pragma unroll
       for (int dn = 0; dn < 2 * T::MMA_D; ++dn) {
         // n-tile dn is chunk dn; the thread's two columns are 2t, 2t+1 of it.
-        *reinterpret_cast<uint32*>(q_smem + swizzle<T::CHUNKS>(row, dn) + 2 * t) =
-            mma::pack2<DT>(o[i][dn][2 * h] * inv, o[i][dn][2 * h + 1] * inv);
+        float x0 = o[i][dn][2 * h] * inv, x1 = o[i][dn][2 * h + 1] * inv;
+        if constexpr (T::Variant::TRANSFORMS_OUTPUT) {
+          const int head = kv_head * group + (r0 + row) % group;
+          x0 = variant.output_transform(x0, head, dn * 8 + 2 * t);
+          x1 = variant.output_transform(x1, head, dn * 8 + 2 * t + 1);
+        }
+        *reinterpret_cast<uint32*>(q_smem + swizzle<T::CHUNKS>(row, dn) + 2 * t) = mma::pack2<DT>(x0, x1);
       }
       const int pr = r0 + row;
       if (dst.lse != nullptr && t == 0 && pr < packed_len) {
@@ -363,7 +369,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     g = PrefillGeometry{r0, packed_len, kv_lo, kv_begin, kv_end, tile_begin, tile_end, delta, qo_first, qo_last};
   }
 
-  const Variant base(vp, kv_head * group);  // ALiBi slopes are per row: apply_logits sets them
+  const Variant base(vp);  // per-row values (ALiBi slopes) come from base.head() in apply_logits
 
   float o[T::MMA_Q][2 * T::MMA_D][4];
   float m[T::MMA_Q][2], d[T::MMA_Q][2];
@@ -381,7 +387,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
   }
 
   if (g.tile_begin < g.tile_end) {
-    if constexpr (Variant::USE_ROPE) {
+    if constexpr (Variant::USE_ROPE || Variant::TRANSFORMS_QUERY) {
       prefill::load_q_rope<T>(p, vp, q, q_smem, g.r0, kv_head, g.packed_len);
     } else {
       prefill::load_q<T>(p, q, q_smem, g.r0, kv_head, g.packed_len);
@@ -423,7 +429,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
         if (active) {
           prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
           // Per-element masks only where some key of the sub-tile is invisible to some row.
-          bool mask = ks + T::KV_SUB > vp.kv_len;
+          bool mask = Variant::CUSTOM_MASK || ks + T::KV_SUB > vp.kv_len;
           if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > g.qo_first + g.delta;
           if constexpr (Variant::WINDOW) mask = mask || ks < g.qo_last + g.delta - vp.window_left;
           prefill::apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
@@ -440,7 +446,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     }
   }
 
-  prefill::write_output<T>(out_of(), group, q_smem, o, m, d, g.r0, kv_head, g.packed_len);
+  prefill::write_output<T>(out_of(), base, group, q_smem, o, m, d, g.r0, kv_head, g.packed_len);
 }
 
 // The single-request kernel body. Grid (num q tiles, num kv heads), NUM_THREADS threads, SMEM_BYTES

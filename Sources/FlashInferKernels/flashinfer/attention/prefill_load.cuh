@@ -58,15 +58,18 @@ __device__ __forceinline__ void load_q(const PrefillParams& p, const typename T:
   }
 }
 
-// Q tile with RoPE: each query rotated at its position qo + kv_len − qo_len (vp's lengths). Plain
-// loads and stores (visible after the caller's next __syncthreads).
+// Q tile through registers: each query rotated at its position qo + kv_len − qo_len (vp's lengths)
+// when the variant uses RoPE, then the variant's query_transform when it has one. Plain loads and
+// stores (visible after the caller's next __syncthreads). Taken only by variants with RoPE or a
+// query transform; the others load Q with cp.async (load_q).
 template <typename T>
 __device__ __forceinline__ void load_q_rope(const PrefillParams& p, const VariantParams& vp, const typename T::DT* q,
                                             typename T::DT* q_smem, int r0, int kv_head, int packed_len) {
   using DT = typename T::DT;
+  using Variant = typename T::Variant;
   const int c = threadIdx.x % T::HALF_CHUNKS;
   float freq[8];
-  rope_chunk_freqs<T::HEAD_DIM>(c, vp, freq);
+  if constexpr (Variant::USE_ROPE) rope_chunk_freqs<T::HEAD_DIM>(c, vp, freq);
 #pragma unroll
   for (int it = 0; it < T::CTA_Q * T::HALF_CHUNKS / T::NUM_THREADS; ++it) {
     const int row = threadIdx.x / T::HALF_CHUNKS + it * (T::NUM_THREADS / T::HALF_CHUNKS);
@@ -77,7 +80,17 @@ __device__ __forceinline__ void load_q_rope(const PrefillParams& p, const Varian
       const DT* src = q + qo * p.q_stride_n + head * p.q_stride_h;
       lo = *reinterpret_cast<const uint4*>(src + c * 8);
       hi = *reinterpret_cast<const uint4*>(src + (c + T::HALF_CHUNKS) * 8);
-      rope_rotate_chunk_pair<DT>(lo, hi, freq, qo + vp.kv_len - vp.qo_len);
+      if constexpr (Variant::USE_ROPE) rope_rotate_chunk_pair<DT>(lo, hi, freq, qo + vp.kv_len - vp.qo_len);
+      if constexpr (Variant::TRANSFORMS_QUERY) {
+        const Variant variant(vp);
+        DT* a = reinterpret_cast<DT*>(&lo);
+        DT* b = reinterpret_cast<DT*>(&hi);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          a[e] = from_float<DT>(variant.query_transform(to_float(a[e]), head, c * 8 + e));
+          b[e] = from_float<DT>(variant.query_transform(to_float(b[e]), head, (c + T::HALF_CHUNKS) * 8 + e));
+        }
+      }
     }
     *reinterpret_cast<uint4*>(q_smem + swizzle<T::CHUNKS>(row, c)) = lo;
     *reinterpret_cast<uint4*>(q_smem + swizzle<T::CHUNKS>(row, c + T::HALF_CHUNKS)) = hi;

@@ -3,9 +3,10 @@
 //
 // A kernel computes the raw dot product s = q·k (float, fp32 accumulation) and then asks the
 // variant for the logit *in log2 units* (so the online softmax uses exp2):
-//   t = variant.logit(s, qo_pos, kv_pos)      // scaling, soft-cap, ALiBi
-//   keep = variant.keep(qo_idx, kv_idx)       // causal, sliding window
-// and applies RoPE to q and k on load when POS_ENC == kRoPELlama (see pos_enc.cuh).
+//   t = variant.logit(variant.head(qo_head), s, qo_pos, kv_pos)   // scaling, soft-cap, ALiBi
+//   keep = variant.keep(qo_idx, kv_idx)                           // causal, sliding window
+// and applies RoPE to q and k on load when POS_ENC == kRoPELlama (see pos_enc.cuh). The hooks are
+// listed at AttentionVariant below.
 #pragma once
 #include <flashinfer/core/math.cuh>
 
@@ -32,6 +33,19 @@ __device__ __forceinline__ float alibi_slope(int h, int num_heads) {
                : exp2f(-4.f * float((h + 1 - n) * 2 - 1) / float(n));
 }
 
+// The default variant: scaling, optional soft-cap, optional ALiBi, causal and window masks, RoPE.
+// The hooks, in the order a kernel calls them (every kernel family calls every hook):
+//   head(qo_head)                  what the logit needs per query head (here the ALiBi slope)
+//   query_transform(q, qo_head, d) element d of a query row in fp32, after RoPE, before q·k
+//   logit(head, s, qo_pos, kv_pos) the logit in log2 units from the raw dot product
+//   keep(qo_idx, kv_idx)           whether the key is visible to the query (indices in the request)
+//   output_transform(o, qo_head, d) element d of the output in fp32, before it is stored; applied to
+//                                  each split-KV partial before the merge, so it must be linear in o
+// TRANSFORMS_QUERY / TRANSFORMS_OUTPUT say whether the two transforms are the identity (kernels skip
+// the register round trip then). CUSTOM_MASK says that keep() may drop keys anywhere, not only past
+// kv_len and at the CAUSAL / WINDOW edges (prefill then tests keep() on every tile, not just on the
+// tiles that straddle an edge). A new variant (FP8 scales, a custom mask, sinks) is a new type with
+// these members, not a new `if` in a kernel.
 template <PosEnc POS_ENC_, bool SOFT_CAP_, bool CAUSAL_, bool WINDOW_>
 struct AttentionVariant {
   static constexpr PosEnc POS_ENC = POS_ENC_;
@@ -40,24 +54,34 @@ struct AttentionVariant {
   static constexpr bool WINDOW = WINDOW_;
   static constexpr bool USE_ROPE = POS_ENC_ == PosEnc::kRoPELlama;
   static constexpr bool USE_ALIBI = POS_ENC_ == PosEnc::kALiBi;
+  static constexpr bool TRANSFORMS_QUERY = false;
+  static constexpr bool TRANSFORMS_OUTPUT = false;
+  static constexpr bool CUSTOM_MASK = false;
 
+  // The request's parameters: its qo_len and kv_len are the ones keep() and positions use.
   const VariantParams& p;
-  float alibi_slope_log2;  // slope · log2(e) for this kernel's head (0 without ALiBi)
 
-  __device__ __forceinline__ AttentionVariant(const VariantParams& params, int qo_head)
-      : p(params),
-        alibi_slope_log2(USE_ALIBI ? alibi_slope(qo_head, params.num_qo_heads) * math::log2e : 0.f) {}
+  __device__ __forceinline__ explicit AttentionVariant(const VariantParams& params) : p(params) {}
+
+  struct Head {
+    float alibi_slope_log2;  // slope · log2(e) of the query head (0 without ALiBi)
+  };
+  __device__ __forceinline__ Head head(int qo_head) const {
+    return Head{USE_ALIBI ? alibi_slope(qo_head, p.num_qo_heads) * math::log2e : 0.f};
+  }
+
+  __device__ __forceinline__ float query_transform(float q, int, int) const { return q; }
 
   // Logit in log2 units from the raw dot product. qo_pos is the query's position in the
   // sequence (qo_idx + kv_len - qo_len), kv_pos the key's.
-  __device__ __forceinline__ float logit(float s, int qo_pos, int kv_pos) const {
+  __device__ __forceinline__ float logit(const Head& h, float s, int qo_pos, int kv_pos) const {
     float t;
     if constexpr (SOFT_CAP) {
       t = tanhf(s * p.soft_cap_pre_tanh_scale) * p.sm_scale_log2;
     } else {
       t = s * p.sm_scale_log2;
     }
-    if constexpr (USE_ALIBI) t += alibi_slope_log2 * float(kv_pos - qo_pos);
+    if constexpr (USE_ALIBI) t += h.alibi_slope_log2 * float(kv_pos - qo_pos);
     return t;
   }
 
@@ -69,6 +93,8 @@ struct AttentionVariant {
     if constexpr (WINDOW) k = k && kv_idx >= qo_pos - p.window_left;
     return k;
   }
+
+  __device__ __forceinline__ float output_transform(float o, int, int) const { return o; }
 };
 
 }  // namespace flashinfer
