@@ -73,7 +73,7 @@ extension String {
     }
 }
 
-enum Env {
+package enum Env {
     static func get(_ name: String) -> String? {
         guard let v = getenv(name) else { return nil }
         let s = String(cString: v)
@@ -89,8 +89,9 @@ enum Env {
         return i == path.startIndex ? "/" : String(path[..<i])
     }
 
-    /// Entries of a directory (names only), or [] if unreadable.
-    static func listDirectory(_ path: String) -> [String] {
+    /// Entries of a directory (names only, sorted; no "." and ".."), or [] if unreadable. Also the
+    /// library's `FileSystem.list`.
+    package static func listDirectory(_ path: String) -> [String] {
         guard let d = opendir(path) else { return [] }
         defer { closedir(d) }
         var out: [String] = []

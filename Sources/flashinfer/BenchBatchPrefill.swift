@@ -12,17 +12,9 @@ extension Bench {
         @Option(help: "Workload preset: P3 (16 requests, 2048 new tokens each, kv 2048, causal, paged) or P4 (32 requests append 128 tokens onto 4096: kv 4224, causal, paged); 32/8 heads, D 128, page 16, f16. Other options override it.")
         var workload: String = "P3"
         @Option(help: "Requests.") var batch: Int?
-        @Option(name: .customLong("qo-len"), help: "New tokens (queries) per request.") var qoLen: Int?
-        @Option(name: .customLong("kv-len"), help: "Keys per request, the new tokens included.") var kvLen: Int?
-        @Option(name: .customLong("num-qo-heads")) var numQOHeads: Int?
-        @Option(name: .customLong("num-kv-heads")) var numKVHeads: Int?
-        @Option(name: .customLong("head-dim")) var headDim: Int?
+        @OptionGroup var problem: AttentionShapeOptions
         @Option(name: .customLong("page-size")) var pageSize: Int?
-        @Option(help: "f16 or bf16.") var dtype: String?
-        @Option(help: "true or false (bottom-right causal mask per request).") var causal: Bool?
-        @Option(help: "K/V layout: NHD or HND.") var layout: String = "NHD"
         @Flag(help: "Ragged K/V instead of the paged cache.") var ragged = false
-        @Flag(help: "Also write the LSE.") var lse = false
         @Flag(name: .customLong("contiguous-pages"), help: "Keep each request's pages in order (the default scatters them over the cache with a fixed shuffle, as a serving engine leaves them).") var contiguousPages = false
         @Option(help: "Timed iterations.") var iterations = 30
         @Option(help: "Untimed warm-up iterations.") var warmup = 5
@@ -35,14 +27,13 @@ extension Bench {
             case "P4": preset = (32, 128, 4096 + 128, "P4")
             default: throw ValidationError("--workload must be P3 or P4")
             }
-            let b = batch ?? preset.b, qo = qoLen ?? preset.qo, kv = kvLen ?? preset.kv
-            let hq = numQOHeads ?? 32, hkv = numKVHeads ?? 8, d = headDim ?? 128, ps = pageSize ?? 16
-            let isCausal = causal ?? true
-            guard let dt = DType(name: dtype ?? "f16"), dt == .f16 || dt == .bf16 else { throw ValidationError("--dtype must be f16 or bf16") }
-            guard let lay = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
+            let b = batch ?? preset.b, qo = problem.qoLen ?? preset.qo, kv = problem.kvLen ?? preset.kv
+            let hq = problem.numQOHeads ?? 32, hkv = problem.numKVHeads ?? 8, d = problem.headDim ?? 128, ps = pageSize ?? 16
+            let isCausal = problem.causal ?? true
+            let dt = try problem.resolvedDType()
+            let lay = try problem.resolvedLayout()
             guard qo <= kv || !isCausal else { throw ValidationError("causal needs qo-len <= kv-len") }
-            let custom = batch != nil || qoLen != nil || kvLen != nil || numQOHeads != nil || numKVHeads != nil || headDim != nil
-                || pageSize != nil || dtype != nil || causal != nil || lay != .nhd || ragged || contiguousPages
+            let custom = problem.overridesPreset || batch != nil || pageSize != nil || ragged || contiguousPages
             let label = custom ? "custom" : preset.name
 
             let device = try Device.open()
@@ -59,7 +50,7 @@ extension Bench {
             let qoIndptr = (0...b).map { Int32($0 * qo) }
             let q = try randn([b * qo, hq, d])
             let out = try Tensor.empty(shape: [b * qo, hq, d], dtype: dt, device: device)
-            let lseT = lse ? try Tensor.empty(shape: [b * qo, hq], dtype: .f32, device: device) : nil
+            let lseT = problem.lse ? try Tensor.empty(shape: [b * qo, hq], dtype: .f32, device: device) : nil
             let wrapper = BatchPrefillAttention(backend: .cuda(stream))
             let kvInput: BatchKV
             if ragged {
@@ -96,7 +87,7 @@ extension Bench {
             let report = kernel.compiled.resourceReport?.description
                 ?? "\(attrs.registers) registers, \(attrs.localBytes) B local (from the driver; kernel loaded from the disk cache)"
             let planText = "\(plan.workItems) work items × \(hkv) kv heads, q tile \(plan.ctaTileQ), " + (plan.splitKV ? "split KV, chunk \(plan.chunkTokens) keys" : "no split")
-            print("batch-prefill \(label): \(b) requests, qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), \(ragged ? "ragged" : "paged, page \(ps)\(contiguousPages ? ", pages in order" : ", pages shuffled")"), causal \(isCausal)\(lse ? ", with LSE" : "")")
+            print("batch-prefill \(label): \(b) requests, qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), \(ragged ? "ragged" : "paged, page \(ps)\(contiguousPages ? ", pages in order" : ", pages shuffled")"), causal \(isCausal)\(problem.lse ? ", with LSE" : "")")
             print("  plan: \(planText)")
             print("  kernel \(spec.name): \(report)")
             print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs), \(fixed(tflops, 1)) TFLOP/s (causal: qo·kv/2 pairs when qo = kv, the exact triangle for append)")
@@ -107,7 +98,7 @@ extension Bench {
                     ("batch", .int(b)), ("qo_len", .int(qo)), ("kv_len", .int(kv)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)),
                     ("head_dim", .int(d)), ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)),
                     ("kv", .string(ragged ? "ragged" : contiguousPages ? "paged (pages in order)" : "paged (pages shuffled)")), ("page_size", .int(ragged ? 0 : ps)),
-                    ("causal", .bool(isCausal)), ("lse", .bool(lse)),
+                    ("causal", .bool(isCausal)), ("lse", .bool(problem.lse)),
                     ("work_items", .int(plan.workItems)), ("cta_tile_q", .int(plan.ctaTileQ)), ("split_kv", .bool(plan.splitKV)),
                     ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)),
                     ("local_bytes", .int(attrs.localBytes)), ("resources", .string(report)),

@@ -28,15 +28,7 @@ extension Bench {
 
         @Option(help: "Workload preset: P1 (causal, qo = kv = 8192, 32/8 heads, D 128, f16) or P2 (the same, not causal). Other options override it.")
         var workload: String = "P1"
-        @Option(name: .customLong("qo-len")) var qoLen: Int?
-        @Option(name: .customLong("kv-len")) var kvLen: Int?
-        @Option(name: .customLong("num-qo-heads")) var numQOHeads: Int?
-        @Option(name: .customLong("num-kv-heads")) var numKVHeads: Int?
-        @Option(name: .customLong("head-dim")) var headDim: Int?
-        @Option(help: "f16 or bf16.") var dtype: String?
-        @Option(help: "true or false (bottom-right causal mask).") var causal: Bool?
-        @Option(help: "K/V layout: NHD or HND.") var layout: String = "NHD"
-        @Flag(help: "Also write the LSE.") var lse = false
+        @OptionGroup var problem: AttentionShapeOptions
         @Option(name: .customLong("mma-q"), help: "Tile override: m16 row tiles per warp (1 or 2).") var mmaQ: Int?
         @Option(name: .customLong("cta-kv"), help: "Tile override: keys per loaded kv tile.") var ctaKV: Int?
         @Option(name: .customLong("kv-sub"), help: "Tile override: keys per compute sub-tile.") var kvSub: Int?
@@ -51,13 +43,12 @@ extension Bench {
             case "P2": preset = (false, "P2")
             default: throw ValidationError("--workload must be P1 or P2")
             }
-            let qo = qoLen ?? 8192, kv = kvLen ?? (qoLen ?? 8192)
-            let hq = numQOHeads ?? 32, hkv = numKVHeads ?? 8, d = headDim ?? 128
-            let isCausal = causal ?? preset.causal
-            guard let dt = DType(name: dtype ?? "f16"), dt == .f16 || dt == .bf16 else { throw ValidationError("--dtype must be f16 or bf16") }
-            guard let lay = KVLayout(rawValue: layout.uppercased()) else { throw ValidationError("--layout must be NHD or HND") }
-            let custom = qoLen != nil || kvLen != nil || numQOHeads != nil || numKVHeads != nil || headDim != nil
-                || dtype != nil || causal != nil || lay != .nhd
+            let qo = problem.qoLen ?? 8192, kv = problem.kvLen ?? (problem.qoLen ?? 8192)
+            let hq = problem.numQOHeads ?? 32, hkv = problem.numKVHeads ?? 8, d = problem.headDim ?? 128
+            let isCausal = problem.causal ?? preset.causal
+            let dt = try problem.resolvedDType()
+            let lay = try problem.resolvedLayout()
+            let custom = problem.overridesPreset
             let label = custom ? "custom" : preset.name + (mmaQ != nil || ctaKV != nil || kvSub != nil ? " (tile override)" : "")
 
             let device = try Device.open()
@@ -79,7 +70,7 @@ extension Bench {
             var inputs: [(Tensor, Tensor, Tensor)] = []
             for _ in 0..<copies { inputs.append((try randn(qShape), try randn(kvShape), try randn(kvShape))) }
             let out = try Tensor.empty(shape: qShape, dtype: dt, device: device)
-            let lseT = lse ? try Tensor.empty(shape: [qo, hq], dtype: .f32, device: device) : nil
+            let lseT = problem.lse ? try Tensor.empty(shape: [qo, hq], dtype: .f32, device: device) : nil
 
             var spec = PrefillSpec(dtype: dt, headDim: d, options: options)
             let tileOverride: PrefillTile? = mmaQ != nil || ctaKV != nil || kvSub != nil
@@ -97,7 +88,7 @@ extension Bench {
             let attrs = kernel.function.attributes
             let report = kernel.compiled.resourceReport?.description
                 ?? "\(attrs.registers) registers, \(attrs.localBytes) B local (from the driver; kernel loaded from the disk cache)"
-            print("single-prefill \(label): qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), causal \(isCausal)\(lse ? ", with LSE" : "")")
+            print("single-prefill \(label): qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), causal \(isCausal)\(problem.lse ? ", with LSE" : "")")
             print("  kernel \(spec.name): \(report)")
             print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs, \(copies) input cop\(copies == 1 ? "y" : "ies")), \(fixed(tflops, 1)) TFLOP/s")
             print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of bench/WORKLOADS.md (project H100; not measured in this run)")
@@ -106,7 +97,7 @@ extension Bench {
                     ("benchmark", .string("single-prefill")), ("workload", .string(label)),
                     ("qo_len", .int(qo)), ("kv_len", .int(kv)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)),
                     ("head_dim", .int(d)), ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)),
-                    ("causal", .bool(isCausal)), ("lse", .bool(lse)),
+                    ("causal", .bool(isCausal)), ("lse", .bool(problem.lse)),
                     ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)), ("local_bytes", .int(attrs.localBytes)),
                     ("resources", .string(report)),
                     ("iterations", .int(iterations)), ("input_copies", .int(copies)),

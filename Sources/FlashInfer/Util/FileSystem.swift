@@ -1,3 +1,5 @@
+import FlashInferCUDA
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -80,18 +82,7 @@ enum FileSystem {
 
     static func remove(_ path: String) { unlink(path) }
 
-    static func list(_ dir: String) -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        var out: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { out.append(name) }
-        }
-        return out.sorted()
-    }
+    static func list(_ dir: String) -> [String] { Env.listDirectory(dir) }
 
     static func size(_ path: String) -> Int {
         var st = stat()
