@@ -12,6 +12,21 @@ public struct GraphCapacity: Sendable, Hashable {
         self.maxPages = maxPages
         self.maxQORows = maxQORows ?? maxBatch
     }
+
+    /// Throws `capacityExceeded` for a plan that does not fit: more requests, pages (nil: ragged
+    /// K/V) or query rows (nil: decode, one per request) than the capacity holds.
+    func check(batchSize: Int, pages: Int?, queryRows: Int? = nil) throws(FlashInferError) {
+        guard batchSize <= maxBatch else { throw .capacityExceeded(what: "batch size", value: "\(batchSize)", capacity: "\(maxBatch) requests") }
+        if let queryRows, queryRows > maxQORows {
+            throw .capacityExceeded(what: "query rows (qo_indptr[-1])", value: "\(queryRows)", capacity: "\(maxQORows) rows")
+        }
+        if let pages, pages > maxPages { throw .capacityExceeded(what: "pages", value: "\(pages)", capacity: "\(maxPages) pages") }
+    }
+
+    /// Throws `capacityExceeded` for a schedule of more work items than the padded grid holds.
+    static func check(workItems: Int, maxItems: Int) throws(FlashInferError) {
+        guard workItems <= maxItems else { throw .capacityExceeded(what: "work items", value: "\(workItems)", capacity: "\(maxItems) work items") }
+    }
 }
 
 /// Batch decode over a paged KV cache, FlashInfer's `BatchDecodeWithPagedKVCacheWrapper`.

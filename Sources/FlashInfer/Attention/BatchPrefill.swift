@@ -139,11 +139,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                 }
             }
             let total = Int(qoIndptr.last ?? 0)
-            guard kvLens.count <= cap.maxBatch else { throw .capacityExceeded(what: "batch size", value: "\(kvLens.count)", capacity: "\(cap.maxBatch) requests") }
-            guard total <= cap.maxQORows else { throw .capacityExceeded(what: "query rows (qo_indptr[-1])", value: "\(total)", capacity: "\(cap.maxQORows) rows") }
-            if let pageIndices, pageIndices.count > cap.maxPages {
-                throw .capacityExceeded(what: "pages", value: "\(pageIndices.count)", capacity: "\(cap.maxPages) pages")
-            }
+            try cap.check(batchSize: kvLens.count, pages: pageIndices?.count, queryRows: total)
             graph = .init(capacity: cap, maxItems: Self.graphItems(cap, groupSize: group, ctaQ: spec.tile.ctaQ))
         }
         let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,

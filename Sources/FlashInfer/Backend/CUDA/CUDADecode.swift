@@ -211,9 +211,9 @@ public struct CUDADecodeLaunch: Sendable {
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
          keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
-        if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
-        guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
-        guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
+        if let n = numChunks, n < 1 { throw .benchOverride(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
+        guard (2...8).contains(stages) else { throw .benchOverride(name: "stages", value: "\(stages)", rule: "must be 2...8") }
+        guard [2, 4, 8].contains(keysPerSlot) else { throw .benchOverride(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
         let g = shape.groupSize
         var cta = 1
         while cta < min(g, 8) { cta *= 2 }
@@ -223,7 +223,7 @@ public struct CUDADecodeLaunch: Sendable {
         // The epilogue reuses the pipeline buffers for every slot's o (DecodeTraits' static_assert):
         // refuse the pipelines too small for the group here, with the reason, not as a compile error.
         guard spec.epilogueBytes <= spec.pipelineBytes else {
-            throw .option(name: "stages × keys_per_slot", value: "\(stages) × \(keysPerSlot)",
+            throw .benchOverride(name: "stages × keys_per_slot", value: "\(stages) × \(keysPerSlot)",
                           rule: "too small for \(cta) query heads per CTA at head_dim \(shape.headDim): the pipeline holds \(spec.pipelineBytes) bytes, the epilogue needs \(spec.epilogueBytes)")
         }
         self.spec = spec
@@ -239,7 +239,8 @@ public struct CUDADecodeLaunch: Sendable {
             return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
         }
         guard occupancy > 0 else {
-            throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
+            throw .kernelDoesNotFit(kernel: spec.name, device: device.properties.name,
+                                    reason: "no CTA is resident with \(spec.sharedBytes) B of shared memory")
         }
         ctasPerSM = occupancy
         let split: DecodeSplit
@@ -318,7 +319,8 @@ public struct CUDADecodeLaunch: Sendable {
                                      stream: Stream, timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
         let s = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
         guard s == shape, q.dtype == spec.dtype else {
-            throw .option(name: "decode launch", value: "\(q.shape) \(k.shape) \(q.dtype.rawValue)", rule: "tensors differ from the planned shape \(shape)")
+            throw .planMismatch(what: "decode launch", planned: "\(shape) \(spec.dtype.rawValue)",
+                                got: "q \(q.shape), k \(k.shape), \(q.dtype.rawValue)")
         }
         guard stream.device === device else { throw .deviceMismatch(tensor: "stream") }
         for (n, t) in [("q", q), ("k", k), ("v", v), ("out", out)] {
@@ -334,9 +336,10 @@ public struct CUDADecodeLaunch: Sendable {
         }
         let needed = workspaceBytes
         if needed > 0 {
-            guard let workspace, workspace.byteCount >= needed, workspace.device === stream.device else {
-                throw .option(name: "workspace", value: "\(workspace?.byteCount ?? 0) bytes", rule: "needs \(needed) bytes on the stream's device")
+            guard let workspace, workspace.byteCount >= needed else {
+                throw .workspaceTooSmall(bytes: workspace?.byteCount ?? 0, needed: needed)
             }
+            guard workspace.device === stream.device else { throw .deviceMismatch(tensor: "workspace") }
         }
         let (qStride, kSeq, kHead, vSeq, vHead) = Self.strides(q: q, k: k, v: v, layout: options.layout)
         let split = split
@@ -362,7 +365,7 @@ public struct CUDADecodeLaunch: Sendable {
             numQOHeads: Int32(shape.numQOHeads), numChunks: Int32(split.numChunks)
         )
         if let timeline {
-            guard spec.timeline else { throw .option(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
+            guard spec.timeline else { throw .benchOverride(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
             a.timeline = timeline.decode
             m.timeline = timeline.merge
         }

@@ -143,7 +143,7 @@ enum CUDAPrefill {
             let ok = [1, 2].contains(tile.mmaQ) && tile.kvSub >= 16 && tile.kvSub % 16 == 0 && tile.ctaKV % tile.kvSub == 0
                 && (tile.ctaKV * shape.headDim / 8) % tile.threads == 0
                 && tile.sharedBytes(headDim: shape.headDim, elementBytes: q.dtype.byteSize) <= 227 * 1024
-            guard ok else { throw .option(name: "tile", value: "\(tile)", rule: "mmaQ 1 or 2, kvSub a multiple of 16 dividing ctaKV, shared memory ≤ 227 KiB") }
+            guard ok else { throw .benchOverride(name: "tile", value: "\(tile)", rule: "mmaQ 1 or 2, kvSub a multiple of 16 dividing ctaKV, shared memory ≤ 227 KiB") }
             spec.tile = tile
         }
 
