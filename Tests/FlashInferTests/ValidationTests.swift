@@ -105,6 +105,26 @@ import Testing
         #expect(e == .strides(tensor: "k", strides: [256, 64, 2], rule: "the head_dim axis must have stride 1"))
     }
 
+    /// One validation makes the problem value the backends take as-is: the shape, the LSE's shape,
+    /// and, for the CPU backend, host placement and no caller buffers.
+    @Test func validationReturnsTheCheckedProblem() throws {
+        let q = Self.t([3, 8, 64]), k = Self.t([2, 5, 64])
+        let p = try validateSingle(q: q, k: k, v: k, decode: false, options: .init(layout: .hnd), placement: .host)
+        #expect(p.shape == SingleAttentionShape(qoLen: 3, kvLen: 5, numQOHeads: 8, numKVHeads: 2, headDim: 64))
+        #expect(p.lseShape == [3, 8] && !p.decode && p.dtype == .f16 && p.out == nil && p.lse == nil)
+        let d = try validateSingle(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), decode: true, options: .init(), placement: .host)
+        #expect(d.lseShape == [8] && d.shape.qoLen == 1 && d.shape.groupSize == 4)
+        // Caller buffers are for the CUDA backend.
+        #expect(throws: FlashInferError.backendMismatch(what: "lse", rule: "the CPU backend returns new host tensors; out is for the CUDA backend")) {
+            _ = try validateSingle(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), decode: true, options: .init(),
+                                   placement: .host, lse: Self.t([8], .f32))
+        }
+        // The backend runs the problem as validated: the same result as the public entry point.
+        let r = try runSingle(d, returnLSE: true, backend: .cpu)
+        let e = try singleDecode(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), returnLSE: true)
+        #expect(try r.output.toFloats() == e.output.toFloats() && r.lse!.toFloats() == e.lse!.toFloats() && r.lse!.shape == [8])
+    }
+
     @Test func cpuBackendRejectsDeviceTensorsAndEmptyKVGivesZeroAndMinusInf() throws {
         let r = try singleDecode(q: Self.t([4, 64]), k: Self.t([0, 4, 64]), v: Self.t([0, 4, 64]), returnLSE: true)
         #expect(try r.output.toFloats().allSatisfy { $0 == 0 })

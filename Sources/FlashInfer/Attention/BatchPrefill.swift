@@ -318,6 +318,20 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     }
 }
 
+/// The rules of `run(q:kv:out:lse:)`'s caller buffers: q, out and lse on the stream's device;
+/// out of q's shape and dtype, contiguous.
+func validateDeviceOutput(q: Tensor, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+    for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
+        guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
+        guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
+    }
+    guard out.shape == q.shape else {
+        throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+    }
+    guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+    guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+}
+
 /// indptr rules shared by every plan: starts at 0, non-decreasing, at least one entry.
 func validateIndptr(_ indptr: [Int32], name: String) throws(FlashInferError) {
     guard !indptr.isEmpty else { throw .indices(array: name, position: 0, rule: "must have batch_size + 1 entries (at least 1)") }

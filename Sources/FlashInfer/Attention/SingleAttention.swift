@@ -14,6 +14,14 @@ public enum Backend: Sendable {
         return .cpu
     }
 
+    /// Where a call's tensors must be for this backend.
+    var placement: Placement {
+        switch self {
+        case .cpu: .host
+        case .cuda(let s): .device(s.device)
+        }
+    }
+
     public var name: String {
         switch self {
         case .cpu: "cpu"
@@ -57,8 +65,8 @@ public struct AttentionOutput: Sendable {
 /// - Returns: output `[Hq, D]` (+ LSE). `kvLen == 0` gives output 0 and LSE −inf.
 public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                          returnLSE: Bool = false, out: Tensor? = nil, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
-    let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-    return try runSingle(q: q, k: k, v: v, shape: shape, decode: true, options: options, returnLSE: returnLSE, out: out, backend: backend)
+    let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: backend.placement, out: out)
+    return try runSingle(problem, returnLSE: returnLSE, backend: backend)
 }
 
 /// Single-request prefill or append attention: `qoLen` queries against `kvLen ≥ qoLen` keys
@@ -70,22 +78,18 @@ public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpti
 /// - Returns: output `[qoLen, Hq, D]` (+ LSE `[qoLen, Hq]`, base 2).
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                           returnLSE: Bool = false, out: Tensor? = nil, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
-    let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
-    return try runSingle(q: q, k: k, v: v, shape: shape, decode: false, options: options, returnLSE: returnLSE, out: out, backend: backend)
+    let problem = try validateSingle(q: q, k: k, v: v, decode: false, options: options, placement: backend.placement, out: out)
+    return try runSingle(problem, returnLSE: returnLSE, backend: backend)
 }
 
-func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool, options: AttentionOptions,
-               returnLSE: Bool, out: Tensor? = nil, backend: Backend) throws(FlashInferError) -> AttentionOutput {
+func runSingle(_ problem: SingleAttentionProblem, returnLSE: Bool, backend: Backend) throws(FlashInferError) -> AttentionOutput {
     switch backend {
     case .cpu:
-        if out != nil { throw .backendMismatch(what: "out", rule: "the CPU backend returns new host tensors; out is for the CUDA backend") }
-        for (n, t) in [("q", q), ("k", k), ("v", v)] where t.isOnDevice {
-            throw .placement(tensor: n, expected: "host (the CPU backend)")
-        }
+        let (q, shape, decode, options) = (problem.q, problem.shape, problem.decode, problem.options)
         let r: ReferenceAttention.Result
         do {
             r = try ReferenceAttention.prefill(
-                q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), qoLen: shape.qoLen, kvLen: shape.kvLen,
+                q: try q.toFloats(), k: try problem.k.toFloats(), v: try problem.v.toFloats(), qoLen: shape.qoLen, kvLen: shape.kvLen,
                 numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, headDim: shape.headDim,
                 options: decode ? withoutCausal(options) : options)
         } catch let e as ReferenceError {
@@ -96,14 +100,9 @@ func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, dec
             throw .reference("\(error)")
         }
         let out = Tensor.host(r.output, shape: q.shape, dtype: q.dtype)
-        let lseShape = decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads]
-        return AttentionOutput(output: out, lse: returnLSE ? Tensor.host(r.lse, shape: lseShape, dtype: .f32) : nil)
+        return AttentionOutput(output: out, lse: returnLSE ? Tensor.host(r.lse, shape: problem.lseShape, dtype: .f32) : nil)
     case .cuda(let stream):
-        for (n, t) in [("q", q), ("k", k), ("v", v)] where !t.isOnDevice {
-            throw .placement(tensor: n, expected: "device (the CUDA backend)")
-        }
-        return try CUDAAttention.single(q: q, k: k, v: v, shape: shape, decode: decode, options: options,
-                                        returnLSE: returnLSE, out: out, stream: stream)
+        return try CUDAAttention.single(problem, returnLSE: returnLSE, stream: stream)
     }
 }
 

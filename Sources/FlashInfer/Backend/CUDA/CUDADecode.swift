@@ -203,8 +203,8 @@ public struct CUDADecodeLaunch: Sendable {
     @_spi(Bench) public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                              numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
                              keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
-        let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-        try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
+        let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(device))
+        try self.init(shape: problem.shape, dtype: problem.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
                       keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
@@ -262,9 +262,18 @@ public struct CUDADecodeLaunch: Sendable {
     /// Float32 `[Hq]`; `workspace` must hold `workspaceBytes` (it may be nil when 0).
     public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
                     stream: Stream) throws(FlashInferError) {
-        let prepared = try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(stream.device),
+                                         out: out, lse: lse)
+        try run(problem, out: out, lse: lse, workspace: workspace, stream: stream)
+    }
+
+    /// `run` for a validated problem (`validateSingle`): nothing is checked again but that the
+    /// problem is the planned one and the workspace is large enough.
+    func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
+             stream: Stream) throws(FlashInferError) {
+        let prepared = try prepare(problem, out: out, lse: lse, workspace: workspace, stream: stream, timeline: nil)
         try FlashInferError.wrap { () throws(CUDAError) in
-            try stream.order(reading: [q, k, v], writing: [out, lse], writingBuffers: [workspace])
+            try stream.order(reading: [problem.q, problem.k, problem.v], writing: [out, lse], writingBuffers: [workspace])
         }
         try prepared.launch(on: stream)
     }
@@ -317,23 +326,21 @@ public struct CUDADecodeLaunch: Sendable {
     /// (`DecodeParams::timeline`).
     @_spi(Bench) public func prepare(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
                                      stream: Stream, timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
-        let s = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-        guard s == shape, q.dtype == spec.dtype else {
+        let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(stream.device),
+                                         out: out, lse: lse)
+        return try prepare(problem, out: out, lse: lse, workspace: workspace, stream: stream, timeline: timeline)
+    }
+
+    /// `prepare` for a validated problem (`validateSingle`); `out` and `lse` are its buffers or
+    /// the ones the backend allocated for it.
+    func prepare(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?, stream: Stream,
+                 timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
+        let (q, k, v) = (problem.q, problem.k, problem.v)
+        guard problem.shape == shape, problem.dtype == spec.dtype else {
             throw .planMismatch(what: "decode launch", planned: "\(shape) \(spec.dtype.rawValue)",
-                                got: "q \(q.shape), k \(k.shape), \(q.dtype.rawValue)")
+                                got: "\(problem.shape) \(problem.dtype.rawValue)")
         }
         guard stream.device === device else { throw .deviceMismatch(tensor: "stream") }
-        for (n, t) in [("q", q), ("k", k), ("v", v), ("out", out)] {
-            guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
-        }
-        try Self.checkVectorAligned(q: q, k: k, v: v)
-        guard out.shape == q.shape, out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: out.dtype) }
-        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-        if let lse {
-            guard lse.dtype == .f32, lse.shape == [shape.numQOHeads], lse.isContiguous, lse.isOnDevice, lse.device === stream.device else {
-                throw .dtype(tensor: "lse", expected: "contiguous f32 [\(shape.numQOHeads)] on the stream's device", got: lse.dtype)
-            }
-        }
         let needed = workspaceBytes
         if needed > 0 {
             guard let workspace, workspace.byteCount >= needed else {
@@ -381,8 +388,9 @@ public struct CUDADecodeLaunch: Sendable {
         return (q.strides[0], k.strides[seq], k.strides[head], v.strides[seq], v.strides[head])
     }
 
-    /// The kernel reads 16-byte vectors: every tensor's base address must be 16-byte aligned and
-    /// every stride (of an axis longer than 1) a multiple of 8 elements.
+    /// The kernel's rule for device tensors (checked by `validateSingle`): it reads 16-byte
+    /// vectors, so every tensor's base address must be 16-byte aligned and every stride (of an axis
+    /// longer than 1) a multiple of 8 elements.
     static func checkVectorAligned(q: Tensor, k: Tensor, v: Tensor) throws(FlashInferError) {
         for (n, t) in [("q", q), ("k", k), ("v", v)] {
             let misaligned = t.count > 0 && (t.deviceAddress ?? 0) % 16 != 0
@@ -447,12 +455,13 @@ struct DecodeMergeParamsValues {
 /// Single-request decode on CUDA cores: plans (split-KV from the SM count), allocates the
 /// split workspace for this call, launches the decode kernel and, when split, the merge.
 enum CUDADecode {
-    static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
-                    out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-        let launch = try CUDADecodeLaunch(shape: shape, dtype: q.dtype, options: options, device: stream.device,
+    /// Launches a validated problem (`validateSingle`: nothing is checked again) into `out` and
+    /// `lse` (the problem's buffers, or the ones the backend allocated for it).
+    static func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+        let launch = try CUDADecodeLaunch(shape: problem.shape, dtype: problem.dtype, options: problem.options, device: stream.device,
                                           numChunks: nil)
         let workspace = try launch.makeWorkspace(stream: stream)
-        try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        try launch.run(problem, out: out, lse: lse, workspace: workspace, stream: stream)
         // The workspace is released when this returns: freed in the stream's order after the
         // launches that use it (cuMemFreeAsync), so the call does not wait for the device.
         withExtendedLifetime(workspace) {}
