@@ -156,7 +156,8 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
 
 /// A planned single decode: kernel, grid, split-KV chunking and workspace size for one problem
 /// shape on one device. Plan once and `run` many times (the bench does, with one workspace);
-/// `singleDecode(..., backend: .cuda)` plans per call.
+/// `singleDecode(..., backend: .cuda)` makes one per call from the plan cache
+/// (`SingleDecodePlan`: the device is asked once per shape class).
 ///
 /// Launches: the decode kernel on grid (chunks, KV heads, head groups) × 128 threads; when the
 /// KV range is split, it writes fp32 partials (o, base-2 LSE) to the workspace and the merge
@@ -208,54 +209,25 @@ public struct CUDADecodeLaunch: Sendable {
                       keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
+    /// The plan of a validated problem, from the plan cache (`SingleDecodePlan.planned`: the device
+    /// is asked once per shape class), with this call's shape and window start.
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
          keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
-        if let n = numChunks, n < 1 { throw .benchOverride(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
-        guard (2...8).contains(stages) else { throw .benchOverride(name: "stages", value: "\(stages)", rule: "must be 2...8") }
-        guard [2, 4, 8].contains(keysPerSlot) else { throw .benchOverride(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
-        let g = shape.groupSize
-        var cta = 1
-        while cta < min(g, 8) { cta *= 2 }
-        var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
-                              softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
-        spec.timeline = timeline
-        // The epilogue reuses the pipeline buffers for every slot's o (DecodeTraits' static_assert):
-        // refuse the pipelines too small for the group here, with the reason, not as a compile error.
-        guard spec.epilogueBytes <= spec.pipelineBytes else {
-            throw .benchOverride(name: "stages × keys_per_slot", value: "\(stages) × \(keysPerSlot)",
-                          rule: "too small for \(cta) query heads per CTA at head_dim \(shape.headDim): the pipeline holds \(spec.pipelineBytes) bytes, the epilogue needs \(spec.epilogueBytes)")
-        }
-        self.spec = spec
-        mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
-        headGroups = (g + cta - 1) / cta
+        let planned = try SingleDecodePlan.planned(shape: shape, dtype: dtype, options: options, device: device, numChunks: numChunks,
+                                                   stages: stages, keysPerSlot: keysPerSlot, timeline: timeline)
+        let plan = planned.plan
+        spec = plan.spec
+        mergeSpec = plan.mergeSpec
+        split = plan.split
+        ctasPerSM = plan.ctasPerSM
+        headGroups = plan.headGroups
         self.shape = shape
         self.options = options
-        kvBegin = options.windowLeft >= 0 ? max(0, shape.kvLen - 1 - options.windowLeft) : 0
-        let attended = shape.kvLen - kvBegin
-        let (decode, occupancy) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
-            let f = try JIT.shared(for: device).kernel(spec).function
-            try f.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
-        }
-        guard occupancy > 0 else {
-            throw .kernelDoesNotFit(kernel: spec.name, device: device.properties.name,
-                                    reason: "no CTA is resident with \(spec.sharedBytes) B of shared memory")
-        }
-        ctasPerSM = occupancy
-        let split: DecodeSplit
-        if let n = numChunks {
-            split = decodeSplit(kvLen: attended, forcedChunks: n, tileKeys: spec.tileKeys)
-        } else {
-            split = singleDecodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups,
-                                      smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
-        }
-        self.split = split
+        kvBegin = SingleDecodePlan.kvBegin(shape: shape, options: options)
         self.device = device
-        decodeFunction = decode
-        let mergeSpec = mergeSpec
-        mergeFunction = split.isSplit
-            ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
+        decodeFunction = planned.decode
+        mergeFunction = planned.merge
     }
 
     /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is

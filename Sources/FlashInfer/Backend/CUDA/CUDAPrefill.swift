@@ -140,14 +140,9 @@ enum CUDAPrefill {
                     stream: Stream) throws(FlashInferError) {
         let (q, k, v, shape, options) = (problem.q, problem.k, problem.v, problem.shape, problem.options)
         guard shape.qoLen > 0 else { return }
-        var spec = PrefillSpec(dtype: q.dtype, headDim: shape.headDim, options: options)
-        if let tile {
-            let ok = [1, 2].contains(tile.mmaQ) && tile.kvSub >= 16 && tile.kvSub % 16 == 0 && tile.ctaKV % tile.kvSub == 0
-                && (tile.ctaKV * shape.headDim / 8) % tile.threads == 0
-                && tile.sharedBytes(headDim: shape.headDim, elementBytes: q.dtype.byteSize) <= 227 * 1024
-            guard ok else { throw .benchOverride(name: "tile", value: "\(tile)", rule: "mmaQ 1 or 2, kvSub a multiple of 16 dividing ctaKV, shared memory ≤ 227 KiB") }
-            spec.tile = tile
-        }
+        // The plan (kernel, query tiles) from the plan cache: looked up once per shape class.
+        let planned = try SinglePrefillPlan.planned(shape: shape, dtype: q.dtype, options: options, tile: tile, device: stream.device)
+        let spec = planned.plan.spec, qTiles = planned.plan.qTiles
 
         // Strides in elements: (token, head) for each tensor. An axis of extent 1 has no stride.
         func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
@@ -156,14 +151,9 @@ enum CUDAPrefill {
             ("q", q, st(q, 0), st(q, 1)), ("k", k, st(k, kn), st(k, kh)), ("v", v, st(v, kn), st(v, kh)),
             ("out", out, st(out, 0), st(out, 1)),
         ]
-        let packedRows = shape.qoLen * shape.groupSize
-        guard packedRows < Int(Int32.max) - spec.tile.ctaQ, shape.kvLen < Int(Int32.max) - spec.tile.ctaKV else {
-            throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
-        }
-        let qTiles = (packedRows + spec.tile.ctaQ - 1) / spec.tile.ctaQ
 
         try FlashInferError.wrap { () throws(CUDAError) in
-            let kernel = try JIT.shared(for: stream.device).kernel(spec)
+            let kernel = planned.kernel
             try stream.order(reading: [q, k, v], writing: [out, lse])
             var a = KernelArguments()
             appendPrefillParams(&a, q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
