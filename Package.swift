@@ -16,13 +16,16 @@ let package = Package(
     targets: [
         // dlopen'd CUDA driver + NVRTC: one symbol table, typed errors, device, stream, event, memory.
         .target(name: "FlashInferCUDA"),
-        // Build-time tool: turns the kernel .cuh files into one generated Swift source.
+        // The kernels' parameter structs, one C header (include/flashinfer/params.h) that Swift
+        // imports and NVRTC compiles (embedded by EmbedKernels as flashinfer/params.h).
+        .target(name: "CFlashInferParams"),
+        // Build-time tool: turns the kernel .cuh files (and params.h) into one generated Swift source.
         .executableTarget(name: "EmbedKernelsTool"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"]),
         // The public module: tensors, dtypes, JIT, CPU reference, attention API.
         .target(
             name: "FlashInfer",
-            dependencies: ["FlashInferCUDA"],
+            dependencies: ["FlashInferCUDA", "CFlashInferParams"],
             plugins: ["EmbedKernels"]
         ),
         // The GPU check catalogue (`flashinfer check`), the tolerances and the seeded RNG: used by the
@@ -36,7 +39,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting"]),
+        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting", "CFlashInferParams"]),
     ],
     swiftLanguageModes: [.v6]
 )

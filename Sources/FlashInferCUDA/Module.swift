@@ -163,22 +163,30 @@ enum LaunchConfig {
     }
 }
 
-/// A kernel's parameters laid out as the compiler lays them out: each value at its natural
-/// alignment, in order — the same bytes as a C struct of those fields. A kernel that takes one
-/// `const __grid_constant__ Params` gets exactly the bytes of that struct.
+/// A kernel's parameter buffer: the bytes `cuLaunchKernel` copies into the kernel's parameter space.
+///
+/// Every library kernel takes one `const __grid_constant__` struct declared in C
+/// (`Sources/CFlashInferParams/include/flashinfer/params.h`), which Swift imports: a launcher fills
+/// the imported struct by field name and passes `KernelArguments(bytesOf: params)`, so the offsets,
+/// the padding and the size are the struct's own (the C compiler's, checked against NVRTC's by
+/// ParamsLayoutTests), never a second hand-written copy of the declaration.
+///
+/// `append` packs loose values in order, each at its natural alignment (the bytes of a C struct of
+/// those fields); only the bench's probe kernels, which take several plain arguments, use it.
 public struct KernelArguments: Sendable {
     public private(set) var bytes: [UInt8] = []
 
     public init() {}
 
+    /// The bytes of one C struct (its padding bytes are unspecified: the kernel never reads them).
+    public init<T: BitwiseCopyable>(bytesOf value: T) {
+        bytes = withUnsafeBytes(of: value) { Array($0) }
+    }
+
     public mutating func append<T: BitwiseCopyable>(_ value: T) {
         let align = MemoryLayout<T>.alignment
         while bytes.count % align != 0 { bytes.append(0) }
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
-    }
-
-    public mutating func append(_ buffer: DeviceBuffer, byteOffset: Int = 0) {
-        append(buffer.address + CUdeviceptr(byteOffset))
     }
 
     /// Pads to `alignment` (call at the end to match a struct's trailing padding).

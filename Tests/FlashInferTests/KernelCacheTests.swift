@@ -27,6 +27,8 @@ import Glibc
     @Test func keyCoversEveryEmbeddedHeaderByteAndTheLibraryVersion() throws {
         let files = KernelSources.all
         #expect(files.count > 10)
+        // The parameter structs' header (Sources/CFlashInferParams/include, the plugin's second root) too.
+        #expect(files["flashinfer/params.h"] != nil)
         #expect(KernelSources.digest == KernelSources.digest(of: files))
         func key(_ digest: String, version: String = FlashInferVersion.string) -> String {
             KernelCache.key(source: "#include <flashinfer/attention/decode.cuh>", options: ["-std=c++17"], architecture: "sm_90a",

@@ -82,6 +82,8 @@ struct NVRTCTests {
     @Test func embeddedSourcesArePresent() {
         #expect(KernelSources.names.contains("flashinfer/core/types.cuh"))
         #expect(KernelSources.names.contains("flashinfer/attention/variants.cuh"))
+        // The parameter structs' C header (Sources/CFlashInferParams/include), a second root.
+        #expect(KernelSources.names.contains("flashinfer/params.h"))
         #expect(KernelSources.all.values.allSatisfy { !$0.isEmpty })
     }
 }

@@ -1,3 +1,4 @@
+import CFlashInferParams
 import FlashInferCUDA
 import Testing
 
@@ -7,9 +8,11 @@ import Testing
 import Glibc
 #endif
 
-/// `VariantParamsValues(options:…)` replaced three copies of the variant math (single decode, batch
-/// decode, prefill): the packed kernel arguments must be the bytes the copies produced. The copies
-/// are kept here, verbatim but for their names, as the reference.
+/// `FIVariantParams(options:…)` (before it, `VariantParamsValues(options:…)`) replaced three copies
+/// of the variant math (single decode, batch decode, prefill), and the launchers now fill the
+/// imported C structs instead of packing fields one by one: the kernel arguments must be the bytes
+/// that the old copies and packers produced, field for field (padding aside). The old code is kept
+/// here, verbatim but for its names, as the reference.
 @Suite struct VariantParamsTests {
     static let optionSets: [AttentionOptions] = [
         AttentionOptions(),
@@ -36,7 +39,7 @@ import Glibc
                 [1, Int32(kvLen), Int32(options.windowLeft), Int32(numQOHeads)])
     }
 
-    /// The old DecodeParamsValues.arguments with the old VariantParams fields.
+    /// The old DecodeParamsValues.arguments (a KernelArguments packer) with the old VariantParams fields.
     static func oldDecodeBytes(_ options: AttentionOptions, headDim: Int, kvLen: Int, numQOHeads: Int) -> [UInt8] {
         let (f, i) = oldDecodeVariant(options, headDim: headDim, kvLen: kvLen, numQOHeads: numQOHeads)
         var a = KernelArguments()
@@ -54,17 +57,17 @@ import Glibc
     }
 
     static func newDecodeBytes(_ options: AttentionOptions, headDim: Int, kvLen: Int, numQOHeads: Int) -> [UInt8] {
-        DecodeParamsValues(
-            q: 0x11, k: 0x12, v: 0x13, o: 0x14, lse: 0x15, partialO: 0x16, partialLSE: 0x17,
-            qStrideHead: 0x21, kStrideSeq: 0x22, kStrideHead: 0x23, vStrideSeq: 0x24, vStrideHead: 0x25,
-            variant: VariantParamsValues(options: options, headDim: headDim, qoLen: 1, kvLen: kvLen, numQOHeads: numQOHeads),
-            numKVHeads: 0x31, groupSize: 0x32, kvBegin: 0x33, chunkSize: 0x34, split: 0x35,
-            requestIndices: 0x41, chunkIndices: 0x42, kvIndptr: 0x43, kvIndices: 0x44, kvLastPageLen: 0x45,
-            qStrideBatch: 0x51, kStridePage: 0x52, vStridePage: 0x53, pageSize: 0x61, chunkSizePtr: 0x71, timeline: 0x72
-        ).arguments.bytes
+        KernelArguments(bytesOf: FIDecodeParams(
+            q: 0x11, k: 0x12, v: 0x13, o: 0x14, lse: 0x15, partial_o: 0x16, partial_lse: 0x17,
+            q_stride_head: 0x21, k_stride_seq: 0x22, k_stride_head: 0x23, v_stride_seq: 0x24, v_stride_head: 0x25,
+            variant: FIVariantParams(options: options, headDim: headDim, qoLen: 1, kvLen: kvLen, numQOHeads: numQOHeads),
+            num_kv_heads: 0x31, group_size: 0x32, kv_begin: 0x33, chunk_size: 0x34, split: 0x35,
+            request_indices: 0x41, chunk_indices: 0x42, kv_indptr: 0x43, kv_indices: 0x44, kv_last_page_len: 0x45,
+            q_stride_batch: 0x51, k_stride_page: 0x52, v_stride_page: 0x53, page_size: 0x61, chunk_size_ptr: 0x71, timeline: 0x72
+        )).bytes
     }
 
-    /// The prefill launches' copy (CUDAPrefill.swift appendPrefillParams), host tensors (address 0).
+    /// The prefill launches' copy (CUDAPrefill.swift appendPrefillParams, now prefillParams), host tensors (address 0).
     static func oldPrefillBytes(_ options: AttentionOptions, strides: [(Int64, Int64)], headDim: Int, qoLen: Int, kvLen: Int,
                                 numQOHeads: Int, numKVHeads: Int) -> [UInt8] {
         var a = KernelArguments()
@@ -94,10 +97,16 @@ import Glibc
     @Test(arguments: 0..<optionSets.count)
     func decodeArgumentsAreTheOldBytes(index: Int) {
         let o = Self.optionSets[index]
+        let decode = ParamsLayoutTests.layout(of: "FIDecodeParams"), variant = ParamsLayoutTests.layout(of: "FIVariantParams")
+        let variantOffset = MemoryLayout<FIDecodeParams>.offset(of: \.variant)!
         for d in Self.headDims {
             for (kvLen, heads) in [(0, 32), (4097, 8)] {
-                #expect(Self.newDecodeBytes(o, headDim: d, kvLen: kvLen, numQOHeads: heads)
-                        == Self.oldDecodeBytes(o, headDim: d, kvLen: kvLen, numQOHeads: heads), "options \(index) d \(d)")
+                let new = Self.newDecodeBytes(o, headDim: d, kvLen: kvLen, numQOHeads: heads)
+                let old = Self.oldDecodeBytes(o, headDim: d, kvLen: kvLen, numQOHeads: heads)
+                #expect(new.count == old.count)
+                #expect(decode.fieldBytes(new) == decode.fieldBytes(old), "options \(index) d \(d)")
+                #expect(variant.fieldBytes(Array(new[variantOffset...])) == variant.fieldBytes(Array(old[variantOffset...])),
+                        "options \(index) d \(d)")
             }
         }
     }
@@ -106,14 +115,18 @@ import Glibc
     func prefillArgumentsAreTheOldBytes(index: Int) {
         let o = Self.optionSets[index]
         let t = Tensor.host([0, 0, 0, 0], shape: [4], dtype: .f32)
+        let prefill = ParamsLayoutTests.layout(of: "FIPrefillParams"), variant = ParamsLayoutTests.layout(of: "FIVariantParams")
+        let variantOffset = MemoryLayout<FIPrefillParams>.offset(of: \.variant)!
         let strides: [(Int64, Int64)] = [(4096, 128), (1024, 128), (1024, 64), (4096, 128)]
         for d in Self.headDims {
             for (qo, kv, hq, hkv) in [(7, 300, 32, 8), (0, 0, 8, 8)] {
-                var a = KernelArguments()
-                appendPrefillParams(&a, q: t, k: t, v: t, out: t, lse: nil, strides: strides, options: o, headDim: d,
-                                    qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv)
-                #expect(a.bytes == Self.oldPrefillBytes(o, strides: strides, headDim: d, qoLen: qo, kvLen: kv, numQOHeads: hq,
-                                                        numKVHeads: hkv), "options \(index) d \(d)")
+                let new = KernelArguments(bytesOf: prefillParams(q: t, k: t, v: t, out: t, lse: nil, strides: strides, options: o,
+                                                                 headDim: d, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv)).bytes
+                let old = Self.oldPrefillBytes(o, strides: strides, headDim: d, qoLen: qo, kvLen: kv, numQOHeads: hq, numKVHeads: hkv)
+                #expect(new.count == old.count)
+                #expect(prefill.fieldBytes(new) == prefill.fieldBytes(old), "options \(index) d \(d)")
+                #expect(variant.fieldBytes(Array(new[variantOffset...])) == variant.fieldBytes(Array(old[variantOffset...])),
+                        "options \(index) d \(d)")
             }
         }
     }
@@ -122,9 +135,10 @@ import Glibc
     @Test func theCopiesAgreed() {
         #expect(Float(1.44269504088896340736).bitPattern == Float(1.442_695_040_888_963_4).bitPattern)
         for o in Self.optionSets {
-            let v = VariantParamsValues(options: o, headDim: 128, qoLen: 1, kvLen: 5, numQOHeads: 4)
+            let v = FIVariantParams(options: o, headDim: 128, qoLen: 1, kvLen: 5, numQOHeads: 4)
             let (f, _) = Self.oldDecodeVariant(o, headDim: 128, kvLen: 5, numQOHeads: 4)
-            #expect([v.smScaleLog2, v.softCapPreTanhScale, v.ropeRcpScale, v.ropeLog2Theta].map(\.bitPattern) == f.map(\.bitPattern))
+            #expect([v.sm_scale_log2, v.soft_cap_pre_tanh_scale, v.rope_rcp_scale, v.rope_log2_theta].map(\.bitPattern)
+                    == f.map(\.bitPattern))
         }
     }
 }

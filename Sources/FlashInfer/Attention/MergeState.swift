@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 /// Which merge a `MergeSpec` instantiates.
@@ -160,21 +161,11 @@ private func launchMerge(_ kind: MergeKind, dtype: DType, va: Tensor, sa: Tensor
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(MergeSpec(kind: kind, dtype: dtype))
         try stream.order(reading: [va, sa, vb, sb], writing: [vOut, sOut], readingBuffers: [mask])
-        var a = KernelArguments()
-        a.append(va.deviceAddress!)
-        a.append(sa.deviceAddress!)
-        a.append(vb?.deviceAddress ?? 0)
-        a.append(sb?.deviceAddress ?? 0)
-        a.append(vOut.deviceAddress!)
-        a.append(sOut.deviceAddress!)
-        a.append(mask?.address ?? 0)
-        a.append(Int64(n))
-        a.append(Int32(h))
-        a.append(Int32(d))
-        a.append(Int32(states))
-        a.append(Int32(0))
-        a.pad(toAlignment: 8)
+        let p = FIMergeParams(
+            va: va.deviceAddress!, sa: sa.deviceAddress!, vb: vb?.deviceAddress ?? 0, sb: sb?.deviceAddress ?? 0,
+            v_out: vOut.deviceAddress!, s_out: sOut.deviceAddress!, mask: mask?.address ?? 0,
+            n: Int64(n), num_heads: Int32(h), head_dim: Int32(d), num_states: Int32(states), pad: 0)
         let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: a)
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
     }
 }

@@ -35,7 +35,8 @@ public enum KernelPosEnc: String, Sendable, Hashable, CaseIterable {
     }
 }
 
-/// The kernel sources embedded in this binary, by include name (e.g. `flashinfer/core/math.cuh`).
+/// The kernel sources embedded in this binary, by include name (e.g. `flashinfer/core/math.cuh`, and
+/// `flashinfer/params.h`, the parameter structs' header that Swift imports too).
 public enum KernelSources {
     public static var all: [String: String] { EmbeddedKernels.files }
     public static var names: [String] { EmbeddedKernels.files.keys.sorted() }

@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 /// The JIT spec of `axpby`: one kernel per element type.
@@ -31,16 +32,10 @@ public func axpby(alpha: Float, x: Tensor, beta: Float, y: Tensor, out: Tensor, 
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(spec)
         try stream.order(reading: [x, y], writing: [out])
-        var a = KernelArguments()
-        a.append(x.deviceAddress!)
-        a.append(y.deviceAddress!)
-        a.append(out.deviceAddress!)
-        a.append(alpha)
-        a.append(beta)
-        a.append(Int64(x.count))
-        a.pad(toAlignment: 8)
+        let p = FIAxpbyParams(x: x.deviceAddress!, y: y.deviceAddress!, out: out.deviceAddress!, alpha: alpha, beta: beta,
+                              n: Int64(x.count))
         let sms = stream.device.properties.multiprocessorCount
         let blocks = max(1, min((x.count + 255) / 256, sms * 8))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: a)
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
     }
 }

@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 struct AppendPagedKVSpec: KernelSpec {
@@ -100,27 +101,22 @@ private func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendInd
         let k = try JIT.shared(for: dev).kernel(AppendPagedKVSpec())
         let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
         try stream.order(reading: [appendK, appendV], writing: [cache.k, cache.v], readingBuffers: [buf])
-        var a = KernelArguments()
-        a.append(appendK.deviceAddress!)
-        a.append(appendV.deviceAddress!)
-        a.append(cache.k.deviceAddress!)
-        a.append(cache.v.deviceAddress!)
-        a.append(buf, byteOffset: 0)
-        a.append(buf, byteOffset: nnz * 4)
-        a.append(buf, byteOffset: 2 * nnz * 4)
-        a.append(buf, byteOffset: (2 * nnz + table.indices.count) * 4)
-        for v in [appendK.strides[0], appendK.strides[1], appendV.strides[0], appendV.strides[1],
-                  ks.page, ks.token, ks.head, vs.page, vs.token, vs.head] {
-            a.append(Int64(v * es))
-        }
-        a.append(Int32(nnz))
-        a.append(Int32(cache.numKVHeads))
-        a.append(Int32(cache.pageSize))
-        a.append(Int32(cache.headDim * es / 16))
-        a.pad(toAlignment: 8)
+        func bytes(_ stride: Int) -> Int64 { Int64(stride * es) }
+        let p = FIAppendPagedKVParams(
+            append_k: appendK.deviceAddress!, append_v: appendV.deviceAddress!,
+            k_cache: cache.k.deviceAddress!, v_cache: cache.v.deviceAddress!,
+            batch_indices: buf.address, positions: buf.address + CUdeviceptr(nnz * 4),
+            kv_indices: buf.address + CUdeviceptr(2 * nnz * 4),
+            kv_indptr: buf.address + CUdeviceptr((2 * nnz + table.indices.count) * 4),
+            ak_stride_n: bytes(appendK.strides[0]), ak_stride_h: bytes(appendK.strides[1]),
+            av_stride_n: bytes(appendV.strides[0]), av_stride_h: bytes(appendV.strides[1]),
+            kc_stride_page: bytes(ks.page), kc_stride_token: bytes(ks.token), kc_stride_head: bytes(ks.head),
+            vc_stride_page: bytes(vs.page), vc_stride_token: bytes(vs.token), vc_stride_head: bytes(vs.head),
+            nnz: Int32(nnz), num_heads: Int32(cache.numKVHeads), page_size: Int32(cache.pageSize),
+            vecs_per_head: Int32(cache.headDim * es / 16))
         let total = nnz * cache.numKVHeads * cache.headDim * es / 16
         let blocks = max(1, min((total + 255) / 256, dev.properties.multiprocessorCount * 16))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: a)
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
         // No wait: the index buffer is freed in the stream's order, after the kernel (DeviceBuffer).
     }
 }

@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 /// The device side of a planned batch decode: the paged decode kernel (`decode.cuh` with
@@ -140,32 +141,33 @@ final class CUDABatchDecode: @unchecked Sendable {
         let lseOffset = CUdeviceptr((graph?.maxItems ?? plan.workItems) * numQOHeads * headDim * 4)
         let base = arrays.address
         func at(_ i: Int) -> CUdeviceptr { base + CUdeviceptr(offsets[i]) }
-        let a = DecodeParamsValues(
+        let a = FIDecodeParams(
             q: q.deviceAddress!, k: cache.k.deviceAddress!, v: cache.v.deviceAddress!,
             o: split ? 0 : out.deviceAddress!, lse: split ? 0 : (lse?.deviceAddress ?? 0),
-            partialO: split ? ws : 0, partialLSE: split ? ws + lseOffset : 0,
-            qStrideHead: Int64(q.strides[1]), kStrideSeq: Int64(ks.token), kStrideHead: Int64(ks.head),
-            vStrideSeq: Int64(vs.token), vStrideHead: Int64(vs.head),
-            variant: VariantParamsValues(options: options, headDim: headDim, qoLen: 1, kvLen: 0, numQOHeads: numQOHeads),
-            numKVHeads: Int32(cache.numKVHeads), groupSize: Int32(numQOHeads / cache.numKVHeads), kvBegin: 0,
-            chunkSize: Int32(plan.chunkTokens), split: split ? 1 : 0,
-            requestIndices: at(0), chunkIndices: at(1), kvIndptr: at(2), kvIndices: at(3), kvLastPageLen: at(4),
-            qStrideBatch: Int64(q.strides[0]), kStridePage: Int64(ks.page), vStridePage: Int64(vs.page),
-            pageSize: Int32(plan.pageSize), chunkSizePtr: graph != nil ? at(6) : 0
-        ).arguments
+            partial_o: split ? ws : 0, partial_lse: split ? ws + lseOffset : 0,
+            q_stride_head: Int64(q.strides[1]), k_stride_seq: Int64(ks.token), k_stride_head: Int64(ks.head),
+            v_stride_seq: Int64(vs.token), v_stride_head: Int64(vs.head),
+            variant: FIVariantParams(options: options, headDim: headDim, qoLen: 1, kvLen: 0, numQOHeads: numQOHeads),
+            num_kv_heads: Int32(cache.numKVHeads), group_size: Int32(numQOHeads / cache.numKVHeads), kv_begin: 0,
+            chunk_size: Int32(plan.chunkTokens), split: split ? 1 : 0,
+            request_indices: at(0), chunk_indices: at(1), kv_indptr: at(2), kv_indices: at(3), kv_last_page_len: at(4),
+            q_stride_batch: Int64(q.strides[0]), k_stride_page: Int64(ks.page), v_stride_page: Int64(vs.page),
+            page_size: Int32(plan.pageSize), chunk_size_ptr: graph != nil ? at(6) : 0, timeline: 0
+        )
         let items = graph?.maxItems ?? plan.workItems
         let mergeRows = graph?.capacity.maxBatch ?? plan.batchSize
         try FlashInferError.wrap { () throws(CUDAError) in
             try stream.order(reading: [q, cache.k, cache.v], writing: [out, lse], readingBuffers: [arrays], writingBuffers: [workspace])
             try decode.launch(grid: (items, cache.numKVHeads, headGroups), block: (DecodeSpec.threads, 1, 1),
-                              sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
+                              sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: a))
             if split, let merge {
-                let m = DecodeMergeParamsValues(partialO: ws, partialLSE: ws + lseOffset, o: out.deviceAddress!, lse: lse?.deviceAddress ?? 0,
-                                                numQOHeads: Int32(numQOHeads), numChunks: 0, oIndptr: at(5)).arguments
+                let m = FIDecodeMergeParams(partial_o: ws, partial_lse: ws + lseOffset, o: out.deviceAddress!,
+                                            lse: lse?.deviceAddress ?? 0, num_qo_heads: Int32(numQOHeads), num_chunks: 0,
+                                            o_indptr: at(5), timeline: 0)
                 // PDL (the merge's launch overlaps the decode's tail), except under CUDA-graph capture
                 // (graph mode keeps plain launches: its replay test ran with them).
-                try merge.launch(grid: (numQOHeads, mergeRows, 1), block: (128, 1, 1), stream: stream, arguments: m,
-                                 programmaticDependency: graph == nil)
+                try merge.launch(grid: (numQOHeads, mergeRows, 1), block: (128, 1, 1), stream: stream,
+                                 arguments: KernelArguments(bytesOf: m), programmaticDependency: graph == nil)
             }
         }
     }

@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 /// The device side of a `BatchPrefillAttention` plan, made once in `plan()`: the schedule's int32
@@ -184,45 +185,27 @@ enum CUDABatchPrefill {
         try FlashInferError.wrap { () throws(CUDAError) in
             try stream.order(reading: [q, kv.k, kv.v], writing: [out, lse], readingBuffers: [dp.arrays],
                              writingBuffers: [dp.tmpO, dp.tmpLSE])
-            var a = KernelArguments()
-            // struct BatchPrefillParams (attention/prefill_traits.cuh): PrefillParams, then the batch fields.
-            appendPrefillParams(&a, q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],
-                                options: options, headDim: d, qoLen: 0, kvLen: 0, numQOHeads: numQOHeads, numKVHeads: numKVHeads)
-            a.append(dp.address(dp.requestIndices))
-            a.append(dp.address(dp.qoTileIndices))
-            a.append(dp.address(dp.kvTileIndices))
-            a.append(dp.address(dp.qoIndptr))
-            a.append(dp.address(dp.kvLens))
-            a.append(dp.address(dp.kvStarts))
-            a.append(dp.address(dp.pageIndices))
-            a.append(dp.address(dp.oIndptr))
-            a.append(dp.tmpO?.address ?? 0)
-            a.append(dp.tmpLSE?.address ?? 0)
-            a.append(kv.kPageStride)
-            a.append(kv.vPageStride)
-            a.append(Int32(dp.pageSize))
-            a.append(dp.pageDivM)
-            a.append(dp.pageDivL)
-            a.append(Int32(dp.kvChunk))
-            a.pad(toAlignment: 8)
+            let p = FIBatchPrefillParams(
+                base: prefillParams(q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],
+                                    options: options, headDim: d, qoLen: 0, kvLen: 0, numQOHeads: numQOHeads,
+                                    numKVHeads: numKVHeads),
+                request_indices: dp.address(dp.requestIndices), qo_tile_indices: dp.address(dp.qoTileIndices),
+                kv_tile_indices: dp.address(dp.kvTileIndices), qo_indptr: dp.address(dp.qoIndptr),
+                kv_lens: dp.address(dp.kvLens), kv_starts: dp.address(dp.kvStarts),
+                page_indices: dp.address(dp.pageIndices), o_indptr: dp.address(dp.oIndptr),
+                tmp_o: dp.tmpO?.address ?? 0, tmp_lse: dp.tmpLSE?.address ?? 0,
+                k_stride_page: kv.kPageStride, v_stride_page: kv.vPageStride,
+                page_size: Int32(dp.pageSize), page_div_m: dp.pageDivM, page_div_l: dp.pageDivL, kv_chunk: Int32(dp.kvChunk))
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
-                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
+                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
             guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }
             // Split: merge each query's partial states (rows mergeIndptr[t] ..< mergeIndptr[t+1]).
-            var m = KernelArguments()
-            // struct MergeVarlenParams (attention/cascade.cuh)
-            m.append(tmpO.address)
-            m.append(tmpLSE.address)
-            m.append(dp.address(dp.mergeIndptr))
-            m.append(out.deviceAddress ?? 0)
-            m.append(lse?.deviceAddress ?? 0)
-            m.append(Int64(dp.totalQO))
-            m.append(Int32(numQOHeads))
-            m.append(Int32(d))
-            m.pad(toAlignment: 8)
+            let m = FIMergeVarlenParams(
+                v: tmpO.address, s: tmpLSE.address, indptr: dp.address(dp.mergeIndptr), v_out: out.deviceAddress ?? 0,
+                s_out: lse?.deviceAddress ?? 0, n: Int64(dp.totalQO), num_heads: Int32(numQOHeads), head_dim: Int32(d))
             let total = dp.totalQO * numQOHeads * d / 8
             let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
-            try merge.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: m)
+            try merge.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: m))
         }
     }
 }

@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 /// The JIT spec of the single-decode kernel (`attention/decode.cuh`): only what changes the code.
@@ -326,22 +327,26 @@ public struct CUDADecodeLaunch: Sendable {
         let outAddress = out.deviceAddress!
         let lseAddress = lse?.deviceAddress ?? 0
 
-        var a = DecodeParamsValues(
+        var a = FIDecodeParams(
             q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
             // Split launches write partials (the merge writes out / lse).
             o: split.isSplit ? 0 : outAddress,
             lse: split.isSplit ? 0 : lseAddress,
-            partialO: needed > 0 ? ws : 0, partialLSE: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
-            qStrideHead: Int64(qStride), kStrideSeq: Int64(kSeq), kStrideHead: Int64(kHead),
-            vStrideSeq: Int64(vSeq), vStrideHead: Int64(vHead),
-            variant: VariantParamsValues(options: options, headDim: shape.headDim, qoLen: 1, kvLen: shape.kvLen,
-                                         numQOHeads: shape.numQOHeads),
-            numKVHeads: Int32(shape.numKVHeads), groupSize: Int32(shape.groupSize), kvBegin: Int32(kvBegin),
-            chunkSize: Int32(split.chunkSize), split: split.isSplit ? 1 : 0
+            partial_o: needed > 0 ? ws : 0, partial_lse: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
+            q_stride_head: Int64(qStride), k_stride_seq: Int64(kSeq), k_stride_head: Int64(kHead),
+            v_stride_seq: Int64(vSeq), v_stride_head: Int64(vHead),
+            variant: FIVariantParams(options: options, headDim: shape.headDim, qoLen: 1, kvLen: shape.kvLen,
+                                     numQOHeads: shape.numQOHeads),
+            num_kv_heads: Int32(shape.numKVHeads), group_size: Int32(shape.groupSize), kv_begin: Int32(kvBegin),
+            chunk_size: Int32(split.chunkSize), split: split.isSplit ? 1 : 0,
+            // Batch decode over pages only.
+            request_indices: 0, chunk_indices: 0, kv_indptr: 0, kv_indices: 0, kv_last_page_len: 0,
+            q_stride_batch: 0, k_stride_page: 0, v_stride_page: 0, page_size: 0, chunk_size_ptr: 0,
+            timeline: 0
         )
-        var m = DecodeMergeParamsValues(
-            partialO: ws, partialLSE: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
-            numQOHeads: Int32(shape.numQOHeads), numChunks: Int32(split.numChunks)
+        var m = FIDecodeMergeParams(
+            partial_o: ws, partial_lse: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,
+            num_qo_heads: Int32(shape.numQOHeads), num_chunks: Int32(split.numChunks), o_indptr: 0, timeline: 0
         )
         if let timeline {
             guard spec.timeline else { throw .benchOverride(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
@@ -349,7 +354,8 @@ public struct CUDADecodeLaunch: Sendable {
             m.timeline = timeline.merge
         }
 
-        return Prepared(decode: decodeFunction, merge: mergeFunction, decodeArguments: a.arguments, mergeArguments: m.arguments,
+        return Prepared(decode: decodeFunction, merge: mergeFunction,
+                        decodeArguments: KernelArguments(bytesOf: a), mergeArguments: KernelArguments(bytesOf: m),
                         grid: (split.numChunks, shape.numKVHeads, headGroups), mergeGrid: shape.numQOHeads,
                         sharedBytes: spec.sharedBytes)
     }
@@ -371,56 +377,6 @@ public struct CUDADecodeLaunch: Sendable {
                 throw .strides(tensor: n, strides: t.strides, rule: "the decode kernel needs a 16-byte aligned base and strides that are multiples of 8 elements")
             }
         }
-    }
-}
-
-/// The values of `DecodeParams` (decode.cuh), packed field by field in declaration order, so
-/// the bytes are the C struct's (checked against the header by the NVRTC layout test).
-struct DecodeParamsValues {
-    var q, k, v, o, lse, partialO, partialLSE: CUdeviceptr
-    var qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead: Int64
-    var variant: VariantParamsValues
-    var numKVHeads, groupSize, kvBegin, chunkSize, split: Int32
-    // Batch decode over pages (zero for single decode)
-    var requestIndices: CUdeviceptr = 0, chunkIndices: CUdeviceptr = 0, kvIndptr: CUdeviceptr = 0
-    var kvIndices: CUdeviceptr = 0, kvLastPageLen: CUdeviceptr = 0
-    var qStrideBatch: Int64 = 0, kStridePage: Int64 = 0, vStridePage: Int64 = 0
-    var pageSize: Int32 = 0
-    var chunkSizePtr: CUdeviceptr = 0
-    var timeline: CUdeviceptr = 0
-
-    var arguments: KernelArguments {
-        var a = KernelArguments()
-        for p in [q, k, v, o, lse, partialO, partialLSE] { a.append(p) }
-        for x in [qStrideHead, kStrideSeq, kStrideHead, vStrideSeq, vStrideHead] { a.append(x) }
-        variant.append(to: &a)
-        for x in [numKVHeads, groupSize, kvBegin, chunkSize, split] { a.append(x) }
-        for p in [requestIndices, chunkIndices, kvIndptr, kvIndices, kvLastPageLen] { a.append(p) }
-        for x in [qStrideBatch, kStridePage, vStridePage] { a.append(x) }
-        a.append(pageSize)
-        a.append(chunkSizePtr)
-        a.append(timeline)
-        a.pad(toAlignment: 8)
-        return a
-    }
-}
-
-/// The values of `DecodeMergeParams` (decode_merge.cuh), packed in declaration order.
-struct DecodeMergeParamsValues {
-    var partialO, partialLSE, o, lse: CUdeviceptr
-    var numQOHeads, numChunks: Int32
-    var oIndptr: CUdeviceptr = 0
-    var timeline: CUdeviceptr = 0
-
-    var arguments: KernelArguments {
-        var a = KernelArguments()
-        for p in [partialO, partialLSE, o, lse] { a.append(p) }
-        a.append(numQOHeads)
-        a.append(numChunks)
-        a.append(oIndptr)
-        a.append(timeline)
-        a.pad(toAlignment: 8)
-        return a
     }
 }
 

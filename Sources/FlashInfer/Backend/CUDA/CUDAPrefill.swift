@@ -1,3 +1,4 @@
+internal import CFlashInferParams
 import FlashInferCUDA
 
 /// Tile geometry of the prefill kernel: 4 warps, each owning `16·mmaQ` packed query rows; keys
@@ -155,13 +156,11 @@ enum CUDAPrefill {
         try FlashInferError.wrap { () throws(CUDAError) in
             let kernel = planned.kernel
             try stream.order(reading: [q, k, v], writing: [out, lse])
-            var a = KernelArguments()
-            appendPrefillParams(&a, q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
-                                headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
-                                numKVHeads: shape.numKVHeads)
-            a.pad(toAlignment: 8)
+            let p = prefillParams(q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
+                                  headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
+                                  numKVHeads: shape.numKVHeads)
             try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
-                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: a)
+                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
         }
     }
 
@@ -184,27 +183,19 @@ enum CUDAPrefill {
     }
 }
 
-/// Appends the fields of `struct PrefillParams` (attention/prefill_traits.cuh), in declaration
-/// order: pointers, the (token, head) strides of q, k, v, out, VariantParams, kv heads, group.
-/// The struct is 8-byte aligned and a multiple of 8 bytes long, so fields appended after it (the
-/// batch kernel's `BatchPrefillParams`) land where the C struct has them.
-func appendPrefillParams(_ a: inout KernelArguments, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?,
-                         strides: [(Int64, Int64)], options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int,
-                         numQOHeads: Int, numKVHeads: Int) {
-    a.append(q.deviceAddress ?? 0)
-    a.append(k.deviceAddress ?? 0)
-    a.append(v.deviceAddress ?? 0)
-    a.append(out.deviceAddress ?? 0)
-    a.append(lse?.deviceAddress ?? 0)
+/// The `PrefillParams` (flashinfer/params.h) of a launch, single or (as `FIBatchPrefillParams.base`)
+/// batch: `strides` are the (token, head) element strides of q, k, v and out.
+func prefillParams(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, strides: [(Int64, Int64)],
+                   options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int, numQOHeads: Int,
+                   numKVHeads: Int) -> FIPrefillParams {
     precondition(strides.count == 4, "q, k, v, out strides")
-    for (sn, sh) in strides {
-        a.append(sn)
-        a.append(sh)
-    }
-    VariantParamsValues(options: options, headDim: headDim, qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads).append(to: &a)
-    // The rest of PrefillParams.
-    a.append(Int32(numKVHeads))
-    a.append(Int32(numQOHeads / numKVHeads))
+    return FIPrefillParams(
+        q: q.deviceAddress ?? 0, k: k.deviceAddress ?? 0, v: v.deviceAddress ?? 0, o: out.deviceAddress ?? 0,
+        lse: lse?.deviceAddress ?? 0,
+        q_stride_n: strides[0].0, q_stride_h: strides[0].1, k_stride_n: strides[1].0, k_stride_h: strides[1].1,
+        v_stride_n: strides[2].0, v_stride_h: strides[2].1, o_stride_n: strides[3].0, o_stride_h: strides[3].1,
+        variant: FIVariantParams(options: options, headDim: headDim, qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads),
+        num_kv_heads: Int32(numKVHeads), group_size: Int32(numQOHeads / numKVHeads))
 }
 
 /// The prefill entries of `kernelCatalog()`: every dtype × head dim of the plain kernel, and each

@@ -4,23 +4,11 @@
 #pragma once
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/attention/state.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
-struct MergeParams {
-  const void* va;       // [n, H, D] (merge_state / in-place: other) or [n, S, H, D] (merge_states)
-  const float* sa;      // [n, H] or [n, S, H]
-  const void* vb;       // [n, H, D] (merge_state) — unused by merge_states
-  const float* sb;      // [n, H]
-  void* v_out;          // [n, H, D]  (in-place: v itself)
-  float* s_out;         // [n, H]     (in-place: s itself; may be null for merge_states without LSE)
-  const unsigned char* mask;  // [n] or null (in-place only): rows with mask 0 are left unchanged
-  int64 n;              // positions
-  int num_heads;
-  int head_dim;
-  int num_states;       // merge_states only
-  int pad;
-};
+using MergeParams = ::FIMergeParams;  // flashinfer/params.h
 
 template <typename T>
 __device__ __forceinline__ void load8(const T* p, float (&x)[8]) {
@@ -94,16 +82,7 @@ __device__ __forceinline__ void merge_states_kernel(const MergeParams& p) {
 // Variable-length merge (upstream VariableLengthMergeStates; split-KV batch prefill): position t's
 // states are rows indptr[t] ..< indptr[t+1] of v [rows, H, D] / s [rows, H], folded left to right
 // in fp32 (state.cuh) into v_out [n, H, D] (contiguous) and s_out [n, H] (or null). No state → 0 / -inf.
-struct MergeVarlenParams {
-  const void* v;        // [rows, H, D]
-  const float* s;       // [rows, H]
-  const int* indptr;    // [n + 1]
-  void* v_out;          // [n, H, D]
-  float* s_out;         // [n, H] or null
-  int64 n;              // positions
-  int num_heads;
-  int head_dim;
-};
+using MergeVarlenParams = ::FIMergeVarlenParams;  // flashinfer/params.h
 
 template <typename T>
 __device__ __forceinline__ void merge_states_varlen_kernel(const MergeVarlenParams& p) {

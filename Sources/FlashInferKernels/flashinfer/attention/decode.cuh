@@ -37,49 +37,13 @@
 #include <flashinfer/core/timeline.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
-// Parameters of one decode launch. Declared once here; Swift (CUDADecode.swift) packs the same
-// bytes with KernelArguments in this order.
-struct DecodeParams {
-  const void* q;         // [num_qo_heads, head_dim]: q[h*q_stride_head + d]
-  const void* k;         // key (j, kv head h, d) at k[j*k_stride_seq + h*k_stride_head + d]
-  const void* v;         // value (j, h, d) at v[j*v_stride_seq + h*v_stride_head + d]
-  void* o;               // [num_qo_heads, head_dim] contiguous, q's dtype (unsplit launches)
-  float* lse;            // [num_qo_heads] base-2 LSE, or null (unsplit launches)
-  float* partial_o;      // [num_chunks, num_qo_heads, head_dim] fp32 (split launches)
-  float* partial_lse;    // [num_chunks, num_qo_heads] base 2 (split launches)
-  int64 q_stride_head;   // elements
-  int64 k_stride_seq;    // elements
-  int64 k_stride_head;   // elements
-  int64 v_stride_seq;    // elements
-  int64 v_stride_head;   // elements
-  VariantParams variant; // scale, soft-cap, RoPE; qo_len = 1, kv_len, window_left, num_qo_heads
-  int num_kv_heads;
-  int group_size;        // num_qo_heads / num_kv_heads
-  int kv_begin;          // first key attended (window start; 0 without a window)
-  int chunk_size;        // keys per chunk (blockIdx.x), a multiple of TILE_KEYS
-  int split;             // nonzero: write partial_o / partial_lse instead of o / lse
-  // Batch decode over a paged cache (PAGED kernels only; BatchDecodePlan's arrays). blockIdx.x is
-  // a work item: request request_indices[w], KV chunk chunk_indices[w] of chunk_size tokens;
-  // k_stride_seq / k_stride_head are then the token and head strides within a page.
-  const int* request_indices;   // [work items]
-  const int* chunk_indices;     // [work items]
-  const int* kv_indptr;         // [B + 1] into kv_indices
-  const int* kv_indices;        // page ids
-  const int* kv_last_page_len;  // [B]
-  int64 q_stride_batch;         // elements between requests' queries (q is [B, Hq, D])
-  int64 k_stride_page;          // elements between pages
-  int64 v_stride_page;
-  int page_size;
-  // CUDA-graph mode: the plan's values live in device memory, so a captured launch replays
-  // correctly after a new plan (grid padded to the capacity; padded items have request -1).
-  const int* chunk_size_ptr;    // [1] tokens per chunk, or null: use chunk_size
-  // TIMELINE kernels (bench --timeline): per CTA (linear id x + y·X + z·X·Y) three u64s:
-  // %globaltimer at entry, %globaltimer after its output or partial is written, %smid.
-  unsigned long long* timeline;
-};
+// Parameters of one decode launch: declared, with its fields, in flashinfer/params.h (read by
+// NVRTC and by Swift, which fills it in CUDADecode.swift and CUDABatchDecode.swift).
+using DecodeParams = ::FIDecodeParams;
 
 constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 

@@ -14,19 +14,11 @@
 #include <flashinfer/core/pdl.cuh>
 #include <flashinfer/core/types.cuh>
 #include <flashinfer/core/vec_io.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
-struct DecodeMergeParams {
-  const float* partial_o;    // [num_chunks, num_qo_heads, head_dim]
-  const float* partial_lse;  // [num_chunks, num_qo_heads], base 2
-  void* o;                   // [num_qo_heads, head_dim] contiguous, output dtype
-  float* lse;                // [num_qo_heads] base 2, or null
-  int num_qo_heads;
-  int num_chunks;            // single decode: chunks of the one request
-  const int* o_indptr;       // batch decode: [B + 1], request blockIdx.y's partial rows; null for single
-  unsigned long long* timeline;  // or null (bench --timeline): per CTA {after the wait, at exit, smid} ns
-};
+using DecodeMergeParams = ::FIDecodeMergeParams;  // flashinfer/params.h
 
 template <typename DT, int HEAD_DIM>
 __device__ __forceinline__ void decode_merge(const DecodeMergeParams& p) {

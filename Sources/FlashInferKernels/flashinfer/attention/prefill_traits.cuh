@@ -15,57 +15,15 @@
 #pragma once
 #include <flashinfer/attention/variants.cuh>
 #include <flashinfer/core/mma.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
-// Filled by the Swift launcher (Backend/CUDA/CUDAPrefill.swift) field by field, in this order.
-struct PrefillParams {
-  const void* q;        // [qo_len, num_qo_heads, head_dim], strides q_stride_n / q_stride_h
-  const void* k;        // NHD [kv_len, num_kv_heads, head_dim] or HND [num_kv_heads, kv_len, head_dim]
-  const void* v;        // as k (its own strides)
-  void* o;              // [qo_len, num_qo_heads, head_dim], strides o_stride_n / o_stride_h
-  float* lse;           // [qo_len, num_qo_heads] base-2 log-sum-exp, or null
-  int64 q_stride_n;     // elements between consecutive queries
-  int64 q_stride_h;     // elements between consecutive query heads
-  int64 k_stride_n;     // elements between consecutive keys
-  int64 k_stride_h;     // elements between consecutive kv heads
-  int64 v_stride_n;
-  int64 v_stride_h;
-  int64 o_stride_n;
-  int64 o_stride_h;
-  VariantParams variant;  // scale, soft cap, RoPE, qo_len, kv_len, window, num_qo_heads
-  int num_kv_heads;
-  int group_size;         // num_qo_heads / num_kv_heads
-};
-
-// Batch prefill / append (Backend/CUDA/CUDABatchPrefill.swift fills it, field by field, in this
-// order). One CTA = one work item of the plan (request, q tile, kv chunk) × one kv head:
-// grid (work items, num_kv_heads). `base` holds what every request shares:
-//   q, o     ragged rows [qo_indptr[B], Hq, D] (request b's queries are rows qo_indptr[b]..)
-//   k, v     ragged: rows [kv_total, Hkv, D] / [Hkv, kv_total, D], request b's keys from row kv_starts[b];
-//            paged: element 0 of the K / V cache, k_stride_n = token (slot) stride, k_stride_h = head stride
-//   lse      [qo_indptr[B], Hq] or null
-//   variant  scale, soft cap, RoPE, window, num_qo_heads; its qo_len / kv_len are per request (below)
-struct BatchPrefillParams {
-  PrefillParams base;
-  const int* request_indices;  // [items] request of each work item
-  const int* qo_tile_indices;  // [items] q tile: packed rows qo_tile·CTA_Q.. of the request
-  const int* kv_tile_indices;  // [items] kv chunk: keys kv_tile·kv_chunk ..< +kv_chunk of the request
-  const int* qo_indptr;        // [B + 1] query rows of the requests
-  const int* kv_lens;          // [B] keys of each request (appended ones included)
-  const int* kv_starts;        // [B] ragged: first key row; paged: first entry in page_indices
-  const int* page_indices;     // paged: the page table's page ids (CSR indices); ragged: null
-  const int* o_indptr;         // [B] split: request b's first partial row; else null
-  void* tmp_o;                 // split: partial outputs [o_indptr[B], Hq, D], row (b, qo i, chunk c) =
-                               //   o_indptr[b] + i·chunks_b + c; null when the plan does not split
-  float* tmp_lse;              // split: partial LSE [o_indptr[B], Hq]
-  int64 k_stride_page;         // paged: elements between consecutive pages of K
-  int64 v_stride_page;         // paged: of V
-  int page_size;               // paged: tokens per page (1 for ragged)
-  uint32 page_div_m;           // j / page_size = (umulhi(j, page_div_m) + j) >> page_div_l, j < 2^31
-  int page_div_l;
-  int kv_chunk;                // keys per kv chunk (chunks_b = max(ceil(kv_len_b / kv_chunk), 1))
-};
+// The parameters of single prefill and of batch prefill / append (one CTA = one work item of the
+// plan × one kv head): declared, with their fields, in flashinfer/params.h (read by NVRTC and by
+// Swift, which fills them in CUDAPrefill.swift and CUDABatchPrefill.swift).
+using PrefillParams = ::FIPrefillParams;
+using BatchPrefillParams = ::FIBatchPrefillParams;
 
 // Tile geometry. DT: half or nv_bfloat16. MMA_Q: m16 tiles per warp (2 → 32 rows per warp, so
 // every K/V fragment read from shared memory feeds two mma). CTA_KV: keys per loaded tile;

@@ -9,22 +9,14 @@
 // listed at AttentionVariant below.
 #pragma once
 #include <flashinfer/core/math.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
 enum class PosEnc : int { kNone = 0, kRoPELlama = 1, kALiBi = 2 };
 
-// Scalars every variant reads; filled on the host (Swift) per call.
-struct VariantParams {
-  float sm_scale_log2;            // sm_scale · log2(e), or cap · log2(e) with a soft cap
-  float soft_cap_pre_tanh_scale;  // sm_scale / cap (used only with a soft cap)
-  float rope_rcp_scale;           // 1 / rope_scale
-  float rope_log2_theta;          // log2(rope_theta)
-  int qo_len;                     // queries of the request
-  int kv_len;                     // keys of the request
-  int window_left;                // inclusive window; < 0: none
-  int num_qo_heads;               // for ALiBi slopes
-};
+// Scalars every variant reads; filled on the host (Swift) per call. Fields: flashinfer/params.h.
+using VariantParams = ::FIVariantParams;
 
 // ALiBi slope of head h (upstream pos_enc.cuh: n = 2^floor(log2 H)).
 __device__ __forceinline__ float alibi_slope(int h, int num_heads) {

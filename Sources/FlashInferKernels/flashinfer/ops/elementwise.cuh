@@ -2,17 +2,11 @@
 // whole path (JIT spec -> NVRTC -> cubin cache -> launch -> check); also the copy-bandwidth probe.
 #pragma once
 #include <flashinfer/core/types.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
-struct AxpbyParams {
-  const void* x;   // [n] elements of T
-  const void* y;   // [n] elements of T
-  void* out;       // [n] elements of T
-  float alpha;
-  float beta;
-  int64 n;         // number of elements
-};
+using AxpbyParams = ::FIAxpbyParams;  // flashinfer/params.h
 
 template <typename T>
 __device__ __forceinline__ void axpby(const AxpbyParams& p) {

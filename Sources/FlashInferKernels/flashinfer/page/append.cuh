@@ -4,27 +4,11 @@
 // element type does not matter, only its bytes.
 #pragma once
 #include <flashinfer/core/types.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 
-struct AppendPagedKVParams {
-  const void* append_k;     // [nnz, Hkv, D] strided (bytes below)
-  const void* append_v;     // [nnz, Hkv, D]
-  void* k_cache;            // [pages, ...] per layout, strided
-  void* v_cache;
-  const int* batch_indices; // [nnz]
-  const int* positions;     // [nnz]
-  const int* kv_indices;    // [kv_indptr[B]] page ids
-  const int* kv_indptr;     // [B + 1]
-  int64 ak_stride_n, ak_stride_h;   // strides in bytes
-  int64 av_stride_n, av_stride_h;
-  int64 kc_stride_page, kc_stride_token, kc_stride_head;  // bytes
-  int64 vc_stride_page, vc_stride_token, vc_stride_head;
-  int nnz;
-  int num_heads;
-  int page_size;
-  int vecs_per_head;        // head_dim * element bytes / 16
-};
+using AppendPagedKVParams = ::FIAppendPagedKVParams;  // flashinfer/params.h
 
 __device__ __forceinline__ void append_paged_kv(const AppendPagedKVParams& p) {
   const int64 per_token = int64(p.num_heads) * p.vecs_per_head;

@@ -1,0 +1,215 @@
+// The kernels' parameter structs, declared once for the two compilers that read them:
+//   - NVRTC, as CUDA C++: the kernel headers include <flashinfer/params.h> (embedded by the
+//     EmbedKernels plugin under that name) and alias each struct inside namespace flashinfer
+//     (`using DecodeParams = ::FIDecodeParams;`); a kernel takes one `const __grid_constant__`
+//     struct;
+//   - Swift, as C (the CFlashInferParams target, through the clang importer): a launcher fills
+//     the imported struct by field name and passes its bytes as the kernel's parameter buffer
+//     (`KernelArguments(bytesOf:)`), so every offset and the padding are the struct's own.
+// Hence plain C: `typedef struct FIName {...} FIName;` (the FI prefix keeps the names apart from
+// Swift's), no C++, and no system header (NVRTC has none, so no <stdint.h>: long long, int,
+// unsigned int and float, 64/32/32/32 bits on the device and on every 64-bit host).
+// Host clang and NVRTC could still lay a struct out differently: ParamsLayoutTests
+// (Tests/FlashInferTests) compiles, with NVRTC, a static_assert(__builtin_offsetof) of every field
+// of every struct against Swift's offset, and of every sizeof against Swift's size.
+//
+// To add a field: declare it here with a comment giving its shape or unit, set it in the Swift
+// launcher that fills the struct (the imported memberwise initialiser names every field, so a
+// launcher that uses it does not compile until it does), and add its key path to the struct's
+// list in ParamsLayoutTests (the test fails, naming the field, until it is there).
+#pragma once
+
+// Device pointers. The kernels read a pointer field as a typed pointer (`const int*`); the host
+// holds device addresses as CUdeviceptr, an unsigned 64-bit integer that is no address in its
+// own memory. So a pointer field is FI_DEVICE_PTR(T): `T*` for CUDA C++, `unsigned long long`
+// for everything else, and Swift sees a CUdeviceptr (UInt64) to assign a buffer's address to
+// (0 for null). Declaring `const void*` for both sides instead would import as
+// UnsafeRawPointer? and take `UnsafeRawPointer(bitPattern:)` per field, calling device addresses
+// host pointers. Both forms are 8 bytes, 8-byte aligned, on the 64-bit targets we build for (the
+// layout test checks every one).
+#if defined(__CUDACC__)
+#define FI_DEVICE_PTR(T) T*
+#else
+#define FI_DEVICE_PTR(T) unsigned long long
+#endif
+
+// ---- attention/variants.cuh ----
+
+// Scalars every variant reads; filled on the host (Swift) per call.
+typedef struct FIVariantParams {
+  float sm_scale_log2;            // sm_scale · log2(e), or cap · log2(e) with a soft cap
+  float soft_cap_pre_tanh_scale;  // sm_scale / cap (used only with a soft cap)
+  float rope_rcp_scale;           // 1 / rope_scale
+  float rope_log2_theta;          // log2(rope_theta)
+  int qo_len;                     // queries of the request
+  int kv_len;                     // keys of the request
+  int window_left;                // inclusive window; < 0: none
+  int num_qo_heads;               // for ALiBi slopes
+} FIVariantParams;
+
+// ---- attention/decode.cuh ----
+
+// Parameters of one decode launch (filled by Backend/CUDA/CUDADecode.swift, CUDABatchDecode.swift).
+typedef struct FIDecodeParams {
+  FI_DEVICE_PTR(const void) q;         // [num_qo_heads, head_dim]: q[h*q_stride_head + d]
+  FI_DEVICE_PTR(const void) k;         // key (j, kv head h, d) at k[j*k_stride_seq + h*k_stride_head + d]
+  FI_DEVICE_PTR(const void) v;         // value (j, h, d) at v[j*v_stride_seq + h*v_stride_head + d]
+  FI_DEVICE_PTR(void) o;               // [num_qo_heads, head_dim] contiguous, q's dtype (unsplit launches)
+  FI_DEVICE_PTR(float) lse;            // [num_qo_heads] base-2 LSE, or null (unsplit launches)
+  FI_DEVICE_PTR(float) partial_o;      // [num_chunks, num_qo_heads, head_dim] fp32 (split launches)
+  FI_DEVICE_PTR(float) partial_lse;    // [num_chunks, num_qo_heads] base 2 (split launches)
+  long long q_stride_head;   // elements
+  long long k_stride_seq;    // elements
+  long long k_stride_head;   // elements
+  long long v_stride_seq;    // elements
+  long long v_stride_head;   // elements
+  FIVariantParams variant;   // scale, soft-cap, RoPE; qo_len = 1, kv_len, window_left, num_qo_heads
+  int num_kv_heads;
+  int group_size;            // num_qo_heads / num_kv_heads
+  int kv_begin;              // first key attended (window start; 0 without a window)
+  int chunk_size;            // keys per chunk (blockIdx.x), a multiple of TILE_KEYS
+  int split;                 // nonzero: write partial_o / partial_lse instead of o / lse
+  // Batch decode over a paged cache (PAGED kernels only; BatchDecodePlan's arrays). blockIdx.x is
+  // a work item: request request_indices[w], KV chunk chunk_indices[w] of chunk_size tokens;
+  // k_stride_seq / k_stride_head are then the token and head strides within a page.
+  FI_DEVICE_PTR(const int) request_indices;   // [work items]
+  FI_DEVICE_PTR(const int) chunk_indices;     // [work items]
+  FI_DEVICE_PTR(const int) kv_indptr;         // [B + 1] into kv_indices
+  FI_DEVICE_PTR(const int) kv_indices;        // page ids
+  FI_DEVICE_PTR(const int) kv_last_page_len;  // [B]
+  long long q_stride_batch;         // elements between requests' queries (q is [B, Hq, D])
+  long long k_stride_page;          // elements between pages
+  long long v_stride_page;
+  int page_size;
+  // CUDA-graph mode: the plan's values live in device memory, so a captured launch replays
+  // correctly after a new plan (grid padded to the capacity; padded items have request -1).
+  FI_DEVICE_PTR(const int) chunk_size_ptr;    // [1] tokens per chunk, or null: use chunk_size
+  // TIMELINE kernels (bench --timeline): per CTA (linear id x + y·X + z·X·Y) three u64s:
+  // %globaltimer at entry, %globaltimer after its output or partial is written, %smid.
+  FI_DEVICE_PTR(unsigned long long) timeline;
+} FIDecodeParams;
+
+// ---- attention/decode_merge.cuh ----
+
+typedef struct FIDecodeMergeParams {
+  FI_DEVICE_PTR(const float) partial_o;    // [num_chunks, num_qo_heads, head_dim]
+  FI_DEVICE_PTR(const float) partial_lse;  // [num_chunks, num_qo_heads], base 2
+  FI_DEVICE_PTR(void) o;                   // [num_qo_heads, head_dim] contiguous, output dtype
+  FI_DEVICE_PTR(float) lse;                // [num_qo_heads] base 2, or null
+  int num_qo_heads;
+  int num_chunks;            // single decode: chunks of the one request
+  FI_DEVICE_PTR(const int) o_indptr;       // batch decode: [B + 1], request blockIdx.y's partial rows; null for single
+  FI_DEVICE_PTR(unsigned long long) timeline;  // or null (bench --timeline): per CTA {after the wait, at exit, smid} ns
+} FIDecodeMergeParams;
+
+// ---- attention/prefill_traits.cuh ----
+
+// Single-request prefill/append (filled by Backend/CUDA/CUDAPrefill.swift, prefillParams).
+typedef struct FIPrefillParams {
+  FI_DEVICE_PTR(const void) q;  // [qo_len, num_qo_heads, head_dim], strides q_stride_n / q_stride_h
+  FI_DEVICE_PTR(const void) k;  // NHD [kv_len, num_kv_heads, head_dim] or HND [num_kv_heads, kv_len, head_dim]
+  FI_DEVICE_PTR(const void) v;  // as k (its own strides)
+  FI_DEVICE_PTR(void) o;        // [qo_len, num_qo_heads, head_dim], strides o_stride_n / o_stride_h
+  FI_DEVICE_PTR(float) lse;     // [qo_len, num_qo_heads] base-2 log-sum-exp, or null
+  long long q_stride_n;     // elements between consecutive queries
+  long long q_stride_h;     // elements between consecutive query heads
+  long long k_stride_n;     // elements between consecutive keys
+  long long k_stride_h;     // elements between consecutive kv heads
+  long long v_stride_n;
+  long long v_stride_h;
+  long long o_stride_n;
+  long long o_stride_h;
+  FIVariantParams variant;  // scale, soft cap, RoPE, qo_len, kv_len, window, num_qo_heads
+  int num_kv_heads;
+  int group_size;           // num_qo_heads / num_kv_heads
+} FIPrefillParams;
+
+// Batch prefill / append (filled by Backend/CUDA/CUDABatchPrefill.swift). One CTA = one work item
+// of the plan (request, q tile, kv chunk) × one kv head: grid (work items, num_kv_heads). `base`
+// holds what every request shares:
+//   q, o     ragged rows [qo_indptr[B], Hq, D] (request b's queries are rows qo_indptr[b]..)
+//   k, v     ragged: rows [kv_total, Hkv, D] / [Hkv, kv_total, D], request b's keys from row kv_starts[b];
+//            paged: element 0 of the K / V cache, k_stride_n = token (slot) stride, k_stride_h = head stride
+//   lse      [qo_indptr[B], Hq] or null
+//   variant  scale, soft cap, RoPE, window, num_qo_heads; its qo_len / kv_len are per request (below)
+typedef struct FIBatchPrefillParams {
+  FIPrefillParams base;
+  FI_DEVICE_PTR(const int) request_indices;  // [items] request of each work item
+  FI_DEVICE_PTR(const int) qo_tile_indices;  // [items] q tile: packed rows qo_tile·CTA_Q.. of the request
+  FI_DEVICE_PTR(const int) kv_tile_indices;  // [items] kv chunk: keys kv_tile·kv_chunk ..< +kv_chunk of the request
+  FI_DEVICE_PTR(const int) qo_indptr;        // [B + 1] query rows of the requests
+  FI_DEVICE_PTR(const int) kv_lens;          // [B] keys of each request (appended ones included)
+  FI_DEVICE_PTR(const int) kv_starts;        // [B] ragged: first key row; paged: first entry in page_indices
+  FI_DEVICE_PTR(const int) page_indices;     // paged: the page table's page ids (CSR indices); ragged: null
+  FI_DEVICE_PTR(const int) o_indptr;         // [B] split: request b's first partial row; else null
+  FI_DEVICE_PTR(void) tmp_o;                 // split: partial outputs [o_indptr[B], Hq, D], row (b, qo i, chunk c) =
+                                             //   o_indptr[b] + i·chunks_b + c; null when the plan does not split
+  FI_DEVICE_PTR(float) tmp_lse;              // split: partial LSE [o_indptr[B], Hq]
+  long long k_stride_page;     // paged: elements between consecutive pages of K
+  long long v_stride_page;     // paged: of V
+  int page_size;               // paged: tokens per page (1 for ragged)
+  unsigned int page_div_m;     // j / page_size = (umulhi(j, page_div_m) + j) >> page_div_l, j < 2^31
+  int page_div_l;
+  int kv_chunk;                // keys per kv chunk (chunks_b = max(ceil(kv_len_b / kv_chunk), 1))
+} FIBatchPrefillParams;
+
+// ---- attention/cascade.cuh ----
+
+typedef struct FIMergeParams {
+  FI_DEVICE_PTR(const void) va;   // [n, H, D] (merge_state / in-place: other) or [n, S, H, D] (merge_states)
+  FI_DEVICE_PTR(const float) sa;  // [n, H] or [n, S, H]
+  FI_DEVICE_PTR(const void) vb;   // [n, H, D] (merge_state) — unused by merge_states
+  FI_DEVICE_PTR(const float) sb;  // [n, H]
+  FI_DEVICE_PTR(void) v_out;      // [n, H, D]  (in-place: v itself)
+  FI_DEVICE_PTR(float) s_out;     // [n, H]     (in-place: s itself; may be null for merge_states without LSE)
+  FI_DEVICE_PTR(const unsigned char) mask;  // [n] or null (in-place only): rows with mask 0 are left unchanged
+  long long n;          // positions
+  int num_heads;
+  int head_dim;
+  int num_states;       // merge_states only
+  int pad;
+} FIMergeParams;
+
+// Variable-length merge (split-KV batch prefill; attention/cascade.cuh describes it).
+typedef struct FIMergeVarlenParams {
+  FI_DEVICE_PTR(const void) v;       // [rows, H, D]
+  FI_DEVICE_PTR(const float) s;      // [rows, H]
+  FI_DEVICE_PTR(const int) indptr;   // [n + 1]
+  FI_DEVICE_PTR(void) v_out;         // [n, H, D]
+  FI_DEVICE_PTR(float) s_out;        // [n, H] or null
+  long long n;          // positions
+  int num_heads;
+  int head_dim;
+} FIMergeVarlenParams;
+
+// ---- page/append.cuh ----
+
+typedef struct FIAppendPagedKVParams {
+  FI_DEVICE_PTR(const void) append_k;     // [nnz, Hkv, D] strided (bytes below)
+  FI_DEVICE_PTR(const void) append_v;     // [nnz, Hkv, D]
+  FI_DEVICE_PTR(void) k_cache;            // [pages, ...] per layout, strided
+  FI_DEVICE_PTR(void) v_cache;
+  FI_DEVICE_PTR(const int) batch_indices; // [nnz]
+  FI_DEVICE_PTR(const int) positions;     // [nnz]
+  FI_DEVICE_PTR(const int) kv_indices;    // [kv_indptr[B]] page ids
+  FI_DEVICE_PTR(const int) kv_indptr;     // [B + 1]
+  long long ak_stride_n, ak_stride_h;   // strides in bytes
+  long long av_stride_n, av_stride_h;
+  long long kc_stride_page, kc_stride_token, kc_stride_head;  // bytes
+  long long vc_stride_page, vc_stride_token, vc_stride_head;
+  int nnz;
+  int num_heads;
+  int page_size;
+  int vecs_per_head;        // head_dim * element bytes / 16
+} FIAppendPagedKVParams;
+
+// ---- ops/elementwise.cuh ----
+
+typedef struct FIAxpbyParams {
+  FI_DEVICE_PTR(const void) x;   // [n] elements of T
+  FI_DEVICE_PTR(const void) y;   // [n] elements of T
+  FI_DEVICE_PTR(void) out;       // [n] elements of T
+  float alpha;
+  float beta;
+  long long n;         // number of elements
+} FIAxpbyParams;
