@@ -1,52 +1,5 @@
 import FlashInferCUDA
 
-/// Where an attention call runs.
-public enum Backend: Sendable {
-    /// The CPU reference (host tensors in, host tensors out). Always available.
-    case cpu
-    /// The GPU, on this stream (device tensors in and out).
-    case cuda(Stream)
-
-    /// The GPU when a CUDA device is present, on the device's library stream (non-blocking,
-    /// shared: `Device.libraryStream()`), else the CPU.
-    public static func automatic() -> Backend {
-        if let d = try? Device.open(), let s = try? d.libraryStream() { return .cuda(s) }
-        return .cpu
-    }
-
-    /// Where a call's tensors must be for this backend.
-    var placement: Placement {
-        switch self {
-        case .cpu: .host
-        case .cuda(let s): .device(s.device)
-        }
-    }
-
-    public var name: String {
-        switch self {
-        case .cpu: "cpu"
-        case .cuda(let s): "cuda:\(s.device.index) (\(s.device.properties.name))"
-        }
-    }
-}
-
-extension Tensor {
-    /// This tensor where `backend` computes: itself for the CPU (host tensors; a device tensor is
-    /// copied back after its last write), a device copy for CUDA (unless it is already on that
-    /// device), allocated and uploaded in the backend stream's order without a host wait.
-    public func moved(to backend: Backend) throws(FlashInferError) -> Tensor {
-        switch backend {
-        case .cpu:
-            if !isOnDevice { return self }
-            let bytes = try FlashInferError.wrap { () throws(CUDAError) in try contiguousBytesChecked() }
-            return Tensor(storage: .host(HostBuffer(bytes: bytes)), shape: shape, dtype: dtype)
-        case .cuda(let stream):
-            if let d = device, d === stream.device { return self }
-            return try FlashInferError.wrap { () throws(CUDAError) in try toDevice(stream: stream) }
-        }
-    }
-}
-
 /// Output of an attention call: `output` has q's shape and dtype; `lse` (when asked for) is
 /// Float32 `[.., Hq]`, base 2.
 public struct AttentionOutput: Sendable {
@@ -65,7 +18,7 @@ public struct AttentionOutput: Sendable {
 /// - Returns: output `[Hq, D]` (+ LSE). `kvLen == 0` gives output 0 and LSE −inf.
 public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                          returnLSE: Bool = false, out: Tensor? = nil, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
-    let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: backend.placement, out: out)
+    let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: backend.implementation.placement, out: out)
     return try runSingle(problem, returnLSE: returnLSE, backend: backend)
 }
 
@@ -78,36 +31,11 @@ public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpti
 /// - Returns: output `[qoLen, Hq, D]` (+ LSE `[qoLen, Hq]`, base 2).
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                           returnLSE: Bool = false, out: Tensor? = nil, backend: Backend = .cpu) throws(FlashInferError) -> AttentionOutput {
-    let problem = try validateSingle(q: q, k: k, v: v, decode: false, options: options, placement: backend.placement, out: out)
+    let problem = try validateSingle(q: q, k: k, v: v, decode: false, options: options, placement: backend.implementation.placement, out: out)
     return try runSingle(problem, returnLSE: returnLSE, backend: backend)
 }
 
+/// Runs a validated problem on its backend.
 func runSingle(_ problem: SingleAttentionProblem, returnLSE: Bool, backend: Backend) throws(FlashInferError) -> AttentionOutput {
-    switch backend {
-    case .cpu:
-        let (q, shape, decode, options) = (problem.q, problem.shape, problem.decode, problem.options)
-        let r: ReferenceAttention.Result
-        do {
-            r = try ReferenceAttention.prefill(
-                q: try q.toFloats(), k: try problem.k.toFloats(), v: try problem.v.toFloats(), qoLen: shape.qoLen, kvLen: shape.kvLen,
-                numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, headDim: shape.headDim,
-                options: decode ? withoutCausal(options) : options)
-        } catch let e as ReferenceError {
-            throw .reference(e.description)
-        } catch let e as CUDAError {
-            throw .cuda(e)
-        } catch {
-            throw .reference("\(error)")
-        }
-        let out = Tensor.host(r.output, shape: q.shape, dtype: q.dtype)
-        return AttentionOutput(output: out, lse: returnLSE ? Tensor.host(r.lse, shape: problem.lseShape, dtype: .f32) : nil)
-    case .cuda(let stream):
-        return try CUDAAttention.single(problem, returnLSE: returnLSE, stream: stream)
-    }
-}
-
-private func withoutCausal(_ o: AttentionOptions) -> AttentionOptions {
-    var o = o
-    o.causal = false
-    return o
+    try backend.implementation.singleAttention(problem, returnLSE: returnLSE)
 }

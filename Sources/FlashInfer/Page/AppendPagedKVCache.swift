@@ -34,6 +34,16 @@ public struct AppendIndices: Sendable {
 public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                                table: PageTable, stream: Stream? = nil) throws(FlashInferError) {
     try table.validate(numPages: cache.numPages)
+    // The cache's placement picks the backend: a device cache is written on `stream`.
+    let backend: Backend
+    if cache.k.isOnDevice {
+        guard let stream else { throw .backendMismatch(what: "stream", rule: "a device cache needs a stream") }
+        backend = .cuda(stream)
+    } else {
+        backend = .cpu
+    }
+    let placement = backend.implementation.placement
+    try checkPlacement([("k_cache", cache.k), ("v_cache", cache.v)], placement)
     let nnz = indices.batchIndices.count
     for (n, t) in [("append_key", appendK), ("append_value", appendV)] {
         guard t.rank == 3 else { throw .rank(tensor: n, expected: 3, got: t.rank) }
@@ -42,7 +52,7 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
         guard t.shape[2] == cache.headDim else { throw .shape(tensor: n, axis: 2, name: "head_dim", expected: "\(cache.headDim)", got: t.shape[2]) }
         guard t.dtype == cache.dtype else { throw .dtype(tensor: n, expected: cache.dtype.rawValue, got: t.dtype) }
         guard t.strides[2] == 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
-        guard t.isOnDevice == cache.k.isOnDevice else { throw .placement(tensor: n, expected: cache.k.isOnDevice ? "device" : "host") }
+        try checkPlacement([(n, t)], placement)
     }
     guard indices.positions.count == nnz else {
         throw .shape(tensor: "positions", axis: 0, name: "nnz", expected: "\(nnz)", got: indices.positions.count)
@@ -53,34 +63,11 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
         guard b >= 0 && b < table.batchSize else { throw .indices(array: "batch_indices", position: t, rule: "request \(b) outside 0..<\(table.batchSize)") }
         guard p >= 0 && p < seqLens[b] else { throw .indices(array: "positions", position: t, rule: "position \(p) outside request \(b)'s \(seqLens[b]) tokens") }
     }
-    if cache.k.isOnDevice {
-        guard let stream else { throw .backendMismatch(what: "stream", rule: "a device cache needs a stream") }
-        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, stream: stream)
-    } else {
-        appendOnHost(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table)
-    }
+    try backend.implementation.appendPagedKVCache(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table)
 }
 
-private func appendOnHost(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache, table: PageTable) {
-    let es = cache.dtype.byteSize, d = cache.headDim
-    for (src, dst) in [(appendK, cache.k), (appendV, cache.v)] {
-        let srcBytes = src.contiguousBytes()  // [nnz, H, D] packed
-        let s = cache.strides(of: dst)
-        dst.withHostBytes { bytes in
-            for t in 0..<indices.batchIndices.count {
-                let (page, slot) = table.location(request: Int(indices.batchIndices[t]), position: Int(indices.positions[t]))
-                for h in 0..<cache.numKVHeads {
-                    let to = (dst.offset + page * s.page + slot * s.token + h * s.head) * es
-                    let from = ((t * cache.numKVHeads + h) * d) * es
-                    for i in 0..<(d * es) { bytes[to + i] = srcBytes[from + i] }
-                }
-            }
-        }
-    }
-}
-
-private func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                            table: PageTable, stream: Stream) throws(FlashInferError) {
+func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
+                    table: PageTable, stream: Stream) throws(FlashInferError) {
     let es = cache.dtype.byteSize
     for (n, t) in [("append_key", appendK), ("append_value", appendV), ("k_cache", cache.k), ("v_cache", cache.v)] {
         guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }

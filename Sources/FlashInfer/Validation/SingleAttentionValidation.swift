@@ -14,13 +14,6 @@ public struct SingleAttentionShape: Sendable, Hashable {
 /// (upstream crashed or returned garbage on unsupported head dims).
 public let supportedHeadDims = [64, 128, 256]
 
-/// Where the tensors of a call must be: host memory (the CPU backend) or one device (the CUDA
-/// backend's stream's). A backend says which (`BackendImplementation.placement`).
-enum Placement {
-    case host
-    case device(Device)
-}
-
 /// A single-request attention call that passed validation: the one value the backends and the
 /// launchers take, and check nothing of again.
 ///
@@ -101,22 +94,15 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
     }
     let shape = SingleAttentionShape(qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim)
     let lseShape = decode ? [numQOHeads] : [qoLen, numQOHeads]
+    try checkPlacement([("q", q), ("k", k), ("v", v)], placement)
     switch placement {
     case .host:
-        for (n, t) in [("q", q), ("k", k), ("v", v)] where t.isOnDevice {
-            throw .placement(tensor: n, expected: "host (the CPU backend)")
-        }
         if out != nil || lse != nil {
             throw .backendMismatch(what: out != nil ? "out" : "lse", rule: "the CPU backend returns new host tensors; out is for the CUDA backend")
         }
-    case .device(let device):
-        for (n, t) in [("q", q), ("k", k), ("v", v)] {
-            guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
-            guard t.device === device else { throw .deviceMismatch(tensor: n) }
-        }
+    case .device:
+        try checkPlacement((out.map { [("out", $0)] } ?? []) + (lse.map { [("lse", $0)] } ?? []), placement)
         if let out {
-            guard out.isOnDevice else { throw .placement(tensor: "out", expected: "device (the CUDA backend)") }
-            guard out.device === device else { throw .deviceMismatch(tensor: "out") }
             guard out.shape == q.shape else {
                 throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
             }
@@ -124,8 +110,6 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
             guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
         }
         if let lse {
-            guard lse.isOnDevice else { throw .placement(tensor: "lse", expected: "device (the CUDA backend)") }
-            guard lse.device === device else { throw .deviceMismatch(tensor: "lse") }
             guard lse.dtype == .f32 else { throw .dtype(tensor: "lse", expected: "f32", got: lse.dtype) }
             guard lse.shape == lseShape, lse.isContiguous else {
                 throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 \(lseShape)", got: lse.shape.first ?? 0)

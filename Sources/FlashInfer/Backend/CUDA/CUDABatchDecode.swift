@@ -121,8 +121,8 @@ final class CUDABatchDecode: @unchecked Sendable {
 
     func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
         let es = cache.dtype.byteSize
+        // Placement was validated (`checkPlacement` in the wrapper's run); the kernel's 16-byte loads:
         for (n, t) in [("q", q), ("k_cache", cache.k), ("v_cache", cache.v), ("out", out)] {
-            guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
             let aligned = (t.deviceAddress ?? 0) % 16 == 0 && zip(t.shape.dropLast(), t.strides.dropLast()).allSatisfy { $0.0 <= 1 || ($0.1 * es) % 16 == 0 }
             guard aligned else { throw .strides(tensor: n, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
         }
