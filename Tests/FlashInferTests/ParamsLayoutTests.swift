@@ -49,12 +49,13 @@ import Testing
             \.sm_scale_log2, \.soft_cap_pre_tanh_scale, \.rope_rcp_scale, \.rope_log2_theta, \.qo_len, \.kv_len,
             \.window_left, \.num_qo_heads
         ),
+        layout(FIKVTensors(), \.k, \.v, \.k_stride_n, \.k_stride_h, \.v_stride_n, \.v_stride_h),
+        layout(FIPageTable(), \.page_indices, \.k_stride_page, \.v_stride_page, \.page_size, \.page_div_m, \.page_div_l, \.pad),
         layout(
             FIDecodeParams(),
-            \.q, \.k, \.v, \.o, \.lse, \.partial_o, \.partial_lse, \.q_stride_head, \.k_stride_seq, \.k_stride_head,
-            \.v_stride_seq, \.v_stride_head, \.variant, \.num_kv_heads, \.group_size, \.kv_begin, \.chunk_size, \.split,
-            \.request_indices, \.chunk_indices, \.kv_indptr, \.kv_indices, \.kv_last_page_len, \.q_stride_batch,
-            \.k_stride_page, \.v_stride_page, \.page_size, \.chunk_size_ptr, \.timeline
+            \.q, \.o, \.lse, \.partial_o, \.partial_lse, \.q_stride_head, \.kv, \.variant, \.num_kv_heads, \.group_size,
+            \.kv_begin, \.chunk_size, \.split, \.request_indices, \.chunk_indices, \.kv_indptr, \.kv_last_page_len,
+            \.q_stride_batch, \.pages, \.chunk_size_ptr, \.timeline
         ),
         layout(
             FIDecodeMergeParams(),
@@ -62,14 +63,13 @@ import Testing
         ),
         layout(
             FIPrefillParams(),
-            \.q, \.k, \.v, \.o, \.lse, \.q_stride_n, \.q_stride_h, \.k_stride_n, \.k_stride_h, \.v_stride_n, \.v_stride_h,
-            \.o_stride_n, \.o_stride_h, \.variant, \.num_kv_heads, \.group_size
+            \.q, \.o, \.lse, \.q_stride_n, \.q_stride_h, \.o_stride_n, \.o_stride_h, \.kv, \.variant, \.num_kv_heads,
+            \.group_size
         ),
         layout(
             FIBatchPrefillParams(),
             \.base, \.request_indices, \.qo_tile_indices, \.kv_tile_indices, \.qo_indptr, \.kv_lens, \.kv_starts,
-            \.page_indices, \.o_indptr, \.tmp_o, \.tmp_lse, \.k_stride_page, \.v_stride_page, \.page_size, \.page_div_m,
-            \.page_div_l, \.kv_chunk
+            \.o_indptr, \.tmp_o, \.tmp_lse, \.pages, \.kv_chunk
         ),
         layout(
             FIMergeParams(),

@@ -47,22 +47,44 @@ typedef struct FIVariantParams {
   int num_qo_heads;               // for ALiBi slopes
 } FIVariantParams;
 
+// ---- attention/kv.cuh: K and V as every attention kernel reads them ----
+
+// The K and V tensors: key j of kv head h at k[j·k_stride_n + h·k_stride_h] (contiguous and ragged
+// sources: j counts rows of the tensor), or for a paged cache at
+// k[page·k_stride_page + slot·k_stride_n + h·k_stride_h] (FIPageTable), element d at + d.
+typedef struct FIKVTensors {
+  FI_DEVICE_PTR(const void) k;
+  FI_DEVICE_PTR(const void) v;
+  long long k_stride_n;     // elements between consecutive keys (rows, or slots of a page)
+  long long k_stride_h;     // elements between consecutive kv heads
+  long long v_stride_n;
+  long long v_stride_h;
+} FIKVTensors;
+
+// A paged cache's page table, shared by every request: request b's key j is in page
+// page_indices[first_b + j / page_size], slot j % page_size (first_b from the kernel's own
+// per-request array).
+typedef struct FIPageTable {
+  FI_DEVICE_PTR(const int) page_indices;  // the page ids of all requests (CSR indices)
+  long long k_stride_page;   // elements between consecutive pages of K
+  long long v_stride_page;   // of V
+  int page_size;             // tokens per page
+  unsigned int page_div_m;   // j / page_size = (umulhi(j, page_div_m) + j) >> page_div_l, 0 <= j < 2^31
+  int page_div_l;
+  int pad;
+} FIPageTable;
+
 // ---- attention/decode.cuh ----
 
 // Parameters of one decode launch (filled by Backend/CUDA/CUDADecode.swift, CUDABatchDecode.swift).
 typedef struct FIDecodeParams {
   FI_DEVICE_PTR(const void) q;         // [num_qo_heads, head_dim]: q[h*q_stride_head + d]
-  FI_DEVICE_PTR(const void) k;         // key (j, kv head h, d) at k[j*k_stride_seq + h*k_stride_head + d]
-  FI_DEVICE_PTR(const void) v;         // value (j, h, d) at v[j*v_stride_seq + h*v_stride_head + d]
   FI_DEVICE_PTR(void) o;               // [num_qo_heads, head_dim] contiguous, q's dtype (unsplit launches)
   FI_DEVICE_PTR(float) lse;            // [num_qo_heads] base-2 LSE, or null (unsplit launches)
   FI_DEVICE_PTR(float) partial_o;      // [num_chunks, num_qo_heads, head_dim] fp32 (split launches)
   FI_DEVICE_PTR(float) partial_lse;    // [num_chunks, num_qo_heads] base 2 (split launches)
   long long q_stride_head;   // elements
-  long long k_stride_seq;    // elements
-  long long k_stride_head;   // elements
-  long long v_stride_seq;    // elements
-  long long v_stride_head;   // elements
+  FIKVTensors kv;            // K and V (single decode: rows of the one request; batch: the paged cache)
   FIVariantParams variant;   // scale, soft-cap, RoPE; qo_len = 1, kv_len, window_left, num_qo_heads
   int num_kv_heads;
   int group_size;            // num_qo_heads / num_kv_heads
@@ -71,16 +93,13 @@ typedef struct FIDecodeParams {
   int split;                 // nonzero: write partial_o / partial_lse instead of o / lse
   // Batch decode over a paged cache (PAGED kernels only; BatchDecodePlan's arrays). blockIdx.x is
   // a work item: request request_indices[w], KV chunk chunk_indices[w] of chunk_size tokens;
-  // k_stride_seq / k_stride_head are then the token and head strides within a page.
+  // request b's pages are pages.page_indices[kv_indptr[b] ..< kv_indptr[b + 1]].
   FI_DEVICE_PTR(const int) request_indices;   // [work items]
   FI_DEVICE_PTR(const int) chunk_indices;     // [work items]
-  FI_DEVICE_PTR(const int) kv_indptr;         // [B + 1] into kv_indices
-  FI_DEVICE_PTR(const int) kv_indices;        // page ids
+  FI_DEVICE_PTR(const int) kv_indptr;         // [B + 1] into pages.page_indices
   FI_DEVICE_PTR(const int) kv_last_page_len;  // [B]
   long long q_stride_batch;         // elements between requests' queries (q is [B, Hq, D])
-  long long k_stride_page;          // elements between pages
-  long long v_stride_page;
-  int page_size;
+  FIPageTable pages;
   // CUDA-graph mode: the plan's values live in device memory, so a captured launch replays
   // correctly after a new plan (grid padded to the capacity; padded items have request -1).
   FI_DEVICE_PTR(const int) chunk_size_ptr;    // [1] tokens per chunk, or null: use chunk_size
@@ -107,18 +126,13 @@ typedef struct FIDecodeMergeParams {
 // Single-request prefill/append (filled by Backend/CUDA/CUDAPrefill.swift, prefillParams).
 typedef struct FIPrefillParams {
   FI_DEVICE_PTR(const void) q;  // [qo_len, num_qo_heads, head_dim], strides q_stride_n / q_stride_h
-  FI_DEVICE_PTR(const void) k;  // NHD [kv_len, num_kv_heads, head_dim] or HND [num_kv_heads, kv_len, head_dim]
-  FI_DEVICE_PTR(const void) v;  // as k (its own strides)
   FI_DEVICE_PTR(void) o;        // [qo_len, num_qo_heads, head_dim], strides o_stride_n / o_stride_h
   FI_DEVICE_PTR(float) lse;     // [qo_len, num_qo_heads] base-2 log-sum-exp, or null
   long long q_stride_n;     // elements between consecutive queries
   long long q_stride_h;     // elements between consecutive query heads
-  long long k_stride_n;     // elements between consecutive keys
-  long long k_stride_h;     // elements between consecutive kv heads
-  long long v_stride_n;
-  long long v_stride_h;
   long long o_stride_n;
   long long o_stride_h;
+  FIKVTensors kv;           // NHD [kv_len, num_kv_heads, head_dim] or HND [num_kv_heads, kv_len, head_dim]
   FIVariantParams variant;  // scale, soft cap, RoPE, qo_len, kv_len, window, num_qo_heads
   int num_kv_heads;
   int group_size;           // num_qo_heads / num_kv_heads
@@ -128,7 +142,7 @@ typedef struct FIPrefillParams {
 // of the plan (request, q tile, kv chunk) × one kv head: grid (work items, num_kv_heads). `base`
 // holds what every request shares:
 //   q, o     ragged rows [qo_indptr[B], Hq, D] (request b's queries are rows qo_indptr[b]..)
-//   k, v     ragged: rows [kv_total, Hkv, D] / [Hkv, kv_total, D], request b's keys from row kv_starts[b];
+//   kv       ragged: rows [kv_total, Hkv, D] / [Hkv, kv_total, D], request b's keys from row kv_starts[b];
 //            paged: element 0 of the K / V cache, k_stride_n = token (slot) stride, k_stride_h = head stride
 //   lse      [qo_indptr[B], Hq] or null
 //   variant  scale, soft cap, RoPE, window, num_qo_heads; its qo_len / kv_len are per request (below)
@@ -139,17 +153,12 @@ typedef struct FIBatchPrefillParams {
   FI_DEVICE_PTR(const int) kv_tile_indices;  // [items] kv chunk: keys kv_tile·kv_chunk ..< +kv_chunk of the request
   FI_DEVICE_PTR(const int) qo_indptr;        // [B + 1] query rows of the requests
   FI_DEVICE_PTR(const int) kv_lens;          // [B] keys of each request (appended ones included)
-  FI_DEVICE_PTR(const int) kv_starts;        // [B] ragged: first key row; paged: first entry in page_indices
-  FI_DEVICE_PTR(const int) page_indices;     // paged: the page table's page ids (CSR indices); ragged: null
+  FI_DEVICE_PTR(const int) kv_starts;        // [B] ragged: first key row; paged: first entry in pages.page_indices
   FI_DEVICE_PTR(const int) o_indptr;         // [B] split: request b's first partial row; else null
   FI_DEVICE_PTR(void) tmp_o;                 // split: partial outputs [o_indptr[B], Hq, D], row (b, qo i, chunk c) =
                                              //   o_indptr[b] + i·chunks_b + c; null when the plan does not split
   FI_DEVICE_PTR(float) tmp_lse;              // split: partial LSE [o_indptr[B], Hq]
-  long long k_stride_page;     // paged: elements between consecutive pages of K
-  long long v_stride_page;     // paged: of V
-  int page_size;               // paged: tokens per page (1 for ragged)
-  unsigned int page_div_m;     // j / page_size = (umulhi(j, page_div_m) + j) >> page_div_l, j < 2^31
-  int page_div_l;
+  FIPageTable pages;           // paged: the page table; ragged: zeros (page_size 1)
   int kv_chunk;                // keys per kv chunk (chunks_b = max(ceil(kv_len_b / kv_chunk), 1))
 } FIBatchPrefillParams;
 

@@ -141,18 +141,22 @@ final class CUDABatchDecode: @unchecked Sendable {
         let lseOffset = CUdeviceptr((graph?.maxItems ?? plan.workItems) * numQOHeads * headDim * 4)
         let base = arrays.address
         func at(_ i: Int) -> CUdeviceptr { base + CUdeviceptr(offsets[i]) }
+        let (divM, divL) = fastDivisor(plan.pageSize)
         let a = FIDecodeParams(
-            q: q.deviceAddress!, k: cache.k.deviceAddress!, v: cache.v.deviceAddress!,
+            q: q.deviceAddress!,
             o: split ? 0 : out.deviceAddress!, lse: split ? 0 : (lse?.deviceAddress ?? 0),
             partial_o: split ? ws : 0, partial_lse: split ? ws + lseOffset : 0,
-            q_stride_head: Int64(q.strides[1]), k_stride_seq: Int64(ks.token), k_stride_head: Int64(ks.head),
-            v_stride_seq: Int64(vs.token), v_stride_head: Int64(vs.head),
+            q_stride_head: Int64(q.strides[1]),
+            kv: FIKVTensors(k: cache.k.deviceAddress!, v: cache.v.deviceAddress!, k_stride_n: Int64(ks.token),
+                            k_stride_h: Int64(ks.head), v_stride_n: Int64(vs.token), v_stride_h: Int64(vs.head)),
             variant: FIVariantParams(options: options, headDim: headDim, qoLen: 1, kvLen: 0, numQOHeads: numQOHeads),
             num_kv_heads: Int32(cache.numKVHeads), group_size: Int32(numQOHeads / cache.numKVHeads), kv_begin: 0,
             chunk_size: Int32(plan.chunkTokens), split: split ? 1 : 0,
-            request_indices: at(0), chunk_indices: at(1), kv_indptr: at(2), kv_indices: at(3), kv_last_page_len: at(4),
-            q_stride_batch: Int64(q.strides[0]), k_stride_page: Int64(ks.page), v_stride_page: Int64(vs.page),
-            page_size: Int32(plan.pageSize), chunk_size_ptr: graph != nil ? at(6) : 0, timeline: 0
+            request_indices: at(0), chunk_indices: at(1), kv_indptr: at(2), kv_last_page_len: at(4),
+            q_stride_batch: Int64(q.strides[0]),
+            pages: FIPageTable(page_indices: at(3), k_stride_page: Int64(ks.page), v_stride_page: Int64(vs.page),
+                               page_size: Int32(plan.pageSize), page_div_m: divM, page_div_l: divL, pad: 0),
+            chunk_size_ptr: graph != nil ? at(6) : 0, timeline: 0
         )
         let items = graph?.maxItems ?? plan.workItems
         let mergeRows = graph?.capacity.maxBatch ?? plan.batchSize

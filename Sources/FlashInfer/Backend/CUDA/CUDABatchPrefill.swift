@@ -192,10 +192,12 @@ enum CUDABatchPrefill {
                 request_indices: dp.address(dp.requestIndices), qo_tile_indices: dp.address(dp.qoTileIndices),
                 kv_tile_indices: dp.address(dp.kvTileIndices), qo_indptr: dp.address(dp.qoIndptr),
                 kv_lens: dp.address(dp.kvLens), kv_starts: dp.address(dp.kvStarts),
-                page_indices: dp.address(dp.pageIndices), o_indptr: dp.address(dp.oIndptr),
+                o_indptr: dp.address(dp.oIndptr),
                 tmp_o: dp.tmpO?.address ?? 0, tmp_lse: dp.tmpLSE?.address ?? 0,
-                k_stride_page: kv.kPageStride, v_stride_page: kv.vPageStride,
-                page_size: Int32(dp.pageSize), page_div_m: dp.pageDivM, page_div_l: dp.pageDivL, kv_chunk: Int32(dp.kvChunk))
+                pages: FIPageTable(page_indices: dp.address(dp.pageIndices), k_stride_page: kv.kPageStride,
+                                   v_stride_page: kv.vPageStride, page_size: Int32(dp.pageSize), page_div_m: dp.pageDivM,
+                                   page_div_l: dp.pageDivL, pad: 0),
+                kv_chunk: Int32(dp.kvChunk))
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
             guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }

@@ -328,21 +328,21 @@ public struct CUDADecodeLaunch: Sendable {
         let lseAddress = lse?.deviceAddress ?? 0
 
         var a = FIDecodeParams(
-            q: q.deviceAddress!, k: k.deviceAddress!, v: v.deviceAddress!,
+            q: q.deviceAddress!,
             // Split launches write partials (the merge writes out / lse).
             o: split.isSplit ? 0 : outAddress,
             lse: split.isSplit ? 0 : lseAddress,
             partial_o: needed > 0 ? ws : 0, partial_lse: needed > 0 ? ws + CUdeviceptr(partialLSEOffset) : 0,
-            q_stride_head: Int64(qStride), k_stride_seq: Int64(kSeq), k_stride_head: Int64(kHead),
-            v_stride_seq: Int64(vSeq), v_stride_head: Int64(vHead),
+            q_stride_head: Int64(qStride),
+            kv: FIKVTensors(k: k.deviceAddress!, v: v.deviceAddress!, k_stride_n: Int64(kSeq), k_stride_h: Int64(kHead),
+                            v_stride_n: Int64(vSeq), v_stride_h: Int64(vHead)),
             variant: FIVariantParams(options: options, headDim: shape.headDim, qoLen: 1, kvLen: shape.kvLen,
                                      numQOHeads: shape.numQOHeads),
             num_kv_heads: Int32(shape.numKVHeads), group_size: Int32(shape.groupSize), kv_begin: Int32(kvBegin),
             chunk_size: Int32(split.chunkSize), split: split.isSplit ? 1 : 0,
             // Batch decode over pages only.
-            request_indices: 0, chunk_indices: 0, kv_indptr: 0, kv_indices: 0, kv_last_page_len: 0,
-            q_stride_batch: 0, k_stride_page: 0, v_stride_page: 0, page_size: 0, chunk_size_ptr: 0,
-            timeline: 0
+            request_indices: 0, chunk_indices: 0, kv_indptr: 0, kv_last_page_len: 0, q_stride_batch: 0,
+            pages: FIPageTable(), chunk_size_ptr: 0, timeline: 0
         )
         var m = FIDecodeMergeParams(
             partial_o: ws, partial_lse: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,

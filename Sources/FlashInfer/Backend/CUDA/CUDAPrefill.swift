@@ -190,10 +190,10 @@ func prefillParams(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, s
                    numKVHeads: Int) -> FIPrefillParams {
     precondition(strides.count == 4, "q, k, v, out strides")
     return FIPrefillParams(
-        q: q.deviceAddress ?? 0, k: k.deviceAddress ?? 0, v: v.deviceAddress ?? 0, o: out.deviceAddress ?? 0,
-        lse: lse?.deviceAddress ?? 0,
-        q_stride_n: strides[0].0, q_stride_h: strides[0].1, k_stride_n: strides[1].0, k_stride_h: strides[1].1,
-        v_stride_n: strides[2].0, v_stride_h: strides[2].1, o_stride_n: strides[3].0, o_stride_h: strides[3].1,
+        q: q.deviceAddress ?? 0, o: out.deviceAddress ?? 0, lse: lse?.deviceAddress ?? 0,
+        q_stride_n: strides[0].0, q_stride_h: strides[0].1, o_stride_n: strides[3].0, o_stride_h: strides[3].1,
+        kv: FIKVTensors(k: k.deviceAddress ?? 0, v: v.deviceAddress ?? 0, k_stride_n: strides[1].0, k_stride_h: strides[1].1,
+                        v_stride_n: strides[2].0, v_stride_h: strides[2].1),
         variant: FIVariantParams(options: options, headDim: headDim, qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads),
         num_kv_heads: Int32(numKVHeads), group_size: Int32(numQOHeads / numKVHeads))
 }

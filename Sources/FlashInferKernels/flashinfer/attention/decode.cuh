@@ -28,6 +28,7 @@
 // Sliding window: decode keeps the last window_left+1 keys, so the host starts the KV range at
 // kv_begin = max(0, kv_len - 1 - window_left); no per-key window test is needed.
 #pragma once
+#include <flashinfer/attention/kv.cuh>
 #include <flashinfer/attention/pos_enc.cuh>
 #include <flashinfer/attention/state.cuh>
 #include <flashinfer/attention/variants.cuh>
@@ -129,6 +130,18 @@ struct SlotReduce {
   }
 };
 
+// The KV policy of a decode CTA (kv.cuh): the paged cache's pages for batch decode, the request's
+// rows of kv head `kv_head` for single decode.
+template <class KT>
+__device__ __forceinline__ auto decode_kv(const DecodeParams& p, int kv_head, const int& first_page) {
+  using DT = typename KT::DT;
+  if constexpr (KT::PAGED) {
+    return PagedKV<DT>{p.kv, p.pages, first_page};
+  } else {
+    return ContiguousKV<DT>::of(p.kv, kv_head);
+  }
+}
+
 template <class KT>
 __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   using DT = typename KT::DT;
@@ -173,7 +186,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     chunk = p.chunk_indices[blockIdx.x];
     if (p.chunk_size_ptr != nullptr) chunk_size = *p.chunk_size_ptr;
     const int pages = p.kv_indptr[request + 1] - p.kv_indptr[request];
-    kv_len = pages == 0 ? 0 : (pages - 1) * p.page_size + p.kv_last_page_len[request];
+    kv_len = pages == 0 ? 0 : (pages - 1) * p.pages.page_size + p.kv_last_page_len[request];
     kv_begin = p.variant.window_left >= 0 ? max(0, kv_len - 1 - p.variant.window_left) : 0;
   }
   const int qo_pos = kv_len - 1;
@@ -237,9 +250,11 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     d_own[r] = 0.f;
   }
 
-  const int* request_pages = KT::PAGED ? p.kv_indices + p.kv_indptr[request] : nullptr;  // its page ids
-  const DT* k_head = static_cast<const DT*>(p.k) + int64(kv_head) * p.k_stride_head;
-  const DT* v_head = static_cast<const DT*>(p.v) + int64(kv_head) * p.v_stride_head;
+  // K and V through the KV policy (kv.cuh): the request's pages, or the one request's rows.
+  const int first_page = KT::PAGED ? p.kv_indptr[request] : 0;
+  const auto kv = decode_kv<KT>(p, kv_head, first_page);
+  const DT* k_head = kv.k_base();
+  const DT* v_head = kv.v_base();
   // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
   auto load_tile = [&](int tile, int stage) {
     DT* ks = pipe + stage * (2 * TILE * D);
@@ -250,18 +265,8 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       const int key = slot + n * KT::SLOTS;
       const int j = key0 + key;
       const bool valid = j < chunk_end;
-      const int64 jj = valid ? j : chunk_begin;  // a mapped address; nothing is read when !valid
       int64 k_off, v_off;
-      if constexpr (KT::PAGED) {
-        const int page_no = int(jj) / p.page_size;
-        const int64 page = request_pages[page_no];
-        const int64 slot_in_page = int(jj) - page_no * p.page_size;
-        k_off = page * p.k_stride_page + slot_in_page * p.k_stride_seq;
-        v_off = page * p.v_stride_page + slot_in_page * p.v_stride_seq;
-      } else {
-        k_off = jj * p.k_stride_seq;
-        v_off = jj * p.v_stride_seq;
-      }
+      kv.offsets(valid ? j : chunk_begin, k_off, v_off);  // a mapped address; nothing is read when !valid
       cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
       cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
     }

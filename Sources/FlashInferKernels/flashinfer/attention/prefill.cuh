@@ -339,8 +339,8 @@ struct GeometryStorage<true> {
 };
 
 // One CTA: packed query rows r0 ..< r0 + CTA_Q (of packed_len) of kv head kv_head against the keys
-// [kv_lo, vp.kv_len) that the variant lets them see, K/V tiles from `kv` (a policy of
-// prefill_load.cuh). vp carries the lengths that place the queries: query qo sits at position
+// [kv_lo, vp.kv_len) that the variant lets them see, K/V tiles from `kv` (a tile loader of
+// prefill_load.cuh over a KV policy of kv.cuh). vp carries the lengths that place the queries: query qo sits at position
 // qo + vp.kv_len − vp.qo_len. Tiles start at kv_lo (so a kv chunk's first tile holds no earlier
 // key). `q` points at query 0; `out_of()` gives the destination (PrefillOut), evaluated only in the
 // epilogue so that it holds no registers across the kv loop. SHARED_GEOMETRY: see GeometryStorage.
@@ -455,8 +455,7 @@ template <typename T>
 __device__ __forceinline__ void single_prefill(const PrefillParams& p) {
   using DT = typename T::DT;
   const int kv_head = blockIdx.y;
-  const prefill::ContiguousKV<T> kv{static_cast<const DT*>(p.k) + kv_head * p.k_stride_h,
-                                    static_cast<const DT*>(p.v) + kv_head * p.v_stride_h, p.k_stride_n, p.v_stride_n};
+  const auto kv = prefill::tiles<T>(ContiguousKV<DT>::of(p.kv, kv_head));
   auto out_of = [&p]() {
     return prefill::PrefillOut<DT>{static_cast<DT*>(p.o), p.o_stride_n, p.o_stride_h, p.lse,
                                    int64(p.num_kv_heads) * p.group_size};

@@ -62,9 +62,9 @@ __device__ __forceinline__ void batch_prefill(const BatchPrefillParams& bp) {
   __shared__ int kv_start;
   kv_start = bp.kv_starts[b];
   if constexpr (PAGED) {
-    prefill_cta<T, true>(p, vp, q, prefill::PagedKV<T>{bp, kv_start}, out_of, r0, kv_head, packed_len, kv_lo);
+    prefill_cta<T, true>(p, vp, q, prefill::tiles<T>(PagedKV<DT>{p.kv, bp.pages, kv_start}), out_of, r0, kv_head, packed_len, kv_lo);
   } else {
-    prefill_cta<T, true>(p, vp, q, prefill::RaggedKV<T>{bp, kv_start}, out_of, r0, kv_head, packed_len, kv_lo);
+    prefill_cta<T, true>(p, vp, q, prefill::tiles<T>(RaggedKV<DT>{p.kv, kv_start}), out_of, r0, kv_head, packed_len, kv_lo);
   }
 }
 

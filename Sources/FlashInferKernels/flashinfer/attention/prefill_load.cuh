@@ -10,6 +10,7 @@
 // (tid % CHUNKS) of rows tid / CHUNKS + k·(NUM_THREADS / CHUNKS); consecutive threads copy
 // consecutive 16-byte chunks of a row (coalesced). RoPE works on chunk pairs (c, c + CHUNKS/2).
 #pragma once
+#include <flashinfer/attention/kv.cuh>
 #include <flashinfer/attention/prefill_traits.cuh>
 #include <flashinfer/attention/pos_enc.cuh>
 #include <flashinfer/core/cp_async.cuh>
@@ -118,85 +119,47 @@ __device__ __forceinline__ void load_kv_tile(const typename T::DT* head, int64 s
   }
 }
 
-// KV access policies: where a CTA's keys and values come from.
+// Tile loaders: how a CTA's K and V tiles reach shared memory, over a KV policy of kv.cuh (which
+// says where each key lives). prefill_cta calls:
 //   load(k_tile, v_tile, stage, k0, kv_len, active): issues the K tile (keys k0 ..< k0 + CTA_KV of
 //     the kv head, zeros from kv_len on) into k_tile (K/V stage `stage`), commits a cp.async group,
 //     issues the V tile and commits again; with !active only the two (empty) commits, so the
 //     pipeline's group count stays fixed.
-//   PREPARED: the policy also has prepare(stage, k0, kv_len, active), which resolves the rows of a
-//     tile ahead of its load (at least one __syncthreads between the two; see PagedKV).
+//   PREPARED: the loader also has prepare(stage, k0, kv_len, active), which resolves the rows of a
+//     tile ahead of its load (at least one __syncthreads between the two; see PagedTiles), split
+//     into fetch() and store().
 
-// Contiguous rows: key j at head + j·stride_n (the single-request kernel).
-template <typename T>
-struct ContiguousKV {
+// Keys in runs of rows (ContiguousKV, RaggedKV): load_kv_tile from the policy's base and stride.
+// The base is rebuilt per tile (RaggedKV reads it from the parameters): no pointer stays live
+// across the kv loop.
+template <typename T, typename KV>
+struct RowTiles {
   using DT = typename T::DT;
   static constexpr bool PREPARED = false;
-  const DT* k_head;  // key 0 of the kv head
-  const DT* v_head;
-  int64 k_stride_n;  // elements between consecutive keys
-  int64 v_stride_n;
+  KV kv;
 
   __device__ __forceinline__ void load(DT* k_tile, DT* v_tile, int, int k0, int kv_len, bool active) const {
-    if (active) load_kv_tile<T>(k_head, k_stride_n, k_tile, k0, kv_len);
+    if (active) load_kv_tile<T>(kv.k_base(), kv.k_stride_n(), k_tile, k0, kv_len);
     cp_async::commit();
-    if (active) load_kv_tile<T>(v_head, v_stride_n, v_tile, k0, kv_len);
+    if (active) load_kv_tile<T>(kv.v_base(), kv.v_stride_n(), v_tile, k0, kv_len);
     cp_async::commit();
   }
 };
 
-// The batch policies hold no pointer across the kv loop, where the plain D128 kernel has no
-// register to spare (255): head pointers are rebuilt per tile from the parameters, the kv head
-// (kv_head_id, not hoistable) and the request's first row or page-table entry, which the batch
-// kernel keeps in shared memory (`kv_start`, a reference).
-
-// blockIdx.y (the kv head), read so that the compiler cannot hoist what depends on it out of the
-// kv loop (as mma::lane_id).
-__device__ __forceinline__ int kv_head_id() {
-  int h;
-  asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(h));
-  return h;
-}
-
-// Ragged batch: key j of the request at row kv_start + j of K / V (load_kv_tile's loads).
-template <typename T>
-struct RaggedKV {
-  using DT = typename T::DT;
-  static constexpr bool PREPARED = false;
-  const BatchPrefillParams& bp;
-  const int& kv_start;  // the request's first key row
-
-  __device__ __forceinline__ void load(DT* k_tile, DT* v_tile, int, int k0, int kv_len, bool active) const {
-    const PrefillParams& p = bp.base;
-    if (active) {
-      const DT* k_head = static_cast<const DT*>(p.k) + kv_head_id() * p.k_stride_h + int64(kv_start) * p.k_stride_n;
-      load_kv_tile<T>(k_head, p.k_stride_n, k_tile, k0, kv_len);
-    }
-    cp_async::commit();
-    if (active) {
-      const DT* v_head = static_cast<const DT*>(p.v) + kv_head_id() * p.v_stride_h + int64(kv_start) * p.v_stride_n;
-      load_kv_tile<T>(v_head, p.v_stride_n, v_tile, k0, kv_len);
-    }
-    cp_async::commit();
-  }
-};
-
-// Paged cache: key j of the request is in page pages[j / page_size], slot j % page_size, at
-// head + page·stride_page + slot·stride_n, pages = page_indices + kv_start.
-//
-// A tile's rows are resolved once, not by every thread that copies a chunk of them: prepare() has
-// thread t < CTA_KV read row t's page id (j / page_size by multiply-high: page_div_m, page_div_l
-// from the host, exact for j < 2^31) and store the row's K and V element offsets in a shared table
-// [2 stages][CTA_KV][K, V]; load() then reads one offset per row it copies. The kernel prepares
-// tile j + 2 at the end of iteration j, so the table entry is written one barrier after its previous
-// reader (tile j's loads) and read one barrier after it is written. Rows at or past kv_len read
-// no page id (the table ends there): offset 0, and their chunks land as zeros.
-template <typename T>
-struct PagedKV {
+// Keys in pages (PagedKV). A tile's rows are resolved once, not by every thread that copies a
+// chunk of them: prepare() has thread t < CTA_KV read row t's page id and store the row's K and V
+// element offsets in a shared table [2 stages][CTA_KV][K, V]; load() then reads one offset per row
+// it copies. The kernel prepares tile j + 2 at the end of iteration j, so the table entry is
+// written one barrier after its previous reader (tile j's loads) and read one barrier after it is
+// written. Rows at or past kv_len read no page id (the table ends there): offset 0, and their
+// chunks land as zeros.
+template <typename T, typename KV>
+struct PagedTiles {
   using DT = typename T::DT;
   static constexpr bool PREPARED = true;
+  static_assert(KV::PAGED, "a paged KV policy");
   static_assert(T::CTA_KV <= T::NUM_THREADS, "one thread per row of a kv tile");
-  const BatchPrefillParams& bp;
-  const int& kv_start;  // the request's first entry in bp.page_indices
+  KV kv;
 
   struct Table {
     int64 off[2][T::CTA_KV][2];  // [stage][row][K, V] element offsets from the kv head's element 0
@@ -213,26 +176,15 @@ struct PagedKV {
   __device__ __forceinline__ int fetch(int k0, int kv_len, bool active) const {
     const int t = threadIdx.x, j = k0 + t;
     if (!active || t >= T::CTA_KV || j >= kv_len) return -1;
-    const int pi = int((__umulhi(uint32(j), bp.page_div_m) + uint32(j)) >> bp.page_div_l);
-    // volatile: issued here, before the tile's math (also volatile asm), not sunk to its use.
-    int page;
-    asm volatile("ld.global.nc.s32 %0, [%1];\n" : "=r"(page) : "l"(bp.page_indices + kv_start + pi));
-    return page;
+    return kv.fetch_page(j);
   }
 
   // Row t's K and V offsets into the table's stage from the page id fetch() returned.
   __device__ __forceinline__ void store(int stage, int k0, bool active, int page) const {
     const int t = threadIdx.x;
     if (!active || t >= T::CTA_KV) return;
-    const PrefillParams& p = bp.base;
     int64 ko = 0, vo = 0;
-    if (page >= 0) {
-      const int j = k0 + t;
-      const int pi = int((__umulhi(uint32(j), bp.page_div_m) + uint32(j)) >> bp.page_div_l);
-      const int slot = j - pi * bp.page_size;
-      ko = page * bp.k_stride_page + slot * p.k_stride_n;
-      vo = page * bp.v_stride_page + slot * p.v_stride_n;
-    }
+    if (page >= 0) kv.row_offsets(page, k0 + t, ko, vo);
     table().off[stage][t][0] = ko;
     table().off[stage][t][1] = vo;
   }
@@ -242,20 +194,19 @@ struct PagedKV {
   }
 
   // One tile of K (kv = 0) or V (kv = 1): the thread's rows as load_kv_tile maps them.
-  __device__ __forceinline__ void load_tile(const void* cache, int64 stride_h, int kv, DT* tile, int stage, int k0,
-                                            int kv_len) const {
+  __device__ __forceinline__ void load_tile(const DT* base, int kv_idx, DT* tile, int stage, int k0, int kv_len) const {
     constexpr int ROWS_PER_PASS = T::NUM_THREADS / T::CHUNKS;
     const int tid = (threadIdx.x & ~31) + mma::lane_id();
     const int row0 = tid / T::CHUNKS, c = tid % T::CHUNKS;
     const int rows_left = kv_len - k0 - row0;  // pass `it` is valid while it·ROWS_PER_PASS < rows_left
-    const DT* head = static_cast<const DT*>(cache) + kv_head_id() * stride_h + c * 8;
+    const DT* head = base + c * 8;
     // All of the thread's row offsets first, then the copies: an LDGSTS issued right after an LDS
     // gets three dummy shared loads from ptxas (seen in the SASS: `@!PT LDS RZ, [RZ]` ×3 before
     // each predicated LDGSTS when the two were interleaved).
     constexpr int PASSES = T::CTA_KV / ROWS_PER_PASS;
     int64 off[PASSES];
 #pragma unroll
-    for (int it = 0; it < PASSES; ++it) off[it] = mma::ld_shared_s64(&table().off[stage][row0 + it * ROWS_PER_PASS][kv]);
+    for (int it = 0; it < PASSES; ++it) off[it] = mma::ld_shared_s64(&table().off[stage][row0 + it * ROWS_PER_PASS][kv_idx]);
 #pragma unroll
     for (int it = 0; it < PASSES; ++it) {
       const int row = row0 + it * ROWS_PER_PASS;
@@ -264,13 +215,22 @@ struct PagedKV {
   }
 
   __device__ __forceinline__ void load(DT* k_tile, DT* v_tile, int stage, int k0, int kv_len, bool active) const {
-    const PrefillParams& p = bp.base;
-    if (active) load_tile(p.k, p.k_stride_h, 0, k_tile, stage, k0, kv_len);
+    if (active) load_tile(kv.k_base(), 0, k_tile, stage, k0, kv_len);
     cp_async::commit();
-    if (active) load_tile(p.v, p.v_stride_h, 1, v_tile, stage, k0, kv_len);
+    if (active) load_tile(kv.v_base(), 1, v_tile, stage, k0, kv_len);
     cp_async::commit();
   }
 };
+
+// The tile loader of a KV policy.
+template <typename T, typename KV>
+__device__ __forceinline__ auto tiles(const KV& kv) {
+  if constexpr (KV::PAGED) {
+    return PagedTiles<T, KV>{kv};
+  } else {
+    return RowTiles<T, KV>{kv};
+  }
+}
 
 // RoPE on a landed K tile in place: key k0 + row rotated at its index.
 template <typename T>
