@@ -38,6 +38,20 @@ import Testing
         #expect(sites.sorted() == ["Backend/Backend.swift: case .cpu", "Backend/Backend.swift: case .cuda(let stream)"], "\(sites)")
     }
 
+    /// Launchers live with their backend: every kernel spec, JIT lookup, argument buffer and launch
+    /// of the library is in `Backend/CUDA/`.
+    @Test func launchersLiveInBackendCUDA() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/FlashInfer")
+        let files = FileManager.default.enumerator(atPath: root.path)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        var outside: [String] = []
+        for f in files where !f.hasPrefix("Backend/CUDA/") {
+            let text = try String(contentsOf: root.appendingPathComponent(f), encoding: .utf8)
+            for p in [".launch(", "JIT.shared(", "KernelArguments(", ": KernelSpec {"] where text.contains(p) { outside.append("\(f): \(p)") }
+        }
+        #expect(outside.isEmpty, "\(outside)")
+    }
+
     /// Writing caller buffers is the CUDA backend's: on the CPU it is a backend mismatch, and the
     /// CPU's checks put every tensor on the host.
     @Test func cpuBackendRefusesDeviceOnlyCalls() throws {
