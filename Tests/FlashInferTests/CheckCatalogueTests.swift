@@ -16,16 +16,18 @@ import Testing
         #expect(Set(names.map { caseRNG(seed: 1, name: $0).state }).count == names.count)
 
         // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes; 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
-        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode.
-        let fixed = [(elementwiseCases(), 9), (pageCases(), 12), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5)]
+        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 refusals.
+        let fixed = [(elementwiseCases(), 9), (pageCases(), 12), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
+                     (rejectionCases(), 8)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
-                        batchDecodeGraphCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases()]
+                        batchDecodeGraphCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
+                        rejectionCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
         #expect(names == families.flatMap { $0.map(\.name) })
         #expect(names.first == "axpby dtype=f32 n=1")
-        #expect(names.last == "ordering batch-decode plan/run/readback (no synchronize)")
+        #expect(names.last == "rejects host states for a CUDA merge")
         // The H200 runs of README (320 cases, then 5 ordering cases): the sweeps must not shrink unnoticed.
         #expect(all.count >= 325)
     }

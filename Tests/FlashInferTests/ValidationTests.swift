@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import FlashInfer
@@ -104,6 +105,26 @@ import Testing
         #expect(e == .strides(tensor: "k", strides: [256, 64, 2], rule: "the head_dim axis must have stride 1"))
     }
 
+    /// One validation makes the problem value the backends take as-is: the shape, the LSE's shape,
+    /// and, for the CPU backend, host placement and no caller buffers.
+    @Test func validationReturnsTheCheckedProblem() throws {
+        let q = Self.t([3, 8, 64]), k = Self.t([2, 5, 64])
+        let p = try validateSingle(q: q, k: k, v: k, decode: false, options: .init(layout: .hnd), placement: .host)
+        #expect(p.shape == SingleAttentionShape(qoLen: 3, kvLen: 5, numQOHeads: 8, numKVHeads: 2, headDim: 64))
+        #expect(p.lseShape == [3, 8] && !p.decode && p.dtype == .f16 && p.out == nil && p.lse == nil)
+        let d = try validateSingle(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), decode: true, options: .init(), placement: .host)
+        #expect(d.lseShape == [8] && d.shape.qoLen == 1 && d.shape.groupSize == 4)
+        // Caller buffers are for the CUDA backend.
+        #expect(throws: FlashInferError.backendMismatch(what: "lse", rule: "the CPU backend returns new host tensors; out is for the CUDA backend")) {
+            _ = try validateSingle(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), decode: true, options: .init(),
+                                   placement: .host, lse: Self.t([8], .f32))
+        }
+        // The backend runs the problem as validated: the same result as the public entry point.
+        let r = try runSingle(d, returnLSE: true, backend: .cpu)
+        let e = try singleDecode(q: Self.t([8, 64]), k: Self.t([5, 2, 64]), v: Self.t([5, 2, 64]), returnLSE: true)
+        #expect(try r.output.toFloats() == e.output.toFloats() && r.lse!.toFloats() == e.lse!.toFloats() && r.lse!.shape == [8])
+    }
+
     @Test func cpuBackendRejectsDeviceTensorsAndEmptyKVGivesZeroAndMinusInf() throws {
         let r = try singleDecode(q: Self.t([4, 64]), k: Self.t([0, 4, 64]), v: Self.t([0, 4, 64]), returnLSE: true)
         #expect(try r.output.toFloats().allSatisfy { $0 == 0 })
@@ -151,6 +172,44 @@ import Testing
         #expect(FlashInferError.backendMismatch(what: "out", rule: "is for the CUDA backend").description == "out: is for the CUDA backend")
         #expect(FlashInferError.unsupportedCombination("a and b").description == "unsupported combination: a and b")
         #expect(FlashInferError.reference("odd head_dim").description == "the CPU reference rejected the problem: odd head_dim")
+        #expect(FlashInferError.kernelDoesNotFit(kernel: "decode_x", device: "GPU", reason: "no CTA is resident").description
+            == "kernel decode_x does not fit on GPU: no CTA is resident")
+        #expect(FlashInferError.planMismatch(what: "decode launch", planned: "a", got: "b").description == "decode launch: planned for a, got b")
+        #expect(FlashInferError.workspaceTooSmall(bytes: 16, needed: 32).description
+            == "workspace: 16 bytes on the stream's device, the launch needs 32")
+        #expect(FlashInferError.benchOverride(name: "stages", value: "9", rule: "must be 2...8").description
+            == "stages = 9 (a measurement override): must be 2...8")
+    }
+
+    /// CUDA-graph capacity checks (batch decode and batch prefill share them) say capacityExceeded.
+    @Test func graphCapacityIsCapacityExceeded() throws {
+        let cap = GraphCapacity(maxBatch: 2, maxPages: 8, maxQORows: 10)
+        try cap.check(batchSize: 2, pages: 8, queryRows: 10)
+        try cap.check(batchSize: 1, pages: nil)
+        #expect(throws: FlashInferError.capacityExceeded(what: "batch size", value: "3", capacity: "2 requests")) {
+            try cap.check(batchSize: 3, pages: 1)
+        }
+        #expect(throws: FlashInferError.capacityExceeded(what: "pages", value: "9", capacity: "8 pages")) {
+            try cap.check(batchSize: 1, pages: 9)
+        }
+        #expect(throws: FlashInferError.capacityExceeded(what: "query rows (qo_indptr[-1])", value: "11", capacity: "10 rows")) {
+            try cap.check(batchSize: 1, pages: 1, queryRows: 11)
+        }
+        #expect(throws: FlashInferError.capacityExceeded(what: "work items", value: "5", capacity: "4 work items")) {
+            try GraphCapacity.check(workItems: 5, maxItems: 4)
+        }
+    }
+
+    /// `.option` is for values the caller chose; the backends' own limits have typed cases.
+    @Test func backendsThrowNoOptionErrors() throws {
+        let backend = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/FlashInfer/Backend")
+        let files = FileManager.default.enumerator(atPath: backend.path)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        #expect(!files.isEmpty)
+        for f in files {
+            let text = try String(contentsOf: backend.appendingPathComponent(f), encoding: .utf8)
+            #expect(!text.contains(".option("), "Backend/\(f) throws .option: use a typed case")
+        }
     }
 
     @Test func outOnTheCPUBackendIsABackendMismatch() throws {

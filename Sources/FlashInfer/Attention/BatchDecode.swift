@@ -12,6 +12,21 @@ public struct GraphCapacity: Sendable, Hashable {
         self.maxPages = maxPages
         self.maxQORows = maxQORows ?? maxBatch
     }
+
+    /// Throws `capacityExceeded` for a plan that does not fit: more requests, pages (nil: ragged
+    /// K/V) or query rows (nil: decode, one per request) than the capacity holds.
+    func check(batchSize: Int, pages: Int?, queryRows: Int? = nil) throws(FlashInferError) {
+        guard batchSize <= maxBatch else { throw .capacityExceeded(what: "batch size", value: "\(batchSize)", capacity: "\(maxBatch) requests") }
+        if let queryRows, queryRows > maxQORows {
+            throw .capacityExceeded(what: "query rows (qo_indptr[-1])", value: "\(queryRows)", capacity: "\(maxQORows) rows")
+        }
+        if let pages, pages > maxPages { throw .capacityExceeded(what: "pages", value: "\(pages)", capacity: "\(maxPages) pages") }
+    }
+
+    /// Throws `capacityExceeded` for a schedule of more work items than the padded grid holds.
+    static func check(workItems: Int, maxItems: Int) throws(FlashInferError) {
+        guard workItems <= maxItems else { throw .capacityExceeded(what: "work items", value: "\(workItems)", capacity: "\(maxItems) work items") }
+    }
 }
 
 /// Batch decode over a paged KV cache, FlashInfer's `BatchDecodeWithPagedKVCacheWrapper`.
@@ -89,35 +104,13 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         let tensorCores = useTensorCores
             ?? Self.prefersTensorCores(groupSize: numQOHeads / numKVHeads, graphMode: graphCapacity != nil)
         usesTensorCores = false
-        switch backend {
-        case .cpu:
-            let pages = (0..<table.batchSize).map(table.numPages)
-            self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads,
-                                             maxGridSize: 2 * DeviceProperties.h100.multiprocessorCount)
-            self.device = nil
-        case .cuda where tensorCores:
-            guard graphCapacity == nil else {
-                throw .unsupportedCombination("useTensorCores: true with graphCapacity (CUDA-graph mode runs the CUDA-core kernel)")
-            }
-            let p = tensorCorePath ?? BatchPrefillAttention(backend: backend)  // reused: its buffers grow only
-            try p.plan(qoIndptr: (0...table.batchSize).map(Int32.init), table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                       headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache, tableValidated: true)
-            // Informational (the prefill plan is what runs): one item per request.
-            let pages = (0..<table.batchSize).map(table.numPages)
-            self.plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: Int.max,
-                                             disableSplit: true)
-            self.tensorCorePath = p
-            self.device = nil
-            usesTensorCores = true
-        case .cuda(let stream):
-            self.tensorCorePath = nil
-            // Graph mode reuses the previous plan's buffers when the shape agrees.
-            let reuse = graphCapacity != nil && shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? device?.graph : nil
-            let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                                        options: o, stream: stream, capacity: graphCapacity, reuse: reuse)
-            self.plan = d.plan
-            self.device = d
-        }
+        let planned = try backend.implementation.planBatchDecode(self, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
+                                                                 headDim: headDim, dtype: dtype, options: o,
+                                                                 numPagesInCache: numPagesInCache, tensorCores: tensorCores)
+        self.plan = planned.plan
+        self.device = planned.device
+        self.tensorCorePath = planned.tensorCorePath
+        usesTensorCores = planned.tensorCorePath != nil
         self.table = table
         self.shape = (numQOHeads, numKVHeads, headDim, dtype)
         self.options = o
@@ -130,7 +123,9 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
                     lseOut: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
         guard let table, let shape, plan != nil else { throw .notPlanned(wrapper: "BatchDecodeWithPagedKVCache") }
         guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
-        let rows = graphCapacity.map { cap -> Int in if case .cuda = backend { cap.maxBatch } else { table.batchSize } } ?? table.batchSize
+        let impl = backend.implementation
+        // CUDA-graph mode: q and out have the capacity's rows (the CPU ignores the capacity).
+        let rows = graphCapacity.map { impl.runsCUDAGraphs ? $0.maxBatch : table.batchSize } ?? table.batchSize
         guard q.shape == [rows, shape.numQOHeads, shape.headDim] else {
             throw .shape(tensor: "q", axis: 0, name: "[batch, heads, dim]", expected: "\([rows, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
         }
@@ -144,52 +139,8 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         guard cache.numPages >= pagesNeeded else {
             throw .indices(array: "kv_indices", position: 0, rule: "the plan uses page \(pagesNeeded - 1), the cache has \(cache.numPages) pages")
         }
-        switch backend {
-        case .cpu:
-            return try runReference(q: q, cache: cache, table: table, returnLSE: returnLSE)
-        case .cuda(let stream):
-            guard device != nil || tensorCorePath != nil else { throw .backendMismatch(what: "plan", rule: "made for another backend than this run") }
-            let o: Tensor
-            if let out { o = out } else {
-                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
-            }
-            guard o.shape == q.shape, o.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: o.dtype) }
-            var l = lseOut
-            if l == nil && returnLSE {
-                l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [rows, shape.numQOHeads], dtype: .f32, stream: stream) }
-            }
-            if let l, l.shape != [rows, shape.numQOHeads] || l.dtype != .f32 || !l.isContiguous {
-                throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([rows, shape.numQOHeads])", got: l.shape.first ?? 0)
-            }
-            if let tc = tensorCorePath {
-                try tc.run(q: q, kv: .paged(cache), out: o, lse: l)
-            } else if let device {
-                try device.run(q: q, cache: cache, out: o, lse: l, options: options, stream: stream)
-            }
-            return AttentionOutput(output: o, lse: l)
-        }
-    }
-
-    func runReference(q: Tensor, cache: PagedKVCache, table: PageTable, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
-        let (hq, hkv, d) = (shape!.numQOHeads, shape!.numKVHeads, shape!.headDim)
-        let qAll = try FlashInferError.wrap { () throws(CUDAError) in try q.toFloats() }
-        let kAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.k.toFloats() }
-        let vAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.v.toFloats() }
-        var out = [Float](), lse = [Float]()
-        for b in 0..<table.batchSize {
-            let (k, v) = cache.gather(request: b, table: table, kAll: kAll, vAll: vAll)
-            var o = options
-            o.layout = .nhd
-            let r: ReferenceAttention.Result
-            do {
-                r = try ReferenceAttention.decode(q: Array(qAll[(b * hq * d)..<((b + 1) * hq * d)]), k: k, v: v, kvLen: table.seqLen(b),
-                                                  numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o,
-                                                  rotatedRounding: referenceRotatedRounding)
-            } catch { throw .reference("\(error)") }
-            out += r.output
-            lse += r.lse
-        }
-        return AttentionOutput(output: Tensor.host(out, shape: q.shape, dtype: q.dtype),
-                               lse: returnLSE ? Tensor.host(lse, shape: [table.batchSize, hq], dtype: .f32) : nil)
+        try checkPlacement([("q", q), ("k_cache", cache.k), ("v_cache", cache.v)] + (out.map { [("out", $0)] } ?? [])
+                           + (lseOut.map { [("lse", $0)] } ?? []), impl.placement)
+        return try impl.runBatchDecode(self, q: q, cache: cache, table: table, returnLSE: returnLSE, out: out, lseOut: lseOut, rows: rows)
     }
 }

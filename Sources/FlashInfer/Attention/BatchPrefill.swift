@@ -120,16 +120,13 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         if options.causal {
             for b in 0..<kvLens.count where qoLens[b] > kvLens[b] { throw .causalQueryLongerThanKV(qoLen: qoLens[b], kvLen: kvLens[b]) }
         }
-        let sms: Int
-        switch backend {
-        case .cpu: sms = DeviceProperties.h100.multiprocessorCount
-        case .cuda(let s): sms = s.device.properties.multiprocessorCount
-        }
+        let impl = backend.implementation
+        let sms = impl.multiprocessorCount
         let group = numQOHeads / numKVHeads
         var spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options,
                                    paged: pageIndices != nil)
         var graph: BatchPrefillDevicePlan.GraphLayout? = nil
-        if let cap = graphCapacity, case .cuda = backend {
+        if let cap = graphCapacity, impl.runsCUDAGraphs {
             // The first plan fixes the kernel (and its q tile); later plans must match it.
             if let fixed = graphSpec {
                 spec.tile = fixed.tile
@@ -139,25 +136,16 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                 }
             }
             let total = Int(qoIndptr.last ?? 0)
-            guard kvLens.count <= cap.maxBatch else { throw .capacityExceeded(what: "batch size", value: "\(kvLens.count)", capacity: "\(cap.maxBatch) requests") }
-            guard total <= cap.maxQORows else { throw .capacityExceeded(what: "query rows (qo_indptr[-1])", value: "\(total)", capacity: "\(cap.maxQORows) rows") }
-            if let pageIndices, pageIndices.count > cap.maxPages {
-                throw .capacityExceeded(what: "pages", value: "\(pageIndices.count)", capacity: "\(cap.maxPages) pages")
-            }
+            try cap.check(batchSize: kvLens.count, pages: pageIndices?.count, queryRows: total)
             graph = .init(capacity: cap, maxItems: Self.graphItems(cap, groupSize: group, ctaQ: spec.tile.ctaQ))
         }
         let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
                                          numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
                                          ctaTileQ: spec.tile.ctaQ, disableSplit: graph != nil)
-        if case .cuda(let stream) = backend {
-            let packedRows = qoLens.map { $0 * group }.max() ?? 0
-            guard packedRows < Int(Int32.max) - spec.tile.ctaQ, made.chunkTokens < Int(Int32.max) / 2 else {
-                throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
-            }
-            device = try BatchPrefillDevicePlan(plan: made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
-                                                numQOHeads: numQOHeads, stream: stream, previous: previous, graph: graph)
-            if graph != nil { graphSpec = spec }
-        }
+        device = try impl.uploadBatchPrefillPlan(made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
+                                                 numQOHeads: numQOHeads, packedRows: qoLens.map { $0 * group }.max() ?? 0,
+                                                 previous: previous, graph: graph)
+        if graph != nil { graphSpec = spec }
         plan = made
         self.qoIndptr = qoIndptr
         self.kvLens = kvLens
@@ -180,63 +168,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     /// `[qoIndptr[B], Hq]` (base 2). On the GPU this allocates both; `run(q:kv:out:lse:)` writes
     /// into caller buffers instead.
     public func run(q: Tensor, kv: BatchKV, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
-        guard let shape, plan != nil else { throw .notPlanned(wrapper: "BatchPrefillAttention") }
-        let total = Int(qoIndptr.last!)
-        if case .cuda(let stream) = backend {
-            let (out, lse) = try FlashInferError.wrap { () throws(CUDAError) in
-                (try Tensor.empty(shape: [total, shape.numQOHeads, shape.headDim], dtype: shape.dtype, stream: stream),
-                 returnLSE ? try Tensor.empty(shape: [total, shape.numQOHeads], dtype: .f32, stream: stream) : nil)
-            }
-            try self.run(q: q, kv: kv, out: out, lse: lse)
-            return AttentionOutput(output: out, lse: lse)
-        }
-        try validateQ(q, shape: shape, total: total)
-        let gather: (Int) throws(FlashInferError) -> (k: [Float], v: [Float])
-        switch kv {
-        case .paged(let cache):
-            let table = try validatePaged(cache, q: q, shape: shape)
-            let kAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.k.toFloats() }
-            let vAll = try FlashInferError.wrap { () throws(CUDAError) in try cache.v.toFloats() }
-            gather = { b throws(FlashInferError) in cache.gather(request: b, table: table, kAll: kAll, vAll: vAll) }
-        case .ragged(let k, let v):
-            let kvIndptr = try validateRagged(k: k, v: v, q: q, shape: shape)
-            let nkv = Int(kvIndptr.last!)
-            let kAll = try FlashInferError.wrap { () throws(CUDAError) in try k.toFloats() }
-            let vAll = try FlashInferError.wrap { () throws(CUDAError) in try v.toFloats() }
-            let (h, d, layout) = (shape.numKVHeads, shape.headDim, options.layout)
-            gather = { b in
-                let lo = Int(kvIndptr[b]), n = Int(kvIndptr[b + 1]) - lo
-                var ko = [Float](repeating: 0, count: n * h * d), vo = ko
-                for t in 0..<n {
-                    for head in 0..<h {
-                        let src = layout == .nhd ? ((lo + t) * h + head) * d : (head * nkv + lo + t) * d
-                        for i in 0..<d {
-                            ko[(t * h + head) * d + i] = kAll[src + i]
-                            vo[(t * h + head) * d + i] = vAll[src + i]
-                        }
-                    }
-                }
-                return (ko, vo)
-            }
-        }
-        let qAll = try FlashInferError.wrap { () throws(CUDAError) in try q.toFloats() }
-        let (hq, hkv, d) = (shape.numQOHeads, shape.numKVHeads, shape.headDim)
-        var out = [Float](), lse = [Float]()
-        for b in 0..<kvLens.count {
-            let (k, v) = try gather(b)
-            let lo = Int(qoIndptr[b]), qo = Int(qoIndptr[b + 1]) - lo
-            var o = options
-            o.layout = .nhd
-            do {
-                let r = try ReferenceAttention.prefill(q: Array(qAll[(lo * hq * d)..<((lo + qo) * hq * d)]), k: k, v: v, qoLen: qo, kvLen: kvLens[b],
-                                                       numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o,
-                                                       rotatedRounding: referenceRotatedRounding)
-                out += r.output
-                lse += r.lse
-            } catch { throw .reference("\(error)") }
-        }
-        return AttentionOutput(output: Tensor.host(out, shape: q.shape, dtype: q.dtype),
-                               lse: returnLSE ? Tensor.host(lse, shape: [total, hq], dtype: .f32) : nil)
+        guard shape != nil, plan != nil else { throw .notPlanned(wrapper: "BatchPrefillAttention") }
+        return try backend.implementation.runBatchPrefill(self, q: q, kv: kv, returnLSE: returnLSE)
     }
 
     /// Runs the planned step on the GPU into caller buffers: no allocation, no host work but
@@ -249,43 +182,43 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     ///   - lse: nil, or contiguous Float32 `[qoIndptr[B], Hq]` (base 2).
     public func run(q: Tensor, kv: BatchKV, out: Tensor, lse: Tensor?) throws(FlashInferError) {
         guard let shape, plan != nil else { throw .notPlanned(wrapper: "BatchPrefillAttention") }
-        guard case .cuda(let stream) = backend, let device else {
+        guard let device else {
             throw .backendMismatch(what: "run(q:kv:out:lse:)", rule: "writes device buffers: plan with the CUDA backend")
         }
+        let impl = backend.implementation
         let total = device.totalQO  // qoIndptr[B]; in graph mode, the capacity's rows
-        try validateQ(q, shape: shape, total: total)
-        try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
+        try validateInputs(q: q, kv: kv, shape: shape, total: total, placement: impl.placement)
+        try checkPlacement([("out", out)] + (lse.map { [("lse", $0)] } ?? []), impl.placement)
+        guard out.shape == q.shape else {
+            throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+        }
+        guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
         if let lse {
             guard lse.isContiguous, lse.dtype == .f32, lse.shape == [total, shape.numQOHeads] else {
                 throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [qo_indptr[-1], num_qo_heads]", got: lse.shape.first ?? 0)
             }
         }
-        func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
-        let view: CUDABatchPrefill.KVView
+        try impl.runBatchPrefill(self, q: q, kv: kv, out: out, lse: lse)
+    }
+
+    /// The rules of q and K/V at run time, for either run: q `[total, Hq, D]` of the planned dtype;
+    /// K/V of the plan's kind (paged or ragged), heads, head dim and dtype; every tensor where the
+    /// backend computes.
+    func validateInputs(q: Tensor, kv: BatchKV, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType), total: Int,
+                        placement: Placement) throws(FlashInferError) {
+        try validateQ(q, shape: shape, total: total)
         switch kv {
         case .paged(let cache):
             _ = try validatePaged(cache, q: q, shape: shape)
-            for (n, t) in [("k_cache", cache.k), ("v_cache", cache.v)] {
-                guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "the stream's device") }
-            }
-            // (page, slot, head) axes per layout: NHD [pages, slot, head, D], HND [pages, head, slot, D].
-            let (sa, ha) = cache.layout == .nhd ? (1, 2) : (2, 1)
-            view = CUDABatchPrefill.KVView(k: cache.k, v: cache.v, kStrides: (st(cache.k, sa), st(cache.k, ha)),
-                                           vStrides: (st(cache.v, sa), st(cache.v, ha)),
-                                           kPageStride: st(cache.k, 0), vPageStride: st(cache.v, 0))
+            try checkPlacement([("q", q), ("k_cache", cache.k), ("v_cache", cache.v)], placement)
         case .ragged(let k, let v):
             _ = try validateRagged(k: k, v: v, q: q, shape: shape)
-            for (n, t) in [("k", k), ("v", v)] {
-                guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "the stream's device") }
-            }
-            let (na, ha) = options.layout == .nhd ? (0, 1) : (1, 0)
-            view = CUDABatchPrefill.KVView(k: k, v: v, kStrides: (st(k, na), st(k, ha)), vStrides: (st(v, na), st(v, ha)))
+            try checkPlacement([("q", q), ("k", k), ("v", v)], placement)
         }
-        try CUDABatchPrefill.run(device: device, q: q, kv: view, out: out, lse: lse, options: options,
-                                 numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, stream: stream)
     }
 
-    private func validateQ(_ q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType), total: Int) throws(FlashInferError) {
+    func validateQ(_ q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType), total: Int) throws(FlashInferError) {
         guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
         guard q.shape == [total, shape.numQOHeads, shape.headDim] else {
             throw .shape(tensor: "q", axis: 0, name: "[qo_indptr[-1], heads, dim]", expected: "\([total, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
@@ -294,7 +227,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         guard q.strides[2] == 1 || q.shape[2] <= 1 else { throw .strides(tensor: "q", strides: q.strides, rule: "the head_dim axis must have stride 1") }
     }
 
-    private func validatePaged(_ cache: PagedKVCache, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> PageTable {
+    func validatePaged(_ cache: PagedKVCache, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> PageTable {
         guard let table else { throw .unsupportedCombination("a paged cache for a plan made for ragged K/V") }
         guard cache.numKVHeads == shape.numKVHeads, cache.headDim == shape.headDim, cache.pageSize == table.pageSize else {
             throw .shape(tensor: "paged_kv_cache", axis: 0, name: "[heads, page_size, dim]",
@@ -309,7 +242,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         return table
     }
 
-    private func validateRagged(k: Tensor, v: Tensor, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> [Int32] {
+    func validateRagged(k: Tensor, v: Tensor, q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)) throws(FlashInferError) -> [Int32] {
         guard let kvIndptr else { throw .unsupportedCombination("ragged K/V for a plan made for a paged cache") }
         let nkv = Int(kvIndptr.last!)
         let expect = options.layout == .nhd ? [nkv, shape.numKVHeads, shape.headDim] : [shape.numKVHeads, nkv, shape.headDim]

@@ -63,18 +63,8 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
         }
         self.levels = planned
         self.totalQueries = Int(total)
-        scratch = []
-        lseScratch = nil
-        if case .cuda(let stream) = backend {
-            let n = Int(total)
-            try FlashInferError.wrap { () throws(CUDAError) in
-                for _ in 0..<(levels.count - 1) {
-                    scratch.append((try Tensor.empty(shape: [n, numQOHeads, headDim], dtype: dtype, device: stream.device),
-                                    try Tensor.empty(shape: [n, numQOHeads], dtype: .f32, device: stream.device)))
-                }
-                lseScratch = try Tensor.empty(shape: [n, numQOHeads], dtype: .f32, device: stream.device)
-            }
-        }
+        (scratch, lseScratch) = try backend.implementation.cascadeScratch(levels: levels.count, totalQueries: Int(total),
+                                                                           numQOHeads: numQOHeads, headDim: headDim, dtype: dtype)
     }
 
     /// Runs the cascade on q `[total, Hq, D]` over the shared paged pool.
@@ -82,26 +72,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
     /// given; then run() allocates nothing and only launches.
     public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false, out: Tensor? = nil,
                     lse: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
-        guard let last = levels.last else { throw .notPlanned(wrapper: "MultiLevelCascadeAttention") }
-        if case .cuda(let stream) = backend {
-            let o: Tensor
-            if let out { o = out } else {
-                o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
-            }
-            let s = lse ?? lseScratch!
-            try last.run(q: q, kv: .paged(cache), out: o, lse: s)
-            for (i, level) in levels.dropLast().enumerated().reversed() {
-                try level.run(q: q, kv: .paged(cache), out: scratch[i].o, lse: scratch[i].lse)
-                try mergeStateInPlace(v: o, s: s, vOther: scratch[i].o, sOther: scratch[i].lse, backend: backend)
-            }
-            return AttentionOutput(output: o, lse: returnLSE || lse != nil ? s : nil)
-        }
-        let top = try last.run(q: q, kv: .paged(cache), returnLSE: true)
-        guard let s = top.lse else { preconditionFailure("level returned no LSE") }
-        for level in levels.dropLast().reversed() {
-            let r = try level.run(q: q, kv: .paged(cache), returnLSE: true)
-            try mergeStateInPlace(v: top.output, s: s, vOther: r.output, sOther: r.lse!, backend: backend)
-        }
-        return AttentionOutput(output: top.output, lse: returnLSE ? s : nil)
+        guard !levels.isEmpty else { throw .notPlanned(wrapper: "MultiLevelCascadeAttention") }
+        return try backend.implementation.runCascade(self, q: q, cache: cache, returnLSE: returnLSE, out: out, lse: lse)
     }
 }

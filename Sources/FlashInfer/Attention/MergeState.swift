@@ -1,32 +1,4 @@
-internal import CFlashInferParams
 import FlashInferCUDA
-
-/// Which merge a `MergeSpec` instantiates.
-enum MergeKind: String, Sendable, Hashable {
-    case pair = "merge_state", inPlace = "merge_state_in_place", many = "merge_states"
-    /// Split-KV partials with a variable count per position (`MergeVarlenParams`).
-    case varlen = "merge_states_varlen"
-}
-
-struct MergeSpec: KernelSpec {
-    var kind: MergeKind
-    var dtype: DType
-    var name: String { "\(kind.rawValue)_\(dtype.rawValue)" }
-    var entryPoint: String { "fi_\(name)" }
-    func source() -> String {
-        let call = switch kind {
-        case .pair: "flashinfer::merge_state_kernel<\(dtype.cudaTypeName), false>(p)"
-        case .inPlace: "flashinfer::merge_state_kernel<\(dtype.cudaTypeName), true>(p)"
-        case .many: "flashinfer::merge_states_kernel<\(dtype.cudaTypeName)>(p)"
-        case .varlen: "flashinfer::merge_states_varlen_kernel<\(dtype.cudaTypeName)>(p)"
-        }
-        let params = kind == .varlen ? "MergeVarlenParams" : "MergeParams"
-        return """
-            #include <flashinfer/attention/cascade.cuh>
-            extern "C" __global__ void \(entryPoint)(const __grid_constant__ flashinfer::\(params) p) { \(call); }
-            """
-    }
-}
 
 /// Merges two attention states over disjoint key sets: `(va, sa) ⊕ (vb, sb)`.
 ///
@@ -35,66 +7,36 @@ struct MergeSpec: KernelSpec {
 /// `v = (2^(sa−m)·va + 2^(sb−m)·vb) / (2^(sa−m) + 2^(sb−m))`, `s = log2(2^(sa−m) + 2^(sb−m)) + m`;
 /// two empty states (`−inf`) give 0 and `−inf`, never NaN.
 public func mergeState(va: Tensor, sa: Tensor, vb: Tensor, sb: Tensor, backend: Backend = .cpu) throws(FlashInferError) -> (v: Tensor, s: Tensor) {
+    let impl = backend.implementation
     let (n, h, d) = try validateStates(v: va, s: sa, vName: "va", sName: "sa")
     try validateSame(vb, sb, as: va, sa, vName: "vb", sName: "sb")
-    switch backend {
-    case .cpu:
-        let a = try hostStates(va, sa), b = try hostStates(vb, sb)
-        let merged = zip(a, b).map { AttentionState.merge($0, $1) }
-        return packStates(merged, shape: [n, h, d], dtype: va.dtype)
-    case .cuda(let stream):
-        let (v, s) = try allocateStates(n: n, h: h, d: d, dtype: va.dtype, stream: stream)
-        try launchMerge(.pair, dtype: va.dtype, va: va, sa: sa, vb: vb, sb: sb, vOut: v, sOut: s, mask: nil, n: n, h: h, d: d, states: 0, stream: stream)
-        return (v, s)
-    }
+    try checkPlacement([("va", va), ("sa", sa), ("vb", vb), ("sb", sb)], impl.placement)
+    return try impl.mergeState(va: va, sa: sa, vb: vb, sb: sb, n: n, h: h, d: d)
 }
 
 /// Merges `(vOther, sOther)` into `(v, s)` in place; with `mask` (`[n]`, one byte per position),
 /// positions whose mask is 0 are left unchanged (upstream `merge_state_in_place`).
 public func mergeStateInPlace(v: Tensor, s: Tensor, vOther: Tensor, sOther: Tensor, mask: [UInt8]? = nil,
                               backend: Backend = .cpu) throws(FlashInferError) {
+    let impl = backend.implementation
     let (n, h, d) = try validateStates(v: v, s: s, vName: "v", sName: "s")
     try validateSame(vOther, sOther, as: v, s, vName: "v_other", sName: "s_other")
     if let mask, mask.count != n { throw .shape(tensor: "mask", axis: 0, name: "positions", expected: "\(n)", got: mask.count) }
-    switch backend {
-    case .cpu:
-        let a = try hostStates(v, s), b = try hostStates(vOther, sOther)
-        var merged = a
-        for i in 0..<merged.count where mask.map({ $0[i / h] != 0 }) ?? true { merged[i] = AttentionState.merge(a[i], b[i]) }
-        let (mv, ms) = packStates(merged, shape: [n, h, d], dtype: v.dtype)
-        try overwriteHost(v, with: mv)
-        try overwriteHost(s, with: ms)
-    case .cuda(let stream):
-        var maskBuf: DeviceBuffer?
-        // Stream-ordered: the mask is freed in the stream's order after the kernel, no host wait.
-        if let mask { maskBuf = try FlashInferError.wrap { () throws(CUDAError) in try stream.device.upload(mask, stream: stream) } }
-        try launchMerge(.inPlace, dtype: v.dtype, va: v, sa: s, vb: vOther, sb: sOther, vOut: v, sOut: s, mask: maskBuf, n: n, h: h, d: d, states: 0, stream: stream)
-    }
+    try checkPlacement([("v", v), ("s", s), ("v_other", vOther), ("s_other", sOther)], impl.placement)
+    try impl.mergeStateInPlace(v: v, s: s, vOther: vOther, sOther: sOther, mask: mask, n: n, h: h, d: d)
 }
 
 /// Merges `numStates` states per position: `v` `[n, numStates, H, D]`, `s` `[n, numStates, H]` →
 /// `[n, H, D]`, `[n, H]`. Zero states give 0 / `−inf`; one state is a copy.
 public func mergeStates(v: Tensor, s: Tensor, backend: Backend = .cpu) throws(FlashInferError) -> (v: Tensor, s: Tensor) {
+    let impl = backend.implementation
     guard v.rank == 4 else { throw .rank(tensor: "v", expected: 4, got: v.rank) }
     guard s.rank == 3 else { throw .rank(tensor: "s", expected: 3, got: s.rank) }
     let (n, k, h, d) = (v.shape[0], v.shape[1], v.shape[2], v.shape[3])
     guard s.shape == [n, k, h] else { throw .shape(tensor: "s", axis: 0, name: "[n, num_states, heads]", expected: "\([n, k, h])", got: s.shape[0]) }
     try validateElement(v, s, vName: "v", sName: "s", headDim: d)
-    switch backend {
-    case .cpu:
-        let all = try hostStates(v.reshaped([n * k, h, d]), s.reshaped([n * k, h]))
-        var merged: [AttentionState] = []
-        for p in 0..<n {
-            for head in 0..<h {
-                merged.append(AttentionState.merge((0..<k).map { all[(p * k + $0) * h + head] }, headDim: d))
-            }
-        }
-        return packStates(merged, shape: [n, h, d], dtype: v.dtype)
-    case .cuda(let stream):
-        let (vo, so) = try allocateStates(n: n, h: h, d: d, dtype: v.dtype, stream: stream)
-        try launchMerge(.many, dtype: v.dtype, va: v, sa: s, vb: nil, sb: nil, vOut: vo, sOut: so, mask: nil, n: n, h: h, d: d, states: k, stream: stream)
-        return (vo, so)
-    }
+    try checkPlacement([("v", v), ("s", s)], impl.placement)
+    return try impl.mergeStates(v: v, s: s, n: n, states: k, h: h, d: d)
 }
 
 // MARK: - helpers
@@ -105,7 +47,6 @@ private func validateElement(_ v: Tensor, _ s: Tensor, vName: String, sName: Str
     guard d % 8 == 0 && d > 0 else { throw .shape(tensor: vName, axis: v.rank - 1, name: "head_dim", expected: "a positive multiple of 8", got: d) }
     guard v.isContiguous else { throw .strides(tensor: vName, strides: v.strides, rule: "must be contiguous") }
     guard s.isContiguous else { throw .strides(tensor: sName, strides: s.strides, rule: "must be contiguous") }
-    guard v.isOnDevice == s.isOnDevice else { throw .placement(tensor: sName, expected: v.isOnDevice ? "device" : "host") }
 }
 
 private func validateStates(v: Tensor, s: Tensor, vName: String, sName: String) throws(FlashInferError) -> (Int, Int, Int) {
@@ -122,50 +63,4 @@ private func validateSame(_ v: Tensor, _ s: Tensor, as v0: Tensor, _ s0: Tensor,
     _ = try validateStates(v: v, s: s, vName: vName, sName: sName)
     guard v.shape == v0.shape else { throw .shape(tensor: vName, axis: 0, name: "shape \(v.shape)", expected: "\(v0.shape)", got: v.shape[0]) }
     guard v.dtype == v0.dtype else { throw .dtype(tensor: vName, expected: v0.dtype.rawValue, got: v.dtype) }
-    guard v.isOnDevice == v0.isOnDevice else { throw .placement(tensor: vName, expected: v0.isOnDevice ? "device" : "host") }
-}
-
-private func hostStates(_ v: Tensor, _ s: Tensor) throws(FlashInferError) -> [AttentionState] {
-    let d = v.shape.last!
-    let vf = try FlashInferError.wrap { () throws(CUDAError) in try v.toFloats() }
-    let sf = try FlashInferError.wrap { () throws(CUDAError) in try s.toFloats() }
-    return (0..<sf.count).map { i in AttentionState(output: vf[(i * d)..<((i + 1) * d)].map(Double.init), lse: Double(sf[i])) }
-}
-
-private func packStates(_ states: [AttentionState], shape: [Int], dtype: DType) -> (v: Tensor, s: Tensor) {
-    (Tensor.host(states.flatMap { $0.output.map(Float.init) }, shape: shape, dtype: dtype),
-     Tensor.host(states.map { Float($0.lse) }, shape: Array(shape.dropLast()), dtype: .f32))
-}
-
-private func overwriteHost(_ dst: Tensor, with src: Tensor) throws(FlashInferError) {
-    let bytes = src.contiguousBytes()
-    dst.withHostBytes { b in
-        let start = dst.offset * dst.dtype.byteSize
-        for i in 0..<bytes.count { b[start + i] = bytes[i] }
-    }
-}
-
-private func allocateStates(n: Int, h: Int, d: Int, dtype: DType, stream: Stream) throws(FlashInferError) -> (Tensor, Tensor) {
-    try FlashInferError.wrap { () throws(CUDAError) in
-        (try Tensor.empty(shape: [n, h, d], dtype: dtype, stream: stream), try Tensor.empty(shape: [n, h], dtype: .f32, stream: stream))
-    }
-}
-
-private func launchMerge(_ kind: MergeKind, dtype: DType, va: Tensor, sa: Tensor, vb: Tensor?, sb: Tensor?, vOut: Tensor, sOut: Tensor,
-                         mask: DeviceBuffer?, n: Int, h: Int, d: Int, states: Int, stream: Stream) throws(FlashInferError) {
-    for t in [va, sa, vOut, sOut] + [vb, sb].compactMap({ $0 }) where t.device !== stream.device {
-        throw .deviceMismatch(tensor: "merge input")
-    }
-    let total = n * h * d / 8
-    guard total > 0 else { return }
-    try FlashInferError.wrap { () throws(CUDAError) in
-        let k = try JIT.shared(for: stream.device).kernel(MergeSpec(kind: kind, dtype: dtype))
-        try stream.order(reading: [va, sa, vb, sb], writing: [vOut, sOut], readingBuffers: [mask])
-        let p = FIMergeParams(
-            va: va.deviceAddress!, sa: sa.deviceAddress!, vb: vb?.deviceAddress ?? 0, sb: sb?.deviceAddress ?? 0,
-            v_out: vOut.deviceAddress!, s_out: sOut.deviceAddress!, mask: mask?.address ?? 0,
-            n: Int64(n), num_heads: Int32(h), head_dim: Int32(d), num_states: Int32(states), pad: 0)
-        let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
-    }
 }

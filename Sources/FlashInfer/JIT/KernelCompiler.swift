@@ -146,8 +146,11 @@ public final class JIT: Sendable {
         return k
     }
 
-    /// Forgets loaded kernels (the disk cache stays). For measuring warm loads.
+    /// Forgets loaded kernels (the disk cache stays), and the cached single-request plans that
+    /// hold them. For measuring warm loads.
     public func evictMemoryCache() {
         loaded.withLock { $0.removeAll() }
+        singleDecodePlans.removeAll()
+        singlePrefillPlans.removeAll()
     }
 }

@@ -17,11 +17,15 @@ public enum FlashInferError: Error, Sendable, Equatable, CustomStringConvertible
     case groupSize(numQOHeads: Int, numKVHeads: Int)
     /// A tensor that must be on the GPU is on the host (or the reverse).
     case placement(tensor: String, expected: String)
-    /// Tensors on different devices.
+    /// A tensor (or the stream, or a workspace) on another device than the call's: the backend
+    /// stream's device, which every tensor of the call must share.
     case deviceMismatch(tensor: String)
     /// A stride pattern the kernel does not support (e.g. the last axis not contiguous).
     case strides(tensor: String, strides: [Int], rule: String)
-    /// A scalar option out of its range (`window_left`, `sm_scale`, `page_size`, …).
+    /// A scalar option out of its range (`window_left`, `sm_scale`, `page_size`, …): a value the
+    /// caller chose in `AttentionOptions` or an API argument. Not for the library's own limits
+    /// (those are `capacityExceeded`, `kernelDoesNotFit`, `planMismatch`, `workspaceTooSmall`)
+    /// or for measurement overrides (`benchOverride`).
     case option(name: String, value: String, rule: String)
     /// `run()` on a wrapper that has no plan yet.
     case notPlanned(wrapper: String)
@@ -30,6 +34,17 @@ public enum FlashInferError: Error, Sendable, Equatable, CustomStringConvertible
     /// An object used with another backend than the one it was made or planned for (e.g. `out`
     /// on the CPU backend, a CPU plan run on device buffers), or a missing stream.
     case backendMismatch(what: String, rule: String)
+    /// A kernel the plan needs cannot run on this device: with its shared memory (and registers)
+    /// no CTA is resident on an SM.
+    case kernelDoesNotFit(kernel: String, device: String, reason: String)
+    /// A planned launch (`CUDADecodeLaunch`) run on tensors other than the problem it was planned
+    /// for: another shape or dtype.
+    case planMismatch(what: String, planned: String, got: String)
+    /// A caller-provided workspace smaller than the planned launch needs.
+    case workspaceTooSmall(bytes: Int, needed: Int)
+    /// A measurement override (`@_spi(Bench)`: a forced split, the decode pipeline's stages and
+    /// keys per slot, a prefill tile, timeline buffers) outside what the kernels are built for.
+    case benchOverride(name: String, value: String, rule: String)
     /// Options that are valid alone but not together, or an input that does not match the plan's
     /// kind (a paged cache for a ragged plan).
     case unsupportedCombination(String)
@@ -51,12 +66,16 @@ public enum FlashInferError: Error, Sendable, Equatable, CustomStringConvertible
         case .unsupportedHeadDim(let d, let s): "head_dim \(d) is not supported (supported: \(s.map(String.init).joined(separator: ", ")))"
         case .groupSize(let q, let k): "num_qo_heads \(q) is not divisible by num_kv_heads \(k)"
         case .placement(let t, let e): "\(t): must be in \(e) memory"
-        case .deviceMismatch(let t): "\(t): on a different device from the other tensors"
+        case .deviceMismatch(let t): "\(t): on another device than the call's (the stream's and the other tensors')"
         case .strides(let t, let s, let r): "\(t): strides \(s) not supported: \(r)"
         case .option(let n, let v, let r): "\(n) = \(v): \(r)"
         case .notPlanned(let w): "\(w): call plan() before run()"
         case .capacityExceeded(let what, let v, let c): "\(what) \(v) exceeds the CUDA-graph capacity of \(c)"
         case .backendMismatch(let what, let r): "\(what): \(r)"
+        case .kernelDoesNotFit(let k, let d, let r): "kernel \(k) does not fit on \(d): \(r)"
+        case .planMismatch(let what, let p, let g): "\(what): planned for \(p), got \(g)"
+        case .workspaceTooSmall(let b, let n): "workspace: \(b) bytes on the stream's device, the launch needs \(n)"
+        case .benchOverride(let n, let v, let r): "\(n) = \(v) (a measurement override): \(r)"
         case .unsupportedCombination(let r): "unsupported combination: \(r)"
         case .reference(let r): "the CPU reference rejected the problem: \(r)"
         case .causalQueryLongerThanKV(let q, let k): "causal attention needs qo_len (\(q)) <= kv_len (\(k))"

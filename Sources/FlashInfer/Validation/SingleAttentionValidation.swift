@@ -1,3 +1,5 @@
+import FlashInferCUDA
+
 /// Shapes of a single-request attention call, derived from validated tensors.
 public struct SingleAttentionShape: Sendable, Hashable {
     public var qoLen: Int
@@ -12,10 +14,40 @@ public struct SingleAttentionShape: Sendable, Hashable {
 /// (upstream crashed or returned garbage on unsupported head dims).
 public let supportedHeadDims = [64, 128, 256]
 
-/// Validates q, k, v of a single-request call. `q` is `[Hq, D]` for decode or `[qoLen, Hq, D]`
-/// for prefill; k and v are `[kvLen, Hkv, D]` (NHD) or `[Hkv, kvLen, D]` (HND).
-/// Pure: no launches; every rule is a specific `FlashInferError`.
-func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: AttentionOptions) throws(FlashInferError) -> SingleAttentionShape {
+/// A single-request attention call that passed validation: the one value the backends and the
+/// launchers take, and check nothing of again.
+///
+/// Only `validateSingle` makes one (the initialiser is file-private), so holding a problem means
+/// every rule held: shapes, dtypes, head dim, options, strides; every tensor where the backend
+/// computes (`Placement`: host, or the stream's device); `out` and `lse`, when given, of the right
+/// shape, dtype and contiguity; on a device, the alignment the kernels' 16-byte loads need.
+struct SingleAttentionProblem: Sendable {
+    let q: Tensor, k: Tensor, v: Tensor
+    let shape: SingleAttentionShape
+    /// Decode (`q` is `[Hq, D]`, one query) or prefill (`[qoLen, Hq, D]`).
+    let decode: Bool
+    let options: AttentionOptions
+    /// The caller's output buffer (device only), or nil: the backend allocates one.
+    let out: Tensor?
+    /// The caller's LSE buffer (device only), or nil.
+    let lse: Tensor?
+    var dtype: DType { q.dtype }
+    /// The LSE's shape: `[Hq]` for decode, `[qoLen, Hq]` for prefill.
+    var lseShape: [Int] { decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads] }
+
+    fileprivate init(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool, options: AttentionOptions,
+                     out: Tensor?, lse: Tensor?) {
+        (self.q, self.k, self.v, self.shape, self.decode, self.options, self.out, self.lse) = (q, k, v, shape, decode, options, out, lse)
+    }
+}
+
+/// Validates a single-request call, once, for the backend that will run it. `q` is `[Hq, D]` for
+/// decode or `[qoLen, Hq, D]` for prefill; k and v are `[kvLen, Hkv, D]` (NHD) or
+/// `[Hkv, kvLen, D]` (HND); `out` (q's shape and dtype, contiguous) and `lse` (f32
+/// `SingleAttentionProblem.lseShape`, contiguous) are caller buffers, device only.
+/// Pure: no launches; every rule is a specific `FlashInferError`, thrown before anything runs.
+func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: AttentionOptions, placement: Placement,
+                    out: Tensor? = nil, lse: Tensor? = nil) throws(FlashInferError) -> SingleAttentionProblem {
     let qRank = decode ? 2 : 3
     guard q.rank == qRank else { throw .rank(tensor: "q", expected: qRank, got: q.rank) }
     guard k.rank == 3 else { throw .rank(tensor: "k", expected: 3, got: k.rank) }
@@ -60,12 +92,35 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
     for (n, t) in [("q", q), ("k", k), ("v", v)] where t.strides.last != 1 && t.shape.last! > 1 {
         throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
     }
-    let onDevice = q.isOnDevice
-    for (n, t) in [("k", k), ("v", v)] where t.isOnDevice != onDevice {
-        throw .placement(tensor: n, expected: onDevice ? "device" : "host")
+    let shape = SingleAttentionShape(qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim)
+    let lseShape = decode ? [numQOHeads] : [qoLen, numQOHeads]
+    try checkPlacement([("q", q), ("k", k), ("v", v)], placement)
+    switch placement {
+    case .host:
+        if out != nil || lse != nil {
+            throw .backendMismatch(what: out != nil ? "out" : "lse", rule: "the CPU backend returns new host tensors; out is for the CUDA backend")
+        }
+    case .device:
+        try checkPlacement((out.map { [("out", $0)] } ?? []) + (lse.map { [("lse", $0)] } ?? []), placement)
+        if let out {
+            guard out.shape == q.shape else {
+                throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+            }
+            guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+            guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+        }
+        if let lse {
+            guard lse.dtype == .f32 else { throw .dtype(tensor: "lse", expected: "f32", got: lse.dtype) }
+            guard lse.shape == lseShape, lse.isContiguous else {
+                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 \(lseShape)", got: lse.shape.first ?? 0)
+            }
+        }
+        // The kernels' 16-byte vector loads (each kernel's rule lives with its launcher).
+        if decode {
+            try CUDADecodeLaunch.checkVectorAligned(q: q, k: k, v: v)
+        } else {
+            try CUDAPrefill.checkRowsAligned(q: q, k: k, v: v, out: out, layout: options.layout)
+        }
     }
-    if onDevice {
-        for (n, t) in [("k", k), ("v", v)] where t.device !== q.device { throw .deviceMismatch(tensor: n) }
-    }
-    return SingleAttentionShape(qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim)
+    return SingleAttentionProblem(q: q, k: k, v: v, shape: shape, decode: decode, options: options, out: out, lse: lse)
 }

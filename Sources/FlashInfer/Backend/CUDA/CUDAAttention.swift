@@ -4,29 +4,20 @@ import FlashInferCUDA
 /// dispatches to the decode kernel (`CUDADecode`, CUDA cores, split-KV) or the prefill kernel
 /// (`CUDAPrefill`, tensor cores).
 enum CUDAAttention {
-    static func single(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool,
-                       options: AttentionOptions, returnLSE: Bool, out: Tensor? = nil,
-                       stream: Stream) throws(FlashInferError) -> AttentionOutput {
-        let device = stream.device
-        if let d = q.device, d !== device { throw .deviceMismatch(tensor: "q (vs the stream's device)") }
-        let outTensor: Tensor
-        if let out {
-            guard out.isOnDevice, out.device === device else { throw .placement(tensor: "out", expected: "device") }
-            guard out.shape == q.shape else { throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0) }
-            guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
-            guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-            outTensor = out
-        } else {
-            outTensor = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
+    /// Runs a validated problem on `stream`: into the problem's `out` (or a new output), with the
+    /// LSE in the problem's `lse` (or a new one when `returnLSE`).
+    static func single(_ problem: SingleAttentionProblem, returnLSE: Bool, stream: Stream) throws(FlashInferError) -> AttentionOutput {
+        let q = problem.q
+        let lseShape = problem.lseShape
+        let (outTensor, lse) = try FlashInferError.wrap { () throws(CUDAError) -> (Tensor, Tensor?) in
+            let out = if let o = problem.out { o } else { try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
+            if let l = problem.lse { return (out, l) }
+            return (out, returnLSE ? try Tensor.empty(shape: lseShape, dtype: .f32, stream: stream) : nil)
         }
-        let lseShape = decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads]
-        let lse: Tensor? = returnLSE
-            ? try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: lseShape, dtype: .f32, stream: stream) }
-            : nil
-        if decode {
-            try CUDADecode.run(q: q, k: k, v: v, shape: shape, options: options, out: outTensor, lse: lse, stream: stream)
+        if problem.decode {
+            try CUDADecode.run(problem, out: outTensor, lse: lse, stream: stream)
         } else {
-            try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: outTensor, lse: lse, stream: stream)
+            try CUDAPrefill.run(problem, out: outTensor, lse: lse, stream: stream)
         }
         return AttentionOutput(output: outTensor, lse: lse)
     }

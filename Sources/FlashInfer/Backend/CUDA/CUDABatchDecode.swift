@@ -56,7 +56,10 @@ final class CUDABatchDecode: @unchecked Sendable {
             try f.setMaxDynamicSharedMemory(spec.sharedBytes)
             return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
         }
-        guard occupancy > 0 else { throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name)") }
+        guard occupancy > 0 else {
+            throw .kernelDoesNotFit(kernel: spec.name, device: device.properties.name,
+                                    reason: "no CTA is resident with \(spec.sharedBytes) B of shared memory")
+        }
         decode = fn
         let pages = (0..<table.batchSize).map(table.numPages)
         let gdy = numKVHeads * headGroups
@@ -80,12 +83,7 @@ final class CUDABatchDecode: @unchecked Sendable {
             return
         }
         // Graph mode: fixed buffers, fixed grids, always the split path (partials + merge).
-        guard table.batchSize <= capacity.maxBatch else {
-            throw .option(name: "batch size", value: "\(table.batchSize)", rule: "exceeds the CUDA-graph capacity of \(capacity.maxBatch) requests")
-        }
-        guard table.indices.count <= capacity.maxPages else {
-            throw .option(name: "pages", value: "\(table.indices.count)", rule: "exceeds the CUDA-graph capacity of \(capacity.maxPages) pages")
-        }
+        try capacity.check(batchSize: table.batchSize, pages: table.indices.count)
         let maxItems = reuse?.maxItems ?? max(capacity.maxBatch, gridCTAs / gdy)
         let buffers: GraphBuffers
         if let reuse { buffers = reuse } else {
@@ -95,9 +93,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         }
         var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy)
         plan.splitKV = true
-        guard plan.workItems <= maxItems else {
-            throw .option(name: "work items", value: "\(plan.workItems)", rule: "exceed the CUDA-graph capacity of \(maxItems)")
-        }
+        try GraphCapacity.check(workItems: plan.workItems, maxItems: maxItems)
         self.plan = plan
         self.graph = buffers
         merge = try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function }
@@ -125,8 +121,8 @@ final class CUDABatchDecode: @unchecked Sendable {
 
     func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
         let es = cache.dtype.byteSize
+        // Placement was validated (`checkPlacement` in the wrapper's run); the kernel's 16-byte loads:
         for (n, t) in [("q", q), ("k_cache", cache.k), ("v_cache", cache.v), ("out", out)] {
-            guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
             let aligned = (t.deviceAddress ?? 0) % 16 == 0 && zip(t.shape.dropLast(), t.strides.dropLast()).allSatisfy { $0.0 <= 1 || ($0.1 * es) % 16 == 0 }
             guard aligned else { throw .strides(tensor: n, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
         }

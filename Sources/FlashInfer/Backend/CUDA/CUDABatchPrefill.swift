@@ -43,7 +43,7 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         var order = Self.reversedTileOrder(plan)
         if let graph {
             guard !plan.splitKV, plan.workItems <= graph.maxItems, kvLens.count <= graph.capacity.maxBatch else {
-                throw .option(name: "work items", value: "\(plan.workItems)", rule: "exceed the CUDA-graph capacity of \(graph.maxItems)")
+                throw .capacityExceeded(what: "work items", value: "\(plan.workItems)", capacity: "\(graph.maxItems) work items")
             }
             order += Array(repeating: -1, count: graph.maxItems - plan.workItems)
         }

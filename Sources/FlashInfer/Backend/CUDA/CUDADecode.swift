@@ -157,7 +157,8 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
 
 /// A planned single decode: kernel, grid, split-KV chunking and workspace size for one problem
 /// shape on one device. Plan once and `run` many times (the bench does, with one workspace);
-/// `singleDecode(..., backend: .cuda)` plans per call.
+/// `singleDecode(..., backend: .cuda)` makes one per call from the plan cache
+/// (`SingleDecodePlan`: the device is asked once per shape class).
 ///
 /// Launches: the decode kernel on grid (chunks, KV heads, head groups) × 128 threads; when the
 /// KV range is split, it writes fp32 partials (o, base-2 LSE) to the workspace and the merge
@@ -204,67 +205,48 @@ public struct CUDADecodeLaunch: Sendable {
     @_spi(Bench) public init(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, device: Device,
                              numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
                              keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
-        let shape = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-        try self.init(shape: shape, dtype: q.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
+        let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(device))
+        try self.init(shape: problem.shape, dtype: problem.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
                       keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
+    /// The plan of a validated problem, from the plan cache (`SingleDecodePlan.planned`: the device
+    /// is asked once per shape class), with this call's shape and window start.
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
          keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
-        if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
-        guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
-        guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }
-        let g = shape.groupSize
-        var cta = 1
-        while cta < min(g, 8) { cta *= 2 }
-        var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
-                              softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
-        spec.timeline = timeline
-        // The epilogue reuses the pipeline buffers for every slot's o (DecodeTraits' static_assert):
-        // refuse the pipelines too small for the group here, with the reason, not as a compile error.
-        guard spec.epilogueBytes <= spec.pipelineBytes else {
-            throw .option(name: "stages × keys_per_slot", value: "\(stages) × \(keysPerSlot)",
-                          rule: "too small for \(cta) query heads per CTA at head_dim \(shape.headDim): the pipeline holds \(spec.pipelineBytes) bytes, the epilogue needs \(spec.epilogueBytes)")
-        }
-        self.spec = spec
-        mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: shape.headDim)
-        headGroups = (g + cta - 1) / cta
+        let planned = try SingleDecodePlan.planned(shape: shape, dtype: dtype, options: options, device: device, numChunks: numChunks,
+                                                   stages: stages, keysPerSlot: keysPerSlot, timeline: timeline)
+        let plan = planned.plan
+        spec = plan.spec
+        mergeSpec = plan.mergeSpec
+        split = plan.split
+        ctasPerSM = plan.ctasPerSM
+        headGroups = plan.headGroups
         self.shape = shape
         self.options = options
-        kvBegin = options.windowLeft >= 0 ? max(0, shape.kvLen - 1 - options.windowLeft) : 0
-        let attended = shape.kvLen - kvBegin
-        let (decode, occupancy) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
-            let f = try JIT.shared(for: device).kernel(spec).function
-            try f.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
-        }
-        guard occupancy > 0 else {
-            throw .option(name: "decode kernel", value: spec.name, rule: "does not fit on \(device.properties.name) (\(spec.sharedBytes) B shared memory)")
-        }
-        ctasPerSM = occupancy
-        let split: DecodeSplit
-        if let n = numChunks {
-            split = decodeSplit(kvLen: attended, forcedChunks: n, tileKeys: spec.tileKeys)
-        } else {
-            split = singleDecodeSplit(kvLen: attended, ctasPerChunk: shape.numKVHeads * headGroups,
-                                      smCount: device.properties.multiprocessorCount, tileKeys: spec.tileKeys)
-        }
-        self.split = split
+        kvBegin = SingleDecodePlan.kvBegin(shape: shape, options: options)
         self.device = device
-        decodeFunction = decode
-        let mergeSpec = mergeSpec
-        mergeFunction = split.isSplit
-            ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
+        decodeFunction = planned.decode
+        mergeFunction = planned.merge
     }
 
     /// Launches on `stream`. `out` is `[Hq, D]` contiguous in q's dtype; `lse` (optional) is
     /// Float32 `[Hq]`; `workspace` must hold `workspaceBytes` (it may be nil when 0).
     public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
                     stream: Stream) throws(FlashInferError) {
-        let prepared = try prepare(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(stream.device),
+                                         out: out, lse: lse)
+        try run(problem, out: out, lse: lse, workspace: workspace, stream: stream)
+    }
+
+    /// `run` for a validated problem (`validateSingle`): nothing is checked again but that the
+    /// problem is the planned one and the workspace is large enough.
+    func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
+             stream: Stream) throws(FlashInferError) {
+        let prepared = try prepare(problem, out: out, lse: lse, workspace: workspace, stream: stream, timeline: nil)
         try FlashInferError.wrap { () throws(CUDAError) in
-            try stream.order(reading: [q, k, v], writing: [out, lse], writingBuffers: [workspace])
+            try stream.order(reading: [problem.q, problem.k, problem.v], writing: [out, lse], writingBuffers: [workspace])
         }
         try prepared.launch(on: stream)
     }
@@ -317,27 +299,27 @@ public struct CUDADecodeLaunch: Sendable {
     /// (`DecodeParams::timeline`).
     @_spi(Bench) public func prepare(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?,
                                      stream: Stream, timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
-        let s = try validateSingle(q: q, k: k, v: v, decode: true, options: options)
-        guard s == shape, q.dtype == spec.dtype else {
-            throw .option(name: "decode launch", value: "\(q.shape) \(k.shape) \(q.dtype.rawValue)", rule: "tensors differ from the planned shape \(shape)")
+        let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(stream.device),
+                                         out: out, lse: lse)
+        return try prepare(problem, out: out, lse: lse, workspace: workspace, stream: stream, timeline: timeline)
+    }
+
+    /// `prepare` for a validated problem (`validateSingle`); `out` and `lse` are its buffers or
+    /// the ones the backend allocated for it.
+    func prepare(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?, stream: Stream,
+                 timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
+        let (q, k, v) = (problem.q, problem.k, problem.v)
+        guard problem.shape == shape, problem.dtype == spec.dtype else {
+            throw .planMismatch(what: "decode launch", planned: "\(shape) \(spec.dtype.rawValue)",
+                                got: "\(problem.shape) \(problem.dtype.rawValue)")
         }
         guard stream.device === device else { throw .deviceMismatch(tensor: "stream") }
-        for (n, t) in [("q", q), ("k", k), ("v", v), ("out", out)] {
-            guard t.isOnDevice, t.device === stream.device else { throw .placement(tensor: n, expected: "device (the stream's)") }
-        }
-        try Self.checkVectorAligned(q: q, k: k, v: v)
-        guard out.shape == q.shape, out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: "q's shape and dtype", got: out.dtype) }
-        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-        if let lse {
-            guard lse.dtype == .f32, lse.shape == [shape.numQOHeads], lse.isContiguous, lse.isOnDevice, lse.device === stream.device else {
-                throw .dtype(tensor: "lse", expected: "contiguous f32 [\(shape.numQOHeads)] on the stream's device", got: lse.dtype)
-            }
-        }
         let needed = workspaceBytes
         if needed > 0 {
-            guard let workspace, workspace.byteCount >= needed, workspace.device === stream.device else {
-                throw .option(name: "workspace", value: "\(workspace?.byteCount ?? 0) bytes", rule: "needs \(needed) bytes on the stream's device")
+            guard let workspace, workspace.byteCount >= needed else {
+                throw .workspaceTooSmall(bytes: workspace?.byteCount ?? 0, needed: needed)
             }
+            guard workspace.device === stream.device else { throw .deviceMismatch(tensor: "workspace") }
         }
         let (qStride, kSeq, kHead, vSeq, vHead) = Self.strides(q: q, k: k, v: v, layout: options.layout)
         let split = split
@@ -367,7 +349,7 @@ public struct CUDADecodeLaunch: Sendable {
             num_qo_heads: Int32(shape.numQOHeads), num_chunks: Int32(split.numChunks), o_indptr: 0, timeline: 0
         )
         if let timeline {
-            guard spec.timeline else { throw .option(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
+            guard spec.timeline else { throw .benchOverride(name: "timeline", value: "buffers", rule: "needs a launch planned with timeline: true") }
             a.timeline = timeline.decode
             m.timeline = timeline.merge
         }
@@ -384,8 +366,9 @@ public struct CUDADecodeLaunch: Sendable {
         return (q.strides[0], k.strides[seq], k.strides[head], v.strides[seq], v.strides[head])
     }
 
-    /// The kernel reads 16-byte vectors: every tensor's base address must be 16-byte aligned and
-    /// every stride (of an axis longer than 1) a multiple of 8 elements.
+    /// The kernel's rule for device tensors (checked by `validateSingle`): it reads 16-byte
+    /// vectors, so every tensor's base address must be 16-byte aligned and every stride (of an axis
+    /// longer than 1) a multiple of 8 elements.
     static func checkVectorAligned(q: Tensor, k: Tensor, v: Tensor) throws(FlashInferError) {
         for (n, t) in [("q", q), ("k", k), ("v", v)] {
             let misaligned = t.count > 0 && (t.deviceAddress ?? 0) % 16 != 0
@@ -400,12 +383,13 @@ public struct CUDADecodeLaunch: Sendable {
 /// Single-request decode on CUDA cores: plans (split-KV from the SM count), allocates the
 /// split workspace for this call, launches the decode kernel and, when split, the merge.
 enum CUDADecode {
-    static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
-                    out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-        let launch = try CUDADecodeLaunch(shape: shape, dtype: q.dtype, options: options, device: stream.device,
+    /// Launches a validated problem (`validateSingle`: nothing is checked again) into `out` and
+    /// `lse` (the problem's buffers, or the ones the backend allocated for it).
+    static func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+        let launch = try CUDADecodeLaunch(shape: problem.shape, dtype: problem.dtype, options: problem.options, device: stream.device,
                                           numChunks: nil)
         let workspace = try launch.makeWorkspace(stream: stream)
-        try launch.run(q: q, k: k, v: v, out: out, lse: lse, workspace: workspace, stream: stream)
+        try launch.run(problem, out: out, lse: lse, workspace: workspace, stream: stream)
         // The workspace is released when this returns: freed in the stream's order after the
         // launches that use it (cuMemFreeAsync), so the call does not wait for the device.
         withExtendedLifetime(workspace) {}

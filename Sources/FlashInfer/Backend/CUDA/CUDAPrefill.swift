@@ -135,18 +135,15 @@ public struct PrefillSpec: KernelSpec {
 /// Single-request prefill/append on tensor cores: grid (query tiles of `CTA_Q` packed rows,
 /// kv heads), 128 threads, dynamic shared memory from the tile (above 48 KiB).
 enum CUDAPrefill {
-    static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
-                    out: Tensor, lse: Tensor?, tile: PrefillTile? = nil, stream: Stream) throws(FlashInferError) {
+    /// Launches a validated problem (`validateSingle`: nothing is checked again) into `out` and
+    /// `lse` (the problem's buffers, or the ones the backend allocated for it).
+    static func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, tile: PrefillTile? = nil,
+                    stream: Stream) throws(FlashInferError) {
+        let (q, k, v, shape, options) = (problem.q, problem.k, problem.v, problem.shape, problem.options)
         guard shape.qoLen > 0 else { return }
-        guard q.dtype == .f16 || q.dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: q.dtype) }
-        var spec = PrefillSpec(dtype: q.dtype, headDim: shape.headDim, options: options)
-        if let tile {
-            let ok = [1, 2].contains(tile.mmaQ) && tile.kvSub >= 16 && tile.kvSub % 16 == 0 && tile.ctaKV % tile.kvSub == 0
-                && (tile.ctaKV * shape.headDim / 8) % tile.threads == 0
-                && tile.sharedBytes(headDim: shape.headDim, elementBytes: q.dtype.byteSize) <= 227 * 1024
-            guard ok else { throw .option(name: "tile", value: "\(tile)", rule: "mmaQ 1 or 2, kvSub a multiple of 16 dividing ctaKV, shared memory ≤ 227 KiB") }
-            spec.tile = tile
-        }
+        // The plan (kernel, query tiles) from the plan cache: looked up once per shape class.
+        let planned = try SinglePrefillPlan.planned(shape: shape, dtype: q.dtype, options: options, tile: tile, device: stream.device)
+        let spec = planned.plan.spec, qTiles = planned.plan.qTiles
 
         // Strides in elements: (token, head) for each tensor. An axis of extent 1 has no stride.
         func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
@@ -155,7 +152,26 @@ enum CUDAPrefill {
             ("q", q, st(q, 0), st(q, 1)), ("k", k, st(k, kn), st(k, kh)), ("v", v, st(v, kn), st(v, kh)),
             ("out", out, st(out, 0), st(out, 1)),
         ]
-        // cp.async and the output stores move 16-byte chunks: every row must start 16-byte aligned.
+
+        try FlashInferError.wrap { () throws(CUDAError) in
+            let kernel = planned.kernel
+            try stream.order(reading: [q, k, v], writing: [out, lse])
+            let p = prefillParams(q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
+                                  headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
+                                  numKVHeads: shape.numKVHeads)
+            try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
+                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
+        }
+    }
+
+    /// The kernel's rule for device tensors (checked by `validateSingle`): cp.async and the output
+    /// stores move 16-byte chunks, so every row starts 16-byte aligned: token and head strides (of
+    /// axes longer than 1) are multiples of 8 elements and each base address is 16-byte aligned.
+    static func checkRowsAligned(q: Tensor, k: Tensor, v: Tensor, out: Tensor?, layout: KVLayout) throws(FlashInferError) {
+        func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
+        let (kn, kh) = layout == .nhd ? (0, 1) : (1, 0)
+        var strides: [(String, Tensor, Int64, Int64)] = [("q", q, st(q, 0), st(q, 1)), ("k", k, st(k, kn), st(k, kh)), ("v", v, st(v, kn), st(v, kh))]
+        if let out { strides.append(("out", out, st(out, 0), st(out, 1))) }
         for (name, t, sn, sh) in strides where t.count > 0 {
             guard sn % 8 == 0, sh % 8 == 0 else {
                 throw .strides(tensor: name, strides: t.strides, rule: "token and head strides must be multiples of 8 elements (16 bytes)")
@@ -163,26 +179,6 @@ enum CUDAPrefill {
             guard let addr = t.deviceAddress, addr % 16 == 0 else {
                 throw .strides(tensor: name, strides: t.strides, rule: "the first element must be 16-byte aligned")
             }
-        }
-        if let lse {
-            guard lse.isContiguous, lse.dtype == .f32, lse.shape == [shape.qoLen, shape.numQOHeads] else {
-                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [qo_len, num_qo_heads]", got: lse.shape.first ?? 0)
-            }
-        }
-        let packedRows = shape.qoLen * shape.groupSize
-        guard packedRows < Int(Int32.max) - spec.tile.ctaQ, shape.kvLen < Int(Int32.max) - spec.tile.ctaKV else {
-            throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
-        }
-        let qTiles = (packedRows + spec.tile.ctaQ - 1) / spec.tile.ctaQ
-
-        try FlashInferError.wrap { () throws(CUDAError) in
-            let kernel = try JIT.shared(for: stream.device).kernel(spec)
-            try stream.order(reading: [q, k, v], writing: [out, lse])
-            let p = prefillParams(q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
-                                  headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
-                                  numKVHeads: shape.numKVHeads)
-            try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
-                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
         }
     }
 }
@@ -241,21 +237,7 @@ public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
 /// nil = the default for the head dimension and variant.
 @_spi(Bench) public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                                        out: Tensor, lse: Tensor?, tile: PrefillTile?, stream: Stream) throws(FlashInferError) {
-    let shape = try validateSingle(q: q, k: k, v: v, decode: false, options: options)
-    try validateDeviceOutput(q: q, out: out, lse: lse, stream: stream)
-    try CUDAPrefill.run(q: q, k: k, v: v, shape: shape, options: options, out: out, lse: lse, tile: tile, stream: stream)
-}
-
-/// Rules shared by every entry point that writes caller-supplied device buffers: q, out and lse
-/// on the stream's device; out of q's shape and dtype, contiguous.
-func validateDeviceOutput(q: Tensor, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-    for (n, t) in [("q", q), ("out", out)] + (lse.map { [("lse", $0)] } ?? []) {
-        guard t.isOnDevice else { throw .placement(tensor: n, expected: "device (the CUDA backend)") }
-        guard t.device === stream.device else { throw .deviceMismatch(tensor: n) }
-    }
-    guard out.shape == q.shape else {
-        throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
-    }
-    guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
-    guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+    let problem = try validateSingle(q: q, k: k, v: v, decode: false, options: options, placement: .device(stream.device),
+                                     out: out, lse: lse)
+    try CUDAPrefill.run(problem, out: out, lse: lse, tile: tile, stream: stream)
 }

@@ -1,0 +1,24 @@
+import FlashInferCUDA
+
+/// Where the tensors of a call must be: host memory (the CPU backend) or one device (the CUDA
+/// backend's stream's). A backend says which (`BackendImplementation.placement`); validation
+/// checks every tensor of a call against it, once, with `checkPlacement`.
+enum Placement {
+    case host
+    case device(Device)
+}
+
+/// Every tensor where the backend computes: in host memory for the CPU backend; in device memory,
+/// on the stream's device, for the CUDA backend. The one placement rule of the library: the single
+/// calls (`validateSingle`), the merges, the append and the wrappers' `run` call it.
+func checkPlacement(_ tensors: [(String, Tensor)], _ placement: Placement) throws(FlashInferError) {
+    for (name, t) in tensors {
+        switch placement {
+        case .host:
+            guard !t.isOnDevice else { throw .placement(tensor: name, expected: "host (the CPU backend)") }
+        case .device(let device):
+            guard t.isOnDevice else { throw .placement(tensor: name, expected: "device (the CUDA backend)") }
+            guard t.device === device else { throw .deviceMismatch(tensor: name) }
+        }
+    }
+}
