@@ -76,6 +76,7 @@ public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
 
 func runSingle(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool, options: AttentionOptions,
                returnLSE: Bool, out: Tensor? = nil, backend: Backend) throws(FlashInferError) -> AttentionOutput {
+    try validateKVScales(options)
     switch backend {
     case .cpu:
         if out != nil { throw .backendMismatch(what: "out", rule: "the CPU backend returns new host tensors; out is for the CUDA backend") }

@@ -211,6 +211,7 @@ public struct CUDADecodeLaunch: Sendable {
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
          keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
+        try requireCUDASupport(options, entry: "single decode")
         if let n = numChunks, n < 1 { throw .option(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
         guard (2...8).contains(stages) else { throw .option(name: "stages", value: "\(stages)", rule: "must be 2...8") }
         guard [2, 4, 8].contains(keysPerSlot) else { throw .option(name: "keys_per_slot", value: "\(keysPerSlot)", rule: "must be 2, 4 or 8") }

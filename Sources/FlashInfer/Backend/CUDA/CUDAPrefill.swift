@@ -136,6 +136,7 @@ public struct PrefillSpec: KernelSpec {
 enum CUDAPrefill {
     static func run(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, options: AttentionOptions,
                     out: Tensor, lse: Tensor?, tile: PrefillTile? = nil, stream: Stream) throws(FlashInferError) {
+        try requireCUDASupport(options, entry: "single prefill")
         guard shape.qoLen > 0 else { return }
         guard q.dtype == .f16 || q.dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: q.dtype) }
         var spec = PrefillSpec(dtype: q.dtype, headDim: shape.headDim, options: options)
