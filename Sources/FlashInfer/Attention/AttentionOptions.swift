@@ -47,10 +47,18 @@ public struct AttentionOptions: Sendable, Hashable {
     public var windowLeft: Int
     /// Layout of K and V.
     public var layout: KVLayout
+    /// Scale of K (upstream's `k_scale`, for FP8 K/V; any K dtype): it multiplies the softmax scale,
+    /// so the logit is `sm_scale · k_scale · q·k` (the soft cap, when on, applies after). 1 = none;
+    /// finite and > 0. CPU backend only for now: CUDA calls throw `unsupportedCombination` (`docs/Sparse.md`).
+    public var kScale: Float = 1
+    /// Scale of V (upstream's `v_scale`): the output is multiplied by it; the LSE is unchanged.
+    /// 1 = none; finite and > 0. CPU backend only for now, like `kScale`.
+    public var vScale: Float = 1
 
     public init(
         causal: Bool = false, smScale: Float? = nil, positionEncoding: PositionEncoding = .none,
-        logitsSoftCap: Float = 0, windowLeft: Int = -1, layout: KVLayout = .nhd
+        logitsSoftCap: Float = 0, windowLeft: Int = -1, layout: KVLayout = .nhd,
+        kScale: Float = 1, vScale: Float = 1
     ) {
         self.causal = causal
         self.smScale = smScale
@@ -58,6 +66,8 @@ public struct AttentionOptions: Sendable, Hashable {
         self.logitsSoftCap = logitsSoftCap
         self.windowLeft = windowLeft
         self.layout = layout
+        self.kScale = kScale
+        self.vScale = vScale
     }
 
     /// The softmax scale actually used for a head dimension.

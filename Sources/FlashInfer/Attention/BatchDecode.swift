@@ -94,6 +94,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// Plans one decode step. Host arrays only: no device → host copy.
     public func plan(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
+        try validateKVScales(options)
         pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
         try table.validate(numPages: numPagesInCache ?? pagesNeeded)
         guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }

@@ -109,6 +109,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         // large enough (no free/alloc per plan), and in graph mode a failed plan must not free the
         // arrays a captured graph points at.
         let previous = device
+        try validateKVScales(options)
+        try backend.implementation.requireSupport(options, entry: "BatchPrefillAttention")
         try validateIndptr(qoIndptr, name: "qo_indptr")
         guard qoIndptr.count - 1 == kvLens.count else {
             throw .shape(tensor: "qo_indptr", axis: 0, name: "batch_size + 1", expected: "\(kvLens.count + 1)", got: qoIndptr.count)

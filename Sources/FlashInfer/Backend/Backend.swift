@@ -70,6 +70,17 @@ protocol BackendImplementation: Sendable {
     func mergeStates(v: Tensor, s: Tensor, n: Int, states: Int, h: Int, d: Int) throws(FlashInferError) -> (v: Tensor, s: Tensor)
 
     /// Writes validated appended keys and values into the cache.
+    /// Refuses, by name, the options this backend's kernels do not implement yet (the CPU
+    /// reference implements them all). Called by validation before any work.
+    func requireSupport(_ options: AttentionOptions, entry: String) throws(FlashInferError)
+
+    /// Block-sparse attention of a planned pattern (`BlockSparseAttention`); tensors validated.
+    func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
+                              numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
+                              returnLSE: Bool) throws(FlashInferError) -> AttentionOutput
+    /// Whether `blockSparseAttention` runs here (checked at plan time).
+    var supportsBlockSparse: Bool { get }
+
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                             table: PageTable) throws(FlashInferError)
 

@@ -81,6 +81,7 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
     guard v.dtype == k.dtype else { throw .dtype(tensor: "v", expected: k.dtype.rawValue + " (k's dtype)", got: v.dtype) }
     if !decode && options.causal && qoLen > kvLen { throw .causalQueryLongerThanKV(qoLen: qoLen, kvLen: kvLen) }
     guard options.windowLeft >= -1 else { throw .option(name: "window_left", value: "\(options.windowLeft)", rule: "must be >= 0, or -1 for no window") }
+    try validateKVScales(options)
     guard options.logitsSoftCap >= 0, options.logitsSoftCap.isFinite else {
         throw .option(name: "logits_soft_cap", value: "\(options.logitsSoftCap)", rule: "must be finite and >= 0 (0 disables it)")
     }

@@ -63,6 +63,33 @@ struct CPUBackend: BackendImplementation {
         return packStates(merged, shape: [n, h, d], dtype: v.dtype)
     }
 
+    // MARK: - Options and block-sparse
+
+    func requireSupport(_ options: AttentionOptions, entry: String) throws(FlashInferError) {}
+
+    var supportsBlockSparse: Bool { true }
+
+    func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
+                              numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
+                              returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
+        let r: ReferenceAttention.Result
+        do {
+            r = try ReferenceAttention.blockSparse(q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), pattern: pattern,
+                                                   mask: mask, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
+                                                   headDim: headDim, options: options)
+        } catch let e as FlashInferError {
+            throw e
+        } catch let e as ReferenceError {
+            throw .reference(e.description)
+        } catch let e as CUDAError {
+            throw .cuda(e)
+        } catch {
+            throw .reference("\(error)")
+        }
+        return AttentionOutput(output: Tensor.host(r.output, shape: q.shape, dtype: q.dtype),
+                               lse: returnLSE ? Tensor.host(r.lse, shape: [pattern.rows, numQOHeads], dtype: .f32) : nil)
+    }
+
     // MARK: - Paged KV cache
 
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,

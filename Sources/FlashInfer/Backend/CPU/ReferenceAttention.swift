@@ -22,6 +22,11 @@ public enum ReferenceError: Error, Equatable, CustomStringConvertible {
     case oddHeadDimForRoPE(headDim: Int)
     /// `windowLeft` must be ≥ 0, or −1 to disable the window.
     case invalidWindow(windowLeft: Int)
+    /// A custom mask's size does not match `qoLen · kvLen` (`form` is "bools" or "packed"; packed
+    /// masks need `ceil(qoLen · kvLen / 8)` bytes).
+    case maskCountMismatch(form: String, expected: Int, actual: Int)
+    /// `kScale` / `vScale` must be finite and > 0.
+    case invalidScale(name: String, value: Float)
 
     public var description: String {
         switch self {
@@ -39,6 +44,10 @@ public enum ReferenceError: Error, Equatable, CustomStringConvertible {
             "RoPE (rotate-half) needs an even head dim, got \(d)"
         case let .invalidWindow(w):
             "windowLeft must be ≥ 0 or −1 (off), got \(w)"
+        case let .maskCountMismatch(form, expected, actual):
+            "custom mask (\(form)) has \(actual) \(form == "packed" ? "bytes" : "elements"), qoLen · kvLen needs \(expected)"
+        case let .invalidScale(name, value):
+            "\(name) must be finite and > 0, got \(value)"
         }
     }
 }
@@ -57,7 +66,13 @@ public enum ReferenceError: Error, Equatable, CustomStringConvertible {
 ///   dim) at their positions before the dot product: `freq_i = theta^(−2i/D) / scale`,
 ///   `out[d] = x[d]·cos + (d < D/2 ? −x[d+D/2] : x[d−D/2])·sin`. Angles are computed in `Double`.
 /// - **Masks**: causal keeps `j ≤ qPos_i`; a window keeps `j ≥ qPos_i − windowLeft`. Both keep a
-///   contiguous key range, which the loops walk directly.
+///   contiguous key range, which the loops walk directly. A **custom mask** (`customMask:`, upstream's
+///   `custom_mask`: bit `i·kvLen + j`, `true` keeps) replaces the causal mask and is combined with the
+///   window, as upstream's `DefaultAttention::LogitsMask` does.
+/// - **FP8 scales** (`options.kScale`, `options.vScale`, upstream's `k_scale` / `v_scale`): the logit
+///   scale is `sm_scale · k_scale` (before the soft cap) and the output is multiplied by `v_scale`;
+///   the LSE is that of the scaled logits. K and V are read exactly as given: FP8 data decoded with
+///   `DType.decode` / `toFloats()` is exact.
 /// - **Softmax** is two-pass per (row, head): logits of the kept keys and their max `m`, then
 ///   `p_j = exp(s_j − m)`, `output = Σ p_j v_j / Σ p_j`, `lse = (m + ln Σ p_j) · log2(e)`.
 ///   The LSE is **base 2**. A row with no kept keys (e.g. `kvLen == 0`) gives output 0 and
@@ -90,14 +105,19 @@ public enum ReferenceAttention {
     /// `rotatedRounding`: with RoPE, round the rotated q and k to this dtype before the dot
     /// product, as the tensor-core kernels do (they rotate in Float32 and store the result in the
     /// input dtype for the MMA; the CUDA-core decode keeps Float32). nil: exact rotation.
+    ///
+    /// `customMask`: the request's `qoLen × kvLen` mask (`true` keeps a key); it replaces
+    /// `options.causal`. A row that keeps no key gives output 0 and LSE −inf.
     public static func prefill(
         q: [Float], k: [Float], v: [Float], qoLen: Int, kvLen: Int,
         numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
-        rotatedRounding: DType? = nil
+        rotatedRounding: DType? = nil, customMask: CustomMask? = nil
     ) throws -> Result {
         try validate(
             q: q, k: k, v: v, qoLen: qoLen, kvLen: kvLen,
-            numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: options)
+            numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: options,
+            customMask: customMask)
+        let mask = customMask?.bools(count: qoLen * kvLen)
         if let dtype = rotatedRounding, case let .ropeLlama(ropeScale, theta) = options.positionEncoding {
             // Rotate once in Double, round to the dtype, then attend without RoPE.
             let half = headDim / 2
@@ -123,12 +143,13 @@ public enum ReferenceAttention {
             var o = options
             o.positionEncoding = .none
             let problem = Problem(
-                qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: o)
+                qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, options: o,
+                mask: mask)
             return problem.run(q: qr, k: kr, v: v)
         }
         let problem = Problem(
             qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-            headDim: headDim, options: options)
+            headDim: headDim, options: options, mask: mask)
         return problem.run(q: q, k: k, v: v)
     }
 
@@ -150,7 +171,8 @@ public enum ReferenceAttention {
 
     static func validate(
         q: [Float], k: [Float], v: [Float], qoLen: Int, kvLen: Int,
-        numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions
+        numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
+        customMask: CustomMask? = nil
     ) throws {
         for (name, value) in [("numQOHeads", numQOHeads), ("numKVHeads", numKVHeads), ("headDim", headDim)]
         where value <= 0 {
@@ -162,10 +184,17 @@ public enum ReferenceAttention {
         if numQOHeads % numKVHeads != 0 {
             throw ReferenceError.headsNotDivisible(numQOHeads: numQOHeads, numKVHeads: numKVHeads)
         }
-        if options.causal && qoLen > kvLen {
+        if options.causal && qoLen > kvLen && customMask == nil {
             throw ReferenceError.causalQueryLongerThanKV(qoLen: qoLen, kvLen: kvLen)
         }
         if options.windowLeft < -1 { throw ReferenceError.invalidWindow(windowLeft: options.windowLeft) }
+        for (name, value) in [("kScale", options.kScale), ("vScale", options.vScale)] where !(value.isFinite && value > 0) {
+            throw ReferenceError.invalidScale(name: name, value: value)
+        }
+        if let customMask {
+            let (form, expected, actual) = customMask.sizeCheck(qoLen: qoLen, kvLen: kvLen)
+            if expected != actual { throw ReferenceError.maskCountMismatch(form: form, expected: expected, actual: actual) }
+        }
         if case .ropeLlama = options.positionEncoding, headDim % 2 != 0 {
             throw ReferenceError.oddHeadDimForRoPE(headDim: headDim)
         }
@@ -181,9 +210,12 @@ public enum ReferenceAttention {
 /// One validated reference problem: shapes, options, and the precomputed RoPE/ALiBi tables.
 private struct Problem: Sendable {
     let qoLen: Int, kvLen: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int
-    let scale: Double
+    let scale: Double  // sm_scale · k_scale
+    let outputScale: Double  // v_scale
     let softCap: Double  // 0 = off
     let causal: Bool
+    /// The custom mask `[qoLen, kvLen]` (`true` keeps), nil without one.
+    let mask: [Bool]?
     let windowLeft: Int  // -1 = off
     /// RoPE inverse frequencies `[D/2]`, empty without RoPE.
     let ropeFreq: [Double]
@@ -194,15 +226,17 @@ private struct Problem: Sendable {
     /// Element offset of kv head `h`, and the stride between consecutive keys.
     let kvHeadStride: Int, kvTokenStride: Int
 
-    init(qoLen: Int, kvLen: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions) {
+    init(qoLen: Int, kvLen: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions, mask: [Bool]? = nil) {
         self.qoLen = qoLen
         self.kvLen = kvLen
         self.numQOHeads = numQOHeads
         self.numKVHeads = numKVHeads
         self.headDim = headDim
-        scale = Double(options.resolvedScale(headDim: headDim))
+        scale = Double(options.resolvedScale(headDim: headDim)) * Double(options.kScale)
+        outputScale = Double(options.vScale)
         softCap = options.logitsSoftCap > 0 ? Double(options.logitsSoftCap) : 0
-        causal = options.causal
+        causal = options.causal && mask == nil  // a custom mask replaces the causal mask
+        self.mask = mask
         windowLeft = options.windowLeft
         switch options.layout {
         case .nhd: (kvHeadStride, kvTokenStride) = (headDim, numKVHeads * headDim)
@@ -283,9 +317,15 @@ private struct Problem: Sendable {
 
         // Pass 1: logits of the kept keys and their max.
         var m = -Double.infinity
+        var kept = hi - lo
+        let maskRow = row * kvLen
         k.withUnsafeBufferPointer { kp in
             scratch.q.withUnsafeBufferPointer { qd in
                 for j in lo..<hi {
+                    if let mask, !mask[maskRow + j] {
+                        kept -= 1
+                        continue
+                    }
                     let kj = kvBase + j * kvTokenStride
                     var dot = 0.0
                     if ropeFreq.isEmpty {
@@ -307,17 +347,20 @@ private struct Problem: Sendable {
             }
         }
 
-        // Pass 2: p_j = exp(s_j − m); acc = Σ p_j v_j / Σ p_j.
+        guard kept > 0 else { return -.infinity }  // every key masked: output 0, LSE −inf
+
+        // Pass 2: p_j = exp(s_j − m); acc = v_scale · Σ p_j v_j / Σ p_j.
         var sum = 0.0
         v.withUnsafeBufferPointer { vp in
             scratch.acc.withUnsafeMutableBufferPointer { acc in
                 for j in lo..<hi {
+                    if let mask, !mask[maskRow + j] { continue }
                     let p = exp(scratch.logits[j - lo] - m)
                     sum += p
                     let vj = kvBase + j * kvTokenStride
                     for i in 0..<d { acc[i] += p * Double(vp[vj + i]) }
                 }
-                for i in 0..<d { acc[i] /= sum }
+                for i in 0..<d { acc[i] = acc[i] / sum * outputScale }
             }
         }
         return (m + log(sum)) / M_LN2

@@ -45,6 +45,18 @@ struct CUDABackend: BackendImplementation {
 
     // MARK: - Paged KV cache
 
+    func requireSupport(_ options: AttentionOptions, entry: String) throws(FlashInferError) {
+        try requireCUDASupport(options, entry: entry)
+    }
+
+    var supportsBlockSparse: Bool { false }
+
+    func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
+                              numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
+                              returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
+        throw .unsupportedCombination("BlockSparseAttention on the CUDA backend: no GPU kernel yet (it needs batch prefill with a custom mask; docs/Sparse.md); use the .cpu backend")
+    }
+
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                             table: PageTable) throws(FlashInferError) {
         try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, stream: stream)

@@ -40,6 +40,7 @@ final class CUDABatchDecode: @unchecked Sendable {
 
     init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, options: AttentionOptions,
          stream: Stream, capacity: GraphCapacity? = nil, reuse: GraphBuffers? = nil) throws(FlashInferError) {
+        try requireCUDASupport(options, entry: "BatchDecodeWithPagedKVCache")
         let device = stream.device
         let group = numQOHeads / numKVHeads
         var cta = 1

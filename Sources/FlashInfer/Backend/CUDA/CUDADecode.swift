@@ -215,6 +215,7 @@ public struct CUDADecodeLaunch: Sendable {
     init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
          keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
+        try requireCUDASupport(options, entry: "single decode")
         let planned = try SingleDecodePlan.planned(shape: shape, dtype: dtype, options: options, device: device, numChunks: numChunks,
                                                    stages: stages, keysPerSlot: keysPerSlot, timeline: timeline)
         let plan = planned.plan

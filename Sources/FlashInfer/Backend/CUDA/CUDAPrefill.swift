@@ -140,6 +140,7 @@ enum CUDAPrefill {
     static func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, tile: PrefillTile? = nil,
                     stream: Stream) throws(FlashInferError) {
         let (q, k, v, shape, options) = (problem.q, problem.k, problem.v, problem.shape, problem.options)
+        try requireCUDASupport(options, entry: "single prefill")
         guard shape.qoLen > 0 else { return }
         // The plan (kernel, query tiles) from the plan cache: looked up once per shape class.
         let planned = try SinglePrefillPlan.planned(shape: shape, dtype: q.dtype, options: options, tile: tile, device: stream.device)
