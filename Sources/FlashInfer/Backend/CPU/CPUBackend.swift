@@ -18,18 +18,11 @@ struct CPUBackend: BackendImplementation {
 
     func singleAttention(_ problem: SingleAttentionProblem, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
         let (q, shape, decode, options) = (problem.q, problem.shape, problem.decode, problem.options)
-        let r: ReferenceAttention.Result
-        do {
-            r = try ReferenceAttention.prefill(
+        let r = try reference {
+            try ReferenceAttention.prefill(
                 q: try q.toFloats(), k: try problem.k.toFloats(), v: try problem.v.toFloats(), qoLen: shape.qoLen, kvLen: shape.kvLen,
                 numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, headDim: shape.headDim,
                 options: decode ? withoutCausal(options) : options)
-        } catch let e as ReferenceError {
-            throw .reference(e.description)
-        } catch let e as CUDAError {
-            throw .cuda(e)
-        } catch {
-            throw .reference("\(error)")
         }
         let out = Tensor.host(r.output, shape: q.shape, dtype: q.dtype)
         return AttentionOutput(output: out, lse: returnLSE ? Tensor.host(r.lse, shape: problem.lseShape, dtype: .f32) : nil)
@@ -72,19 +65,10 @@ struct CPUBackend: BackendImplementation {
     func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
                               numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
                               returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
-        let r: ReferenceAttention.Result
-        do {
-            r = try ReferenceAttention.blockSparse(q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), pattern: pattern,
-                                                   mask: mask, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                                                   headDim: headDim, options: options)
-        } catch let e as FlashInferError {
-            throw e
-        } catch let e as ReferenceError {
-            throw .reference(e.description)
-        } catch let e as CUDAError {
-            throw .cuda(e)
-        } catch {
-            throw .reference("\(error)")
+        let r = try reference {
+            try ReferenceAttention.blockSparse(q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), pattern: pattern,
+                                               mask: mask, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
+                                               headDim: headDim, options: options)
         }
         return AttentionOutput(output: Tensor.host(r.output, shape: q.shape, dtype: q.dtype),
                                lse: returnLSE ? Tensor.host(r.lse, shape: [pattern.rows, numQOHeads], dtype: .f32) : nil)
@@ -260,5 +244,21 @@ private func appendOnHost(appendK: Tensor, appendV: Tensor, indices: AppendIndic
                 }
             }
         }
+    }
+}
+
+/// Runs a reference computation, its errors as `FlashInferError`s (a reference error by its
+/// description, a CUDA error from reading a device tensor back as itself).
+private func reference<T>(_ body: () throws -> T) throws(FlashInferError) -> T {
+    do {
+        return try body()
+    } catch let e as FlashInferError {
+        throw e
+    } catch let e as ReferenceError {
+        throw .reference(e.description)
+    } catch let e as CUDAError {
+        throw .cuda(e)
+    } catch {
+        throw .reference("\(error)")
     }
 }
