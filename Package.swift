@@ -9,6 +9,9 @@ let package = Package(
     products: [
         .library(name: "FlashInfer", targets: ["FlashInfer"]),
         .executable(name: "flashinfer", targets: ["flashinfer"]),
+        // The C ABI (include: Sources/CFlashInferABI/include/flashinfer_swift.h) for C, C++ and Python;
+        // build with `-Xswiftc -static-stdlib` for a .so without Swift runtime dependencies.
+        .library(name: "flashinfer_swift", type: .dynamic, targets: ["FlashInferC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,6 +42,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The C ABI: the header (a C target), and its Swift implementation (@_cdecl exports).
+        .target(name: "CFlashInferABI"),
+        .target(name: "FlashInferC", dependencies: ["FlashInfer", "CFlashInferABI"]),
         .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting", "CFlashInferParams"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,89 @@
+/*
+ * flashinfer_swift.h: the C ABI of swift-flashinfer (libflashinfer_swift.so).
+ *
+ * Plain C. Tensors are DLPack `DLTensor`s (the classic DLPack layout below, shared by PyTorch,
+ * NumPy, JAX and TVM). Every function returns an int status, FLASHINFER_SWIFT_OK (0) on success;
+ * on failure, flashinfer_swift_last_error() gives the message (thread-local: the last failure of
+ * the calling thread). No exception or Swift error crosses the boundary.
+ *
+ * Devices: kDLCPU tensors run on the CPU reference backend (Float64 math; testable without a GPU).
+ * kDLCUDA tensors: not yet (FLASHINFER_SWIFT_ERROR_UNSUPPORTED) — the CUDA path wraps the caller's
+ * device memory and stream, issue 15's next step.
+ */
+#ifndef FLASHINFER_SWIFT_H
+#define FLASHINFER_SWIFT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- DLPack (dlpack.h, v0.8 layout) ---- */
+#ifndef DLPACK_VERSION
+typedef enum { kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3 } DLDeviceType;
+typedef struct {
+  DLDeviceType device_type;
+  int32_t device_id;
+} DLDevice;
+typedef enum { kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLOpaqueHandle = 3, kDLBfloat = 4, kDLComplex = 5, kDLBool = 6 } DLDataTypeCode;
+typedef struct {
+  uint8_t code;   /* DLDataTypeCode */
+  uint8_t bits;
+  uint16_t lanes;
+} DLDataType;
+typedef struct {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;     /* in elements; NULL: compact row-major */
+  uint64_t byte_offset;
+} DLTensor;
+#endif
+
+/* ---- status ---- */
+enum {
+  FLASHINFER_SWIFT_OK = 0,
+  FLASHINFER_SWIFT_ERROR_INVALID = 1,      /* a bad argument: shape, dtype, layout, option (Python: ValueError/TypeError) */
+  FLASHINFER_SWIFT_ERROR_UNSUPPORTED = 2,  /* valid but not implemented for these inputs */
+  FLASHINFER_SWIFT_ERROR_RUNTIME = 3       /* a CUDA or internal failure (Python: RuntimeError) */
+};
+
+/* ---- attention options (upstream's keyword arguments) ---- */
+enum { FLASHINFER_SWIFT_POS_NONE = 0, FLASHINFER_SWIFT_POS_ROPE_LLAMA = 1, FLASHINFER_SWIFT_POS_ALIBI = 2 };
+enum { FLASHINFER_SWIFT_LAYOUT_NHD = 0, FLASHINFER_SWIFT_LAYOUT_HND = 1 };
+typedef struct {
+  int32_t causal;              /* prefill only */
+  int32_t pos_encoding_mode;   /* FLASHINFER_SWIFT_POS_* */
+  int32_t kv_layout;           /* FLASHINFER_SWIFT_LAYOUT_* */
+  int32_t window_left;         /* -1: no window */
+  float sm_scale;              /* <= 0: 1/sqrt(head_dim) */
+  float rope_scale;            /* <= 0: 1 */
+  float rope_theta;            /* <= 0: 1e4 */
+  float logits_soft_cap;       /* 0: none */
+} flashinfer_swift_options;
+
+/* The library's version string (static storage). */
+const char* flashinfer_swift_version(void);
+
+/* The calling thread's last error message ("" if none; valid until the thread's next call). */
+const char* flashinfer_swift_last_error(void);
+
+/*
+ * Single-request decode: q [Hq, D], k / v [kv_len, Hkv, D] (NHD) or [Hkv, kv_len, D] (HND), f16
+ * or bf16; out [Hq, D] of q's dtype (written); lse [Hq] float32 (base 2) or NULL. `stream` is a
+ * CUstream for CUDA tensors (ignored for CPU tensors).
+ */
+int flashinfer_swift_single_decode(const DLTensor* q, const DLTensor* k, const DLTensor* v, const DLTensor* out,
+                                   const DLTensor* lse, const flashinfer_swift_options* options, void* stream);
+
+/* Single-request prefill / append: q [qo_len, Hq, D]; out like q; lse [qo_len, Hq] or NULL. */
+int flashinfer_swift_single_prefill(const DLTensor* q, const DLTensor* k, const DLTensor* v, const DLTensor* out,
+                                    const DLTensor* lse, const flashinfer_swift_options* options, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLASHINFER_SWIFT_H */

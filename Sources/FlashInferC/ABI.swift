@@ -1,0 +1,212 @@
+// The C ABI (Sources/CFlashInferABI/include/flashinfer_swift.h), exported from
+// libflashinfer_swift.so with @_cdecl. Every entry point catches every error: it returns a status
+// and leaves the message in a thread-local slot (flashinfer_swift_last_error). DLPack tensors on
+// the CPU run on the CPU reference backend; CUDA tensors are refused for now (UNSUPPORTED).
+import CFlashInferABI
+import FlashInfer
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - status and the thread-local last error
+
+/// A failure of an ABI call: its status code and message.
+struct ABIFailure: Error {
+    var status: Int32
+    var message: String
+
+    static func invalid(_ m: String) -> ABIFailure { ABIFailure(status: Int32(FLASHINFER_SWIFT_ERROR_INVALID), message: m) }
+    static func unsupported(_ m: String) -> ABIFailure { ABIFailure(status: Int32(FLASHINFER_SWIFT_ERROR_UNSUPPORTED), message: m) }
+
+    /// A library error: unsupported combinations are UNSUPPORTED, CUDA errors RUNTIME, the rest INVALID.
+    init(_ e: FlashInferError) {
+        switch e {
+        case .unsupportedCombination: status = Int32(FLASHINFER_SWIFT_ERROR_UNSUPPORTED)
+        case .cuda: status = Int32(FLASHINFER_SWIFT_ERROR_RUNTIME)
+        default: status = Int32(FLASHINFER_SWIFT_ERROR_INVALID)
+        }
+        message = e.description
+    }
+
+    init(status: Int32, message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+/// The key of each thread's last-error C string (malloc'd; freed on replacement and at thread exit).
+private let errorKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { free($0) }
+    return key
+}()
+
+private func setLastError(_ message: String) {
+    free(pthread_getspecific(errorKey))
+    pthread_setspecific(errorKey, strdup(message))
+}
+
+/// Runs an entry point's body: OK, or the failure's status with its message recorded.
+private func guarded(_ body: () throws(ABIFailure) -> Void) -> Int32 {
+    do {
+        try body()
+        setLastError("")
+        return Int32(FLASHINFER_SWIFT_OK)
+    } catch {
+        setLastError(error.message)
+        return error.status
+    }
+}
+
+private nonisolated(unsafe) let versionCString: UnsafeMutablePointer<CChar> = strdup(FlashInferVersion.string)
+private nonisolated(unsafe) let emptyCString: UnsafeMutablePointer<CChar> = strdup("")
+
+@_cdecl("flashinfer_swift_version")
+public func flashinfer_swift_version() -> UnsafePointer<CChar> { UnsafePointer(versionCString) }
+
+@_cdecl("flashinfer_swift_last_error")
+public func flashinfer_swift_last_error() -> UnsafePointer<CChar> {
+    guard let p = pthread_getspecific(errorKey) else { return UnsafePointer(emptyCString) }
+    return UnsafePointer(p.assumingMemoryBound(to: CChar.self))
+}
+
+// MARK: - DLPack tensors
+
+/// A DLTensor's dtype as the library's (f16, bf16 or f32, one lane).
+func dtype(of t: DLTensor, name: String) throws(ABIFailure) -> DType {
+    let (code, bits, lanes) = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
+    guard lanes == 1 else { throw .invalid("\(name): vector dtypes (lanes \(lanes)) are not supported") }
+    switch (UInt32(code), bits) {
+    case (kDLFloat.rawValue, 16): return .f16
+    case (kDLBfloat.rawValue, 16): return .bf16
+    case (kDLFloat.rawValue, 32): return .f32
+    default: throw .invalid("\(name): DLPack dtype (code \(code), bits \(bits)) is not supported (float16, bfloat16, float32)")
+    }
+}
+
+/// The shape and element strides of a DLTensor (compact row-major when `strides` is NULL).
+func layout(of t: DLTensor, name: String) throws(ABIFailure) -> (shape: [Int], strides: [Int]) {
+    guard t.ndim >= 0, t.ndim <= 8 else { throw .invalid("\(name): ndim \(t.ndim) is not supported") }
+    guard t.ndim == 0 || t.shape != nil else { throw .invalid("\(name): shape is NULL") }
+    let shape = (0..<Int(t.ndim)).map { Int(t.shape[$0]) }
+    guard shape.allSatisfy({ $0 >= 0 }) else { throw .invalid("\(name): negative dimension in shape \(shape)") }
+    guard let s = t.strides else { return (shape, Tensor.contiguousStrides(shape)) }
+    let strides = (0..<Int(t.ndim)).map { Int(s[$0]) }
+    guard strides.allSatisfy({ $0 >= 0 }) else { throw .invalid("\(name): negative strides \(strides) are not supported") }
+    return (shape, strides)
+}
+
+/// A CPU DLTensor as a host `Tensor` (its bytes copied, strides kept).
+func hostTensor(_ p: UnsafePointer<DLTensor>?, name: String) throws(ABIFailure) -> Tensor {
+    guard let p else { throw .invalid("\(name): NULL tensor") }
+    let t = p.pointee
+    try requireCPU(t, name: name)
+    let dt = try dtype(of: t, name: name)
+    let (shape, strides) = try layout(of: t, name: name)
+    let view = Tensor(storage: .host(HostBuffer(bytes: [])), shape: shape, strides: strides, dtype: dt)
+    let span = view.spanBytes
+    guard span == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
+    var bytes = [UInt8](repeating: 0, count: span)
+    if span > 0 {
+        let base = UnsafeRawPointer(t.data!) + Int(t.byte_offset)
+        bytes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: base, count: span)) }
+    }
+    return Tensor(storage: .host(HostBuffer(bytes: bytes)), shape: shape, strides: strides, dtype: dt)
+}
+
+func requireCPU(_ t: DLTensor, name: String) throws(ABIFailure) {
+    switch UInt32(t.device.device_type.rawValue) {
+    case kDLCPU.rawValue: return
+    case kDLCUDA.rawValue: throw .unsupported("\(name): CUDA tensors are not supported by the C ABI yet (CPU tensors run on the CPU reference)")
+    default: throw .invalid("\(name): DLPack device type \(t.device.device_type.rawValue) is not supported")
+    }
+}
+
+/// Writes a host result into a CPU DLTensor of the same shape and dtype, element by element
+/// through the destination's strides.
+func write(_ result: Tensor, into p: UnsafePointer<DLTensor>?, name: String) throws(ABIFailure) {
+    guard let p else { throw .invalid("\(name): NULL tensor") }
+    let t = p.pointee
+    try requireCPU(t, name: name)
+    let dt = try dtype(of: t, name: name)
+    let (shape, strides) = try layout(of: t, name: name)
+    guard shape == result.shape else { throw .invalid("\(name): shape \(shape), expected \(result.shape)") }
+    guard dt == result.dtype else { throw .invalid("\(name): dtype \(dt.rawValue), expected \(result.dtype.rawValue)") }
+    let es = dt.byteSize
+    let src: [UInt8]
+    do { src = try result.contiguousBytesChecked() } catch { throw ABIFailure(.cuda(error)) }
+    guard !src.isEmpty else { return }
+    guard let data = t.data else { throw .invalid("\(name): data is NULL") }
+    let base = data + Int(t.byte_offset)
+    var index = [Int](repeating: 0, count: shape.count)
+    for e in 0..<result.count {
+        var off = 0
+        for a in 0..<shape.count { off += index[a] * strides[a] }
+        (base + off * es).copyMemory(from: src.withUnsafeBytes { $0.baseAddress! + e * es }, byteCount: es)
+        var a = shape.count - 1
+        while a >= 0 {
+            index[a] += 1
+            if index[a] < shape[a] { break }
+            index[a] = 0
+            a -= 1
+        }
+    }
+}
+
+// MARK: - options
+
+func attentionOptions(_ p: UnsafePointer<flashinfer_swift_options>?, prefill: Bool) throws(ABIFailure) -> AttentionOptions {
+    guard let o = p?.pointee else { return AttentionOptions() }
+    let pos: PositionEncoding
+    switch o.pos_encoding_mode {
+    case Int32(FLASHINFER_SWIFT_POS_NONE): pos = .none
+    case Int32(FLASHINFER_SWIFT_POS_ROPE_LLAMA): pos = .ropeLlama(scale: o.rope_scale > 0 ? o.rope_scale : 1, theta: o.rope_theta > 0 ? o.rope_theta : 1e4)
+    case Int32(FLASHINFER_SWIFT_POS_ALIBI): pos = .alibi
+    default: throw .invalid("pos_encoding_mode \(o.pos_encoding_mode) is not one of NONE (0), ROPE_LLAMA (1), ALIBI (2)")
+    }
+    let layout: KVLayout
+    switch o.kv_layout {
+    case Int32(FLASHINFER_SWIFT_LAYOUT_NHD): layout = .nhd
+    case Int32(FLASHINFER_SWIFT_LAYOUT_HND): layout = .hnd
+    default: throw .invalid("kv_layout \(o.kv_layout) is not one of NHD (0), HND (1)")
+    }
+    if !prefill && o.causal != 0 { throw .invalid("causal: decode has one query per head; causal applies to prefill only") }
+    return AttentionOptions(causal: o.causal != 0, smScale: o.sm_scale > 0 ? o.sm_scale : nil, positionEncoding: pos,
+                            logitsSoftCap: o.logits_soft_cap, windowLeft: Int(o.window_left), layout: layout)
+}
+
+// MARK: - attention
+
+private func single(decode: Bool, q: UnsafePointer<DLTensor>?, k: UnsafePointer<DLTensor>?, v: UnsafePointer<DLTensor>?,
+                    out: UnsafePointer<DLTensor>?, lse: UnsafePointer<DLTensor>?,
+                    options: UnsafePointer<flashinfer_swift_options>?) throws(ABIFailure) {
+    let qt = try hostTensor(q, name: "q"), kt = try hostTensor(k, name: "k"), vt = try hostTensor(v, name: "v")
+    let opts = try attentionOptions(options, prefill: !decode)
+    let r: AttentionOutput
+    do {
+        r = decode
+            ? try singleDecode(q: qt, k: kt, v: vt, options: opts, returnLSE: lse != nil, backend: .cpu)
+            : try singlePrefill(q: qt, k: kt, v: vt, options: opts, returnLSE: lse != nil, backend: .cpu)
+    } catch {
+        throw ABIFailure(error)
+    }
+    try write(r.output, into: out, name: "out")
+    if let lse, let l = r.lse { try write(l, into: lse, name: "lse") }
+}
+
+@_cdecl("flashinfer_swift_single_decode")
+public func flashinfer_swift_single_decode(_ q: UnsafePointer<DLTensor>?, _ k: UnsafePointer<DLTensor>?, _ v: UnsafePointer<DLTensor>?,
+                                           _ out: UnsafePointer<DLTensor>?, _ lse: UnsafePointer<DLTensor>?,
+                                           _ options: UnsafePointer<flashinfer_swift_options>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in try single(decode: true, q: q, k: k, v: v, out: out, lse: lse, options: options) }
+}
+
+@_cdecl("flashinfer_swift_single_prefill")
+public func flashinfer_swift_single_prefill(_ q: UnsafePointer<DLTensor>?, _ k: UnsafePointer<DLTensor>?, _ v: UnsafePointer<DLTensor>?,
+                                            _ out: UnsafePointer<DLTensor>?, _ lse: UnsafePointer<DLTensor>?,
+                                            _ options: UnsafePointer<flashinfer_swift_options>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in try single(decode: false, q: q, k: k, v: v, out: out, lse: lse, options: options) }
+}

@@ -1,0 +1,170 @@
+"""swift-flashinfer from Python: upstream FlashInfer's names over the library's C ABI (ctypes).
+
+The shared library is `libflashinfer_swift.so` (the SwiftPM product `flashinfer_swift`); it is found
+through $FLASHINFER_SWIFT_LIB, else next to this package, else in the repository's .build/release or
+.build/debug. This first slice takes NumPy arrays (CPU tensors, run on the library's CPU reference
+backend): `single_decode_with_kv_cache` and `single_prefill_with_kv_cache` with upstream's keyword
+arguments. Torch/CUDA tensors (DLPack on the GPU) are the next step (issue 15).
+"""
+import ctypes
+import os
+
+import numpy as np
+
+__all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "version", "FlashInferSwiftError"]
+
+
+class FlashInferSwiftError(RuntimeError):
+    """A failure inside the library (a CUDA or internal error)."""
+
+
+# ---- DLPack structs (flashinfer_swift.h) ----
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("device", _DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", _DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [
+        ("causal", ctypes.c_int32),
+        ("pos_encoding_mode", ctypes.c_int32),
+        ("kv_layout", ctypes.c_int32),
+        ("window_left", ctypes.c_int32),
+        ("sm_scale", ctypes.c_float),
+        ("rope_scale", ctypes.c_float),
+        ("rope_theta", ctypes.c_float),
+        ("logits_soft_cap", ctypes.c_float),
+    ]
+
+
+_kDLCPU, _kDLFloat = 1, 2
+_OK, _INVALID, _UNSUPPORTED, _RUNTIME = 0, 1, 2, 3
+_POS = {"NONE": 0, "ROPE_LLAMA": 1, "ALIBI": 2}
+_LAYOUT = {"NHD": 0, "HND": 1}
+
+
+def _find_library():
+    env = os.environ.get("FLASHINFER_SWIFT_LIB")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, "libflashinfer_swift.so")]
+    root = os.path.dirname(os.path.dirname(here))
+    for config in ("release", "debug"):
+        candidates.append(os.path.join(root, ".build", config, "libflashinfer_swift.so"))
+    for c in candidates:
+        if os.path.exists(c):
+            return c
+    raise OSError("libflashinfer_swift.so not found (build it: swift build -c release --product flashinfer_swift "
+                  "-Xswiftc -static-stdlib; or set FLASHINFER_SWIFT_LIB). Looked in: " + ", ".join(candidates))
+
+
+_lib = None
+
+
+def _library():
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(_find_library())
+        lib.flashinfer_swift_version.restype = ctypes.c_char_p
+        lib.flashinfer_swift_last_error.restype = ctypes.c_char_p
+        for name in ("flashinfer_swift_single_decode", "flashinfer_swift_single_prefill"):
+            f = getattr(lib, name)
+            f.restype = ctypes.c_int
+            f.argtypes = [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.POINTER(_Options), ctypes.c_void_p]
+        _lib = lib
+    return _lib
+
+
+def version():
+    """The library's version string."""
+    return _library().flashinfer_swift_version().decode()
+
+
+class _Tensor:
+    """A DLTensor over a NumPy array (kept alive with it)."""
+
+    def __init__(self, array, name):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy.ndarray (CPU tensor), got {type(array).__name__}")
+        if array.dtype == np.float16:
+            code, bits = _kDLFloat, 16
+        elif array.dtype == np.float32:
+            code, bits = _kDLFloat, 32
+        else:
+            raise TypeError(f"{name}: dtype {array.dtype} is not supported (float16, float32)")
+        self.array = array
+        n = array.ndim
+        self.shape = (ctypes.c_int64 * n)(*array.shape)
+        self.strides = (ctypes.c_int64 * n)(*[s // array.itemsize for s in array.strides])
+        self.t = _DLTensor(ctypes.c_void_p(array.ctypes.data), _DLDevice(_kDLCPU, 0), n, _DLDataType(code, bits, 1),
+                           self.shape, self.strides, 0)
+
+    def ref(self):
+        return ctypes.byref(self.t)
+
+
+def _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap):
+    if pos_encoding_mode not in _POS:
+        raise ValueError(f"pos_encoding_mode {pos_encoding_mode!r} is not one of {sorted(_POS)}")
+    if kv_layout not in _LAYOUT:
+        raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
+    return _Options(int(bool(causal)), _POS[pos_encoding_mode], _LAYOUT[kv_layout], int(window_left),
+                    float(sm_scale) if sm_scale is not None else 0.0, float(rope_scale) if rope_scale is not None else 0.0,
+                    float(rope_theta) if rope_theta is not None else 0.0,
+                    float(logits_soft_cap) if logits_soft_cap is not None else 0.0)
+
+
+def _call(fn, q, k, v, out_shape, lse_shape, options, return_lse):
+    out = np.full(out_shape, np.nan, dtype=q.dtype)
+    lse = np.full(lse_shape, np.nan, dtype=np.float32) if return_lse else None
+    tq, tk, tv, to = _Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")
+    tl = _Tensor(lse, "lse") if return_lse else None
+    status = fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), None)
+    if status != _OK:
+        message = _library().flashinfer_swift_last_error().decode()
+        if status == _INVALID:
+            raise ValueError(message)
+        if status == _UNSUPPORTED:
+            raise NotImplementedError(message)
+        raise FlashInferSwiftError(message)
+    return (out, lse) if return_lse else out
+
+
+def single_decode_with_kv_cache(q, k, v, kv_layout="NHD", pos_encoding_mode="NONE", use_tensor_cores=False,
+                                q_scale=None, k_scale=None, v_scale=None, window_left=-1, logits_soft_cap=None,
+                                sm_scale=None, rope_scale=None, rope_theta=None, return_lse=False):
+    """Decode attention of one request (upstream's signature): q [num_qo_heads, head_dim]; k, v
+    [kv_len, num_kv_heads, head_dim] (NHD) or [num_kv_heads, kv_len, head_dim] (HND). Returns the
+    output [num_qo_heads, head_dim] (and the base-2 LSE [num_qo_heads] with return_lse)."""
+    if any(s is not None and s != 1 for s in (q_scale, k_scale, v_scale)):
+        raise NotImplementedError("q_scale / k_scale / v_scale are not supported through the C ABI yet")
+    opts = _options(False, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap)
+    return _call(_library().flashinfer_swift_single_decode, q, k, v, q.shape, (q.shape[0],), opts, return_lse)
+
+
+def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=None, causal=False, kv_layout="NHD",
+                                 pos_encoding_mode="NONE", use_fp16_qk_reduction=False, sm_scale=None, window_left=-1,
+                                 logits_soft_cap=None, rope_scale=None, rope_theta=None, return_lse=False):
+    """Prefill / append attention of one request (upstream's signature): q [qo_len, num_qo_heads,
+    head_dim]; k, v as for decode. The causal mask is aligned bottom-right. Returns the output
+    (and the base-2 LSE [qo_len, num_qo_heads] with return_lse)."""
+    if custom_mask is not None or packed_custom_mask is not None:
+        raise NotImplementedError("custom masks are not supported through the C ABI yet")
+    opts = _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap)
+    return _call(_library().flashinfer_swift_single_prefill, q, k, v, q.shape, q.shape[:2], opts, return_lse)
