@@ -41,8 +41,14 @@ public func samplingDistribution(_ probs: Tensor, filter: SamplingFilter = .none
 }
 
 /// Draws one token per row of `probs` from the distribution `filter` leaves (`samplingDistribution`).
-public func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, backend: Backend = .cpu,
-                   entry: String = "sample") throws(FlashInferError) -> SamplingOutput {
+public func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64 = 0,
+                   backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: filter, seed: seed, offset: offset, backend: backend, entry: "sample")
+}
+
+/// `sample`, naming `entry` in a refusal.
+func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, backend: Backend,
+            entry: String) throws(FlashInferError) -> SamplingOutput {
     let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: entry, backend: backend)
     try validateFilter(filter, batch: batch)
     var out = SamplingOutput(samples: [], valid: [])
