@@ -81,6 +81,11 @@ protocol BackendImplementation: Sendable {
     /// Whether `blockSparseAttention` runs here (checked at plan time).
     var supportsBlockSparse: Bool { get }
 
+    /// Refuses, by name, an op that has only the CPU reference so far (sampling, renorm, softmax,
+    /// norms, activations: issue 13): the CPU runs it, a backend without its kernel throws
+    /// `.unsupportedCombination` rather than computing on the host behind the caller's back.
+    func requireReferenceOnlyOp(entry: String) throws(FlashInferError)
+
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                             table: PageTable) throws(FlashInferError)
 

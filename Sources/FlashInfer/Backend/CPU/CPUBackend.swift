@@ -60,6 +60,8 @@ struct CPUBackend: BackendImplementation {
 
     func requireSupport(_ options: AttentionOptions, entry: String) throws(FlashInferError) {}
 
+    func requireReferenceOnlyOp(entry: String) throws(FlashInferError) {}
+
     var supportsBlockSparse: Bool { true }
 
     func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,

@@ -49,6 +49,10 @@ struct CUDABackend: BackendImplementation {
         try requireCUDASupport(options, entry: entry)
     }
 
+    func requireReferenceOnlyOp(entry: String) throws(FlashInferError) {
+        throw .unsupportedCombination("\(entry) on the CUDA backend: no GPU kernel yet (only the CPU reference, backend: .cpu)")
+    }
+
     var supportsBlockSparse: Bool { false }
 
     func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
