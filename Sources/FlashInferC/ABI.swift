@@ -185,13 +185,10 @@ private func single(decode: Bool, q: UnsafePointer<DLTensor>?, k: UnsafePointer<
                     options: UnsafePointer<flashinfer_swift_options>?) throws(ABIFailure) {
     let qt = try hostTensor(q, name: "q"), kt = try hostTensor(k, name: "k"), vt = try hostTensor(v, name: "v")
     let opts = try attentionOptions(options, prefill: !decode)
-    let r: AttentionOutput
-    do {
-        r = decode
+    let r = try library { () throws(FlashInferError) in
+        decode
             ? try singleDecode(q: qt, k: kt, v: vt, options: opts, returnLSE: lse != nil, backend: .cpu)
             : try singlePrefill(q: qt, k: kt, v: vt, options: opts, returnLSE: lse != nil, backend: .cpu)
-    } catch {
-        throw ABIFailure(error)
     }
     try write(r.output, into: out, name: "out")
     if let lse, let l = r.lse { try write(l, into: lse, name: "lse") }
@@ -209,4 +206,52 @@ public func flashinfer_swift_single_prefill(_ q: UnsafePointer<DLTensor>?, _ k: 
                                             _ out: UnsafePointer<DLTensor>?, _ lse: UnsafePointer<DLTensor>?,
                                             _ options: UnsafePointer<flashinfer_swift_options>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
     guarded { () throws(ABIFailure) in try single(decode: false, q: q, k: k, v: v, out: out, lse: lse, options: options) }
+}
+
+// MARK: - state merges
+
+/// Runs a library call, its error as an ABI failure.
+private func library<T>(_ body: () throws(FlashInferError) -> T) throws(ABIFailure) -> T {
+    do { return try body() } catch { throw ABIFailure(error) }
+}
+
+@_cdecl("flashinfer_swift_merge_state")
+public func flashinfer_swift_merge_state(_ va: UnsafePointer<DLTensor>?, _ sa: UnsafePointer<DLTensor>?, _ vb: UnsafePointer<DLTensor>?,
+                                         _ sb: UnsafePointer<DLTensor>?, _ vOut: UnsafePointer<DLTensor>?,
+                                         _ sOut: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let (a, sA, b, sB) = (try hostTensor(va, name: "v_a"), try hostTensor(sa, name: "s_a"),
+                              try hostTensor(vb, name: "v_b"), try hostTensor(sb, name: "s_b"))
+        let r = try library { () throws(FlashInferError) in try mergeState(va: a, sa: sA, vb: b, sb: sB, backend: .cpu) }
+        try write(r.v, into: vOut, name: "v_out")
+        try write(r.s, into: sOut, name: "s_out")
+    }
+}
+
+@_cdecl("flashinfer_swift_merge_state_in_place")
+public func flashinfer_swift_merge_state_in_place(_ v: UnsafePointer<DLTensor>?, _ s: UnsafePointer<DLTensor>?,
+                                                  _ vOther: UnsafePointer<DLTensor>?, _ sOther: UnsafePointer<DLTensor>?,
+                                                  _ mask: UnsafePointer<UInt8>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        // The library merges into host copies of v and s, which are then written back.
+        let (vt, st) = (try hostTensor(v, name: "v"), try hostTensor(s, name: "s"))
+        let (vo, so) = (try hostTensor(vOther, name: "v_other"), try hostTensor(sOther, name: "s_other"))
+        let m = mask.map { p in (0..<(vt.shape.first ?? 0)).map { p[$0] } }
+        try library { () throws(FlashInferError) in
+            try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, mask: m, backend: .cpu)
+        }
+        try write(vt, into: v, name: "v")
+        try write(st, into: s, name: "s")
+    }
+}
+
+@_cdecl("flashinfer_swift_merge_states")
+public func flashinfer_swift_merge_states(_ v: UnsafePointer<DLTensor>?, _ s: UnsafePointer<DLTensor>?, _ vOut: UnsafePointer<DLTensor>?,
+                                          _ sOut: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let (vt, st) = (try hostTensor(v, name: "v"), try hostTensor(s, name: "s"))
+        let r = try library { () throws(FlashInferError) in try mergeStates(v: vt, s: st, backend: .cpu) }
+        try write(r.v, into: vOut, name: "v_out")
+        try write(r.s, into: sOut, name: "s_out")
+    }
 }

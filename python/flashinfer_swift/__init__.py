@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-__all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "version", "FlashInferSwiftError"]
+__all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "merge_state", "merge_state_in_place",
+           "merge_states", "version", "FlashInferSwiftError"]
 
 
 class FlashInferSwiftError(RuntimeError):
@@ -87,6 +88,11 @@ def _library():
             f = getattr(lib, name)
             f.restype = ctypes.c_int
             f.argtypes = [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.POINTER(_Options), ctypes.c_void_p]
+        lib.flashinfer_swift_merge_state.argtypes = [ctypes.POINTER(_DLTensor)] * 6 + [ctypes.c_void_p]
+        lib.flashinfer_swift_merge_state_in_place.argtypes = [ctypes.POINTER(_DLTensor)] * 4 + [ctypes.c_void_p, ctypes.c_void_p]
+        lib.flashinfer_swift_merge_states.argtypes = [ctypes.POINTER(_DLTensor)] * 4 + [ctypes.c_void_p]
+        for name in ("flashinfer_swift_merge_state", "flashinfer_swift_merge_state_in_place", "flashinfer_swift_merge_states"):
+            getattr(lib, name).restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -130,19 +136,25 @@ def _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_s
                     float(logits_soft_cap) if logits_soft_cap is not None else 0.0)
 
 
+def _check(status):
+    """Raises the library's last error for a failed status: ValueError for bad input,
+    NotImplementedError for a valid but unsupported one, FlashInferSwiftError otherwise."""
+    if status == _OK:
+        return
+    message = _library().flashinfer_swift_last_error().decode()
+    if status == _INVALID:
+        raise ValueError(message)
+    if status == _UNSUPPORTED:
+        raise NotImplementedError(message)
+    raise FlashInferSwiftError(message)
+
+
 def _call(fn, q, k, v, out_shape, lse_shape, options, return_lse):
     out = np.full(out_shape, np.nan, dtype=q.dtype)
     lse = np.full(lse_shape, np.nan, dtype=np.float32) if return_lse else None
     tq, tk, tv, to = _Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")
     tl = _Tensor(lse, "lse") if return_lse else None
-    status = fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), None)
-    if status != _OK:
-        message = _library().flashinfer_swift_last_error().decode()
-        if status == _INVALID:
-            raise ValueError(message)
-        if status == _UNSUPPORTED:
-            raise NotImplementedError(message)
-        raise FlashInferSwiftError(message)
+    _check(fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), None))
     return (out, lse) if return_lse else out
 
 
@@ -168,3 +180,43 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
         raise NotImplementedError("custom masks are not supported through the C ABI yet")
     opts = _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap)
     return _call(_library().flashinfer_swift_single_prefill, q, k, v, q.shape, q.shape[:2], opts, return_lse)
+
+
+def _states_out(v, s, shape):
+    if not isinstance(v, np.ndarray) or not isinstance(s, np.ndarray):
+        raise TypeError("v and s must be numpy.ndarray (CPU tensors)")
+    return np.full(shape, np.nan, dtype=v.dtype), np.full(shape[:-1], np.nan, dtype=np.float32)
+
+
+def merge_state(v_a, s_a, v_b, s_b):
+    """Merges two attention states (upstream's merge_state): v [n, H, D] f16, s [n, H] float32
+    base-2 LSE. Returns (V, S)."""
+    v_out, s_out = _states_out(v_a, s_a, v_a.shape)
+    ts = [_Tensor(v_a, "v_a"), _Tensor(s_a, "s_a"), _Tensor(v_b, "v_b"), _Tensor(s_b, "s_b"),
+          _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
+    _check(_library().flashinfer_swift_merge_state(*[t.ref() for t in ts], None))
+    return v_out, s_out
+
+
+def merge_state_in_place(v, s, v_other, s_other, mask=None):
+    """Merges (v_other, s_other) into (v, s) in place (upstream's merge_state_in_place); with mask
+    ([n] bool), positions whose mask is False are left unchanged."""
+    ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_other, "v_other"), _Tensor(s_other, "s_other")]
+    m = None
+    if mask is not None:
+        m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
+        if m.shape != (v.shape[0],):
+            raise ValueError(f"mask: shape {m.shape}, expected ({v.shape[0]},)")
+    _check(_library().flashinfer_swift_merge_state_in_place(*[t.ref() for t in ts],
+                                                             ctypes.c_void_p(m.ctypes.data) if m is not None else None, None))
+
+
+def merge_states(v, s):
+    """Merges S states per position (upstream's merge_states): v [n, S, H, D], s [n, S, H].
+    Returns (V [n, H, D], S [n, H])."""
+    if v.ndim != 4:
+        raise ValueError(f"v: expected 4 dimensions [n, num_states, H, D], got {v.ndim}")
+    v_out, s_out = _states_out(v, s, (v.shape[0], v.shape[2], v.shape[3]))
+    ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
+    _check(_library().flashinfer_swift_merge_states(*[t.ref() for t in ts], None))
+    return v_out, s_out

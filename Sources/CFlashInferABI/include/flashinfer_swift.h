@@ -83,6 +83,19 @@ int flashinfer_swift_single_decode(const DLTensor* q, const DLTensor* k, const D
 int flashinfer_swift_single_prefill(const DLTensor* q, const DLTensor* k, const DLTensor* v, const DLTensor* out,
                                     const DLTensor* lse, const flashinfer_swift_options* options, void* stream);
 
+/*
+ * Attention-state merges (base-2 LSE): v [n, H, D] f16/bf16, s [n, H] float32.
+ *   merge_state:          (v_out, s_out) = (v_a, s_a) (+) (v_b, s_b)
+ *   merge_state_in_place: (v, s) = (v, s) (+) (v_other, s_other) where mask[i] != 0 (mask: n bytes or NULL)
+ *   merge_states:         v [n, S, H, D], s [n, S, H] -> v_out [n, H, D], s_out [n, H]
+ */
+int flashinfer_swift_merge_state(const DLTensor* v_a, const DLTensor* s_a, const DLTensor* v_b, const DLTensor* s_b,
+                                 const DLTensor* v_out, const DLTensor* s_out, void* stream);
+int flashinfer_swift_merge_state_in_place(const DLTensor* v, const DLTensor* s, const DLTensor* v_other,
+                                          const DLTensor* s_other, const uint8_t* mask, void* stream);
+int flashinfer_swift_merge_states(const DLTensor* v, const DLTensor* s, const DLTensor* v_out, const DLTensor* s_out,
+                                  void* stream);
+
 #ifdef __cplusplus
 }
 #endif
