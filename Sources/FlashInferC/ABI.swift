@@ -141,17 +141,24 @@ func write(_ result: Tensor, into p: UnsafePointer<DLTensor>?, name: String) thr
     guard !src.isEmpty else { return }
     guard let data = t.data else { throw .invalid("\(name): data is NULL") }
     let base = data + Int(t.byte_offset)
-    var index = [Int](repeating: 0, count: shape.count)
-    for e in 0..<result.count {
-        var off = 0
-        for a in 0..<shape.count { off += index[a] * strides[a] }
-        (base + off * es).copyMemory(from: src.withUnsafeBytes { $0.baseAddress! + e * es }, byteCount: es)
-        var a = shape.count - 1
-        while a >= 0 {
-            index[a] += 1
-            if index[a] < shape[a] { break }
-            index[a] = 0
-            a -= 1
+    src.withUnsafeBytes { from in
+        // A compact destination takes the bytes at once; a strided one element by element.
+        if strides == Tensor.contiguousStrides(shape) {
+            base.copyMemory(from: from.baseAddress!, byteCount: src.count)
+            return
+        }
+        var index = [Int](repeating: 0, count: shape.count)
+        for e in 0..<result.count {
+            var off = 0
+            for a in 0..<shape.count { off += index[a] * strides[a] }
+            (base + off * es).copyMemory(from: from.baseAddress! + e * es, byteCount: es)
+            var a = shape.count - 1
+            while a >= 0 {
+                index[a] += 1
+                if index[a] < shape[a] { break }
+                index[a] = 0
+                a -= 1
+            }
         }
     }
 }

@@ -72,3 +72,12 @@ def test_merge_errors():
         fi.merge_state(va, sa, va, sa[:3])
     with pytest.raises(ValueError, match="mask"):
         fi.merge_state_in_place(va.copy(), sa.copy(), va, sa, mask=np.ones(3, bool))
+
+
+
+def test_merge_state_in_place_needs_contiguous_states():
+    rng = np.random.default_rng(7)
+    v_all, s_all = states(rng, 9, 4, 64)
+    vo, so = states(rng, 9, 2, 64)
+    with pytest.raises(ValueError, match="contiguous"):
+        fi.merge_state_in_place(v_all[:, ::2], s_all[:, ::2], vo, so)
