@@ -47,7 +47,7 @@ import Testing
         layout(
             FIVariantParams(),
             \.sm_scale_log2, \.soft_cap_pre_tanh_scale, \.rope_rcp_scale, \.rope_log2_theta, \.qo_len, \.kv_len,
-            \.window_left, \.num_qo_heads
+            \.window_left, \.num_qo_heads, \.v_scale, \.mask_kv_len, \.custom_mask
         ),
         layout(FIKVTensors(), \.k, \.v, \.k_stride_n, \.k_stride_h, \.v_stride_n, \.v_stride_h),
         layout(FIPageTable(), \.page_indices, \.k_stride_page, \.v_stride_page, \.page_size, \.page_div_m, \.page_div_l, \.pad),
@@ -69,7 +69,7 @@ import Testing
         layout(
             FIBatchPrefillParams(),
             \.base, \.request_indices, \.qo_tile_indices, \.kv_tile_indices, \.qo_indptr, \.kv_lens, \.kv_starts,
-            \.o_indptr, \.tmp_o, \.tmp_lse, \.pages, \.kv_chunk
+            \.o_indptr, \.tmp_o, \.tmp_lse, \.pages, \.mask_indptr, \.kv_chunk, \.pad
         ),
         layout(
             FIMergeParams(),

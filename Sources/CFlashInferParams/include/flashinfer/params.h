@@ -45,6 +45,12 @@ typedef struct FIVariantParams {
   int kv_len;                     // keys of the request
   int window_left;                // inclusive window; < 0: none
   int num_qo_heads;               // for ALiBi slopes
+  float v_scale;                  // the output's factor (FP8 V's scale; 1 = none), applied with 1/rowsum
+  int mask_kv_len;                // custom mask: the row length (the request's whole kv_len) of its bits
+  // Custom-mask variants: the request's packed mask, bit (qo·mask_kv_len + kv) at byte >> 3, bit & 7
+  // (little-endian; Attention/CustomMask.swift); a set bit keeps the key. Null otherwise. The batch
+  // kernel points it at the request's segment (FIBatchPrefillParams::mask_indptr).
+  FI_DEVICE_PTR(const unsigned char) custom_mask;
 } FIVariantParams;
 
 // ---- attention/kv.cuh: K and V as every attention kernel reads them ----
@@ -159,7 +165,10 @@ typedef struct FIBatchPrefillParams {
                                              //   o_indptr[b] + i·chunks_b + c; null when the plan does not split
   FI_DEVICE_PTR(float) tmp_lse;              // split: partial LSE [o_indptr[B], Hq]
   FIPageTable pages;           // paged: the page table; ragged: zeros (page_size 1)
+  FI_DEVICE_PTR(const int) mask_indptr;      // custom mask: [B + 1] byte offsets of the requests' packed masks
+                                             //   in base.variant.custom_mask; else null
   int kv_chunk;                // keys per kv chunk (chunks_b = max(ceil(kv_len_b / kv_chunk), 1))
+  int pad;
 } FIBatchPrefillParams;
 
 // ---- attention/cascade.cuh ----

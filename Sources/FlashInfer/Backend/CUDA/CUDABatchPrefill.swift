@@ -197,7 +197,7 @@ enum CUDABatchPrefill {
                 pages: FIPageTable(page_indices: dp.address(dp.pageIndices), k_stride_page: kv.kPageStride,
                                    v_stride_page: kv.vPageStride, page_size: Int32(dp.pageSize), page_div_m: dp.pageDivM,
                                    page_div_l: dp.pageDivL, pad: 0),
-                kv_chunk: Int32(dp.kvChunk))
+                mask_indptr: 0, kv_chunk: Int32(dp.kvChunk), pad: 0)
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
             guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }
@@ -216,8 +216,10 @@ enum CUDABatchPrefill {
 /// f16 and bf16, each variant hook at least once.
 func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
     func spec(_ dtype: DType, _ d: Int, _ kv: PrefillSpec.KVSource, ctaQ: Int = 128, posEnc: PrefillSpec.PosEnc = .none,
-              softCap: Bool = false, causal: Bool = false, window: Bool = false) -> PrefillSpec {
-        var s = PrefillSpec(dtype: dtype, headDim: d, posEnc: posEnc, softCap: softCap, causal: causal, window: window, kvSource: kv)
+              softCap: Bool = false, causal: Bool = false, window: Bool = false, kvDType: DType? = nil,
+              customMask: Bool = false) -> PrefillSpec {
+        var s = PrefillSpec(dtype: dtype, headDim: d, posEnc: posEnc, softCap: softCap, causal: causal, window: window, kvSource: kv,
+                            kvDType: kvDType, customMask: customMask)
         s.tile = .batch(headDim: d, plain: s.plain, ctaQ: ctaQ)
         return s
     }
@@ -231,6 +233,16 @@ func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
             spec(.f16, 128, kv, ctaQ: 64, posEnc: .rope, causal: true),
             spec(.bf16, 128, kv, posEnc: .rope, causal: true),
             spec(.f16, 64, kv, ctaQ: 64, posEnc: .alibi, softCap: true, window: true),
+            // Custom masks (block-sparse attention runs the paged one).
+            spec(.f16, 128, kv, customMask: true),
+            spec(.bf16, 128, kv, ctaQ: 64, softCap: true, customMask: true),
+            // FP8 K/V: the tensor-core decode tile (64 rows) and the prefill tile, both formats.
+            spec(.f16, 128, kv, ctaQ: 64, kvDType: .e4m3),
+            spec(.bf16, 128, kv, ctaQ: 64, kvDType: .e5m2),
+            spec(.f16, 128, kv, causal: true, kvDType: .e4m3),
+            spec(.bf16, 64, kv, posEnc: .rope, causal: true, kvDType: .e4m3),
+            spec(.f16, 256, kv, ctaQ: 64, window: true, kvDType: .e5m2),
+            spec(.f16, 128, kv, ctaQ: 64, kvDType: .e4m3, customMask: true),
         ]
     }
     return specs.map { ("batch prefill \($0.name)", $0) }

@@ -9,8 +9,11 @@ public struct DecodeSpec: KernelSpec {
     /// Position-encoding code path (RoPE's scale and theta are runtime values).
     public typealias PosEnc = KernelPosEnc
 
-    /// f16 or bf16 (q, k, v and the output share it).
+    /// f16 or bf16: q and the output (and K/V unless `kvDType` says otherwise).
     public var dtype: DType
+    /// K and V as stored: `dtype`, or FP8 (e4m3 / e5m2), converted to float as each key is read
+    /// (`kScale` / `vScale` are launch parameters).
+    public var kvDType: DType
     /// 64, 128 or 256.
     public var headDim: Int
     /// Query heads one CTA serves (1, 2, 4 or 8): the GQA group size rounded up to a power of two,
@@ -36,16 +39,18 @@ public struct DecodeSpec: KernelSpec {
     @_spi(Bench) public static let defaultStages = 4
     @_spi(Bench) public static let defaultKeysPerSlot = 4
 
-    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool, paged: Bool = false) {
+    public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool, paged: Bool = false,
+                kvDType: DType? = nil) {
         self.init(dtype: dtype, headDim: headDim, group: group, posEnc: posEnc, softCap: softCap,
-                  stages: DecodeSpec.defaultStages, keysPerSlot: DecodeSpec.defaultKeysPerSlot, paged: paged)
+                  stages: DecodeSpec.defaultStages, keysPerSlot: DecodeSpec.defaultKeysPerSlot, paged: paged, kvDType: kvDType)
     }
 
     /// Another pipeline depth and tile than the library's (the bench and check compare them).
     @_spi(Bench) public init(dtype: DType, headDim: Int, group: Int, posEnc: PosEnc, softCap: Bool,
-                             stages: Int, keysPerSlot: Int, paged: Bool = false) {
+                             stages: Int, keysPerSlot: Int, paged: Bool = false, kvDType: DType? = nil) {
         self.paged = paged
         self.dtype = dtype
+        self.kvDType = kvDType ?? dtype
         self.headDim = headDim
         self.group = group
         self.posEnc = posEnc
@@ -55,7 +60,7 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")"
+        "decode_\(dtype.rawValue)\(kvDType != dtype ? "_kv" + kvDType.rawValue : "")_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
@@ -63,7 +68,7 @@ public struct DecodeSpec: KernelSpec {
     /// sliding window by starting its key range at the window (decode.cuh).
     var traits: String {
         let variant = "flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), false, false>"
-        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline)>"
+        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName)>"
     }
 
     public func source() -> String {
@@ -84,17 +89,18 @@ public struct DecodeSpec: KernelSpec {
     // Mirrors of DecodeTraits (decode.cuh); the kernel traps if the shared size disagrees.
     static let threads = 128
     /// Lanes sharing one key (one 16-byte chunk each).
-    var lanes: Int { headDim / 8 }
+    var lanes: Int { headDim / 8 }  // 8 elements per lane whatever the K/V dtype
     /// Key slots per CTA (threads / lanes).
     var slots: Int { Self.threads / lanes }
     /// Keys per pipeline stage: slots × keysPerSlot.
     public var tileKeys: Int { slots * keysPerSlot }
     /// The cp.async pipeline's bytes (stages × K and V tiles).
-    var pipelineBytes: Int { stages * 2 * tileKeys * headDim * dtype.byteSize }
+    var pipelineBytes: Int { stages * 2 * tileKeys * headDim * kvDType.byteSize }
     /// The epilogue's per-slot o buffer (fp32), which reuses the pipeline buffers.
     var epilogueBytes: Int { slots * group * headDim * 4 }
-    /// Dynamic shared memory: the pipeline, the per-slot scores and the per-slot maxima.
-    public var sharedBytes: Int { pipelineBytes + slots * keysPerSlot * group * 4 + slots * group * 4 }
+    /// Dynamic shared memory: the pipeline (or the epilogue's o buffer, if larger), the per-slot
+    /// scores and the per-slot maxima.
+    public var sharedBytes: Int { max(pipelineBytes, epilogueBytes) + slots * keysPerSlot * group * 4 + slots * group * 4 }
 }
 
 /// The JIT spec of the split-KV merge (`attention/decode_merge.cuh`).
@@ -145,6 +151,21 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
                     let s = DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: pe, softCap: cap, paged: true)
                     out.append((s.name, s))
                 }
+            }
+            // FP8 K/V (e4m3 / e5m2) under q in this dtype: single and paged, the plain path at every
+            // head dim, each hook once at head dim 128.
+            for kv in [DType.e4m3, .e5m2] {
+                out.append(contentsOf: [
+                    DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: .none, softCap: false, kvDType: kv),
+                    DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: .none, softCap: false, paged: true, kvDType: kv),
+                ].map { ($0.name, $0) })
+            }
+            if d == 128 {
+                out.append(contentsOf: [
+                    DecodeSpec(dtype: dtype, headDim: d, group: 8, posEnc: .rope, softCap: true, kvDType: .e4m3),
+                    DecodeSpec(dtype: dtype, headDim: d, group: 1, posEnc: .alibi, softCap: false, paged: true, kvDType: .e5m2),
+                    DecodeSpec(dtype: dtype, headDim: d, group: 8, posEnc: .rope, softCap: false, paged: true, kvDType: .e4m3),
+                ].map { ($0.name, $0) })
             }
             // The timestamped variant `bench single-decode --timeline` uses.
             var tl = DecodeSpec(dtype: dtype, headDim: d, group: 4, posEnc: .none, softCap: false)

@@ -47,9 +47,12 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
         return t
     }
 
-    /// Dynamic shared memory of one CTA: Q tile + STAGES K tiles + STAGES V tiles.
-    public func sharedBytes(headDim: Int, elementBytes: Int = 2) -> Int {
-        (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes
+    /// Dynamic shared memory of one CTA: Q tile + STAGES K tiles + STAGES V tiles; with FP8 K/V
+    /// (`kvElementBytes` 1), Q + one converted K and V tile + STAGES fp8 K and V staging tiles.
+    public func sharedBytes(headDim: Int, elementBytes: Int = 2, kvElementBytes: Int? = nil) -> Int {
+        let kvBytes = kvElementBytes ?? elementBytes
+        if kvBytes == elementBytes { return (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes }
+        return (ctaQ + 2 * ctaKV) * headDim * elementBytes + 2 * Self.stages * ctaKV * headDim * kvBytes
     }
 
     public init(mmaQ: Int, ctaKV: Int, kvSub: Int) {
@@ -80,39 +83,54 @@ public struct PrefillSpec: KernelSpec {
     public var window: Bool
     public var tile: PrefillTile
     public var kvSource: KVSource
+    /// K and V as stored: `dtype`, or FP8 (e4m3 / e5m2): tiles land in fp8 staging buffers and are
+    /// converted to `dtype` in shared memory (prefill_traits.cuh).
+    public var kvDType: DType
+    /// A packed custom mask per request (`VariantParams::custom_mask`): replaces `causal`.
+    public var customMask: Bool
 
     public init(dtype: DType, headDim: Int, posEnc: PosEnc = .none, softCap: Bool = false, causal: Bool = false,
-                window: Bool = false, tile: PrefillTile? = nil, kvSource: KVSource = .single) {
+                window: Bool = false, tile: PrefillTile? = nil, kvSource: KVSource = .single, kvDType: DType? = nil,
+                customMask: Bool = false) {
         self.dtype = dtype
+        self.kvDType = kvDType ?? dtype
+        self.customMask = customMask
         self.headDim = headDim
         self.posEnc = posEnc
         self.softCap = softCap
-        self.causal = causal
+        self.causal = causal && !customMask  // the mask replaces the causal mask
         self.window = window
-        self.tile = tile ?? .default(headDim: headDim, plain: posEnc == .none && !window)
+        self.tile = tile ?? .default(headDim: headDim, plain: posEnc == .none && !window && !self.kvDType.isFP8 && !customMask)
         self.kvSource = kvSource
     }
 
     /// The spec a call with these options needs.
-    public init(dtype: DType, headDim: Int, options: AttentionOptions, kvSource: KVSource = .single) {
+    /// (With `customMask` the causal flag is dropped: the mask replaces it, as upstream's mask modes.)
+    public init(dtype: DType, headDim: Int, options: AttentionOptions, kvSource: KVSource = .single, kvDType: DType? = nil,
+                customMask: Bool = false) {
         self.init(dtype: dtype, headDim: headDim, posEnc: PosEnc(options.positionEncoding), softCap: options.logitsSoftCap > 0,
-                  causal: options.causal, window: options.windowLeft >= 0, kvSource: kvSource)
+                  causal: options.causal && !customMask, window: options.windowLeft >= 0, kvSource: kvSource, kvDType: kvDType,
+                  customMask: customMask)
     }
 
-    /// Whether the variant is the plain one (no RoPE, ALiBi or window), which gets the wider sub-tile.
-    public var plain: Bool { posEnc == .none && !window }
+    /// Whether the variant is the plain one (no RoPE, ALiBi or window; 16-bit K/V, no custom mask),
+    /// which gets the wider sub-tile (the FP8 conversion and the mask reads spill at 64 keys, D 128).
+    public var plain: Bool { posEnc == .none && !window && !kvDType.isFP8 && !customMask }
 
     public var name: String {
-        var n = (kvSource == .single ? "prefill_" : "batch_prefill_\(kvSource.rawValue)_") + "\(dtype.rawValue)_d\(headDim)_\(posEnc.rawValue)"
+        var n = (kvSource == .single ? "prefill_" : "batch_prefill_\(kvSource.rawValue)_") + "\(dtype.rawValue)"
+        if kvDType != dtype { n += "_kv\(kvDType.rawValue)" }
+        n += "_d\(headDim)_\(posEnc.rawValue)"
         if softCap { n += "_cap" }
         if causal { n += "_causal" }
+        if customMask { n += "_mask" }
         if window { n += "_win" }
         return n + "_\(tile)"
     }
 
     public var entryPoint: String { "fi_" + name }
 
-    public var sharedBytes: Int { tile.sharedBytes(headDim: headDim, elementBytes: dtype.byteSize) }
+    public var sharedBytes: Int { tile.sharedBytes(headDim: headDim, elementBytes: dtype.byteSize, kvElementBytes: kvDType.byteSize) }
 
     public func source() -> String {
         let (header, params, body) = switch kvSource {
@@ -122,8 +140,8 @@ public struct PrefillSpec: KernelSpec {
         }
         return """
         #include <flashinfer/attention/\(header)>
-        using Variant = flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), \(causal), \(window)>;
-        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant>;
+        using Variant = flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), \(causal), \(window), \(customMask)>;
+        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant, \(kvDType.cudaTypeName)>;
         extern "C" __global__ void __launch_bounds__(Traits::NUM_THREADS, 2)
         \(entryPoint)(const __grid_constant__ flashinfer::\(params) p) {
           \(body);
@@ -215,6 +233,19 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
         PrefillSpec(dtype: .f16, headDim: 128, causal: true, window: true),
         PrefillSpec(dtype: .f16, headDim: 64, posEnc: .alibi, softCap: true, window: true),
         PrefillSpec(dtype: .bf16, headDim: 256, posEnc: .rope, softCap: true, causal: true, window: true),
+        // Custom masks: plain, and with the window and a soft cap.
+        PrefillSpec(dtype: .f16, headDim: 128, customMask: true),
+        PrefillSpec(dtype: .bf16, headDim: 64, softCap: true, window: true, customMask: true),
+    ]
+    // FP8 K/V: both formats under both q dtypes at every head dim (plain and causal), RoPE once.
+    for kv in [DType.e4m3, .e5m2] {
+        for dtype in [DType.f16, .bf16] {
+            for d in supportedHeadDims { specs.append(PrefillSpec(dtype: dtype, headDim: d, causal: d == 128, kvDType: kv)) }
+        }
+    }
+    specs += [
+        PrefillSpec(dtype: .f16, headDim: 128, posEnc: .rope, causal: true, kvDType: .e4m3),
+        PrefillSpec(dtype: .bf16, headDim: 128, posEnc: .alibi, softCap: true, window: true, kvDType: .e5m2, customMask: true),
     ]
     return specs.map { ("prefill \($0.name)", $0) }
 }

@@ -17,10 +17,13 @@ extension FIVariantParams {
     ///   - `soft_cap_pre_tanh_scale`: sm_scale / cap (0 without a soft cap);
     ///   - `rope_rcp_scale`, `rope_log2_theta`: 1 / scale and log2(theta) of Llama RoPE (1 and
     ///     log2(1e4) otherwise; the kernel reads them only with RoPE).
-    /// The default scale is 1/√headDim. The lengths as given (the batch kernels read per-request
-    /// lengths from the plan and pass 0 here).
+    ///   - `v_scale`: the FP8 V scale (1 = none), which the kernels fold into the 1/rowsum of their
+    ///     epilogue (linear, so split-KV partials merge as before; the LSE is unchanged).
+    /// The default scale is 1/√headDim; `kScale` (FP8 K's scale) multiplies it, as upstream folds
+    /// `k_scale` into `sm_scale`. The lengths as given (the batch kernels read per-request lengths
+    /// from the plan and pass 0 here). No custom mask (`custom_mask` null; see `withCustomMask`).
     init(options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int, numQOHeads: Int) {
-        let scale = options.resolvedScale(headDim: headDim)
+        let scale = Float(Double(options.resolvedScale(headDim: headDim)) * Double(options.kScale))
         let cap = options.logitsSoftCap
         var ropeScale: Float = 1, ropeTheta: Float = 1e4
         if case .ropeLlama(let s, let t) = options.positionEncoding { (ropeScale, ropeTheta) = (s, t) }
@@ -29,6 +32,6 @@ extension FIVariantParams {
                   rope_rcp_scale: 1 / ropeScale,
                   rope_log2_theta: Float(log2(Double(ropeTheta))),
                   qo_len: Int32(qoLen), kv_len: Int32(kvLen), window_left: Int32(options.windowLeft),
-                  num_qo_heads: Int32(numQOHeads))
+                  num_qo_heads: Int32(numQOHeads), v_scale: options.vScale, mask_kv_len: Int32(kvLen), custom_mask: 0)
     }
 }

@@ -52,10 +52,13 @@ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 // Variant: an attention variant (variants.cuh) whose keep() masks nothing but keys past kv_len:
 // decode applies the sliding window by starting its key range at the window (kv_begin), so its
 // variants have CAUSAL and WINDOW false (one query, the last position: causal keeps every key).
+// KVT_: the K/V element type: DT, or fp8 (e4m3 / e5m2; converted to float when read from shared
+// memory, with k_scale folded into the softmax scale and v_scale into the epilogue by the host).
 template <typename DT_, int HEAD_DIM_, int GROUP_, typename Variant_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool TIMELINE_ = false>
+          bool PAGED_ = false, bool TIMELINE_ = false, typename KVT_ = DT_>
 struct DecodeTraits {
-  using DT = DT_;
+  using DT = DT_;    // q and the output
+  using KVT = KVT_;  // K and V
   using Variant = Variant_;
   static constexpr bool TIMELINE = TIMELINE_;      // per-CTA timestamps (DecodeParams::timeline)
   static constexpr bool PAGED = PAGED_;            // batch decode over a paged cache
@@ -69,22 +72,28 @@ struct DecodeTraits {
   static constexpr int KEYS_PER_SLOT = KEYS_PER_SLOT_;        // keys a slot takes per tile
   static constexpr int TILE_KEYS = SLOTS * KEYS_PER_SLOT;     // keys per pipeline stage
   static constexpr int SCORES = KEYS_PER_SLOT * GROUP;        // (key, head) values per slot per tile
-  static constexpr int TILE_BYTES = TILE_KEYS * HEAD_DIM * int(sizeof(DT));  // one K or V tile
+  static constexpr int KV_BYTES = int(sizeof(KVT));           // bytes per K/V element (2, or 1 for fp8)
+  static constexpr int ROW_COPIES = HEAD_DIM * KV_BYTES / 16; // 16-byte cp.async chunks per key row
+  static constexpr int TILE_BYTES = TILE_KEYS * HEAD_DIM * KV_BYTES;  // one K or V tile
+  static constexpr int COPIES = TILE_KEYS * ROW_COPIES / THREADS;     // chunks a thread copies per K (or V) tile
   static constexpr int STAGE_BYTES = 2 * TILE_BYTES;          // K tile then V tile
   static constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;
+  static constexpr int OBUF_BYTES = SLOTS * GROUP * HEAD_DIM * 4;  // the epilogue's o, over the pipeline
+  static constexpr int PIPE_REGION = PIPE_BYTES > OBUF_BYTES ? PIPE_BYTES : OBUF_BYTES;
   static constexpr int SCORE_BYTES = SLOTS * SCORES * 4;      // [SLOTS][KEYS_PER_SLOT][GROUP] floats
   static constexpr int MAX_BYTES = SLOTS * GROUP * 4;         // [SLOTS][GROUP] floats (epilogue)
-  static constexpr int SMEM_BYTES = PIPE_BYTES + SCORE_BYTES + MAX_BYTES;
+  static constexpr int SMEM_BYTES = PIPE_REGION + SCORE_BYTES + MAX_BYTES;
   static constexpr float RESCALE_THRESHOLD = 8.f;             // log2 units: p <= 256
 
-  static_assert(VEC == 8, "16-bit element types only");
+  static_assert(VEC == 8, "q and the output: 16-bit element types only");
+  static_assert(KV_BYTES == 2 || KV_BYTES == 1, "K/V: q's dtype or fp8");
+  static_assert(COPIES >= 1 && TILE_KEYS * ROW_COPIES == THREADS * COPIES && THREADS % ROW_COPIES == 0,
+                "the K/V tile's chunks divide among threads, a fixed chunk column each");
   static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256, "head_dim 64, 128 or 256");
   static_assert(GROUP == 1 || GROUP == 2 || GROUP == 4 || GROUP == 8, "GROUP is a power of 2 <= 8");
   static_assert(LANES <= 32 && 32 % LANES == 0, "a slot lives inside one warp");
-  static_assert(TILE_KEYS * LANES == THREADS * KEYS_PER_SLOT, "each thread copies KEYS_PER_SLOT chunks of K and of V");
   static_assert(STAGES >= 2, "at least double buffering");
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
-  static_assert(SLOTS * GROUP * HEAD_DIM * 4 <= PIPE_BYTES, "the epilogue reuses the pipeline buffers for o");
   static_assert(!Variant::CAUSAL && !Variant::WINDOW, "decode windows by its key range (see above)");
 };
 
@@ -134,7 +143,7 @@ struct SlotReduce {
 // rows of kv head `kv_head` for single decode.
 template <class KT>
 __device__ __forceinline__ auto decode_kv(const DecodeParams& p, int kv_head, const int& first_page) {
-  using DT = typename KT::DT;
+  using DT = typename KT::KVT;
   if constexpr (KT::PAGED) {
     return PagedKV<DT>{p.kv, p.pages, first_page};
   } else {
@@ -145,6 +154,8 @@ __device__ __forceinline__ auto decode_kv(const DecodeParams& p, int kv_head, co
 template <class KT>
 __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   using DT = typename KT::DT;
+  using KVT = typename KT::KVT;
+  using KVChunk = vec_io::chunk8<KVT>;  // lane c's 8 elements of a key row
   constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES, KPS = KT::KEYS_PER_SLOT;
   constexpr int TILE = KT::TILE_KEYS, STAGES = KT::STAGES, SCORES = KT::SCORES;
   using Reduce = SlotReduce<SCORES, LANES>;
@@ -165,9 +176,9 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
     if (dyn < unsigned(KT::SMEM_BYTES)) __trap();  // the host's size disagrees with this kernel
   }
-  DT* pipe = reinterpret_cast<DT*>(smem);                                   // [STAGES][K|V][TILE][D]
-  float* scores = reinterpret_cast<float*>(smem + KT::PIPE_BYTES);          // [SLOTS][KPS][G]
-  float* slot_max = reinterpret_cast<float*>(smem + KT::PIPE_BYTES + KT::SCORE_BYTES);  // [SLOTS][G]
+  KVT* pipe = reinterpret_cast<KVT*>(smem);                                 // [STAGES][K|V][TILE][D]
+  float* scores = reinterpret_cast<float*>(smem + KT::PIPE_REGION);         // [SLOTS][KPS][G]
+  float* slot_max = reinterpret_cast<float*>(smem + KT::PIPE_REGION + KT::SCORE_BYTES);  // [SLOTS][G]
 
   const int tid = threadIdx.x;
   const int c = tid % LANES;      // this lane's 16-byte chunk of a key: elements [8c, 8c+8)
@@ -253,22 +264,27 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   // K and V through the KV policy (kv.cuh): the request's pages, or the one request's rows.
   const int first_page = KT::PAGED ? p.kv_indptr[request] : 0;
   const auto kv = decode_kv<KT>(p, kv_head, first_page);
-  const DT* k_head = kv.k_base();
-  const DT* v_head = kv.v_base();
-  // Stage a tile: thread tid copies chunk c of keys slot + n·SLOTS (n < KPS), of K and of V.
+  const KVT* k_head = kv.k_base();
+  const KVT* v_head = kv.v_base();
+  // Stage a tile: thread tid copies 16-byte chunk cc = tid % ROW_COPIES of keys
+  // tid / ROW_COPIES + n·(THREADS / ROW_COPIES), n < COPIES, of K and of V (for 16-bit K/V: chunk c
+  // of keys slot + n·SLOTS, n < KPS).
+  constexpr int CHUNK_ELEMS = 16 / KT::KV_BYTES;
+  constexpr int KEYS_PER_PASS = KT::THREADS / KT::ROW_COPIES;
+  const int cc = tid % KT::ROW_COPIES, copy_key = tid / KT::ROW_COPIES;
   auto load_tile = [&](int tile, int stage) {
-    DT* ks = pipe + stage * (2 * TILE * D);
-    DT* vs = ks + TILE * D;
+    KVT* ks = pipe + stage * (2 * TILE * D);
+    KVT* vs = ks + TILE * D;
     const int key0 = chunk_begin + tile * TILE;
 #pragma unroll
-    for (int n = 0; n < KPS; ++n) {
-      const int key = slot + n * KT::SLOTS;
+    for (int n = 0; n < KT::COPIES; ++n) {
+      const int key = copy_key + n * KEYS_PER_PASS;
       const int j = key0 + key;
       const bool valid = j < chunk_end;
       int64 k_off, v_off;
       kv.offsets(valid ? j : chunk_begin, k_off, v_off);  // a mapped address; nothing is read when !valid
-      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + c * 8, k_head + k_off + c * 8, valid);
-      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + c * 8, v_head + v_off + c * 8, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + cc * CHUNK_ELEMS, k_head + k_off + cc * CHUNK_ELEMS, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + cc * CHUNK_ELEMS, v_head + v_off + cc * CHUNK_ELEMS, valid);
     }
   };
 
@@ -285,25 +301,21 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     if (tile + STAGES - 1 < num_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
     cp_async::commit();
 
-    const DT* ks = pipe + (tile % STAGES) * (2 * TILE * D) + slot * KPS * D;  // this slot's keys
-    const DT* vs = ks + TILE * D;
+    const KVT* ks = pipe + (tile % STAGES) * (2 * TILE * D) + slot * KPS * D;  // this slot's keys
+    const KVT* vs = ks + TILE * D;
     const int key0 = chunk_begin + tile * TILE + slot * KPS;  // this slot's first key
 
     // 1. QK partial dots of chunk c: s[k·G + h].
     float s[SCORES];
 #pragma unroll
     for (int k = 0; k < KPS; ++k) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(ks + k * D + c * 8);
+      const typename KVChunk::Raw raw = KVChunk::load(ks + k * D + c * 8);
       float kf[8];
-      vec_io::vec8<DT>::to_float(raw, kf);
+      KVChunk::to_float(raw, kf);
       if constexpr (ROPE) {
-        uint4 praw;
-        praw.x = __shfl_xor_sync(0xffffffffu, raw.x, LANES / 2);
-        praw.y = __shfl_xor_sync(0xffffffffu, raw.y, LANES / 2);
-        praw.z = __shfl_xor_sync(0xffffffffu, raw.z, LANES / 2);
-        praw.w = __shfl_xor_sync(0xffffffffu, raw.w, LANES / 2);
+        const typename KVChunk::Raw praw = KVChunk::shfl_xor(raw, LANES / 2);
         float pk[8];
-        vec_io::vec8<DT>::to_float(praw, pk);
+        KVChunk::to_float(praw, pk);
 #pragma unroll
         for (int e = 0; e < 8; ++e) kf[e] = rope_rotate_with_freq(kf[e], pk[e], first_half, key0 + k, freq[e]);
       }
@@ -367,9 +379,8 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     // 4. PV: o[h][8c..] += p[k][h] · v[k][8c..].
 #pragma unroll
     for (int k = 0; k < KPS; ++k) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(vs + k * D + c * 8);
       float vf[8];
-      vec_io::vec8<DT>::to_float(raw, vf);
+      KVChunk::to_float(KVChunk::load(vs + k * D + c * 8), vf);
       float pk[G];
       if constexpr (G % 4 == 0) {
 #pragma unroll
@@ -425,6 +436,9 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     }
     float acc[8];
     const float lse = fold.finish(acc);  // no key: output 0, lse -inf
+    const float v_scale = p.variant.v_scale;  // FP8 V's scale (1 = none); linear, so partials merge as before
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] *= v_scale;
     const int qo_head = qo_head0 + h;
     if constexpr (Variant::TRANSFORMS_OUTPUT) {
 #pragma unroll

@@ -252,7 +252,7 @@ struct PrefillOut {
   int64 lse_stride_n;
 };
 
-// O /= d (then the variant's output_transform), LSE = log2(d) + m; the warp stages its rows in its
+// O ·= v_scale / d (then the variant's output_transform), LSE = log2(d) + m; the warp stages its rows in its
 // own Q rows of shared memory, then writes 16-byte chunks to [qo, head, :] of the output.
 template <typename T>
 __device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& dst, const typename T::Variant& variant,
@@ -270,7 +270,7 @@ __device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& d
       float dt = d[i][h];
       dt += math::shfl_xor(dt, 1);
       dt += math::shfl_xor(dt, 2);
-      const float inv = dt > 0.f ? 1.f / dt : 0.f;
+      const float inv = dt > 0.f ? variant.p.v_scale / dt : 0.f;  // v_scale: FP8 V's scale (1 = none)
       const int row = warp * T::WARP_ROWS + i * 16 + g + 8 * h;
 #pragma unroll
       for (int dn = 0; dn < 2 * T::MMA_D; ++dn) {
@@ -349,10 +349,14 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
                                             const KV& kv, OutFn out_of, int r0, int kv_head, int packed_len, int kv_lo) {
   using DT = typename T::DT;
   using Variant = typename T::Variant;
+  using KV_DT = typename T::KV_DT;
   extern __shared__ __align__(128) unsigned char prefill_smem[];
   DT* q_smem = reinterpret_cast<DT*>(prefill_smem);                // [CTA_Q][D]
-  DT* k_smem = q_smem + T::Q_ELEMS;                               // [STAGES][CTA_KV][D]
-  DT* v_smem = k_smem + T::STAGES * T::KV_TILE_ELEMS;             // [STAGES][CTA_KV][D]
+  DT* k_smem = q_smem + T::Q_ELEMS;                               // [KV_BUFS][CTA_KV][D]
+  DT* v_smem = k_smem + T::KV_BUFS * T::KV_TILE_ELEMS;            // [KV_BUFS][CTA_KV][D]
+  // Where the loaders put K and V: the DT rings, or (FP8) the fp8 staging rings after them.
+  KV_DT* k_load = reinterpret_cast<KV_DT*>(T::KV_FP8 ? reinterpret_cast<DT*>(v_smem + T::KV_TILE_ELEMS) : k_smem);
+  KV_DT* v_load = T::KV_FP8 ? k_load + T::STAGES * T::KV_TILE_ELEMS : reinterpret_cast<KV_DT*>(v_smem);
 
   const int group = p.group_size;
   GeometryStorage<SHARED_GEOMETRY> storage;
@@ -398,24 +402,34 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
       kv.prepare(1, g.kv_lo + (g.tile_begin + 1) * T::CTA_KV, vp.kv_len, g.tile_begin + 1 < g.tile_end);
       __syncthreads();
     }
-    kv.load(k_smem, v_smem, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
+    kv.load(k_load, v_load, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
     const uint32 q_addr = mma::smem_u32(q_smem);
 
     for (int j = g.tile_begin; j < g.tile_end; ++j) {
       const int stage = (j - g.tile_begin) & 1;
-      DT* k_tile = k_smem + stage * T::KV_TILE_ELEMS;
-      DT* v_tile = v_smem + stage * T::KV_TILE_ELEMS;
+      DT* k_tile = k_smem + (T::KV_FP8 ? 0 : stage) * T::KV_TILE_ELEMS;
+      DT* v_tile = v_smem + (T::KV_FP8 ? 0 : stage) * T::KV_TILE_ELEMS;
       const int k0 = g.kv_lo + j * T::CTA_KV;
 
       cp_async::wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
       __syncthreads();
+      if constexpr (T::KV_FP8) {
+        // K[j+1] | V[j+1] into the other staging stage first (converted last iteration, so free),
+        // then K[j] into the DT tile (every warp is done with tile j−1: the barrier above).
+        kv.load(k_load + (stage ^ 1) * T::KV_TILE_ELEMS, v_load + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1,
+                k0 + T::CTA_KV, vp.kv_len, j + 1 < g.tile_end);
+        prefill::convert_kv_tile<T>(k_load + stage * T::KV_TILE_ELEMS, k_tile);
+        __syncthreads();
+      }
       if constexpr (Variant::USE_ROPE) {
         prefill::rope_k_tile<T>(k_tile, k0, vp);
         __syncthreads();
       }
       // K[j+1] | V[j+1] into the other stage (two commit groups, empty past the last tile).
-      kv.load(k_smem + (stage ^ 1) * T::KV_TILE_ELEMS, v_smem + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1, k0 + T::CTA_KV,
-              vp.kv_len, j + 1 < g.tile_end);
+      if constexpr (!T::KV_FP8) {
+        kv.load(k_load + (stage ^ 1) * T::KV_TILE_ELEMS, v_load + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1,
+                k0 + T::CTA_KV, vp.kv_len, j + 1 < g.tile_end);
+      }
       // Paged: tile j+2's page ids now, stored as row offsets after the math (PagedKV::fetch).
       int next_pages = -1;
       if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
@@ -438,6 +452,10 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
         if (sub == 0) {
           cp_async::wait<2>();  // V[j] landed
           __syncthreads();
+          if constexpr (T::KV_FP8) {
+            prefill::convert_kv_tile<T>(v_load + stage * T::KV_TILE_ELEMS, v_tile);
+            __syncthreads();
+          }
         }
         if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
       }
@@ -455,7 +473,7 @@ template <typename T>
 __device__ __forceinline__ void single_prefill(const PrefillParams& p) {
   using DT = typename T::DT;
   const int kv_head = blockIdx.y;
-  const auto kv = prefill::tiles<T>(ContiguousKV<DT>::of(p.kv, kv_head));
+  const auto kv = prefill::tiles<T>(ContiguousKV<typename T::KV_DT>::of(p.kv, kv_head));
   auto out_of = [&p]() {
     return prefill::PrefillOut<DT>{static_cast<DT*>(p.o), p.o_stride_n, p.o_stride_h, p.lse,
                                    int64(p.num_kv_heads) * p.group_size};

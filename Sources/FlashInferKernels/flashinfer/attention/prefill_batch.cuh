@@ -39,6 +39,11 @@ __device__ __forceinline__ void batch_prefill(const BatchPrefillParams& bp) {
   vp = p.variant;
   vp.kv_len = kv_hi;
   vp.qo_len = qo_len - (kv_len - kv_hi);
+  if constexpr (T::Variant::CUSTOM_MASK) {
+    // The request's mask: its segment of the packed bits, rows of the whole request's kv_len.
+    vp.custom_mask = p.variant.custom_mask + bp.mask_indptr[b];
+    vp.mask_kv_len = kv_len;
+  }
 
   // The destination, recomputed in the epilogue (nothing of it stays live across the kv loop).
   auto out_of = [&bq = bp]() {
@@ -62,9 +67,11 @@ __device__ __forceinline__ void batch_prefill(const BatchPrefillParams& bp) {
   __shared__ int kv_start;
   kv_start = bp.kv_starts[b];
   if constexpr (PAGED) {
-    prefill_cta<T, true>(p, vp, q, prefill::tiles<T>(PagedKV<DT>{p.kv, bp.pages, kv_start}), out_of, r0, kv_head, packed_len, kv_lo);
+    prefill_cta<T, true>(p, vp, q, prefill::tiles<T>(PagedKV<typename T::KV_DT>{p.kv, bp.pages, kv_start}), out_of, r0,
+                         kv_head, packed_len, kv_lo);
   } else {
-    prefill_cta<T, true>(p, vp, q, prefill::tiles<T>(RaggedKV<DT>{p.kv, kv_start}), out_of, r0, kv_head, packed_len, kv_lo);
+    prefill_cta<T, true>(p, vp, q, prefill::tiles<T>(RaggedKV<typename T::KV_DT>{p.kv, kv_start}), out_of, r0, kv_head,
+                         packed_len, kv_lo);
   }
 }
 

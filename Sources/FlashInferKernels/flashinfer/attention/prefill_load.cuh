@@ -14,6 +14,7 @@
 #include <flashinfer/attention/prefill_traits.cuh>
 #include <flashinfer/attention/pos_enc.cuh>
 #include <flashinfer/core/cp_async.cuh>
+#include <flashinfer/core/vec_io.cuh>
 
 namespace flashinfer {
 namespace prefill {
@@ -102,18 +103,19 @@ __device__ __forceinline__ void load_q_rope(const PrefillParams& p, const Varian
 // cp.async, zeros past kv_len (V must be finite there: p = 0 times garbage could be NaN).
 // `head` points at key 0 of the kv head. Addresses are rebuilt from the lane on every call
 // (mma::lane_id) instead of being hoisted out of the kv loop into registers.
+// (FP8 K/V: `tile` is the fp8 staging tile, kv_load_offset.)
 template <typename T>
-__device__ __forceinline__ void load_kv_tile(const typename T::DT* head, int64 stride_n, typename T::DT* tile,
+__device__ __forceinline__ void load_kv_tile(const typename T::KV_DT* head, int64 stride_n, typename T::KV_DT* tile,
                                              int k0, int kv_len) {
-  constexpr int ROWS_PER_PASS = T::NUM_THREADS / T::CHUNKS;
+  constexpr int ROWS_PER_PASS = T::NUM_THREADS / T::KV_CHUNKS;
   const int tid = (threadIdx.x & ~31) + mma::lane_id();
-  const int row0 = tid / T::CHUNKS, c = tid % T::CHUNKS;
+  const int row0 = tid / T::KV_CHUNKS, c = tid % T::KV_CHUNKS;
   const int rows_left = kv_len - k0 - row0;  // pass `it` is valid while it·ROWS_PER_PASS < rows_left
-  const typename T::DT* src = head + (k0 + row0) * stride_n + c * 8;
+  const typename T::KV_DT* src = head + (k0 + row0) * stride_n + c * T::KV_CHUNK_ELEMS;
 #pragma unroll
   for (int it = 0; it < T::CTA_KV / ROWS_PER_PASS; ++it) {
     const bool valid = it * ROWS_PER_PASS < rows_left;
-    cp_async::copy_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row0 + it * ROWS_PER_PASS, c)),
+    cp_async::copy_16(mma::smem_u32(tile + kv_load_offset<T>(row0 + it * ROWS_PER_PASS, c)),
                       valid ? src : head, valid);
     src += ROWS_PER_PASS * stride_n;
   }
@@ -134,7 +136,7 @@ __device__ __forceinline__ void load_kv_tile(const typename T::DT* head, int64 s
 // across the kv loop.
 template <typename T, typename KV>
 struct RowTiles {
-  using DT = typename T::DT;
+  using DT = typename T::KV_DT;
   static constexpr bool PREPARED = false;
   KV kv;
 
@@ -155,7 +157,7 @@ struct RowTiles {
 // chunks land as zeros.
 template <typename T, typename KV>
 struct PagedTiles {
-  using DT = typename T::DT;
+  using DT = typename T::KV_DT;
   static constexpr bool PREPARED = true;
   static_assert(KV::PAGED, "a paged KV policy");
   static_assert(T::CTA_KV <= T::NUM_THREADS, "one thread per row of a kv tile");
@@ -195,11 +197,11 @@ struct PagedTiles {
 
   // One tile of K (kv = 0) or V (kv = 1): the thread's rows as load_kv_tile maps them.
   __device__ __forceinline__ void load_tile(const DT* base, int kv_idx, DT* tile, int stage, int k0, int kv_len) const {
-    constexpr int ROWS_PER_PASS = T::NUM_THREADS / T::CHUNKS;
+    constexpr int ROWS_PER_PASS = T::NUM_THREADS / T::KV_CHUNKS;
     const int tid = (threadIdx.x & ~31) + mma::lane_id();
-    const int row0 = tid / T::CHUNKS, c = tid % T::CHUNKS;
+    const int row0 = tid / T::KV_CHUNKS, c = tid % T::KV_CHUNKS;
     const int rows_left = kv_len - k0 - row0;  // pass `it` is valid while it·ROWS_PER_PASS < rows_left
-    const DT* head = base + c * 8;
+    const DT* head = base + c * T::KV_CHUNK_ELEMS;
     // All of the thread's row offsets first, then the copies: an LDGSTS issued right after an LDS
     // gets three dummy shared loads from ptxas (seen in the SASS: `@!PT LDS RZ, [RZ]` ×3 before
     // each predicated LDGSTS when the two were interleaved).
@@ -210,7 +212,7 @@ struct PagedTiles {
 #pragma unroll
     for (int it = 0; it < PASSES; ++it) {
       const int row = row0 + it * ROWS_PER_PASS;
-      cp_async::copy_16(mma::smem_u32(tile + swizzle<T::CHUNKS>(row, c)), head + off[it], it * ROWS_PER_PASS < rows_left);
+      cp_async::copy_16(mma::smem_u32(tile + kv_load_offset<T>(row, c)), head + off[it], it * ROWS_PER_PASS < rows_left);
     }
   }
 
@@ -229,6 +231,23 @@ __device__ __forceinline__ auto tiles(const KV& kv) {
     return PagedTiles<T, KV>{kv};
   } else {
     return RowTiles<T, KV>{kv};
+  }
+}
+
+// FP8 K/V: a landed staging tile (fp8 [CTA_KV][HEAD_DIM], unswizzled) into the DT tile the mma
+// path reads (swizzled), exactly. Plain shared loads and stores (visible after the caller's next
+// __syncthreads). Rows past kv_len were zero-filled by cp.async and stay zeros.
+template <typename T>
+__device__ __forceinline__ void convert_kv_tile(const typename T::KV_DT* staging, typename T::DT* tile) {
+#pragma unroll
+  for (int it = 0; it < T::CTA_KV * T::KV_CHUNKS / T::NUM_THREADS; ++it) {
+    const int idx = threadIdx.x + it * T::NUM_THREADS;
+    const int row = idx / T::KV_CHUNKS, c = idx % T::KV_CHUNKS;
+    const uint4 raw = *reinterpret_cast<const uint4*>(staging + row * T::HEAD_DIM + c * 16);
+    uint4 lo, hi;
+    vec_io::fp8x16_to<typename T::KV_DT, typename T::DT>(raw, lo, hi);
+    *reinterpret_cast<uint4*>(tile + swizzle<T::CHUNKS>(row, 2 * c)) = lo;
+    *reinterpret_cast<uint4*>(tile + swizzle<T::CHUNKS>(row, 2 * c + 1)) = hi;
   }
 }
 

@@ -25,12 +25,23 @@ namespace flashinfer {
 using PrefillParams = ::FIPrefillParams;
 using BatchPrefillParams = ::FIBatchPrefillParams;
 
-// Tile geometry. DT: half or nv_bfloat16. MMA_Q: m16 tiles per warp (2 → 32 rows per warp, so
+// FP8 K/V (KV_DT e4m3 / e5m2, q and the output f16 / bf16): K and V tiles land by cp.async in
+// fp8 staging buffers (a STAGES ring of [CTA_KV][HEAD_DIM] bytes, unswizzled), and each landed
+// tile is converted (exactly) into one DT tile that the mma path reads as it reads a 16-bit tile;
+// so the FP8 kernel has one DT K tile and one DT V tile instead of a ring of them:
+//   Q [CTA_Q][D] DT | K [CTA_KV][D] DT | V [CTA_KV][D] DT | K8 [STAGES][CTA_KV][D] | V8 [STAGES][CTA_KV][D]
+// (the same bytes as the 16-bit layout). k_scale and v_scale are applied by the variant's
+// parameters (sm_scale, v_scale), not to the tiles.
+//
+// Tile geometry. DT: half or nv_bfloat16 (q, the output, and K/V as the mma reads them); KV_DT: K/V
+// as stored (DT, or fp8). MMA_Q: m16 tiles per warp (2 → 32 rows per warp, so
 // every K/V fragment read from shared memory feeds two mma). CTA_KV: keys per loaded tile;
 // KV_SUB: keys per compute sub-tile. Variant: AttentionVariant<...>.
-template <typename DT_, int HEAD_DIM_, int MMA_Q_, int CTA_KV_, int KV_SUB_, typename Variant_>
+template <typename DT_, int HEAD_DIM_, int MMA_Q_, int CTA_KV_, int KV_SUB_, typename Variant_, typename KV_DT_ = DT_>
 struct PrefillTraits {
   using DT = DT_;
+  using KV_DT = KV_DT_;
+  static constexpr bool KV_FP8 = sizeof(KV_DT_) == 1;
   using Variant = Variant_;
   static constexpr int HEAD_DIM = HEAD_DIM_;
   static constexpr int NUM_WARPS = 4;
@@ -47,12 +58,19 @@ struct PrefillTraits {
   static constexpr int CHUNKS = HEAD_DIM / 8;            // 16-byte chunks per row
   static constexpr int HALF_CHUNKS = CHUNKS / 2;         // RoPE partners are HALF_CHUNKS apart
 
+  static constexpr int KV_CHUNKS = HEAD_DIM * int(sizeof(KV_DT)) / 16;  // 16-byte chunks per stored K/V row
+  static constexpr int KV_CHUNK_ELEMS = 16 / int(sizeof(KV_DT));
+
   static constexpr int Q_ELEMS = CTA_Q * HEAD_DIM;
   static constexpr int KV_TILE_ELEMS = CTA_KV * HEAD_DIM;
-  static constexpr int SMEM_ELEMS = Q_ELEMS + 2 * STAGES * KV_TILE_ELEMS;
-  static constexpr int SMEM_BYTES = SMEM_ELEMS * int(sizeof(DT));
+  static constexpr int KV_BUFS = KV_FP8 ? 1 : STAGES;  // DT K (and V) tiles in shared memory
+  static constexpr int SMEM_ELEMS = Q_ELEMS + 2 * KV_BUFS * KV_TILE_ELEMS;  // DT elements
+  static constexpr int STAGING_BYTES = KV_FP8 ? 2 * STAGES * KV_TILE_ELEMS : 0;  // the fp8 rings
+  static constexpr int SMEM_BYTES = SMEM_ELEMS * int(sizeof(DT)) + STAGING_BYTES;
 
   static_assert(sizeof(DT) == 2, "f16 / bf16 inputs only");
+  static_assert(sizeof(KV_DT) == 2 || sizeof(KV_DT) == 1, "K/V: q's dtype or fp8");
+  static_assert(NUM_THREADS % KV_CHUNKS == 0 && (CTA_KV * KV_CHUNKS) % NUM_THREADS == 0, "stored K/V tile divides among threads");
   static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256, "head_dim 64, 128 or 256");
   static_assert(MMA_Q == 1 || MMA_Q == 2, "16 or 32 rows per warp");
   static_assert(KV_SUB % 16 == 0 && KV_SUB >= 16, "sub-tile of whole k16 steps");
@@ -73,6 +91,17 @@ struct PrefillTraits {
 template <int CHUNKS>
 __device__ __forceinline__ int swizzle(int row, int chunk) {
   return row * (CHUNKS * 8) + ((chunk ^ (row & 7)) << 3);
+}
+
+// Element offset where a loader puts 16-byte chunk `chunk` of stored row `row`: the swizzled DT
+// tile, or for fp8 the unswizzled staging tile (read once, by convert_kv_tile).
+template <typename T>
+__device__ __forceinline__ int kv_load_offset(int row, int chunk) {
+  if constexpr (T::KV_FP8) {
+    return row * T::HEAD_DIM + chunk * T::KV_CHUNK_ELEMS;
+  } else {
+    return swizzle<T::CHUNKS>(row, chunk);
+  }
 }
 
 }  // namespace flashinfer

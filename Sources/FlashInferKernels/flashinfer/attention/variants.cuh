@@ -38,7 +38,14 @@ __device__ __forceinline__ float alibi_slope(int h, int num_heads) {
 // kv_len and at the CAUSAL / WINDOW edges (prefill then tests keep() on every tile, not just on the
 // tiles that straddle an edge). A new variant (FP8 scales, a custom mask, sinks) is a new type with
 // these members, not a new `if` in a kernel.
-template <PosEnc POS_ENC_, bool SOFT_CAP_, bool CAUSAL_, bool WINDOW_>
+//
+// CUSTOM_MASK_: keep() also reads the request's packed bit mask (VariantParams::custom_mask,
+// little-endian bits, row length mask_kv_len; upstream's MaskMode::kCustom). The mask replaces the
+// causal mask (the host never sets both) and combines with the window.
+//
+// The FP8 scales are not hooks: k_scale is folded into sm_scale on the host and v_scale
+// (VariantParams::v_scale) multiplies each kernel's 1/rowsum, so neither costs a register.
+template <PosEnc POS_ENC_, bool SOFT_CAP_, bool CAUSAL_, bool WINDOW_, bool CUSTOM_MASK_ = false>
 struct AttentionVariant {
   static constexpr PosEnc POS_ENC = POS_ENC_;
   static constexpr bool SOFT_CAP = SOFT_CAP_;
@@ -48,7 +55,8 @@ struct AttentionVariant {
   static constexpr bool USE_ALIBI = POS_ENC_ == PosEnc::kALiBi;
   static constexpr bool TRANSFORMS_QUERY = false;
   static constexpr bool TRANSFORMS_OUTPUT = false;
-  static constexpr bool CUSTOM_MASK = false;
+  static constexpr bool CUSTOM_MASK = CUSTOM_MASK_;
+  static_assert(!(CAUSAL_ && CUSTOM_MASK_), "a custom mask replaces the causal mask");
 
   // The request's parameters: its qo_len and kv_len are the ones keep() and positions use.
   const VariantParams& p;
@@ -83,6 +91,12 @@ struct AttentionVariant {
     bool k = kv_idx < p.kv_len;
     if constexpr (CAUSAL) k = k && kv_idx <= qo_pos;
     if constexpr (WINDOW) k = k && kv_idx >= qo_pos - p.window_left;
+    if constexpr (CUSTOM_MASK) {
+      if (k) {
+        const long long bit = (long long)qo_idx * p.mask_kv_len + kv_idx;
+        k = (__ldg(p.custom_mask + (bit >> 3)) >> (bit & 7)) & 1;
+      }
+    }
     return k;
   }
 
