@@ -64,6 +64,8 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public private(set) var plan: BatchDecodePlan?
     public private(set) var table: PageTable?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
+    /// The cache's dtype: q's, or FP8 (e4m3 / e5m2).
+    var kvDType: DType = .f16
     var options = AttentionOptions()
     /// 1 + the largest page id the planned table uses (run() checks the cache against it).
     var pagesNeeded = 0
@@ -92,21 +94,26 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     }
 
     /// Plans one decode step. Host arrays only: no device → host copy.
-    public func plan(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
+    /// - Parameters:
+    ///   - dtype: q's (and the output's) dtype, f16 or bf16.
+    ///   - kvDType: the cache's dtype: nil for q's, or e4m3 / e5m2 (FP8; `options.kScale` / `vScale`
+    ///     are the quantization scales, upstream's `k_scale` / `v_scale`).
+    public func plan(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, kvDType: DType? = nil,
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
         try validateKVScales(options)
         pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
         try table.validate(numPages: numPagesInCache ?? pagesNeeded)
         guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
         guard numKVHeads > 0, numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
-        guard dtype == .f16 || dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: dtype) }
+        let kv = kvDType ?? dtype
+        try validateQKVDTypes(q: dtype, kv: kv, kvName: "paged_kv_cache")
         var o = options
         o.causal = false
         let tensorCores = useTensorCores
             ?? Self.prefersTensorCores(groupSize: numQOHeads / numKVHeads, graphMode: graphCapacity != nil)
         usesTensorCores = false
         let planned = try backend.implementation.planBatchDecode(self, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                                                                 headDim: headDim, dtype: dtype, options: o,
+                                                                 headDim: headDim, dtype: dtype, kvDType: kv, options: o,
                                                                  numPagesInCache: numPagesInCache, tensorCores: tensorCores)
         self.plan = planned.plan
         self.device = planned.device
@@ -114,6 +121,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         usesTensorCores = planned.tensorCorePath != nil
         self.table = table
         self.shape = (numQOHeads, numKVHeads, headDim, dtype)
+        self.kvDType = kv
         self.options = o
     }
 
@@ -134,7 +142,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         guard cache.numKVHeads == shape.numKVHeads else { throw .shape(tensor: "paged_kv_cache", axis: 2, name: "num_kv_heads", expected: "\(shape.numKVHeads)", got: cache.numKVHeads) }
         guard cache.headDim == shape.headDim else { throw .shape(tensor: "paged_kv_cache", axis: 3, name: "head_dim", expected: "\(shape.headDim)", got: cache.headDim) }
         guard cache.pageSize == table.pageSize else { throw .shape(tensor: "paged_kv_cache", axis: 1, name: "page_size", expected: "\(table.pageSize) (from plan)", got: cache.pageSize) }
-        guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
+        guard cache.dtype == kvDType else { throw .dtype(tensor: "paged_kv_cache", expected: "\(kvDType.rawValue) (from plan)", got: cache.dtype) }
         // The table was validated in plan(); here only that the cache holds its largest page id
         // (O(1): run() does no per-page host work).
         guard cache.numPages >= pagesNeeded else {

@@ -8,6 +8,31 @@ public enum BatchKV: Sendable {
     case ragged(k: Tensor, v: Tensor)
 }
 
+/// Per-request custom masks of a batch prefill plan, upstream's `custom_mask` / `packed_custom_mask`
+/// with `qo_indptr` / `kv` lengths: request `b`'s mask is `qoLen_b × kvLen_b` (see `CustomMask`).
+public enum BatchCustomMask: Sendable, Hashable {
+    /// The requests' flattened masks concatenated (request `b` at `customMaskIndptr(...)[b]`); `true` keeps.
+    case bools([Bool])
+    /// Packed little-endian per request, request `b`'s bytes at `indptr[b] ..< indptr[b + 1]`
+    /// (`packCustomMasks`' output).
+    case packed([UInt8], indptr: [Int32])
+
+    /// The packed bytes and byte indptr, validated against the requests' lengths.
+    func resolved(qoLens: [Int], kvLens: [Int]) throws(FlashInferError) -> (packed: [UInt8], indptr: [Int32]) {
+        switch self {
+        case .bools(let b):
+            let elements = try customMaskIndptr(qoLens: qoLens, kvLens: kvLens)
+            guard b.count == Int(elements.last ?? 0) else {
+                throw .shape(tensor: "custom_mask", axis: 0, name: "sum of qo_len · kv_len", expected: "\(elements.last ?? 0)", got: b.count)
+            }
+            return try packCustomMasks(b, qoLens: qoLens, kvLens: kvLens)
+        case .packed(let p, let indptr):
+            try validatePackedCustomMasks(packed: p, indptr: indptr, qoLens: qoLens, kvLens: kvLens)
+            return (p, indptr)
+        }
+    }
+}
+
 /// Batch prefill / append attention, FlashInfer's `BatchPrefillWithPagedKVCacheWrapper` and
 /// `BatchPrefillWithRaggedKVCacheWrapper` in one type: the plan says whether KV is paged (a page
 /// table) or ragged (`kvIndptr`).
@@ -43,6 +68,10 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     var table: PageTable?
     var kvIndptr: [Int32]?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?
+    /// K/V as stored: q's dtype, or FP8 (e4m3 / e5m2).
+    var kvDType: DType = .f16
+    /// The plan's custom masks, packed (nil: none).
+    var mask: (packed: [UInt8], indptr: [Int32])?
     var options = AttentionOptions()
     /// 1 + the largest page id the planned table uses (run() checks the cache against it).
     var pagesNeeded = 0
@@ -69,41 +98,53 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     }
 
     /// Plans a step over a paged cache.
+    /// - Parameters:
+    ///   - dtype: q's (and the output's) dtype, f16 or bf16.
+    ///   - kvDType: the cache's dtype: nil for q's, or e4m3 / e5m2 (FP8, with `options.kScale` / `vScale`).
+    ///   - customMask: per-request masks (they replace `causal`; not in CUDA-graph mode).
     public func plan(qoIndptr: [Int32], table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
-                     options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
+                     kvDType: DType? = nil, options: AttentionOptions = AttentionOptions(), customMask: BatchCustomMask? = nil,
+                     numPagesInCache: Int? = nil) throws(FlashInferError) {
         try plan(qoIndptr: qoIndptr, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                 options: options, numPagesInCache: numPagesInCache, tableValidated: false)
+                 kvDType: kvDType, options: options, customMask: customMask, numPagesInCache: numPagesInCache, tableValidated: false)
     }
 
     /// `tableValidated`: the caller (the tensor-core decode path) has just validated `table`
     /// against the same cache size, so plan() does not walk the page ids a second time.
     func plan(qoIndptr: [Int32], table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
-              options: AttentionOptions, numPagesInCache: Int?, tableValidated: Bool) throws(FlashInferError) {
+              kvDType: DType? = nil, options: AttentionOptions, customMask: BatchCustomMask? = nil, numPagesInCache: Int?,
+              tableValidated: Bool) throws(FlashInferError) {
         pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
         if !tableValidated { try table.validate(numPages: numPagesInCache ?? pagesNeeded) }
         try commonPlan(qoIndptr: qoIndptr, kvLens: table.seqLens, pageSize: table.pageSize, numQOHeads: numQOHeads,
-                       numKVHeads: numKVHeads, headDim: headDim, dtype: dtype, options: options,
+                       numKVHeads: numKVHeads, headDim: headDim, dtype: dtype, kvDType: kvDType ?? dtype, options: options,
+                       customMask: customMask,
                        kvStarts: Array(table.indptr.dropLast()), pageIndices: table.indices)
         self.table = table
         self.kvIndptr = nil
     }
 
-    /// Plans a step over ragged K/V.
+    /// Plans a step over ragged K/V (`kvDType`, `customMask`: as the paged plan).
     public func plan(qoIndptr: [Int32], kvIndptr: [Int32], numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
-                     options: AttentionOptions = AttentionOptions()) throws(FlashInferError) {
+                     kvDType: DType? = nil, options: AttentionOptions = AttentionOptions(),
+                     customMask: BatchCustomMask? = nil) throws(FlashInferError) {
         try validateIndptr(kvIndptr, name: "kv_indptr")
         guard kvIndptr.count == qoIndptr.count else {
             throw .shape(tensor: "kv_indptr", axis: 0, name: "batch_size + 1", expected: "\(qoIndptr.count) (len(qo_indptr))", got: kvIndptr.count)
         }
         let kvLens = (0..<(kvIndptr.count - 1)).map { Int(kvIndptr[$0 + 1] - kvIndptr[$0]) }
         try commonPlan(qoIndptr: qoIndptr, kvLens: kvLens, pageSize: 1, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                       headDim: headDim, dtype: dtype, options: options, kvStarts: Array(kvIndptr.dropLast()), pageIndices: nil)
+                       headDim: headDim, dtype: dtype, kvDType: kvDType ?? dtype, options: options, customMask: customMask,
+                       kvStarts: Array(kvIndptr.dropLast()), pageIndices: nil)
         self.table = nil
         self.kvIndptr = kvIndptr
     }
 
     private func commonPlan(qoIndptr: [Int32], kvLens: [Int], pageSize: Int, numQOHeads: Int, numKVHeads: Int, headDim: Int,
-                            dtype: DType, options: AttentionOptions, kvStarts: [Int32], pageIndices: [Int32]?) throws(FlashInferError) {
+                            dtype: DType, kvDType: DType, options inOptions: AttentionOptions, customMask: BatchCustomMask?,
+                            kvStarts: [Int32], pageIndices: [Int32]?) throws(FlashInferError) {
+        var options = inOptions
+        if customMask != nil { options.causal = false }  // the mask replaces the causal mask
         plan = nil
         // The previous device plan stays until this one replaces it: its buffers are reused when
         // large enough (no free/alloc per plan), and in graph mode a failed plan must not free the
@@ -117,16 +158,20 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         }
         guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
         guard numKVHeads > 0, numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
-        guard dtype == .f16 || dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: dtype) }
+        try validateQKVDTypes(q: dtype, kv: kvDType, kvName: pageIndices != nil ? "paged_kv_cache" : "k")
         let qoLens = (0..<kvLens.count).map { Int(qoIndptr[$0 + 1] - qoIndptr[$0]) }
+        let mask = try customMask?.resolved(qoLens: qoLens, kvLens: kvLens)
+        if mask != nil && graphCapacity != nil {
+            throw .unsupportedCombination("a custom mask in CUDA-graph mode (graphCapacity): the mask is uploaded per plan")
+        }
         if options.causal {
             for b in 0..<kvLens.count where qoLens[b] > kvLens[b] { throw .causalQueryLongerThanKV(qoLen: qoLens[b], kvLen: kvLens[b]) }
         }
         let impl = backend.implementation
         let sms = impl.multiprocessorCount
         let group = numQOHeads / numKVHeads
-        var spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options,
-                                   paged: pageIndices != nil)
+        var spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, kvDType: kvDType, options: options,
+                                   paged: pageIndices != nil, customMask: mask != nil)
         var graph: BatchPrefillDevicePlan.GraphLayout? = nil
         if let cap = graphCapacity, impl.runsCUDAGraphs {
             // The first plan fixes the kernel (and its q tile); later plans must match it.
@@ -144,7 +189,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
                                          numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
                                          ctaTileQ: spec.tile.ctaQ, disableSplit: graph != nil)
-        device = try impl.uploadBatchPrefillPlan(made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
+        device = try impl.uploadBatchPrefillPlan(made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, mask: mask, spec: spec,
                                                  numQOHeads: numQOHeads, packedRows: qoLens.map { $0 * group }.max() ?? 0,
                                                  previous: previous, graph: graph)
         if graph != nil { graphSpec = spec }
@@ -152,15 +197,18 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         self.qoIndptr = qoIndptr
         self.kvLens = kvLens
         self.shape = (numQOHeads, numKVHeads, headDim, dtype)
+        self.kvDType = kvDType
+        self.mask = mask
         self.options = options
     }
 
     /// The kernel a plan of these requests runs on the GPU: the prefill kernel over ragged or paged
     /// K/V with the options' variant and `BatchPrefillPlan.kernelCtaTileQ` rows per CTA.
-    public static func kernelSpec(qoLens: [Int], groupSize: Int, headDim: Int, dtype: DType, options: AttentionOptions,
-                                  paged: Bool) -> PrefillSpec {
+    public static func kernelSpec(qoLens: [Int], groupSize: Int, headDim: Int, dtype: DType, kvDType: DType? = nil,
+                                  options: AttentionOptions, paged: Bool, customMask: Bool = false) -> PrefillSpec {
         let avg = qoLens.isEmpty ? 0 : Double(qoLens.reduce(0, +) * groupSize) / Double(qoLens.count)
-        var spec = PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvSource: paged ? .paged : .ragged)
+        var spec = PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvSource: paged ? .paged : .ragged, kvDType: kvDType,
+                               customMask: customMask)
         spec.tile = .batch(headDim: headDim, plain: spec.plain,
                            ctaQ: BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: avg, headDim: headDim))
         return spec
@@ -235,7 +283,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
             throw .shape(tensor: "paged_kv_cache", axis: 0, name: "[heads, page_size, dim]",
                          expected: "\([shape.numKVHeads, table.pageSize, shape.headDim]) (from plan)", got: cache.numKVHeads)
         }
-        guard cache.dtype == q.dtype else { throw .dtype(tensor: "paged_kv_cache", expected: q.dtype.rawValue, got: cache.dtype) }
+        guard cache.dtype == kvDType else { throw .dtype(tensor: "paged_kv_cache", expected: "\(kvDType.rawValue) (from plan)", got: cache.dtype) }
         // The table was validated in plan(); here only that the cache holds its largest page id
         // (O(1): run() does no per-page host work).
         guard cache.numPages >= pagesNeeded else {
@@ -250,7 +298,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let expect = options.layout == .nhd ? [nkv, shape.numKVHeads, shape.headDim] : [shape.numKVHeads, nkv, shape.headDim]
         for (n, t) in [("k", k), ("v", v)] {
             guard t.shape == expect else { throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)", expected: "\(expect)", got: t.shape.first ?? 0) }
-            guard t.dtype == q.dtype else { throw .dtype(tensor: n, expected: q.dtype.rawValue, got: t.dtype) }
+            guard t.dtype == kvDType else { throw .dtype(tensor: n, expected: "\(kvDType.rawValue) (from plan)", got: t.dtype) }
             guard t.strides[2] == 1 || t.shape[2] <= 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
         }
         return kvIndptr

@@ -35,8 +35,9 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
     }
 
     /// Plans every level. Validation: ≥ 1 level, every level's `qoIndptr` covers the same total
-    /// query count, and each level's page table is valid.
-    public func plan(levels: [CascadeLevel], numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType,
+    /// query count, and each level's page table is valid. `kvDType`: the pool's dtype (nil: q's;
+    /// e4m3 / e5m2 for an FP8 pool, with `options.kScale` / `vScale`).
+    public func plan(levels: [CascadeLevel], numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, kvDType: DType? = nil,
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
         guard let first = levels.first else { throw .option(name: "levels", value: "[]", rule: "a cascade needs at least one level") }
         let total = first.qoIndptr.last ?? 0
@@ -55,7 +56,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
             let w = BatchPrefillAttention(backend: backend)
             do {
                 try w.plan(qoIndptr: level.qoIndptr, table: level.table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                           headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache)
+                           headDim: headDim, dtype: dtype, kvDType: kvDType, options: o, numPagesInCache: numPagesInCache)
             } catch {
                 throw .unsupportedCombination("level \(l): \(error.description)")
             }

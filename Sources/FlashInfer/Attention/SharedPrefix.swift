@@ -43,8 +43,9 @@ public final class SharedPrefixAttention: @unchecked Sendable {
     /// - Parameters:
     ///   - unique: each request's own pages (`B` requests).
     ///   - qoIndptr: `[B + 1]` queries per request; nil for decode (one query each).
+    ///   - kvDType: K/V's dtype (the pool's and the prefix tensors'): nil for q's, or e4m3 / e5m2.
     public func plan(prefix: PrefixPlan, unique table: PageTable, qoIndptr: [Int32]? = nil, numQOHeads: Int, numKVHeads: Int,
-                     headDim: Int, dtype: DType, options: AttentionOptions = AttentionOptions(),
+                     headDim: Int, dtype: DType, kvDType: DType? = nil, options: AttentionOptions = AttentionOptions(),
                      numPagesInCache: Int? = nil) throws(FlashInferError) {
         let b = table.batchSize
         let qo = qoIndptr ?? (0...b).map(Int32.init)
@@ -61,16 +62,16 @@ public final class SharedPrefixAttention: @unchecked Sendable {
                 throw .shape(tensor: "prefix kv_indptr", axis: 0, name: "batch_size + 1", expected: "2 (one shared sequence)", got: t.indptr.count)
             }
             try s.plan(qoIndptr: [0, total], table: t, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                       options: sharedOptions, numPagesInCache: numPagesInCache)
+                       kvDType: kvDType, options: sharedOptions, numPagesInCache: numPagesInCache)
         case .tensors(let length):
             guard length >= 0 else { throw .option(name: "prefix length", value: "\(length)", rule: "must be >= 0") }
             sharedOptions.layout = .nhd
             try s.plan(qoIndptr: [0, total], kvIndptr: [0, Int32(length)], numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                       headDim: headDim, dtype: dtype, options: sharedOptions)
+                       headDim: headDim, dtype: dtype, kvDType: kvDType, options: sharedOptions)
         }
         let u = BatchPrefillAttention(backend: backend)
         try u.plan(qoIndptr: qo, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                   options: options, numPagesInCache: numPagesInCache)
+                   kvDType: kvDType, options: options, numPagesInCache: numPagesInCache)
         (self.shared, self.unique, self.prefix) = (s, u, prefix)
     }
 

@@ -92,7 +92,7 @@ protocol BackendImplementation: Sendable {
     /// Batch decode: the schedule and the device side of a validated plan (the wrapper holds the
     /// previous one, which the CUDA backend reuses).
     func planBatchDecode(_ wrapper: BatchDecodeWithPagedKVCache, table: PageTable, numQOHeads: Int, numKVHeads: Int,
-                         headDim: Int, dtype: DType, options: AttentionOptions, numPagesInCache: Int?,
+                         headDim: Int, dtype: DType, kvDType: DType, options: AttentionOptions, numPagesInCache: Int?,
                          tensorCores: Bool) throws(FlashInferError) -> BatchDecodeExecution
     /// Batch decode: runs the wrapper's plan on validated inputs.
     func runBatchDecode(_ wrapper: BatchDecodeWithPagedKVCache, q: Tensor, cache: PagedKVCache, table: PageTable,
@@ -100,6 +100,7 @@ protocol BackendImplementation: Sendable {
 
     /// Batch prefill: the device side of a validated schedule (nil on the host).
     func uploadBatchPrefillPlan(_ plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
+                                mask: (packed: [UInt8], indptr: [Int32])?,
                                 spec: PrefillSpec, numQOHeads: Int, packedRows: Int, previous: BatchPrefillDevicePlan?,
                                 graph: BatchPrefillDevicePlan.GraphLayout?) throws(FlashInferError) -> BatchPrefillDevicePlan?
     /// Batch prefill: runs the wrapper's plan, returning new tensors.

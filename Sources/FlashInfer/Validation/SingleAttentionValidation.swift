@@ -31,13 +31,16 @@ struct SingleAttentionProblem: Sendable {
     let out: Tensor?
     /// The caller's LSE buffer (device only), or nil.
     let lse: Tensor?
+    /// Prefill only: the request's custom mask (`qoLen × kvLen`, validated), which replaces `causal`.
+    let customMask: CustomMask?
     var dtype: DType { q.dtype }
     /// The LSE's shape: `[Hq]` for decode, `[qoLen, Hq]` for prefill.
     var lseShape: [Int] { decode ? [shape.numQOHeads] : [shape.qoLen, shape.numQOHeads] }
 
     fileprivate init(q: Tensor, k: Tensor, v: Tensor, shape: SingleAttentionShape, decode: Bool, options: AttentionOptions,
-                     out: Tensor?, lse: Tensor?) {
+                     out: Tensor?, lse: Tensor?, customMask: CustomMask?) {
         (self.q, self.k, self.v, self.shape, self.decode, self.options, self.out, self.lse) = (q, k, v, shape, decode, options, out, lse)
+        self.customMask = customMask
     }
 }
 
@@ -47,7 +50,7 @@ struct SingleAttentionProblem: Sendable {
 /// `SingleAttentionProblem.lseShape`, contiguous) are caller buffers, device only.
 /// Pure: no launches; every rule is a specific `FlashInferError`, thrown before anything runs.
 func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: AttentionOptions, placement: Placement,
-                    out: Tensor? = nil, lse: Tensor? = nil) throws(FlashInferError) -> SingleAttentionProblem {
+                    out: Tensor? = nil, lse: Tensor? = nil, customMask: CustomMask? = nil) throws(FlashInferError) -> SingleAttentionProblem {
     let qRank = decode ? 2 : 3
     guard q.rank == qRank else { throw .rank(tensor: "q", expected: qRank, got: q.rank) }
     guard k.rank == 3 else { throw .rank(tensor: "k", expected: 3, got: k.rank) }
@@ -76,10 +79,14 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
         throw .shape(tensor: "v", axis: axis, name: name, expected: "\(k.shape[axis]) (k's)", got: v.shape[axis])
     }
     guard numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
-    guard q.dtype == .f16 || q.dtype == .bf16 else { throw .dtype(tensor: "q", expected: "f16 or bf16", got: q.dtype) }
-    guard k.dtype == q.dtype else { throw .dtype(tensor: "k", expected: q.dtype.rawValue + " (q's dtype)", got: k.dtype) }
+    try validateQKVDTypes(q: q.dtype, kv: k.dtype)  // K/V: q's dtype, or FP8 (e4m3 / e5m2) with kScale / vScale
     guard v.dtype == k.dtype else { throw .dtype(tensor: "v", expected: k.dtype.rawValue + " (k's dtype)", got: v.dtype) }
-    if !decode && options.causal && qoLen > kvLen { throw .causalQueryLongerThanKV(qoLen: qoLen, kvLen: kvLen) }
+    if let customMask {
+        guard !decode else { throw .unsupportedCombination("a custom mask in decode (single prefill and batch prefill take one)") }
+        try validateCustomMask(customMask, qoLen: qoLen, kvLen: kvLen)
+    } else if !decode && options.causal && qoLen > kvLen {
+        throw .causalQueryLongerThanKV(qoLen: qoLen, kvLen: kvLen)
+    }
     guard options.windowLeft >= -1 else { throw .option(name: "window_left", value: "\(options.windowLeft)", rule: "must be >= 0, or -1 for no window") }
     try validateKVScales(options)
     guard options.logitsSoftCap >= 0, options.logitsSoftCap.isFinite else {
@@ -123,5 +130,9 @@ func validateSingle(q: Tensor, k: Tensor, v: Tensor, decode: Bool, options: Atte
             try CUDAPrefill.checkRowsAligned(q: q, k: k, v: v, out: out, layout: options.layout)
         }
     }
-    return SingleAttentionProblem(q: q, k: k, v: v, shape: shape, decode: decode, options: options, out: out, lse: lse)
+    // A custom mask replaces the causal mask (upstream's mask modes are exclusive).
+    var resolved = options
+    if customMask != nil { resolved.causal = false }
+    return SingleAttentionProblem(q: q, k: k, v: v, shape: shape, decode: decode, options: resolved, out: out, lse: lse,
+                                  customMask: customMask)
 }

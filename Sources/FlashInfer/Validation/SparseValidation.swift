@@ -10,17 +10,13 @@ func validateKVScales(_ options: AttentionOptions) throws(FlashInferError) {
     }
 }
 
-/// The options the CUDA kernels do not implement yet are rejected by name before any CUDA work, so a
-/// GPU call never silently ignores one: `kScale` and `vScale` other than 1. Called at the top of each
-/// CUDA attention path (single decode/prefill, batch decode, batch prefill and the wrappers built on them).
+/// The options' rules for the CUDA attention paths, checked at the top of each (single
+/// decode/prefill, batch decode, batch prefill and the wrappers built on them) before any CUDA work.
+/// Every option is implemented by the kernels now (k_scale folds into sm_scale, v_scale into the
+/// epilogue's 1/rowsum); what remains is the scales' own rule. An option the kernels lack is
+/// refused here by name, so a GPU call never silently ignores one.
 func requireCUDASupport(_ options: AttentionOptions, entry: String) throws(FlashInferError) {
     try validateKVScales(options)
-    if options.kScale != 1 {
-        throw .unsupportedCombination("k_scale = \(options.kScale) in \(entry) on the CUDA backend: the GPU kernels do not apply k_scale yet (the CPU backend does; docs/Sparse.md)")
-    }
-    if options.vScale != 1 {
-        throw .unsupportedCombination("v_scale = \(options.vScale) in \(entry) on the CUDA backend: the GPU kernels do not apply v_scale yet (the CPU backend does; docs/Sparse.md)")
-    }
 }
 
 /// Dtypes of an attention call that accepts FP8 K/V: q is f16 or bf16 (an FP8 q is rejected: only

@@ -22,7 +22,7 @@ struct CPUBackend: BackendImplementation {
             try ReferenceAttention.prefill(
                 q: try q.toFloats(), k: try problem.k.toFloats(), v: try problem.v.toFloats(), qoLen: shape.qoLen, kvLen: shape.kvLen,
                 numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, headDim: shape.headDim,
-                options: decode ? withoutCausal(options) : options)
+                options: decode ? withoutCausal(options) : options, customMask: problem.customMask)
         }
         let out = Tensor.host(r.output, shape: q.shape, dtype: q.dtype)
         return AttentionOutput(output: out, lse: returnLSE ? Tensor.host(r.lse, shape: problem.lseShape, dtype: .f32) : nil)
@@ -86,7 +86,7 @@ struct CPUBackend: BackendImplementation {
     // MARK: - Batch decode
 
     func planBatchDecode(_ w: BatchDecodeWithPagedKVCache, table: PageTable, numQOHeads: Int, numKVHeads: Int,
-                         headDim: Int, dtype: DType, options: AttentionOptions, numPagesInCache: Int?,
+                         headDim: Int, dtype: DType, kvDType: DType, options: AttentionOptions, numPagesInCache: Int?,
                          tensorCores: Bool) throws(FlashInferError) -> BatchDecodeExecution {
         let pages = (0..<table.batchSize).map(table.numPages)
         return BatchDecodeExecution(plan: BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads,
@@ -121,6 +121,7 @@ struct CPUBackend: BackendImplementation {
     // MARK: - Batch prefill
 
     func uploadBatchPrefillPlan(_ plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
+                                mask: (packed: [UInt8], indptr: [Int32])?,
                                 spec: PrefillSpec, numQOHeads: Int, packedRows: Int, previous: BatchPrefillDevicePlan?,
                                 graph: BatchPrefillDevicePlan.GraphLayout?) throws(FlashInferError) -> BatchPrefillDevicePlan? {
         nil
@@ -168,10 +169,12 @@ struct CPUBackend: BackendImplementation {
             let lo = Int(qoIndptr[b]), qo = Int(qoIndptr[b + 1]) - lo
             var o = options
             o.layout = .nhd
+            // The request's packed mask segment (little-endian bits, as the kernel reads it).
+            let mask = w.mask.map { CustomMask.packed(Array($0.packed[Int($0.indptr[b])..<Int($0.indptr[b + 1])])) }
             do {
                 let r = try ReferenceAttention.prefill(q: Array(qAll[(lo * hq * d)..<((lo + qo) * hq * d)]), k: k, v: v, qoLen: qo, kvLen: kvLens[b],
                                                        numQOHeads: hq, numKVHeads: hkv, headDim: d, options: o,
-                                                       rotatedRounding: w.referenceRotatedRounding)
+                                                       rotatedRounding: w.referenceRotatedRounding, customMask: mask)
                 out += r.output
                 lse += r.lse
             } catch { throw .reference("\(error)") }

@@ -72,7 +72,7 @@ struct CUDABackend: BackendImplementation {
     /// else the CUDA-core decode kernel (`CUDABatchDecode`; in CUDA-graph mode it reuses the
     /// previous plan's fixed buffers when the shape agrees).
     func planBatchDecode(_ w: BatchDecodeWithPagedKVCache, table: PageTable, numQOHeads: Int, numKVHeads: Int,
-                         headDim: Int, dtype: DType, options o: AttentionOptions, numPagesInCache: Int?,
+                         headDim: Int, dtype: DType, kvDType: DType, options o: AttentionOptions, numPagesInCache: Int?,
                          tensorCores: Bool) throws(FlashInferError) -> BatchDecodeExecution {
         if tensorCores {
             guard w.graphCapacity == nil else {
@@ -80,7 +80,8 @@ struct CUDABackend: BackendImplementation {
             }
             let p = w.tensorCorePath ?? BatchPrefillAttention(backend: w.backend)  // reused: its buffers grow only
             try p.plan(qoIndptr: (0...table.batchSize).map(Int32.init), table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
-                       headDim: headDim, dtype: dtype, options: o, numPagesInCache: numPagesInCache, tableValidated: true)
+                       headDim: headDim, dtype: dtype, kvDType: kvDType, options: o, numPagesInCache: numPagesInCache,
+                       tableValidated: true)
             // Informational (the prefill plan is what runs): one item per request.
             let pages = (0..<table.batchSize).map(table.numPages)
             let plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: numKVHeads, maxGridSize: Int.max,
@@ -90,6 +91,7 @@ struct CUDABackend: BackendImplementation {
         // Graph mode reuses the previous plan's buffers when the shape agrees.
         let reuse = w.graphCapacity != nil && w.shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? w.device?.graph : nil
         let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
+                                    kvDType: kvDType,
                                     options: o, stream: stream, capacity: w.graphCapacity, reuse: reuse)
         return BatchDecodeExecution(plan: d.plan, device: d)
     }
@@ -123,12 +125,13 @@ struct CUDABackend: BackendImplementation {
     /// Uploads the schedule (`BatchPrefillDevicePlan`), after checking that the lengths fit the
     /// kernel's 32-bit index arithmetic.
     func uploadBatchPrefillPlan(_ plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
+                                mask: (packed: [UInt8], indptr: [Int32])?,
                                 spec: PrefillSpec, numQOHeads: Int, packedRows: Int, previous: BatchPrefillDevicePlan?,
                                 graph: BatchPrefillDevicePlan.GraphLayout?) throws(FlashInferError) -> BatchPrefillDevicePlan? {
         guard packedRows < Int(Int32.max) - spec.tile.ctaQ, plan.chunkTokens < Int(Int32.max) / 2 else {
             throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
         }
-        return try BatchPrefillDevicePlan(plan: plan, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, spec: spec,
+        return try BatchPrefillDevicePlan(plan: plan, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, mask: mask, spec: spec,
                                           numQOHeads: numQOHeads, stream: stream, previous: previous, graph: graph)
     }
 

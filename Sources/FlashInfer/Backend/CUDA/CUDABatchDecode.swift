@@ -38,7 +38,7 @@ final class CUDABatchDecode: @unchecked Sendable {
     /// from device memory.
     let graph: GraphBuffers?
 
-    init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, options: AttentionOptions,
+    init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, kvDType: DType? = nil, options: AttentionOptions,
          stream: Stream, capacity: GraphCapacity? = nil, reuse: GraphBuffers? = nil) throws(FlashInferError) {
         try requireCUDASupport(options, entry: "BatchDecodeWithPagedKVCache")
         let device = stream.device
@@ -46,7 +46,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         var cta = 1
         while cta < min(group, 8) { cta *= 2 }
         spec = DecodeSpec(dtype: dtype, headDim: headDim, group: cta, posEnc: .init(options.positionEncoding),
-                          softCap: options.logitsSoftCap > 0, paged: true)
+                          softCap: options.logitsSoftCap > 0, paged: true, kvDType: kvDType)
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: headDim)
         headGroups = (group + cta - 1) / cta
         self.numQOHeads = numQOHeads
@@ -121,10 +121,9 @@ final class CUDABatchDecode: @unchecked Sendable {
     }
 
     func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
-        let es = cache.dtype.byteSize
         // Placement was validated (`checkPlacement` in the wrapper's run); the kernel's 16-byte loads:
         for (n, t) in [("q", q), ("k_cache", cache.k), ("v_cache", cache.v), ("out", out)] {
-            let aligned = (t.deviceAddress ?? 0) % 16 == 0 && zip(t.shape.dropLast(), t.strides.dropLast()).allSatisfy { $0.0 <= 1 || ($0.1 * es) % 16 == 0 }
+            let aligned = (t.deviceAddress ?? 0) % 16 == 0 && zip(t.shape.dropLast(), t.strides.dropLast()).allSatisfy { $0.0 <= 1 || ($0.1 * t.dtype.byteSize) % 16 == 0 }
             guard aligned else { throw .strides(tensor: n, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
         }
         guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }

@@ -10,6 +10,9 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     let requestIndices: Int, qoTileIndices: Int, kvTileIndices: Int
     let qoIndptr: Int, kvLens: Int, kvStarts: Int
     let pageIndices: Int?, oIndptr: Int?, mergeIndptr: Int?
+    /// Custom masks: the requests' byte offsets (in `arrays`) and the packed bits (own buffer).
+    let maskIndptr: Int?
+    let maskBytes: DeviceBuffer?
     /// Work items (grid x).
     let items: Int
     let spec: PrefillSpec
@@ -38,7 +41,8 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     ///     padded to `maxItems` (padded items name request 0 with a q tile past any request's rows,
     ///     so they exit at once), no split, the kv chunk a constant: the kernel's arguments are then
     ///     the same for every plan and a captured launch replays after a new plan.
-    init(plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?, spec: PrefillSpec,
+    init(plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
+         mask: (packed: [UInt8], indptr: [Int32])? = nil, spec: PrefillSpec,
          numQOHeads: Int, stream: Stream, previous: BatchPrefillDevicePlan? = nil, graph: GraphLayout? = nil) throws(FlashInferError) {
         var order = Self.reversedTileOrder(plan)
         if let graph {
@@ -69,6 +73,7 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         self.pageIndices = pageIndices.map { add(padded($0, to: cap?.maxPages, with: 0)) }
         oIndptr = plan.splitKV ? add(Array(plan.oIndptr.dropLast())) : nil
         mergeIndptr = plan.splitKV ? add(plan.mergeIndptr) : nil
+        maskIndptr = mask.map { add($0.indptr) }
         items = graph?.maxItems ?? plan.workItems
         self.spec = spec
         pageSize = plan.pageSize
@@ -84,6 +89,12 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
             let k = try jit.kernel(spec).function
             try k.setMaxDynamicSharedMemory(spec.sharedBytes)
             return (k, plan.splitKV ? try jit.kernel(MergeSpec(kind: .varlen, dtype: spec.dtype)).function : nil)
+        }
+        maskBytes = try FlashInferError.wrap { () throws(CUDAError) -> DeviceBuffer? in
+            guard let bytes = mask?.packed else { return nil }
+            let buf = try device.allocate(byteCount: max(bytes.count, 1))
+            if !bytes.isEmpty { try buf.copyFromHost(bytes, stream: stream) }  // ordered before the runs on `stream`
+            return buf
         }
         (arrays, tmpO, tmpLSE) = try FlashInferError.wrap { () throws(CUDAError) in
             // Grow-only reuse: plan() allocates only when the schedule or workspace outgrows the last one.
@@ -173,8 +184,8 @@ enum CUDABatchPrefill {
             ("v", kv.v, [kv.vStrides.0, kv.vStrides.1, kv.vPageStride]), ("out", out, [os.0, os.1]),
         ]
         for (name, t, strides) in checks where t.count > 0 {
-            guard strides.allSatisfy({ $0 % 8 == 0 }) else {
-                throw .strides(tensor: name, strides: t.strides, rule: "page, token and head strides must be multiples of 8 elements (16 bytes)")
+            guard strides.allSatisfy({ ($0 * Int64(t.dtype.byteSize)) % 16 == 0 }) else {
+                throw .strides(tensor: name, strides: t.strides, rule: "page, token and head strides must be multiples of 16 bytes (8 elements of 16 bits, 16 of FP8)")
             }
             guard let addr = t.deviceAddress, addr % 16 == 0 else {
                 throw .strides(tensor: name, strides: t.strides, rule: "the first element must be 16-byte aligned")
@@ -183,9 +194,9 @@ enum CUDABatchPrefill {
         let spec = dp.spec
         let d = spec.headDim
         try FlashInferError.wrap { () throws(CUDAError) in
-            try stream.order(reading: [q, kv.k, kv.v], writing: [out, lse], readingBuffers: [dp.arrays],
+            try stream.order(reading: [q, kv.k, kv.v], writing: [out, lse], readingBuffers: [dp.arrays, dp.maskBytes],
                              writingBuffers: [dp.tmpO, dp.tmpLSE])
-            let p = FIBatchPrefillParams(
+            var p = FIBatchPrefillParams(
                 base: prefillParams(q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],
                                     options: options, headDim: d, qoLen: 0, kvLen: 0, numQOHeads: numQOHeads,
                                     numKVHeads: numKVHeads),
@@ -197,7 +208,8 @@ enum CUDABatchPrefill {
                 pages: FIPageTable(page_indices: dp.address(dp.pageIndices), k_stride_page: kv.kPageStride,
                                    v_stride_page: kv.vPageStride, page_size: Int32(dp.pageSize), page_div_m: dp.pageDivM,
                                    page_div_l: dp.pageDivL, pad: 0),
-                mask_indptr: 0, kv_chunk: Int32(dp.kvChunk), pad: 0)
+                mask_indptr: dp.address(dp.maskIndptr), kv_chunk: Int32(dp.kvChunk), pad: 0)
+            p.base.variant.custom_mask = dp.maskBytes?.address ?? 0
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
             guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }

@@ -227,17 +227,18 @@ public struct CUDADecodeLaunch: Sendable {
                              numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
                              keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(device))
-        try self.init(shape: problem.shape, dtype: problem.dtype, options: options, device: device, numChunks: numChunks, stages: stages,
-                      keysPerSlot: keysPerSlot, timeline: timeline)
+        try self.init(shape: problem.shape, dtype: problem.dtype, kvDType: problem.k.dtype, options: options, device: device,
+                      numChunks: numChunks, stages: stages, keysPerSlot: keysPerSlot, timeline: timeline)
     }
 
     /// The plan of a validated problem, from the plan cache (`SingleDecodePlan.planned`: the device
     /// is asked once per shape class), with this call's shape and window start.
-    init(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
+    init(shape: SingleAttentionShape, dtype: DType, kvDType: DType? = nil, options: AttentionOptions, device: Device,
          numChunks: Int?, stages: Int = DecodeSpec.defaultStages,
          keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) {
         try requireCUDASupport(options, entry: "single decode")
-        let planned = try SingleDecodePlan.planned(shape: shape, dtype: dtype, options: options, device: device, numChunks: numChunks,
+        let planned = try SingleDecodePlan.planned(shape: shape, dtype: dtype, kvDType: kvDType ?? dtype, options: options, device: device,
+                                                   numChunks: numChunks,
                                                    stages: stages, keysPerSlot: keysPerSlot, timeline: timeline)
         let plan = planned.plan
         spec = plan.spec
@@ -331,9 +332,9 @@ public struct CUDADecodeLaunch: Sendable {
     func prepare(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, workspace: DeviceBuffer?, stream: Stream,
                  timeline: (decode: CUdeviceptr, merge: CUdeviceptr)?) throws(FlashInferError) -> Prepared {
         let (q, k, v) = (problem.q, problem.k, problem.v)
-        guard problem.shape == shape, problem.dtype == spec.dtype else {
-            throw .planMismatch(what: "decode launch", planned: "\(shape) \(spec.dtype.rawValue)",
-                                got: "\(problem.shape) \(problem.dtype.rawValue)")
+        guard problem.shape == shape, problem.dtype == spec.dtype, problem.k.dtype == spec.kvDType else {
+            throw .planMismatch(what: "decode launch", planned: "\(shape) \(spec.dtype.rawValue) K/V \(spec.kvDType.rawValue)",
+                                got: "\(problem.shape) \(problem.dtype.rawValue) K/V \(problem.k.dtype.rawValue)")
         }
         guard stream.device === device else { throw .deviceMismatch(tensor: "stream") }
         let needed = workspaceBytes
@@ -394,9 +395,9 @@ public struct CUDADecodeLaunch: Sendable {
     static func checkVectorAligned(q: Tensor, k: Tensor, v: Tensor) throws(FlashInferError) {
         for (n, t) in [("q", q), ("k", k), ("v", v)] {
             let misaligned = t.count > 0 && (t.deviceAddress ?? 0) % 16 != 0
-            let badStride = zip(t.shape.dropLast(), t.strides.dropLast()).contains { $0.0 > 1 && $0.1 % 8 != 0 }
+            let badStride = zip(t.shape.dropLast(), t.strides.dropLast()).contains { $0.0 > 1 && ($0.1 * t.dtype.byteSize) % 16 != 0 }
             if misaligned || badStride {
-                throw .strides(tensor: n, strides: t.strides, rule: "the decode kernel needs a 16-byte aligned base and strides that are multiples of 8 elements")
+                throw .strides(tensor: n, strides: t.strides, rule: "the decode kernel needs a 16-byte aligned base and strides that are multiples of 16 bytes")
             }
         }
     }
@@ -408,7 +409,8 @@ enum CUDADecode {
     /// Launches a validated problem (`validateSingle`: nothing is checked again) into `out` and
     /// `lse` (the problem's buffers, or the ones the backend allocated for it).
     static func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-        let launch = try CUDADecodeLaunch(shape: problem.shape, dtype: problem.dtype, options: problem.options, device: stream.device,
+        let launch = try CUDADecodeLaunch(shape: problem.shape, dtype: problem.dtype, kvDType: problem.k.dtype, options: problem.options,
+                                          device: stream.device,
                                           numChunks: nil)
         let workspace = try launch.makeWorkspace(stream: stream)
         try launch.run(problem, out: out, lse: lse, workspace: workspace, stream: stream)

@@ -161,7 +161,8 @@ enum CUDAPrefill {
         try requireCUDASupport(options, entry: "single prefill")
         guard shape.qoLen > 0 else { return }
         // The plan (kernel, query tiles) from the plan cache: looked up once per shape class.
-        let planned = try SinglePrefillPlan.planned(shape: shape, dtype: q.dtype, options: options, tile: tile, device: stream.device)
+        let planned = try SinglePrefillPlan.planned(shape: shape, dtype: q.dtype, kvDType: k.dtype, options: options, tile: tile,
+                                                    customMask: problem.customMask != nil, device: stream.device)
         let spec = planned.plan.spec, qTiles = planned.plan.qTiles
 
         // Strides in elements: (token, head) for each tensor. An axis of extent 1 has no stride.
@@ -174,10 +175,18 @@ enum CUDAPrefill {
 
         try FlashInferError.wrap { () throws(CUDAError) in
             let kernel = planned.kernel
+            // The packed mask, uploaded in the stream's order (freed in that order after the kernel).
+            var maskBuffer: DeviceBuffer? = nil
+            if let mask = problem.customMask?.packed {
+                let buf = try stream.allocate(byteCount: max(mask.count, 1))
+                if !mask.isEmpty { try buf.copyFromHost(mask, stream: stream) }
+                maskBuffer = buf
+            }
             try stream.order(reading: [q, k, v], writing: [out, lse])
-            let p = prefillParams(q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
+            var p = prefillParams(q: q, k: k, v: v, out: out, lse: lse, strides: strides.map { ($0.2, $0.3) }, options: options,
                                   headDim: shape.headDim, qoLen: shape.qoLen, kvLen: shape.kvLen, numQOHeads: shape.numQOHeads,
                                   numKVHeads: shape.numKVHeads)
+            p.variant.custom_mask = maskBuffer?.address ?? 0
             try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
         }
@@ -192,8 +201,9 @@ enum CUDAPrefill {
         var strides: [(String, Tensor, Int64, Int64)] = [("q", q, st(q, 0), st(q, 1)), ("k", k, st(k, kn), st(k, kh)), ("v", v, st(v, kn), st(v, kh))]
         if let out { strides.append(("out", out, st(out, 0), st(out, 1))) }
         for (name, t, sn, sh) in strides where t.count > 0 {
-            guard sn % 8 == 0, sh % 8 == 0 else {
-                throw .strides(tensor: name, strides: t.strides, rule: "token and head strides must be multiples of 8 elements (16 bytes)")
+            let es = Int64(t.dtype.byteSize)
+            guard (sn * es) % 16 == 0, (sh * es) % 16 == 0 else {
+                throw .strides(tensor: name, strides: t.strides, rule: "token and head strides must be multiples of 16 bytes (8 elements of 16 bits, 16 of FP8)")
             }
             guard let addr = t.deviceAddress, addr % 16 == 0 else {
                 throw .strides(tensor: name, strides: t.strides, rule: "the first element must be 16-byte aligned")
@@ -261,15 +271,16 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
 ///   - lse: nil, or contiguous Float32 `[qoLen, Hq]` (base 2).
 /// Runs asynchronously on `stream`.
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                          out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
-    try singlePrefill(q: q, k: k, v: v, options: options, out: out, lse: lse, tile: nil, stream: stream)
+                          customMask: CustomMask? = nil, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+    try singlePrefill(q: q, k: k, v: v, options: options, customMask: customMask, out: out, lse: lse, tile: nil, stream: stream)
 }
 
 /// `singlePrefill` with `tile`, an override of the kernel's tile geometry (benchmarks and tuning);
 /// nil = the default for the head dimension and variant.
 @_spi(Bench) public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                                       out: Tensor, lse: Tensor?, tile: PrefillTile?, stream: Stream) throws(FlashInferError) {
+                                       customMask: CustomMask? = nil, out: Tensor, lse: Tensor?, tile: PrefillTile?,
+                                       stream: Stream) throws(FlashInferError) {
     let problem = try validateSingle(q: q, k: k, v: v, decode: false, options: options, placement: .device(stream.device),
-                                     out: out, lse: lse)
+                                     out: out, lse: lse, customMask: customMask)
     try CUDAPrefill.run(problem, out: out, lse: lse, tile: tile, stream: stream)
 }

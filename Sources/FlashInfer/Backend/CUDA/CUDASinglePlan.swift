@@ -59,7 +59,7 @@ struct SingleDecodePlan: Hashable, Sendable {
 
     /// Classifies a validated decode: the spec the options and group need (with the measurement
     /// overrides), and the split of the attended keys over `smCount` SMs.
-    static func key(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Int, smCount: Int,
+    static func key(shape: SingleAttentionShape, dtype: DType, kvDType: DType? = nil, options: AttentionOptions, device: Int, smCount: Int,
                     numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
                     keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) -> Key {
         if let n = numChunks, n < 1 { throw .benchOverride(name: "num_chunks", value: "\(n)", rule: "must be >= 1") }
@@ -69,14 +69,8 @@ struct SingleDecodePlan: Hashable, Sendable {
         var cta = 1
         while cta < min(g, 8) { cta *= 2 }
         var spec = DecodeSpec(dtype: dtype, headDim: shape.headDim, group: cta, posEnc: .init(options.positionEncoding),
-                              softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot)
+                              softCap: options.logitsSoftCap > 0, stages: stages, keysPerSlot: keysPerSlot, kvDType: kvDType)
         spec.timeline = timeline
-        // The epilogue reuses the pipeline buffers for every slot's o (DecodeTraits' static_assert):
-        // refuse the pipelines too small for the group here, with the reason, not as a compile error.
-        guard spec.epilogueBytes <= spec.pipelineBytes else {
-            throw .benchOverride(name: "stages × keys_per_slot", value: "\(stages) × \(keysPerSlot)",
-                                 rule: "too small for \(cta) query heads per CTA at head_dim \(shape.headDim): the pipeline holds \(spec.pipelineBytes) bytes, the epilogue needs \(spec.epilogueBytes)")
-        }
         let headGroups = (g + cta - 1) / cta
         let attended = shape.kvLen - kvBegin(shape: shape, options: options)
         let split = if let n = numChunks {
@@ -101,10 +95,10 @@ let singleDecodePlans = PlanCache<SingleDecodePlan.Key, SingleDecodeKernels>(cap
 extension SingleDecodePlan {
     /// The plan of a validated decode on `device`: classified per call, resolved on the device
     /// once per key.
-    static func planned(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, device: Device,
+    static func planned(shape: SingleAttentionShape, dtype: DType, kvDType: DType? = nil, options: AttentionOptions, device: Device,
                         numChunks: Int? = nil, stages: Int = DecodeSpec.defaultStages,
                         keysPerSlot: Int = DecodeSpec.defaultKeysPerSlot, timeline: Bool = false) throws(FlashInferError) -> SingleDecodeKernels {
-        let key = try key(shape: shape, dtype: dtype, options: options, device: device.index,
+        let key = try key(shape: shape, dtype: dtype, kvDType: kvDType, options: options, device: device.index,
                           smCount: device.properties.multiprocessorCount, numChunks: numChunks, stages: stages,
                           keysPerSlot: keysPerSlot, timeline: timeline)
         return try singleDecodePlans.value(for: key) { () throws(FlashInferError) in try resolve(key, on: device) }
@@ -150,13 +144,13 @@ struct SinglePrefillPlan: Hashable, Sendable {
     /// Classifies a validated prefill with `qoLen > 0`: the spec its options need (or the `tile`
     /// override's) and its query tiles. Checks, per call, that the lengths fit the kernel's
     /// 32-bit index arithmetic.
-    static func key(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, tile: PrefillTile? = nil,
-                    device: Int) throws(FlashInferError) -> Key {
-        var spec = PrefillSpec(dtype: dtype, headDim: shape.headDim, options: options)
+    static func key(shape: SingleAttentionShape, dtype: DType, kvDType: DType? = nil, options: AttentionOptions,
+                    tile: PrefillTile? = nil, customMask: Bool = false, device: Int) throws(FlashInferError) -> Key {
+        var spec = PrefillSpec(dtype: dtype, headDim: shape.headDim, options: options, kvDType: kvDType, customMask: customMask)
         if let tile {
             let ok = [1, 2].contains(tile.mmaQ) && tile.kvSub >= 16 && tile.kvSub % 16 == 0 && tile.ctaKV % tile.kvSub == 0
                 && (tile.ctaKV * shape.headDim / 8) % tile.threads == 0
-                && tile.sharedBytes(headDim: shape.headDim, elementBytes: dtype.byteSize) <= 227 * 1024
+                && tile.sharedBytes(headDim: shape.headDim, elementBytes: dtype.byteSize, kvElementBytes: spec.kvDType.byteSize) <= 227 * 1024
             guard ok else { throw .benchOverride(name: "tile", value: "\(tile)", rule: "mmaQ 1 or 2, kvSub a multiple of 16 dividing ctaKV, shared memory ≤ 227 KiB") }
             spec.tile = tile
         }
@@ -181,9 +175,10 @@ let singlePrefillPlans = PlanCache<SinglePrefillPlan.Key, SinglePrefillKernel>(c
 extension SinglePrefillPlan {
     /// The plan of a validated prefill (`qoLen > 0`) on `device`: classified per call, its kernel
     /// looked up once per key.
-    static func planned(shape: SingleAttentionShape, dtype: DType, options: AttentionOptions, tile: PrefillTile? = nil,
-                        device: Device) throws(FlashInferError) -> SinglePrefillKernel {
-        let key = try key(shape: shape, dtype: dtype, options: options, tile: tile, device: device.index)
+    static func planned(shape: SingleAttentionShape, dtype: DType, kvDType: DType? = nil, options: AttentionOptions,
+                        tile: PrefillTile? = nil, customMask: Bool = false, device: Device) throws(FlashInferError) -> SinglePrefillKernel {
+        let key = try key(shape: shape, dtype: dtype, kvDType: kvDType, options: options, tile: tile, customMask: customMask,
+                          device: device.index)
         return try singlePrefillPlans.value(for: key) { () throws(FlashInferError) in
             let spec = key.spec
             let kernel = try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(spec) }
