@@ -1,5 +1,5 @@
 import ArgumentParser
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
 import FlashInferTesting
 
@@ -20,6 +20,8 @@ extension Bench {
         @Option(help: "Timed iterations.") var iterations = 100
         @Flag(name: .customLong("tensor-cores"), help: "Force the tensor-core path (useTensorCores: true).") var tensorCores = false
         @Flag(name: .customLong("cuda-cores"), help: "Force the CUDA-core decode kernel (useTensorCores: false). Default: the wrapper's automatic choice.") var cudaCores = false
+        @Option(help: "CUDA-core kernel: cp.async pipeline stages (measurement; default the library's).") var stages: Int?
+        @Option(name: .customLong("keys-per-slot"), help: "CUDA-core kernel: keys per slot per tile, 2, 4 or 8 (measurement; default the library's).") var keysPerSlot: Int?
         @Option(help: "Write results as JSON to this file.") var json: String?
 
         struct Shape { var id: String, batch: Int, kvLen: Int, hq: Int, hkv: Int, kvDType: DType = .f16 }
@@ -60,6 +62,9 @@ extension Bench {
                 let q = try Tensor.host((0..<(s.batch * s.hq * d)).map { _ in rng.normal() }, shape: [s.batch, s.hq, d], dtype: .f16).toDevice(device)
                 let out = try Tensor.empty(shape: q.shape, dtype: .f16, device: device)
                 let w = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: force)
+                if stages != nil || keysPerSlot != nil {
+                    w.decodeKernelTuning = (stages ?? DecodeSpec.defaultStages, keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)
+                }
                 // plan() time: median of 20 after the first (which also loads the kernel).
                 try w.plan(table: table, numQOHeads: s.hq, numKVHeads: s.hkv, headDim: d, dtype: .f16, kvDType: s.kvDType, numPagesInCache: pages)
                 var planTimes: [Double] = []
@@ -81,7 +86,8 @@ extension Bench {
                     ("num_kv_heads", .int(s.hkv)), ("head_dim", .int(d)), ("page_size", .int(ps)), ("kv_dtype", .string(s.kvDType.rawValue)),
                     ("median_us", .number(ms * 1e3)),
                     ("tbps", .number(tbps)), ("fraction_of_copy", .number(tbps / copy.tbps)), ("work_items", .int(p.workItems)),
-                    ("split_kv", .bool(p.splitKV)), ("path", .string(w.usesTensorCores ? "tensor cores" : "CUDA cores")), ("plan_us_median", .number(median(planTimes))),
+                    ("split_kv", .bool(p.splitKV)), ("stages", .int(stages ?? DecodeSpec.defaultStages)),
+                    ("keys_per_slot", .int(keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)), ("path", .string(w.usesTensorCores ? "tensor cores" : "CUDA cores")), ("plan_us_median", .number(median(planTimes))),
                 ]))
             }
             // plan() for B = 256 on the CPU alone (the scheduler, no upload).

@@ -91,7 +91,7 @@ struct CUDABackend: BackendImplementation {
         // Graph mode reuses the previous plan's buffers when the shape agrees.
         let reuse = w.graphCapacity != nil && w.shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? w.device?.graph : nil
         let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                                    kvDType: kvDType,
+                                    kvDType: kvDType, tuning: w.decodeKernelTuning,
                                     options: o, stream: stream, capacity: w.graphCapacity, reuse: reuse)
         return BatchDecodeExecution(plan: d.plan, device: d)
     }
