@@ -62,8 +62,9 @@ struct CUDABackend: BackendImplementation {
     }
 
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                            table: PageTable) throws(FlashInferError) {
-        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, stream: stream)
+                            table: PageTable, kScale: Float, vScale: Float) throws(FlashInferError) {
+        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table,
+                           kScale: kScale, vScale: vScale, stream: stream)
     }
 
     // MARK: - Batch decode
