@@ -435,7 +435,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
   DT* v_smem = k_smem + T::KV_BUFS * T::KV_TILE_ELEMS;            // [KV_BUFS][CTA_KV][D]
   // Where the loaders put K and V: the DT rings, or (FP8) the fp8 staging rings after them.
   KV_DT* k_load = reinterpret_cast<KV_DT*>(T::KV_FP8 ? reinterpret_cast<DT*>(v_smem + T::KV_TILE_ELEMS) : k_smem);
-  KV_DT* v_load = T::KV_FP8 ? k_load + T::STAGES * T::KV_TILE_ELEMS : reinterpret_cast<KV_DT*>(v_smem);
+  KV_DT* v_load = T::KV_FP8 ? k_load + T::KV_STAGES * T::KV_TILE_ELEMS : reinterpret_cast<KV_DT*>(v_smem);
 
   const int group = p.group_size;
   GeometryStorage<SHARED_GEOMETRY> storage;
