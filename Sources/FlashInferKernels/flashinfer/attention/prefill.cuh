@@ -338,6 +338,20 @@ struct GeometryStorage<true> {
   }
 };
 
+// Whether this warp owns any of the request's packed rows. The warps past them (a tile of CTA_Q
+// rows over a request with fewer, e.g. decode's group of 4 in a 64-row tile) skip S, softmax and
+// P·V: they would read every K and V fragment from shared memory for rows nobody writes.
+// Only the 64-row tile tests it: the planner gives it the short requests, and the 128-row tile's
+// plain D128 kernels have no register to spare for it (they spill).
+template <typename T>
+__device__ __forceinline__ bool warp_has_rows(const PrefillGeometry& g) {
+  if constexpr (T::MMA_Q == 2) {
+    return true;
+  } else {
+    return g.r0 + int(threadIdx.x >> 5) * T::WARP_ROWS < g.packed_len;
+  }
+}
+
 namespace prefill {
 
 // The kv loop of an FP8 K/V CTA (prefill_traits.cuh): the loaders fill a KV_STAGES-deep ring of fp8
@@ -392,7 +406,8 @@ __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& k
 #pragma unroll
     for (int sub = 0; sub < T::SUBS; ++sub) {
       const int ks = k0 + sub * T::KV_SUB;
-      const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin;
+      // Warps whose rows are all past the request's (decode-like tiles) skip the math: warp-uniform.
+      const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin && warp_has_rows<T>(g);
       float s[T::MMA_Q][2 * T::MMA_KV][4];
       if (active) {
         compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
@@ -509,8 +524,9 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
 #pragma unroll
         for (int sub = 0; sub < T::SUBS; ++sub) {
           const int ks = k0 + sub * T::KV_SUB;
-          // Sub-tiles that no row of the tile sees are skipped (CTA-uniform).
-          const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin;
+          // Sub-tiles that no row of the tile sees are skipped (CTA-uniform), and so are warps whose
+          // rows all lie past the request's (a decode-like tile: packed rows < CTA_Q; warp-uniform).
+          const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin && warp_has_rows<T>(g);
           float s[T::MMA_Q][2 * T::MMA_KV][4];
           if (active) {
             prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
