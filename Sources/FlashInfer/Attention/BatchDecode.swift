@@ -92,8 +92,12 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// against 2.47 on CUDA cores (the CUDA-core grid of 512 CTAs is 1.3 waves), D3 3.01 against
     /// 2.94, D2 2.80 against 2.85; group 1 (D4) 3.05 on CUDA cores against 2.99. Upstream FlashInfer
     /// recommends tensor cores for the same group sizes.
-    public static func prefersTensorCores(groupSize: Int, graphMode: Bool) -> Bool {
-        groupSize >= 4 && !graphMode
+    ///
+    /// FP8 caches take the CUDA-core kernel (`kvDType` e4m3 / e5m2): on the H200 (2026-12-04) D5
+    /// ran in 201 µs there against 333 µs on the tensor-core path, whose fp8 tiles are converted in
+    /// shared memory by a separate pass (bench/NOTES.md).
+    public static func prefersTensorCores(groupSize: Int, graphMode: Bool, kvDType: DType? = nil) -> Bool {
+        groupSize >= 4 && !graphMode && !(kvDType?.isFP8 ?? false)
     }
 
     /// Plans one decode step. Host arrays only: no device → host copy.
@@ -113,7 +117,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         var o = options
         o.causal = false
         let tensorCores = useTensorCores
-            ?? Self.prefersTensorCores(groupSize: numQOHeads / numKVHeads, graphMode: graphCapacity != nil)
+            ?? Self.prefersTensorCores(groupSize: numQOHeads / numKVHeads, graphMode: graphCapacity != nil, kvDType: kv)
         usesTensorCores = false
         let planned = try backend.implementation.planBatchDecode(self, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
                                                                  headDim: headDim, dtype: dtype, kvDType: kv, options: o,

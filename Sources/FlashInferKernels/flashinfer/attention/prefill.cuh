@@ -357,13 +357,15 @@ namespace prefill {
 // The kv loop of an FP8 K/V CTA (prefill_traits.cuh): the loaders fill a KV_STAGES-deep ring of fp8
 // staging tiles, and each tile is converted into the one DT K (V) tile before the math reads it.
 //   prologue:  (paged: resolve tiles 0 … S−1) | K[0] | V[0] | … | K[S−2] | V[S−2]   (S = KV_STAGES)
-//   tile j:    wait K[j]; sync | issue K[j+S−1], V[j+S−1] into the ring stage tile j−1 left |
-//              convert K[j]; sync | (RoPE K; sync) | sub-tile 0: S, softmax | wait V[j]; sync |
-//              convert V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V |
+//   tile j:    wait K[j], V[j]; sync | issue K[j+S−1], V[j+S−1] into the ring stage tile j−1 left |
+//              convert K[j] and V[j]; sync | (RoPE K; sync) | per sub-tile: S, softmax, O += P·V |
 //              (paged: tile j+S's page ids fetched after the issue, its row offsets stored at the end,
 //              into the table stage that tile j's loads read)
-// The barrier after "wait K[j]" also says every warp is done with tile j−1 (its DT tiles and its
-// ring stage). With S = 2 this is the 16-bit pipeline plus the two conversions.
+// The barrier after the wait also says every warp is done with tile j−1 (its DT tiles and its ring
+// stage). With S ≥ 3 (the 64-row tile) K and V are converted in one pass behind one barrier: two
+// conversion phases (and their four barriers) per tile made the decode-like tile latency-bound
+// (bench/NOTES.md). With S = 2 (the 128-row tile, compute-bound) V is waited for and converted after
+// sub-tile 0's S = Q·Kᵀ, as in the 16-bit loop (and the merged form spills the all-hooks variant).
 template <typename T, typename KV>
 __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& kv, const typename T::Variant& base,
                                             const PrefillGeometry& g, int group, typename T::DT* q_smem,
@@ -372,6 +374,7 @@ __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& k
                                             float (&m)[T::MMA_Q][2], float (&d)[T::MMA_Q][2]) {
   using Variant = typename T::Variant;
   constexpr int S = T::KV_STAGES;
+  constexpr bool MERGED = S >= 3;  // K and V converted together (see above)
   const int tiles = g.tile_end - g.tile_begin;
   if constexpr (KV::PREPARED) {
 #pragma unroll
@@ -389,7 +392,11 @@ __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& k
     const int stage = i % S;
     const int k0 = g.kv_lo + (g.tile_begin + i) * T::CTA_KV;
 
-    cp_async::wait<2 * S - 3>();  // K[j] (and Q) landed; V[j] and the tiles after it may be in flight
+    if constexpr (MERGED) {
+      cp_async::wait<2 * S - 4>();  // K[j], V[j] (and Q) landed; the tiles after them may be in flight
+    } else {
+      cp_async::wait<2 * S - 3>();  // K[j] (and Q) landed
+    }
     __syncthreads();
     const int next = (i + S - 1) % S;  // the stage tile j−1 left
     kv.load(k_load + next * T::KV_TILE_ELEMS, v_load + next * T::KV_TILE_ELEMS, next, k0 + (S - 1) * T::CTA_KV,
@@ -397,6 +404,7 @@ __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& k
     int next_pages = -1;
     if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + S * T::CTA_KV, vp.kv_len, i + S < tiles);
     convert_kv_tile<T>(k_load + stage * T::KV_TILE_ELEMS, k_tile);
+    if constexpr (MERGED) convert_kv_tile<T>(v_load + stage * T::KV_TILE_ELEMS, v_tile);
     __syncthreads();
     if constexpr (Variant::USE_ROPE) {
       rope_k_tile<T>(k_tile, k0, vp);
@@ -417,11 +425,13 @@ __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& k
         apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
         online_softmax<T>(s, o, m, d, linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
       }
-      if (sub == 0) {
-        cp_async::wait<2 * S - 2>();  // V[j] landed
-        __syncthreads();
-        convert_kv_tile<T>(v_load + stage * T::KV_TILE_ELEMS, v_tile);
-        __syncthreads();
+      if constexpr (!MERGED) {
+        if (sub == 0) {
+          cp_async::wait<2 * S - 2>();  // V[j] landed
+          __syncthreads();
+          convert_kv_tile<T>(v_load + stage * T::KV_TILE_ELEMS, v_tile);
+          __syncthreads();
+        }
       }
       if (active) compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
     }
