@@ -76,7 +76,7 @@ import Testing
         #expect(decodeError(q: Self.t([4, 64], .f32), k: Self.t([5, 4, 64], .f32), v: Self.t([5, 4, 64], .f32))
             == .dtype(tensor: "q", expected: "f16 or bf16", got: .f32))
         #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64], .bf16), v: Self.t([5, 4, 64]))
-            == .dtype(tensor: "k", expected: "f16 (q's dtype)", got: .bf16))
+            == .dtype(tensor: "k", expected: "f16 (q's dtype), e4m3 or e5m2", got: .bf16))
         #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 64], .bf16))
             == .dtype(tensor: "v", expected: "f16 (k's dtype)", got: .bf16))
     }
