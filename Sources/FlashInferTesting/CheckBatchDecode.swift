@@ -15,6 +15,8 @@ struct BatchDecodeCase {
     var options: AttentionOptions = AttentionOptions()
     var combined = true
     var tensorCores = false
+    /// FP8 cache (e4m3 / e5m2); nil: q's dtype. Scales: `options.kScale` / `vScale`.
+    var kvDType: DType? = nil
 
     var name: String {
         var pe = options.positionEncoding.name
@@ -23,7 +25,7 @@ struct BatchDecodeCase {
         if case .ropeLlama(let s, let t) = options.positionEncoding, s != 1 || t != 1e4 { pe += "(scale \(s), theta \(t))" }
         if options.logitsSoftCap > 0 { pe += " cap=\(Int(options.logitsSoftCap))" }
         if options.windowLeft >= 0 { pe += " window=\(options.windowLeft)" }
-        return "batch-decode\(tensorCores ? " tensor-cores" : "") B=\(batch) len<=\(maxLen) page=\(pageSize) h=\(numQOHeads)/\(numKVHeads) d=\(headDim) \(dtype.rawValue) \(layout.rawValue) \(pe)\(combined ? "" : " two-tensors")"
+        return "batch-decode\(tensorCores ? " tensor-cores" : "") B=\(batch) len<=\(maxLen) page=\(pageSize) h=\(numQOHeads)/\(numKVHeads) d=\(headDim) \(dtype.rawValue) \(layout.rawValue) \(pe)\(combined ? "" : " two-tensors")\(kvDType.map { " kv=\($0.rawValue) k_scale=\(options.kScale) v_scale=\(options.vScale)" } ?? "")"
     }
 
     func run(device: Device, stream: Stream, rng: inout SeededRNG) throws -> String? {
@@ -41,23 +43,26 @@ struct BatchDecodeCase {
         let pageShape = layout == .nhd ? [pageSize, hkv, d] : [hkv, pageSize, d]
         let n = numPages * pageShape.reduce(1, *)
         func randn(_ c: Int) -> [Float] { (0..<c).map { _ in rng.normal() } }
+        let kvd = kvDType ?? dtype  // FP8: the normal values rounded to the format
         let hostCache: PagedKVCache, devCache: PagedKVCache
         if combined {
-            let kv = Tensor.host(randn(2 * n), shape: [numPages, 2] + pageShape, dtype: dtype)
+            let kv = Tensor.host(randn(2 * n), shape: [numPages, 2] + pageShape, dtype: kvd)
             hostCache = try PagedKVCache(combined: kv, layout: layout)
             devCache = try PagedKVCache(combined: kv.toDevice(device), layout: layout)
         } else {
-            let k = Tensor.host(randn(n), shape: [numPages] + pageShape, dtype: dtype), v = Tensor.host(randn(n), shape: [numPages] + pageShape, dtype: dtype)
+            let k = Tensor.host(randn(n), shape: [numPages] + pageShape, dtype: kvd), v = Tensor.host(randn(n), shape: [numPages] + pageShape, dtype: kvd)
             hostCache = try PagedKVCache(k: k, v: v, layout: layout)
             devCache = try PagedKVCache(k: k.toDevice(device), v: v.toDevice(device), layout: layout)
         }
         let q = Tensor.host(randn(batch * numQOHeads * d), shape: [batch, numQOHeads, d], dtype: dtype)
         let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tensorCores)
-        try gpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
+        try gpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, kvDType: kvd, options: options,
+                     numPagesInCache: numPages)
         let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
         // The tensor-core path stores RoPE'd q/k in the dtype; the CUDA-core kernel keeps Float32.
         if gpu.usesTensorCores { cpu.referenceRotatedRounding = dtype }
-        try cpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, options: options, numPagesInCache: numPages)
+        try cpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, kvDType: kvd, options: options,
+                     numPagesInCache: numPages)
         let expected = try cpu.run(q: q, cache: hostCache, returnLSE: true)
         let out = try Tensor.empty(shape: q.shape, dtype: dtype, device: device)
         let lse = try Tensor.empty(shape: [batch, numQOHeads], dtype: .f32, device: device)
@@ -121,6 +126,25 @@ public func batchDecodeCases() -> [CheckCase] {
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 16, numQOHeads: 32, numKVHeads: 8, dtype: .bf16, layout: .hnd,
                               options: AttentionOptions(positionEncoding: .ropeLlama(scale: 1, theta: 1e4)), tensorCores: true))
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 5, numQOHeads: 32, numKVHeads: 8, layout: .hnd, combined: false))
+    // FP8 caches (issue 12) on both paths: both formats, both layouts, page sizes 1 and 16, groups
+    // 1 / 4 / 8, the position encodings, soft-cap, window, scales, lengths 1 … 32k.
+    let scaled = AttentionOptions(kScale: 0.37, vScale: 2.5)
+    for kvd in [DType.e4m3, .e5m2] {
+        for tc in [false, true] {
+            cs.append(BatchDecodeCase(batch: 17, maxLen: 4096, pageSize: 16, numQOHeads: 32, numKVHeads: 8, options: scaled,
+                                      tensorCores: tc, kvDType: kvd))
+            cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 1, numQOHeads: 32, numKVHeads: 4, dtype: .bf16, layout: .hnd,
+                                      options: AttentionOptions(positionEncoding: .ropeLlama(), layout: .hnd, kScale: 2, vScale: 0.5),
+                                      tensorCores: tc, kvDType: kvd))
+            cs.append(BatchDecodeCase(batch: 3, maxLen: 32768, pageSize: 16, numQOHeads: 8, numKVHeads: 8, headDim: 64,
+                                      options: AttentionOptions(logitsSoftCap: 30, windowLeft: 100, kScale: 0.37, vScale: 2.5),
+                                      tensorCores: tc, kvDType: kvd))
+        }
+        cs.append(BatchDecodeCase(batch: 17, maxLen: 999, pageSize: 16, numQOHeads: 64, numKVHeads: 8, headDim: 256,
+                                  options: AttentionOptions(positionEncoding: .alibi, kScale: 0.37, vScale: 2.5), kvDType: kvd))
+        cs.append(BatchDecodeCase(batch: 17, maxLen: 999, pageSize: 8, numQOHeads: 64, numKVHeads: 8, headDim: 128, dtype: .bf16,
+                                  options: scaled, combined: false, tensorCores: true, kvDType: kvd))
+    }
     return cs.map { c in CheckCase(name: c.name) { device, stream, rng in try c.run(device: device, stream: stream, rng: &rng) } }
 }
 

@@ -22,13 +22,19 @@ struct BatchPrefillCheckConfig {
     var expectSplit: Bool? = nil
     /// Run through the allocating `run(q:kv:returnLSE:)` instead of caller buffers.
     var allocating = false
+    /// FP8 K/V (e4m3 / e5m2) with these scales; nil: q's dtype.
+    var kvDType: DType? = nil
+    var kScale: Float = 1
+    var vScale: Float = 1
 
     var numQOHeads: Int { numKVHeads * group }
     var options: AttentionOptions {
-        AttentionOptions(causal: causal, positionEncoding: posEnc, logitsSoftCap: softCap, windowLeft: window, layout: layout)
+        AttentionOptions(causal: causal, positionEncoding: posEnc, logitsSoftCap: softCap, windowLeft: window, layout: layout,
+                         kScale: kScale, vScale: vScale)
     }
     var spec: PrefillSpec {
-        BatchPrefillAttention.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, options: options, paged: paged)
+        BatchPrefillAttention.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, kvDType: kvDType,
+                                         options: options, paged: paged)
     }
 
     var name: String {
@@ -42,6 +48,7 @@ struct BatchPrefillCheckConfig {
         if causal { n += " causal" }
         if let s = expectSplit { n += s ? " split" : " no-split" }
         if allocating { n += " allocating" }
+        if let kv = kvDType { n += " kv=\(kv.rawValue) k_scale=\(kScale) v_scale=\(vScale)" }
         return n
     }
 
@@ -134,6 +141,19 @@ func batchPrefillCheckConfigs() -> [BatchPrefillCheckConfig] {
     add(base) { $0.paged = false; $0.causal = false; $0.qoLens = [0, 37, 1]; $0.kvLens = [17, 0, 2000]; $0.layout = .hnd }
     // The allocating run (not poisoned; every other case writes into poisoned buffers).
     add(base) { $0.qoLens = [37, 17]; $0.kvLens = [500, 2000]; $0.allocating = true }
+    // FP8 K/V (issue 12): paged and ragged, both formats, both q dtypes, split and not, the 64-row
+    // tile, the variants, page sizes 1 and 16, head dims 64/128/256.
+    func fp8(_ kvd: DType, _ edit: (inout BatchPrefillCheckConfig) -> Void) {
+        add(base) { $0.kvDType = kvd; $0.kScale = 0.37; $0.vScale = 2.5; edit(&$0) }
+    }
+    for kvd in [DType.e4m3, .e5m2] {
+        fp8(kvd) { $0.qoLens = [17, 1, 37, 127]; $0.kvLens = [300, 4096, 1000, 127] }
+        fp8(kvd) { $0.paged = false; $0.dtype = .bf16; $0.qoLens = [127]; $0.kvLens = [4096]; $0.expectSplit = true; $0.layout = .hnd }
+        fp8(kvd) { $0.pageSize = 1; $0.qoLens = [1, 1, 2, 1]; $0.kvLens = [1, 4096, 300, 17]; $0.group = 8; $0.numKVHeads = 1 }
+        fp8(kvd) { $0.headDim = 64; $0.qoLens = [37, 17]; $0.kvLens = [513, 2049]; $0.posEnc = .ropeLlama(); $0.dtype = .bf16 }
+        fp8(kvd) { $0.headDim = 256; $0.paged = false; $0.qoLens = [65, 17]; $0.kvLens = [129, 1000]; $0.causal = false; $0.window = 13 }
+        fp8(kvd) { $0.qoLens = [37, 127, 1]; $0.kvLens = [300, 127, 999]; $0.posEnc = .alibi; $0.softCap = 30; $0.layout = .hnd; $0.kScale = 3; $0.vScale = 0.25 }
+    }
     return out
 }
 
@@ -191,24 +211,25 @@ private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, 
         // One [pages, 2, ...] tensor: K and V interleaved per page (a page stride of two pages).
         let shape = c.layout == .nhd ? [numPages, 2, c.pageSize, hkv, d] : [numPages, 2, hkv, c.pageSize, d]
         let values = randn(shape.reduce(1, *))
-        let host = Tensor.host(values, shape: shape, dtype: c.dtype)
+        let host = Tensor.host(values, shape: shape, dtype: c.kvDType ?? c.dtype)
         kvHost = .paged(try PagedKVCache(combined: host, layout: c.layout))
         kvDevice = .paged(try PagedKVCache(combined: try host.toDevice(device), layout: c.layout))
         for w in [gpu, cpu] {
             try w.plan(qoIndptr: qoIndptr, table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: c.dtype,
-                       options: c.options, numPagesInCache: numPages)
+                       kvDType: c.kvDType, options: c.options, numPagesInCache: numPages)
         }
     } else {
         var kvIndptr: [Int32] = [0]
         for n in c.kvLens { kvIndptr.append(kvIndptr.last! + Int32(n)) }
         let nkv = Int(kvIndptr.last!)
         let shape = c.layout == .nhd ? [nkv, hkv, d] : [hkv, nkv, d]
-        let k = Tensor.host(randn(shape.reduce(1, *)), shape: shape, dtype: c.dtype)
-        let v = Tensor.host(randn(shape.reduce(1, *)), shape: shape, dtype: c.dtype)
+        let k = Tensor.host(randn(shape.reduce(1, *)), shape: shape, dtype: c.kvDType ?? c.dtype)
+        let v = Tensor.host(randn(shape.reduce(1, *)), shape: shape, dtype: c.kvDType ?? c.dtype)
         kvHost = .ragged(k: k, v: v)
         kvDevice = .ragged(k: try k.toDevice(device), v: try v.toDevice(device))
         for w in [gpu, cpu] {
-            try w.plan(qoIndptr: qoIndptr, kvIndptr: kvIndptr, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: c.dtype, options: c.options)
+            try w.plan(qoIndptr: qoIndptr, kvIndptr: kvIndptr, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: c.dtype,
+                       kvDType: c.kvDType, options: c.options)
         }
     }
     let plan = gpu.plan!

@@ -18,10 +18,12 @@ struct DecodeCheckConfig {
     /// Kernel pipeline depth and keys per slot (nil: the library's defaults).
     var stages: Int? = nil
     var keysPerSlot: Int? = nil
+    /// FP8 K/V (e4m3 / e5m2); nil: q's dtype. The scales are `options.kScale` / `vScale`.
+    var kvDType: DType? = nil
 
     var name: String {
         let o = options
-        var s = "decode \(dtype.rawValue) d\(headDim) kv\(kvLen) h\(numQOHeads)/\(numKVHeads) \(o.layout.rawValue)"
+        var s = "decode \(dtype.rawValue)\(kvDType.map { " kv=\($0.rawValue) k_scale=\(o.kScale) v_scale=\(o.vScale)" } ?? "") d\(headDim) kv\(kvLen) h\(numQOHeads)/\(numKVHeads) \(o.layout.rawValue)"
         switch o.positionEncoding {
         case .none: break
         case .ropeLlama(let sc, let th): s += sc == 1 && th == 1e4 ? " rope" : " rope(\(sc),\(th))"
@@ -133,6 +135,29 @@ func decodeCheckConfigs() -> [DecodeCheckConfig] {
     // 11. The public entry point (library-allocated outputs and workspace).
     f = make(4096, (4, 8), 128, .f16, .init()); f.publicAPI = true; out.append(f)
     f = make(127, (8, 4), 64, .bf16, .init(positionEncoding: .ropeLlama(), layout: .hnd)); f.publicAPI = true; out.append(f)
+    // 12. FP8 K/V (issue 12) on the CUDA-core kernel: both formats, every head dim and group, the
+    // variants, scales, kv_len 0 / 1 / 32789, forced splits, the public API.
+    func fp8(_ kvd: DType, _ kv: Int, _ g: (Int, Int), _ d: Int, _ dt: DType, _ o: AttentionOptions, chunks: Int? = nil,
+             api: Bool = false) {
+        var c = make(kv, g, d, dt, o)
+        c.kvDType = kvd
+        c.numChunks = chunks
+        c.publicAPI = api
+        if c.options.kScale == 1 && kv % 2 == 1 { (c.options.kScale, c.options.vScale) = (0.37, 2.5) }
+        out.append(c)
+    }
+    for kvd in [DType.e4m3, .e5m2] {
+        for (n, d) in [64, 128, 256].enumerated() {
+            fp8(kvd, [999, 4096, 17][n], groups[n * 2 % groups.count], d, n == 1 ? .bf16 : .f16, .init(layout: n % 2 == 0 ? .nhd : .hnd))
+        }
+        fp8(kvd, 32789, (4, 8), 128, .f16, .init())
+        fp8(kvd, 999, (8, 4), 128, .bf16, .init(positionEncoding: .ropeLlama(), logitsSoftCap: 30, layout: .hnd))
+        fp8(kvd, 127, (1, 4), 64, .f16, .init(positionEncoding: .alibi, windowLeft: 13))
+        fp8(kvd, 1, (4, 4), 128, .f16, .init())
+        fp8(kvd, 0, (4, 4), 128, .bf16, .init())
+        fp8(kvd, 4095, (4, 8), 128, .f16, .init(kScale: 4, vScale: 0.125), chunks: 7)
+        fp8(kvd, 999, (16, 2), 256, .bf16, .init(positionEncoding: .ropeLlama()), api: true)
+    }
     return out
 }
 
@@ -166,7 +191,8 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
     let (hq, hkv, d, kv, dt) = (c.numQOHeads, c.numKVHeads, c.headDim, c.kvLen, c.dtype)
     let kvShape = c.options.layout == .nhd ? [kv, hkv, d] : [hkv, kv, d]
     let qv = randomValues(hq * d, dt, &rng)
-    let kvv = randomValues(kv * hkv * d, dt, &rng), vv = randomValues(kv * hkv * d, dt, &rng)
+    let kvd = c.kvDType ?? dt
+    let kvv = randomValues(kv * hkv * d, kvd, &rng), vv = randomValues(kv * hkv * d, kvd, &rng)
     let q: Tensor, k: Tensor, v: Tensor
     if c.strided {
         // q rows 2·D apart; K/V inside one buffer per layout:
@@ -184,8 +210,8 @@ func runDecodeCheck(_ c: DecodeCheckConfig, device: Device, stream: Stream, rng:
         }
     } else {
         q = try Tensor.host(qv, shape: [hq, d], dtype: dt).toDevice(device)
-        k = try Tensor.host(kvv, shape: kvShape, dtype: dt).toDevice(device)
-        v = try Tensor.host(vv, shape: kvShape, dtype: dt).toDevice(device)
+        k = try Tensor.host(kvv, shape: kvShape, dtype: kvd).toDevice(device)
+        v = try Tensor.host(vv, shape: kvShape, dtype: kvd).toDevice(device)
     }
 
     let got: [Float], gotLSE: [Float]

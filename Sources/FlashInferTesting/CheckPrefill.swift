@@ -19,13 +19,17 @@ struct PrefillCheckConfig {
     var smScale: Float? = nil
     /// q, k and v are views with padded rows into larger buffers (k and v interleaved in one).
     var strided = false
+    /// FP8 K/V (e4m3 / e5m2) with these scales; nil: K/V in q's dtype.
+    var kvDType: DType? = nil
+    var kScale: Float = 1
+    var vScale: Float = 1
 
     var numQOHeads: Int { numKVHeads * group }
     var options: AttentionOptions {
         AttentionOptions(causal: causal, smScale: smScale, positionEncoding: posEnc, logitsSoftCap: softCap,
-                         windowLeft: window, layout: layout)
+                         windowLeft: window, layout: layout, kScale: kScale, vScale: vScale)
     }
-    var spec: PrefillSpec { PrefillSpec(dtype: dtype, headDim: headDim, options: options) }
+    var spec: PrefillSpec { PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvDType: kvDType) }
 
     var name: String {
         var n = "prefill \(dtype.rawValue) d\(headDim) qo=\(qoLen) kv=\(kvLen) hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
@@ -36,6 +40,7 @@ struct PrefillCheckConfig {
         if causal { n += " causal" }
         if let s = smScale { n += " scale=\(s)" }
         if strided { n += " strided" }
+        if let kv = kvDType { n += " kv=\(kv.rawValue) k_scale=\(kScale) v_scale=\(vScale)" }
         return n
     }
 
@@ -119,6 +124,22 @@ func prefillCheckConfigs() -> [PrefillCheckConfig] {
     add(base) { $0.qoLen = 37; $0.group = 4; $0.posEnc = .ropeLlama(); $0.causal = true; $0.strided = true }
     add(base) { $0.dtype = .bf16; $0.headDim = 64; $0.qoLen = 127; $0.kvLen = 127; $0.layout = .hnd; $0.causal = true; $0.strided = true }
     add(base) { $0.headDim = 256; $0.qoLen = 17; $0.kvLen = 4096; $0.numKVHeads = 1; $0.group = 8; $0.window = 13; $0.strided = true }
+    // FP8 K/V (issue 12): both formats under both q dtypes, every head dim, scales, the variants,
+    // tile edges and kv_len 0 and 1, group 1/4/8, both layouts.
+    func fp8(_ kvd: DType, _ edit: (inout PrefillCheckConfig) -> Void) {
+        add(base) { $0.kvDType = kvd; $0.kScale = 0.37; $0.vScale = 2.5; edit(&$0) }
+    }
+    for kvd in [DType.e4m3, .e5m2] {
+        fp8(kvd) { $0.qoLen = 127; $0.kvLen = 999; $0.causal = true }
+        fp8(kvd) { $0.dtype = .bf16; $0.headDim = 64; $0.qoLen = 37; $0.kvLen = 4096; $0.group = 4; $0.layout = .hnd }
+        fp8(kvd) { $0.headDim = 256; $0.qoLen = 65; $0.kvLen = 129; $0.group = 8; $0.numKVHeads = 1; $0.causal = true }
+        fp8(kvd) { $0.dtype = .bf16; $0.qoLen = 129; $0.kvLen = 193; $0.posEnc = .ropeLlama(); $0.causal = true; $0.layout = .hnd }
+        fp8(kvd) { $0.qoLen = 37; $0.kvLen = 127; $0.group = 4; $0.posEnc = .alibi; $0.softCap = 30; $0.window = 13 }
+        fp8(kvd) { $0.qoLen = 1; $0.kvLen = 1; $0.kScale = 1; $0.vScale = 1 }
+        fp8(kvd) { $0.qoLen = 3; $0.kvLen = 0 }
+    }
+    fp8(.e4m3) { $0.qoLen = 17; $0.kvLen = 32768; $0.numKVHeads = 1; $0.group = 4; $0.kScale = 4; $0.vScale = 0.125 }
+    fp8(.e4m3) { $0.qoLen = 37; $0.kvLen = 999; $0.group = 4; $0.posEnc = .ropeLlama(); $0.window = 64; $0.causal = true; $0.strided = true }
     return out
 }
 
@@ -163,15 +184,16 @@ private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: St
     let kvShape = c.layout == .nhd ? [c.kvLen, c.numKVHeads, d] : [c.numKVHeads, c.kvLen, d]
     func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
     let qv = randn(qShape.reduce(1, *)), kv = randn(kvShape.reduce(1, *)), vv = randn(kvShape.reduce(1, *))
+    let kvd = c.kvDType ?? c.dtype  // FP8: the normal values rounded to the format (scale 1 codes)
     let q, k, v: Tensor
     if c.strided {
         q = try stridedViews([qv], shape: qShape, rowPad: 8, dtype: c.dtype, device: device)[0]
-        let kvViews = try stridedViews([kv, vv], shape: kvShape, rowPad: 16, dtype: c.dtype, device: device)
+        let kvViews = try stridedViews([kv, vv], shape: kvShape, rowPad: 16, dtype: kvd, device: device)
         (k, v) = (kvViews[0], kvViews[1])
     } else {
         q = try Tensor.host(qv, shape: qShape, dtype: c.dtype).toDevice(device)
-        k = try Tensor.host(kv, shape: kvShape, dtype: c.dtype).toDevice(device)
-        v = try Tensor.host(vv, shape: kvShape, dtype: c.dtype).toDevice(device)
+        k = try Tensor.host(kv, shape: kvShape, dtype: kvd).toDevice(device)
+        v = try Tensor.host(vv, shape: kvShape, dtype: kvd).toDevice(device)
     }
     let out = try Tensor.empty(shape: qShape, dtype: c.dtype, device: device)
     let lse = try Tensor.empty(shape: [c.qoLen, c.numQOHeads], dtype: .f32, device: device)

@@ -127,9 +127,9 @@ func benchKernelSpecs() -> [(String, any KernelSpec)] {
 
 /// A large f16 device tensor of random normal values (never zeros): one 1M-element random block
 /// tiled over the buffer, so gigabytes fill in seconds. Bandwidth benches only (values repeat).
-func randomDeviceTensor(shape: [Int], device: Device, rng: inout SeededRNG) throws -> Tensor {
-    let bytes = shape.reduce(1, *) * 2
-    let block = DType.f16.encode((0..<(1 << 20)).map { _ in rng.normal() })
+func randomDeviceTensor(shape: [Int], dtype: DType = .f16, device: Device, rng: inout SeededRNG) throws -> Tensor {
+    let bytes = shape.reduce(1, *) * dtype.byteSize
+    let block = dtype.encode((0..<(1 << 20)).map { _ in rng.normal() })
     let buf = try device.allocate(byteCount: bytes)
     var off = 0
     while off < bytes {
@@ -137,5 +137,5 @@ func randomDeviceTensor(shape: [Int], device: Device, rng: inout SeededRNG) thro
         try buf.copyFromHostBlocking(Array(block.prefix(n)), offset: off)
         off += n
     }
-    return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: .f16)
+    return Tensor(storage: .device(buf, byteOffset: 0), shape: shape, dtype: dtype)
 }

@@ -11,6 +11,13 @@ struct AttentionFlags: ParsableArguments {
     @Option(help: "Also write the base-2 LSE (float32) to this .npy.") var lse: String?
     @Option(help: "Element type: f16 or bf16 (bf16 .npy files hold the raw 2-byte form as <u2; <f4 inputs are rounded to it).")
     var dtype: String = "f16"
+    @Option(name: .customLong("kv-dtype"),
+            help: "K/V element type: e4m3 or e5m2 for FP8 K/V (the .npy files hold the raw FP8 codes as uint8, |u1 or <u1; a K code's value times --k-scale is the key, a V code's times --v-scale the value); default: --dtype.")
+    var kvDType: String?
+    @Option(name: .customLong("k-scale"), help: "k_scale: the logits use sm_scale · k_scale (FP8 K is stored as k / k_scale). 1 = none.")
+    var kScale: Float = 1
+    @Option(name: .customLong("v-scale"), help: "v_scale: the output is multiplied by it (FP8 V is stored as v / v_scale). 1 = none.")
+    var vScale: Float = 1
     @Option(help: "KV layout: NHD or HND.") var layout: String = "NHD"
     @Flag(help: "Causal mask (bottom-right aligned); prefill only.") var causal = false
     @Option(name: .customLong("sm-scale"), help: "Softmax scale (default 1/sqrt(head_dim)).") var smScale: Float?
@@ -25,6 +32,7 @@ struct AttentionFlags: ParsableArguments {
     func validate() throws {
         _ = try options()
         _ = try elementType()
+        _ = try kvElementType()
     }
 
     func options() throws -> AttentionOptions {
@@ -34,7 +42,8 @@ struct AttentionFlags: ParsableArguments {
         case .rope: .ropeLlama(scale: ropeScale, theta: ropeTheta)
         case .alibi: .alibi
         }
-        return AttentionOptions(causal: causal, smScale: smScale, positionEncoding: pe, logitsSoftCap: softCap, windowLeft: windowLeft, layout: layout)
+        return AttentionOptions(causal: causal, smScale: smScale, positionEncoding: pe, logitsSoftCap: softCap, windowLeft: windowLeft, layout: layout,
+                                kScale: kScale, vScale: vScale)
     }
 
     func elementType() throws -> DType {
@@ -42,10 +51,25 @@ struct AttentionFlags: ParsableArguments {
         return d
     }
 
-    /// The tensor in the `.npy` file `path`, given as `--name`; a format error names the file.
+    /// K's and V's dtype: `--kv-dtype` (e4m3 or e5m2), else q's.
+    func kvElementType() throws -> DType {
+        let q = try elementType()
+        guard let kvDType else { return q }
+        guard let d = DType(name: kvDType), d.isFP8 || d == q else {
+            throw ValidationError("--kv-dtype must be e4m3 or e5m2 (or --dtype's, the default)")
+        }
+        return d
+    }
+
+    /// The tensor in the `.npy` file `path`, given as `--name`; a format error names the file. FP8
+    /// tensors are read from their raw codes (uint8) only: converting floats would need a scale.
     func load(_ name: String, _ path: String, as dtype: DType, to backend: Backend) throws -> Tensor {
         do {
-            return try NPYArray.read(path: path).tensor(as: dtype).moved(to: backend)
+            let array = try NPYArray.read(path: path)
+            if dtype.isFP8 && array.descr != "|u1" && array.descr != "<u1" {
+                throw RunError("--\(name) \(path): holds '\(array.descr)', but an \(dtype.rawValue) K/V file must hold the raw FP8 codes as uint8 (|u1), e.g. the bytes of quantize(k, to: .\(dtype.rawValue), scale: k_scale)")
+            }
+            return try array.tensor(as: dtype).moved(to: backend)
         } catch let e as NPYArray.Error {
             switch e {
             case .cannotRead, .cannotWrite: throw e
@@ -55,11 +79,11 @@ struct AttentionFlags: ParsableArguments {
     }
 
     func run(decode: Bool) throws {
-        let dt = try elementType()
+        let dt = try elementType(), kvt = try kvElementType()
         let be = try backend.resolve()
         let q = try load("q", q, as: dt, to: be)
-        let k = try load("k", k, as: dt, to: be)
-        let v = try load("v", v, as: dt, to: be)
+        let k = try load("k", k, as: kvt, to: be)
+        let v = try load("v", v, as: kvt, to: be)
         let o = try options()
         let r = decode
             ? try singleDecode(q: q, k: k, v: v, options: o, returnLSE: lse != nil, backend: be)
@@ -67,7 +91,9 @@ struct AttentionFlags: ParsableArguments {
         if case .cuda(let s) = be { try s.synchronize() }
         try NPYArray(tensor: r.output).write(path: out)
         if let lse, let t = r.lse { try NPYArray(tensor: t).write(path: lse) }
-        print("\(decode ? "single-decode" : "single-prefill") on \(be.name): q \(q.shape), k \(k.shape) -> \(out) \(r.output.shape)\(lse.map { ", lse -> \($0)" } ?? "")")
+        let kvNote = kvt == dt ? "" : " \(kvt.rawValue)"
+        let scales = o.kScale == 1 && o.vScale == 1 ? "" : " (k_scale \(o.kScale), v_scale \(o.vScale))"
+        print("\(decode ? "single-decode" : "single-prefill") on \(be.name): q \(q.shape), k \(k.shape)\(kvNote)\(scales) -> \(out) \(r.output.shape)\(lse.map { ", lse -> \($0)" } ?? "")")
     }
 }
 

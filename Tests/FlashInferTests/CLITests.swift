@@ -20,6 +20,9 @@ struct CLITests {
         (["run", "single-prefill", "--backend", "gpu"], "flashinfer run single-prefill"),
         (["run", "single-decode", "--pos-enc", "yarn"], "flashinfer run single-decode"),
         (["run", "single-prefill", "--layout", "XYZ"], "flashinfer run single-prefill"),
+        (["run", "single-decode", "--kv-dtype", "e3m4"], "flashinfer run single-decode"),
+        (["run", "single-prefill", "--kv-dtype", "bf16"], "flashinfer run single-prefill"),  // neither FP8 nor --dtype's
+        (["run", "single-decode", "--k-scale", "big"], "flashinfer run single-decode"),
         (["demo", "--backend", "gpu"], "flashinfer demo"),
         (["check", "--cpu", "--shard", "2/2"], "flashinfer check"),
     ])
@@ -55,6 +58,68 @@ struct CLITests {
         let ok = try run()
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(try NPYArray.read(path: "\(dir)/o.npy").shape == [4, 64])
+    }
+
+    /// `--k-scale` / `--v-scale` reach `AttentionOptions`: the output is the library's with those
+    /// scales (f16 K/V, which every backend's validation takes), not the unscaled one.
+    @Test func kvScalesReachTheOptions() throws {
+        let dir = makeTempDirectory("cli-scales")
+        defer { removeDirectory(dir) }
+        var rng = TestRNG(seed: 21)
+        func random(_ shape: [Int]) -> Tensor {
+            Tensor.host((0..<shape.reduce(1, *)).map { _ in Float(rng.unit() * 4 - 2) }, shape: shape, dtype: .f16)
+        }
+        let q = random([4, 64]), k = random([5, 2, 64]), v = random([5, 2, 64])
+        for (name, t) in [("q", q), ("k", k), ("v", v)] { try NPYArray(tensor: t).write(path: "\(dir)/\(name).npy") }
+        let r = try CLI.run(["run", "single-decode", "--backend", "cpu", "--k-scale", "0.5", "--v-scale", "2", "--q", "\(dir)/q.npy",
+                             "--k", "\(dir)/k.npy", "--v", "\(dir)/v.npy", "--out", "\(dir)/o.npy"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("k [5, 2, 64] (k_scale 0.5, v_scale 2.0) ->"), "\(r.stdout)")
+        let got = try NPYArray.read(path: "\(dir)/o.npy").tensor(as: .f16).contiguousBytesChecked()
+        let scaled = try singleDecode(q: q, k: k, v: v, options: AttentionOptions(kScale: 0.5, vScale: 2), backend: .cpu)
+        let plain = try singleDecode(q: q, k: k, v: v, backend: .cpu)
+        #expect(got == (try scaled.output.contiguousBytesChecked()))
+        #expect(got != (try plain.output.contiguousBytesChecked()))
+        // A bad scale is the library's refusal.
+        let bad = try CLI.run(["run", "single-decode", "--backend", "cpu", "--v-scale=-1", "--q", "\(dir)/q.npy",
+                               "--k", "\(dir)/k.npy", "--v", "\(dir)/v.npy", "--out", "\(dir)/o.npy"])
+        #expect(bad.status != 0 && bad.stderr.contains("v_scale = -1.0: must be finite and > 0"), "\(bad.stderr)")
+    }
+
+    /// `--kv-dtype e4m3`: K and V are read from their raw codes (`|u1`) and passed to the library as
+    /// FP8 tensors with the scales. The CLI does what the library does with them: the same output
+    /// bytes, or, where the library does not take FP8 K/V in this call (yet), its error.
+    @Test func fp8KVFilesRunAsTheLibraryDoes() throws {
+        let dir = makeTempDirectory("cli-fp8")
+        defer { removeDirectory(dir) }
+        var rng = TestRNG(seed: 22)
+        func floats(_ n: Int) -> [Float] { (0..<n).map { _ in Float(rng.unit() * 8 - 4) } }
+        let q = Tensor.host(floats(4 * 64), shape: [4, 64], dtype: .f16)
+        let (kScale, vScale): (Float, Float) = (0.5, 2)
+        for dtype in [DType.e4m3, .e5m2] {
+            let k = try quantize(Tensor.host(floats(5 * 2 * 64), shape: [5, 2, 64], dtype: .f32), to: dtype, scale: kScale)
+            let v = try quantize(Tensor.host(floats(5 * 2 * 64), shape: [5, 2, 64], dtype: .f32), to: dtype, scale: vScale)
+            for (name, t) in [("q", q), ("k", k), ("v", v)] { try NPYArray(tensor: t).write(path: "\(dir)/\(name).npy") }
+            let r = try CLI.run(["run", "single-decode", "--backend", "cpu", "--kv-dtype", dtype.rawValue, "--k-scale", "0.5", "--v-scale", "2",
+                                 "--q", "\(dir)/q.npy", "--k", "\(dir)/k.npy", "--v", "\(dir)/v.npy", "--out", "\(dir)/o.npy"])
+            do {
+                let expected = try singleDecode(q: q, k: k, v: v, options: AttentionOptions(kScale: kScale, vScale: vScale), backend: .cpu)
+                #expect(r.status == 0, "\(r.stderr)")
+                #expect(r.stdout.contains("k [5, 2, 64] \(dtype.rawValue) (k_scale 0.5, v_scale 2.0) ->"), "\(r.stdout)")
+                let got = try NPYArray.read(path: "\(dir)/o.npy").tensor(as: .f16).contiguousBytesChecked()
+                #expect(got == (try expected.output.contiguousBytesChecked()))
+            } catch {
+                #expect(r.status != 0 && r.stderr.contains("Error: \(error)"), "library: \(error); CLI: \(r.stderr)")
+            }
+        }
+        // An FP8 K/V file must hold codes: a float file is refused, naming it.
+        try NPYArray(tensor: Tensor.host(floats(5 * 2 * 64), shape: [5, 2, 64], dtype: .f16)).write(path: "\(dir)/kf.npy")
+        let floatsFile = try CLI.run(["run", "single-decode", "--backend", "cpu", "--kv-dtype", "e4m3", "--q", "\(dir)/q.npy",
+                                      "--k", "\(dir)/kf.npy", "--v", "\(dir)/v.npy", "--out", "\(dir)/o.npy"])
+        #expect(floatsFile.status != 0 && floatsFile.stderr.contains("--k \(dir)/kf.npy: holds '<f2', but an e4m3 K/V file must hold the raw FP8 codes as uint8 (|u1)"),
+                "\(floatsFile.stderr)")
+        let help = try CLI.run(["run", "single-prefill", "--help"])
+        for flag in ["--kv-dtype", "--k-scale", "--v-scale", "|u1"] { #expect(help.stdout.contains(flag), "\(flag)") }
     }
 
     /// `check --cpu`: the seed rule of the GPU path, `--shard`, and a line per case.

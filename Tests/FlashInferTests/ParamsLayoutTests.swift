@@ -81,7 +81,7 @@ import Testing
             \.append_k, \.append_v, \.k_cache, \.v_cache, \.batch_indices, \.positions, \.kv_indices, \.kv_indptr,
             \.ak_stride_n, \.ak_stride_h, \.av_stride_n, \.av_stride_h, \.kc_stride_page, \.kc_stride_token,
             \.kc_stride_head, \.vc_stride_page, \.vc_stride_token, \.vc_stride_head, \.nnz, \.num_heads, \.page_size,
-            \.vecs_per_head
+            \.vecs_per_head, \.k_scale, \.v_scale
         ),
         layout(FIAxpbyParams(), \.x, \.y, \.out, \.alpha, \.beta, \.n),
     ]

@@ -79,6 +79,13 @@ import Testing
             == .dtype(tensor: "k", expected: "f16 (q's dtype), e4m3 or e5m2", got: .bf16))
         #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64]), v: Self.t([5, 4, 64], .bf16))
             == .dtype(tensor: "v", expected: "f16 (k's dtype)", got: .bf16))
+        // FP8 K/V: accepted with an f16/bf16 q; V must match K; an FP8 q is refused with the reason.
+        #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64], .e4m3), v: Self.t([5, 4, 64], .e4m3)) == nil)
+        #expect(decodeError(q: Self.t([4, 64], .bf16), k: Self.t([5, 4, 64], .e5m2), v: Self.t([5, 4, 64], .e5m2)) == nil)
+        #expect(decodeError(q: Self.t([4, 64]), k: Self.t([5, 4, 64], .e4m3), v: Self.t([5, 4, 64], .e5m2))
+            == .dtype(tensor: "v", expected: "e4m3 (k's dtype)", got: .e5m2))
+        #expect(decodeError(q: Self.t([4, 64], .e4m3), k: Self.t([5, 4, 64], .e4m3), v: Self.t([5, 4, 64], .e4m3))
+            == .dtype(tensor: "q", expected: "f16 or bf16 (FP8 is supported for K/V only, not q)", got: .e4m3))
     }
 
     @Test func causalNeedsQueriesNoLongerThanKeys() {

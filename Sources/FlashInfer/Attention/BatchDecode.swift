@@ -58,6 +58,9 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// `nil` (the default) lets `plan` choose (`prefersTensorCores`). `usesTensorCores` tells
     /// which path the last plan took.
     public let useTensorCores: Bool?
+    /// Measurement knob (`bench batch-decode --stages/--keys-per-slot`): the CUDA-core kernel's
+    /// pipeline depth and keys per slot for the next plans (nil: the library's defaults).
+    @_spi(Bench) public var decodeKernelTuning: (stages: Int, keysPerSlot: Int)?
     /// The path the last `plan` chose (false on the CPU backend).
     public private(set) var usesTensorCores = false
     var tensorCorePath: BatchPrefillAttention?

@@ -90,8 +90,10 @@ protocol BackendImplementation: Sendable {
     /// `.unsupportedCombination` rather than computing on the host behind the caller's back.
     func requireReferenceOnlyOp(entry: String) throws(FlashInferError)
 
+    /// Appends validated K/V: a copy when they have the cache's dtype (scales 1), else quantized
+    /// into the FP8 cache as `quantize(_:to:scale:)` does.
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                            table: PageTable) throws(FlashInferError)
+                            table: PageTable, kScale: Float, vScale: Float) throws(FlashInferError)
 
     /// Batch decode: the schedule and the device side of a validated plan (the wrapper holds the
     /// previous one, which the CUDA backend reuses).

@@ -64,7 +64,7 @@ public enum KernelSources {
 public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     var out: [(name: String, spec: any KernelSpec)] = []
     for d in [DType.f32, .f16, .bf16] { out.append(("axpby \(d.rawValue)", AxpbySpec(dtype: d))) }
-    out.append(("append_paged_kv", AppendPagedKVSpec()))
+    out += AppendPagedKVSpec.catalog
     for kind in [MergeKind.pair, .inPlace, .many, .varlen] {
         for d in [DType.f16, .bf16] { out.append(("\(kind.rawValue) \(d.rawValue)", MergeSpec(kind: kind, dtype: d))) }
     }

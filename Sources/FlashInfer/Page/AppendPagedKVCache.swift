@@ -15,10 +15,20 @@ public struct AppendIndices: Sendable {
 /// must already include the appended tokens (compute the indices with `getBatchIndicesPositions`
 /// from `append_indptr` and the post-append `table.seqLens`).
 ///
+/// Dtypes: `appendK` and `appendV` share one dtype. When it is the cache's (any dtype), the rows are
+/// copied as they are and `kScale` / `vScale` must be 1. An FP8 cache (e4m3 / e5m2) also takes
+/// f16, bf16 or f32 K/V and stores each element `x` as `quantize(x, to: cache.dtype, scale:)` gives it,
+/// with `kScale` for K and `vScale` for V: the code of `x / scale` rounded once to nearest, ties to
+/// even, saturating to the largest finite value (±448 e4m3, ±57344 e5m2; ±inf too), NaN → NaN
+/// (`Tensor/FP8Quantization.swift`). Attention then reads the cache with
+/// `AttentionOptions(kScale: kScale, vScale: vScale)`. The GPU kernel stores the same codes, bit
+/// for bit (`page/append.cuh`). Scales must be finite and > 0.
+///
 /// Host cache and tensors: computed on the CPU. Device cache: the GPU kernel on `stream`
 /// (`table` and `indices` are uploaded in the stream's order; the call does not wait for the device).
 public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                               table: PageTable, stream: Stream? = nil) throws(FlashInferError) {
+                               table: PageTable, kScale: Float = 1, vScale: Float = 1,
+                               stream: Stream? = nil) throws(FlashInferError) {
     try table.validate(numPages: cache.numPages)
     // The cache's placement picks the backend: a device cache is written on `stream`.
     let backend: Backend
@@ -36,10 +46,14 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
         guard t.shape[0] == nnz else { throw .shape(tensor: n, axis: 0, name: "nnz", expected: "\(nnz) (len(batch_indices))", got: t.shape[0]) }
         guard t.shape[1] == cache.numKVHeads else { throw .shape(tensor: n, axis: 1, name: "num_kv_heads", expected: "\(cache.numKVHeads)", got: t.shape[1]) }
         guard t.shape[2] == cache.headDim else { throw .shape(tensor: n, axis: 2, name: "head_dim", expected: "\(cache.headDim)", got: t.shape[2]) }
-        guard t.dtype == cache.dtype else { throw .dtype(tensor: n, expected: cache.dtype.rawValue, got: t.dtype) }
+        try validateAppendDType(n, t.dtype, cache: cache.dtype)
         guard t.strides[2] == 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
         try checkPlacement([(n, t)], placement)
     }
+    guard appendV.dtype == appendK.dtype else {
+        throw .dtype(tensor: "append_value", expected: "\(appendK.dtype.rawValue) (append_key's dtype)", got: appendV.dtype)
+    }
+    try validateAppendScales(kScale: kScale, vScale: vScale, quantizing: appendK.dtype != cache.dtype, appendDType: appendK.dtype)
     guard indices.positions.count == nnz else {
         throw .shape(tensor: "positions", axis: 0, name: "nnz", expected: "\(nnz)", got: indices.positions.count)
     }
@@ -49,5 +63,30 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
         guard b >= 0 && b < table.batchSize else { throw .indices(array: "batch_indices", position: t, rule: "request \(b) outside 0..<\(table.batchSize)") }
         guard p >= 0 && p < seqLens[b] else { throw .indices(array: "positions", position: t, rule: "position \(p) outside request \(b)'s \(seqLens[b]) tokens") }
     }
-    try backend.implementation.appendPagedKVCache(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table)
+    try backend.implementation.appendPagedKVCache(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table,
+                                                  kScale: kScale, vScale: vScale)
+}
+
+/// The dtypes an append takes: the cache's (a copy), or f16 / bf16 / f32 into an FP8 cache (quantized).
+func validateAppendDType(_ name: String, _ dtype: DType, cache: DType) throws(FlashInferError) {
+    if dtype == cache { return }
+    if cache.isFP8 {
+        guard dtype == .f16 || dtype == .bf16 || dtype == .f32 else {
+            throw .dtype(tensor: name, expected: "\(cache.rawValue) (the cache's dtype), or f16, bf16 or f32 to quantize into the \(cache.rawValue) cache", got: dtype)
+        }
+    } else {
+        throw .dtype(tensor: name, expected: "\(cache.rawValue) (the cache's dtype; only an e4m3 or e5m2 cache converts what is appended)", got: dtype)
+    }
+}
+
+/// `k_scale` and `v_scale`: finite, > 0, and 1 when nothing is quantized (the append is a copy).
+func validateAppendScales(kScale: Float, vScale: Float, quantizing: Bool, appendDType: DType) throws(FlashInferError) {
+    for (name, value) in [("k_scale", kScale), ("v_scale", vScale)] {
+        guard value.isFinite else { throw .option(name: name, value: "\(value)", rule: "must be finite") }
+        guard value > 0 else { throw .option(name: name, value: "\(value)", rule: "must be > 0") }
+        guard quantizing || value == 1 else {
+            throw .option(name: name, value: "\(value)",
+                          rule: "must be 1: append_key and append_value have the cache's dtype \(appendDType.rawValue), so they are copied, not quantized (scales apply to f16/bf16/f32 appended into an e4m3 or e5m2 cache)")
+        }
+    }
 }

@@ -1,6 +1,6 @@
 /// NumPy `.npy` files (format versions 1.0–3.0, little-endian, C order), so any tool can feed the
-/// kernels and read their results. bf16 has no NumPy dtype: it travels as its raw 2-byte form
-/// (`<u2`), and the reader is told to read such data as bf16.
+/// kernels and read their results. bf16 and FP8 have no NumPy dtype: they travel as their raw
+/// codes (bf16 as `<u2`, e4m3 / e5m2 as uint8, `|u1`), and the reader is told which type to read.
 public struct NPYArray: Sendable, Equatable {
     /// NumPy descr string, e.g. `<f2`, `<f4`, `<u2`.
     public var descr: String
@@ -70,7 +70,7 @@ public struct NPYArray: Sendable, Equatable {
             dims.append(n)
         }
         shape = dims
-        guard let es = Self.elementSize(descr) else { throw .unsupported("dtype '\(descr)' (use <f2, <f4, or <u2 for bf16)") }
+        guard let es = Self.elementSize(descr) else { throw .unsupported("dtype '\(descr)' (use <f2, <f4, <u2 for bf16, or |u1 for FP8 codes)") }
         let n = dims.reduce(1, *) * es
         let body = start + headerLen
         guard bytes.count >= body + n else { throw .notNPY("data has \(bytes.count - body) bytes, shape needs \(n)") }
@@ -81,7 +81,7 @@ public struct NPYArray: Sendable, Equatable {
         switch descr {
         case "<f2", "<u2", "<i2": 2
         case "<f4": 4
-        case "|u1", "|i1": 1
+        case "|u1", "<u1", "|i1": 1
         default: nil
         }
     }
@@ -96,11 +96,12 @@ public struct NPYArray: Sendable, Equatable {
         return Self.magic + [1, 0, UInt8(len & 0xFF), UInt8(len >> 8)] + Array(header.utf8) + data
     }
 
-    /// A tensor of `dtype` on the host. `<f2`/`<u2` are read as f16/bf16 per `dtype`; `<f4` is
-    /// converted to `dtype` (round-to-nearest-even).
+    /// A tensor of `dtype` on the host. `<f2`/`<u2` are read as f16/bf16 per `dtype`, uint8
+    /// (`|u1`, or `<u1`) as the raw codes of e4m3 / e5m2; `<f4` is converted to `dtype`
+    /// (round-to-nearest-even; to FP8 with scale 1, saturating).
     public func tensor(as dtype: DType) throws(Error) -> Tensor {
         switch (descr, dtype) {
-        case ("<f2", .f16), ("<u2", .bf16), ("<i2", .bf16), ("<f4", .f32):
+        case ("<f2", .f16), ("<u2", .bf16), ("<i2", .bf16), ("<f4", .f32), ("|u1", .e4m3), ("|u1", .e5m2), ("<u1", .e4m3), ("<u1", .e5m2):
             return Tensor(storage: .host(HostBuffer(bytes: data)), shape: shape, dtype: dtype)
         case ("<f4", _):
             return Tensor.host(DType.f32.decode(data), shape: shape, dtype: dtype)

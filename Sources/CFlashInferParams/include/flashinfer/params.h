@@ -218,7 +218,9 @@ typedef struct FIAppendPagedKVParams {
   int nnz;
   int num_heads;
   int page_size;
-  int vecs_per_head;        // head_dim * element bytes / 16
+  int vecs_per_head;        // head_dim * cache element bytes / 16 (16-byte vectors of the cache)
+  float k_scale;            // quantizing kernel only: the cache holds fp8(append_k / k_scale); 1 for the copy
+  float v_scale;            // quantizing kernel only: fp8(append_v / v_scale)
 } FIAppendPagedKVParams;
 
 // ---- ops/elementwise.cuh ----

@@ -88,8 +88,8 @@ struct CPUBackend: BackendImplementation {
     // MARK: - Paged KV cache
 
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                            table: PageTable) throws(FlashInferError) {
-        appendOnHost(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table)
+                            table: PageTable, kScale: Float, vScale: Float) throws(FlashInferError) {
+        appendOnHost(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, kScale: kScale, vScale: vScale)
     }
 
     // MARK: - Batch decode
@@ -243,10 +243,17 @@ private func overwriteHost(_ dst: Tensor, with src: Tensor) throws(FlashInferErr
     }
 }
 
-private func appendOnHost(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache, table: PageTable) {
+/// The append on host tensors: each token's rows copied byte for byte into its slot, or, when the
+/// cache is FP8 and the appended K/V are not, quantized there (`fp8Code`, the code of `x / scale`
+/// that `quantize(_:to:scale:)` gives; `scale` is `kScale` for K, `vScale` for V).
+private func appendOnHost(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache, table: PageTable,
+                          kScale: Float, vScale: Float) {
     let es = cache.dtype.byteSize, d = cache.headDim
-    for (src, dst) in [(appendK, cache.k), (appendV, cache.v)] {
-        let srcBytes = src.contiguousBytes()  // [nnz, H, D] packed
+    for (src, dst, scale) in [(appendK, cache.k, kScale), (appendV, cache.v, vScale)] {
+        // [nnz, H, D] packed, in the cache's dtype.
+        let srcBytes = src.dtype == dst.dtype
+            ? src.contiguousBytes()
+            : src.dtype.decode(src.contiguousBytes()).map { fp8Code($0, dtype: dst.dtype, scale: scale) }
         let s = cache.strides(of: dst)
         dst.withHostBytes { bytes in
             for t in 0..<indices.batchIndices.count {

@@ -89,8 +89,9 @@ struct CUDABackend: BackendImplementation {
     // MARK: - Paged KV cache
 
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                            table: PageTable) throws(FlashInferError) {
-        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table, stream: stream)
+                            table: PageTable, kScale: Float, vScale: Float) throws(FlashInferError) {
+        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table,
+                           kScale: kScale, vScale: vScale, stream: stream)
     }
 
     // MARK: - Batch decode
@@ -118,7 +119,7 @@ struct CUDABackend: BackendImplementation {
         // Graph mode reuses the previous plan's buffers when the shape agrees.
         let reuse = w.graphCapacity != nil && w.shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? w.device?.graph : nil
         let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                                    kvDType: kvDType,
+                                    kvDType: kvDType, tuning: w.decodeKernelTuning,
                                     options: o, stream: stream, capacity: w.graphCapacity, reuse: reuse)
         return BatchDecodeExecution(plan: d.plan, device: d)
     }

@@ -38,7 +38,8 @@ final class CUDABatchDecode: @unchecked Sendable {
     /// from device memory.
     let graph: GraphBuffers?
 
-    init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, kvDType: DType? = nil, options: AttentionOptions,
+    init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, kvDType: DType? = nil,
+         tuning: (stages: Int, keysPerSlot: Int)? = nil, options: AttentionOptions,
          stream: Stream, capacity: GraphCapacity? = nil, reuse: GraphBuffers? = nil) throws(FlashInferError) {
         try requireCUDASupport(options, entry: "BatchDecodeWithPagedKVCache")
         let device = stream.device
@@ -46,7 +47,8 @@ final class CUDABatchDecode: @unchecked Sendable {
         var cta = 1
         while cta < min(group, 8) { cta *= 2 }
         spec = DecodeSpec(dtype: dtype, headDim: headDim, group: cta, posEnc: .init(options.positionEncoding),
-                          softCap: options.logitsSoftCap > 0, paged: true, kvDType: kvDType)
+                          softCap: options.logitsSoftCap > 0, stages: tuning?.stages ?? DecodeSpec.defaultStages,
+                          keysPerSlot: tuning?.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, paged: true, kvDType: kvDType)
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: headDim)
         headGroups = (group + cta - 1) / cta
         self.numQOHeads = numQOHeads

@@ -48,11 +48,15 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Dynamic shared memory of one CTA: Q tile + STAGES K tiles + STAGES V tiles; with FP8 K/V
-    /// (`kvElementBytes` 1), Q + one converted K and V tile + STAGES fp8 K and V staging tiles.
+    /// (`kvElementBytes` 1), Q + one converted K and V tile + `fp8Stages` fp8 K and V staging tiles.
     public func sharedBytes(headDim: Int, elementBytes: Int = 2, kvElementBytes: Int? = nil) -> Int {
         let kvBytes = kvElementBytes ?? elementBytes
         if kvBytes == elementBytes { return (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes }
-        return (ctaQ + 2 * ctaKV) * headDim * elementBytes + 2 * Self.stages * ctaKV * headDim * kvBytes
+        return (ctaQ + 2 * ctaKV) * headDim * elementBytes + 2 * fp8Stages * ctaKV * headDim * kvBytes
+    }
+
+    /// Depth of the FP8 staging ring (PrefillTraits::KV_STAGES): 3 for the 64-row tile, 2 for 128.
+    public var fp8Stages: Int { ctaQ <= 64 ? 3 : 2
     }
 
     public init(mmaQ: Int, ctaKV: Int, kvSub: Int) {

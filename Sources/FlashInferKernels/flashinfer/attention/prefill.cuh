@@ -338,6 +338,85 @@ struct GeometryStorage<true> {
   }
 };
 
+namespace prefill {
+
+// The kv loop of an FP8 K/V CTA (prefill_traits.cuh): the loaders fill a KV_STAGES-deep ring of fp8
+// staging tiles, and each tile is converted into the one DT K (V) tile before the math reads it.
+//   prologue:  (paged: resolve tiles 0 … S−1) | K[0] | V[0] | … | K[S−2] | V[S−2]   (S = KV_STAGES)
+//   tile j:    wait K[j]; sync | issue K[j+S−1], V[j+S−1] into the ring stage tile j−1 left |
+//              convert K[j]; sync | (RoPE K; sync) | sub-tile 0: S, softmax | wait V[j]; sync |
+//              convert V[j]; sync | O += P·V ; sub-tiles 1..: S, softmax, O += P·V |
+//              (paged: tile j+S's page ids fetched after the issue, its row offsets stored at the end,
+//              into the table stage that tile j's loads read)
+// The barrier after "wait K[j]" also says every warp is done with tile j−1 (its DT tiles and its
+// ring stage). With S = 2 this is the 16-bit pipeline plus the two conversions.
+template <typename T, typename KV>
+__device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& kv, const typename T::Variant& base,
+                                            const PrefillGeometry& g, int group, typename T::DT* q_smem,
+                                            typename T::DT* k_tile, typename T::DT* v_tile, typename T::KV_DT* k_load,
+                                            typename T::KV_DT* v_load, float (&o)[T::MMA_Q][2 * T::MMA_D][4],
+                                            float (&m)[T::MMA_Q][2], float (&d)[T::MMA_Q][2]) {
+  using Variant = typename T::Variant;
+  constexpr int S = T::KV_STAGES;
+  const int tiles = g.tile_end - g.tile_begin;
+  if constexpr (KV::PREPARED) {
+#pragma unroll
+    for (int t = 0; t < S; ++t) kv.prepare(t, g.kv_lo + (g.tile_begin + t) * T::CTA_KV, vp.kv_len, t < tiles);
+    __syncthreads();
+  }
+#pragma unroll
+  for (int t = 0; t < S - 1; ++t) {
+    kv.load(k_load + t * T::KV_TILE_ELEMS, v_load + t * T::KV_TILE_ELEMS, t, g.kv_lo + (g.tile_begin + t) * T::CTA_KV,
+            vp.kv_len, t < tiles);  // (Q joins K[0]'s group)
+  }
+  const uint32 q_addr = mma::smem_u32(q_smem);
+
+  for (int i = 0; i < tiles; ++i) {
+    const int stage = i % S;
+    const int k0 = g.kv_lo + (g.tile_begin + i) * T::CTA_KV;
+
+    cp_async::wait<2 * S - 3>();  // K[j] (and Q) landed; V[j] and the tiles after it may be in flight
+    __syncthreads();
+    const int next = (i + S - 1) % S;  // the stage tile j−1 left
+    kv.load(k_load + next * T::KV_TILE_ELEMS, v_load + next * T::KV_TILE_ELEMS, next, k0 + (S - 1) * T::CTA_KV,
+            vp.kv_len, i + S - 1 < tiles);
+    int next_pages = -1;
+    if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + S * T::CTA_KV, vp.kv_len, i + S < tiles);
+    convert_kv_tile<T>(k_load + stage * T::KV_TILE_ELEMS, k_tile);
+    __syncthreads();
+    if constexpr (Variant::USE_ROPE) {
+      rope_k_tile<T>(k_tile, k0, vp);
+      __syncthreads();
+    }
+
+#pragma unroll
+    for (int sub = 0; sub < T::SUBS; ++sub) {
+      const int ks = k0 + sub * T::KV_SUB;
+      const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin;
+      float s[T::MMA_Q][2 * T::MMA_KV][4];
+      if (active) {
+        compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
+        bool mask = Variant::CUSTOM_MASK || ks + T::KV_SUB > vp.kv_len;
+        if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > g.qo_first + g.delta;
+        if constexpr (Variant::WINDOW) mask = mask || ks < g.qo_last + g.delta - vp.window_left;
+        apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
+        online_softmax<T>(s, o, m, d, linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
+      }
+      if (sub == 0) {
+        cp_async::wait<2 * S - 2>();  // V[j] landed
+        __syncthreads();
+        convert_kv_tile<T>(v_load + stage * T::KV_TILE_ELEMS, v_tile);
+        __syncthreads();
+      }
+      if (active) compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
+    }
+    // Tile j+S's rows into the table stage tile j's loads read (S − 1 iterations ago).
+    if constexpr (KV::PREPARED) kv.store(stage, k0 + S * T::CTA_KV, i + S < tiles, next_pages);
+  }
+}
+
+}  // namespace prefill
+
 // One CTA: packed query rows r0 ..< r0 + CTA_Q (of packed_len) of kv head kv_head against the keys
 // [kv_lo, vp.kv_len) that the variant lets them see, K/V tiles from `kv` (a tile loader of
 // prefill_load.cuh over a KV policy of kv.cuh). vp carries the lengths that place the queries: query qo sits at position
@@ -356,7 +435,7 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
   DT* v_smem = k_smem + T::KV_BUFS * T::KV_TILE_ELEMS;            // [KV_BUFS][CTA_KV][D]
   // Where the loaders put K and V: the DT rings, or (FP8) the fp8 staging rings after them.
   KV_DT* k_load = reinterpret_cast<KV_DT*>(T::KV_FP8 ? reinterpret_cast<DT*>(v_smem + T::KV_TILE_ELEMS) : k_smem);
-  KV_DT* v_load = T::KV_FP8 ? k_load + T::STAGES * T::KV_TILE_ELEMS : reinterpret_cast<KV_DT*>(v_smem);
+  KV_DT* v_load = T::KV_FP8 ? k_load + T::KV_STAGES * T::KV_TILE_ELEMS : reinterpret_cast<KV_DT*>(v_smem);
 
   const int group = p.group_size;
   GeometryStorage<SHARED_GEOMETRY> storage;
@@ -396,71 +475,61 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     } else {
       prefill::load_q<T>(p, q, q_smem, g.r0, kv_head, g.packed_len);
     }
-    if constexpr (KV::PREPARED) {
-      // Resolve the first two tiles' rows (the loop prepares each later tile two ahead).
-      kv.prepare(0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);
-      kv.prepare(1, g.kv_lo + (g.tile_begin + 1) * T::CTA_KV, vp.kv_len, g.tile_begin + 1 < g.tile_end);
-      __syncthreads();
-    }
-    kv.load(k_load, v_load, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
-    const uint32 q_addr = mma::smem_u32(q_smem);
-
-    for (int j = g.tile_begin; j < g.tile_end; ++j) {
-      const int stage = (j - g.tile_begin) & 1;
-      DT* k_tile = k_smem + (T::KV_FP8 ? 0 : stage) * T::KV_TILE_ELEMS;
-      DT* v_tile = v_smem + (T::KV_FP8 ? 0 : stage) * T::KV_TILE_ELEMS;
-      const int k0 = g.kv_lo + j * T::CTA_KV;
-
-      cp_async::wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
-      __syncthreads();
-      if constexpr (T::KV_FP8) {
-        // K[j+1] | V[j+1] into the other staging stage first (converted last iteration, so free),
-        // then K[j] into the DT tile (every warp is done with tile j−1: the barrier above).
-        kv.load(k_load + (stage ^ 1) * T::KV_TILE_ELEMS, v_load + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1,
-                k0 + T::CTA_KV, vp.kv_len, j + 1 < g.tile_end);
-        prefill::convert_kv_tile<T>(k_load + stage * T::KV_TILE_ELEMS, k_tile);
+    if constexpr (T::KV_FP8) {
+      prefill::kv_loop_fp8<T>(vp, kv, base, g, group, q_smem, k_smem, v_smem, k_load, v_load, o, m, d);
+    } else {
+      if constexpr (KV::PREPARED) {
+        // Resolve the first two tiles' rows (the loop prepares each later tile two ahead).
+        kv.prepare(0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);
+        kv.prepare(1, g.kv_lo + (g.tile_begin + 1) * T::CTA_KV, vp.kv_len, g.tile_begin + 1 < g.tile_end);
         __syncthreads();
       }
-      if constexpr (Variant::USE_ROPE) {
-        prefill::rope_k_tile<T>(k_tile, k0, vp);
+      kv.load(k_load, v_load, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b] | V[b]
+      const uint32 q_addr = mma::smem_u32(q_smem);
+
+      for (int j = g.tile_begin; j < g.tile_end; ++j) {
+        const int stage = (j - g.tile_begin) & 1;
+        DT* k_tile = k_smem + stage * T::KV_TILE_ELEMS;
+        DT* v_tile = v_smem + stage * T::KV_TILE_ELEMS;
+        const int k0 = g.kv_lo + j * T::CTA_KV;
+
+        cp_async::wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
         __syncthreads();
-      }
-      // K[j+1] | V[j+1] into the other stage (two commit groups, empty past the last tile).
-      if constexpr (!T::KV_FP8) {
+        if constexpr (Variant::USE_ROPE) {
+          prefill::rope_k_tile<T>(k_tile, k0, vp);
+          __syncthreads();
+        }
+        // K[j+1] | V[j+1] into the other stage (two commit groups, empty past the last tile).
         kv.load(k_load + (stage ^ 1) * T::KV_TILE_ELEMS, v_load + (stage ^ 1) * T::KV_TILE_ELEMS, stage ^ 1,
                 k0 + T::CTA_KV, vp.kv_len, j + 1 < g.tile_end);
-      }
-      // Paged: tile j+2's page ids now, stored as row offsets after the math (PagedKV::fetch).
-      int next_pages = -1;
-      if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
+        // Paged: tile j+2's page ids now, stored as row offsets after the math (PagedKV::fetch).
+        int next_pages = -1;
+        if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
 
 #pragma unroll
-      for (int sub = 0; sub < T::SUBS; ++sub) {
-        const int ks = k0 + sub * T::KV_SUB;
-        // Sub-tiles that no row of the tile sees are skipped (CTA-uniform).
-        const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin;
-        float s[T::MMA_Q][2 * T::MMA_KV][4];
-        if (active) {
-          prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
-          // Per-element masks only where some key of the sub-tile is invisible to some row.
-          bool mask = Variant::CUSTOM_MASK || ks + T::KV_SUB > vp.kv_len;
-          if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > g.qo_first + g.delta;
-          if constexpr (Variant::WINDOW) mask = mask || ks < g.qo_last + g.delta - vp.window_left;
-          prefill::apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
-          prefill::online_softmax<T>(s, o, m, d, prefill::linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
-        }
-        if (sub == 0) {
-          cp_async::wait<2>();  // V[j] landed
-          __syncthreads();
-          if constexpr (T::KV_FP8) {
-            prefill::convert_kv_tile<T>(v_load + stage * T::KV_TILE_ELEMS, v_tile);
+        for (int sub = 0; sub < T::SUBS; ++sub) {
+          const int ks = k0 + sub * T::KV_SUB;
+          // Sub-tiles that no row of the tile sees are skipped (CTA-uniform).
+          const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin;
+          float s[T::MMA_Q][2 * T::MMA_KV][4];
+          if (active) {
+            prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
+            // Per-element masks only where some key of the sub-tile is invisible to some row.
+            bool mask = Variant::CUSTOM_MASK || ks + T::KV_SUB > vp.kv_len;
+            if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > g.qo_first + g.delta;
+            if constexpr (Variant::WINDOW) mask = mask || ks < g.qo_last + g.delta - vp.window_left;
+            prefill::apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
+            prefill::online_softmax<T>(s, o, m, d, prefill::linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
+          }
+          if (sub == 0) {
+            cp_async::wait<2>();  // V[j] landed
             __syncthreads();
           }
+          if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
         }
-        if (active) prefill::compute_pv<T>(mma::smem_u32(v_tile + sub * T::KV_SUB * T::HEAD_DIM), s, o);
+        // Tile j+2's rows into the table entry that tile j's loads read (a barrier ago).
+        if constexpr (KV::PREPARED) kv.store(stage, k0 + 2 * T::CTA_KV, j + 2 < g.tile_end, next_pages);
       }
-      // Tile j+2's rows into the table entry that tile j's loads read (a barrier ago).
-      if constexpr (KV::PREPARED) kv.store(stage, k0 + 2 * T::CTA_KV, j + 2 < g.tile_end, next_pages);
     }
   }
 

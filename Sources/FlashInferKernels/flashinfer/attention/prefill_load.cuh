@@ -164,7 +164,7 @@ struct PagedTiles {
   KV kv;
 
   struct Table {
-    int64 off[2][T::CTA_KV][2];  // [stage][row][K, V] element offsets from the kv head's element 0
+    int64 off[T::KV_STAGES][T::CTA_KV][2];  // [stage][row][K, V] element offsets from the kv head's element 0
   };
   __device__ __forceinline__ static Table& table() {
     __shared__ Table t;

@@ -29,9 +29,11 @@ using BatchPrefillParams = ::FIBatchPrefillParams;
 // fp8 staging buffers (a STAGES ring of [CTA_KV][HEAD_DIM] bytes, unswizzled), and each landed
 // tile is converted (exactly) into one DT tile that the mma path reads as it reads a 16-bit tile;
 // so the FP8 kernel has one DT K tile and one DT V tile instead of a ring of them:
-//   Q [CTA_Q][D] DT | K [CTA_KV][D] DT | V [CTA_KV][D] DT | K8 [STAGES][CTA_KV][D] | V8 [STAGES][CTA_KV][D]
-// (the same bytes as the 16-bit layout). k_scale and v_scale are applied by the variant's
-// parameters (sm_scale, v_scale), not to the tiles.
+//   Q [CTA_Q][D] DT | K [CTA_KV][D] DT | V [CTA_KV][D] DT | K8 [KV_STAGES][CTA_KV][D] | V8 [KV_STAGES][CTA_KV][D]
+// The fp8 ring is KV_STAGES deep: 3 for the 64-row tile (decode-like work, bound by how many bytes
+// are in flight: two fp8 tiles ahead are as many bytes as one 16-bit tile), 2 for the 128-row tile
+// (compute-bound prefill; a third stage would leave one CTA per SM). k_scale and v_scale are
+// applied by the variant's parameters (sm_scale, v_scale), not to the tiles.
 //
 // Tile geometry. DT: half or nv_bfloat16 (q, the output, and K/V as the mma reads them); KV_DT: K/V
 // as stored (DT, or fp8). MMA_Q: m16 tiles per warp (2 → 32 rows per warp, so
@@ -64,8 +66,9 @@ struct PrefillTraits {
   static constexpr int Q_ELEMS = CTA_Q * HEAD_DIM;
   static constexpr int KV_TILE_ELEMS = CTA_KV * HEAD_DIM;
   static constexpr int KV_BUFS = KV_FP8 ? 1 : STAGES;  // DT K (and V) tiles in shared memory
+  static constexpr int KV_STAGES = KV_FP8 ? (CTA_Q <= 64 ? 3 : 2) : STAGES;  // depth of the loaders' ring
   static constexpr int SMEM_ELEMS = Q_ELEMS + 2 * KV_BUFS * KV_TILE_ELEMS;  // DT elements
-  static constexpr int STAGING_BYTES = KV_FP8 ? 2 * STAGES * KV_TILE_ELEMS : 0;  // the fp8 rings
+  static constexpr int STAGING_BYTES = KV_FP8 ? 2 * KV_STAGES * KV_TILE_ELEMS : 0;  // the fp8 rings
   static constexpr int SMEM_BYTES = SMEM_ELEMS * int(sizeof(DT)) + STAGING_BYTES;
 
   static_assert(sizeof(DT) == 2, "f16 / bf16 inputs only");
