@@ -84,6 +84,7 @@ public func rejectionCases() -> [CheckCase] {
             _ = try CUDADecodeLaunch(q: q, k: k, v: k, options: AttentionOptions(), device: device, numChunks: nil, stages: 9)
         }
     })
+    cases += sparseRejectionCases(expect: expect)
     cases.append(CheckCase(name: "rejects host states for a CUDA merge") { device, stream, rng in
         let v = try host([4, 2, 64], .f16, &rng).toDevice(device), s = try host([4, 2], .f32, &rng).toDevice(device)
         let hv = host([4, 2, 64], .f16, &rng)

@@ -11,10 +11,11 @@ struct Bench: ParsableCommand {
             (shapes, dtype, what the figure counts): D1–D4 (batch decode, paged: batch-decode), D6 \
             (single decode, kv_len 32768: single-decode), P1/P2 (single prefill 8192, causal / not: \
             single-prefill), P3/P4 (batch prefill and append, paged: batch-prefill), C1 (cascade \
-            decode over a 32768-token shared prefix: cascade), J1 (JIT cold compile and warm load: \
-            jit). Heads 32 query / 8 KV (D4: 32/32), head_dim 128, f16, page 16.
+            decode over a 32768-token shared prefix: cascade), BS1 (block-sparse M = N = 8192, \
+            R = C = 64, 10 % and 50 % density, against dense prefill: block-sparse), J1 (JIT cold \
+            compile and warm load: jit). Heads 32 query / 8 KV (D4: 32/32), head_dim 128, f16, page 16.
             """,
-        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, ReadProbe.self, API.self])
+        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, BlockSparse.self, ReadProbe.self, API.self])
 }
 
 /// Times `body` with CUDA events: `warmup` untimed runs, then `iterations` timed ones; returns ms each.

@@ -16,13 +16,13 @@ import Testing
         #expect(Set(names.map { caseRNG(seed: 1, name: $0).state }).count == names.count)
 
         // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes + (FP8) 2 caches × 2 layouts × (2 inputs page 1 + 3 page 16); 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
-        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 refusals.
+        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 + 4 sparse refusals.
         let fixed = [(elementwiseCases(), 9), (pageCases(), 32), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
-                     (rejectionCases(), 8)]
+                     (rejectionCases(), 12)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
                         batchDecodeGraphCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
-                        rejectionCases()]
+                        customMaskCases(), blockSparseCases(), rejectionCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
         #expect(names == families.flatMap { $0.map(\.name) })

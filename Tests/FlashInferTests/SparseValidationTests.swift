@@ -139,22 +139,19 @@ import Testing
         }
     }
 
-    /// The CUDA paths call `requireCUDASupport` first: scales other than 1 are a typed error naming the option.
-    @Test func cudaRejectsScalesByName() {
+    /// The CUDA paths call `requireCUDASupport` first: the kernels implement the scales (k_scale
+    /// folded into sm_scale, v_scale in the epilogue), so valid scales pass and only invalid values
+    /// are refused, as `.option` (not as unsupported).
+    @Test func cudaAcceptsValidScales() {
         #expect(throws: Never.self) { try requireCUDASupport(.init(causal: true, positionEncoding: .alibi), entry: "x") }
-        let scaled: [(AttentionOptions, String)] = [(.init(kScale: 0.5), "k_scale = 0.5"), (.init(vScale: 2), "v_scale = 2.0"), (.init(kScale: 2, vScale: 2), "k_scale = 2.0")]
-        for (o, name) in scaled {
-            do {
-                try requireCUDASupport(o, entry: "single prefill")
-                Issue.record("\(name) accepted")
-            } catch {
-                guard case .unsupportedCombination(let msg) = error else { Issue.record("\(error)"); continue }
-                #expect(msg.hasPrefix("\(name) in single prefill on the CUDA backend"), "\(msg)")
-            }
+        for o in [AttentionOptions(kScale: 0.5), .init(vScale: 2), .init(kScale: 2, vScale: 2)] {
+            #expect(throws: Never.self) { try requireCUDASupport(o, entry: "single prefill") }
         }
-        // An invalid value is reported as such, not as unsupported.
         #expect(throws: E.option(name: "v_scale", value: "-1.0", rule: "must be finite and > 0 (1 = no scale)")) {
             try requireCUDASupport(.init(vScale: -1), entry: "x")
+        }
+        #expect(throws: E.option(name: "k_scale", value: "inf", rule: "must be finite and > 0 (1 = no scale)")) {
+            try requireCUDASupport(.init(kScale: .infinity), entry: "x")
         }
     }
 
@@ -218,42 +215,50 @@ import Testing
         #expect(throws: E.notPlanned(wrapper: "BlockSparseAttention")) { try bsr.run(q: q, k: k, v: k) }
     }
 
-    // MARK: on a GPU (skipped without one): the public CUDA paths reject what the kernels lack.
+    // MARK: on a GPU (skipped without one): the public CUDA paths take the scales and block-sparse.
 
+    /// k_scale / v_scale and `BlockSparseAttention` run on the CUDA backend (they were refused before
+    /// the kernels had them): each call is accepted and matches the CPU backend.
     @Test(.enabled(if: gpuAvailable, "no GPU"))
-    func cudaPathsRejectScalesAndBlockSparse() throws {
+    func cudaPathsAcceptScalesAndBlockSparse() throws {
         let stream = try Device.open().libraryStream()
         let backend = Backend.cuda(stream)
+        var rng = TestRNG(seed: 15)
         let (qo, kv, h, d) = (4, 8, 2, 64)
-        let q = try Tensor.host(Array(repeating: 0.1, count: qo * h * d), shape: [qo, h, d], dtype: .f16).toDevice(stream.device)
-        let k = try Tensor.host(Array(repeating: 0.1, count: kv * h * d), shape: [kv, h, d], dtype: .f16).toDevice(stream.device)
-        func isUnsupported(_ what: String, _ body: () throws -> Void) {
-            do {
-                try body()
-                Issue.record("\(what): accepted")
-            } catch let e as FlashInferError {
-                guard case .unsupportedCombination(let msg) = e else { Issue.record("\(what): \(e)"); return }
-                #expect(msg.contains(what), "\(msg)")
-            } catch { Issue.record("\(error)") }
+        let qHost = Tensor.host(sparseTestArray(qo * h * d, &rng), shape: [qo, h, d], dtype: .f16)
+        let kHost = Tensor.host(sparseTestArray(kv * h * d, &rng), shape: [kv, h, d], dtype: .f16)
+        let q = try qHost.toDevice(stream.device), k = try kHost.toDevice(stream.device)
+        func close(_ gpu: Tensor, _ cpu: Tensor, _ what: String) throws {
+            let (g, c) = (try gpu.toFloats(), try cpu.toFloats())
+            #expect(mismatches(g, c.map(Double.init), rtol: 2e-3, atol: 2e-3).isEmpty, "\(what): \(mismatches(g, c.map(Double.init), rtol: 2e-3, atol: 2e-3))")
         }
-        isUnsupported("k_scale") { _ = try singlePrefill(q: q, k: k, v: k, options: .init(kScale: 0.5), backend: backend) }
-        isUnsupported("v_scale") { _ = try singleDecode(q: q.select(axis: 0, index: 0), k: k, v: k, options: .init(vScale: 2), backend: backend) }
-        let out = try Tensor.empty(shape: [qo, h, d], dtype: .f16, device: stream.device)
-        isUnsupported("k_scale") { try singlePrefill(q: q, k: k, v: k, options: .init(kScale: 2), out: out, lse: nil, stream: stream) }
+        let scaled = AttentionOptions(kScale: 0.5, vScale: 2)
+        try close(try singlePrefill(q: q, k: k, v: k, options: scaled, backend: backend).output,
+                  try singlePrefill(q: qHost, k: kHost, v: kHost, options: scaled).output, "singlePrefill(k_scale, v_scale)")
+        try close(try singleDecode(q: q.select(axis: 0, index: 0), k: k, v: k, options: .init(vScale: 2), backend: backend).output,
+                  try singleDecode(q: qHost.select(axis: 0, index: 0), k: kHost, v: kHost, options: .init(vScale: 2)).output, "singleDecode(v_scale)")
         let table = PageTable.contiguous(seqLens: [5, 3], pageSize: 4)
-        isUnsupported("v_scale") {
+        #expect(throws: Never.self) {
             try BatchPrefillAttention(backend: backend).plan(qoIndptr: [0, 2, 3], table: table, numQOHeads: h, numKVHeads: h, headDim: d,
                                                              dtype: .f16, options: .init(vScale: 3))
         }
         for tc in [false, true] {
-            isUnsupported("k_scale") {
+            #expect(throws: Never.self) {
                 try BatchDecodeWithPagedKVCache(backend: backend, useTensorCores: tc).plan(table: table, numQOHeads: h, numKVHeads: h,
                                                                                             headDim: d, dtype: .f16, options: .init(kScale: 3))
             }
         }
-        isUnsupported("BlockSparseAttention on the CUDA backend") {
-            try BlockSparseAttention(backend: backend).plan(indptr: [0, 1], indices: [0], rows: 2, columns: 4, blockRows: 2, blockColumns: 4,
-                                                            numQOHeads: h, numKVHeads: h, headDim: d)
+        // Block-sparse: M 4, N 8, R 2, C 4; block row 0 sees block column 1, block row 1 nothing.
+        let bsrGPU = BlockSparseAttention(backend: backend), bsrCPU = BlockSparseAttention(backend: .cpu)
+        for w in [bsrGPU, bsrCPU] {
+            try w.plan(indptr: [0, 1, 1], indices: [1], rows: qo, columns: kv, blockRows: 2, blockColumns: 4, numQOHeads: h,
+                       numKVHeads: h, headDim: d, options: scaled)
         }
+        #expect(bsrGPU.batchPrefillPlan != nil)
+        let g = try bsrGPU.run(q: q, k: k, v: k, returnLSE: true), c = try bsrCPU.run(q: qHost, k: kHost, v: kHost, returnLSE: true)
+        try close(g.output, c.output, "BlockSparseAttention output")
+        let lse = try g.lse!.toFloats()
+        #expect(lse[(2 * h)...].allSatisfy { $0 == -.infinity }, "\(lse)")
+        #expect(mismatches(Array(lse[..<(2 * h)]), try c.lse!.toFloats()[..<(2 * h)].map(Double.init), rtol: 1e-3, atol: 1e-3).isEmpty)
     }
 }

@@ -130,6 +130,64 @@ public struct BlockSparsePattern: Sendable, Hashable {
     }
 }
 
+extension BlockSparsePattern {
+    /// The in-block mask as the batch prefill plan's per-request custom masks (block row `i` =
+    /// request `i`): `.blocks` packed by `packedMask`, `.packed` with `packedMaskIndptr`.
+    func batchCustomMask(_ mask: BlockSparseMask?) throws(FlashInferError) -> BatchCustomMask? {
+        switch mask {
+        case nil: return nil
+        case .blocks(let b)?:
+            let (bytes, indptr) = try packedMask(b)
+            return .packed(bytes, indptr: indptr)
+        case .packed(let bytes)?:
+            try validateBlockSparseMask(.packed(bytes), pattern: self)
+            return .packed(bytes, indptr: packedMaskIndptr)
+        }
+    }
+
+    /// K and V (`[N, Hkv, D]` NHD or `[Hkv, N, D]` HND, any strides but a unit head_dim stride)
+    /// viewed, without a copy, as the paged cache upstream's kernel reads: `N / C` pages of `C`
+    /// tokens, page `j` = block column `j` (keys `j·C ..< (j+1)·C`).
+    /// - NHD: `[N/C, C, Hkv, D]`, strides (C·s_N, s_N, s_H, 1), where `s_N`, `s_H` are the token and
+    ///   head strides of k (contiguous: page C·Hkv·D, slot Hkv·D, head D);
+    /// - HND: `[N/C, Hkv, C, D]`, strides (C·s_N, s_H, s_N, 1) (contiguous: page C·D, head N·D, slot D).
+    /// The view reads the same elements as the tensors: page `p`, slot `s` is key `p·C + s`.
+    func pagedKV(k: Tensor, v: Tensor, layout: KVLayout) throws(FlashInferError) -> PagedKVCache {
+        let c = blockColumns
+        func view(_ t: Tensor, _ name: String) throws(FlashInferError) -> Tensor {
+            guard t.rank == 3 else { throw .rank(tensor: name, expected: 3, got: t.rank) }
+            let (na, ha) = layout == .nhd ? (0, 1) : (1, 0)
+            guard t.shape[na] == columns else {
+                throw .shape(tensor: name, axis: na, name: "N", expected: "\(columns) (from plan)", got: t.shape[na])
+            }
+            guard t.strides[2] == 1 || t.shape[2] <= 1 else {
+                throw .strides(tensor: name, strides: t.strides, rule: "the head_dim axis must have stride 1")
+            }
+            let (n, h, d) = (t.shape[na], t.shape[ha], t.shape[2])
+            let (sn, sh) = (t.strides[na], t.strides[ha])
+            let shape = layout == .nhd ? [n / c, c, h, d] : [n / c, h, c, d]
+            let strides = layout == .nhd ? [c * sn, sn, sh, t.strides[2]] : [c * sn, sh, sn, t.strides[2]]
+            return Tensor(storage: t.storage, shape: shape, strides: strides, dtype: t.dtype, offset: t.offset)
+        }
+        return try PagedKVCache(k: try view(k, "k"), v: try view(v, "v"), layout: layout)
+    }
+}
+
+extension BatchPrefillAttention {
+    /// Plans block-sparse attention as upstream runs it (`sparse.py`): block row `i` is request `i`
+    /// with queries `pattern.qoIndptr`, its blocks the pages of `pattern.pageTable` (page size `C`,
+    /// last page full) over K/V viewed as `N / C` pages (`BlockSparsePattern.pagedKV`), and the
+    /// in-block mask as the requests' custom masks. Options: the block-sparse ones (causal, window
+    /// and position encodings are refused by `validateBlockSparseOptions` before this).
+    func plan(blockSparse pattern: BlockSparsePattern, mask: BlockSparseMask?, numQOHeads: Int, numKVHeads: Int, headDim: Int,
+              qDType: DType, kvDType: DType, options: AttentionOptions) throws(FlashInferError) {
+        try plan(qoIndptr: pattern.qoIndptr, table: pattern.pageTable, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
+                 headDim: headDim, dtype: qDType, kvDType: kvDType, options: options,
+                 customMask: try pattern.batchCustomMask(mask), numPagesInCache: pattern.numBlockColumns,
+                 tableValidated: true)  // validateBlockSparse checked every block column against N / C
+    }
+}
+
 /// A mask inside the stored blocks of a `BlockSparsePattern` (upstream's `mask` / `packed_mask`).
 public enum BlockSparseMask: Sendable, Hashable {
     /// `[nnz, R, C]` booleans: element `(p·R + r)·C + c` says whether row `r` of stored block `p`
@@ -156,8 +214,18 @@ public enum BlockSparseMask: Sendable, Hashable {
 /// - K/V may be FP8 (`kvDType: .e4m3` / `.e5m2`, q f16 or bf16) with `options.kScale` / `vScale`.
 /// - Options: `smScale`, `logitsSoftCap`, `kScale`, `vScale`, `layout`. Causal, window and position
 ///   encodings are rejected (`validateBlockSparseOptions` says why).
-/// - Backends: the CPU reference (`ReferenceAttention.blockSparse`). The CUDA backend throws
-///   `unsupportedCombination` at `plan` until the GPU path exists (`docs/Sparse.md`).
+/// - Backends:
+///   - CPU: the Float64 reference (`ReferenceAttention.blockSparse`), new host tensors.
+///   - CUDA: upstream's formulation on the paged batch prefill kernel. `plan` plans a
+///     `BatchPrefillAttention` once (block row `i` = request `i` of `pattern.qoIndptr`, its blocks =
+///     pages of `pattern.pageTable`, page size `C`; the in-block mask packed as the requests' custom
+///     masks and uploaded; the schedule uploaded); `run` only launches, over K/V viewed without a copy
+///     as `N / C` pages of `C` tokens (`BlockSparsePattern.pagedKV`). `run(q:k:v:out:lse:)` writes
+///     into caller buffers. Upstream runs the CUDA-core decode kernel instead when `R · group < 4`
+///     and there is no mask; here the tensor-core prefill kernel always runs (its 64-row q tile then
+///     holds few rows: correct, but slower than the decode kernel would be for that shape).
+///     The per-head variable block sizes of upstream's `VariableBlockSparseAttentionWrapper` are
+///     not implemented.
 ///
 /// Threads: one at a time, like the other wrappers.
 public final class BlockSparseAttention: @unchecked Sendable {
@@ -166,6 +234,13 @@ public final class BlockSparseAttention: @unchecked Sendable {
     var mask: BlockSparseMask?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType)?
     var options = AttentionOptions()
+    /// CUDA: the batch prefill plan the pattern runs as (made by `plan`, reused by the next `plan`:
+    /// its device buffers grow only). nil on the CPU.
+    var prefill: BatchPrefillAttention?
+
+    /// CUDA: the schedule of the batch prefill the planned pattern runs as (work items, q tile,
+    /// split-KV); nil on the CPU and before a plan.
+    public var batchPrefillPlan: BatchPrefillPlan? { pattern == nil ? nil : prefill?.plan }
 
     public init(backend: Backend) {
         self.backend = backend
@@ -186,9 +261,9 @@ public final class BlockSparseAttention: @unchecked Sendable {
         let kv = kvDType ?? qDType
         try validateQKVDTypes(q: qDType, kv: kv)
         try validateBlockSparseOptions(options)
-        guard backend.implementation.supportsBlockSparse else {
-            throw .unsupportedCombination("BlockSparseAttention on the \(backend.name) backend: no GPU kernel yet (it needs batch prefill with a custom mask; docs/Sparse.md); use the .cpu backend")
-        }
+        prefill = try backend.implementation.planBlockSparse(self, pattern: pattern, mask: mask, numQOHeads: numQOHeads,
+                                                            numKVHeads: numKVHeads, headDim: headDim, qDType: qDType, kvDType: kv,
+                                                            options: options)
         self.mask = mask
         self.shape = (numQOHeads, numKVHeads, headDim, qDType, kv)
         self.options = options
@@ -204,8 +279,43 @@ public final class BlockSparseAttention: @unchecked Sendable {
                  mask: mask, options: options)
     }
 
-    /// Attends q `[M, Hq, D]` to k, v (`[N, Hkv, D]` NHD or `[Hkv, N, D]` HND, the planned dtypes).
+    /// Attends q `[M, Hq, D]` to k, v (`[N, Hkv, D]` NHD or `[Hkv, N, D]` HND, the planned dtypes): the
+    /// output `[M, Hq, D]` (q's dtype) and, with `returnLSE`, the LSE `[M, Hq]` (Float32, base 2). New
+    /// tensors (on the GPU allocated on the stream; `run(q:k:v:out:lse:)` writes caller buffers).
     public func run(q: Tensor, k: Tensor, v: Tensor, returnLSE: Bool = false) throws(FlashInferError) -> AttentionOutput {
+        let (pattern, shape) = try validateRun(q: q, k: k, v: v)
+        return try backend.implementation.blockSparseAttention(self, q: q, k: k, v: v, pattern: pattern, numQOHeads: shape.numQOHeads,
+                                                               numKVHeads: shape.numKVHeads, headDim: shape.headDim,
+                                                               returnLSE: returnLSE)
+    }
+
+    /// Runs the planned pattern on the GPU into caller buffers: no allocation and no host work but
+    /// argument packing (the schedule and mask were uploaded by `plan`). Asynchronous on the stream.
+    /// - Parameters:
+    ///   - q: `[M, Hq, D]` on the device; k, v as for `run(q:k:v:returnLSE:)` (16-byte aligned rows).
+    ///   - out: contiguous `[M, Hq, D]`, q's dtype.
+    ///   - lse: nil, or contiguous Float32 `[M, Hq]` (base 2).
+    public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError) {
+        let (pattern, shape) = try validateRun(q: q, k: k, v: v)
+        let impl = backend.implementation
+        try checkPlacement([("out", out)] + (lse.map { [("lse", $0)] } ?? []), impl.placement)
+        guard out.shape == q.shape else {
+            throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+        }
+        guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+        if let lse {
+            guard lse.isContiguous, lse.dtype == .f32, lse.shape == [pattern.rows, shape.numQOHeads] else {
+                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [M, num_qo_heads]", got: lse.shape.first ?? 0)
+            }
+        }
+        try impl.runBlockSparse(self, q: q, k: k, v: v, out: out, lse: lse)
+    }
+
+    /// The run-time rules (both runs): planned, q `[M, Hq, D]` and K/V of the planned shape and
+    /// dtypes, every tensor where the backend computes.
+    private func validateRun(q: Tensor, k: Tensor, v: Tensor) throws(FlashInferError)
+        -> (BlockSparsePattern, (numQOHeads: Int, numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType)) {
         guard let pattern, let shape else { throw .notPlanned(wrapper: "BlockSparseAttention") }
         let qShape = [pattern.rows, shape.numQOHeads, shape.headDim]
         guard q.shape == qShape else {
@@ -220,10 +330,7 @@ public final class BlockSparseAttention: @unchecked Sendable {
             }
             guard t.dtype == shape.kvDType else { throw .dtype(tensor: n, expected: "\(shape.kvDType.rawValue) (from plan)", got: t.dtype) }
         }
-        let implementation = backend.implementation
-        try checkPlacement([("q", q), ("k", k), ("v", v)], implementation.placement)
-        return try implementation.blockSparseAttention(q: q, k: k, v: v, pattern: pattern, mask: mask, numQOHeads: shape.numQOHeads,
-                                                       numKVHeads: shape.numKVHeads, headDim: shape.headDim, options: options,
-                                                       returnLSE: returnLSE)
+        try checkPlacement([("q", q), ("k", k), ("v", v)], backend.implementation.placement)
+        return (pattern, shape)
     }
 }

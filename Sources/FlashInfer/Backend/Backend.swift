@@ -74,12 +74,16 @@ protocol BackendImplementation: Sendable {
     /// reference implements them all). Called by validation before any work.
     func requireSupport(_ options: AttentionOptions, entry: String) throws(FlashInferError)
 
-    /// Block-sparse attention of a planned pattern (`BlockSparseAttention`); tensors validated.
-    func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
-                              numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
-                              returnLSE: Bool) throws(FlashInferError) -> AttentionOutput
-    /// Whether `blockSparseAttention` runs here (checked at plan time).
-    var supportsBlockSparse: Bool { get }
+    /// Block-sparse attention: the plan of a validated pattern (the CUDA backend plans the batch
+    /// prefill it runs as and returns it; the CPU has nothing to plan, nil).
+    func planBlockSparse(_ wrapper: BlockSparseAttention, pattern: BlockSparsePattern, mask: BlockSparseMask?, numQOHeads: Int,
+                         numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType,
+                         options: AttentionOptions) throws(FlashInferError) -> BatchPrefillAttention?
+    /// Block-sparse attention of the wrapper's planned pattern on validated tensors, new output tensors.
+    func blockSparseAttention(_ wrapper: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern,
+                              numQOHeads: Int, numKVHeads: Int, headDim: Int, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput
+    /// Block-sparse attention into validated caller buffers (device only).
+    func runBlockSparse(_ wrapper: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError)
 
     /// Refuses, by name, an op that has only the CPU reference so far (sampling, renorm, softmax,
     /// norms, activations: issue 13): the CPU runs it, a backend without its kernel throws

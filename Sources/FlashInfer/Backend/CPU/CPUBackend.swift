@@ -62,11 +62,16 @@ struct CPUBackend: BackendImplementation {
 
     func requireReferenceOnlyOp(entry: String) throws(FlashInferError) {}
 
-    var supportsBlockSparse: Bool { true }
+    func planBlockSparse(_ w: BlockSparseAttention, pattern: BlockSparsePattern, mask: BlockSparseMask?, numQOHeads: Int,
+                         numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType,
+                         options: AttentionOptions) throws(FlashInferError) -> BatchPrefillAttention? {
+        nil
+    }
 
-    func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
-                              numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
-                              returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
+    /// The Float64 reference over the dense expansion of the pattern (`ReferenceAttention.blockSparse`).
+    func blockSparseAttention(_ w: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern,
+                              numQOHeads: Int, numKVHeads: Int, headDim: Int, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
+        let (mask, options) = (w.mask, w.options)
         let r = try reference {
             try ReferenceAttention.blockSparse(q: try q.toFloats(), k: try k.toFloats(), v: try v.toFloats(), pattern: pattern,
                                                mask: mask, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
@@ -74,6 +79,10 @@ struct CPUBackend: BackendImplementation {
         }
         return AttentionOutput(output: Tensor.host(r.output, shape: q.shape, dtype: q.dtype),
                                lse: returnLSE ? Tensor.host(r.lse, shape: [pattern.rows, numQOHeads], dtype: .f32) : nil)
+    }
+
+    func runBlockSparse(_ w: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError) {
+        throw .backendMismatch(what: "run(q:k:v:out:lse:)", rule: "writes device buffers: plan with the CUDA backend")
     }
 
     // MARK: - Paged KV cache

@@ -53,13 +53,40 @@ struct CUDABackend: BackendImplementation {
         throw .unsupportedCombination("\(entry) on the CUDA backend: no GPU kernel yet (only the CPU reference, backend: .cpu)")
     }
 
-    var supportsBlockSparse: Bool { false }
+    // MARK: - Block-sparse
 
-    func blockSparseAttention(q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern, mask: BlockSparseMask?,
-                              numQOHeads: Int, numKVHeads: Int, headDim: Int, options: AttentionOptions,
-                              returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
-        throw .unsupportedCombination("BlockSparseAttention on the CUDA backend: no GPU kernel yet (it needs batch prefill with a custom mask; docs/Sparse.md); use the .cpu backend")
+    /// Upstream's formulation (`sparse.py`): a paged batch prefill plan, block row `i` = request `i`,
+    /// its blocks = pages of `C` tokens, the in-block mask as the requests' custom masks (uploaded
+    /// here with the schedule). The wrapper's previous prefill plan is reused (its buffers grow only).
+    func planBlockSparse(_ w: BlockSparseAttention, pattern: BlockSparsePattern, mask: BlockSparseMask?, numQOHeads: Int,
+                         numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType,
+                         options: AttentionOptions) throws(FlashInferError) -> BatchPrefillAttention? {
+        let p = w.prefill ?? BatchPrefillAttention(backend: w.backend)
+        try p.plan(blockSparse: pattern, mask: mask, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim,
+                   qDType: qDType, kvDType: kvDType, options: options)
+        return p
     }
+
+    /// Allocates the output (and LSE) in the stream's order and runs into them.
+    func blockSparseAttention(_ w: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, pattern: BlockSparsePattern,
+                              numQOHeads: Int, numKVHeads: Int, headDim: Int, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput {
+        let (out, lse) = try FlashInferError.wrap { () throws(CUDAError) in
+            (try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream),
+             returnLSE ? try Tensor.empty(shape: [pattern.rows, numQOHeads], dtype: .f32, stream: stream) : nil)
+        }
+        try runBlockSparse(w, q: q, k: k, v: v, out: out, lse: lse)
+        return AttentionOutput(output: out, lse: lse)
+    }
+
+    /// Launches the planned batch prefill over K/V viewed as `N / C` pages (no copy).
+    func runBlockSparse(_ w: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError) {
+        guard let p = w.prefill, let pattern = w.pattern else {
+            throw .backendMismatch(what: "BlockSparseAttention.run", rule: "the plan was made for another backend")
+        }
+        try p.run(q: q, kv: .paged(try pattern.pagedKV(k: k, v: v, layout: w.options.layout)), out: out, lse: lse)
+    }
+
+    // MARK: - Paged KV cache
 
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                             table: PageTable, kScale: Float, vScale: Float) throws(FlashInferError) {
