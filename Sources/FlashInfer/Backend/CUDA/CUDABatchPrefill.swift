@@ -141,6 +141,10 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         var maxItems: Int
     }
 
+    /// Whether this plan splits KV (writes partial states and merges them). `tmpO` / `tmpLSE` may be
+    /// set without a split: kept from an earlier plan for reuse.
+    var splits: Bool { oIndptr != nil }
+
     func address(_ offset: Int?) -> CUdeviceptr {
         offset.map { arrays.address + CUdeviceptr($0 * 4) } ?? 0
     }
@@ -204,7 +208,10 @@ enum CUDABatchPrefill {
                 kv_tile_indices: dp.address(dp.kvTileIndices), qo_indptr: dp.address(dp.qoIndptr),
                 kv_lens: dp.address(dp.kvLens), kv_starts: dp.address(dp.kvStarts),
                 o_indptr: dp.address(dp.oIndptr),
-                tmp_o: dp.tmpO?.address ?? 0, tmp_lse: dp.tmpLSE?.address ?? 0,
+                // The partial-state workspace only when this plan splits: a plan that does not keeps the
+                // previous plan's workspace for reuse, and the kernel takes a non-null tmp_o as "split"
+                // (found by `check` "bsr re-plan": a split plan, then an unsplit one, read o_indptr = null).
+                tmp_o: dp.splits ? dp.tmpO?.address ?? 0 : 0, tmp_lse: dp.splits ? dp.tmpLSE?.address ?? 0 : 0,
                 pages: FIPageTable(page_indices: dp.address(dp.pageIndices), k_stride_page: kv.kPageStride,
                                    v_stride_page: kv.vPageStride, page_size: Int32(dp.pageSize), page_div_m: dp.pageDivM,
                                    page_div_l: dp.pageDivL, pad: 0),
@@ -212,7 +219,7 @@ enum CUDABatchPrefill {
             p.base.variant.custom_mask = dp.maskBytes?.address ?? 0
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
-            guard let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }
+            guard dp.splits, let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }
             // Split: merge each query's partial states (rows mergeIndptr[t] ..< mergeIndptr[t+1]).
             let m = FIMergeVarlenParams(
                 v: tmpO.address, s: tmpLSE.address, indptr: dp.address(dp.mergeIndptr), v_out: out.deviceAddress ?? 0,
