@@ -91,7 +91,10 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// Measured on an H100 (bench/NOTES.md, 2026-11-28): group 4 — D1 2.95 TB/s on tensor cores
     /// against 2.47 on CUDA cores (the CUDA-core grid of 512 CTAs is 1.3 waves), D3 3.01 against
     /// 2.94, D2 2.80 against 2.85; group 1 (D4) 3.05 on CUDA cores against 2.99. Upstream FlashInfer
-    /// recommends tensor cores for the same group sizes.
+    /// recommends tensor cores for the same group sizes. On the H200 (2026-12-04, after the 64-row
+    /// tile stopped running idle warps' math): D1 251 µs on tensor cores against 284–312 µs on CUDA
+    /// cores (D2 275 µs, D3 483 µs on tensor cores); group 1 (D4) 968 µs on CUDA cores against 989 µs
+    /// on tensor cores.
     ///
     /// FP8 caches take the CUDA-core kernel (`kvDType` e4m3 / e5m2): on the H200 (2026-12-04) D5
     /// ran in 201 µs there against 333 µs on the tensor-core path, whose fp8 tiles are converted in
