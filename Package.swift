@@ -44,7 +44,7 @@ let package = Package(
         ),
         // The C ABI: the header (a C target), and its Swift implementation (@_cdecl exports).
         .target(name: "CFlashInferABI"),
-        .target(name: "FlashInferC", dependencies: ["FlashInfer", "CFlashInferABI"]),
+        .target(name: "FlashInferC", dependencies: ["FlashInfer", "FlashInferCUDA", "CFlashInferABI"]),
         .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting", "CFlashInferParams"]),
     ],
     swiftLanguageModes: [.v6]

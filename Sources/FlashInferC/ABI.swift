@@ -1,9 +1,11 @@
 // The C ABI (Sources/CFlashInferABI/include/flashinfer_swift.h), exported from
 // libflashinfer_swift.so with @_cdecl. Every entry point catches every error: it returns a status
 // and leaves the message in a thread-local slot (flashinfer_swift_last_error). DLPack tensors on
-// the CPU run on the CPU reference backend; CUDA tensors are refused for now (UNSUPPORTED).
+// the CPU run on the CPU reference backend; CUDA tensors (single decode / prefill) run the GPU kernels
+// on the caller's stream in the primary context; the merges take CPU tensors only for now.
 import CFlashInferABI
 import FlashInfer
+import FlashInferCUDA
 
 #if canImport(Glibc)
 import Glibc
@@ -117,10 +119,38 @@ func hostTensor(_ p: UnsafePointer<DLTensor>?, name: String) throws(ABIFailure) 
     return Tensor(storage: .host(HostBuffer(bytes: bytes)), shape: shape, strides: strides, dtype: dt)
 }
 
+/// A CUDA DLTensor as a device `Tensor` over the caller's memory (borrowed: never copied, never
+/// freed here), on `device` (the DLTensor's device id, checked).
+func deviceTensor(_ p: UnsafePointer<DLTensor>?, name: String, device: Device) throws(ABIFailure) -> Tensor {
+    guard let p else { throw .invalid("\(name): NULL tensor") }
+    let t = p.pointee
+    guard UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue else {
+        throw .invalid("\(name): a CPU tensor among CUDA tensors (every tensor of a call must be on the same device)")
+    }
+    guard Int(t.device.device_id) == device.index else {
+        throw .invalid("\(name): on CUDA device \(t.device.device_id), the call's other tensors are on device \(device.index)")
+    }
+    let dt = try dtype(of: t, name: name)
+    let (shape, strides) = try layout(of: t, name: name)
+    let view = Tensor(storage: .host(HostBuffer(bytes: [])), shape: shape, strides: strides, dtype: dt)
+    let span = view.spanBytes
+    guard span == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
+    let base = CUdeviceptr(UInt(bitPattern: t.data))
+    let buffer = DeviceBuffer.borrowing(address: base, byteCount: Int(t.byte_offset) + span, device: device)
+    return Tensor(storage: .device(buffer, byteOffset: Int(t.byte_offset)), shape: shape, strides: strides, dtype: dt)
+}
+
+/// The CUDA device of a call whose first tensor is `p` (nil for a CPU call).
+func cudaDevice(_ p: UnsafePointer<DLTensor>?) throws(ABIFailure) -> Device? {
+    guard let t = p?.pointee, UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue else { return nil }
+    do { return try Device.open(Int(t.device.device_id)) } catch { throw ABIFailure(.cuda(error)) }
+}
+
 func requireCPU(_ t: DLTensor, name: String) throws(ABIFailure) {
     switch UInt32(t.device.device_type.rawValue) {
     case kDLCPU.rawValue: return
-    case kDLCUDA.rawValue: throw .unsupported("\(name): CUDA tensors are not supported by the C ABI yet (CPU tensors run on the CPU reference)")
+    case kDLCUDA.rawValue:
+        throw .unsupported("\(name): a CUDA tensor where this call takes CPU tensors (single decode / prefill take CUDA tensors, every tensor of a call on one device; the merges take CPU tensors for now)")
     default: throw .invalid("\(name): DLPack device type \(t.device.device_type.rawValue) is not supported")
     }
 }
@@ -189,9 +219,26 @@ func attentionOptions(_ p: UnsafePointer<flashinfer_swift_options>?, prefill: Bo
 
 private func single(decode: Bool, q: UnsafePointer<DLTensor>?, k: UnsafePointer<DLTensor>?, v: UnsafePointer<DLTensor>?,
                     out: UnsafePointer<DLTensor>?, lse: UnsafePointer<DLTensor>?,
-                    options: UnsafePointer<flashinfer_swift_options>?) throws(ABIFailure) {
-    let qt = try hostTensor(q, name: "q"), kt = try hostTensor(k, name: "k"), vt = try hostTensor(v, name: "v")
+                    options: UnsafePointer<flashinfer_swift_options>?, stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
     let opts = try attentionOptions(options, prefill: !decode)
+    if let device = try cudaDevice(q) {
+        // CUDA tensors: the GPU kernels on the caller's stream (PyTorch's current stream), in the
+        // primary context (the one PyTorch uses), into the caller's out / lse. Asynchronous.
+        let (qt, kt, vt) = (try deviceTensor(q, name: "q", device: device), try deviceTensor(k, name: "k", device: device),
+                            try deviceTensor(v, name: "v", device: device))
+        let ot = try deviceTensor(out, name: "out", device: device)
+        let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
+        let s = Stream.external(stream.map { OpaquePointer($0) }, device: device)
+        try library { () throws(FlashInferError) in
+            if decode {
+                try singleDecode(q: qt, k: kt, v: vt, options: opts, out: ot, lse: lt, stream: s)
+            } else {
+                try singlePrefill(q: qt, k: kt, v: vt, options: opts, out: ot, lse: lt, stream: s)
+            }
+        }
+        return
+    }
+    let qt = try hostTensor(q, name: "q"), kt = try hostTensor(k, name: "k"), vt = try hostTensor(v, name: "v")
     let r = try library { () throws(FlashInferError) in
         decode
             ? try singleDecode(q: qt, k: kt, v: vt, options: opts, returnLSE: lse != nil, backend: .cpu)
@@ -205,14 +252,14 @@ private func single(decode: Bool, q: UnsafePointer<DLTensor>?, k: UnsafePointer<
 public func flashinfer_swift_single_decode(_ q: UnsafePointer<DLTensor>?, _ k: UnsafePointer<DLTensor>?, _ v: UnsafePointer<DLTensor>?,
                                            _ out: UnsafePointer<DLTensor>?, _ lse: UnsafePointer<DLTensor>?,
                                            _ options: UnsafePointer<flashinfer_swift_options>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
-    guarded { () throws(ABIFailure) in try single(decode: true, q: q, k: k, v: v, out: out, lse: lse, options: options) }
+    guarded { () throws(ABIFailure) in try single(decode: true, q: q, k: k, v: v, out: out, lse: lse, options: options, stream: stream) }
 }
 
 @_cdecl("flashinfer_swift_single_prefill")
 public func flashinfer_swift_single_prefill(_ q: UnsafePointer<DLTensor>?, _ k: UnsafePointer<DLTensor>?, _ v: UnsafePointer<DLTensor>?,
                                             _ out: UnsafePointer<DLTensor>?, _ lse: UnsafePointer<DLTensor>?,
                                             _ options: UnsafePointer<flashinfer_swift_options>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
-    guarded { () throws(ABIFailure) in try single(decode: false, q: q, k: k, v: v, out: out, lse: lse, options: options) }
+    guarded { () throws(ABIFailure) in try single(decode: false, q: q, k: k, v: v, out: out, lse: lse, options: options, stream: stream) }
 }
 
 // MARK: - state merges

@@ -24,22 +24,32 @@ public final class DeviceBuffer: @unchecked Sendable {
     public let byteCount: Int
     /// The stream whose order allocated this buffer and frees it (stream-ordered allocations only).
     public let orderedOn: Stream?
+    /// False for memory the caller owns (`borrowing`): never freed here.
+    let owned: Bool
 
     typealias Pending = StreamUseLog<Stream>
     private let pending = Mutex(Pending())
 
-    init(device: Device, address: CUdeviceptr, byteCount: Int, orderedOn: Stream? = nil) {
+    init(device: Device, address: CUdeviceptr, byteCount: Int, orderedOn: Stream? = nil, owned: Bool = true) {
         self.device = device
         self.address = address
         self.byteCount = byteCount
         self.orderedOn = orderedOn
+        self.owned = owned
         // Memory from the stream-ordered allocator is usable by other streams only after the
         // allocation: record it as the allocating stream's write.
         if let s = orderedOn { pending.withLock { _ = $0.write(on: s) } }
     }
 
+    /// Device memory the caller owns (e.g. a PyTorch tensor's storage, through the C ABI): the
+    /// library reads and writes it in the order of the caller's stream and never frees it. The caller
+    /// keeps it alive until the work enqueued on it is done.
+    public static func borrowing(address: CUdeviceptr, byteCount: Int, device: Device) -> DeviceBuffer {
+        DeviceBuffer(device: device, address: address, byteCount: byteCount, owned: false)
+    }
+
     deinit {
-        guard address != 0 else { return }
+        guard owned, address != 0 else { return }
         let p = pending.withLock { $0 }
         _ = device.driver.cuCtxSetCurrent(device.context)
         if let s = orderedOn, let freeAsync = device.driver.cuMemFreeAsync {

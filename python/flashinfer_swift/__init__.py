@@ -4,7 +4,9 @@ The shared library is `libflashinfer_swift.so` (the SwiftPM product `flashinfer_
 through $FLASHINFER_SWIFT_LIB, else next to this package, else in the repository's .build/release or
 .build/debug. This first slice takes NumPy arrays (CPU tensors, run on the library's CPU reference
 backend): `single_decode_with_kv_cache` and `single_prefill_with_kv_cache` with upstream's keyword
-arguments. Torch/CUDA tensors (DLPack on the GPU) are the next step (issue 15).
+arguments, and the state merges. Single decode / prefill also take PyTorch tensors: CUDA tensors
+run the GPU kernels on `torch.cuda.current_stream()` (asynchronously, outputs allocated with torch on
+the same device), CPU torch tensors the CPU reference; every tensor of a call on one device.
 """
 import ctypes
 import os
@@ -53,7 +55,7 @@ class _Options(ctypes.Structure):
     ]
 
 
-_kDLCPU, _kDLFloat = 1, 2
+_kDLCPU, _kDLCUDA, _kDLFloat, _kDLBfloat = 1, 2, 2, 4
 _OK, _INVALID, _UNSUPPORTED, _RUNTIME = 0, 1, 2, 3
 _POS = {"NONE": 0, "ROPE_LLAMA": 1, "ALIBI": 2}
 _LAYOUT = {"NHD": 0, "HND": 1}
@@ -102,10 +104,31 @@ def version():
     return _library().flashinfer_swift_version().decode()
 
 
+def _is_torch(x):
+    return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
+
+
+def _torch_dtype_code(t, name):
+    import torch
+    table = {torch.float16: (_kDLFloat, 16), torch.bfloat16: (_kDLBfloat, 16), torch.float32: (_kDLFloat, 32)}
+    if t.dtype not in table:
+        raise TypeError(f"{name}: dtype {t.dtype} is not supported (float16, bfloat16, float32)")
+    return table[t.dtype]
+
+
 class _Tensor:
-    """A DLTensor over a NumPy array (kept alive with it)."""
+    """A DLTensor over a NumPy array or a PyTorch tensor (kept alive with it)."""
 
     def __init__(self, array, name):
+        if _is_torch(array):
+            code, bits = _torch_dtype_code(array, name)
+            self.array = array
+            n = array.dim()
+            self.shape = (ctypes.c_int64 * n)(*array.shape)
+            self.strides = (ctypes.c_int64 * n)(*array.stride())
+            device = _DLDevice(_kDLCUDA, array.device.index or 0) if array.is_cuda else _DLDevice(_kDLCPU, 0)
+            self.t = _DLTensor(ctypes.c_void_p(array.data_ptr()), device, n, _DLDataType(code, bits, 1), self.shape, self.strides, 0)
+            return
         if not isinstance(array, np.ndarray):
             raise TypeError(f"{name}: expected a numpy.ndarray (CPU tensor), got {type(array).__name__}")
         if array.dtype == np.float16:
@@ -150,11 +173,19 @@ def _check(status):
 
 
 def _call(fn, q, k, v, out_shape, lse_shape, options, return_lse):
-    out = np.full(out_shape, np.nan, dtype=q.dtype)
-    lse = np.full(lse_shape, np.nan, dtype=np.float32) if return_lse else None
+    stream = None
+    if _is_torch(q):
+        import torch
+        out = torch.empty(tuple(out_shape), dtype=q.dtype, device=q.device)
+        lse = torch.empty(tuple(lse_shape), dtype=torch.float32, device=q.device) if return_lse else None
+        if q.is_cuda:
+            stream = ctypes.c_void_p(torch.cuda.current_stream(q.device).cuda_stream)
+    else:
+        out = np.full(out_shape, np.nan, dtype=q.dtype)
+        lse = np.full(lse_shape, np.nan, dtype=np.float32) if return_lse else None
     tq, tk, tv, to = _Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")
     tl = _Tensor(lse, "lse") if return_lse else None
-    _check(fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), None))
+    _check(fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), stream))
     return (out, lse) if return_lse else out
 
 

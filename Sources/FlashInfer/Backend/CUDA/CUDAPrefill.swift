@@ -279,6 +279,16 @@ public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     try singlePrefill(q: q, k: k, v: v, options: options, customMask: customMask, out: out, lse: lse, tile: nil, stream: stream)
 }
 
+/// Single-request decode on the GPU into caller-provided buffers (the C ABI's CUDA path): `out`
+/// contiguous `[Hq, D]` in q's dtype, `lse` nil or contiguous Float32 `[Hq]`. Runs asynchronously
+/// on `stream` (the split-KV workspace, when the plan splits, is allocated and freed in its order).
+public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
+                         out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+    let problem = try validateSingle(q: q, k: k, v: v, decode: true, options: options, placement: .device(stream.device),
+                                     out: out, lse: lse)
+    try CUDADecode.run(problem, out: out, lse: lse, stream: stream)
+}
+
 /// `singlePrefill` with `tile`, an override of the kernel's tile geometry (benchmarks and tuning);
 /// nil = the default for the head dimension and variant.
 @_spi(Bench) public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
