@@ -45,7 +45,7 @@ let package = Package(
         // The C ABI: the header (a C target), and its Swift implementation (@_cdecl exports).
         .target(name: "CFlashInferABI"),
         .target(name: "FlashInferC", dependencies: ["FlashInfer", "FlashInferCUDA", "CFlashInferABI"]),
-        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting", "CFlashInferParams"]),
+        .testTarget(name: "FlashInferTests", dependencies: ["FlashInfer", "FlashInferCUDA", "FlashInferTesting", "CFlashInferParams", "FlashInferC", "CFlashInferABI"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -85,7 +85,9 @@ func dtype(of t: DLTensor, name: String) throws(ABIFailure) -> DType {
     case (kDLFloat.rawValue, 16): return .f16
     case (kDLBfloat.rawValue, 16): return .bf16
     case (kDLFloat.rawValue, 32): return .f32
-    default: throw .invalid("\(name): DLPack dtype (code \(code), bits \(bits)) is not supported (float16, bfloat16, float32)")
+    case (UInt32(FLASHINFER_SWIFT_DL_FLOAT8_E4M3FN), 8): return .e4m3
+    case (UInt32(FLASHINFER_SWIFT_DL_FLOAT8_E5M2), 8): return .e5m2
+    default: throw .invalid("\(name): DLPack dtype (code \(code), bits \(bits)) is not supported (float16, bfloat16, float32; float8_e4m3fn, float8_e5m2 for K/V)")
     }
 }
 
@@ -212,7 +214,8 @@ func attentionOptions(_ p: UnsafePointer<flashinfer_swift_options>?, prefill: Bo
     }
     if !prefill && o.causal != 0 { throw .invalid("causal: decode has one query per head; causal applies to prefill only") }
     return AttentionOptions(causal: o.causal != 0, smScale: o.sm_scale > 0 ? o.sm_scale : nil, positionEncoding: pos,
-                            logitsSoftCap: o.logits_soft_cap, windowLeft: Int(o.window_left), layout: layout)
+                            logitsSoftCap: o.logits_soft_cap, windowLeft: Int(o.window_left), layout: layout,
+                            kScale: o.k_scale > 0 ? o.k_scale : 1, vScale: o.v_scale > 0 ? o.v_scale : 1)
 }
 
 // MARK: - attention

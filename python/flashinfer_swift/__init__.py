@@ -52,10 +52,13 @@ class _Options(ctypes.Structure):
         ("rope_scale", ctypes.c_float),
         ("rope_theta", ctypes.c_float),
         ("logits_soft_cap", ctypes.c_float),
+        ("k_scale", ctypes.c_float),
+        ("v_scale", ctypes.c_float),
     ]
 
 
 _kDLCPU, _kDLCUDA, _kDLFloat, _kDLBfloat = 1, 2, 2, 4
+_kDLFloat8_e4m3fn, _kDLFloat8_e5m2 = 10, 12  # DLPack 1.x codes (flashinfer_swift.h)
 _OK, _INVALID, _UNSUPPORTED, _RUNTIME = 0, 1, 2, 3
 _POS = {"NONE": 0, "ROPE_LLAMA": 1, "ALIBI": 2}
 _LAYOUT = {"NHD": 0, "HND": 1}
@@ -111,8 +114,11 @@ def _is_torch(x):
 def _torch_dtype_code(t, name):
     import torch
     table = {torch.float16: (_kDLFloat, 16), torch.bfloat16: (_kDLBfloat, 16), torch.float32: (_kDLFloat, 32)}
+    for attr, code in (("float8_e4m3fn", _kDLFloat8_e4m3fn), ("float8_e5m2", _kDLFloat8_e5m2)):
+        if hasattr(torch, attr):
+            table[getattr(torch, attr)] = (code, 8)
     if t.dtype not in table:
-        raise TypeError(f"{name}: dtype {t.dtype} is not supported (float16, bfloat16, float32)")
+        raise TypeError(f"{name}: dtype {t.dtype} is not supported (float16, bfloat16, float32; float8_e4m3fn, float8_e5m2 for K/V)")
     return table[t.dtype]
 
 
@@ -148,7 +154,8 @@ class _Tensor:
         return ctypes.byref(self.t)
 
 
-def _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap):
+def _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap,
+             k_scale=None, v_scale=None):
     if pos_encoding_mode not in _POS:
         raise ValueError(f"pos_encoding_mode {pos_encoding_mode!r} is not one of {sorted(_POS)}")
     if kv_layout not in _LAYOUT:
@@ -156,7 +163,18 @@ def _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_s
     return _Options(int(bool(causal)), _POS[pos_encoding_mode], _LAYOUT[kv_layout], int(window_left),
                     float(sm_scale) if sm_scale is not None else 0.0, float(rope_scale) if rope_scale is not None else 0.0,
                     float(rope_theta) if rope_theta is not None else 0.0,
-                    float(logits_soft_cap) if logits_soft_cap is not None else 0.0)
+                    float(logits_soft_cap) if logits_soft_cap is not None else 0.0,
+                    _scale(k_scale, "k_scale"), _scale(v_scale, "v_scale"))
+
+
+def _scale(x, name):
+    """A K/V scale for the C ABI: None is 1; otherwise a positive finite float (0 in the struct means 1)."""
+    if x is None:
+        return 0.0
+    x = float(x)
+    if not (x > 0 and x != float("inf")):
+        raise ValueError(f"{name}: {x} must be finite and > 0")
+    return x
 
 
 def _check(status):
@@ -195,9 +213,10 @@ def single_decode_with_kv_cache(q, k, v, kv_layout="NHD", pos_encoding_mode="NON
     """Decode attention of one request (upstream's signature): q [num_qo_heads, head_dim]; k, v
     [kv_len, num_kv_heads, head_dim] (NHD) or [num_kv_heads, kv_len, head_dim] (HND). Returns the
     output [num_qo_heads, head_dim] (and the base-2 LSE [num_qo_heads] with return_lse)."""
-    if any(s is not None and s != 1 for s in (q_scale, k_scale, v_scale)):
-        raise NotImplementedError("q_scale / k_scale / v_scale are not supported through the C ABI yet")
-    opts = _options(False, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap)
+    if q_scale is not None and q_scale != 1:
+        raise NotImplementedError("q_scale: q is never FP8 here (only K/V may be)")
+    opts = _options(False, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap,
+                    k_scale, v_scale)
     return _call(_library().flashinfer_swift_single_decode, q, k, v, q.shape, (q.shape[0],), opts, return_lse)
 
 

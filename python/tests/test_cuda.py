@@ -134,6 +134,21 @@ def test_prefill():
         close(lse, ref_lse, atol, rtol, f"prefill qo={qo} kv={kv} lse")
 
 
+def test_decode_fp8():
+    """FP8 K/V (torch.float8_e4m3fn / float8_e5m2, DLPack codes 10 / 12) with k_scale / v_scale:
+    against the float64 reference on the dequantized values (the kernel reads them exactly)."""
+    for dtype_name, k_scale, v_scale in (("float8_e4m3fn", 0.37, 2.5), ("float8_e5m2", 2.0, 0.5)):
+        f8 = getattr(torch, dtype_name)
+        q = torch.randn(32, 128, device="cuda", dtype=torch.float16)
+        k = torch.randn(4096, 8, 128, device="cuda").to(f8)
+        v = torch.randn(4096, 8, 128, device="cuda").to(f8)
+        out, lse = fi.single_decode_with_kv_cache(q, k, v, k_scale=k_scale, v_scale=v_scale, return_lse=True)
+        torch.cuda.synchronize()
+        ref, ref_lse = reference(q[None], k.double() * k_scale, v.double() * v_scale, "NHD", False, None, None, -1)
+        close(out, ref[0], 1e-3, 1e-3, f"{dtype_name} output")
+        close(lse, ref_lse[0], 1e-3, 1e-3, f"{dtype_name} lse")
+
+
 def test_current_stream_and_errors():
     """Work runs on torch's current stream; mixed devices and bad shapes raise ValueError."""
     q = torch.randn(32, 128, device="cuda", dtype=torch.float16)
@@ -159,13 +174,14 @@ if __name__ == "__main__":
         print("skipped: needs torch with CUDA")
         sys.exit(0)
     failed = 0
-    for name, fn in [("test_decode", test_decode), ("test_prefill", test_prefill),
-                     ("test_current_stream_and_errors", test_current_stream_and_errors)]:
+    tests = [("test_decode", test_decode), ("test_prefill", test_prefill), ("test_decode_fp8", test_decode_fp8),
+             ("test_current_stream_and_errors", test_current_stream_and_errors)]
+    for name, fn in tests:
         try:
             fn()
             print(f"ok   {name}")
         except Exception as e:  # noqa: BLE001
             failed += 1
             print(f"FAIL {name}: {e}")
-    print(f"{3 - failed} passed, {failed} failed")
+    print(f"{len(tests) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

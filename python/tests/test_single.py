@@ -133,3 +133,20 @@ def test_strided_output_through_the_abi():
     ref_out, _ = reference(q[None], k, v)
     np.testing.assert_allclose(out.astype(np.float64), ref_out[0], atol=1e-3, rtol=1e-3)
     assert np.all(out_all[:, 1] == 7)
+
+
+def test_k_and_v_scales():
+    """k_scale multiplies the softmax scale and v_scale the output (upstream's FP8 calibration
+    scales, any K/V dtype): the same as sm_scale · k_scale without scales, times v_scale (exact
+    in binary floating point for a power-of-two v_scale); invalid scales are ValueError."""
+    rng = np.random.default_rng(11)
+    q, k, v = rand(rng, 8, 128), rand(rng, 40, 2, 128), rand(rng, 40, 2, 128)
+    out, lse = fi.single_decode_with_kv_cache(q, k, v, k_scale=0.5, v_scale=2.0, return_lse=True)
+    ref, ref_lse = fi.single_decode_with_kv_cache(q, k, v, sm_scale=0.5 / np.sqrt(128), return_lse=True)
+    assert np.array_equal(out, ref * 2)
+    assert np.array_equal(lse, ref_lse)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="k_scale"):
+            fi.single_decode_with_kv_cache(q, k, v, k_scale=bad)
+    with pytest.raises(NotImplementedError, match="q_scale"):
+        fi.single_decode_with_kv_cache(q, k, v, q_scale=2.0)

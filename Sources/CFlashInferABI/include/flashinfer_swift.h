@@ -7,8 +7,11 @@
  * the calling thread). No exception or Swift error crosses the boundary.
  *
  * Devices: kDLCPU tensors run on the CPU reference backend (Float64 math; testable without a GPU).
- * kDLCUDA tensors: not yet (FLASHINFER_SWIFT_ERROR_UNSUPPORTED) — the CUDA path wraps the caller's
- * device memory and stream, issue 15's next step.
+ * kDLCUDA tensors (single decode / prefill): the GPU kernels, in the device's primary context (the
+ * one PyTorch uses), enqueued on the caller's `stream` (a CUstream; NULL = the legacy default
+ * stream) and returning before they run; the caller's memory is read and written in place, never
+ * copied or freed, and must stay alive until that stream has run the call. Every tensor of a call on
+ * one device; the merges take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED).
  */
 #ifndef FLASHINFER_SWIFT_H
 #define FLASHINFER_SWIFT_H
@@ -63,7 +66,13 @@ typedef struct {
   float rope_scale;            /* <= 0: 1 */
   float rope_theta;            /* <= 0: 1e4 */
   float logits_soft_cap;       /* 0: none */
+  float k_scale;               /* FP8 K's scale, folded into sm_scale; <= 0: 1 */
+  float v_scale;               /* FP8 V's scale, multiplies the output; <= 0: 1 */
 } flashinfer_swift_options;
+
+/* FP8 K/V dtypes: DLPack 1.x codes (bits 8), the OCP formats PyTorch calls float8_e4m3fn and
+ * float8_e5m2. Defined here for older dlpack.h headers without them. */
+enum { FLASHINFER_SWIFT_DL_FLOAT8_E4M3FN = 10, FLASHINFER_SWIFT_DL_FLOAT8_E5M2 = 12 };
 
 /* The library's version string (static storage). */
 const char* flashinfer_swift_version(void);
@@ -73,8 +82,9 @@ const char* flashinfer_swift_last_error(void);
 
 /*
  * Single-request decode: q [Hq, D], k / v [kv_len, Hkv, D] (NHD) or [Hkv, kv_len, D] (HND), f16
- * or bf16; out [Hq, D] of q's dtype (written); lse [Hq] float32 (base 2) or NULL. `stream` is a
- * CUstream for CUDA tensors (ignored for CPU tensors).
+ * or bf16 (k / v also FP8, FLASHINFER_SWIFT_DL_FLOAT8_*, with options->k_scale / v_scale); out
+ * [Hq, D] of q's dtype (written); lse [Hq] float32 (base 2) or NULL. `stream` is a CUstream for
+ * CUDA tensors (ignored for CPU tensors).
  */
 int flashinfer_swift_single_decode(const DLTensor* q, const DLTensor* k, const DLTensor* v, const DLTensor* out,
                                    const DLTensor* lse, const flashinfer_swift_options* options, void* stream);
