@@ -52,7 +52,7 @@ private func setLastError(_ message: String) {
 }
 
 /// Runs an entry point's body: OK, or the failure's status with its message recorded.
-private func guarded(_ body: () throws(ABIFailure) -> Void) -> Int32 {
+func guarded(_ body: () throws(ABIFailure) -> Void) -> Int32 {
     do {
         try body()
         setLastError("")
@@ -268,7 +268,7 @@ public func flashinfer_swift_single_prefill(_ q: UnsafePointer<DLTensor>?, _ k: 
 // MARK: - state merges
 
 /// Runs a library call, its error as an ABI failure.
-private func library<T>(_ body: () throws(FlashInferError) -> T) throws(ABIFailure) -> T {
+func library<T>(_ body: () throws(FlashInferError) -> T) throws(ABIFailure) -> T {
     do { return try body() } catch { throw ABIFailure(error) }
 }
 

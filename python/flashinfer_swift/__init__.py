@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-__all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "merge_state", "merge_state_in_place",
-           "merge_states", "version", "FlashInferSwiftError"]
+__all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
+           "merge_state", "merge_state_in_place", "merge_states", "version", "FlashInferSwiftError"]
 
 
 class FlashInferSwiftError(RuntimeError):
@@ -98,6 +98,16 @@ def _library():
         lib.flashinfer_swift_merge_states.argtypes = [ctypes.POINTER(_DLTensor)] * 4 + [ctypes.c_void_p]
         for name in ("flashinfer_swift_merge_state", "flashinfer_swift_merge_state_in_place", "flashinfer_swift_merge_states"):
             getattr(lib, name).restype = ctypes.c_int
+        lib.flashinfer_swift_batch_decode_create.argtypes = [ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_batch_decode_create.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_decode_destroy.argtypes = [ctypes.c_void_p]
+        lib.flashinfer_swift_batch_decode_destroy.restype = None
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        lib.flashinfer_swift_batch_decode_plan.argtypes = [ctypes.c_void_p, i32p, i32p, i32p] + [ctypes.c_int32] * 5 + [
+            _DLDataType, _DLDataType, ctypes.POINTER(_Options), _DLDevice, ctypes.c_void_p]
+        lib.flashinfer_swift_batch_decode_plan.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_decode_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
+        lib.flashinfer_swift_batch_decode_run.restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -230,6 +240,111 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
         raise NotImplementedError("custom masks are not supported through the C ABI yet")
     opts = _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap)
     return _call(_library().flashinfer_swift_single_prefill, q, k, v, q.shape, q.shape[:2], opts, return_lse)
+
+
+_DTYPE_NAMES = {"float16": (_kDLFloat, 16), "half": (_kDLFloat, 16), "bfloat16": (_kDLBfloat, 16),
+                "float8_e4m3fn": (_kDLFloat8_e4m3fn, 8), "float8_e5m2": (_kDLFloat8_e5m2, 8)}
+
+
+def _data_type(x, name):
+    """A q / kv data type given as a string, a numpy dtype or a torch dtype."""
+    key = str(x).replace("torch.", "")
+    if key not in _DTYPE_NAMES:
+        raise TypeError(f"{name}: {x} is not supported (float16, bfloat16, float8_e4m3fn, float8_e5m2)")
+    code, bits = _DTYPE_NAMES[key]
+    return _DLDataType(code, bits, 1)
+
+
+def _int32_array(x, name):
+    if _is_torch(x):
+        x = x.detach().cpu().numpy()
+    a = np.ascontiguousarray(np.asarray(x), dtype=np.int32)
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    return a
+
+
+class BatchDecodeWithPagedKVCacheWrapper:
+    """Batch decode over a paged KV cache, upstream's wrapper: plan once per step (host work), run
+    per layer. NumPy arrays and CPU torch tensors run on the CPU reference; CUDA torch tensors on
+    the GPU (the stream current at plan; run on the same stream). `paged_kv_cache` is a
+    [pages, 2, page_size, H, D] (NHD) / [pages, 2, H, page_size, D] (HND) tensor or a (k, v) tuple."""
+
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=False,
+                 paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None,
+                 backend="auto"):
+        if kv_layout not in _LAYOUT:
+            raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
+        if use_cuda_graph:
+            raise NotImplementedError("use_cuda_graph through the C ABI is not supported yet")
+        self._kv_layout = kv_layout
+        self._workspace = float_workspace_buffer
+        self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
+        handle = ctypes.c_void_p()
+        _check(_library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, ctypes.byref(handle)))
+        self._handle = handle
+        self._planned = None
+
+    def __del__(self):
+        h = getattr(self, "_handle", None)
+        if h is not None and h.value and _lib is not None:
+            _lib.flashinfer_swift_batch_decode_destroy(h)
+
+    def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
+             pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16", kv_data_type=None,
+             data_type=None, sm_scale=None, rope_scale=None, rope_theta=None, non_blocking=True):
+        if data_type is not None:
+            q_data_type = kv_data_type = data_type
+        ip, ix, lp = _int32_array(indptr, "indptr"), _int32_array(indices, "indices"), _int32_array(last_page_len, "last_page_len")
+        if ip.shape[0] != lp.shape[0] + 1:
+            raise ValueError(f"indptr: {ip.shape[0]} entries, expected len(last_page_len) + 1 = {lp.shape[0] + 1}")
+        opts = _options(False, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
+                        logits_soft_cap)
+        stream = None
+        device = _DLDevice(_kDLCPU, 0)
+        if self._device is not None and self._device.type == "cuda":
+            import torch
+            device = _DLDevice(_kDLCUDA, self._device.index or 0)
+            stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        _check(_library().flashinfer_swift_batch_decode_plan(
+            self._handle, ip.ctypes.data_as(i32p), ix.ctypes.data_as(i32p), lp.ctypes.data_as(i32p), lp.shape[0],
+            int(num_qo_heads), int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
+            _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts), device,
+            stream))
+        self._planned = (lp.shape[0], int(num_qo_heads), stream)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache, *args, q_scale=None, k_scale=None, v_scale=None, return_lse=False, out=None, lse=None):
+        if self._planned is None:
+            raise RuntimeError("run before plan")
+        if any(s is not None and s != 1 for s in (q_scale, k_scale, v_scale)):
+            raise NotImplementedError("q_scale / k_scale / v_scale at run time are not supported through the C ABI yet")
+        if isinstance(paged_kv_cache, (tuple, list)):
+            k, v = paged_kv_cache
+        else:
+            k, v = paged_kv_cache[:, 0], paged_kv_cache[:, 1]
+        batch, hq, stream = self._planned
+        if out is None:
+            if _is_torch(q):
+                import torch
+                out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            else:
+                out = np.full(q.shape, np.nan, dtype=q.dtype)
+        if return_lse and lse is None:
+            if _is_torch(q):
+                import torch
+                lse = torch.empty((batch, hq), dtype=torch.float32, device=q.device)
+            else:
+                lse = np.full((batch, hq), np.nan, dtype=np.float32)
+        ts = [_Tensor(q, "q"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache"), _Tensor(out, "out")]
+        tl = _Tensor(lse, "lse") if lse is not None else None
+        _check(_library().flashinfer_swift_batch_decode_run(self._handle, *[t.ref() for t in ts], tl.ref() if tl else None,
+                                                            stream))
+        return (out, lse) if return_lse else out
+
+    forward = run
 
 
 def _states_out(v, s, shape):

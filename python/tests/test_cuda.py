@@ -149,6 +149,34 @@ def test_decode_fp8():
         close(lse, ref_lse[0], 1e-3, 1e-3, f"{dtype_name} lse")
 
 
+def test_batch_decode_wrapper():
+    """BatchDecodeWithPagedKVCacheWrapper on CUDA tensors (plan on the current stream, run 3 layers),
+    each request against the float64 reference over its pages."""
+    page_size, hq, hkv, d = 16, 32, 8, 128
+    lens = [1, 300, 4096, 17, 1000]
+    pages_per = [(n + page_size - 1) // page_size for n in lens]
+    num_pages = sum(pages_per) + 7
+    perm = torch.randperm(num_pages)
+    indptr = torch.tensor([0] + list(torch.tensor(pages_per).cumsum(0)), dtype=torch.int32)
+    indices = perm[: int(indptr[-1])].to(torch.int32)
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(lens, pages_per)], dtype=torch.int32)
+    for use_tc in (False, True):
+        w = fi.BatchDecodeWithPagedKVCacheWrapper(torch.empty(1, device="cuda"), use_tensor_cores=use_tc)
+        w.plan(indptr, indices, last, hq, hkv, d, page_size)
+        for layer in range(3):
+            cache = torch.randn(num_pages, 2, page_size, hkv, d, device="cuda", dtype=torch.float16)
+            q = torch.randn(len(lens), hq, d, device="cuda", dtype=torch.float16)
+            out, lse = w.run(q, cache, return_lse=True)
+            torch.cuda.synchronize()
+            for b, n in enumerate(lens):
+                pages = indices[int(indptr[b]):int(indptr[b + 1])].long().cuda()
+                k = cache[pages, 0].reshape(-1, hkv, d)[:n]
+                v = cache[pages, 1].reshape(-1, hkv, d)[:n]
+                ref, ref_lse = reference(q[b][None], k, v, "NHD", False, None, None, -1)
+                close(out[b], ref[0], 1e-3, 1e-3, f"tc={use_tc} layer {layer} request {b}")
+                close(lse[b], ref_lse[0], 1e-3, 1e-3, f"tc={use_tc} layer {layer} request {b} lse")
+
+
 def test_current_stream_and_errors():
     """Work runs on torch's current stream; mixed devices and bad shapes raise ValueError."""
     q = torch.randn(32, 128, device="cuda", dtype=torch.float16)
@@ -175,6 +203,7 @@ if __name__ == "__main__":
         sys.exit(0)
     failed = 0
     tests = [("test_decode", test_decode), ("test_prefill", test_prefill), ("test_decode_fp8", test_decode_fp8),
+             ("test_batch_decode_wrapper", test_batch_decode_wrapper),
              ("test_current_stream_and_errors", test_current_stream_and_errors)]
     for name, fn in tests:
         try:

@@ -106,6 +106,28 @@ int flashinfer_swift_merge_state_in_place(const DLTensor* v, const DLTensor* s, 
 int flashinfer_swift_merge_states(const DLTensor* v, const DLTensor* s, const DLTensor* v_out, const DLTensor* s_out,
                                   void* stream);
 
+/*
+ * Batch decode over a paged KV cache (upstream's BatchDecodeWithPagedKVCacheWrapper): an opaque
+ * handle; plan once per step (host arrays: indptr [batch_size + 1], indices [indptr[batch_size]],
+ * last_page_len [batch_size]; q / kv data types; options: kv_layout, pos encoding, window, soft cap,
+ * sm_scale, rope, k_scale / v_scale), then run per layer: q [batch_size, Hq, D]; k_cache / v_cache
+ * [pages, page_size, Hkv, D] (NHD) or [pages, Hkv, page_size, D] (HND), any strides with a
+ * contiguous last axis (e.g. the two halves of a [pages, 2, ...] tensor); out like q; lse
+ * [batch_size, Hq] float32 or NULL.
+ * `device` picks the backend at plan: kDLCPU (the reference) or kDLCUDA (the GPU kernels on
+ * `stream`; run must pass the same stream, or plan again). use_tensor_cores: -1 auto, 0, 1.
+ */
+typedef struct flashinfer_swift_batch_decode flashinfer_swift_batch_decode;
+int flashinfer_swift_batch_decode_create(int32_t use_tensor_cores, flashinfer_swift_batch_decode** handle);
+void flashinfer_swift_batch_decode_destroy(flashinfer_swift_batch_decode* handle);
+int flashinfer_swift_batch_decode_plan(flashinfer_swift_batch_decode* handle, const int32_t* indptr, const int32_t* indices,
+                                       const int32_t* last_page_len, int32_t batch_size, int32_t num_qo_heads,
+                                       int32_t num_kv_heads, int32_t head_dim, int32_t page_size, DLDataType q_data_type,
+                                       DLDataType kv_data_type, const flashinfer_swift_options* options, DLDevice device,
+                                       void* stream);
+int flashinfer_swift_batch_decode_run(flashinfer_swift_batch_decode* handle, const DLTensor* q, const DLTensor* k_cache,
+                                      const DLTensor* v_cache, const DLTensor* out, const DLTensor* lse, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

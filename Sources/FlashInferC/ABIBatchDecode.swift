@@ -1,0 +1,120 @@
+// The batch decode wrapper through the C ABI: an opaque handle around BatchDecodeWithPagedKVCache
+// (flashinfer_swift.h, "batch decode"). The backend is chosen at plan time from the device the
+// caller names: CPU (the reference) or CUDA (the GPU kernels on the caller's stream).
+import CFlashInferABI
+import FlashInfer
+import FlashInferCUDA
+
+/// The handle's object: the wrapper of the last plan, its backend's device (nil: CPU) and the
+/// plan's shape, kept for run's checks.
+final class BatchDecodeHandle {
+    let useTensorCores: Bool?
+    var wrapper: BatchDecodeWithPagedKVCache?
+    var device: Device?
+    var stream: UnsafeMutableRawPointer?
+    var layout: KVLayout = .nhd
+
+    init(useTensorCores: Bool?) { self.useTensorCores = useTensorCores }
+}
+
+@_cdecl("flashinfer_swift_batch_decode_create")
+public func flashinfer_swift_batch_decode_create(_ useTensorCores: Int32,
+                                                 _ handle: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        guard let handle else { throw .invalid("handle: NULL") }
+        guard (-1...1).contains(useTensorCores) else { throw .invalid("use_tensor_cores \(useTensorCores) is not -1 (auto), 0 or 1") }
+        let h = BatchDecodeHandle(useTensorCores: useTensorCores < 0 ? nil : useTensorCores == 1)
+        handle.pointee = OpaquePointer(Unmanaged.passRetained(h).toOpaque())
+    }
+}
+
+@_cdecl("flashinfer_swift_batch_decode_destroy")
+public func flashinfer_swift_batch_decode_destroy(_ handle: OpaquePointer?) {
+    guard let handle else { return }
+    Unmanaged<BatchDecodeHandle>.fromOpaque(UnsafeRawPointer(handle)).release()
+}
+
+func batchDecodeHandle(_ p: OpaquePointer?) throws(ABIFailure) -> BatchDecodeHandle {
+    guard let p else { throw .invalid("handle: NULL") }
+    return Unmanaged<BatchDecodeHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+/// A DLDataType as a dtype (plan's q / kv data types).
+func dtype(_ d: DLDataType, name: String) throws(ABIFailure) -> DType {
+    var t = DLTensor()
+    t.dtype = d
+    return try dtype(of: t, name: name)
+}
+
+@_cdecl("flashinfer_swift_batch_decode_plan")
+public func flashinfer_swift_batch_decode_plan(
+    _ handle: OpaquePointer?, _ indptr: UnsafePointer<Int32>?, _ indices: UnsafePointer<Int32>?,
+    _ lastPageLen: UnsafePointer<Int32>?, _ batchSize: Int32, _ numQOHeads: Int32, _ numKVHeads: Int32, _ headDim: Int32,
+    _ pageSize: Int32, _ qDType: DLDataType, _ kvDType: DLDataType, _ options: UnsafePointer<flashinfer_swift_options>?,
+    _ device: DLDevice, _ stream: UnsafeMutableRawPointer?
+) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let h = try batchDecodeHandle(handle)
+        guard batchSize >= 0 else { throw .invalid("batch_size \(batchSize) < 0") }
+        guard let indptr else { throw .invalid("indptr: NULL") }
+        guard lastPageLen != nil || batchSize == 0 else { throw .invalid("last_page_len: NULL") }
+        let b = Int(batchSize)
+        let ptr = (0...b).map { indptr[$0] }
+        let nnz = Int(ptr.last ?? 0)
+        guard nnz == 0 || indices != nil else { throw .invalid("indices: NULL") }
+        let table = PageTable(indptr: ptr, indices: (0..<nnz).map { indices![$0] },
+                              lastPageLen: (0..<b).map { lastPageLen![$0] }, pageSize: Int(pageSize))
+        let q = try dtype(qDType, name: "q_data_type"), kv = try dtype(kvDType, name: "kv_data_type")
+        let opts = try attentionOptions(options, prefill: false)
+        let backend: Backend
+        var dev: Device? = nil
+        switch UInt32(device.device_type.rawValue) {
+        case kDLCPU.rawValue: backend = .cpu
+        case kDLCUDA.rawValue:
+            let d: Device
+            do throws(CUDAError) { d = try Device.open(Int(device.device_id)) } catch { throw ABIFailure(.cuda(error)) }
+            dev = d
+            backend = .cuda(Stream.external(stream.map { OpaquePointer($0) }, device: d))
+        default: throw .invalid("device type \(device.device_type.rawValue) is not supported (CPU 1, CUDA 2)")
+        }
+        // A new backend (device or stream) needs a new wrapper; otherwise the wrapper re-plans and
+        // reuses its buffers.
+        if h.wrapper == nil || h.device !== dev || h.stream != stream {
+            h.wrapper = BatchDecodeWithPagedKVCache(backend: backend, useTensorCores: h.useTensorCores)
+        }
+        try library { () throws(FlashInferError) in
+            try h.wrapper!.plan(table: table, numQOHeads: Int(numQOHeads), numKVHeads: Int(numKVHeads), headDim: Int(headDim),
+                                dtype: q, kvDType: kv, options: opts)
+        }
+        (h.device, h.stream, h.layout) = (dev, stream, opts.layout)
+    }
+}
+
+@_cdecl("flashinfer_swift_batch_decode_run")
+public func flashinfer_swift_batch_decode_run(
+    _ handle: OpaquePointer?, _ q: UnsafePointer<DLTensor>?, _ kCache: UnsafePointer<DLTensor>?, _ vCache: UnsafePointer<DLTensor>?,
+    _ out: UnsafePointer<DLTensor>?, _ lse: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
+) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let h = try batchDecodeHandle(handle)
+        guard let w = h.wrapper else { throw .invalid("run before plan") }
+        if let device = h.device {
+            guard stream == h.stream else {
+                throw .invalid("run on another stream than plan's: plan again on this stream (the plan's buffers are ordered on it)")
+            }
+            let qt = try deviceTensor(q, name: "q", device: device)
+            let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
+            let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }
+            let ot = try deviceTensor(out, name: "out", device: device)
+            let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
+            _ = try library { () throws(FlashInferError) in try w.run(q: qt, cache: cache, out: ot, lseOut: lt) }
+            return
+        }
+        let qt = try hostTensor(q, name: "q")
+        let (kt, vt) = (try hostTensor(kCache, name: "k_cache"), try hostTensor(vCache, name: "v_cache"))
+        let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }
+        let r = try library { () throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: lse != nil) }
+        try write(r.output, into: out, name: "out")
+        if let lse, let l = r.lse { try write(l, into: lse, name: "lse") }
+    }
+}
