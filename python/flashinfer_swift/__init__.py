@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
+           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper",
            "merge_state", "merge_state_in_place", "merge_states", "version", "FlashInferSwiftError"]
 
 
@@ -108,6 +109,15 @@ def _library():
         lib.flashinfer_swift_batch_decode_plan.restype = ctypes.c_int
         lib.flashinfer_swift_batch_decode_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
         lib.flashinfer_swift_batch_decode_run.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_prefill_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_batch_prefill_create.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_prefill_destroy.argtypes = [ctypes.c_void_p]
+        lib.flashinfer_swift_batch_prefill_destroy.restype = None
+        lib.flashinfer_swift_batch_prefill_plan.argtypes = [ctypes.c_void_p, i32p, i32p, i32p, i32p] + [ctypes.c_int32] * 5 + [
+            _DLDataType, _DLDataType, ctypes.POINTER(_Options), ctypes.c_void_p, i32p, _DLDevice, ctypes.c_void_p]
+        lib.flashinfer_swift_batch_prefill_plan.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_prefill_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
+        lib.flashinfer_swift_batch_prefill_run.restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -343,6 +353,147 @@ class BatchDecodeWithPagedKVCacheWrapper:
         _check(_library().flashinfer_swift_batch_decode_run(self._handle, *[t.ref() for t in ts], tl.ref() if tl else None,
                                                             stream))
         return (out, lse) if return_lse else out
+
+    forward = run
+
+
+class _BatchPrefillWrapper:
+    """The shared body of the paged and ragged batch prefill wrappers (one ABI handle)."""
+
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, backend="auto", **_):
+        if kv_layout not in _LAYOUT:
+            raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
+        if use_cuda_graph:
+            raise NotImplementedError("use_cuda_graph through the C ABI is not supported yet")
+        self._kv_layout = kv_layout
+        self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
+        handle = ctypes.c_void_p()
+        _check(_library().flashinfer_swift_batch_prefill_create(ctypes.byref(handle)))
+        self._handle = handle
+        self._planned = None
+
+    def __del__(self):
+        h = getattr(self, "_handle", None)
+        if h is not None and h.value and _lib is not None:
+            _lib.flashinfer_swift_batch_prefill_destroy(h)
+
+    def _plan(self, qo_indptr, kv_indptr, kv_indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
+              custom_mask, packed_custom_mask, causal, pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
+              rope_scale, rope_theta, q_data_type, kv_data_type, kv_lens):
+        qo = _int32_array(qo_indptr, "qo_indptr")
+        kvp = _int32_array(kv_indptr, "kv_indptr")
+        b = qo.shape[0] - 1
+        if kvp.shape[0] != b + 1:
+            raise ValueError(f"kv_indptr: {kvp.shape[0]} entries, expected len(qo_indptr) = {b + 1}")
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        ix = _int32_array(kv_indices, "paged_kv_indices") if kv_indices is not None else None
+        lp = _int32_array(last_page_len, "paged_kv_last_page_len") if last_page_len is not None else None
+        mask = mask_indptr = None
+        if custom_mask is not None or packed_custom_mask is not None:
+            qo_lens = np.diff(qo)
+            lens = kv_lens(kvp, lp)
+            nbits = [int(a) * int(c) for a, c in zip(qo_lens, lens)]
+            mask_indptr = np.concatenate([[0], np.cumsum([(n + 7) // 8 for n in nbits])]).astype(np.int32)
+            if packed_custom_mask is not None:
+                mask = np.ascontiguousarray(_numpy(packed_custom_mask), dtype=np.uint8).reshape(-1)
+            else:
+                bits = np.asarray(_numpy(custom_mask), dtype=bool).reshape(-1)
+                if bits.shape[0] != sum(nbits):
+                    raise ValueError(f"custom_mask: {bits.shape[0]} elements, expected sum(qo_len * kv_len) = {sum(nbits)}")
+                offs = np.concatenate([[0], np.cumsum(nbits)])
+                mask = np.concatenate([np.packbits(bits[offs[i]:offs[i + 1]], bitorder="little") for i in range(b)]
+                                      + [np.zeros(0, np.uint8)]).astype(np.uint8)
+            if mask.shape[0] != mask_indptr[-1]:
+                raise ValueError(f"packed_custom_mask: {mask.shape[0]} bytes, expected {int(mask_indptr[-1])}")
+        opts = _options(causal, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
+                        logits_soft_cap)
+        stream = None
+        device = _DLDevice(_kDLCPU, 0)
+        if self._device is not None and self._device.type == "cuda":
+            import torch
+            device = _DLDevice(_kDLCUDA, self._device.index or 0)
+            stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+        self._keep = (qo, kvp, ix, lp, mask, mask_indptr)
+        _check(_library().flashinfer_swift_batch_prefill_plan(
+            self._handle, qo.ctypes.data_as(i32p), kvp.ctypes.data_as(i32p),
+            ix.ctypes.data_as(i32p) if ix is not None else None, lp.ctypes.data_as(i32p) if lp is not None else None, b,
+            int(num_qo_heads), int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
+            _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts),
+            ctypes.c_void_p(mask.ctypes.data) if mask is not None and mask.shape[0] > 0 else None,
+            mask_indptr.ctypes.data_as(i32p) if mask_indptr is not None else None, device, stream))
+        self._planned = (int(qo[-1]), int(num_qo_heads), stream)
+
+    def _run(self, q, k, v, return_lse, k_scale=None, v_scale=None):
+        if self._planned is None:
+            raise RuntimeError("run before plan")
+        if any(s is not None and s != 1 for s in (k_scale, v_scale)):
+            raise NotImplementedError("k_scale / v_scale at run time are not supported through the C ABI yet")
+        total, hq, stream = self._planned
+        if _is_torch(q):
+            import torch
+            out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            lse = torch.empty((total, hq), dtype=torch.float32, device=q.device) if return_lse else None
+        else:
+            out = np.full(q.shape, np.nan, dtype=q.dtype)
+            lse = np.full((total, hq), np.nan, dtype=np.float32) if return_lse else None
+        ts = [_Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")]
+        tl = _Tensor(lse, "lse") if lse is not None else None
+        _check(_library().flashinfer_swift_batch_prefill_run(self._handle, *[t.ref() for t in ts], tl.ref() if tl else None,
+                                                             stream))
+        return (out, lse) if return_lse else out
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x)
+
+
+class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapper):
+    """Batch prefill / append over a paged KV cache (upstream's wrapper): plan, then run per layer.
+    CPU arrays run on the CPU reference, CUDA torch tensors on the GPU (the plan's stream)."""
+
+    def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
+             head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
+             pos_encoding_mode="NONE", use_fp16_qk_reduction=False, sm_scale=None, window_left=-1, logits_soft_cap=None,
+             rope_scale=None, rope_theta=None, q_data_type="float16", kv_data_type=None, non_blocking=True):
+        if head_dim_vo is not None and head_dim_vo != head_dim_qk:
+            raise NotImplementedError("head_dim_vo != head_dim_qk is not supported")
+
+        def kv_lens(kvp, lp):
+            return [0 if n == 0 else (n - 1) * int(page_size) + int(l) for n, l in zip(np.diff(kvp), lp)]
+
+        self._plan(qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
+                   head_dim_qk, page_size, custom_mask, packed_custom_mask, causal, pos_encoding_mode, sm_scale, window_left,
+                   logits_soft_cap, rope_scale, rope_theta, q_data_type, kv_data_type, kv_lens)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache, *args, k_scale=None, v_scale=None, return_lse=False):
+        if isinstance(paged_kv_cache, (tuple, list)):
+            k, v = paged_kv_cache
+        else:
+            k, v = paged_kv_cache[:, 0], paged_kv_cache[:, 1]
+        return self._run(q, k, v, return_lse, k_scale, v_scale)
+
+    forward = run
+
+
+class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
+    """Batch prefill over ragged K/V rows (upstream's wrapper): k / v [kv_indptr[-1], Hkv, D] (NHD)."""
+
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
+             packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, window_left=-1,
+             logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None, q_data_type="float16",
+             kv_data_type=None, non_blocking=True):
+        if head_dim_vo is not None and head_dim_vo != head_dim_qk:
+            raise NotImplementedError("head_dim_vo != head_dim_qk is not supported")
+        self._plan(qo_indptr, kv_indptr, None, None, num_qo_heads, num_kv_heads, head_dim_qk, 0, custom_mask,
+                   packed_custom_mask, causal, pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
+                   rope_theta, q_data_type, kv_data_type, lambda kvp, lp: [int(x) for x in np.diff(kvp)])
+
+    begin_forward = plan
+
+    def run(self, q, k, v, *args, return_lse=False):
+        return self._run(q, k, v, return_lse)
 
     forward = run
 

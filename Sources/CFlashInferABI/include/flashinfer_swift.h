@@ -128,6 +128,28 @@ int flashinfer_swift_batch_decode_plan(flashinfer_swift_batch_decode* handle, co
 int flashinfer_swift_batch_decode_run(flashinfer_swift_batch_decode* handle, const DLTensor* q, const DLTensor* k_cache,
                                       const DLTensor* v_cache, const DLTensor* out, const DLTensor* lse, void* stream);
 
+/*
+ * Batch prefill / append (upstream's BatchPrefillWithPagedKVCacheWrapper and
+ * BatchPrefillWithRaggedKVCacheWrapper in one handle). plan: qo_indptr [batch_size + 1]; paged
+ * (page_size > 0): kv_indptr / kv_indices / kv_last_page_len as batch decode's; ragged (page_size 0):
+ * kv_indptr [batch_size + 1] of key rows, kv_indices / kv_last_page_len NULL. A custom mask:
+ * packed_mask (little-endian bits, request b's at byte mask_indptr[b]) and mask_indptr
+ * [batch_size + 1], or both NULL; it replaces options->causal. run: q [qo_indptr[B], Hq, D]; k / v
+ * the paged caches (as batch decode's) or the ragged rows [kv_indptr[B], Hkv, D] (NHD) /
+ * [Hkv, kv_indptr[B], D] (HND); out like q; lse [qo_indptr[B], Hq] float32 or NULL.
+ */
+typedef struct flashinfer_swift_batch_prefill flashinfer_swift_batch_prefill;
+int flashinfer_swift_batch_prefill_create(flashinfer_swift_batch_prefill** handle);
+void flashinfer_swift_batch_prefill_destroy(flashinfer_swift_batch_prefill* handle);
+int flashinfer_swift_batch_prefill_plan(flashinfer_swift_batch_prefill* handle, const int32_t* qo_indptr,
+                                        const int32_t* kv_indptr, const int32_t* kv_indices,
+                                        const int32_t* kv_last_page_len, int32_t batch_size, int32_t num_qo_heads,
+                                        int32_t num_kv_heads, int32_t head_dim, int32_t page_size, DLDataType q_data_type,
+                                        DLDataType kv_data_type, const flashinfer_swift_options* options,
+                                        const uint8_t* packed_mask, const int32_t* mask_indptr, DLDevice device, void* stream);
+int flashinfer_swift_batch_prefill_run(flashinfer_swift_batch_prefill* handle, const DLTensor* q, const DLTensor* k,
+                                       const DLTensor* v, const DLTensor* out, const DLTensor* lse, void* stream);
+
 #ifdef __cplusplus
 }
 #endif
