@@ -177,6 +177,40 @@ def test_batch_decode_wrapper():
                 close(lse[b], ref_lse[0], 1e-3, 1e-3, f"tc={use_tc} layer {layer} request {b} lse")
 
 
+def test_batch_prefill_wrappers():
+    """The paged and ragged batch prefill wrappers on CUDA tensors, causal, against the float64
+    reference per request."""
+    qo_lens, kv_lens, hq, hkv, d, page_size = [17, 1, 128], [300, 17, 1000], 32, 8, 128, 16
+    qo_indptr = torch.tensor([0] + list(torch.tensor(qo_lens).cumsum(0)), dtype=torch.int32)
+    kv_indptr = torch.tensor([0] + list(torch.tensor(kv_lens).cumsum(0)), dtype=torch.int32)
+    q = torch.randn(int(qo_indptr[-1]), hq, d, device="cuda", dtype=torch.float16)
+    k = torch.randn(int(kv_indptr[-1]), hkv, d, device="cuda", dtype=torch.float16)
+    v = torch.randn_like(k)
+    ragged = fi.BatchPrefillWithRaggedKVCacheWrapper(torch.empty(1, device="cuda"))
+    ragged.plan(qo_indptr, kv_indptr, hq, hkv, d, causal=True)
+    out_r = ragged.run(q, k, v)
+    pages_per = [(n + page_size - 1) // page_size for n in kv_lens]
+    indptr = torch.tensor([0] + list(torch.tensor(pages_per).cumsum(0)), dtype=torch.int32)
+    indices = torch.arange(int(indptr[-1]), dtype=torch.int32)
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(kv_lens, pages_per)], dtype=torch.int32)
+    cache = torch.zeros(int(indptr[-1]), 2, page_size, hkv, d, device="cuda", dtype=torch.float16)
+    for b, n in enumerate(kv_lens):
+        p0 = int(indptr[b])
+        flat = cache[p0:p0 + pages_per[b]].transpose(0, 1).reshape(2, -1, hkv, d)
+        flat[0, :n] = k[int(kv_indptr[b]):int(kv_indptr[b + 1])]
+        flat[1, :n] = v[int(kv_indptr[b]):int(kv_indptr[b + 1])]
+        cache[p0:p0 + pages_per[b]] = flat.reshape(2, pages_per[b], page_size, hkv, d).transpose(0, 1)
+    paged = fi.BatchPrefillWithPagedKVCacheWrapper(torch.empty(1, device="cuda"))
+    paged.plan(qo_indptr, indptr, indices, last, hq, hkv, d, page_size, causal=True)
+    out_p = paged.run(q, cache)
+    torch.cuda.synchronize()
+    for b in range(len(qo_lens)):
+        qs, ks = slice(int(qo_indptr[b]), int(qo_indptr[b + 1])), slice(int(kv_indptr[b]), int(kv_indptr[b + 1]))
+        ref, _ = reference(q[qs], k[ks], v[ks], "NHD", True, None, None, -1)
+        close(out_r[qs], ref, 1e-3, 1e-3, f"ragged request {b}")
+        close(out_p[qs], ref, 1e-3, 1e-3, f"paged request {b}")
+
+
 def test_current_stream_and_errors():
     """Work runs on torch's current stream; mixed devices and bad shapes raise ValueError."""
     q = torch.randn(32, 128, device="cuda", dtype=torch.float16)
@@ -204,6 +238,7 @@ if __name__ == "__main__":
     failed = 0
     tests = [("test_decode", test_decode), ("test_prefill", test_prefill), ("test_decode_fp8", test_decode_fp8),
              ("test_batch_decode_wrapper", test_batch_decode_wrapper),
+             ("test_batch_prefill_wrappers", test_batch_prefill_wrappers),
              ("test_current_stream_and_errors", test_current_stream_and_errors)]
     for name, fn in tests:
         try:
