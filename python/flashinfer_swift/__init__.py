@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
-           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper",
+           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "append_paged_kv_cache",
+           "get_batch_indices_positions", "get_seq_lens",
            "merge_state", "merge_state_in_place", "merge_states", "version", "FlashInferSwiftError"]
 
 
@@ -118,6 +119,10 @@ def _library():
         lib.flashinfer_swift_batch_prefill_plan.restype = ctypes.c_int
         lib.flashinfer_swift_batch_prefill_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
         lib.flashinfer_swift_batch_prefill_run.restype = ctypes.c_int
+        lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
+            ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
+                                               ctypes.c_void_p]
+        lib.flashinfer_swift_append_paged_kv_cache.restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -496,6 +501,64 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
         return self._run(q, k, v, return_lse)
 
     forward = run
+
+
+def get_seq_lens(kv_indptr, kv_last_page_len, page_size):
+    """Each request's kv length from its page count and last-page length (upstream's get_seq_lens)."""
+    ip, lp = _int32_array(kv_indptr, "kv_indptr"), _int32_array(kv_last_page_len, "kv_last_page_len")
+    pages = np.diff(ip)
+    lens = np.where(pages > 0, (pages - 1) * int(page_size) + lp, 0).astype(np.int32)
+    if _is_torch(kv_indptr):
+        import torch
+        return torch.from_numpy(lens).to(kv_indptr.device)
+    return lens
+
+
+def get_batch_indices_positions(append_indptr, seq_lens, nnz):
+    """For each appended token, its request and its position in the request (upstream's
+    get_batch_indices_positions): request b's append_len tokens sit at seq_len - append_len …"""
+    ap, sl = _int32_array(append_indptr, "append_indptr"), _int32_array(seq_lens, "seq_lens")
+    if ap.shape[0] != sl.shape[0] + 1:
+        raise ValueError(f"append_indptr: {ap.shape[0]} entries, expected len(seq_lens) + 1 = {sl.shape[0] + 1}")
+    batch = np.zeros(int(nnz), np.int32)
+    pos = np.zeros(int(nnz), np.int32)
+    for b in range(sl.shape[0]):
+        lo, hi = int(ap[b]), int(ap[b + 1])
+        if hi - lo > sl[b]:
+            raise ValueError(f"request {b}: appends {hi - lo} tokens to a sequence of {int(sl[b])}")
+        batch[lo:hi] = b
+        pos[lo:hi] = np.arange(sl[b] - (hi - lo), sl[b], dtype=np.int32)
+    if _is_torch(append_indptr):
+        import torch
+        return torch.from_numpy(batch).to(append_indptr.device), torch.from_numpy(pos).to(append_indptr.device)
+    return batch, pos
+
+
+def append_paged_kv_cache(append_key, append_value, batch_indices, positions, paged_kv_cache, kv_indices, kv_indptr,
+                          kv_last_page_len, kv_layout="NHD", k_scale=None, v_scale=None):
+    """Writes append_key / append_value [nnz, Hkv, D] into the paged cache in place (upstream's
+    append_paged_kv_cache); the page table already counts the appended tokens. An FP8 cache is
+    written quantized with k_scale / v_scale."""
+    if kv_layout not in _LAYOUT:
+        raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
+    if isinstance(paged_kv_cache, (tuple, list)):
+        k, v = paged_kv_cache
+    else:
+        k, v = paged_kv_cache[:, 0], paged_kv_cache[:, 1]
+    bi, ps = _int32_array(batch_indices, "batch_indices"), _int32_array(positions, "positions")
+    ix, ip, lp = _int32_array(kv_indices, "kv_indices"), _int32_array(kv_indptr, "kv_indptr"), _int32_array(kv_last_page_len, "kv_last_page_len")
+    if bi.shape[0] != ps.shape[0]:
+        raise ValueError(f"positions: {ps.shape[0]} entries, expected len(batch_indices) = {bi.shape[0]}")
+    stream = None
+    if _is_torch(append_key) and append_key.is_cuda:
+        import torch
+        stream = ctypes.c_void_p(torch.cuda.current_stream(append_key.device).cuda_stream)
+    i32p = ctypes.POINTER(ctypes.c_int32)
+    ts = [_Tensor(append_key, "append_key"), _Tensor(append_value, "append_value"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache")]
+    _check(_library().flashinfer_swift_append_paged_kv_cache(
+        ts[0].ref(), ts[1].ref(), bi.ctypes.data_as(i32p), ps.ctypes.data_as(i32p), bi.shape[0], ts[2].ref(), ts[3].ref(),
+        ix.ctypes.data_as(i32p), ip.ctypes.data_as(i32p), lp.ctypes.data_as(i32p), lp.shape[0], _LAYOUT[kv_layout],
+        _scale(k_scale, "k_scale"), _scale(v_scale, "v_scale"), stream))
 
 
 def _states_out(v, s, shape):

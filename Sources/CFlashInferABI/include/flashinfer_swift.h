@@ -150,6 +150,19 @@ int flashinfer_swift_batch_prefill_plan(flashinfer_swift_batch_prefill* handle, 
 int flashinfer_swift_batch_prefill_run(flashinfer_swift_batch_prefill* handle, const DLTensor* q, const DLTensor* k,
                                        const DLTensor* v, const DLTensor* out, const DLTensor* lse, void* stream);
 
+/*
+ * append_paged_kv_cache: append_key / append_value [nnz, Hkv, D] into k_cache / v_cache (the paged
+ * layout of batch decode's run) at (batch_indices[t], positions[t]) through the page table
+ * (kv_indices, kv_indptr [batch_size + 1], kv_last_page_len [batch_size], after the append);
+ * kv_layout FLASHINFER_SWIFT_LAYOUT_*; k_scale / v_scale (<= 0: 1) quantize into an FP8 cache.
+ * CPU tensors: the caches are updated in the caller's memory; CUDA: in place on `stream`.
+ */
+int flashinfer_swift_append_paged_kv_cache(const DLTensor* append_key, const DLTensor* append_value,
+                                           const int32_t* batch_indices, const int32_t* positions, int32_t nnz,
+                                           const DLTensor* k_cache, const DLTensor* v_cache, const int32_t* kv_indices,
+                                           const int32_t* kv_indptr, const int32_t* kv_last_page_len, int32_t batch_size,
+                                           int32_t kv_layout, float k_scale, float v_scale, void* stream);
+
 #ifdef __cplusplus
 }
 #endif
