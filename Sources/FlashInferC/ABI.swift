@@ -78,8 +78,11 @@ public func flashinfer_swift_last_error() -> UnsafePointer<CChar> {
 // MARK: - DLPack tensors
 
 /// A DLTensor's dtype as the library's (f16, bf16 or f32, one lane).
-func dtype(of t: DLTensor, name: String) throws(ABIFailure) -> DType {
-    let (code, bits, lanes) = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
+func dtype(of t: DLTensor, name: String) throws(ABIFailure) -> DType { try dtype(t.dtype, name: name) }
+
+/// A DLDataType as a dtype (a tensor's, or a plan's q / kv data type).
+func dtype(_ d: DLDataType, name: String) throws(ABIFailure) -> DType {
+    let (code, bits, lanes) = (d.code, d.bits, d.lanes)
     guard lanes == 1 else { throw .invalid("\(name): vector dtypes (lanes \(lanes)) are not supported") }
     switch (UInt32(code), bits) {
     case (kDLFloat.rawValue, 16): return .f16

@@ -39,11 +39,24 @@ func batchDecodeHandle(_ p: OpaquePointer?) throws(ABIFailure) -> BatchDecodeHan
     return Unmanaged<BatchDecodeHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
 }
 
-/// A DLDataType as a dtype (plan's q / kv data types).
-func dtype(_ d: DLDataType, name: String) throws(ABIFailure) -> DType {
-    var t = DLTensor()
-    t.dtype = d
-    return try dtype(of: t, name: name)
+/// The backend a wrapper plans on for the device the caller names: the CPU reference for kDLCPU,
+/// the GPU kernels on the caller's `stream` for kDLCUDA (with that device; nil for the CPU).
+func planBackend(_ device: DLDevice, stream: UnsafeMutableRawPointer?) throws(ABIFailure) -> (Backend, Device?) {
+    switch UInt32(device.device_type.rawValue) {
+    case kDLCPU.rawValue: return (.cpu, nil)
+    case kDLCUDA.rawValue:
+        let d: Device
+        do throws(CUDAError) { d = try Device.open(Int(device.device_id)) } catch { throw ABIFailure(.cuda(error)) }
+        return (.cuda(Stream.external(stream.map { OpaquePointer($0) }, device: d)), d)
+    default: throw .invalid("device type \(device.device_type.rawValue) is not supported (CPU 1, CUDA 2)")
+    }
+}
+
+/// A wrapper's run on the CUDA backend must use its plan's stream (the plan's buffers are ordered on it).
+func requirePlanStream(_ stream: UnsafeMutableRawPointer?, planned: UnsafeMutableRawPointer?) throws(ABIFailure) {
+    guard stream == planned else {
+        throw .invalid("run on another stream than plan's: plan again on this stream (the plan's buffers are ordered on it)")
+    }
 }
 
 @_cdecl("flashinfer_swift_batch_decode_plan")
@@ -66,17 +79,7 @@ public func flashinfer_swift_batch_decode_plan(
                               lastPageLen: (0..<b).map { lastPageLen![$0] }, pageSize: Int(pageSize))
         let q = try dtype(qDType, name: "q_data_type"), kv = try dtype(kvDType, name: "kv_data_type")
         let opts = try attentionOptions(options, prefill: false)
-        let backend: Backend
-        var dev: Device? = nil
-        switch UInt32(device.device_type.rawValue) {
-        case kDLCPU.rawValue: backend = .cpu
-        case kDLCUDA.rawValue:
-            let d: Device
-            do throws(CUDAError) { d = try Device.open(Int(device.device_id)) } catch { throw ABIFailure(.cuda(error)) }
-            dev = d
-            backend = .cuda(Stream.external(stream.map { OpaquePointer($0) }, device: d))
-        default: throw .invalid("device type \(device.device_type.rawValue) is not supported (CPU 1, CUDA 2)")
-        }
+        let (backend, dev) = try planBackend(device, stream: stream)
         // A new backend (device or stream) needs a new wrapper; otherwise the wrapper re-plans and
         // reuses its buffers.
         if h.wrapper == nil || h.device !== dev || h.stream != stream {
@@ -99,9 +102,7 @@ public func flashinfer_swift_batch_decode_run(
         let h = try batchDecodeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
         if let device = h.device {
-            guard stream == h.stream else {
-                throw .invalid("run on another stream than plan's: plan again on this stream (the plan's buffers are ordered on it)")
-            }
+            try requirePlanStream(stream, planned: h.stream)
             let qt = try deviceTensor(q, name: "q", device: device)
             let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
             let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }

@@ -63,17 +63,7 @@ public func flashinfer_swift_batch_prefill_plan(
             guard bytes == 0 || packedMask != nil else { throw .invalid("packed_custom_mask: NULL") }
             mask = .packed((0..<bytes).map { packedMask![$0] }, indptr: ind)
         }
-        let backend: Backend
-        var dev: Device? = nil
-        switch UInt32(device.device_type.rawValue) {
-        case kDLCPU.rawValue: backend = .cpu
-        case kDLCUDA.rawValue:
-            let d: Device
-            do throws(CUDAError) { d = try Device.open(Int(device.device_id)) } catch { throw ABIFailure(.cuda(error)) }
-            dev = d
-            backend = .cuda(Stream.external(stream.map { OpaquePointer($0) }, device: d))
-        default: throw .invalid("device type \(device.device_type.rawValue) is not supported (CPU 1, CUDA 2)")
-        }
+        let (backend, dev) = try planBackend(device, stream: stream)
         if h.wrapper == nil || h.device !== dev || h.stream != stream {
             h.wrapper = BatchPrefillAttention(backend: backend)
         }
@@ -109,9 +99,7 @@ public func flashinfer_swift_batch_prefill_run(
             return .paged(try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) })
         }
         if let device = h.device {
-            guard stream == h.stream else {
-                throw .invalid("run on another stream than plan's: plan again on this stream (the plan's buffers are ordered on it)")
-            }
+            try requirePlanStream(stream, planned: h.stream)
             let qt = try deviceTensor(q, name: "q", device: device)
             let cache = try kv(try deviceTensor(k, name: "k", device: device), try deviceTensor(v, name: "v", device: device))
             let ot = try deviceTensor(out, name: "out", device: device)

@@ -217,15 +217,10 @@ def _check(status):
 
 def _call(fn, q, k, v, out_shape, lse_shape, options, return_lse):
     stream = None
-    if _is_torch(q):
+    if _is_torch(q) and q.is_cuda:
         import torch
-        out = torch.empty(tuple(out_shape), dtype=q.dtype, device=q.device)
-        lse = torch.empty(tuple(lse_shape), dtype=torch.float32, device=q.device) if return_lse else None
-        if q.is_cuda:
-            stream = ctypes.c_void_p(torch.cuda.current_stream(q.device).cuda_stream)
-    else:
-        out = np.full(out_shape, np.nan, dtype=q.dtype)
-        lse = np.full(lse_shape, np.nan, dtype=np.float32) if return_lse else None
+        stream = ctypes.c_void_p(torch.cuda.current_stream(q.device).cuda_stream)
+    out, lse = _new_outputs(q, out_shape, lse_shape, return_lse)
     tq, tk, tv, to = _Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")
     tl = _Tensor(lse, "lse") if return_lse else None
     _check(fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), stream))
@@ -279,31 +274,85 @@ def _int32_array(x, name):
     return a
 
 
-class BatchDecodeWithPagedKVCacheWrapper:
-    """Batch decode over a paged KV cache, upstream's wrapper: plan once per step (host work), run
-    per layer. NumPy arrays and CPU torch tensors run on the CPU reference; CUDA torch tensors on
-    the GPU (the stream current at plan; run on the same stream). `paged_kv_cache` is a
-    [pages, 2, page_size, H, D] (NHD) / [pages, 2, H, page_size, D] (HND) tensor or a (k, v) tuple."""
+def _new_outputs(q, out_shape, lse_shape, return_lse):
+    """The output (q's dtype and device) and, with return_lse, the float32 LSE: torch tensors for
+    torch inputs, NaN-filled NumPy arrays otherwise."""
+    if _is_torch(q):
+        import torch
+        out = torch.empty(tuple(out_shape), dtype=q.dtype, device=q.device)
+        return out, torch.empty(tuple(lse_shape), dtype=torch.float32, device=q.device) if return_lse else None
+    out = np.full(out_shape, np.nan, dtype=q.dtype)
+    return out, np.full(lse_shape, np.nan, dtype=np.float32) if return_lse else None
 
-    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=False,
-                 paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None,
-                 backend="auto"):
+
+def _split_cache(paged_kv_cache):
+    """(k, v) of a paged cache given as a (k, v) tuple or a [pages, 2, ...] tensor."""
+    if isinstance(paged_kv_cache, (tuple, list)):
+        return paged_kv_cache
+    return paged_kv_cache[:, 0], paged_kv_cache[:, 1]
+
+
+class _Wrapper:
+    """What every wrapper shares: the kv layout, the refusal of CUDA-graph mode, the device of the
+    workspace buffer (CUDA: plans run on the current stream), and the ABI handle's lifetime."""
+
+    _destroy = None  # the ABI's destroy function name
+
+    def __init__(self, float_workspace_buffer, kv_layout, use_cuda_graph, create):
         if kv_layout not in _LAYOUT:
             raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
         if use_cuda_graph:
             raise NotImplementedError("use_cuda_graph through the C ABI is not supported yet")
         self._kv_layout = kv_layout
-        self._workspace = float_workspace_buffer
         self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
         handle = ctypes.c_void_p()
-        _check(_library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, ctypes.byref(handle)))
+        _check(create(ctypes.byref(handle)))
         self._handle = handle
         self._planned = None
 
     def __del__(self):
         h = getattr(self, "_handle", None)
         if h is not None and h.value and _lib is not None:
-            _lib.flashinfer_swift_batch_decode_destroy(h)
+            getattr(_lib, self._destroy)(h)
+
+    def _plan_device(self):
+        """The (DLDevice, stream) a plan names: the CPU, or the workspace's GPU on its current stream."""
+        if self._device is not None and self._device.type == "cuda":
+            import torch
+            return _DLDevice(_kDLCUDA, self._device.index or 0), ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+        return _DLDevice(_kDLCPU, 0), None
+
+    def _run_with(self, fn, q, k, v, return_lse, scales, out=None, lse=None):
+        """Runs the plan into `out` / `lse` (allocated for the planned rows when None), on the plan's stream."""
+        if self._planned is None:
+            raise RuntimeError("run before plan")
+        if any(s is not None and s != 1 for s in scales):
+            raise NotImplementedError("q_scale / k_scale / v_scale at run time are not supported through the C ABI yet")
+        rows, hq, stream = self._planned
+        if out is None:
+            out, new_lse = _new_outputs(q, q.shape, (rows, hq), return_lse and lse is None)
+            lse = lse if lse is not None else new_lse
+        elif return_lse and lse is None:
+            lse = _new_outputs(q, q.shape, (rows, hq), True)[1]
+        ts = [_Tensor(q, "q"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache"), _Tensor(out, "out")]
+        tl = _Tensor(lse, "lse") if lse is not None else None
+        _check(fn(self._handle, *[t.ref() for t in ts], tl.ref() if tl else None, stream))
+        return (out, lse) if return_lse else out
+
+
+class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
+    """Batch decode over a paged KV cache, upstream's wrapper: plan once per step (host work), run
+    per layer. NumPy arrays and CPU torch tensors run on the CPU reference; CUDA torch tensors on
+    the GPU (the stream current at plan; run on the same stream). `paged_kv_cache` is a
+    [pages, 2, page_size, H, D] (NHD) / [pages, 2, H, page_size, D] (HND) tensor or a (k, v) tuple."""
+
+    _destroy = "flashinfer_swift_batch_decode_destroy"
+
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=False,
+                 paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None,
+                 backend="auto"):
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph,
+                         lambda h: _library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, h))
 
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16", kv_data_type=None,
@@ -315,12 +364,7 @@ class BatchDecodeWithPagedKVCacheWrapper:
             raise ValueError(f"indptr: {ip.shape[0]} entries, expected len(last_page_len) + 1 = {lp.shape[0] + 1}")
         opts = _options(False, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
                         logits_soft_cap)
-        stream = None
-        device = _DLDevice(_kDLCPU, 0)
-        if self._device is not None and self._device.type == "cuda":
-            import torch
-            device = _DLDevice(_kDLCUDA, self._device.index or 0)
-            stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+        device, stream = self._plan_device()
         i32p = ctypes.POINTER(ctypes.c_int32)
         _check(_library().flashinfer_swift_batch_decode_plan(
             self._handle, ip.ctypes.data_as(i32p), ix.ctypes.data_as(i32p), lp.ctypes.data_as(i32p), lp.shape[0],
@@ -332,55 +376,20 @@ class BatchDecodeWithPagedKVCacheWrapper:
     begin_forward = plan
 
     def run(self, q, paged_kv_cache, *args, q_scale=None, k_scale=None, v_scale=None, return_lse=False, out=None, lse=None):
-        if self._planned is None:
-            raise RuntimeError("run before plan")
-        if any(s is not None and s != 1 for s in (q_scale, k_scale, v_scale)):
-            raise NotImplementedError("q_scale / k_scale / v_scale at run time are not supported through the C ABI yet")
-        if isinstance(paged_kv_cache, (tuple, list)):
-            k, v = paged_kv_cache
-        else:
-            k, v = paged_kv_cache[:, 0], paged_kv_cache[:, 1]
-        batch, hq, stream = self._planned
-        if out is None:
-            if _is_torch(q):
-                import torch
-                out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-            else:
-                out = np.full(q.shape, np.nan, dtype=q.dtype)
-        if return_lse and lse is None:
-            if _is_torch(q):
-                import torch
-                lse = torch.empty((batch, hq), dtype=torch.float32, device=q.device)
-            else:
-                lse = np.full((batch, hq), np.nan, dtype=np.float32)
-        ts = [_Tensor(q, "q"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache"), _Tensor(out, "out")]
-        tl = _Tensor(lse, "lse") if lse is not None else None
-        _check(_library().flashinfer_swift_batch_decode_run(self._handle, *[t.ref() for t in ts], tl.ref() if tl else None,
-                                                            stream))
-        return (out, lse) if return_lse else out
+        k, v = _split_cache(paged_kv_cache)
+        return self._run_with(_library().flashinfer_swift_batch_decode_run, q, k, v, return_lse, (q_scale, k_scale, v_scale),
+                              out, lse)
 
     forward = run
 
 
-class _BatchPrefillWrapper:
+class _BatchPrefillWrapper(_Wrapper):
     """The shared body of the paged and ragged batch prefill wrappers (one ABI handle)."""
 
-    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, backend="auto", **_):
-        if kv_layout not in _LAYOUT:
-            raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
-        if use_cuda_graph:
-            raise NotImplementedError("use_cuda_graph through the C ABI is not supported yet")
-        self._kv_layout = kv_layout
-        self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
-        handle = ctypes.c_void_p()
-        _check(_library().flashinfer_swift_batch_prefill_create(ctypes.byref(handle)))
-        self._handle = handle
-        self._planned = None
+    _destroy = "flashinfer_swift_batch_prefill_destroy"
 
-    def __del__(self):
-        h = getattr(self, "_handle", None)
-        if h is not None and h.value and _lib is not None:
-            _lib.flashinfer_swift_batch_prefill_destroy(h)
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, backend="auto", **_):
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, lambda h: _library().flashinfer_swift_batch_prefill_create(h))
 
     def _plan(self, qo_indptr, kv_indptr, kv_indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
               custom_mask, packed_custom_mask, causal, pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
@@ -412,12 +421,7 @@ class _BatchPrefillWrapper:
                 raise ValueError(f"packed_custom_mask: {mask.shape[0]} bytes, expected {int(mask_indptr[-1])}")
         opts = _options(causal, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
                         logits_soft_cap)
-        stream = None
-        device = _DLDevice(_kDLCPU, 0)
-        if self._device is not None and self._device.type == "cuda":
-            import torch
-            device = _DLDevice(_kDLCUDA, self._device.index or 0)
-            stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+        device, stream = self._plan_device()
         self._keep = (qo, kvp, ix, lp, mask, mask_indptr)
         _check(_library().flashinfer_swift_batch_prefill_plan(
             self._handle, qo.ctypes.data_as(i32p), kvp.ctypes.data_as(i32p),
@@ -429,23 +433,7 @@ class _BatchPrefillWrapper:
         self._planned = (int(qo[-1]), int(num_qo_heads), stream)
 
     def _run(self, q, k, v, return_lse, k_scale=None, v_scale=None):
-        if self._planned is None:
-            raise RuntimeError("run before plan")
-        if any(s is not None and s != 1 for s in (k_scale, v_scale)):
-            raise NotImplementedError("k_scale / v_scale at run time are not supported through the C ABI yet")
-        total, hq, stream = self._planned
-        if _is_torch(q):
-            import torch
-            out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-            lse = torch.empty((total, hq), dtype=torch.float32, device=q.device) if return_lse else None
-        else:
-            out = np.full(q.shape, np.nan, dtype=q.dtype)
-            lse = np.full((total, hq), np.nan, dtype=np.float32) if return_lse else None
-        ts = [_Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")]
-        tl = _Tensor(lse, "lse") if lse is not None else None
-        _check(_library().flashinfer_swift_batch_prefill_run(self._handle, *[t.ref() for t in ts], tl.ref() if tl else None,
-                                                             stream))
-        return (out, lse) if return_lse else out
+        return self._run_with(_library().flashinfer_swift_batch_prefill_run, q, k, v, return_lse, (k_scale, v_scale))
 
 
 def _numpy(x):
@@ -473,10 +461,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapper):
     begin_forward = plan
 
     def run(self, q, paged_kv_cache, *args, k_scale=None, v_scale=None, return_lse=False):
-        if isinstance(paged_kv_cache, (tuple, list)):
-            k, v = paged_kv_cache
-        else:
-            k, v = paged_kv_cache[:, 0], paged_kv_cache[:, 1]
+        k, v = _split_cache(paged_kv_cache)
         return self._run(q, k, v, return_lse, k_scale, v_scale)
 
     forward = run
@@ -541,10 +526,7 @@ def append_paged_kv_cache(append_key, append_value, batch_indices, positions, pa
     written quantized with k_scale / v_scale."""
     if kv_layout not in _LAYOUT:
         raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
-    if isinstance(paged_kv_cache, (tuple, list)):
-        k, v = paged_kv_cache
-    else:
-        k, v = paged_kv_cache[:, 0], paged_kv_cache[:, 1]
+    k, v = _split_cache(paged_kv_cache)
     bi, ps = _int32_array(batch_indices, "batch_indices"), _int32_array(positions, "positions")
     ix, ip, lp = _int32_array(kv_indices, "kv_indices"), _int32_array(kv_indptr, "kv_indptr"), _int32_array(kv_last_page_len, "kv_last_page_len")
     if bi.shape[0] != ps.shape[0]:

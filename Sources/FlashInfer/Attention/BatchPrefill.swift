@@ -238,17 +238,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let impl = backend.implementation
         let total = device.totalQO  // qoIndptr[B]; in graph mode, the capacity's rows
         try validateInputs(q: q, kv: kv, shape: shape, total: total, placement: impl.placement)
-        try checkPlacement([("out", out)] + (lse.map { [("lse", $0)] } ?? []), impl.placement)
-        guard out.shape == q.shape else {
-            throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
-        }
-        guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
-        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-        if let lse {
-            guard lse.isContiguous, lse.dtype == .f32, lse.shape == [total, shape.numQOHeads] else {
-                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [qo_indptr[-1], num_qo_heads]", got: lse.shape.first ?? 0)
-            }
-        }
+        try validateOutputBuffers(q: q, out: out, lse: lse, lseShape: [total, shape.numQOHeads],
+                                  lseShapeName: "[qo_indptr[-1], num_qo_heads]", placement: impl.placement)
         try impl.runBatchPrefill(self, q: q, kv: kv, out: out, lse: lse)
     }
 
@@ -302,6 +293,23 @@ public final class BatchPrefillAttention: @unchecked Sendable {
             guard t.strides[2] == 1 || t.shape[2] <= 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
         }
         return kvIndptr
+    }
+}
+
+/// The caller-buffer rules of the batch runs into `out` / `lse`: both where the backend computes;
+/// `out` contiguous with q's shape and dtype; `lse` nil or contiguous Float32 `lseShape`.
+func validateOutputBuffers(q: Tensor, out: Tensor, lse: Tensor?, lseShape: [Int], lseShapeName: String,
+                           placement: Placement) throws(FlashInferError) {
+    try checkPlacement([("out", out)] + (lse.map { [("lse", $0)] } ?? []), placement)
+    guard out.shape == q.shape else {
+        throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
+    }
+    guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
+    guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
+    if let lse {
+        guard lse.isContiguous, lse.dtype == .f32, lse.shape == lseShape else {
+            throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 \(lseShapeName)", got: lse.shape.first ?? 0)
+        }
     }
 }
 

@@ -298,17 +298,8 @@ public final class BlockSparseAttention: @unchecked Sendable {
     public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError) {
         let (pattern, shape) = try validateRun(q: q, k: k, v: v)
         let impl = backend.implementation
-        try checkPlacement([("out", out)] + (lse.map { [("lse", $0)] } ?? []), impl.placement)
-        guard out.shape == q.shape else {
-            throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
-        }
-        guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
-        guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
-        if let lse {
-            guard lse.isContiguous, lse.dtype == .f32, lse.shape == [pattern.rows, shape.numQOHeads] else {
-                throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 [M, num_qo_heads]", got: lse.shape.first ?? 0)
-            }
-        }
+        try validateOutputBuffers(q: q, out: out, lse: lse, lseShape: [pattern.rows, shape.numQOHeads],
+                                  lseShapeName: "[M, num_qo_heads]", placement: impl.placement)
         try impl.runBlockSparse(self, q: q, k: k, v: v, out: out, lse: lse)
     }
 
