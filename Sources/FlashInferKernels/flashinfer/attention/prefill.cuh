@@ -362,7 +362,10 @@ namespace prefill {
 //              (paged: tile j+S's page ids fetched after the issue, its row offsets stored at the end,
 //              into the table stage that tile j's loads read)
 // The barrier after the wait also says every warp is done with tile j−1 (its DT tiles and its ring
-// stage). With S ≥ 3 (the 64-row tile) K and V are converted in one pass behind one barrier: two
+// stage). Its sub-tile body repeats the 16-bit loop's on purpose: sharing it through one inline
+// function changed the SASS of the 16-bit 64-row kernels (+72 instructions on D1's kernel, checked
+// with scripts/sass-diff.sh) and that could not be measured then; merge the two once it can be.
+// With S ≥ 3 (the 64-row tile) K and V are converted in one pass behind one barrier: two
 // conversion phases (and their four barriers) per tile made the decode-like tile latency-bound
 // (bench/NOTES.md). With S = 2 (the 128-row tile, compute-bound) V is waited for and converted after
 // sub-tile 0's S = Q·Kᵀ, as in the 16-bit loop (and the merged form spills the all-hooks variant).
