@@ -44,6 +44,13 @@ public struct PagedKVCache: Sendable {
         for (n, t) in [("k_cache", k), ("v_cache", v)] where t.strides[3] != 1 && t.shape[3] > 1 {
             throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
         }
+        // The decode kernels compute row addresses with 32-bit byte strides (kv.cuh, rows()).
+        for (n, t) in [("k_cache", k), ("v_cache", v)] {
+            let (page, token, _) = strides(of: t)
+            guard abs(page) * t.dtype.byteSize <= Int(Int32.max), abs(token) * t.dtype.byteSize <= Int(Int32.max) else {
+                throw .strides(tensor: n, strides: t.strides, rule: "page and token strides must stay below 2^31 bytes")
+            }
+        }
         guard k.isOnDevice == v.isOnDevice else { throw .placement(tensor: "v_cache", expected: k.isOnDevice ? "device" : "host") }
         if k.isOnDevice, k.device !== v.device { throw .deviceMismatch(tensor: "v_cache") }
     }

@@ -68,7 +68,7 @@ public struct DecodeSpec: KernelSpec {
     /// sliding window by starting its key range at the window (decode.cuh).
     var traits: String {
         let variant = "flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), false, false>"
-        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName)>"
+        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName), \(smemReduce)>"
     }
 
     public func source() -> String {
@@ -84,7 +84,12 @@ public struct DecodeSpec: KernelSpec {
     /// A `__launch_bounds__` minimum-blocks hint for the small-group paged kernels: without it
     /// ptxas (13.0, the device's) picks ~72 registers for group 2 and spills 4 bytes; with it,
     /// zero spills. Group ≥ 4 kernels (the measured D1–D4 paths) are left as they were.
-    var minBlocksHint: String { paged && group <= 2 ? ", 2" : "" }
+    /// FP8 K/V kernels with f16 q, head_dim ≤ 128 and group ≤ 4 (D5's) sum their partial dots
+    /// through shared memory (`SMEM_REDUCE`, decode.cuh) and are bounded to 4 CTAs per SM (128
+    /// registers; 159 unbounded, which leaves D5's 512 CTAs 1.3 waves): 0 spills under NVRTC 13.0.
+    /// The others (bf16 q spills 20+ bytes under the bound, group 8 ~690) keep the shuffle reduce.
+    var smemReduce: Bool { kvDType.byteSize == 1 && dtype == .f16 && headDim <= 128 && group <= 4 && (keysPerSlot * group) % 4 == 0 }
+    var minBlocksHint: String { smemReduce ? ", 4" : paged && group <= 2 ? ", 2" : "" }
 
     // Mirrors of DecodeTraits (decode.cuh); the kernel traps if the shared size disagrees.
     static let threads = 128
@@ -100,7 +105,14 @@ public struct DecodeSpec: KernelSpec {
     var epilogueBytes: Int { slots * group * headDim * 4 }
     /// Dynamic shared memory: the pipeline (or the epilogue's o buffer, if larger), the per-slot
     /// scores and the per-slot maxima.
-    public var sharedBytes: Int { max(pipelineBytes, epilogueBytes) + slots * keysPerSlot * group * 4 + slots * group * 4 }
+    public var sharedBytes: Int {
+        max(pipelineBytes, epilogueBytes) + slots * keysPerSlot * group * 4 + slots * group * 4 + reduceBytes
+    }
+    /// The slots' [lanes][scores] buffers (+16 floats each) of the shared-memory reduce (`smemReduce`).
+    var reduceBytes: Int {
+        let scores = keysPerSlot * group
+        return smemReduce ? slots * (lanes * scores + 16) * 4 : 0
+    }
 }
 
 /// The JIT spec of the split-KV merge (`attention/decode_merge.cuh`).
@@ -395,9 +407,11 @@ public struct CUDADecodeLaunch: Sendable {
     static func checkVectorAligned(q: Tensor, k: Tensor, v: Tensor) throws(FlashInferError) {
         for (n, t) in [("q", q), ("k", k), ("v", v)] {
             let misaligned = t.count > 0 && (t.deviceAddress ?? 0) % 16 != 0
-            let badStride = zip(t.shape.dropLast(), t.strides.dropLast()).contains { $0.0 > 1 && ($0.1 * t.dtype.byteSize) % 16 != 0 }
+            let badStride = zip(t.shape.dropLast(), t.strides.dropLast()).contains {
+                $0.0 > 1 && (($0.1 * t.dtype.byteSize) % 16 != 0 || abs($0.1) * t.dtype.byteSize > Int(Int32.max))
+            }
             if misaligned || badStride {
-                throw .strides(tensor: n, strides: t.strides, rule: "the decode kernel needs a 16-byte aligned base and strides that are multiples of 16 bytes")
+                throw .strides(tensor: n, strides: t.strides, rule: "the decode kernel needs a 16-byte aligned base and strides that are multiples of 16 bytes, below 2^31 bytes")
             }
         }
     }

@@ -54,8 +54,10 @@ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 // variants have CAUSAL and WINDOW false (one query, the last position: causal keeps every key).
 // KVT_: the K/V element type: DT, or fp8 (e4m3 / e5m2; converted to float when read from shared
 // memory, with k_scale folded into the softmax scale and v_scale into the epilogue by the host).
+// SMEM_REDUCE_: sum the slot's partial dots through shared memory (SmemSlotReduce) instead of by
+// shuffles (SlotReduce); FP8 K/V only (see SMEM_REDUCE below).
 template <typename DT_, int HEAD_DIM_, int GROUP_, typename Variant_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool TIMELINE_ = false, typename KVT_ = DT_>
+          bool PAGED_ = false, bool TIMELINE_ = false, typename KVT_ = DT_, bool SMEM_REDUCE_ = false>
 struct DecodeTraits {
   using DT = DT_;    // q and the output
   using KVT = KVT_;  // K and V
@@ -82,7 +84,14 @@ struct DecodeTraits {
   static constexpr int PIPE_REGION = PIPE_BYTES > OBUF_BYTES ? PIPE_BYTES : OBUF_BYTES;
   static constexpr int SCORE_BYTES = SLOTS * SCORES * 4;      // [SLOTS][KEYS_PER_SLOT][GROUP] floats
   static constexpr int MAX_BYTES = SLOTS * GROUP * 4;         // [SLOTS][GROUP] floats (epilogue)
-  static constexpr int SMEM_BYTES = PIPE_REGION + SCORE_BYTES + MAX_BYTES;
+  // The slot's partial dots summed through shared memory (SmemSlotReduce) rather than by shuffles:
+  // FP8 K/V kernels are instruction-bound (the conversions), and the transpose through shared
+  // memory takes about half the instructions of SlotReduce's shuffles and selects. The host
+  // chooses it with a register bound that keeps 4 CTAs per SM (CUDADecode.swift, DecodeSpec).
+  static constexpr bool SMEM_REDUCE = SMEM_REDUCE_;
+  static constexpr int RED_SLOT = LANES * SCORES + 16;        // floats per slot: [LANES][SCORES] + pad
+  static constexpr int RED_BYTES = SMEM_REDUCE ? SLOTS * RED_SLOT * 4 : 0;
+  static constexpr int SMEM_BYTES = PIPE_REGION + SCORE_BYTES + MAX_BYTES + RED_BYTES;
   static constexpr float RESCALE_THRESHOLD = 8.f;             // log2 units: p <= 256
 
   static_assert(VEC == 8, "q and the output: 16-bit element types only");
@@ -95,6 +104,7 @@ struct DecodeTraits {
   static_assert(STAGES >= 2, "at least double buffering");
   static_assert(KEYS_PER_SLOT == 2 || KEYS_PER_SLOT == 4 || KEYS_PER_SLOT == 8, "2, 4 or 8 keys per slot");
   static_assert(!Variant::CAUSAL && !Variant::WINDOW, "decode windows by its key range (see above)");
+  static_assert(!SMEM_REDUCE || (KV_BYTES == 1 && SCORES % 4 == 0), "the shared-memory reduce: fp8 K/V, whole float4s");
 };
 
 // Sums N per-lane values across the LANES lanes of a slot (xor masks < LANES). Afterwards lane l
@@ -139,6 +149,41 @@ struct SlotReduce {
   }
 };
 
+// SlotReduce's result through shared memory: each lane stores its N values as N/4 float4s in its
+// row of the slot's [LANES][N] buffer (the float4 index XOR-swizzled by lane so that a quarter-warp's
+// 16-byte stores hit distinct banks), then sums column f of the LANES rows for each value f it owns
+// (the same values as SlotReduce: (lane >> DUP_BITS) * OWNED + r). The slots' buffers are padded by
+// 16 floats so that the two slots of a warp (LANES = 16) read different banks. The caller keeps the
+// buffer untouched between store() and sum() of all the slot's lanes (a __syncwarp between them and
+// before the next store).
+template <int N, int LANES>
+struct SmemSlotReduce {
+  using Base = SlotReduce<N, LANES>;
+  static constexpr int OWNED = Base::OWNED;
+  static constexpr int QUADS = N / 4;
+  static constexpr int ROWS_PER_128B = 32 / N > 1 ? 32 / N : 1;
+  static_assert(N % 4 == 0, "whole float4s");
+  // The float4 slot of quad q in lane l's row.
+  static __device__ __forceinline__ int swizzle(int q, int l) { return q ^ ((l / ROWS_PER_128B) & (QUADS - 1)); }
+
+  static __device__ __forceinline__ void store(const float (&v)[N], float* buf, int lane_in_slot) {
+    float4* row = reinterpret_cast<float4*>(buf + lane_in_slot * N);
+#pragma unroll
+    for (int q = 0; q < QUADS; ++q) row[swizzle(q, lane_in_slot)] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  }
+  static __device__ __forceinline__ void sum(float (&v)[N], const float* buf, int lane_in_slot) {
+    const int own_base = (lane_in_slot >> Base::DUP_BITS) * OWNED;
+#pragma unroll
+    for (int r = 0; r < OWNED; ++r) {
+      const int f = own_base + r;
+      float acc = 0.f;
+#pragma unroll
+      for (int l = 0; l < LANES; ++l) acc += buf[l * N + 4 * swizzle(f / 4, l) + f % 4];
+      v[r] = acc;
+    }
+  }
+};
+
 // The KV policy of a decode CTA (kv.cuh): the paged cache's pages for batch decode, the request's
 // rows of kv head `kv_head` for single decode.
 template <class KT>
@@ -179,6 +224,9 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   KVT* pipe = reinterpret_cast<KVT*>(smem);                                 // [STAGES][K|V][TILE][D]
   float* scores = reinterpret_cast<float*>(smem + KT::PIPE_REGION);         // [SLOTS][KPS][G]
   float* slot_max = reinterpret_cast<float*>(smem + KT::PIPE_REGION + KT::SCORE_BYTES);  // [SLOTS][G]
+  // SMEM_REDUCE: the slot's [LANES][SCORES] buffer (SmemSlotReduce).
+  float* slot_red = reinterpret_cast<float*>(smem + KT::PIPE_REGION + KT::SCORE_BYTES + KT::MAX_BYTES) +
+                    (int(threadIdx.x) / KT::LANES) * KT::RED_SLOT;
 
   const int tid = threadIdx.x;
   const int c = tid % LANES;      // this lane's 16-byte chunk of a key: elements [8c, 8c+8)
@@ -272,6 +320,8 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   constexpr int CHUNK_ELEMS = 16 / KT::KV_BYTES;
   constexpr int KEYS_PER_PASS = KT::THREADS / KT::ROW_COPIES;
   const int cc = tid % KT::ROW_COPIES, copy_key = tid / KT::ROW_COPIES;
+  const KVT* k_col = k_head + cc * CHUNK_ELEMS;  // this thread's column of every K / V row
+  const KVT* v_col = v_head + cc * CHUNK_ELEMS;
   auto load_tile = [&](int tile, int stage) {
     KVT* ks = pipe + stage * (2 * TILE * D);
     KVT* vs = ks + TILE * D;
@@ -281,10 +331,10 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       const int key = copy_key + n * KEYS_PER_PASS;
       const int j = key0 + key;
       const bool valid = j < chunk_end;
-      int64 k_off, v_off;
-      kv.offsets(valid ? j : chunk_begin, k_off, v_off);  // a mapped address; nothing is read when !valid
-      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + cc * CHUNK_ELEMS, k_head + k_off + cc * CHUNK_ELEMS, valid);
-      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + cc * CHUNK_ELEMS, v_head + v_off + cc * CHUNK_ELEMS, valid);
+      const KVT *k_row, *v_row;
+      kv.rows(valid ? j : chunk_begin, k_col, v_col, k_row, v_row);  // a mapped address; nothing is read when !valid
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(ks + key * D + cc * CHUNK_ELEMS, k_row, valid);
+      cp_async::copy_16<cp_async::Prefetch::kL2_128B>(vs + key * D + cc * CHUNK_ELEMS, v_row, valid);
     }
   };
 
@@ -329,7 +379,14 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
     }
 
     // 2. Totals: this lane now owns s[0..OWNED) = (key, head) numbers own_base + r.
-    Reduce::run(s, c);
+    if constexpr (KT::SMEM_REDUCE) {
+      // (The previous tile's sums finished before this tile's __syncthreads.)
+      SmemSlotReduce<SCORES, LANES>::store(s, slot_red, c);
+      __syncwarp();
+      SmemSlotReduce<SCORES, LANES>::sum(s, slot_red, c);
+    } else {
+      Reduce::run(s, c);
+    }
 
     // 3. Logits (log2 units; masked keys -inf) and the lazy max test.
     float t[OWNED];

@@ -4,7 +4,10 @@
 //
 // Every policy has, for the CTA's kv head (blockIdx.y in every attention grid):
 //   k_base(), v_base()    element 0 of the kv head's K / V (DT*)
-//   offsets(j, ko, vo)    element offsets of key j's K and V rows from those bases
+//   rows(j, kb, vb, kp, vp)  the addresses of key j's K and V rows given bases kb, vb (k_base(),
+//                         v_base() plus a column; decode's loader, which computes them for every
+//                         key it copies: 32-bit strides, which the host checks, and one 32x32->64
+//                         multiply-add per term)
 //   k_stride_n()...       the element stride between consecutive keys of a run (contiguous rows, or
 //                         the slots of one page)
 //   PAGED                 whether keys are in pages (PagedKV adds page_of / fetch_page / row_offsets,
@@ -22,6 +25,15 @@ namespace flashinfer {
 
 using KVTensors = ::FIKVTensors;  // flashinfer/params.h
 using PageTable = ::FIPageTable;
+
+// p + a·b bytes with a 32x32->64 multiply: one IMAD.WIDE (the compiler makes int64(a)·int64(b) a
+// 64-bit multiply with sign fix-ups when b comes from a 64-bit parameter).
+template <typename T>
+__device__ __forceinline__ const T* advance_wide(const T* p, int a, int b) {
+  const T* r;
+  asm("mad.wide.s32 %0, %1, %2, %3;\n" : "=l"(r) : "r"(a), "r"(b), "l"(p));
+  return r;
+}
 
 // blockIdx.y (the kv head), read so that the compiler cannot hoist what depends on it out of a
 // kv loop (as mma::lane_id).
@@ -50,9 +62,9 @@ struct ContiguousKV {
   __device__ __forceinline__ const DT* v_base() const { return v_head; }
   __device__ __forceinline__ int64 k_stride_n() const { return k_stride; }
   __device__ __forceinline__ int64 v_stride_n() const { return v_stride; }
-  __device__ __forceinline__ void offsets(int j, int64& ko, int64& vo) const {
-    ko = j * k_stride;
-    vo = j * v_stride;
+  __device__ __forceinline__ void rows(int j, const DT* kb, const DT* vb, const DT*& kp, const DT*& vp) const {
+    kp = advance_wide(kb, j, int(k_stride) * int(sizeof(DT)));
+    vp = advance_wide(vb, j, int(v_stride) * int(sizeof(DT)));
   }
 };
 
@@ -71,9 +83,9 @@ struct RaggedKV {
   }
   __device__ __forceinline__ int64 k_stride_n() const { return t.k_stride_n; }
   __device__ __forceinline__ int64 v_stride_n() const { return t.v_stride_n; }
-  __device__ __forceinline__ void offsets(int j, int64& ko, int64& vo) const {
-    ko = j * t.k_stride_n;
-    vo = j * t.v_stride_n;
+  __device__ __forceinline__ void rows(int j, const DT* kb, const DT* vb, const DT*& kp, const DT*& vp) const {
+    kp = advance_wide(kb, j, int(t.k_stride_n) * int(sizeof(DT)));
+    vp = advance_wide(vb, j, int(t.v_stride_n) * int(sizeof(DT)));
   }
 };
 
@@ -109,8 +121,15 @@ struct PagedKV {
     ko = page * pages.k_stride_page + slot * t.k_stride_n;
     vo = page * pages.v_stride_page + slot * t.v_stride_n;
   }
-  __device__ __forceinline__ void offsets(int j, int64& ko, int64& vo) const {
-    row_offsets(pages.page_indices[first_page + page_of(j)], j, ko, vo);
+  // (32-bit strides: PagedKVCache.validate keeps the page stride and page_size x the token stride
+  // below 2^31 elements, so only page x page stride needs 64 bits.)
+  __device__ __forceinline__ void rows(int j, const DT* kb, const DT* vb, const DT*& kp, const DT*& vp) const {
+    const int pg = page_of(j);
+    const int page = pages.page_indices[first_page + pg];
+    const int slot = j - pg * pages.page_size;
+    constexpr int B = int(sizeof(DT));
+    kp = advance_wide(advance_wide(kb, slot, int(t.k_stride_n) * B), page, int(pages.k_stride_page) * B);
+    vp = advance_wide(advance_wide(vb, slot, int(t.v_stride_n) * B), page, int(pages.v_stride_page) * B);
   }
 };
 
