@@ -49,10 +49,10 @@ public struct AttentionOptions: Sendable, Hashable {
     public var layout: KVLayout
     /// Scale of K (upstream's `k_scale`, for FP8 K/V; any K dtype): it multiplies the softmax scale,
     /// so the logit is `sm_scale · k_scale · q·k` (the soft cap, when on, applies after). 1 = none;
-    /// finite and > 0. CPU backend only for now: CUDA calls throw `unsupportedCombination` (`docs/Sparse.md`).
+    /// finite and > 0. On CUDA it folds into the softmax scale (`docs/Sparse.md`).
     public var kScale: Float = 1
     /// Scale of V (upstream's `v_scale`): the output is multiplied by it; the LSE is unchanged.
-    /// 1 = none; finite and > 0. CPU backend only for now, like `kScale`.
+    /// 1 = none; finite and > 0. On CUDA every epilogue multiplies its 1/rowsum by it.
     public var vScale: Float = 1
 
     public init(
