@@ -75,5 +75,6 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     // Measurement kernels (`@_spi(Bench)`, never launched by the library): compiled with the rest so
     // that `bench read-probe` cannot break unnoticed. One spec covers both entry points of its unit.
     out.append(("probe_read (and probe_empty)", ReadProbeSpec()))
+    out.append(("probe_spin", SpinProbeSpec()))
     return out
 }

@@ -58,7 +58,7 @@ public struct RopeOptions: Sendable, Equatable {
     }
 
     /// The scaled frequency of each of the `rotaryDim / 2` pairs.
-    func frequencies(rotaryDim: Int) -> [Double] {
+    public func frequencies(rotaryDim: Int) -> [Double] {
         (0..<(rotaryDim / 2)).map { i in scaling.apply(pow(theta, -2 * Double(i) / Double(rotaryDim))) }
     }
 }
