@@ -12,8 +12,10 @@ struct NormSpec: KernelSpec {
     var dtype: DType
     var weightDType: DType
     var vec: Int
+    /// The launch bound: 512 (hidden ≤ 16384 at 32 elements per thread) or 1024 (64 registers).
+    var maxThreads: Int = 512
 
-    var name: String { "\(kind.rawValue)_\(dtype.rawValue)_w\(weightDType.rawValue)_v\(vec)" }
+    var name: String { "\(kind.rawValue)_\(dtype.rawValue)_w\(weightDType.rawValue)_v\(vec)_t\(maxThreads)" }
     var entryPoint: String { "fi_" + name }
     func source() -> String {
         let kindName = switch kind {
@@ -23,8 +25,8 @@ struct NormSpec: KernelSpec {
         }
         return """
             #include <flashinfer/ops/norm.cuh>
-            extern "C" __global__ void __launch_bounds__(1024) \(entryPoint)(const __grid_constant__ flashinfer::NormParams p) {
-              flashinfer::norm_row<\(dtype.cudaTypeName), \(weightDType.cudaTypeName), \(vec), flashinfer::NormKind::\(kindName)>(p);
+            extern "C" __global__ void __launch_bounds__(\(maxThreads)) \(entryPoint)(const __grid_constant__ flashinfer::NormParams p) {
+              flashinfer::norm_row<\(dtype.cudaTypeName), \(weightDType.cudaTypeName), \(vec), flashinfer::NormKind::\(kindName), \(maxThreads)>(p);
             }
             """
     }
@@ -93,8 +95,15 @@ func opsCatalog() -> [(name: String, spec: any KernelSpec)] {
         for a in GatedActivation.allCases { out.append(("\(a.kernelName) \(d.rawValue)", ActivationSpec(activation: a, dtype: d, vec: 8))) }
         for il in [false, true] { out.append(("rope \(d.rawValue)\(il ? " interleave" : "")", RopeSpec(dtype: d, vec: 8, interleave: il))) }
     }
+    for kind in NormCall.Kind.allCases {
+        for (d, wd) in [(DType.f16, DType.f16), (.bf16, .f32)] {
+            out.append(("\(kind.rawValue) \(d.rawValue) \(wd == d ? "" : "f32 weight ")1024 threads",
+                        NormSpec(kind: kind, dtype: d, weightDType: wd, vec: 8, maxThreads: 1024)))
+        }
+    }
     for v in [4, 2, 1] {
         out.append(("rmsnorm f16 vec \(v)", NormSpec(kind: .rms, dtype: .f16, weightDType: .f16, vec: v)))
+        out.append(("fused_add_rmsnorm bf16 vec \(v) 1024 threads", NormSpec(kind: .fusedAddRMS, dtype: .bf16, weightDType: .bf16, vec: v, maxThreads: 1024)))
         out.append(("layernorm bf16 f32 weight vec \(v)", NormSpec(kind: .layer, dtype: .bf16, weightDType: .f32, vec: v)))
         out.append(("silu_and_mul f16 vec \(v)", ActivationSpec(activation: .silu, dtype: .f16, vec: v)))
         out.append(("rope f16 vec \(v)", RopeSpec(dtype: .f16, vec: v, interleave: false)))
@@ -178,7 +187,8 @@ func launchNorm(_ c: NormCall, stream: Stream) throws(FlashInferError) {
         throw .shape(tensor: "input", axis: c.input.rank - 1, name: "hidden_size",
                      expected: "<= \(1024 * elems) (the CUDA norm kernel\(vec == 1 ? " with an odd hidden size or row stride" : ""))", got: c.hidden)
     }
-    let spec = NormSpec(kind: c.kind, dtype: c.input.dtype, weightDType: wd, vec: vec)
+    let threads = max(32, (c.hidden + 32 * elems - 1) / (32 * elems) * 32)
+    let spec = NormSpec(kind: c.kind, dtype: c.input.dtype, weightDType: wd, vec: vec, maxThreads: threads <= 512 ? 512 : 1024)
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(spec)
         try stream.order(reading: [c.input, c.residual, c.weight, c.bias], writing: [c.out, c.residualOut])
@@ -188,7 +198,6 @@ func launchNorm(_ c: NormCall, stream: Stream) throws(FlashInferError) {
             input_stride: Int64(input.stride), residual_stride: Int64(res?.stride ?? 0), residual_out_stride: Int64(resOut?.stride ?? 0),
             out_stride: Int64(out.stride), rows: Int32(c.rows), hidden: Int32(c.hidden), eps: Float(c.eps),
             weight_bias: Float(c.weightBias))
-        let threads = max(32, (c.hidden + 32 * elems - 1) / (32 * elems) * 32)
         try k.function.launch(grid: (c.rows, 1, 1), block: (threads, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p),
                               programmaticDependency: true)
     }

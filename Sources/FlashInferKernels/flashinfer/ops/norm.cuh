@@ -50,8 +50,11 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 
 // T: input/residual/output element type; WT: weight (and bias) element type; VEC elements per
 // vector (hidden, the row strides and the addresses are multiples of it).
-template <typename T, typename WT, int VEC, NormKind KIND>
+// MAX_THREADS is the launch bound (512: hidden <= 16384, registers to spare; 1024: 64 registers
+// per thread, so the weights are not staged: read-only-path loads in the output loop instead).
+template <typename T, typename WT, int VEC, NormKind KIND, int MAX_THREADS>
 __device__ __forceinline__ void norm_row(const NormParams& p) {
+  constexpr bool kStageWeights = MAX_THREADS <= 512;
   constexpr int kVecs = ops::norm_elems_per_thread<VEC>() / VEC;
   static_assert(kVecs >= 1 && ops::norm_elems_per_thread<VEC>() % VEC == 0, "VEC must divide the elements per thread");
   __shared__ float red[32];
@@ -63,23 +66,42 @@ __device__ __forceinline__ void norm_row(const NormParams& p) {
   T* out = static_cast<T*>(p.out) + row * p.out_stride;
 
   pdl::wait();  // the previous kernel's writes (input, residual) are visible
+  // Every load of the row is issued before the first store (out and residual_out may alias the
+  // inputs, so the compiler cannot move a load above a store): one memory round trip per row.
+  ops::vec<T, VEC> xin[kVecs];
   float x[kVecs][VEC];
-  float sum = 0.f;  // Σ x² (RMSNorm) or Σ x (LayerNorm)
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
-    if (v < nvec) {
-      ops::load_float(in + v * VEC, x[j]);
-      if constexpr (KIND == NormKind::kFusedAddRMSNorm) {
-        float r[VEC];
-        ops::load_float(res + v * VEC, r);
+    if (v < nvec) xin[j].load(in + v * VEC);
+  }
+  if constexpr (KIND == NormKind::kFusedAddRMSNorm) {
+    ops::vec<T, VEC> rin[kVecs];
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) x[j][i] += r[i];
-        ops::store_float(res_out + v * VEC, x[j]);
-      }
-    } else {
+    for (int j = 0; j < kVecs; ++j) {
+      const int v = threadIdx.x + j * blockDim.x;
+      if (v < nvec) rin[j].load(res + v * VEC);
+    }
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) x[j][i] = 0.f;
+    for (int j = 0; j < kVecs; ++j) {
+      const int v = threadIdx.x + j * blockDim.x;
+      float r[VEC];
+      xin[j].to_float(x[j]);
+      rin[j].to_float(r);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) x[j][i] += r[i];
+      if (v < nvec) ops::store_float(res_out + v * VEC, x[j]);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) xin[j].to_float(x[j]);
+  }
+  float sum = 0.f;  // Σ x² (RMSNorm) or Σ x (LayerNorm)
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    if (threadIdx.x + j * blockDim.x >= nvec) {
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) x[j][i] = 0.f;  // past the row: out of the sums
     }
 #pragma unroll
     for (int i = 0; i < VEC; ++i) sum += KIND == NormKind::kLayerNorm ? x[j][i] : x[j][i] * x[j][i];
@@ -101,24 +123,42 @@ __device__ __forceinline__ void norm_row(const NormParams& p) {
     scale = rsqrtf(ops::block_sum(sum, red) * rcp_hidden + p.eps);
   }
   pdl::launch_dependents();
+  // The weights (L2-resident: every CTA reads them). Staged: all loads before the first store.
+  // Else through the read-only path (ld.global.nc), which the compiler may issue ahead of stores.
   const WT* w = static_cast<const WT*>(p.weight);
   const WT* b = static_cast<const WT*>(p.bias);
+  ops::vec<WT, VEC> win[kStageWeights ? kVecs : 1], bin[kStageWeights && KIND == NormKind::kLayerNorm ? kVecs : 1];
+  if constexpr (kStageWeights) {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int v = threadIdx.x + j * blockDim.x;
+      if (v < nvec) {
+        win[j].load(w + v * VEC);
+        if constexpr (KIND == NormKind::kLayerNorm) bin[j].load(b + v * VEC);
+      }
+    }
+  }
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
     if (v < nvec) {
-      float wf[VEC], y[VEC];
-      ops::load_float(w + v * VEC, wf);
-      if constexpr (KIND == NormKind::kLayerNorm) {
-        float bf[VEC];
-        ops::load_float(b + v * VEC, bf);
-#pragma unroll
-        for (int i = 0; i < VEC; ++i) y[i] = (x[j][i] - mean) * scale * wf[i] + bf[i];
+      float wf[VEC], bf[VEC];
+      if constexpr (kStageWeights) {
+        win[j].to_float(wf);
+        if constexpr (KIND == NormKind::kLayerNorm) bin[j].to_float(bf);
       } else {
-#pragma unroll
-        for (int i = 0; i < VEC; ++i) y[i] = x[j][i] * scale * (p.weight_bias + wf[i]);
+        ops::load_float_nc(w + v * VEC, wf);
+        if constexpr (KIND == NormKind::kLayerNorm) ops::load_float_nc(b + v * VEC, bf);
       }
-      ops::store_float(out + v * VEC, y);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        if constexpr (KIND == NormKind::kLayerNorm) {
+          x[j][i] = (x[j][i] - mean) * scale * wf[i] + bf[i];
+        } else {
+          x[j][i] *= scale * (p.weight_bias + wf[i]);
+        }
+      }
+      ops::store_float(out + v * VEC, x[j]);
     }
   }
 }

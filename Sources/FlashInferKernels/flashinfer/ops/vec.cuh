@@ -34,6 +34,11 @@ struct vec {
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) raw[c] = reinterpret_cast<const Raw*>(p)[c];
   }
+  // Through the read-only data path (data no thread writes during the kernel: weights).
+  __device__ __forceinline__ void load_nc(const T* p) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) raw[c] = __ldg(reinterpret_cast<const Raw*>(p) + c);
+  }
   __device__ __forceinline__ void store(T* p) const {
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) reinterpret_cast<Raw*>(p)[c] = raw[c];
@@ -53,6 +58,14 @@ template <typename T, int N>
 __device__ __forceinline__ void load_float(const T* p, float (&f)[N]) {
   vec<T, N> v;
   v.load(p);
+  v.to_float(f);
+}
+
+// p[0..N) as floats, through the read-only path (vec::load_nc).
+template <typename T, int N>
+__device__ __forceinline__ void load_float_nc(const T* p, float (&f)[N]) {
+  vec<T, N> v;
+  v.load_nc(p);
   v.to_float(f);
 }
 
