@@ -22,12 +22,12 @@ import Testing
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
                         batchDecodeGraphCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
-                        customMaskCases(), blockSparseCases(), rejectionCases()]
+                        customMaskCases(), blockSparseCases(), rejectionCases(), normCases(), activationCases(), ropeCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
         #expect(names == families.flatMap { $0.map(\.name) })
         #expect(names.first == "axpby dtype=f32 n=1")
-        #expect(names.last == "rejects host states for a CUDA merge")
+        #expect(names.last == ropeCases().last!.name)
         // The H200 runs of README (320 cases, then 5 ordering cases): the sweeps must not shrink unnoticed.
         #expect(all.count >= 325)
     }

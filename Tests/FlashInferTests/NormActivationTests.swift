@@ -94,12 +94,4 @@ import Testing
         #expect(throws: E.shape(tensor: "input", axis: 1, name: "2·d", expected: "even and >= 2", got: 3)) { try siluAndMul(Self.t([1, 2, 3], [1, 3])) }
         #expect(throws: E.dtype(tensor: "input", expected: "float32, float16 or bfloat16", got: .e5m2)) { try geluAndMul(Self.t([1, 2], [1, 2], .e5m2)) }
     }
-
-    @Test(.enabled(if: gpuAvailable, "no GPU"))
-    func cudaBackendHasNoKernelYet() throws {
-        let backend = Backend.cuda(try Device.open().libraryStream())
-        let x = Self.t([1, 2], [1, 2])
-        #expect(throws: E.self) { try rmsnorm(x, weight: Self.t([1, 1], [2]), backend: backend) }
-        #expect(throws: E.self) { try siluAndMul(x, backend: backend) }
-    }
 }

@@ -84,6 +84,18 @@ import Testing
             \.vecs_per_head, \.k_scale, \.v_scale
         ),
         layout(FIAxpbyParams(), \.x, \.y, \.out, \.alpha, \.beta, \.n),
+        layout(
+            FINormParams(),
+            \.input, \.residual, \.residual_out, \.weight, \.bias, \.out, \.input_stride, \.residual_stride, \.residual_out_stride,
+            \.out_stride, \.rows, \.hidden, \.eps, \.weight_bias
+        ),
+        layout(FIActivationParams(), \.input, \.out, \.input_stride, \.out_stride, \.rows, \.d),
+        layout(
+            FIRopeParams(),
+            \.q, \.k, \.q_out, \.k_out, \.positions, \.freqs, \.cos_sin_cache, \.q_stride_n, \.q_stride_h, \.k_stride_n, \.k_stride_h,
+            \.qo_stride_n, \.qo_stride_h, \.ko_stride_n, \.ko_stride_h, \.cache_stride, \.nnz, \.num_qo_heads, \.num_kv_heads,
+            \.rotary_dim, \.units, \.rot_units, \.heads_per_thread, \.pad
+        ),
     ]
 
     /// The struct names that params.h declares (`typedef struct FIName {`).

@@ -85,8 +85,8 @@ protocol BackendImplementation: Sendable {
     /// Block-sparse attention into validated caller buffers (device only).
     func runBlockSparse(_ wrapper: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError)
 
-    /// Refuses, by name, an op that has only the CPU reference so far (sampling, renorm, softmax,
-    /// norms, activations: issue 13): the CPU runs it, a backend without its kernel throws
+    /// Refuses, by name, an op that has only the CPU reference so far (sampling, renorm, softmax:
+    /// issue 13): the CPU runs it, a backend without its kernel throws
     /// `.unsupportedCombination` rather than computing on the host behind the caller's back.
     func requireReferenceOnlyOp(entry: String) throws(FlashInferError)
 
@@ -120,6 +120,17 @@ protocol BackendImplementation: Sendable {
     /// Cascade: runs every planned level and merges the states.
     func runCascade(_ wrapper: MultiLevelCascadeAttention, q: Tensor, cache: PagedKVCache, returnLSE: Bool, out: Tensor?,
                     lse: Tensor?) throws(FlashInferError) -> AttentionOutput
+
+    // MARK: Norms, RoPE, activations (Ops/)
+
+    /// A new contiguous tensor where this backend computes (an op's output; contents unspecified).
+    func allocate(shape: [Int], dtype: DType) throws(FlashInferError) -> Tensor
+    /// RMSNorm (plain, fused-add, Gemma) or LayerNorm of a validated call, into its outputs.
+    func norm(_ call: NormCall) throws(FlashInferError)
+    /// A gated activation of a validated call, into its output.
+    func gatedActivation(_ call: ActivationCall) throws(FlashInferError)
+    /// RoPE of a validated call, into its outputs (which may be its inputs).
+    func rope(_ call: RopeCall) throws(FlashInferError)
 }
 
 /// A batch decode plan as a backend made it: the schedule, and the device side of the path it

@@ -71,8 +71,10 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     out += prefillCatalog()
     out += decodeCatalog()
     out += batchPrefillCatalog()
+    out += opsCatalog()
     // Measurement kernels (`@_spi(Bench)`, never launched by the library): compiled with the rest so
     // that `bench read-probe` cannot break unnoticed. One spec covers both entry points of its unit.
     out.append(("probe_read (and probe_empty)", ReadProbeSpec()))
+    out.append(("probe_spin", SpinProbeSpec()))
     return out
 }

@@ -1,3 +1,5 @@
+import FlashInferCUDA
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -5,8 +7,10 @@ import Darwin
 #endif
 
 /// Rotary position embedding (`flashinfer.rope`: `apply_rope_pos_ids`, `apply_rope`,
-/// `apply_llama31_rope*`), by the Float64 reference (upstream computes sin/cos in Float32).
-/// Only the CPU backend runs it so far; the CUDA backend throws `.unsupportedCombination`.
+/// `apply_llama31_rope*`, `apply_rope_with_cos_sin_cache`, each also in place). The CPU backend
+/// runs the Float64 reference; the CUDA backend `ops/rope.cuh` (f16/bf16; sin/cos in Float32 of
+/// `float(pos) · freq`, the frequencies computed here in Float64, as upstream's Float32 math up
+/// to the frequencies' rounding).
 ///
 /// Pair `i` (of `rotaryDim / 2`) rotates by `pos · freq_i`, `freq_i = theta^(−2i / rotaryDim)`
 /// then scaled (`RopeScaling`). Non-interleaved (NeoX, rotate-half): element `d < rotaryDim/2`
@@ -54,7 +58,7 @@ public struct RopeOptions: Sendable, Equatable {
     }
 
     /// The scaled frequency of each of the `rotaryDim / 2` pairs.
-    func frequencies(rotaryDim: Int) -> [Double] {
+    public func frequencies(rotaryDim: Int) -> [Double] {
         (0..<(rotaryDim / 2)).map { i in scaling.apply(pow(theta, -2 * Double(i) / Double(rotaryDim))) }
     }
 }
@@ -62,39 +66,72 @@ public struct RopeOptions: Sendable, Equatable {
 enum RopeReference {
     /// One head vector rotated to position `pos`.
     static func rotate(_ x: [Double], pos: Double, freqs: [Double], interleave: Bool) -> [Double] {
+        rotate(x, cos: freqs.map { cos(pos * $0) }, sin: freqs.map { sin(pos * $0) }, interleave: interleave)
+    }
+
+    /// One head vector with pair `i` rotated by the angle of `(cos[i], sin[i])`; the elements
+    /// past the `2 · cos.count` rotary dims are copied.
+    static func rotate(_ x: [Double], cos c: [Double], sin s: [Double], interleave: Bool) -> [Double] {
         var out = x
-        let half = freqs.count
+        let half = c.count
         for i in 0..<half {
             let (ia, ib) = interleave ? (2 * i, 2 * i + 1) : (i, i + half)
-            let angle = pos * freqs[i]
-            let c = cos(angle), s = sin(angle)
-            out[ia] = x[ia] * c - x[ib] * s
-            out[ib] = x[ib] * c + x[ia] * s
+            out[ia] = x[ia] * c[i] - x[ib] * s[i]
+            out[ib] = x[ib] * c[i] + x[ia] * s[i]
         }
         return out
     }
 }
 
-/// `apply_rope_pos_ids` (and, with `.llama31`, `apply_llama31_rope_pos_ids`): `q [nnz, Hq, D]` and
-/// `k [nnz, Hk, D]`, row `t` at position `posIds[t]`; returns the rotated `(q, k)` in their dtypes.
-/// - Throws: `.rank`/`.shape` for mismatched tensors or `posIds`; `.option` for an odd or too large
-///   `rotaryDim`, a non-positive theta or scale, or Llama 3.1 factors with `high ≤ low`.
-public func applyRopePosIds(q: Tensor, k: Tensor, posIds: [Int32], options: RopeOptions = .init(),
-                            backend: Backend = .cpu) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
-    let impl = backend.implementation
-    try impl.requireReferenceOnlyOp(entry: "applyRopePosIds")
-    try checkPlacement([("q", q), ("k", k)], impl.placement)
+/// Where a RoPE call's angles come from.
+enum RopeAngles {
+    /// `pos · freq_i`, the `rotaryDim / 2` scaled frequencies (`RopeOptions.frequencies`).
+    case frequencies([Double])
+    /// `cos = cache[pos, i]`, `sin = cache[pos, rotaryDim/2 + i]`: `[maxPosition, rotaryDim]` f32.
+    case cache(Tensor)
+}
+
+/// A validated RoPE: `q [nnz, Hq, D]`, `k [nnz, Hk, D]` into `qOut`, `kOut` (the same tensors in
+/// place), row `t` at `positions[t]`.
+struct RopeCall {
+    var q: Tensor
+    var k: Tensor
+    var qOut: Tensor
+    var kOut: Tensor
+    var positions: [Int32]
+    var rotaryDim: Int
+    var interleave: Bool
+    var angles: RopeAngles
+}
+
+/// q and k `[nnz, H, D]` of one float dtype family, `nnz` rows and one head dim; the rotary dim
+/// even and ≤ D; every tensor where the backend computes.
+private func validateRopeTensors(q: Tensor, k: Tensor, nnz: Int, rotaryDim: Int?, out: (q: Tensor, k: Tensor)?,
+                                 backend: Backend) throws(FlashInferError) -> Int {
+    var tensors = [("q", q), ("k", k)]
+    if let out { tensors += [("q_out", out.q), ("k_out", out.k)] }
+    try checkPlacement(tensors, backend.implementation.placement)
     guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
     guard k.rank == 3 else { throw .rank(tensor: "k", expected: 3, got: k.rank) }
-    let (nnz, d) = (q.shape[0], q.shape[2])
-    guard k.shape[0] == nnz else { throw .shape(tensor: "k", axis: 0, name: "nnz", expected: "\(nnz) (q's)", got: k.shape[0]) }
+    let d = q.shape[2]
+    guard k.shape[0] == q.shape[0] else { throw .shape(tensor: "k", axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: k.shape[0]) }
     guard k.shape[2] == d else { throw .shape(tensor: "k", axis: 2, name: "head_dim", expected: "\(d) (q's)", got: k.shape[2]) }
-    guard posIds.count == nnz else { throw .shape(tensor: "pos_ids", axis: 0, name: "nnz", expected: "\(nnz) (q's)", got: posIds.count) }
-    for (n, t) in [("q", q), ("k", k)] where !(t.dtype == .f32 || t.dtype == .f16 || t.dtype == .bf16) {
+    guard nnz == q.shape[0] else { throw .shape(tensor: "pos_ids", axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: nnz) }
+    for (n, t) in tensors where !(t.dtype == .f32 || t.dtype == .f16 || t.dtype == .bf16) {
         throw .dtype(tensor: n, expected: "float32, float16 or bfloat16", got: t.dtype)
     }
-    let rd = options.rotaryDim ?? d
+    if let out {
+        for (n, o, t) in [("q_out", out.q, q), ("k_out", out.k, k)] {
+            guard o.shape == t.shape else { throw .shape(tensor: n, axis: 0, name: "shape \(o.shape)", expected: "\(t.shape)", got: o.shape.first ?? 0) }
+            guard o.dtype == t.dtype else { throw .dtype(tensor: n, expected: t.dtype.rawValue, got: o.dtype) }
+        }
+    }
+    let rd = rotaryDim ?? d
     guard rd >= 2, rd % 2 == 0, rd <= d else { throw .option(name: "rotary_dim", value: "\(rd)", rule: "must be even and in 2...\(d) (head_dim)") }
+    return rd
+}
+
+private func validateRopeOptions(_ options: RopeOptions) throws(FlashInferError) {
     guard options.theta > 0, options.theta.isFinite else { throw .option(name: "rope_theta", value: "\(options.theta)", rule: "must be finite and > 0") }
     switch options.scaling {
     case .linear(let s):
@@ -104,35 +141,162 @@ public func applyRopePosIds(q: Tensor, k: Tensor, posIds: [Int32], options: Rope
         guard low > 0, high > low else { throw .option(name: "high_freq_factor", value: "\(high)", rule: "must exceed low_freq_factor \(low) > 0") }
         guard old > 0 else { throw .option(name: "old_context_len", value: "\(old)", rule: "must be > 0") }
     }
-    let freqs = options.frequencies(rotaryDim: rd)
-    func run(_ t: Tensor) throws(FlashInferError) -> Tensor {
-        let x = try hostDoubles(t)
-        var out: [Float] = []
-        out.reserveCapacity(x.count)
-        for row in 0..<(t.count / d) {
-            let pos = Double(posIds[row / t.shape[1]])
-            out += RopeReference.rotate(Array(x[(row * d)..<((row + 1) * d)]), pos: pos, freqs: freqs, interleave: options.interleave).map { Float($0) }
-        }
-        return Tensor.host(out, shape: t.shape, dtype: t.dtype)
-    }
-    return (try run(q), try run(k))
 }
 
-/// `apply_rope` (and `apply_llama31_rope`): ragged rows, request `b` owning rows
-/// `indptr[b] ..< indptr[b+1]`, row `indptr[b] + j` at position `offsets[b] + j`.
-/// - Throws: `.indices`/`.shape` for a bad `indptr` or an `offsets` of the wrong length; as
-///   `applyRopePosIds` otherwise.
-public func applyRope(q: Tensor, k: Tensor, indptr: [Int32], offsets: [Int32], options: RopeOptions = .init(),
-                      backend: Backend = .cpu) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
-    try backend.implementation.requireReferenceOnlyOp(entry: "applyRope")
+/// Validates and runs a frequency-form RoPE into `out` (new tensors when nil; `q`, `k` in place).
+private func ropeFrequencies(q: Tensor, k: Tensor, positions: [Int32], options: RopeOptions, out: (q: Tensor, k: Tensor)?, inPlace: Bool,
+                             backend: Backend) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
+    let rd = try validateRopeTensors(q: q, k: k, nnz: positions.count, rotaryDim: options.rotaryDim, out: out, backend: backend)
+    try validateRopeOptions(options)
+    let o: (q: Tensor, k: Tensor)
+    if inPlace {
+        o = (q, k)
+    } else if let out {
+        o = out
+    } else {
+        o = (try opOutput(nil, shape: q.shape, dtype: q.dtype, backend: backend), try opOutput(nil, shape: k.shape, dtype: k.dtype, backend: backend))
+    }
+    try backend.implementation.rope(RopeCall(q: q, k: k, qOut: o.q, kOut: o.k, positions: positions, rotaryDim: rd,
+                                             interleave: options.interleave, angles: .frequencies(options.frequencies(rotaryDim: rd))))
+    return o
+}
+
+/// `apply_rope_pos_ids` (and, with `.llama31`, `apply_llama31_rope_pos_ids`): `q [nnz, Hq, D]` and
+/// `k [nnz, Hk, D]`, row `t` at position `posIds[t]`; returns the rotated `(q, k)` in their dtypes,
+/// in `out` when given (new tensors otherwise).
+/// - Throws: `.rank`/`.shape` for mismatched tensors or `posIds`; `.option` for an odd or too large
+///   `rotaryDim`, a non-positive theta or scale, or Llama 3.1 factors with `high ≤ low`; on CUDA
+///   also `.dtype` for f32 and `.strides` for a non-contiguous last axis.
+@discardableResult
+public func applyRopePosIds(q: Tensor, k: Tensor, posIds: [Int32], options: RopeOptions = .init(), out: (q: Tensor, k: Tensor)? = nil,
+                            backend: Backend = .cpu) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
+    try ropeFrequencies(q: q, k: k, positions: posIds, options: options, out: out, inPlace: false, backend: backend)
+}
+
+/// `apply_rope_pos_ids_inplace` (and `apply_llama31_rope_pos_ids_inplace`): `applyRopePosIds`
+/// writing `q` and `k` themselves.
+public func applyRopePosIdsInPlace(q: Tensor, k: Tensor, posIds: [Int32], options: RopeOptions = .init(),
+                                   backend: Backend = .cpu) throws(FlashInferError) {
+    _ = try ropeFrequencies(q: q, k: k, positions: posIds, options: options, out: nil, inPlace: true, backend: backend)
+}
+
+/// The positions of ragged rows: request `b` owns rows `indptr[b] ..< indptr[b+1]`, row
+/// `indptr[b] + j` at `offsets[b] + j`.
+private func raggedPositions(q: Tensor, indptr: [Int32], offsets: [Int32]) throws(FlashInferError) -> [Int32] {
     guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
     try validateSegmentIndptr(indptr, name: "indptr", total: q.shape[0], totalName: "q")
     guard offsets.count == indptr.count - 1 else {
         throw .shape(tensor: "offsets", axis: 0, name: "batch_size", expected: "\(indptr.count - 1) (len(indptr) − 1)", got: offsets.count)
     }
     var pos: [Int32] = []
+    pos.reserveCapacity(q.shape[0])
     for b in 0..<offsets.count {
         for j in 0..<(indptr[b + 1] - indptr[b]) { pos.append(offsets[b] + j) }
     }
-    return try applyRopePosIds(q: q, k: k, posIds: pos, options: options, backend: backend)
+    return pos
+}
+
+/// `apply_rope` (and `apply_llama31_rope`): ragged rows, request `b` owning rows
+/// `indptr[b] ..< indptr[b+1]`, row `indptr[b] + j` at position `offsets[b] + j`.
+/// - Throws: `.indices`/`.shape` for a bad `indptr` or an `offsets` of the wrong length; as
+///   `applyRopePosIds` otherwise.
+@discardableResult
+public func applyRope(q: Tensor, k: Tensor, indptr: [Int32], offsets: [Int32], options: RopeOptions = .init(),
+                      out: (q: Tensor, k: Tensor)? = nil, backend: Backend = .cpu) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
+    try applyRopePosIds(q: q, k: k, posIds: try raggedPositions(q: q, indptr: indptr, offsets: offsets), options: options, out: out,
+                        backend: backend)
+}
+
+/// `apply_rope_inplace` (and `apply_llama31_rope_inplace`): `applyRope` writing `q` and `k`.
+public func applyRopeInPlace(q: Tensor, k: Tensor, indptr: [Int32], offsets: [Int32], options: RopeOptions = .init(),
+                             backend: Backend = .cpu) throws(FlashInferError) {
+    try applyRopePosIdsInPlace(q: q, k: k, posIds: try raggedPositions(q: q, indptr: indptr, offsets: offsets), options: options,
+                               backend: backend)
+}
+
+/// `[nnz, H · headSize]` viewed as `[nnz, H, headSize]` (no copy).
+private func headsView(_ t: Tensor, name: String, headSize: Int) throws(FlashInferError) -> Tensor {
+    guard t.rank == 2 else { throw .rank(tensor: name, expected: 2, got: t.rank) }
+    guard headSize >= 1, t.shape[1] % headSize == 0 else {
+        throw .shape(tensor: name, axis: 1, name: "num_heads · head_size", expected: "a multiple of head_size \(headSize)", got: t.shape[1])
+    }
+    return Tensor(storage: t.storage, shape: [t.shape[0], t.shape[1] / headSize, headSize],
+                  strides: [t.strides[0], headSize * t.strides[1], t.strides[1]], dtype: t.dtype, offset: t.offset)
+}
+
+private func ropeCache(positions: [Int32], query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor, isNeox: Bool,
+                       inPlace: Bool, backend: Backend) throws(FlashInferError) -> (query: Tensor, key: Tensor) {
+    try checkPlacement([("cos_sin_cache", cosSinCache)], backend.implementation.placement)
+    let q = try headsView(query, name: "query", headSize: headSize), k = try headsView(key, name: "key", headSize: headSize)
+    guard cosSinCache.rank == 2 else { throw .rank(tensor: "cos_sin_cache", expected: 2, got: cosSinCache.rank) }
+    guard cosSinCache.dtype == .f32 else { throw .dtype(tensor: "cos_sin_cache", expected: "float32", got: cosSinCache.dtype) }
+    guard cosSinCache.shape[1] <= 1 || cosSinCache.strides[1] == 1 else {
+        throw .strides(tensor: "cos_sin_cache", strides: cosSinCache.strides, rule: "the last axis must be contiguous")
+    }
+    let rd = try validateRopeTensors(q: q, k: k, nnz: positions.count, rotaryDim: cosSinCache.shape[1], out: nil, backend: backend)
+    let maxPos = cosSinCache.shape[0]
+    if let i = positions.firstIndex(where: { $0 < 0 || Int($0) >= maxPos }) {
+        throw .indices(array: "positions", position: i, rule: "\(positions[i]) is outside the cache's 0..<\(maxPos) positions")
+    }
+    let o = inPlace ? (q: q, k: k) : (q: try opOutput(nil, shape: q.shape, dtype: q.dtype, backend: backend),
+                                      k: try opOutput(nil, shape: k.shape, dtype: k.dtype, backend: backend))
+    try backend.implementation.rope(RopeCall(q: q, k: k, qOut: o.q, kOut: o.k, positions: positions, rotaryDim: rd,
+                                             interleave: !isNeox, angles: .cache(cosSinCache)))
+    return inPlace ? (query, key) : (o.q.reshaped(query.shape), o.k.reshaped(key.shape))
+}
+
+/// `apply_rope_with_cos_sin_cache` (the vLLM/SGLang form): `query [nnz, Hq · headSize]`,
+/// `key [nnz, Hk · headSize]`, row `t` rotated by `cos = cosSinCache[positions[t], i]`,
+/// `sin = cosSinCache[positions[t], rd/2 + i]` for pair `i`, where `cosSinCache` is
+/// `[maxPosition, rd]` float32 and `rd` the rotary dim; `isNeox` pairs `(i, i + rd/2)` (rotate-half),
+/// else `(2i, 2i + 1)`. Returns new tensors of the inputs' shapes.
+/// - Throws: `.shape` when `headSize` does not divide the last axes; `.dtype` for a non-f32 cache;
+///   `.indices` for a position outside the cache; `.option` for an odd rotary dim or one > headSize.
+public func applyRopeWithCosSinCache(positions: [Int32], query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor,
+                                     isNeox: Bool = true, backend: Backend = .cpu) throws(FlashInferError) -> (query: Tensor, key: Tensor) {
+    try ropeCache(positions: positions, query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
+                  inPlace: false, backend: backend)
+}
+
+/// `apply_rope_with_cos_sin_cache_inplace`: `applyRopeWithCosSinCache` writing `query` and `key`.
+public func applyRopeWithCosSinCacheInPlace(positions: [Int32], query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor,
+                                            isNeox: Bool = true, backend: Backend = .cpu) throws(FlashInferError) {
+    _ = try ropeCache(positions: positions, query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
+                      inPlace: true, backend: backend)
+}
+
+/// The CPU backend's RoPE: the Float64 reference (angles `pos · freq` in Float64, or the cache's
+/// Float32 cos/sin), written into the outputs after both inputs are read.
+func ropeOnHost(_ c: RopeCall) throws(FlashInferError) {
+    let d = c.q.shape[2], half = c.rotaryDim / 2
+    let cache = try c.angles.cacheValues()
+    let cacheWidth = c.rotaryDim
+    func run(_ t: Tensor) throws(FlashInferError) -> [Float] {
+        let x = try hostDoubles(t)
+        var out: [Float] = []
+        out.reserveCapacity(x.count)
+        for row in 0..<(t.count / d) {
+            let pos = c.positions[row / t.shape[1]]
+            let (cs, sn): ([Double], [Double])
+            switch c.angles {
+            case .frequencies(let f): (cs, sn) = (f.map { cos(Double(pos) * $0) }, f.map { sin(Double(pos) * $0) })
+            case .cache:
+                let base = Int(pos) * cacheWidth
+                (cs, sn) = ((0..<half).map { Double(cache[base + $0]) }, (0..<half).map { Double(cache[base + half + $0]) })
+            }
+            out += RopeReference.rotate(Array(x[(row * d)..<((row + 1) * d)]), cos: cs, sin: sn, interleave: c.interleave).map { Float($0) }
+        }
+        return out
+    }
+    let q = try run(c.q), k = try run(c.k)
+    try writeHost(c.qOut, q)
+    try writeHost(c.kOut, k)
+}
+
+extension RopeAngles {
+    /// The cache's values, row-major `[maxPosition, rd]` (empty for the frequency form).
+    func cacheValues() throws(FlashInferError) -> [Float] {
+        guard case .cache(let t) = self else { return [] }
+        return try FlashInferError.wrap { () throws(CUDAError) -> [Float] in try t.toFloats() }
+    }
 }

@@ -233,3 +233,60 @@ typedef struct FIAxpbyParams {
   float beta;
   long long n;         // number of elements
 } FIAxpbyParams;
+
+// ---- ops/norm.cuh ----
+
+// One CTA per row (filled by Backend/CUDA/CUDAOps.swift). Rows are the input's leading axes,
+// flattened; every row stride and the addresses are multiples of the kernel's vector width.
+typedef struct FINormParams {
+  FI_DEVICE_PTR(const void) input;  // [rows, hidden] T, row stride input_stride
+  FI_DEVICE_PTR(const void) residual;  // fused add: [rows, hidden] T, row stride residual_stride; else null
+  FI_DEVICE_PTR(void) residual_out;    // fused add: [rows, hidden] T ← input + residual (may be residual: in place)
+  FI_DEVICE_PTR(const void) weight; // [hidden] WT (LayerNorm: gamma)
+  FI_DEVICE_PTR(const void) bias;   // LayerNorm: [hidden] WT (beta); else null
+  FI_DEVICE_PTR(void) out;          // [rows, hidden] T, row stride out_stride (may be input: in place)
+  long long input_stride;     // elements between rows
+  long long residual_stride;
+  long long residual_out_stride;
+  long long out_stride;
+  int rows;
+  int hidden;                 // elements per row, a multiple of the vector width, <= 32 · 1024
+  float eps;
+  float weight_bias;          // added to every weight: 1 for the Gemma variants (w stored as w − 1), else 0
+} FINormParams;
+
+// ---- ops/activation.cuh ----
+
+typedef struct FIActivationParams {
+  FI_DEVICE_PTR(const void) input;  // [rows, 2·d] T: gate input[r, :d], up input[r, d:], row stride input_stride
+  FI_DEVICE_PTR(void) out;          // [rows, d] T, row stride out_stride
+  long long input_stride;   // elements between rows
+  long long out_stride;
+  int rows;                 // rows · d / vector width < 2^31
+  int d;
+} FIActivationParams;
+
+// ---- ops/rope.cuh ----
+
+typedef struct FIRopeParams {
+  FI_DEVICE_PTR(const void) q;      // [nnz, num_qo_heads, head_dim] T: q[t·q_stride_n + h·q_stride_h + e]
+  FI_DEVICE_PTR(const void) k;      // [nnz, num_kv_heads, head_dim] T
+  FI_DEVICE_PTR(void) q_out;        // as q (q itself in place)
+  FI_DEVICE_PTR(void) k_out;        // as k
+  FI_DEVICE_PTR(const int) positions;        // [nnz] position of each row
+  FI_DEVICE_PTR(const float) freqs;          // [rotary_dim / 2] scaled frequencies; null with a cos/sin cache
+  FI_DEVICE_PTR(const float) cos_sin_cache;  // [max_pos, rotary_dim] f32 (cos | sin), row stride cache_stride; or null
+  long long q_stride_n, q_stride_h;    // elements
+  long long k_stride_n, k_stride_h;
+  long long qo_stride_n, qo_stride_h;
+  long long ko_stride_n, ko_stride_h;
+  long long cache_stride;     // elements between positions of the cache
+  int nnz;                    // rows; nnz · units · head groups < 2^31
+  int num_qo_heads;
+  int num_kv_heads;
+  int rotary_dim;             // even, <= head_dim
+  int units;                  // vectors handled per head: rot_units, then (head_dim − rotary_dim) / VEC copies (0 in place)
+  int rot_units;              // rotating vectors per head: (rotary_dim / 2) / VEC rotate-half, rotary_dim / VEC interleaved
+  int heads_per_thread;       // heads (q then k) each thread applies its sin/cos to
+  int pad;
+} FIRopeParams;

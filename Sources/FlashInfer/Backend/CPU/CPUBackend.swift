@@ -62,6 +62,15 @@ struct CPUBackend: BackendImplementation {
 
     func requireReferenceOnlyOp(entry: String) throws(FlashInferError) {}
 
+    // MARK: - Norms, RoPE, activations (the Float64 references of Ops/)
+
+    func allocate(shape: [Int], dtype: DType) throws(FlashInferError) -> Tensor {
+        Tensor.host([Float](repeating: 0, count: shape.reduce(1, *)), shape: shape, dtype: dtype)
+    }
+    func norm(_ call: NormCall) throws(FlashInferError) { try normOnHost(call) }
+    func gatedActivation(_ call: ActivationCall) throws(FlashInferError) { try activationOnHost(call) }
+    func rope(_ call: RopeCall) throws(FlashInferError) { try ropeOnHost(call) }
+
     func planBlockSparse(_ w: BlockSparseAttention, pattern: BlockSparsePattern, mask: BlockSparseMask?, numQOHeads: Int,
                          numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType,
                          options: AttentionOptions) throws(FlashInferError) -> BatchPrefillAttention? {

@@ -53,6 +53,16 @@ struct CUDABackend: BackendImplementation {
         throw .unsupportedCombination("\(entry) on the CUDA backend: no GPU kernel yet (only the CPU reference, backend: .cpu)")
     }
 
+    // MARK: - Norms, RoPE, activations (CUDAOps.swift)
+
+    /// Allocated in the stream's order.
+    func allocate(shape: [Int], dtype: DType) throws(FlashInferError) -> Tensor {
+        try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: shape, dtype: dtype, stream: stream) }
+    }
+    func norm(_ call: NormCall) throws(FlashInferError) { try launchNorm(call, stream: stream) }
+    func gatedActivation(_ call: ActivationCall) throws(FlashInferError) { try launchActivation(call, stream: stream) }
+    func rope(_ call: RopeCall) throws(FlashInferError) { try launchRope(call, stream: stream) }
+
     // MARK: - Block-sparse
 
     /// Upstream's formulation (`sparse.py`): a paged batch prefill plan, block row `i` = request `i`,

@@ -62,3 +62,22 @@
     public var entryPoint: String { "fi_probe_empty" }
     public func source() -> String { ReadProbeSpec().source() }
 }
+
+/// A kernel that only waits: one thread spins on %globaltimer for `ns` nanoseconds. Benches
+/// launch it before a timed run of back-to-back calls, so that the host has queued every call
+/// (and the end event) before the GPU reaches the first one: the run then measures the GPU's rate,
+/// not the host's launch rate (`flashinfer bench norm|activation|rope`, "queued").
+@_spi(Bench) public struct SpinProbeSpec: KernelSpec {
+    public init() {}
+    public var name: String { "probe_spin" }
+    public var entryPoint: String { "fi_probe_spin" }
+    public func source() -> String {
+        """
+        #include <flashinfer/core/timeline.cuh>
+        extern "C" __global__ void fi_probe_spin(unsigned long long ns) {
+          const unsigned long long t0 = flashinfer::timeline::now();
+          while (flashinfer::timeline::now() - t0 < ns) __nanosleep(1000);
+        }
+        """
+    }
+}
