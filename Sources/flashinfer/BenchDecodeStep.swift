@@ -55,6 +55,16 @@ extension Bench {
                     for c in caches { _ = try w.run(q: q, cache: c, out: out) }
                 }
                 let plainMs = median(try timeOnStream(stream, warmup: 2, iterations: iterations) { _ in try step() })
+                // Host time to enqueue one step (no synchronisation inside): µs per run() from Swift.
+                var hostTimes: [Double] = []
+                for _ in 0..<iterations {
+                    try stream.synchronize()
+                    let t0 = nowSeconds()
+                    try step()
+                    hostTimes.append((nowSeconds() - t0) * 1e6 / Double(layers))
+                }
+                try stream.synchronize()
+                let hostUs = median(hostTimes)
                 var graphMs: Double?
                 var graphNote = ""
                 do {
@@ -68,10 +78,10 @@ extension Bench {
                 let plainUs = plainMs * 1e3 / Double(layers)
                 let graphUs = graphMs.map { $0 * 1e3 / Double(layers) }
                 let path = w.usesTensorCores ? "tensor cores" : "CUDA cores"
-                print("B=\(pad(String(b), 4)) \(path): per layer plain \(fixed(plainUs, 1)) µs, graph \(graphUs.map { fixed($0, 1) } ?? "—") µs; bound \(fixed(boundUs, 1)) µs (K/V \(formatBytes(Int(bytesPerLayer))) at the copy ceiling): plain \(fixed(plainUs / boundUs, 2))×, graph \(graphUs.map { fixed($0 / boundUs, 2) } ?? "—")×\(graphNote)")
+                print("B=\(pad(String(b), 4)) \(path): host \(fixed(hostUs, 1)) µs per run(); per layer plain \(fixed(plainUs, 1)) µs, graph \(graphUs.map { fixed($0, 1) } ?? "—") µs; bound \(fixed(boundUs, 1)) µs (K/V \(formatBytes(Int(bytesPerLayer))) at the copy ceiling): plain \(fixed(plainUs / boundUs, 2))×, graph \(graphUs.map { fixed($0 / boundUs, 2) } ?? "—")×\(graphNote)")
                 var row: [(String, JSON)] = [
                     ("batch", .int(b)), ("kv_len", .int(kvLen)), ("layers", .int(layers)), ("path", .string(path)),
-                    ("plain_us_per_layer", .number(plainUs)), ("bound_us_per_layer", .number(boundUs)),
+                    ("plain_us_per_layer", .number(plainUs)), ("host_us_per_run", .number(hostUs)), ("bound_us_per_layer", .number(boundUs)),
                 ]
                 if let graphUs { row.append(("graph_us_per_layer", .number(graphUs))) }
                 rows.append(.object(row))
