@@ -98,28 +98,28 @@ public final class Function: @unchecked Sendable {
         if programmaticDependency && Function.pdlEnabled && driver.cuLaunchKernelEx != nil {
             attributes.append(.programmaticStreamSerialization)
         }
+        // The parameters go as `kernelParams` (one pointer per parameter), which the driver copies
+        // when it enqueues the launch or records it into a graph under stream capture. (Passed as
+        // one `extra` CU_LAUNCH_PARAM_BUFFER_POINTER buffer, a captured launch kept reading this
+        // function's temporary buffer at every replay: decode-step's 32-launch capture replayed
+        // with freed parameters, CUDA_ERROR_ILLEGAL_ADDRESS on the H200, compute-sanitizer: a
+        // cp.async from a stale page address.)
         var bytes = arguments.bytes
-        var size = bytes.count
+        if bytes.isEmpty { bytes = [0] }  // a valid base address for a launch without parameters
+        let offsets = arguments.offsets
         let launchEx = attributes.isEmpty ? nil : driver.cuLaunchKernelEx
         let r: CUresult = bytes.withUnsafeMutableBytes { argp in
-            withUnsafeMutablePointer(to: &size) { sizep in
-                var extra: [UnsafeMutableRawPointer?] = [
-                    UnsafeMutableRawPointer(bitPattern: 1),  // CU_LAUNCH_PARAM_BUFFER_POINTER
-                    argp.baseAddress,
-                    UnsafeMutableRawPointer(bitPattern: 2),  // CU_LAUNCH_PARAM_BUFFER_SIZE
-                    UnsafeMutableRawPointer(sizep),
-                    nil,  // CU_LAUNCH_PARAM_END
-                ]
-                return extra.withUnsafeMutableBufferPointer { e in
-                    if let launchEx {
-                        return LaunchConfig.with(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle,
-                                                 attributes: attributes) { config in launchEx(config, handle, nil, e.baseAddress) }
-                    }
-                    return driver.cuLaunchKernel(
-                        handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
-                        UInt32(block.0), UInt32(block.1), UInt32(block.2),
-                        UInt32(sharedBytes), stream.handle, nil, e.baseAddress)
+            var params: [UnsafeMutableRawPointer?] = offsets.map { argp.baseAddress! + $0 }
+            return params.withUnsafeMutableBufferPointer { pp in
+                let kernelParams = offsets.isEmpty ? nil : pp.baseAddress
+                if let launchEx {
+                    return LaunchConfig.with(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle,
+                                             attributes: attributes) { config in launchEx(config, handle, kernelParams, nil) }
                 }
+                return driver.cuLaunchKernel(
+                    handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+                    UInt32(block.0), UInt32(block.1), UInt32(block.2),
+                    UInt32(sharedBytes), stream.handle, kernelParams, nil)
             }
         }
         try driver.check(r, "\(launchEx != nil ? "cuLaunchKernelEx" : "cuLaunchKernel")(\(name), grid \(grid), block \(block), smem \(sharedBytes))")
@@ -175,17 +175,23 @@ enum LaunchConfig {
 /// those fields); only the bench's probe kernels, which take several plain arguments, use it.
 public struct KernelArguments: Sendable {
     public private(set) var bytes: [UInt8] = []
+    /// The byte offset of each parameter in `bytes` (the launch passes a pointer to each).
+    public private(set) var offsets: [Int] = []
 
     public init() {}
 
-    /// The bytes of one C struct (its padding bytes are unspecified: the kernel never reads them).
+    /// The bytes of one C struct, the kernel's single parameter (its padding bytes are
+    /// unspecified: the kernel never reads them).
     public init<T: BitwiseCopyable>(bytesOf value: T) {
         bytes = withUnsafeBytes(of: value) { Array($0) }
+        offsets = [0]
     }
 
+    /// Appends the next parameter, aligned as the kernel's parameter list aligns it.
     public mutating func append<T: BitwiseCopyable>(_ value: T) {
         let align = MemoryLayout<T>.alignment
         while bytes.count % align != 0 { bytes.append(0) }
+        offsets.append(bytes.count)
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
     }
 

@@ -206,3 +206,55 @@ public func batchDecodeGraphCases() -> [CheckCase] {
         return nil
     }]
 }
+
+/// A whole decode step captured into one CUDA graph from a plain (not graph-mode) wrapper, as
+/// `torch.cuda.graph` or `bench decode-step` capture it: plan once, then one run per layer, each
+/// over its own cache into its own output, on both paths (split and not). The graph is replayed
+/// twice after the host heap has churned (launch parameters must have been copied at capture:
+/// the H200 showed CUDA_ERROR_ILLEGAL_ADDRESS when they were not), each output poisoned before
+/// the replay and compared with the CPU reference of its layer.
+public func batchDecodeStepCaptureCases() -> [CheckCase] {
+    [(false, 1, 3000), (false, 9, 700), (true, 1, 3000), (true, 9, 700)].map { tc, batch, maxLen in
+        CheckCase(name: "batch-decode\(tc ? " tensor-cores" : "") graph capture of a 4-layer step B=\(batch) len<=\(maxLen)") { device, stream, rng in
+            let (hq, hkv, d, ps, layers) = (32, 8, 128, 16, 4)
+            var lens = (0..<batch).map { _ in 1 + Int(rng.uniform() * Float(maxLen - 1)) }
+            lens[0] = maxLen
+            var table = PageTable.contiguous(seqLens: lens, pageSize: ps)
+            for i in stride(from: table.indices.count - 1, to: 0, by: -1) { table.indices.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            let numPages = table.indices.count
+            var host: [PagedKVCache] = [], dev: [PagedKVCache] = [], outs: [Tensor] = []
+            for _ in 0..<layers {
+                let kv = Tensor.host((0..<(numPages * 2 * ps * hkv * d)).map { _ in rng.normal() }, shape: [numPages, 2, ps, hkv, d], dtype: .f16)
+                host.append(try PagedKVCache(combined: kv))
+                dev.append(try PagedKVCache(combined: kv.toDevice(device)))
+                outs.append(try Tensor.empty(shape: [batch, hq, d], dtype: .f16, device: device))
+            }
+            let qHost = Tensor.host((0..<(batch * hq * d)).map { _ in rng.normal() }, shape: [batch, hq, d], dtype: .f16)
+            let q = try qHost.toDevice(device)
+            let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tc)
+            try gpu.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            let graph = try Graph.capture(on: stream) {
+                for l in 0..<layers { _ = try gpu.run(q: q, cache: dev[l], out: outs[l]) }
+            }
+            let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
+            if gpu.usesTensorCores { cpu.referenceRotatedRounding = .f16 }
+            try cpu.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            let expected = try (0..<layers).map { try cpu.run(q: qHost, cache: host[$0]).output.toFloats() }
+            for replay in 0..<2 {
+                // Churn the host heap (what reuses a freed parameter buffer), then poison and replay.
+                var junk: [[UInt8]] = []
+                for i in 0..<256 { junk.append([UInt8](repeating: UInt8(truncatingIfNeeded: i), count: 64 + i)) }
+                _ = junk.count
+                for o in outs { try o.poison(stream: stream) }
+                try graph.launch(on: stream)
+                try stream.synchronize()
+                for l in 0..<layers {
+                    if let m = Tolerance.f16.compare(try outs[l].toFloats(), expected[l]) {
+                        return "replay \(replay), layer \(l) (\(gpu.usesTensorCores ? "tensor cores" : "CUDA cores, split \(gpu.plan!.splitKV)")): \(m)"
+                    }
+                }
+            }
+            return nil
+        }
+    }
+}

@@ -21,7 +21,7 @@ import Testing
                      (rejectionCases(), 12)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
-                        batchDecodeGraphCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
+                        batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
                         customMaskCases(), blockSparseCases(), rejectionCases(), normCases(), activationCases(), ropeCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.

@@ -83,6 +83,11 @@ import Testing
         a.append(Int64(7))
         a.pad(toAlignment: 8)
         #expect(a.bytes.count == 40)
+        // One pointer per parameter (cuLaunchKernel's kernelParams, which the driver copies, also
+        // under stream capture): each at its aligned offset.
+        #expect(a.offsets == [0, 8, 16, 24, 28, 32])
+        #expect(KernelArguments(bytesOf: (UInt64(1), Float(2))).offsets == [0])
+        #expect(KernelArguments().offsets.isEmpty)
         // struct { int i; double d; char c; } — d at 8, size 24 with tail padding.
         var b = KernelArguments()
         b.append(Int32(1))
@@ -90,6 +95,7 @@ import Testing
         b.append(UInt8(3))
         b.pad(toAlignment: 8)
         #expect(b.bytes.count == 24)
+        #expect(b.offsets == [0, 8, 16])
         #expect(b.bytes[8..<16].elementsEqual(withUnsafeBytes(of: Double(2)) { Array($0) }))
     }
 
