@@ -85,8 +85,8 @@ protocol BackendImplementation: Sendable {
     /// Block-sparse attention into validated caller buffers (device only).
     func runBlockSparse(_ wrapper: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError)
 
-    /// Refuses, by name, an op that has only the CPU reference so far (sampling, renorm, softmax,
-    /// norms, activations: issue 13): the CPU runs it, a backend without its kernel throws
+    /// Refuses, by name, an op that has only the CPU reference so far (norms, RoPE, activations:
+    /// issue 13): the CPU runs it, a backend without its kernel throws
     /// `.unsupportedCombination` rather than computing on the host behind the caller's back.
     func requireReferenceOnlyOp(entry: String) throws(FlashInferError)
 
@@ -120,6 +120,12 @@ protocol BackendImplementation: Sendable {
     /// Cascade: runs every planned level and merges the states.
     func runCascade(_ wrapper: MultiLevelCascadeAttention, q: Tensor, cache: PagedKVCache, returnLSE: Bool, out: Tensor?,
                     lse: Tensor?) throws(FlashInferError) -> AttentionOutput
+
+    /// Sampling (`Sampling.swift`): one token per row of a validated `[batch, vocab]` input, from the
+    /// distribution `filter` leaves (`Backend/CPU/CPUSampling.swift`, `Backend/CUDA/CUDASampling.swift`).
+    func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
+    /// A renorm, mask or softmax of a validated `[batch, vocab]` input: a new tensor of its shape and dtype.
+    func samplingOp(_ op: SamplingOp, _ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> Tensor
 }
 
 /// A batch decode plan as a backend made it: the schedule, and the device side of the path it
