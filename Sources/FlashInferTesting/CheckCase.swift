@@ -23,7 +23,7 @@ public struct CheckCase {
 public func allCheckCases() -> [CheckCase] {
     elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
         + batchDecodeGraphCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + orderingCases()
-        + customMaskCases() + blockSparseCases() + rejectionCases()
+        + customMaskCases() + blockSparseCases() + rejectionCases() + samplingCases()
 }
 
 /// The cases that also run on the CPU backend (`check --cpu`): the cascade cases.

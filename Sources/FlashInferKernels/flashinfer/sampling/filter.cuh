@@ -13,11 +13,13 @@
 // shrinks to the two pivots around the flip. It has converged when a = c: (lo, hi] then holds one
 // distinct value, which is v, so F = {p > lo}.
 //
-// Pivots per pass (`place`): the midpoint of [a, c] in the order of the floats' bit patterns (at
-// least halves the floats left, so at most ~32 passes whatever the data), and a guess g from
-// linear interpolation of the counts (or masses) at lo and hi, with g ± (c − a)/64 beside it: once
-// the bracket is narrow the elements in it are close to evenly spread and the guess lands within
-// a 64th. The samplers put their sampled token's value in the first pivot instead of g (below).
+// Pivots per pass (`place`): while [a, c] spans more than a binade, equal steps in the order of
+// the floats' bit patterns (about log-spaced: a softmax's tail spans ~10 binades); once narrower,
+// the bit-pattern midpoint (halves the floats left whatever the data) and a guess g from linear
+// interpolation of the counts (or masses) at lo and hi, with g ± (c − a)/64 beside it: in a narrow
+// bracket the elements are close to evenly spread and the guess lands within a 64th. Either way
+// the floats left shrink at least by half per pass, so a search ends within ~32 passes. The
+// samplers put their sampled token's value in the first pivot (below).
 #pragma once
 #include <flashinfer/sampling/row_pass.cuh>
 
@@ -56,8 +58,24 @@ struct Bracket {
   __device__ __forceinline__ void place(const Filter& f, bool has_sampled, float sampled, float (&x)[kPivots]) const {
     const float a = at_lo.min_above, c = at_hi.max_upto;
     const uint32 ka = order_key(a), kc = order_key(c);
+    if (!(a > 0.f && c <= 2.f * a)) {
+      // Wide (more than a binade, or through zero): equal steps of the keys, which for positive
+      // floats are close to equal steps of log2 — the scale of a softmax's tail. Shrinks the
+      // keys left by 4 or 5 per pass.
+      const int n = has_sampled ? kPivots - 1 : kPivots;
+      const unsigned long long span = (unsigned long long)(kc - ka);
+#pragma unroll
+      for (int i = 0; i < kPivots; ++i) {
+        const int j = has_sampled ? i : i + 1;  // x[1..] (or x[0..]) at steps 1..n of n + 1
+        x[i] = from_order_key(ka + uint32(span * (unsigned long long)j / (unsigned long long)(n + 1)));
+      }
+      if (has_sampled) x[0] = sampled;
+      return;
+    }
+    // Narrow: the elements in [a, c] are close to evenly spread; interpolate where the count (or
+    // mass) falls to k (mass), and bracket the guess g by ±(c − a)/64. The key midpoint beside
+    // it halves the keys left whatever the data.
     const float mid = from_order_key(ka + (kc - ka) / 2);
-    // Where the count (mass) falls to k (mass) if the elements in [a, c] are evenly spread.
     float r = 0.f;
     if (f.k != 0x7fffffff) r = (float(at_lo.count) - (float(f.k) - 0.5f)) / float(at_lo.count - at_hi.count);
     if (f.use_mass) r = fmaxf(r, (at_lo.sum - f.mass) / (at_lo.sum - at_hi.sum));

@@ -188,17 +188,20 @@ __device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float targ
                                     DrawShared& sh) {
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   __syncthreads();  // every thread has read the previous draw's result
-  // 1. The segment: the first whose inclusive prefix exceeds the target (one warp, one lane each).
+  // 1. The segment: the first whose inclusive prefix exceeds the target (one warp, one lane
+  // each). Prefix sums are non-decreasing, so the chosen segment's exclusive prefix (the previous
+  // lane's inclusive one, shuffled, not recomputed) is <= target and its offset t >= 0.
   if (w == 0) {
     const float s = seg_sum[lane];
     const float incl = warp_inclusive_scan(s, lane);
+    const float excl = lane == 0 ? 0.f : __shfl_up_sync(0xffffffffu, incl, 1);
     const unsigned over = __ballot_sync(0xffffffffu, incl > target && s > 0.f);
     const unsigned nonzero = __ballot_sync(0xffffffffu, s > 0.f);
     int pick;
     float t;
     if (over != 0) {
       pick = __ffs(over) - 1;
-      t = target - __shfl_sync(0xffffffffu, incl - s, pick);
+      t = fmaxf(0.f, target - __shfl_sync(0xffffffffu, excl, pick));
     } else {  // rounding (or nothing to draw): the last non-empty segment, its last element
       pick = nonzero != 0 ? 31 - __clz(nonzero) : -1;
       t = math::inf;
@@ -209,7 +212,10 @@ __device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float targ
   const int segment = sh.segment;
   float t = sh.target;
   if (segment < 0) return -1;
-  // 2. Within the segment: tiles of kThreads vectors, one per thread, block-scanned in order.
+  // 2. Within the segment: tiles of kThreads vectors, one per thread, in order. The threads'
+  // running-sum intervals [excl, incl) must tile [0, tile total) exactly, so that one thread at
+  // most claims t: excl is the previous thread's incl (shuffled within a warp; across warps the
+  // warp offsets are summed in sequence, so warp w + 1's offset is warp w's offset + its total).
   const int begin = row.seg_begin(segment), end = row.seg_end(segment);
   int last = -1;
   for (int base = begin; base < end; base += kThreads) {
@@ -223,15 +229,16 @@ __device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float targ
       mine += keep ? f[e] : 0.f;
       if (keep) last = v * VEC + e;
     }
-    float incl = warp_inclusive_scan(mine, lane);
-    if (lane == 31) sh.thread_sum[w] = incl;
+    const float warp_incl = warp_inclusive_scan(mine, lane);
+    const float warp_excl = lane == 0 ? 0.f : __shfl_up_sync(0xffffffffu, warp_incl, 1);
+    if (lane == 31) sh.thread_sum[w] = warp_incl;
     __syncthreads();
-    const float warp_before = warp_inclusive_scan(sh.thread_sum[lane], lane) - sh.thread_sum[lane];
-    const float before = __shfl_sync(0xffffffffu, warp_before, w);  // sum of the earlier warps
-    const float tile = __shfl_sync(0xffffffffu, warp_before + sh.thread_sum[lane], 31);
-    incl += before;
-    const float excl = incl - mine;
-    // Exactly one thread has excl <= t < incl (the running sum strictly rises there).
+    float before = 0.f, tile = 0.f;
+    for (int i = 0; i < kWarps; ++i) {  // broadcast reads; the same sequence in every thread
+      if (i == w) before = tile;
+      tile += sh.thread_sum[i];
+    }
+    const float excl = before + warp_excl, incl = before + warp_incl;
     if (excl <= t && t < incl) {
       float run = excl;
       int token = -1, fallback = -1;
@@ -243,7 +250,7 @@ __device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float targ
           if (token < 0 && run > t) token = v * VEC + e;
         }
       }
-      sh.token = token >= 0 ? token : fallback;
+      sh.token = token >= 0 ? token : fallback;  // fallback: rounding within the thread's vector
     }
     __syncthreads();
     if (sh.token >= 0) return sh.token;
