@@ -42,7 +42,7 @@ public func samplingCases() -> [CheckCase] {
 // MARK: - Inputs
 
 /// `batch` rows of softmax(σ · normal) as f32 probabilities (`repeatRow`: one row, repeated).
-func softmaxRows(batch: Int, vocab: Int, sigma: Float, repeatRow: Bool = false, rng: inout SeededRNG) -> [Float] {
+public func softmaxRows(batch: Int, vocab: Int, sigma: Float, repeatRow: Bool = false, rng: inout SeededRNG) -> [Float] {
     var out: [Float] = []
     out.reserveCapacity(batch * vocab)
     for b in 0..<batch {

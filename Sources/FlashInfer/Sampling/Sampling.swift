@@ -58,8 +58,10 @@ func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt6
     return try backend.implementation.sample(probs, filter: filter, seed: seed, offset: offset, batch: batch, vocab: vocab)
 }
 
-/// The ops that map a `[batch, vocab]` tensor to another (renorm, mask, softmax), as the backends take them.
-enum SamplingOp: Sendable {
+/// The ops that map a `[batch, vocab]` tensor to another (renorm, mask, softmax), as the backends
+/// take them (and `launchSamplingOp` for the bench).
+@_spi(Bench)
+public enum SamplingOp: Sendable {
     case topKRenorm(RowParameter<Int>)
     case topPRenorm(RowParameter<Double>)
     case topKMaskLogits(RowParameter<Int>)

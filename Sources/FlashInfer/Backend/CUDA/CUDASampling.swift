@@ -247,6 +247,39 @@ extension CUDABackend {
     }
 }
 
+/// A sampler into caller buffers on the stream, validated as the public entry points are, without
+/// the copy back (`flashinfer bench sampling`): `samples` holds `batch` Int32, `valid` `batch` bytes.
+@_spi(Bench)
+public func launchSampler(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, samples: DeviceBuffer,
+                          valid: DeviceBuffer?, stream: Stream) throws(FlashInferError) {
+    let (batch, _) = try validateSamplingInput(probs, name: "probs", entry: "launchSampler", backend: .cuda(stream))
+    try validateFilter(filter, batch: batch)
+    guard samples.byteCount >= 4 * batch, (valid?.byteCount ?? batch) >= batch else {
+        throw .shape(tensor: "samples", axis: 0, name: "batch_size", expected: "\(batch)", got: samples.byteCount / 4)
+    }
+    let be = CUDABackend(stream: stream)
+    try be.requireSamplingLayout(probs, name: "probs")
+    try be.launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+}
+
+/// A renorm, mask or softmax into `out` (the input's shape and dtype, on its device), validated.
+@_spi(Bench)
+public func launchSamplingOp(_ op: SamplingOp, _ x: Tensor, out: Tensor, stream: Stream) throws(FlashInferError) {
+    let be = Backend.cuda(stream)
+    let (batch, _) = try validateSamplingInput(x, name: op.inputName, entry: "launchSamplingOp", backend: be)
+    switch op {
+    case .topKRenorm(let k), .topKMaskLogits(let k): try validateTopK(k, batch: batch)
+    case .topPRenorm(let p): try validateTopP(p, batch: batch)
+    case .softmax(let t): try validateTemperature(t, batch: batch)
+    }
+    try checkPlacement([("out", out)], be.implementation.placement)
+    guard out.shape == x.shape, out.dtype == x.dtype else { throw .dtype(tensor: "out", expected: "the input's shape and dtype", got: out.dtype) }
+    let cuda = CUDABackend(stream: stream)
+    try cuda.requireSamplingLayout(x, name: op.inputName)
+    try cuda.requireSamplingLayout(out, name: "out")
+    try cuda.launchSamplingOp(op, x, out: out)
+}
+
 /// The first `count` uniforms of each of `rows` rows' Philox streams (subsequence = row), drawn on
 /// the device: the check compares them with `PhiloxStream`. `[rows, count]` f32.
 @_spi(Bench)
