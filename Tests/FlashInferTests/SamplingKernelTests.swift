@@ -40,4 +40,30 @@ import Testing
         #expect(Set(names).count == names.count, "catalogue names repeat")
         #expect(kernelCatalog().contains { $0.spec.name == "sampling_top_k_first_f32_v4" })
     }
+
+    /// The CUDA backend's layout rule (checked before launch): unit stride along the vocabulary,
+    /// rows not overlapping; padded rows are fine.
+    @Test func rowLayoutIsValidatedBeforeLaunch() throws {
+        let x = Tensor.host((0..<24).map(Float.init), shape: [4, 6], dtype: .f32)
+        try validateSamplingRows(x, name: "probs")
+        try validateSamplingRows(Tensor(storage: x.storage, shape: [4, 5], strides: [6, 1], dtype: .f32), name: "probs")  // padded rows
+        #expect(throws: FlashInferError.strides(tensor: "probs", strides: [1, 4], rule: "rows must be contiguous (stride 1 along the vocabulary, row stride >= vocab_size)")) {
+            try validateSamplingRows(Tensor(storage: x.storage, shape: [6, 4], strides: [1, 4], dtype: .f32), name: "probs")  // transposed
+        }
+        #expect(throws: FlashInferError.self) {
+            try validateSamplingRows(Tensor(storage: x.storage, shape: [4, 6], strides: [3, 1], dtype: .f32), name: "logits")  // overlapping
+        }
+    }
+
+    /// Without a GPU the CUDA path is unreachable and says why: opening a device throws, and
+    /// `Backend.automatic()` falls back to the CPU, where every sampling op runs.
+    @Test(.enabled(if: !gpuAvailable, "a GPU is present"))
+    func withoutAGPUTheCUDAPathRefusesCleanly() throws {
+        #expect(throws: CUDAError.self) { try Device.open() }
+        let backend = Backend.automatic()
+        #expect(backend.name == "cpu")
+        let probs = Tensor.host([0.5, 0.25, 0.25, 0], shape: [1, 4], dtype: .f32)
+        #expect(try topKSamplingFromProbs(probs, topK: 1, seed: 3, backend: backend).samples == [0])
+        #expect(try topKRenormProbs(probs, topK: 1, backend: backend).toFloats() == [1, 0, 0, 0])
+    }
 }

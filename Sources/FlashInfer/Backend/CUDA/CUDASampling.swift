@@ -172,18 +172,23 @@ struct CUDASamplingLaunch {
     }
 }
 
+/// The layout the sampling kernels index: unit stride along the vocabulary, a non-negative row stride
+/// of at least `vocab_size` elements (rows may be padded, not overlap), and a vocabulary below 2^31.
+func validateSamplingRows(_ x: Tensor, name: String) throws(FlashInferError) {
+    guard x.shape[1] <= 1 || x.strides[1] == 1, x.shape[0] <= 1 || x.strides[0] >= x.shape[1] else {
+        throw .strides(tensor: name, strides: x.strides, rule: "rows must be contiguous (stride 1 along the vocabulary, row stride >= vocab_size)")
+    }
+    guard x.shape[1] < Int(Int32.max) else { throw .shape(tensor: name, axis: 1, name: "vocab_size", expected: "< 2^31", got: x.shape[1]) }
+}
+
 /// Whether `x`'s rows can be read by the 16-byte vector path: element 0 at a 16-byte boundary.
 func sixteenByteAligned(_ x: Tensor) -> Bool { (x.deviceAddress ?? 1) % 16 == 0 }
 
 /// The sampling entry points on the CUDA backend: validated `[batch, vocab]` device tensors, work
 /// on the backend's stream.
 extension CUDABackend {
-    /// Rows must be unit-stride with non-negative row strides (what the kernels index).
     func requireSamplingLayout(_ x: Tensor, name: String) throws(FlashInferError) {
-        guard x.shape[1] <= 1 || x.strides[1] == 1, x.shape[0] <= 1 || x.strides[0] >= x.shape[1] else {
-            throw .strides(tensor: name, strides: x.strides, rule: "rows must be contiguous (stride 1 along the vocabulary, row stride >= vocab_size)")
-        }
-        guard x.shape[1] < Int(Int32.max) else { throw .shape(tensor: name, axis: 1, name: "vocab_size", expected: "< 2^31", got: x.shape[1]) }
+        try validateSamplingRows(x, name: name)
     }
 
     func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
