@@ -194,7 +194,8 @@ __device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float targ
   if (w == 0) {
     const float s = seg_sum[lane];
     const float incl = warp_inclusive_scan(s, lane);
-    const float excl = lane == 0 ? 0.f : __shfl_up_sync(0xffffffffu, incl, 1);
+    const float up = __shfl_up_sync(0xffffffffu, incl, 1);  // every lane shuffles (full mask)
+    const float excl = lane == 0 ? 0.f : up;
     const unsigned over = __ballot_sync(0xffffffffu, incl > target && s > 0.f);
     const unsigned nonzero = __ballot_sync(0xffffffffu, s > 0.f);
     int pick;
@@ -230,7 +231,8 @@ __device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float targ
       if (keep) last = v * VEC + e;
     }
     const float warp_incl = warp_inclusive_scan(mine, lane);
-    const float warp_excl = lane == 0 ? 0.f : __shfl_up_sync(0xffffffffu, warp_incl, 1);
+    const float warp_up = __shfl_up_sync(0xffffffffu, warp_incl, 1);
+    const float warp_excl = lane == 0 ? 0.f : warp_up;
     if (lane == 31) sh.thread_sum[w] = warp_incl;
     __syncthreads();
     float before = 0.f, tile = 0.f;
