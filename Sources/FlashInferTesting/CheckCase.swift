@@ -23,7 +23,7 @@ public struct CheckCase {
 public func allCheckCases() -> [CheckCase] {
     elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
         + batchDecodeGraphCases() + batchDecodeStepCaptureCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + orderingCases()
-        + customMaskCases() + blockSparseCases() + rejectionCases() + normCases() + activationCases() + ropeCases()
+        + customMaskCases() + blockSparseCases() + rejectionCases() + normCases() + activationCases() + ropeCases() + samplingCases()
 }
 
 /// The cases that also run on the CPU backend (`check --cpu`): the cascade cases.

@@ -12,10 +12,10 @@ struct Bench: ParsableCommand {
             (single decode, kv_len 32768: single-decode), P1/P2 (single prefill 8192, causal / not: \
             single-prefill), P3/P4 (batch prefill and append, paged: batch-prefill), C1 (cascade \
             decode over a 32768-token shared prefix: cascade), BS1 (block-sparse M = N = 8192, \
-            R = C = 64, 10 % and 50 % density, against dense prefill: block-sparse), J1 (JIT cold \
+            R = C = 64, 10 % and 50 % density, against dense prefill: block-sparse), S1 (sampling: batch 128, vocab 128256: sampling), J1 (JIT cold \
             compile and warm load: jit). Heads 32 query / 8 KV (D4: 32/32), head_dim 128, f16, page 16.
             """,
-        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, BlockSparse.self, ReadProbe.self, API.self, NormBench.self, ActivationBench.self, RopeBench.self, DecodeStep.self])
+        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, BlockSparse.self, SamplingBench.self, ReadProbe.self, API.self, NormBench.self, ActivationBench.self, RopeBench.self, DecodeStep.self])
 }
 
 /// Times `body` with CUDA events: `warmup` untimed runs, then `iterations` timed ones; returns ms each.

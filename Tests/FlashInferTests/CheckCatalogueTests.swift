@@ -16,18 +16,20 @@ import Testing
         #expect(Set(names.map { caseRNG(seed: 1, name: $0).state }).count == names.count)
 
         // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes + (FP8) 2 caches × 2 layouts × (2 inputs page 1 + 3 page 16); 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
-        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 + 4 sparse refusals.
+        // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 + 4 sparse refusals;
+        // sampling: 3 Philox + 4 shapes × (4 top-k + 4 top-p renorm, 3 masks, 3 temperatures × 2 dtypes) + 2 edge
+        // + 13 filters × 2 chi-square + 5 edge filters + 7 tied + 17 support + 1 invalid rows + 2 same-as-CPU.
         let fixed = [(elementwiseCases(), 9), (pageCases(), 32), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
-                     (rejectionCases(), 12)]
+                     (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 2 + 26 + 5 + 7 + 17 + 1 + 2)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
                         batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
-                        customMaskCases(), blockSparseCases(), rejectionCases(), normCases(), activationCases(), ropeCases()]
+                        customMaskCases(), blockSparseCases(), rejectionCases(), normCases(), activationCases(), ropeCases(), samplingCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
         #expect(names == families.flatMap { $0.map(\.name) })
         #expect(names.first == "axpby dtype=f32 n=1")
-        #expect(names.last == ropeCases().last!.name)
+        #expect(names.last == "sampling min_p=0.1 same tokens as the CPU batch=256 vocab=32000")
         // The H200 runs of README (320 cases, then 5 ordering cases): the sweeps must not shrink unnoticed.
         #expect(all.count >= 325)
     }

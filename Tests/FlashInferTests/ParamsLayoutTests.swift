@@ -83,6 +83,11 @@ import Testing
             \.kc_stride_head, \.vc_stride_page, \.vc_stride_token, \.vc_stride_head, \.nnz, \.num_heads, \.page_size,
             \.vecs_per_head, \.k_scale, \.v_scale
         ),
+        layout(
+            FISamplingParams(),
+            \.input, \.output, \.samples, \.valid, \.top_k_arr, \.top_p_arr, \.min_p_arr, \.temperature_arr, \.seed_arr,
+            \.offset_arr, \.seed, \.offset, \.row_stride, \.vocab_size, \.top_k, \.top_p, \.min_p, \.temperature, \.pad
+        ),
         layout(FIAxpbyParams(), \.x, \.y, \.out, \.alpha, \.beta, \.n),
         layout(
             FINormParams(),

@@ -85,11 +85,6 @@ protocol BackendImplementation: Sendable {
     /// Block-sparse attention into validated caller buffers (device only).
     func runBlockSparse(_ wrapper: BlockSparseAttention, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError)
 
-    /// Refuses, by name, an op that has only the CPU reference so far (sampling, renorm, softmax:
-    /// issue 13): the CPU runs it, a backend without its kernel throws
-    /// `.unsupportedCombination` rather than computing on the host behind the caller's back.
-    func requireReferenceOnlyOp(entry: String) throws(FlashInferError)
-
     /// Appends validated K/V: a copy when they have the cache's dtype (scales 1), else quantized
     /// into the FP8 cache as `quantize(_:to:scale:)` does.
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
@@ -131,6 +126,12 @@ protocol BackendImplementation: Sendable {
     func gatedActivation(_ call: ActivationCall) throws(FlashInferError)
     /// RoPE of a validated call, into its outputs (which may be its inputs).
     func rope(_ call: RopeCall) throws(FlashInferError)
+
+    /// Sampling (`Sampling.swift`): one token per row of a validated `[batch, vocab]` input, from the
+    /// distribution `filter` leaves (`Backend/CPU/CPUSampling.swift`, `Backend/CUDA/CUDASampling.swift`).
+    func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
+    /// A renorm, mask or softmax of a validated `[batch, vocab]` input: a new tensor of its shape and dtype.
+    func samplingOp(_ op: SamplingOp, _ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> Tensor
 }
 
 /// A batch decode plan as a backend made it: the schedule, and the device side of the path it

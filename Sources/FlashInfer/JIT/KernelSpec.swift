@@ -72,6 +72,7 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     out += decodeCatalog()
     out += batchPrefillCatalog()
     out += opsCatalog()
+    out += SamplingSpec.catalog
     // Measurement kernels (`@_spi(Bench)`, never launched by the library): compiled with the rest so
     // that `bench read-probe` cannot break unnoticed. One spec covers both entry points of its unit.
     out.append(("probe_read (and probe_empty)", ReadProbeSpec()))

@@ -1,15 +1,18 @@
 import FlashInferCUDA
 
-/// Upstream's sampling ops (`flashinfer.sampling`) on a `[batch_size, vocab_size]` tensor, computed
-/// by the exact Float64 reference (`SamplingReference`). Only the CPU backend runs them so far; the
-/// CUDA backend throws `.unsupportedCombination` ("no GPU kernel yet").
+/// Upstream's sampling ops (`flashinfer.sampling`) on a `[batch_size, vocab_size]` tensor: on the CPU
+/// by the exact Float64 reference (`SamplingReference`), on the GPU by the kernels of
+/// `flashinfer/sampling/` (rejection sampling and threshold search without sorting; one CTA per row;
+/// docs/Sampling.md).
 ///
-/// Randomness: row `b` draws `PhiloxStream(seed: seed, subsequence: b, offset: offset).uniform()`,
-/// the first uniform upstream's kernels draw for that row (cuRAND `curand_init(seed, b, offset)`).
-/// The CPU draws once per row by inverse CDF on the filtered distribution, so its samples follow
-/// the same distribution as upstream's rejection samplers, but are not the same tokens (except for
-/// `samplingFromProbs` on a normalized row, which is upstream's rule). Rows are taken to be
-/// probabilities (summing to 1); see `SamplingFilter` for the exact supports and ties.
+/// Randomness: row `b` draws from `PhiloxStream(seed: seed, subsequence: b, offset: offset)`
+/// (cuRAND `curand_init(seed, b, offset)`, as upstream). The CPU draws once per row by inverse CDF
+/// on the filtered distribution; the GPU's samplers draw the stream's successive uniforms, one per
+/// rejection round. Both follow the filtered distribution exactly; the tokens agree where the GPU
+/// accepts its first draw (always for `samplingFromProbs` and `minPSamplingFromProbs`, up to
+/// float rounding of the running sums). Rows are taken to be probabilities (summing to 1); see
+/// `SamplingFilter` for the exact supports and ties. Results depend on (seed, offset) only: the
+/// kernels are deterministic (fixed-order reductions, no atomics).
 
 /// The output of a sampler: one token per row, and whether the row had a token to draw (upstream's
 /// `return_valid=True`; an invalid row, with no positive probability, gets token 0).
@@ -18,8 +21,8 @@ public struct SamplingOutput: Sendable, Equatable {
     public var valid: [Bool]
 }
 
-/// The rows of `x` as Float64 (host tensors; the CPU backend's).
-private func rows(_ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> [[Double]] {
+/// The rows of `x` as Float64 (a device tensor is copied back first).
+func samplingRows(_ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> [[Double]] {
     let flat: [Float] = try FlashInferError.wrap { () throws(CUDAError) -> [Float] in try x.toFloats() }
     var out: [[Double]] = []
     out.reserveCapacity(batch)
@@ -27,7 +30,8 @@ private func rows(_ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -
     return out
 }
 
-private func tensor(_ rows: [[Double]], like x: Tensor) -> Tensor {
+/// A host tensor of `x`'s shape and dtype holding `rows`.
+func samplingTensor(_ rows: [[Double]], like x: Tensor) -> Tensor {
     Tensor.host(rows.flatMap { $0.map(Float.init) }, shape: x.shape, dtype: x.dtype)
 }
 
@@ -37,7 +41,7 @@ private func tensor(_ rows: [[Double]], like x: Tensor) -> Tensor {
 public func samplingDistribution(_ probs: Tensor, filter: SamplingFilter = .none, backend: Backend = .cpu) throws(FlashInferError) -> [[Double]] {
     let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: "samplingDistribution", backend: backend)
     try validateFilter(filter, batch: batch)
-    return try rows(probs, batch: batch, vocab: vocab).enumerated().map { SamplingReference.distribution($1, filter: filter, row: $0) }
+    return try samplingRows(probs, batch: batch, vocab: vocab).enumerated().map { SamplingReference.distribution($1, filter: filter, row: $0) }
 }
 
 /// Draws one token per row of `probs` from the distribution `filter` leaves (`samplingDistribution`).
@@ -46,20 +50,58 @@ public func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset
     try sample(probs, filter: filter, seed: seed, offset: offset, backend: backend, entry: "sample")
 }
 
-/// `sample`, naming `entry` in a refusal.
+/// `sample`, naming `entry` in errors.
 func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, backend: Backend,
             entry: String) throws(FlashInferError) -> SamplingOutput {
     let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: entry, backend: backend)
     try validateFilter(filter, batch: batch)
-    var out = SamplingOutput(samples: [], valid: [])
-    for (b, row) in try rows(probs, batch: batch, vocab: vocab).enumerated() {
-        var rng = PhiloxStream(seed: seed, subsequence: UInt64(b), offset: offset)
-        let q = SamplingReference.distribution(row, filter: filter, row: b)
-        let token = SamplingReference.draw(q, u: rng.uniform())
-        out.samples.append(Int32(token ?? 0))
-        out.valid.append(token != nil)
+    return try backend.implementation.sample(probs, filter: filter, seed: seed, offset: offset, batch: batch, vocab: vocab)
+}
+
+/// The ops that map a `[batch, vocab]` tensor to another (renorm, mask, softmax), as the backends
+/// take them (and `launchSamplingOp` for the bench).
+@_spi(Bench)
+public enum SamplingOp: Sendable {
+    case topKRenorm(RowParameter<Int>)
+    case topPRenorm(RowParameter<Double>)
+    case topKMaskLogits(RowParameter<Int>)
+    case softmax(RowParameter<Double>)
+
+    var kind: SamplingKernelKind {
+        switch self {
+        case .topKRenorm: .topKRenorm
+        case .topPRenorm: .topPRenorm
+        case .topKMaskLogits: .topKMaskLogits
+        case .softmax: .softmax
+        }
     }
-    return out
+    var inputName: String {
+        switch self {
+        case .topKRenorm, .topPRenorm: "probs"
+        case .topKMaskLogits, .softmax: "logits"
+        }
+    }
+
+    /// The reference on one Float64 row.
+    func reference(_ x: [Double], row b: Int) -> [Double] {
+        switch self {
+        case .topKRenorm(let k): SamplingReference.renormalized(x, keep: SamplingReference.topKKeep(x, k: k.value(row: b)))
+        case .topPRenorm(let p): SamplingReference.renormalized(x, keep: SamplingReference.topPKeep(x, topP: p.value(row: b)))
+        case .topKMaskLogits(let k): SamplingReference.topKMaskLogits(x, k: k.value(row: b))
+        case .softmax(let t): SamplingReference.softmax(x, temperature: t.value(row: b))
+        }
+    }
+}
+
+/// Validates and runs `op` on the backend.
+func samplingOp(_ op: SamplingOp, _ x: Tensor, entry: String, backend: Backend) throws(FlashInferError) -> Tensor {
+    let (batch, vocab) = try validateSamplingInput(x, name: op.inputName, entry: entry, backend: backend)
+    switch op {
+    case .topKRenorm(let k), .topKMaskLogits(let k): try validateTopK(k, batch: batch)
+    case .topPRenorm(let p): try validateTopP(p, batch: batch)
+    case .softmax(let t): try validateTemperature(t, batch: batch)
+    }
+    return try backend.implementation.samplingOp(op, x, batch: batch, vocab: vocab)
 }
 
 /// `flashinfer.sampling.sampling_from_probs`: a token per row with probability `p_j`.
@@ -99,12 +141,7 @@ public func topKTopPSamplingFromProbs(_ probs: Tensor, topK: RowParameter<Int>, 
 /// `top_k_renorm_probs`: each row's top-k probabilities (ties at the k-th value kept), the rest 0,
 /// renormalized. Same dtype and shape as `probs`.
 public func topKRenormProbs(_ probs: Tensor, topK: RowParameter<Int>, backend: Backend = .cpu) throws(FlashInferError) -> Tensor {
-    let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: "topKRenormProbs", backend: backend)
-    try validateTopK(topK, batch: batch)
-    let out = try rows(probs, batch: batch, vocab: vocab).enumerated().map { b, p in
-        SamplingReference.renormalized(p, keep: SamplingReference.topKKeep(p, k: topK.value(row: b)))
-    }
-    return tensor(out, like: probs)
+    try samplingOp(.topKRenorm(topK), probs, entry: "topKRenormProbs", backend: backend)
 }
 
 /// `top_p_renorm_probs`: each row's nucleus of mass `topP` (the tokens with `Σ_{p_i > p_j} p_i < topP`,
@@ -112,32 +149,17 @@ public func topKRenormProbs(_ probs: Tensor, topK: RowParameter<Int>, backend: B
 /// in ascending order, which differs only when a partial sum equals `topP` exactly (it then keeps
 /// one more token); this keeps the smallest set reaching `topP`, as the top-p sampler does.
 public func topPRenormProbs(_ probs: Tensor, topP: RowParameter<Double>, backend: Backend = .cpu) throws(FlashInferError) -> Tensor {
-    let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: "topPRenormProbs", backend: backend)
-    try validateTopP(topP, batch: batch)
-    let out = try rows(probs, batch: batch, vocab: vocab).enumerated().map { b, p in
-        SamplingReference.renormalized(p, keep: SamplingReference.topPKeep(p, topP: topP.value(row: b)))
-    }
-    return tensor(out, like: probs)
+    try samplingOp(.topPRenorm(topP), probs, entry: "topPRenormProbs", backend: backend)
 }
 
 /// `top_k_mask_logits`: each row's top-k logits (ties at the k-th value kept), the rest `-inf`.
 public func topKMaskLogits(_ logits: Tensor, topK: RowParameter<Int>, backend: Backend = .cpu) throws(FlashInferError) -> Tensor {
-    let (batch, vocab) = try validateSamplingInput(logits, name: "logits", entry: "topKMaskLogits", backend: backend)
-    try validateTopK(topK, batch: batch)
-    let out = try rows(logits, batch: batch, vocab: vocab).enumerated().map { b, x in
-        SamplingReference.topKMaskLogits(x, k: topK.value(row: b))
-    }
-    return tensor(out, like: logits)
+    try samplingOp(.topKMaskLogits(topK), logits, entry: "topKMaskLogits", backend: backend)
 }
 
 /// `flashinfer.sampling.softmax(logits, temperature)`: `softmax(logits / T)` per row, `T` a scalar
 /// or one per row. `-inf` logits get probability 0; a row with no finite maximum is NaN.
 /// - Throws: `.option` when a temperature is not finite and positive.
 public func softmax(_ logits: Tensor, temperature: RowParameter<Double> = .scalar(1), backend: Backend = .cpu) throws(FlashInferError) -> Tensor {
-    let (batch, vocab) = try validateSamplingInput(logits, name: "logits", entry: "softmax", backend: backend)
-    try validateTemperature(temperature, batch: batch)
-    let out = try rows(logits, batch: batch, vocab: vocab).enumerated().map { b, x in
-        SamplingReference.softmax(x, temperature: temperature.value(row: b))
-    }
-    return tensor(out, like: logits)
+    try samplingOp(.softmax(temperature), logits, entry: "softmax", backend: backend)
 }

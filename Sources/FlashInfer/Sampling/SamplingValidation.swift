@@ -1,11 +1,10 @@
-/// Validation of the sampling ops (pure, before any work): the backend runs them, the input is a
-/// `[batch_size, vocab_size]` floating tensor where the backend computes, and every parameter is in
-/// its range with one value or `batch_size` values.
+/// Validation of the sampling ops (pure, before any work): the input is a `[batch_size, vocab_size]`
+/// floating tensor where the backend computes, and every parameter is in its range with one value
+/// or `batch_size` values. (The CUDA backend also checks the rows' layout: `requireSamplingLayout`.)
 
 /// Checks the backend and `x` (`name`: "probs" or "logits"); returns `(batch, vocab)`.
 func validateSamplingInput(_ x: Tensor, name: String, entry: String, backend: Backend) throws(FlashInferError) -> (batch: Int, vocab: Int) {
     let impl = backend.implementation
-    try impl.requireReferenceOnlyOp(entry: entry)
     try checkPlacement([(name, x)], impl.placement)
     guard x.rank == 2 else { throw .rank(tensor: name, expected: 2, got: x.rank) }
     guard x.dtype == .f32 || x.dtype == .f16 || x.dtype == .bf16 else {

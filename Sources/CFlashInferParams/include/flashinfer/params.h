@@ -223,6 +223,30 @@ typedef struct FIAppendPagedKVParams {
   float v_scale;            // quantizing kernel only: fp8(append_v / v_scale)
 } FIAppendPagedKVParams;
 
+// ---- sampling/sampling.cuh: samplers, renorm, masks, softmax (one CTA per row) ----
+
+typedef struct FISamplingParams {
+  FI_DEVICE_PTR(const void) input;           // [batch, vocab] of T: probabilities (samplers, renorm) or logits
+  FI_DEVICE_PTR(void) output;                // [batch, vocab] of T (renorm, mask, softmax); [batch, vocab] f32 uniforms (philox check)
+  FI_DEVICE_PTR(int) samples;                // [batch] samplers: the token of each row (0 when invalid)
+  FI_DEVICE_PTR(unsigned char) valid;        // [batch] samplers: 1 when the row had a token to draw
+  FI_DEVICE_PTR(const int) top_k_arr;        // [batch] per-row top-k, or null: top_k for every row
+  FI_DEVICE_PTR(const float) top_p_arr;      // [batch] per-row top-p, or null: top_p
+  FI_DEVICE_PTR(const float) min_p_arr;      // [batch] per-row min-p, or null: min_p
+  FI_DEVICE_PTR(const float) temperature_arr; // [batch] per-row softmax temperature, or null: temperature
+  FI_DEVICE_PTR(const unsigned long long) seed_arr;    // [1] the seed read on the device (CUDA graphs), or null: seed
+  FI_DEVICE_PTR(const unsigned long long) offset_arr;  // [1] the Philox offset on the device, or null: offset
+  unsigned long long seed;                   // Philox key; row b draws from subsequence b
+  unsigned long long offset;                 // Philox offset (in 32-bit words) of every row's first draw
+  long long row_stride;                      // elements between rows of input and output
+  int vocab_size;                            // elements per row (philox check: uniforms per row)
+  int top_k;                                 // >= 1
+  float top_p;                               // (0, 1]
+  float min_p;                               // [0, 1]
+  float temperature;                         // > 0
+  int pad;
+} FISamplingParams;
+
 // ---- ops/elementwise.cuh ----
 
 typedef struct FIAxpbyParams {

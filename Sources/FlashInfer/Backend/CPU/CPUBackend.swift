@@ -60,8 +60,6 @@ struct CPUBackend: BackendImplementation {
 
     func requireSupport(_ options: AttentionOptions, entry: String) throws(FlashInferError) {}
 
-    func requireReferenceOnlyOp(entry: String) throws(FlashInferError) {}
-
     // MARK: - Norms, RoPE, activations (the Float64 references of Ops/)
 
     func allocate(shape: [Int], dtype: DType) throws(FlashInferError) -> Tensor {

@@ -49,10 +49,6 @@ struct CUDABackend: BackendImplementation {
         try requireCUDASupport(options, entry: entry)
     }
 
-    func requireReferenceOnlyOp(entry: String) throws(FlashInferError) {
-        throw .unsupportedCombination("\(entry) on the CUDA backend: no GPU kernel yet (only the CPU reference, backend: .cpu)")
-    }
-
     // MARK: - Norms, RoPE, activations (CUDAOps.swift)
 
     /// Allocated in the stream's order.

@@ -1,0 +1,305 @@
+internal import CFlashInferParams
+import FlashInferCUDA
+
+/// The sampling kernels (`flashinfer/sampling/sampling.cuh`): which entry point a spec instantiates.
+public enum SamplingKernelKind: String, Sendable, Hashable, CaseIterable {
+    /// Samplers (`sample_row<T, VEC, Mode>`), one per filter.
+    case all, topK = "top_k", topP = "top_p", minP = "min_p", joint, topKFirst = "top_k_first"
+    /// `renorm_row<T, VEC, false / true>`.
+    case topKRenorm = "top_k_renorm", topPRenorm = "top_p_renorm"
+    /// `mask_logits_row<T, VEC>`, `softmax_row<T, VEC>`.
+    case topKMaskLogits = "top_k_mask_logits", softmax
+    /// The check's kernel: each row's first uniforms (f32; dtype and vec ignored).
+    case philox
+
+    /// The sampler for a filter.
+    init(_ filter: SamplingFilter) {
+        switch filter {
+        case .none: self = .all
+        case .topK: self = .topK
+        case .topP: self = .topP
+        case .minP: self = .minP
+        case .topKTopP(_, _, .joint): self = .joint
+        case .topKTopP(_, _, .topKFirst): self = .topKFirst
+        }
+    }
+
+    var isSampler: Bool { [.all, .topK, .topP, .minP, .joint, .topKFirst].contains(self) }
+
+    /// The C++ `sampling::Mode` of a sampler.
+    var mode: String {
+        switch self {
+        case .topK: "kTopK"
+        case .topP: "kTopP"
+        case .minP: "kMinP"
+        case .joint: "kJoint"
+        case .topKFirst: "kTopKFirst"
+        default: "kAll"
+        }
+    }
+}
+
+/// A sampling kernel specialisation: the kind, the element type and the vector width (`vec`
+/// elements per load: 16 bytes when every row starts 16-byte aligned, else 1).
+public struct SamplingSpec: KernelSpec {
+    public var kind: SamplingKernelKind
+    public var dtype: DType
+    public var vec: Int
+
+    public init(kind: SamplingKernelKind, dtype: DType, vec: Int) {
+        precondition(vec == 1 || vec * dtype.byteSize == 16, "vec is 1 or 16 bytes")
+        self.kind = kind
+        self.dtype = dtype
+        self.vec = vec
+    }
+
+    /// The widest spec for `[batch, vocab]` rows `rowStride` elements apart at a 16-byte aligned
+    /// address (every allocation is; a view's offset may not be).
+    init(kind: SamplingKernelKind, dtype: DType, vocab: Int, rowStride: Int, aligned: Bool) {
+        let wide = 16 / dtype.byteSize
+        self.init(kind: kind, dtype: dtype, vec: aligned && vocab % wide == 0 && rowStride % wide == 0 ? wide : 1)
+    }
+
+    public var name: String { kind == .philox ? "sampling_philox" : "sampling_\(kind.rawValue)_\(dtype.rawValue)_v\(vec)" }
+    public var entryPoint: String { "fi_" + name }
+
+    public func source() -> String {
+        let t = dtype.cudaTypeName, ns = "flashinfer::sampling"
+        let body: String
+        switch kind {
+        case .philox: body = "\(ns)::philox_uniforms_row(p);"
+        case .topKRenorm: body = "\(ns)::renorm_row<\(t), \(vec), false>(p);"
+        case .topPRenorm: body = "\(ns)::renorm_row<\(t), \(vec), true>(p);"
+        case .topKMaskLogits: body = "\(ns)::mask_logits_row<\(t), \(vec)>(p);"
+        case .softmax: body = "\(ns)::softmax_row<\(t), \(vec)>(p);"
+        default: body = "\(ns)::sample_row<\(t), \(vec), \(ns)::Mode::\(kind.mode)>(p);"
+        }
+        return """
+            #include <flashinfer/sampling/sampling.cuh>
+            extern "C" __global__ void __launch_bounds__(\(ns)::kThreads, 1)
+            \(entryPoint)(const __grid_constant__ flashinfer::SamplingParams p) {
+              \(body)
+            }
+            """
+    }
+
+    /// The catalogue's entries: every kind in f32 (vector and scalar loads), and the f16/bf16
+    /// vector forms of the samplers' and the ops' templates (one each, as their code paths differ
+    /// only in the load and store).
+    static var catalog: [(name: String, spec: any KernelSpec)] {
+        var out: [(name: String, spec: any KernelSpec)] = [("sampling philox", SamplingSpec(kind: .philox, dtype: .f32, vec: 1))]
+        for kind in SamplingKernelKind.allCases where kind != .philox {
+            for vec in [4, 1] { out.append(("sampling \(kind.rawValue) f32 v\(vec)", SamplingSpec(kind: kind, dtype: .f32, vec: vec))) }
+        }
+        for d in [DType.f16, .bf16] {
+            for kind in [SamplingKernelKind.topKFirst, .topKRenorm, .topKMaskLogits, .softmax] {
+                out.append(("sampling \(kind.rawValue) \(d.rawValue) v8", SamplingSpec(kind: kind, dtype: d, vec: 8)))
+            }
+        }
+        return out
+    }
+}
+
+/// The device side of a sampling call: the parameter struct with the per-row arrays uploaded (in
+/// the stream's order; the buffers live until the kernel has read them).
+struct CUDASamplingLaunch {
+    var params = FISamplingParams()
+    var uploads: [DeviceBuffer] = []
+
+    /// `x` is a validated `[batch, vocab]` device tensor with unit inner stride.
+    init(input x: Tensor, stream: Stream) {
+        params.input = x.deviceAddress!
+        params.row_stride = Int64(x.shape[0] > 1 ? x.strides[0] : x.shape[1])
+        params.vocab_size = Int32(x.shape[1])
+        params.top_k = 1
+        params.top_p = 1
+        params.min_p = 0
+        params.temperature = 1
+    }
+
+    /// The scalar, or the per-row values uploaded: returns the device address (0 for a scalar).
+    mutating func set<V>(_ p: RowParameter<V>, stream: Stream, _ convert: (V) -> Int32) throws(CUDAError) -> (Int32, CUdeviceptr) {
+        switch p {
+        case .scalar(let v): return (convert(v), 0)
+        case .perRow(let vs):
+            let b = try stream.device.upload(vs.map(convert), stream: stream)
+            uploads.append(b)
+            return (0, b.address)
+        }
+    }
+    mutating func set<V>(_ p: RowParameter<V>, stream: Stream, _ convert: (V) -> Float) throws(CUDAError) -> (Float, CUdeviceptr) {
+        switch p {
+        case .scalar(let v): return (convert(v), 0)
+        case .perRow(let vs):
+            let b = try stream.device.upload(vs.map(convert), stream: stream)
+            uploads.append(b)
+            return (0, b.address)
+        }
+    }
+
+    mutating func setTopK(_ k: RowParameter<Int>, stream: Stream) throws(CUDAError) {
+        (params.top_k, params.top_k_arr) = try set(k, stream: stream) { Int32(clamping: $0) }
+    }
+    mutating func setTopP(_ p: RowParameter<Double>, stream: Stream) throws(CUDAError) {
+        (params.top_p, params.top_p_arr) = try set(p, stream: stream) { Float($0) }
+    }
+    mutating func setMinP(_ p: RowParameter<Double>, stream: Stream) throws(CUDAError) {
+        (params.min_p, params.min_p_arr) = try set(p, stream: stream) { Float($0) }
+    }
+    mutating func setTemperature(_ t: RowParameter<Double>, stream: Stream) throws(CUDAError) {
+        (params.temperature, params.temperature_arr) = try set(t, stream: stream) { Float($0) }
+    }
+
+    mutating func setFilter(_ filter: SamplingFilter, stream: Stream) throws(CUDAError) {
+        switch filter {
+        case .none: break
+        case .topK(let k): try setTopK(k, stream: stream)
+        case .topP(let p): try setTopP(p, stream: stream)
+        case .minP(let m): try setMinP(m, stream: stream)
+        case .topKTopP(let k, let p, _):
+            try setTopK(k, stream: stream)
+            try setTopP(p, stream: stream)
+        }
+    }
+
+    /// One CTA of 1024 threads per row, on `stream`, after the input's last write and before the
+    /// outputs' next use (`reads`/`writes`: the tensors and buffers the kernel touches).
+    func launch(_ spec: SamplingSpec, rows: Int, stream: Stream, reads: [Tensor], writes: [Tensor],
+                writeBuffers: [DeviceBuffer] = []) throws(CUDAError) {
+        let k = try JIT.shared(for: stream.device).kernel(spec)
+        try stream.order(reading: reads, writing: writes, readingBuffers: uploads, writingBuffers: writeBuffers)
+        try k.function.launch(grid: (rows, 1, 1), block: (1024, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: params))
+    }
+}
+
+/// The layout the sampling kernels index: unit stride along the vocabulary, a non-negative row stride
+/// of at least `vocab_size` elements (rows may be padded, not overlap), and a vocabulary below 2^31.
+func validateSamplingRows(_ x: Tensor, name: String) throws(FlashInferError) {
+    guard x.shape[1] <= 1 || x.strides[1] == 1, x.shape[0] <= 1 || x.strides[0] >= x.shape[1] else {
+        throw .strides(tensor: name, strides: x.strides, rule: "rows must be contiguous (stride 1 along the vocabulary, row stride >= vocab_size)")
+    }
+    guard x.shape[1] < Int(Int32.max) else { throw .shape(tensor: name, axis: 1, name: "vocab_size", expected: "< 2^31", got: x.shape[1]) }
+}
+
+/// Whether `x`'s rows can be read by the 16-byte vector path: element 0 at a 16-byte boundary.
+func sixteenByteAligned(_ x: Tensor) -> Bool { (x.deviceAddress ?? 1) % 16 == 0 }
+
+/// The sampling entry points on the CUDA backend: validated `[batch, vocab]` device tensors, work
+/// on the backend's stream.
+extension CUDABackend {
+    func requireSamplingLayout(_ x: Tensor, name: String) throws(FlashInferError) {
+        try validateSamplingRows(x, name: name)
+    }
+
+    func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
+        try requireSamplingLayout(probs, name: "probs")
+        guard batch > 0 else { return SamplingOutput(samples: [], valid: []) }
+        let (samples, valid) = try FlashInferError.wrap { () throws(CUDAError) in
+            (try stream.allocate(byteCount: 4 * batch), try stream.allocate(byteCount: batch))
+        }
+        try launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+        return try FlashInferError.wrap { () throws(CUDAError) in
+            let s: [Int32] = try samples.copyToHost(Int32.self, count: batch, stream: stream)
+            let v: [UInt8] = try valid.copyToHost(UInt8.self, count: batch, stream: stream)
+            return SamplingOutput(samples: s, valid: v.map { $0 != 0 })
+        }
+    }
+
+    /// The sampler into caller buffers (`samples`: `batch` Int32, `valid`: `batch` bytes), no copy back.
+    func launchSampler(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, samples: DeviceBuffer,
+                       valid: DeviceBuffer?) throws(FlashInferError) {
+        let spec = SamplingSpec(kind: SamplingKernelKind(filter), dtype: probs.dtype, vocab: probs.shape[1],
+                                rowStride: probs.shape[0] > 1 ? probs.strides[0] : probs.shape[1], aligned: sixteenByteAligned(probs))
+        try FlashInferError.wrap { () throws(CUDAError) in
+            var l = CUDASamplingLaunch(input: probs, stream: stream)
+            try l.setFilter(filter, stream: stream)
+            l.params.seed = seed
+            l.params.offset = offset
+            l.params.samples = samples.address
+            l.params.valid = valid?.address ?? 0
+            try l.launch(spec, rows: probs.shape[0], stream: stream, reads: [probs], writes: [],
+                         writeBuffers: [samples] + (valid.map { [$0] } ?? []))
+        }
+    }
+
+    func samplingOp(_ op: SamplingOp, _ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> Tensor {
+        try requireSamplingLayout(x, name: op.inputName)
+        let out = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: x.shape, dtype: x.dtype, stream: stream) }
+        guard batch > 0 else { return out }
+        try launchSamplingOp(op, x, out: out)
+        return out
+    }
+
+    /// A renorm / mask / softmax from `x` into `out` (same shape and dtype, contiguous rows).
+    func launchSamplingOp(_ op: SamplingOp, _ x: Tensor, out: Tensor) throws(FlashInferError) {
+        let rowStride = x.shape[0] > 1 ? x.strides[0] : x.shape[1]
+        let outStride = out.shape[0] > 1 ? out.strides[0] : out.shape[1]
+        guard rowStride == outStride else {
+            throw .strides(tensor: "out", strides: out.strides, rule: "the row stride must equal the input's (\(rowStride))")
+        }
+        let spec = SamplingSpec(kind: op.kind, dtype: x.dtype, vocab: x.shape[1], rowStride: rowStride,
+                                aligned: sixteenByteAligned(x) && sixteenByteAligned(out))
+        try FlashInferError.wrap { () throws(CUDAError) in
+            var l = CUDASamplingLaunch(input: x, stream: stream)
+            l.params.output = out.deviceAddress!
+            switch op {
+            case .topKRenorm(let k), .topKMaskLogits(let k): try l.setTopK(k, stream: stream)
+            case .topPRenorm(let p): try l.setTopP(p, stream: stream)
+            case .softmax(let t): try l.setTemperature(t, stream: stream)
+            }
+            try l.launch(spec, rows: x.shape[0], stream: stream, reads: [x], writes: [out])
+        }
+    }
+}
+
+/// A sampler into caller buffers on the stream, validated as the public entry points are, without
+/// the copy back (`flashinfer bench sampling`): `samples` holds `batch` Int32, `valid` `batch` bytes.
+@_spi(Bench)
+public func launchSampler(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, samples: DeviceBuffer,
+                          valid: DeviceBuffer?, stream: Stream) throws(FlashInferError) {
+    let (batch, _) = try validateSamplingInput(probs, name: "probs", entry: "launchSampler", backend: .cuda(stream))
+    try validateFilter(filter, batch: batch)
+    guard samples.byteCount >= 4 * batch, (valid?.byteCount ?? batch) >= batch else {
+        throw .shape(tensor: "samples", axis: 0, name: "batch_size", expected: "\(batch)", got: samples.byteCount / 4)
+    }
+    let be = CUDABackend(stream: stream)
+    try be.requireSamplingLayout(probs, name: "probs")
+    try be.launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+}
+
+/// A renorm, mask or softmax into `out` (the input's shape and dtype, on its device), validated.
+@_spi(Bench)
+public func launchSamplingOp(_ op: SamplingOp, _ x: Tensor, out: Tensor, stream: Stream) throws(FlashInferError) {
+    let be = Backend.cuda(stream)
+    let (batch, _) = try validateSamplingInput(x, name: op.inputName, entry: "launchSamplingOp", backend: be)
+    switch op {
+    case .topKRenorm(let k), .topKMaskLogits(let k): try validateTopK(k, batch: batch)
+    case .topPRenorm(let p): try validateTopP(p, batch: batch)
+    case .softmax(let t): try validateTemperature(t, batch: batch)
+    }
+    try checkPlacement([("out", out)], be.implementation.placement)
+    guard out.shape == x.shape, out.dtype == x.dtype else { throw .dtype(tensor: "out", expected: "the input's shape and dtype", got: out.dtype) }
+    let cuda = CUDABackend(stream: stream)
+    try cuda.requireSamplingLayout(x, name: op.inputName)
+    try cuda.requireSamplingLayout(out, name: "out")
+    try cuda.launchSamplingOp(op, x, out: out)
+}
+
+/// The first `count` uniforms of each of `rows` rows' Philox streams (subsequence = row), drawn on
+/// the device: the check compares them with `PhiloxStream`. `[rows, count]` f32.
+@_spi(Bench)
+public func devicePhiloxUniforms(rows: Int, count: Int, seed: UInt64, offset: UInt64, stream: Stream) throws(FlashInferError) -> [Float] {
+    try FlashInferError.wrap { () throws(CUDAError) in
+        let out = try Tensor.empty(shape: [rows, count], dtype: .f32, stream: stream)
+        var p = FISamplingParams()
+        p.output = out.deviceAddress!
+        p.row_stride = Int64(count)
+        p.vocab_size = Int32(count)
+        p.seed = seed
+        p.offset = offset
+        let k = try JIT.shared(for: stream.device).kernel(SamplingSpec(kind: .philox, dtype: .f32, vec: 1))
+        try stream.order(reading: [], writing: [out])
+        try k.function.launch(grid: (rows, 1, 1), block: (32, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+        return try out.toFloats(stream: stream)
+    }
+}

@@ -1,0 +1,276 @@
+// Sampling without sorting: the samplers (upstream's sampling_from_probs, top_k / top_p / min_p /
+// top_k_top_p _sampling_from_probs), top_k_renorm_probs, top_p_renorm_probs, top_k_mask_logits and
+// softmax. One CTA of kThreads threads per row; passes over the row as in row_pass.cuh, the
+// filters' threshold search as in filter.cuh. Semantics: SEMANTICS.md §2.8, docs/Sampling.md.
+//
+// Samplers: rejection from a shrinking proposal. Draw j from p restricted to {p > lo} (inverse
+// CDF with the row's next Philox uniform: one segment read, row_pass.cuh `draw`); if P(p_j) holds,
+// j is in the filtered set F and is the answer; else measure a pass of pivots (p_j among them),
+// shrink the bracket and draw again. Whatever the pivots, an accepted token is distributed as p
+// restricted to F (each proposal is p on a superset of F, conditioned on landing in F), so the
+// pivot choice is free to aim for speed: upstream's dual pivot (p_j and the midpoint to the top)
+// needs ~20 rounds for top-k 50 over 128k tokens; the bit-pattern midpoint and the interpolated
+// guess of filter.cuh need a few. Once the bracket converged, F = {p > lo} is known and the next
+// draw is the answer without a check. Every round draws the row's next uniform (cuRAND stream
+// curand_init(seed, row, offset)), as upstream's kernels do, so results depend on (seed, offset)
+// alone: reproducible, and CUDA-graph safe with the seed/offset read from device memory.
+//
+// Degenerate rows: NaN and non-positive entries are never drawn and count for nothing (every test
+// is `p > x` with x ≥ 0). A row with no positive entry gives token 0 and valid = 0. No loop runs
+// more than kMaxRounds times (finite data needs ~33 at most), so no input hangs a kernel; after
+// kMaxRounds rounds without acceptance a sampler returns its last draw (valid).
+#pragma once
+#include <flashinfer/params.h>
+#include <flashinfer/sampling/filter.cuh>
+#include <flashinfer/sampling/philox.cuh>
+
+namespace flashinfer {
+
+using SamplingParams = ::FISamplingParams;  // flashinfer/params.h
+
+namespace sampling {
+
+// Which filter a sampler applies (the kernel's template parameter; upstream's entry points).
+enum class Mode : int {
+  kAll = 0,        // sampling_from_probs: every p > 0
+  kTopK = 1,       // count(p > p_j) < k
+  kTopP = 2,       // Σ_{p > p_j} p < top_p (top_p = 1: all)
+  kMinP = 3,       // p_j ≥ min_p · max p
+  kJoint = 4,      // both tests on the original row (filter_apply_order="joint")
+  kTopKFirst = 5,  // top-k, renormalize, then top-p on the renormalized row (the default order)
+};
+
+// ---- per-row parameters ----
+
+__device__ __forceinline__ int row_top_k(const SamplingParams& p, int row) {
+  return max(1, p.top_k_arr ? p.top_k_arr[row] : p.top_k);
+}
+__device__ __forceinline__ float row_top_p(const SamplingParams& p, int row) {
+  const float t = p.top_p_arr ? p.top_p_arr[row] : p.top_p;
+  return t > 0.f ? t : 1e-30f;  // validated on the host; a non-positive device value keeps the top value
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ Row<T, VEC> row_of(const SamplingParams& p) {
+  return Row<T, VEC>(static_cast<const T*>(p.input) + int64(blockIdx.x) * p.row_stride, p.vocab_size);
+}
+
+// ---- samplers ----
+
+template <typename T, int VEC, Mode M>
+__device__ __forceinline__ void sample_row(const SamplingParams& p) {
+  __shared__ PassShared pass;
+  __shared__ DrawShared dsh;
+  __shared__ float seg_sum[kWarps];  // segment sums of {p > lo}
+  const int row_index = blockIdx.x;
+  const Row<T, VEC> row = row_of<T, VEC>(p);
+  const unsigned long long seed = p.seed_arr ? p.seed_arr[0] : p.seed;
+  const unsigned long long offset = p.offset_arr ? p.offset_arr[0] : p.offset;
+  philox::Stream rng(seed, row_index, offset);
+
+  Bracket b = first_pass(row, 0.f, pass, seg_sum);
+  const float row_max = b.hi;
+  int token = 0;
+  bool ok = b.at_lo.sum > 0.f;  // something to draw
+  if (ok) {
+    // The filter, and whether F = {p > lo} is known already (then one draw is the answer).
+    Filter f{0x7fffffff, math::inf, false};
+    const float top_p = (M == Mode::kTopP || M == Mode::kJoint || M == Mode::kTopKFirst) ? row_top_p(p, row_index) : 1.f;
+    if (M == Mode::kTopK || M == Mode::kJoint || M == Mode::kTopKFirst) f.k = row_top_k(p, row_index);
+    if ((M == Mode::kTopP || M == Mode::kJoint) && top_p < 1.f) { f.mass = top_p; f.use_mass = true; }
+    if (M == Mode::kMinP) {
+      // F = {p ≥ max · min_p}: one pass at the float below the pivot measures it.
+      const float min_p = p.min_p_arr ? p.min_p_arr[row_index] : p.min_p;
+      const float pivot = b.hi * min_p;
+      if (pivot > 0.f) {
+        const float lo = __uint_as_float(__float_as_uint(pivot) - 1u);  // p > lo  ⇔  p ≥ pivot
+        const float x[kPivots] = {lo, lo, lo, lo};
+        pivot_pass(row, x, pass);
+        b.lo = lo;
+        b.at_lo = pass.stats[0];
+        keep_segment_sums(pass, 0, seg_sum);
+      }
+    }
+    bool exact = M == Mode::kAll || M == Mode::kMinP || f.accepts(b.at_lo) || b.converged();
+    if (M == Mode::kTopKFirst) {
+      // Top-k exactly (F_k = {p > lo}, mass Z_k); then top-p on F_k renormalized: the tokens of
+      // F_k whose mass above is < top_p · Z_k, the proposals starting from F_k, hi back at the max.
+      search(row, f, b, pass, seg_sum);
+      exact = true;  // top_p = 1: F_k is the answer
+      if (top_p < 1.f) {
+        f.mass = top_p * b.at_lo.sum;
+        f.use_mass = true;
+        b.hi = row_max;
+        b.at_hi = PivotStats{0, 0.f, math::inf, row_max};
+        exact = f.accepts(b.at_lo);
+      }
+    }
+    for (int round = 0; round < kMaxRounds; ++round) {
+      const float u = rng.uniform();
+      token = draw(row, b.lo, u * b.at_lo.sum, seg_sum, dsh);
+      if (token < 0) { token = 0; ok = false; break; }
+      if (exact) break;
+      const float pj = to_float(row.data[token]);
+      if (pj >= b.hi) break;  // P(hi) holds and P is monotone
+      float x[kPivots];
+      b.place(f, true, pj, x);
+      pivot_pass(row, x, pass);
+      PivotStats s[kPivots];
+#pragma unroll
+      for (int i = 0; i < kPivots; ++i) s[i] = pass.stats[i];
+      if (f.accepts(s[0])) break;  // p_j passes: j ∈ F
+      const int i = b.update(f, x, s);
+      if (i >= 0) keep_segment_sums(pass, i, seg_sum);
+      exact = f.accepts(b.at_lo) || b.converged();
+    }
+  }
+  if (threadIdx.x == 0) {
+    p.samples[row_index] = ok ? token : 0;
+    if (p.valid) p.valid[row_index] = ok ? 1 : 0;
+  }
+}
+
+// ---- renorm and mask: the search, then a write pass ----
+
+template <typename T, int VEC>
+__device__ __forceinline__ void store_vec(T* dst, const float (&f)[VEC]) {
+  if constexpr (VEC == 1) {
+    dst[0] = from_float<T>(f[0]);
+  } else if constexpr (VEC == 4) {
+    *reinterpret_cast<float4*>(dst) = make_float4(f[0], f[1], f[2], f[3]);
+  } else {
+    *reinterpret_cast<uint4*>(dst) = vec_io::vec8<T>::from_float(f);
+  }
+}
+
+// out[j] = fn(x[j]) over the row, each warp its segment, vector by vector.
+template <typename T, int VEC, typename Fn>
+__device__ __forceinline__ void write_pass(const Row<T, VEC>& row, T* out, Fn&& fn) {
+  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+  const int end = row.seg_end(w);
+  for (int v = row.seg_begin(w) + lane; v < end; v += 32) {
+    float f[VEC];
+    row.load(v, end, f);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) f[e] = fn(f[e]);
+    store_vec<T, VEC>(out + int64(v) * VEC, f);
+  }
+}
+
+// top_k_renorm_probs (kTopP = false) / top_p_renorm_probs (true): p / Σ_F p on F, 0 elsewhere;
+// a row with no positive entry is all zeros.
+template <typename T, int VEC, bool kTopP>
+__device__ __forceinline__ void renorm_row(const SamplingParams& p) {
+  __shared__ PassShared pass;
+  __shared__ float seg_sum[kWarps];
+  const Row<T, VEC> row = row_of<T, VEC>(p);
+  T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
+  Bracket b = first_pass(row, 0.f, pass, seg_sum);
+  Filter f{0x7fffffff, math::inf, false};
+  if (kTopP) {
+    const float top_p = row_top_p(p, blockIdx.x);
+    if (top_p < 1.f) { f.mass = top_p; f.use_mass = true; }
+  } else {
+    f.k = row_top_k(p, blockIdx.x);
+  }
+  if (b.at_lo.sum > 0.f) search(row, f, b, pass, seg_sum);
+  const float lo = b.lo, total = b.at_lo.sum;
+  const bool any = total > 0.f;
+  write_pass(row, out, [&](float x) { return any && x > lo ? x / total : 0.f; });
+}
+
+// top_k_mask_logits: the logits with count(x > x_j) < k, -inf elsewhere (ties at the k-th kept).
+template <typename T, int VEC>
+__device__ __forceinline__ void mask_logits_row(const SamplingParams& p) {
+  __shared__ PassShared pass;
+  __shared__ float seg_sum[kWarps];
+  const Row<T, VEC> row = row_of<T, VEC>(p);
+  T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
+  Bracket b = first_pass(row, -math::inf, pass, seg_sum);
+  const Filter f{row_top_k(p, blockIdx.x), math::inf, false};
+  const bool all = f.accepts(b.at_lo);  // fewer than k values above -inf: keep the row (NaN and -inf too)
+  if (!all) search(row, f, b, pass, seg_sum);
+  const float lo = b.lo;
+  write_pass(row, out, [&](float x) { return all || x > lo ? x : -math::inf; });
+}
+
+// ---- softmax(logits / T), online ----
+
+// A running (max, Σ 2^(y − max)) pair in log2 units; empty = (-inf, 0).
+struct SoftmaxState {
+  float m, d;
+  __device__ __forceinline__ void merge(float m2, float d2) {
+    const float mm = fmaxf(m, m2);
+    // Guard (-inf) − (-inf): an empty side contributes 0, not NaN.
+    const float a = m == -math::inf ? 0.f : d * math::ptx_exp2(m - mm);
+    const float c = m2 == -math::inf ? 0.f : d2 * math::ptx_exp2(m2 - mm);
+    m = mm;
+    d = a + c;
+  }
+};
+
+// One read for the max and the sum (online: each group of loaded values rescales the running sum
+// once), one read + write for the output. y = x · log2(e) / T, out = 2^(y − max) / Σ. A row with a
+// NaN, a +inf, or no finite value gives NaN everywhere (as torch.softmax).
+template <typename T, int VEC>
+__device__ __forceinline__ void softmax_row(const SamplingParams& p) {
+  __shared__ float2 warp_state[kWarps];
+  const Row<T, VEC> row = row_of<T, VEC>(p);
+  T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
+  const float temperature = p.temperature_arr ? p.temperature_arr[blockIdx.x] : p.temperature;
+  const float scale = math::log2e / temperature;
+  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+  SoftmaxState s{-math::inf, 0.f};
+  bool nan = false;
+  const int begin = row.seg_begin(w), end = row.seg_end(w);
+  constexpr int U = kUnroll<VEC>;
+  for (int v = begin + lane; v < end; v += 32 * U) {
+    float f[U][VEC];
+#pragma unroll
+    for (int u = 0; u < U; ++u) row.load(v + 32 * u, end, f[u]);
+    float gm = -math::inf;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) {
+        const bool real = v + 32 * u < end;
+        nan |= real && f[u][e] != f[u][e];
+        f[u][e] = real ? f[u][e] * scale : -math::inf;
+        gm = fmaxf(gm, f[u][e]);
+      }
+    }
+    float gd = 0.f;
+    if (gm != -math::inf) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) gd += math::ptx_exp2(f[u][e] - gm);
+      }
+    }
+    s.merge(gm, gd);
+  }
+#pragma unroll
+  for (int m = 16; m >= 1; m >>= 1) s.merge(math::shfl_xor(s.m, m), math::shfl_xor(s.d, m));
+  nan = __any_sync(0xffffffffu, nan);
+  if (lane == 0) warp_state[w] = make_float2(s.m, nan ? __int_as_float(0x7fffffff) : s.d);
+  __syncthreads();
+  // Every warp combines the 32 warp states (same order in each: the same result).
+  SoftmaxState t{warp_state[lane].x, warp_state[lane].y};
+#pragma unroll
+  for (int m = 16; m >= 1; m >>= 1) t.merge(math::shfl_xor(t.m, m), math::shfl_xor(t.d, m));
+  const bool bad = !(t.d > 0.f) || t.m == math::inf || t.d != t.d;  // NaN, +inf max, or nothing finite
+  const float mx = t.m, inv = 1.f / t.d;
+  write_pass(row, out, [&](float x) { return bad ? __int_as_float(0x7fffffff) : math::ptx_exp2(x * scale - mx) * inv; });
+}
+
+// ---- the Philox check: the first vocab_size uniforms of each row's stream ----
+
+__device__ __forceinline__ void philox_uniforms_row(const SamplingParams& p) {
+  if (threadIdx.x != 0) return;
+  philox::Stream rng(p.seed, blockIdx.x, p.offset);
+  float* out = static_cast<float*>(p.output) + int64(blockIdx.x) * p.row_stride;
+  for (int i = 0; i < p.vocab_size; ++i) out[i] = rng.uniform();
+}
+
+}  // namespace sampling
+}  // namespace flashinfer

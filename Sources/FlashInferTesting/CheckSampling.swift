@@ -1,0 +1,363 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+@_spi(Bench) import FlashInfer
+import FlashInferCUDA
+
+/// The sampling kernels on the GPU (`flashinfer check --filter sampling`), against the Float64
+/// reference (`samplingDistribution`, `SamplingReference` through the CPU backend):
+/// - Philox: the device stream's uniforms equal `PhiloxStream`'s, bit for bit;
+/// - renorm, mask, softmax: the same kept set as the reference (a token whose mass above lies
+///   within 2e-5 of `top_p` may go either way: f32 sums of 128k terms), values to f32 rounding;
+/// - samplers: every draw valid and inside the filtered support (the support of the reference
+///   with `top_p` raised by 2e-5 and `min_p` lowered by 1e-5 relative, for the f32 boundary), and a
+///   chi-square test of the draws against the exact filtered distribution: 20,480 draws (1,024 rows
+///   of one distribution, each its own Philox subsequence, × 20 offsets 4,096 words apart, more
+///   than any row consumes), alpha = 1e-6 per case, so a correct kernel fails a case once in a
+///   million runs (the whole sampling set, ~30 chi-square cases, about once in 30,000 runs);
+/// - edge rows: top-k >= vocab, top-p = 1, ties at the threshold, all-zero rows (token 0,
+///   valid = false), rows with NaN (never drawn), and determinism (same seed and offset, same tokens).
+public func samplingCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    for (rows, count, offset) in [(64, 37, UInt64(0)), (7, 9, 3), (33, 64, (1 << 32) + 5)] {
+        cases.append(CheckCase(name: "sampling philox rows=\(rows) uniforms=\(count) offset=\(offset)") { _, stream, rng in
+            let seed = rng.next()
+            let got = try devicePhiloxUniforms(rows: rows, count: count, seed: seed, offset: offset, stream: stream)
+            for r in 0..<rows {
+                var s = PhiloxStream(seed: seed, subsequence: UInt64(r), offset: offset)
+                for i in 0..<count where got[r * count + i].bitPattern != s.uniform().bitPattern {
+                    return "row \(r) uniform \(i): device \(got[r * count + i]), PhiloxStream differs (seed \(seed))"
+                }
+            }
+            return nil
+        })
+    }
+    cases += samplingOpCases()
+    cases += samplerCases()
+    return cases
+}
+
+// MARK: - Inputs
+
+/// `batch` rows of softmax(σ · normal) as f32 probabilities (`repeatRow`: one row, repeated).
+public func softmaxRows(batch: Int, vocab: Int, sigma: Float, repeatRow: Bool = false, rng: inout SeededRNG) -> [Float] {
+    var out: [Float] = []
+    out.reserveCapacity(batch * vocab)
+    for b in 0..<batch {
+        if repeatRow && b > 0 { out += out[0..<vocab]; continue }
+        let x = (0..<vocab).map { _ in Double(rng.normal() * sigma) }
+        let m = x.max()!
+        let e = x.map { exp($0 - m) }
+        let z = e.reduce(0, +)
+        out += e.map { Float($0 / z) }
+    }
+    return out
+}
+
+/// A row with ties at every threshold the edge cases use: 1/4, four of 1/8, four of 1/16, and
+/// zeros (dyadic, so every partial sum is exact in f32 and f64). Top-k 3 keeps 5 tokens; top-p 0.5
+/// keeps the 1/4 and the 1/8s (mass above them 1/4 < 0.5); min-p 0.5 keeps the same.
+func tiedRow(vocab: Int) -> [Float] {
+    var r = [Float](repeating: 0, count: vocab)
+    let values: [Float] = [0.25, 0.125, 0.125, 0.125, 0.125, 0.0625, 0.0625, 0.0625, 0.0625]
+    for (i, v) in values.enumerated() { r[(i * 7 + 3) % vocab] = v }
+    return r
+}
+
+extension RowParameter {
+    func mapped(_ f: (Value) -> Value) -> RowParameter<Value> {
+        switch self {
+        case .scalar(let v): .scalar(f(v))
+        case .perRow(let vs): .perRow(vs.map(f))
+        }
+    }
+}
+
+/// The filter with its float boundaries widened by the f32 rounding the kernels may carry.
+func loosened(_ f: SamplingFilter) -> SamplingFilter {
+    let p: (Double) -> Double = { min(1, $0 + 2e-5) }
+    switch f {
+    case .topP(let t): return .topP(t.mapped(p))
+    case .minP(let m): return .minP(m.mapped { $0 * (1 - 1e-5) })
+    case .topKTopP(let k, let t, let o): return .topKTopP(topK: k, topP: t.mapped(p), order: o)
+    default: return f
+    }
+}
+
+/// "0.5", or "per-row".
+func paramName<V>(_ p: RowParameter<V>) -> String {
+    switch p {
+    case .scalar(let v): "\(v)"
+    case .perRow: "per-row"
+    }
+}
+
+func filterName(_ f: SamplingFilter) -> String {
+    switch f {
+    case .none: return "all"
+    case .topK(let k): return "top_k=\(paramName(k))"
+    case .topP(let p): return "top_p=\(paramName(p))"
+    case .minP(let m): return "min_p=\(paramName(m))"
+    case .topKTopP(let k, let p, let o): return "\(o.rawValue) top_k=\(paramName(k)) top_p=\(paramName(p))"
+    }
+}
+
+// MARK: - Renorm, mask, softmax
+
+func samplingOpCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    let shapes = [(4, 111), (3, 32_000), (2, 128_256), (1, 262_144)]
+    for (batch, vocab) in shapes {
+        for k in [1, 50, vocab, vocab + 7] {
+            cases.append(renormCase(top: "top_k=\(k)", batch: batch, vocab: vocab) { x, be in
+                try (topKRenormProbs(x, topK: .scalar(k), backend: be), nil)
+            })
+        }
+        for p in [0.1, 0.5, 0.9, 1.0] {
+            cases.append(renormCase(top: "top_p=\(p)", batch: batch, vocab: vocab) { x, be in
+                try (topPRenormProbs(x, topP: .scalar(p), backend: be), p)
+            })
+        }
+        for k in [1, 50, vocab] {
+            cases.append(CheckCase(name: "sampling top_k_mask_logits k=\(k) batch=\(batch) vocab=\(vocab)") { _, stream, rng in
+                // Logits rounded to 1/4: many ties, at the k-th value too; some -inf.
+                let x = (0..<(batch * vocab)).map { _ in rng.uniform() < 0.01 ? -Float.infinity : (rng.normal() * 12).rounded() / 4 }
+                let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
+                let be = Backend.cuda(stream)
+                let got = try topKMaskLogits(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
+                let want = try topKMaskLogits(t, topK: .scalar(k)).toFloats()
+                for i in got.indices where got[i] != want[i] { return "element \(i): got \(got[i]), expected \(want[i])" }
+                return nil
+            })
+        }
+        for temperature in [RowParameter<Double>.scalar(1), .scalar(0.5), .perRow((0..<batch).map { 0.1 + Double($0) })] {
+            for dtype in [DType.f32, .bf16] {
+                cases.append(CheckCase(name: "sampling softmax T=\(paramName(temperature)) dtype=\(dtype.rawValue) batch=\(batch) vocab=\(vocab)") { _, stream, rng in
+                    var x = (0..<(batch * vocab)).map { _ in rng.normal() * 4 }
+                    for i in stride(from: 5, to: x.count, by: 97) { x[i] = -.infinity }
+                    let t = Tensor.host(x, shape: [batch, vocab], dtype: dtype)
+                    let be = Backend.cuda(stream)
+                    let got = try softmax(t.moved(to: be), temperature: temperature, backend: be).toFloats()
+                    let want = try softmax(t, temperature: temperature).toFloats()
+                    let tol = dtype == .f32 ? Tolerance(atol: 1e-7, rtol: 2e-5) : Tolerance(atol: 1e-5, rtol: 8e-3)
+                    if let m = tol.compare(got, want) { return "\(m)" }
+                    return nil
+                })
+            }
+        }
+    }
+    cases.append(CheckCase(name: "sampling softmax degenerate rows") { _, stream, _ in
+        // Rows: normal; all -inf; one NaN; one +inf. The last three are NaN everywhere (as torch).
+        let v = 1000
+        var x = (0..<(4 * v)).map { Float(($0 * 37) % 101) / 10 }
+        for i in v..<(2 * v) { x[i] = -.infinity }
+        x[2 * v + 17] = .nan
+        x[3 * v + 5] = .infinity
+        let be = Backend.cuda(stream)
+        let got = try softmax(Tensor.host(x, shape: [4, v], dtype: .f32).moved(to: be), backend: be).toFloats()
+        if let m = Tolerance(atol: 1e-7, rtol: 2e-5).compare(Array(got[0..<v]), try softmax(Tensor.host(Array(x[0..<v]), shape: [1, v], dtype: .f32)).toFloats()) {
+            return "row 0: \(m)"
+        }
+        if let i = got[v...].firstIndex(where: { !$0.isNaN }) { return "element \(i) of a degenerate row: \(got[i]), expected NaN" }
+        return nil
+    })
+    cases.append(CheckCase(name: "sampling renorm edge rows (ties, zeros, NaN)") { _, stream, _ in
+        let v = 4096
+        var rows = tiedRow(vocab: v) + [Float](repeating: 0, count: v) + tiedRow(vocab: v)
+        rows[2 * v + 1] = .nan  // NaN counts as 0: the tied row's answer is unchanged
+        let t = Tensor.host(rows, shape: [3, v], dtype: .f32)
+        let be = Backend.cuda(stream)
+        for (name, k, p) in [("top_k=3", 3, 1.0), ("top_p=0.5", 0, 0.5), ("top_k=1", 1, 1.0)] {
+            let got = try (k > 0 ? topKRenormProbs(t.moved(to: be), topK: .scalar(k), backend: be)
+                                 : topPRenormProbs(t.moved(to: be), topP: .scalar(p), backend: be)).toFloats()
+            let clean = tiedRow(vocab: v)
+            let want = try (k > 0 ? topKRenormProbs(Tensor.host(clean, shape: [1, v], dtype: .f32), topK: .scalar(k))
+                                  : topPRenormProbs(Tensor.host(clean, shape: [1, v], dtype: .f32), topP: .scalar(p))).toFloats()
+            for r in [0, 2] {
+                for j in 0..<v where got[r * v + j] != want[j] { return "\(name) row \(r) element \(j): got \(got[r * v + j]), expected \(want[j])" }
+            }
+            if let j = got[v..<(2 * v)].firstIndex(where: { $0 != 0 }) { return "\(name): zero row element \(j - v) = \(got[j])" }
+        }
+        return nil
+    })
+    return cases
+}
+
+/// A renorm case on softmax rows (σ 1 and 5 alternating): the kept set as the reference's (a
+/// token within 2e-5 of the top-p boundary may differ), values p / Σ_kept p to f32 rounding.
+func renormCase(top: String, batch: Int, vocab: Int, _ op: @escaping (Tensor, Backend) throws -> (Tensor, Double?)) -> CheckCase {
+    CheckCase(name: "sampling renorm \(top) batch=\(batch) vocab=\(vocab)") { _, stream, rng in
+        var x: [Float] = []
+        for b in 0..<batch { x += softmaxRows(batch: 1, vocab: vocab, sigma: b % 2 == 0 ? 1 : 5, rng: &rng) }
+        let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
+        let be = Backend.cuda(stream)
+        let (gpuT, topP) = try op(try t.moved(to: be), be)
+        let got = try gpuT.toFloats()
+        let want = try op(t, .cpu).0.toFloats()
+        for b in 0..<batch {
+            let row = Array(x[(b * vocab)..<((b + 1) * vocab)]).map(Double.init)
+            let g = Array(got[(b * vocab)..<((b + 1) * vocab)]), w = Array(want[(b * vocab)..<((b + 1) * vocab)])
+            // Mass above each token (only needed where the kept sets differ).
+            var massAbove: [Double]? = nil
+            var kept = 0.0
+            for j in 0..<vocab where g[j] != 0 { kept += row[j] }
+            for j in 0..<vocab {
+                if (g[j] != 0) != (w[j] != 0) {
+                    if massAbove == nil { massAbove = massesAbove(row) }
+                    guard let p = topP, abs(massAbove![j] - p) <= 2e-5 else {
+                        return "row \(b) token \(j) (p \(row[j])): kept \(g[j] != 0) on the GPU, \(w[j] != 0) in the reference"
+                    }
+                    continue
+                }
+                // Against p / Σ over the GPU's kept set (the same set but for boundary tokens).
+                let e = g[j] != 0 ? Float(row[j] / kept) : 0
+                if !(abs(g[j] - e) <= 1e-7 + 2e-5 * e) { return "row \(b) token \(j): got \(g[j]), expected \(e)" }
+            }
+        }
+        return nil
+    }
+}
+
+/// `Σ_{p_i > p_j} p_i` for every j, by one descending sort.
+func massesAbove(_ row: [Double]) -> [Double] {
+    let order = row.indices.sorted { row[$0] > row[$1] }
+    var out = [Double](repeating: 0, count: row.count)
+    var start = 0, before = 0.0
+    while start < order.count {
+        var end = start
+        while end < order.count && row[order[end]] == row[order[start]] { end += 1 }
+        for g in start..<end { out[order[g]] = before }
+        for g in start..<end { before += row[order[g]] }
+        start = end
+    }
+    return out
+}
+
+// MARK: - Samplers
+
+func samplerCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    let filters: [SamplingFilter] = [
+        .none, .topK(1), .topK(10), .topK(50), .topP(0.1), .topP(0.5), .topP(0.9), .minP(0.05), .minP(0.5),
+        .topKTopP(topK: 50, topP: 0.9, order: .joint), .topKTopP(topK: 10, topP: 0.5, order: .joint),
+        .topKTopP(topK: 50, topP: 0.9, order: .topKFirst), .topKTopP(topK: 10, topP: 0.5, order: .topKFirst),
+    ]
+    // Distribution tests: a moderate vocabulary (so the support holds few hundred tokens at most).
+    for f in filters {
+        for (vocab, sigma) in [(1000, Float(2)), (5003, Float(1))] {
+            cases.append(chiSquareCase(filter: f, vocab: vocab, sigma: sigma))
+        }
+    }
+    // Edge filters: top-k >= vocab and top-p = 1 are the unfiltered distribution; ties at the threshold.
+    for f in [SamplingFilter.topK(1000), .topK(5000), .topP(1.0), .topKTopP(topK: 5000, topP: 1.0, order: .topKFirst),
+              .topKTopP(topK: 5000, topP: 1.0, order: .joint)] {
+        cases.append(chiSquareCase(filter: f, vocab: 1000, sigma: 2))
+    }
+    for f in [SamplingFilter.none, .topK(3), .topK(1), .topP(0.5), .minP(0.5), .topKTopP(topK: 3, topP: 0.3, order: .joint),
+              .topKTopP(topK: 3, topP: 0.5, order: .topKFirst)] {
+        cases.append(chiSquareCase(filter: f, vocab: 4096, sigma: 0, tied: true))
+    }
+    // Support on S1-shaped rows (vocab 128256, a different distribution per row), per-row parameters.
+    for f in filters + [.topK(.perRow((0..<32).map { 1 + $0 * 37 })), .topP(.perRow((0..<32).map { 0.05 + Double($0) * 0.03 })),
+                        .topKTopP(topK: .perRow((0..<32).map { 5 + $0 * 7 }), topP: .perRow((0..<32).map { 0.99 - Double($0) * 0.03 }), order: .joint),
+                        .topKTopP(topK: .perRow((0..<32).map { 5 + $0 * 7 }), topP: .perRow((0..<32).map { 0.99 - Double($0) * 0.03 }), order: .topKFirst)] {
+        cases.append(CheckCase(name: "sampling support \(filterName(f)) batch=32 vocab=128256") { _, stream, rng in
+            let (batch, vocab) = (32, 128_256)
+            var x: [Float] = []
+            for b in 0..<batch { x += softmaxRows(batch: 1, vocab: vocab, sigma: [1, 3, 0.3][b % 3], rng: &rng) }
+            let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
+            let allowed = try samplingDistribution(t, filter: loosened(f))
+            let be = Backend.cuda(stream)
+            let g = try t.moved(to: be)
+            for round in 0..<4 {
+                let out = try sample(g, filter: f, seed: rng.next(), offset: UInt64(round) * 4096, backend: be)
+                for b in 0..<batch {
+                    let j = Int(out.samples[b])
+                    guard out.valid[b], (0..<vocab).contains(j), allowed[b][j] > 0 else {
+                        return "round \(round) row \(b): token \(j) valid \(out.valid[b]) outside the support (p = \(j >= 0 && j < vocab ? x[b * vocab + j] : .nan))"
+                    }
+                }
+            }
+            return nil
+        })
+    }
+    cases.append(CheckCase(name: "sampling invalid rows (zeros, NaN) and determinism") { _, stream, rng in
+        // Rows: all zeros; all NaN; NaN and zeros around one positive token; a softmax row with NaNs sprinkled.
+        let v = 3000
+        var x = [Float](repeating: 0, count: 4 * v)
+        for j in v..<(2 * v) { x[j] = .nan }
+        for j in stride(from: 2 * v, to: 3 * v, by: 2) { x[j] = .nan }
+        x[2 * v + 1001] = 0.5
+        let soft = softmaxRows(batch: 1, vocab: v, sigma: 1, rng: &rng)
+        for j in 0..<v { x[3 * v + j] = j % 11 == 0 ? .nan : soft[j] }
+        let be = Backend.cuda(stream)
+        let t = try Tensor.host(x, shape: [4, v], dtype: .f32).moved(to: be)
+        for f in [SamplingFilter.none, .topK(5), .topP(0.5), .minP(0.1), .topKTopP(topK: 5, topP: 0.5, order: .joint),
+                  .topKTopP(topK: 5, topP: 0.5, order: .topKFirst)] {
+            let seed = rng.next()
+            let a = try sample(t, filter: f, seed: seed, offset: 12, backend: be)
+            let b = try sample(t, filter: f, seed: seed, offset: 12, backend: be)
+            if a != b { return "\(filterName(f)): the same seed and offset gave \(a.samples) then \(b.samples)" }
+            if a.valid[0] || a.valid[1] || a.samples[0] != 0 || a.samples[1] != 0 {
+                return "\(filterName(f)): zero / NaN rows gave \(a.samples[0...1]) valid \(a.valid[0...1]), expected 0, false"
+            }
+            if !a.valid[2] || a.samples[2] != 1001 { return "\(filterName(f)): the one-token row gave \(a.samples[2]) valid \(a.valid[2])" }
+            let j = Int(a.samples[3])
+            if !a.valid[3] || !(x[3 * v + j] > 0) { return "\(filterName(f)): the NaN-sprinkled row gave token \(j) (p \(x[3 * v + j]))" }
+        }
+        // Different seeds give different tokens (over 1024 rows of one distribution).
+        let rows = try Tensor.host(softmaxRows(batch: 1024, vocab: 1000, sigma: 1, repeatRow: true, rng: &rng), shape: [1024, 1000], dtype: .f32).moved(to: be)
+        let s1 = try samplingFromProbs(rows, seed: 1, backend: be), s2 = try samplingFromProbs(rows, seed: 2, backend: be)
+        let s3 = try samplingFromProbs(rows, seed: 1, offset: 4, backend: be)
+        if s1.samples == s2.samples || s1.samples == s3.samples { return "another seed or offset gave the same 1024 tokens" }
+        return nil
+    })
+    // The first draw is the answer for plain and min-p sampling: the CPU's inverse CDF with the same
+    // uniform gives the same token (up to running-sum rounding at a boundary).
+    for f in [SamplingFilter.none, .minP(0.1)] {
+        cases.append(CheckCase(name: "sampling \(filterName(f)) same tokens as the CPU batch=256 vocab=32000") { _, stream, rng in
+            let t = Tensor.host(softmaxRows(batch: 256, vocab: 32_000, sigma: 2, rng: &rng), shape: [256, 32_000], dtype: .f32)
+            let be = Backend.cuda(stream)
+            let seed = rng.next()
+            let g = try sample(t.moved(to: be), filter: f, seed: seed, offset: 8, backend: be)
+            let c = try sample(t, filter: f, seed: seed, offset: 8)
+            let same = zip(g.samples, c.samples).filter { $0 == $1 }.count
+            return same >= 250 ? nil : "\(same) of 256 tokens equal the CPU's (expected >= 250)"
+        })
+    }
+    return cases
+}
+
+/// 20,480 draws from one distribution (1,024 identical rows × 20 offsets), each inside the support,
+/// then Pearson's chi-square against the exact filtered distribution at alpha = 1e-6.
+func chiSquareCase(filter: SamplingFilter, vocab: Int, sigma: Float, tied: Bool = false) -> CheckCase {
+    let name = "sampling chi2 \(filterName(filter)) vocab=\(vocab) " + (tied ? "tied" : "sigma=\(sigma)")
+    return CheckCase(name: name) { _, stream, rng in
+        let batch = 1024, launches = 20
+        let row = tied ? tiedRow(vocab: vocab) : softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng)
+        let one = Tensor.host(row, shape: [1, vocab], dtype: .f32)
+        let q = try samplingDistribution(one, filter: filter)[0]
+        let allowed = try samplingDistribution(one, filter: loosened(filter))[0]
+        let be = Backend.cuda(stream)
+        let t = try Tensor.host((0..<batch).flatMap { _ in row }, shape: [batch, vocab], dtype: .f32).moved(to: be)
+        var counts = [Int](repeating: 0, count: vocab)
+        let seed = rng.next()
+        for l in 0..<launches {
+            let out = try sample(t, filter: filter, seed: seed, offset: UInt64(l) * 4096, backend: be)
+            for b in 0..<batch {
+                let j = Int(out.samples[b])
+                guard out.valid[b], (0..<vocab).contains(j), allowed[j] > 0 else {
+                    return "launch \(l) row \(b): token \(j) valid \(out.valid[b]) outside the support"
+                }
+                counts[j] += 1
+            }
+        }
+        // A draw on a boundary token (kept by the f32 rounding, not by the Float64 reference) is
+        // within the support tolerance, and out of the test: it has no expected count.
+        for j in 0..<vocab where q[j] == 0 { counts[j] = 0 }
+        let r = chiSquareTest(counts: counts, expected: q)
+        return r.pValue >= 1e-6 ? nil : "\(batch * launches) draws: \(r) < 1e-6"
+    }
+}
