@@ -136,29 +136,34 @@ def _is_torch(x):
     return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
 
 
+_TORCH_DTYPES = None  # torch dtype -> (DLPack code, bits), built on first use (run() is on the hot path)
+
+
 def _torch_dtype_code(t, name):
-    import torch
-    table = {torch.float16: (_kDLFloat, 16), torch.bfloat16: (_kDLBfloat, 16), torch.float32: (_kDLFloat, 32)}
-    for attr, code in (("float8_e4m3fn", _kDLFloat8_e4m3fn), ("float8_e5m2", _kDLFloat8_e5m2)):
-        if hasattr(torch, attr):
-            table[getattr(torch, attr)] = (code, 8)
-    if t.dtype not in table:
+    global _TORCH_DTYPES
+    if _TORCH_DTYPES is None:
+        import torch
+        table = {torch.float16: (_kDLFloat, 16), torch.bfloat16: (_kDLBfloat, 16), torch.float32: (_kDLFloat, 32)}
+        for attr, code in (("float8_e4m3fn", _kDLFloat8_e4m3fn), ("float8_e5m2", _kDLFloat8_e5m2)):
+            if hasattr(torch, attr):
+                table[getattr(torch, attr)] = (code, 8)
+        _TORCH_DTYPES = table
+    code = _TORCH_DTYPES.get(t.dtype)
+    if code is None:
         raise TypeError(f"{name}: dtype {t.dtype} is not supported (float16, bfloat16, float32; float8_e4m3fn, float8_e5m2 for K/V)")
-    return table[t.dtype]
+    return code
 
 
 class _Tensor:
     """A DLTensor over a NumPy array or a PyTorch tensor (kept alive with it)."""
 
     def __init__(self, array, name):
+        if isinstance(array, _Tensor):  # already a DLTensor (_split_cache's halves of a torch cache)
+            self.array, self.shape, self.strides, self.t = array.array, array.shape, array.strides, array.t
+            return
         if _is_torch(array):
             code, bits = _torch_dtype_code(array, name)
-            self.array = array
-            n = array.dim()
-            self.shape = (ctypes.c_int64 * n)(*array.shape)
-            self.strides = (ctypes.c_int64 * n)(*array.stride())
-            device = _DLDevice(_kDLCUDA, array.device.index or 0) if array.is_cuda else _DLDevice(_kDLCPU, 0)
-            self.t = _DLTensor(ctypes.c_void_p(array.data_ptr()), device, n, _DLDataType(code, bits, 1), self.shape, self.strides, 0)
+            self._set(array, array.data_ptr(), tuple(array.shape), array.stride(), code, bits, array.device)
             return
         if not isinstance(array, np.ndarray):
             raise TypeError(f"{name}: expected a numpy.ndarray (CPU tensor), got {type(array).__name__}")
@@ -174,6 +179,31 @@ class _Tensor:
         self.strides = (ctypes.c_int64 * n)(*[s // array.itemsize for s in array.strides])
         self.t = _DLTensor(ctypes.c_void_p(array.ctypes.data), _DLDevice(_kDLCPU, 0), n, _DLDataType(code, bits, 1),
                            self.shape, self.strides, 0)
+
+    def _set(self, owner, data, shape, strides, code, bits, device):
+        self.array = owner
+        n = len(shape)
+        self.shape = (ctypes.c_int64 * n)(*shape)
+        self.strides = (ctypes.c_int64 * n)(*strides)
+        dl = _DLDevice(_kDLCUDA, device.index or 0) if device.type == "cuda" else _DLDevice(_kDLCPU, 0)
+        self.t = _DLTensor(ctypes.c_void_p(data), dl, n, _DLDataType(code, bits, 1), self.shape, self.strides, 0)
+
+    @classmethod
+    def torch_halves(cls, t, name):
+        """DLTensors of t[:, 0] and t[:, 1] of a torch tensor, without making the two torch views
+        (each costs microseconds on run()'s hot path)."""
+        code, bits = _torch_dtype_code(t, name)
+        shape, st = tuple(t.shape), t.stride()
+        if len(shape) < 2 or shape[1] != 2:
+            raise ValueError(f"{name}: expected [pages, 2, ...] (k and v on axis 1), got shape {list(shape)}")
+        sub_shape, sub_st = (shape[0],) + shape[2:], (st[0],) + tuple(st[2:])
+        base, step, device = t.data_ptr(), st[1] * t.element_size(), t.device
+        halves = []
+        for i in (0, 1):
+            h = cls.__new__(cls)
+            h._set(t, base + i * step, sub_shape, sub_st, code, bits, device)
+            halves.append(h)
+        return halves[0], halves[1]
 
     def ref(self):
         return ctypes.byref(self.t)
@@ -286,9 +316,12 @@ def _new_outputs(q, out_shape, lse_shape, return_lse):
 
 
 def _split_cache(paged_kv_cache):
-    """(k, v) of a paged cache given as a (k, v) tuple or a [pages, 2, ...] tensor."""
+    """(k, v) of a paged cache given as a (k, v) tuple or a [pages, 2, ...] tensor (a torch tensor
+    gives two _Tensor DLTensors over its halves directly)."""
     if isinstance(paged_kv_cache, (tuple, list)):
         return paged_kv_cache
+    if _is_torch(paged_kv_cache):
+        return _Tensor.torch_halves(paged_kv_cache, "paged_kv_cache")
     return paged_kv_cache[:, 0], paged_kv_cache[:, 1]
 
 
