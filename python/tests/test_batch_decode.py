@@ -89,3 +89,31 @@ def test_errors():
         w.run(q, cache, k_scale=0.5)
     with pytest.raises(ValueError, match="kv_layout"):
         fi.BatchDecodeWithPagedKVCacheWrapper(None, kv_layout="NDH")
+
+
+def test_run_reads_current_contents_through_the_descriptor_cache():
+    """run() reuses DLTensor descriptors keyed by (address, shape, strides, dtype): a cache changed in
+    place, a different cache of the same shape, q and out reused — every run reads what is there now."""
+    rng = np.random.default_rng(11)
+    page_size, hq, hkv, d, pages = 4, 8, 2, 64, 3
+    indptr, indices, last = np.array([0, pages], np.int32), np.arange(pages, dtype=np.int32), np.array([4], np.int32)
+    w = fi.BatchDecodeWithPagedKVCacheWrapper(None)
+    w.plan(indptr, indices, last, hq, hkv, d, page_size)
+    q = rng.standard_normal((1, hq, d)).astype(np.float16)
+    out = np.empty_like(q)
+
+    def expected(cache):
+        k, v = gather(cache, indices, last[0], page_size, "NHD")
+        return fi.single_decode_with_kv_cache(q[0], k, v).astype(np.float32)
+
+    a = make_cache(rng, pages, page_size, hkv, d, "NHD")
+    b = make_cache(rng, pages, page_size, hkv, d, "NHD")
+    for cache in (a, b, a):
+        w.run(q, cache, out=out)
+        np.testing.assert_allclose(out[0].astype(np.float32), expected(cache), atol=1e-3, rtol=1e-3)
+    a[...] = make_cache(rng, pages, page_size, hkv, d, "NHD")  # same address, new contents
+    w.run(q, a, out=out)
+    np.testing.assert_allclose(out[0].astype(np.float32), expected(a), atol=1e-3, rtol=1e-3)
+    # The same bytes seen with another shape or dtype are a different descriptor.
+    with pytest.raises((ValueError, TypeError)):
+        w.run(q, a.astype(np.float32), out=out)
