@@ -9,6 +9,21 @@ import Testing
         #expect(p == [4, 3, 4, 2, 3, 4, 1, 2, 3, 4])
     }
 
+    /// The decode kernels address rows with 32-bit byte strides: a cache whose page (or token)
+    /// stride reaches 2^31 bytes is refused by name when it is made, before any launch.
+    @Test func strideOf2GiBIsRefused() throws {
+        let base = Tensor.host([Float](repeating: 1, count: 2 * 4 * 2 * 8), shape: [2, 4, 2, 8], dtype: .f16)
+        let huge = (1 << 31) / 2  // elements: 2^31 bytes of f16
+        let k = Tensor(storage: base.storage, shape: [2, 4, 2, 8], strides: [huge, 16, 8, 1], dtype: .f16)
+        #expect(throws: FlashInferError.strides(tensor: "k_cache", strides: [huge, 16, 8, 1], rule: "page and token strides must stay below 2^31 bytes")) {
+            _ = try PagedKVCache(k: k, v: base)
+        }
+        // One page: the page stride is never used, so any value passes.
+        let one = Tensor(storage: base.storage, shape: [1, 4, 2, 8], strides: [huge, 16, 8, 1], dtype: .f16)
+        let oneV = Tensor(storage: base.storage, shape: [1, 4, 2, 8], dtype: .f16)
+        _ = try PagedKVCache(k: one, v: oneV)
+    }
+
     @Test func seqLensFromTheTable() {
         // page_size 16: 3 pages with 5 on the last → 37; 1 page with 16 → 16; no pages → 0.
         #expect(getSeqLens(kvIndptr: [0, 3, 4, 4], kvLastPageLen: [5, 16, 1], pageSize: 16) == [37, 16, 0])

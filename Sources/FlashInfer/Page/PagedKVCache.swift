@@ -47,7 +47,8 @@ public struct PagedKVCache: Sendable {
         // The decode kernels compute row addresses with 32-bit byte strides (kv.cuh, rows()).
         for (n, t) in [("k_cache", k), ("v_cache", v)] {
             let (page, token, _) = strides(of: t)
-            guard abs(page) * t.dtype.byteSize <= Int(Int32.max), abs(token) * t.dtype.byteSize <= Int(Int32.max) else {
+            guard numPages <= 1 || abs(page) * t.dtype.byteSize <= Int(Int32.max),
+                  pageSize <= 1 || abs(token) * t.dtype.byteSize <= Int(Int32.max) else {
                 throw .strides(tensor: n, strides: t.strides, rule: "page and token strides must stay below 2^31 bytes")
             }
         }
