@@ -192,6 +192,10 @@ class _Tensor:
     def torch_halves(cls, t, name):
         """DLTensors of t[:, 0] and t[:, 1] of a torch tensor, without making the two torch views
         (each costs microseconds on run()'s hot path)."""
+        key = ("halves", t.data_ptr(), t.shape, t.stride(), t.dtype, t.device)
+        pair = _DL_CACHE.get(key)
+        if pair is not None:
+            return pair
         code, bits = _torch_dtype_code(t, name)
         shape, st = tuple(t.shape), t.stride()
         if len(shape) < 2 or shape[1] != 2:
@@ -201,9 +205,13 @@ class _Tensor:
         halves = []
         for i in (0, 1):
             h = cls.__new__(cls)
-            h._set(t, base + i * step, sub_shape, sub_st, code, bits, device)
+            h._set(None, base + i * step, sub_shape, sub_st, code, bits, device)  # cached: holds no array
             halves.append(h)
-        return halves[0], halves[1]
+        pair = (halves[0], halves[1])
+        if len(_DL_CACHE) >= 512:
+            _DL_CACHE.clear()
+        _DL_CACHE[key] = pair
+        return pair
 
     def ref(self):
         return ctypes.byref(self.t)
