@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
-           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "append_paged_kv_cache",
+           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "MultiLevelCascadeAttentionWrapper",
+           "append_paged_kv_cache",
            "get_batch_indices_positions", "get_seq_lens",
            "merge_state", "merge_state_in_place", "merge_states", "version", "FlashInferSwiftError"]
 
@@ -119,6 +120,16 @@ def _library():
         lib.flashinfer_swift_batch_prefill_plan.restype = ctypes.c_int
         lib.flashinfer_swift_batch_prefill_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
         lib.flashinfer_swift_batch_prefill_run.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_cascade_create.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_destroy.argtypes = [ctypes.c_void_p]
+        lib.flashinfer_swift_cascade_destroy.restype = None
+        i32pp = ctypes.POINTER(i32p)
+        lib.flashinfer_swift_cascade_plan.argtypes = [ctypes.c_void_p, ctypes.c_int32, i32pp, i32pp, i32pp, i32pp, i32p] + [
+            ctypes.c_int32] * 4 + [_DLDataType, _DLDataType, ctypes.POINTER(_Options), _DLDevice, ctypes.c_void_p]
+        lib.flashinfer_swift_cascade_plan.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
+        lib.flashinfer_swift_cascade_run.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
@@ -543,6 +554,73 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
 
     def run(self, q, k, v, *args, return_lse=False):
         return self._run(q, k, v, return_lse)
+
+    forward = run
+
+
+class MultiLevelCascadeAttentionWrapper(_Wrapper):
+    """Multi-level cascade attention (upstream's wrapper): `num_levels` levels over one paged KV pool
+    and one ragged query tensor; level l's qo_indptr groups all the queries into that level's
+    requests (level 0 typically one shared prefix). `causal` applies to the last level only, as
+    upstream. run() attends every level and merges the states (base-2 LSE). CPU arrays run on the
+    CPU reference, CUDA torch tensors on the GPU (the plan's stream)."""
+
+    _destroy = "flashinfer_swift_cascade_destroy"
+
+    def __init__(self, num_levels, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf_arr=None,
+                 paged_kv_indptr_buf_arr=None, paged_kv_indices_buf_arr=None, paged_kv_last_page_len_buf_arr=None,
+                 backend="auto"):
+        if int(num_levels) < 1:
+            raise ValueError(f"num_levels {num_levels} must be >= 1")
+        self._num_levels = int(num_levels)
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, lambda h: _library().flashinfer_swift_cascade_create(h))
+
+    def plan(self, qo_indptr_arr, paged_kv_indptr_arr, paged_kv_indices_arr, paged_kv_last_page_len, num_qo_heads,
+             num_kv_heads, head_dim, page_size, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False,
+             sm_scale=None, window_left=-1, logits_soft_cap=None, rope_scale=None, rope_theta=None, q_data_type="float16",
+             kv_data_type=None):
+        n = self._num_levels
+        for name, arr in (("qo_indptr_arr", qo_indptr_arr), ("paged_kv_indptr_arr", paged_kv_indptr_arr),
+                          ("paged_kv_indices_arr", paged_kv_indices_arr), ("paged_kv_last_page_len", paged_kv_last_page_len)):
+            if len(arr) != n:
+                raise ValueError(f"{name}: {len(arr)} levels, the wrapper has num_levels = {n}")
+        qo = [_int32_array(a, f"qo_indptr_arr[{l}]") for l, a in enumerate(qo_indptr_arr)]
+        ip = [_int32_array(a, f"paged_kv_indptr_arr[{l}]") for l, a in enumerate(paged_kv_indptr_arr)]
+        ix = [_int32_array(a, f"paged_kv_indices_arr[{l}]") for l, a in enumerate(paged_kv_indices_arr)]
+        lp = [_int32_array(a, f"paged_kv_last_page_len[{l}]") for l, a in enumerate(paged_kv_last_page_len)]
+        for l in range(n):
+            b = qo[l].shape[0] - 1
+            if b < 0:
+                raise ValueError(f"qo_indptr_arr[{l}]: empty (expected batch_size + 1 entries)")
+            if ip[l].shape[0] != b + 1:
+                raise ValueError(f"paged_kv_indptr_arr[{l}]: {ip[l].shape[0]} entries, expected len(qo_indptr_arr[{l}]) = {b + 1}")
+            if lp[l].shape[0] != b:
+                raise ValueError(f"paged_kv_last_page_len[{l}]: {lp[l].shape[0]} entries, expected batch_size = {b}")
+            if ix[l].shape[0] < ip[l][-1]:
+                raise ValueError(f"paged_kv_indices_arr[{l}]: {ix[l].shape[0]} entries, paged_kv_indptr_arr[{l}][-1] is {int(ip[l][-1])}")
+        opts = _options(causal, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
+                        logits_soft_cap)
+        device, stream = self._plan_device()
+        i32p = ctypes.POINTER(ctypes.c_int32)
+
+        def ptrs(arrs):
+            return (i32p * n)(*[a.ctypes.data_as(i32p) for a in arrs])
+
+        sizes = np.array([a.shape[0] - 1 for a in qo], dtype=np.int32)
+        self._keep = (qo, ip, ix, lp, sizes)
+        _check(_library().flashinfer_swift_cascade_plan(
+            self._handle, n, ptrs(qo), ptrs(ip), ptrs(ix), ptrs(lp), sizes.ctypes.data_as(i32p), int(num_qo_heads),
+            int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
+            _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts), device,
+            stream))
+        self._planned = (int(qo[0][-1]), int(num_qo_heads), stream)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache):
+        """The cascade's output [total, Hq, D] (q's dtype)."""
+        k, v = _split_cache(paged_kv_cache)
+        return self._run_with(_library().flashinfer_swift_cascade_run, q, k, v, False, ())
 
     forward = run
 

@@ -151,6 +151,27 @@ int flashinfer_swift_batch_prefill_run(flashinfer_swift_batch_prefill* handle, c
                                        const DLTensor* v, const DLTensor* out, const DLTensor* lse, void* stream);
 
 /*
+ * Multi-level cascade attention (upstream's MultiLevelCascadeAttentionWrapper): num_levels levels
+ * over one paged KV pool and one ragged query tensor. plan: for level l, qo_indptr[l]
+ * [batch_sizes[l] + 1] (every level covers all qo_indptr[0][B_0] queries), kv_indptr[l]
+ * [batch_sizes[l] + 1], kv_indices[l] [kv_indptr[l][B_l]] and kv_last_page_len[l] [batch_sizes[l]]
+ * (host arrays); options->causal applies to the last level only (as upstream). run: q [total, Hq,
+ * D], k_cache / v_cache as batch decode's, out like q, lse [total, Hq] float32 or NULL. Device and
+ * stream as batch decode's.
+ */
+typedef struct flashinfer_swift_cascade flashinfer_swift_cascade;
+int flashinfer_swift_cascade_create(flashinfer_swift_cascade** handle);
+void flashinfer_swift_cascade_destroy(flashinfer_swift_cascade* handle);
+int flashinfer_swift_cascade_plan(flashinfer_swift_cascade* handle, int32_t num_levels, const int32_t* const* qo_indptr,
+                                  const int32_t* const* kv_indptr, const int32_t* const* kv_indices,
+                                  const int32_t* const* kv_last_page_len, const int32_t* batch_sizes, int32_t num_qo_heads,
+                                  int32_t num_kv_heads, int32_t head_dim, int32_t page_size, DLDataType q_data_type,
+                                  DLDataType kv_data_type, const flashinfer_swift_options* options, DLDevice device,
+                                  void* stream);
+int flashinfer_swift_cascade_run(flashinfer_swift_cascade* handle, const DLTensor* q, const DLTensor* k_cache,
+                                 const DLTensor* v_cache, const DLTensor* out, const DLTensor* lse, void* stream);
+
+/*
  * append_paged_kv_cache: append_key / append_value [nnz, Hkv, D] into k_cache / v_cache (the paged
  * layout of batch decode's run) at (batch_indices[t], positions[t]) through the page table
  * (kv_indices, kv_indptr [batch_size + 1], kv_last_page_len [batch_size], after the append);
