@@ -17,7 +17,13 @@ __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "Batch
            "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "MultiLevelCascadeAttentionWrapper",
            "append_paged_kv_cache",
            "get_batch_indices_positions", "get_seq_lens",
-           "merge_state", "merge_state_in_place", "merge_states", "version", "FlashInferSwiftError"]
+           "merge_state", "merge_state_in_place", "merge_states",
+           "rmsnorm", "fused_add_rmsnorm", "gemma_rmsnorm", "gemma_fused_add_rmsnorm", "layernorm",
+           "silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul",
+           "apply_rope", "apply_rope_inplace", "apply_rope_pos_ids", "apply_rope_pos_ids_inplace",
+           "apply_llama31_rope", "apply_llama31_rope_inplace", "apply_llama31_rope_pos_ids",
+           "apply_llama31_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache", "apply_rope_with_cos_sin_cache_inplace",
+           "version", "FlashInferSwiftError"]
 
 
 class FlashInferSwiftError(RuntimeError):
@@ -59,6 +65,19 @@ class _Options(ctypes.Structure):
         ("v_scale", ctypes.c_float),
     ]
 
+
+
+class _RopeOptions(ctypes.Structure):
+    _fields_ = [
+        ("rotary_dim", ctypes.c_int32),
+        ("interleave", ctypes.c_int32),
+        ("rope_scale", ctypes.c_double),
+        ("rope_theta", ctypes.c_double),
+        ("llama31", ctypes.c_int32),
+        ("low_freq_factor", ctypes.c_double),
+        ("high_freq_factor", ctypes.c_double),
+        ("old_context_len", ctypes.c_double),
+    ]
 
 _kDLCPU, _kDLCUDA, _kDLFloat, _kDLBfloat = 1, 2, 2, 4
 _kDLFloat8_e4m3fn, _kDLFloat8_e5m2 = 10, 12  # DLPack 1.x codes (flashinfer_swift.h)
@@ -130,6 +149,17 @@ def _library():
         lib.flashinfer_swift_cascade_plan.restype = ctypes.c_int
         lib.flashinfer_swift_cascade_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
         lib.flashinfer_swift_cascade_run.restype = ctypes.c_int
+        dl = ctypes.POINTER(_DLTensor)
+        lib.flashinfer_swift_norm.argtypes = [ctypes.c_int32] + [dl] * 5 + [ctypes.c_double, ctypes.c_void_p]
+        lib.flashinfer_swift_norm.restype = ctypes.c_int
+        lib.flashinfer_swift_activation.argtypes = [ctypes.c_int32, dl, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_activation.restype = ctypes.c_int
+        lib.flashinfer_swift_rope.argtypes = [dl] * 4 + [i32p, i32p, ctypes.c_int32, i32p, ctypes.c_int32,
+                                                          ctypes.POINTER(_RopeOptions), ctypes.c_void_p]
+        lib.flashinfer_swift_rope.restype = ctypes.c_int
+        lib.flashinfer_swift_rope_cos_sin_cache.argtypes = [i32p, ctypes.c_int32, dl, dl, ctypes.c_int32, dl, ctypes.c_int32,
+                                                            ctypes.c_void_p]
+        lib.flashinfer_swift_rope_cos_sin_cache.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
@@ -718,3 +748,190 @@ def merge_states(v, s):
     ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
     _check(_library().flashinfer_swift_merge_states(*[t.ref() for t in ts], None))
     return v_out, s_out
+
+
+# ---- norms, activations, RoPE (flashinfer.norm / .activation / .rope) ----
+
+def _stream_of(x):
+    """torch.cuda.current_stream() of a CUDA torch tensor's device (as a CUstream), else None."""
+    if _is_torch(x) and x.is_cuda:
+        import torch
+        return ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)
+    return None
+
+
+def _empty(shape, like):
+    """A new tensor of `like`'s dtype and device: torch for torch, a NaN-filled NumPy array otherwise."""
+    if _is_torch(like):
+        import torch
+        return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+    dt = np.asarray(like).dtype
+    return np.full(tuple(shape), np.nan, dtype=dt) if dt.kind == "f" else np.zeros(tuple(shape), dtype=dt)
+
+
+def _copy(x):
+    return x.clone() if _is_torch(x) else np.array(x, copy=True)
+
+
+_NORM_RMS, _NORM_GEMMA_RMS, _NORM_FUSED_ADD_RMS, _NORM_GEMMA_FUSED_ADD_RMS, _NORM_LAYER = range(5)
+
+
+def _norm(kind, input, residual, weight, bias, out, eps):
+    ts = [_Tensor(x, n) if x is not None else None
+          for x, n in ((input, "input"), (residual, "residual"), (weight, "weight"), (bias, "beta"), (out, "out"))]
+    _check(_library().flashinfer_swift_norm(kind, *[t.ref() if t is not None else None for t in ts], float(eps),
+                                            _stream_of(input)))
+
+
+def rmsnorm(input, weight, eps=1e-6, out=None, enable_pdl=None):
+    """Root-mean-square normalization over the last axis (upstream's rmsnorm):
+    out = input / sqrt(mean(input^2) + eps) * weight. Returns out (a new tensor when None)."""
+    out = _empty(input.shape, input) if out is None else out
+    _norm(_NORM_RMS, input, None, weight, None, out, eps)
+    return out
+
+
+def gemma_rmsnorm(input, weight, eps=1e-6, out=None, enable_pdl=None):
+    """Gemma's RMSNorm: input / sqrt(mean(input^2) + eps) * (1 + weight)."""
+    out = _empty(input.shape, input) if out is None else out
+    _norm(_NORM_GEMMA_RMS, input, None, weight, None, out, eps)
+    return out
+
+
+def fused_add_rmsnorm(input, residual, weight, eps=1e-6, enable_pdl=None):
+    """In place (upstream's fused_add_rmsnorm): residual += input, then input = rmsnorm(residual).
+    Returns None."""
+    _norm(_NORM_FUSED_ADD_RMS, input, residual, weight, None, None, eps)
+
+
+def gemma_fused_add_rmsnorm(input, residual, weight, eps=1e-6, enable_pdl=None):
+    """In place: residual += input, then input = gemma_rmsnorm(residual). Returns None."""
+    _norm(_NORM_GEMMA_FUSED_ADD_RMS, input, residual, weight, None, None, eps)
+
+
+def layernorm(input, gemma, beta, eps=1e-6):
+    """LayerNorm over the last axis (upstream's layernorm; `gemma` is upstream's name for gamma):
+    (input - mean) / sqrt(var + eps) * gemma + beta, biased variance. Returns a new tensor."""
+    out = _empty(input.shape, input)
+    _norm(_NORM_LAYER, input, None, gemma, beta, out, eps)
+    return out
+
+
+def _activation(kind, input, out):
+    if out is None:
+        out = _empty(tuple(input.shape[:-1]) + (input.shape[-1] // 2,), input)
+    ti, to = _Tensor(input, "input"), _Tensor(out, "out")
+    _check(_library().flashinfer_swift_activation(kind, ti.ref(), to.ref(), _stream_of(input)))
+    return out
+
+
+def silu_and_mul(input, out=None, enable_pdl=None):
+    """silu(input[..., :d]) * input[..., d:] for input [..., 2d] (upstream's silu_and_mul)."""
+    return _activation(0, input, out)
+
+
+def gelu_and_mul(input, out=None, enable_pdl=None):
+    """gelu(input[..., :d]) * input[..., d:], the exact (erf) GELU."""
+    return _activation(1, input, out)
+
+
+def gelu_tanh_and_mul(input, out=None, enable_pdl=None):
+    """gelu_tanh(input[..., :d]) * input[..., d:], the tanh-approximated GELU."""
+    return _activation(2, input, out)
+
+
+def _rope_options(rotary_dim, interleave, rope_scale, rope_theta, llama31=None):
+    if llama31 is None:
+        return _RopeOptions(int(rotary_dim or 0), int(bool(interleave)), float(rope_scale), float(rope_theta), 0, 0.0, 0.0, 0.0)
+    low, high, old = llama31
+    return _RopeOptions(int(rotary_dim or 0), int(bool(interleave)), float(rope_scale), float(rope_theta), 1, float(low),
+                        float(high), float(old))
+
+
+def _rope(q, k, inplace, opts, indptr=None, offsets=None, pos_ids=None):
+    i32p = ctypes.POINTER(ctypes.c_int32)
+    q_out = k_out = None
+    if not inplace:
+        q_out, k_out = _empty(q.shape, q), _empty(k.shape, k)
+    tq, tk = _Tensor(q, "q"), _Tensor(k, "k")
+    tqo = _Tensor(q_out, "q_out") if q_out is not None else None
+    tko = _Tensor(k_out, "k_out") if k_out is not None else None
+    if indptr is not None:
+        ip, off = _int32_array(indptr, "indptr"), _int32_array(offsets, "offsets")
+        if off.shape[0] != ip.shape[0] - 1:
+            raise ValueError(f"offsets: {off.shape[0]} entries, expected len(indptr) - 1 = {ip.shape[0] - 1}")
+        args = (ip.ctypes.data_as(i32p), off.ctypes.data_as(i32p), off.shape[0], None, 0)
+    else:
+        pos = _int32_array(pos_ids, "pos_ids")
+        args = (None, None, 0, pos.ctypes.data_as(i32p), pos.shape[0])
+    _check(_library().flashinfer_swift_rope(tq.ref(), tk.ref(), tqo.ref() if tqo else None, tko.ref() if tko else None, *args,
+                                            ctypes.byref(opts), _stream_of(q)))
+    return None if inplace else (q_out, k_out)
+
+
+def apply_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """RoPE on ragged q [nnz, Hq, D] / k [nnz, Hk, D] (upstream's apply_rope): request b owns rows
+    indptr[b]:indptr[b+1], row indptr[b] + j at position offsets[b] + j. Returns (q_rope, k_rope).
+    indptr / offsets are read on the host (CUDA tensors are copied back first)."""
+    return _rope(q, k, False, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), indptr, offsets)
+
+
+def apply_rope_inplace(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """apply_rope writing q and k in place. Returns None."""
+    _rope(q, k, True, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), indptr, offsets)
+
+
+def apply_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """RoPE with row t at position pos_ids[t] (upstream's apply_rope_pos_ids). Returns (q_rope, k_rope)."""
+    return _rope(q, k, False, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), pos_ids=pos_ids)
+
+
+def apply_rope_pos_ids_inplace(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """apply_rope_pos_ids writing q and k in place. Returns None."""
+    _rope(q, k, True, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), pos_ids=pos_ids)
+
+
+def apply_llama31_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                       low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_rope with Llama 3.1's frequency scaling. Returns (q_rope, k_rope)."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    return _rope(q, k, False, opts, indptr, offsets)
+
+
+def apply_llama31_rope_inplace(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                               low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_llama31_rope writing q and k in place. Returns None."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    _rope(q, k, True, opts, indptr, offsets)
+
+
+def apply_llama31_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                               low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_rope_pos_ids with Llama 3.1's frequency scaling. Returns (q_rope, k_rope)."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    return _rope(q, k, False, opts, pos_ids=pos_ids)
+
+
+def apply_llama31_rope_pos_ids_inplace(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                                       low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_llama31_rope_pos_ids writing q and k in place. Returns None."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    _rope(q, k, True, opts, pos_ids=pos_ids)
+
+
+def apply_rope_with_cos_sin_cache_inplace(positions, query, key, head_size, cos_sin_cache, is_neox=True):
+    """The vLLM / SGLang form, in place (upstream's apply_rope_with_cos_sin_cache_inplace): query
+    [nnz, Hq * head_size], key [nnz, Hk * head_size], rotated by cos_sin_cache [max_position,
+    rotary_dim] float32 (cos, then sin) at positions [nnz] (read on the host). Returns None."""
+    pos = _int32_array(positions, "positions")
+    tq, tk, tc = _Tensor(query, "query"), _Tensor(key, "key"), _Tensor(cos_sin_cache, "cos_sin_cache")
+    _check(_library().flashinfer_swift_rope_cos_sin_cache(pos.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), pos.shape[0],
+                                                          tq.ref(), tk.ref(), int(head_size), tc.ref(), int(bool(is_neox)),
+                                                          _stream_of(query)))
+
+
+def apply_rope_with_cos_sin_cache(positions, query, key, head_size, cos_sin_cache, is_neox=True):
+    """apply_rope_with_cos_sin_cache_inplace on copies of query and key. Returns (query_rope, key_rope)."""
+    q, k = _copy(query), _copy(key)
+    apply_rope_with_cos_sin_cache_inplace(positions, q, k, head_size, cos_sin_cache, is_neox)
+    return q, k

@@ -184,6 +184,55 @@ int flashinfer_swift_append_paged_kv_cache(const DLTensor* append_key, const DLT
                                            const int32_t* kv_indptr, const int32_t* kv_last_page_len, int32_t batch_size,
                                            int32_t kv_layout, float k_scale, float v_scale, void* stream);
 
+/*
+ * Norms (upstream's flashinfer.norm): over the last axis of input [..., hidden] (f16 / bf16; the CPU
+ * reference also f32); weight (LayerNorm: gamma) and LayerNorm's beta [hidden].
+ *   RMS / GEMMA_RMS: out (input's shape and dtype) = input / rms(input) * weight (GEMMA: * (1 + weight));
+ *   FUSED_ADD_RMS / GEMMA_FUSED_ADD_RMS: in place, residual += input, then input = rmsnorm(residual)
+ *     (out and bias unused, NULL);
+ *   LAYER: out = (input - mean) / sqrt(var + eps) * gamma + beta (residual unused).
+ * Gated activations (flashinfer.activation): out [..., d] = act(input[..., :d]) * input[..., d:] for
+ * input [..., 2d]. Both: CUDA tensors on `stream` (any row stride, a contiguous last axis), CPU
+ * tensors on the CPU reference.
+ */
+enum {
+  FLASHINFER_SWIFT_NORM_RMS = 0,
+  FLASHINFER_SWIFT_NORM_GEMMA_RMS = 1,
+  FLASHINFER_SWIFT_NORM_FUSED_ADD_RMS = 2,
+  FLASHINFER_SWIFT_NORM_GEMMA_FUSED_ADD_RMS = 3,
+  FLASHINFER_SWIFT_NORM_LAYER = 4
+};
+int flashinfer_swift_norm(int32_t kind, const DLTensor* input, const DLTensor* residual, const DLTensor* weight,
+                          const DLTensor* bias, const DLTensor* out, double eps, void* stream);
+enum { FLASHINFER_SWIFT_ACT_SILU = 0, FLASHINFER_SWIFT_ACT_GELU = 1, FLASHINFER_SWIFT_ACT_GELU_TANH = 2 };
+int flashinfer_swift_activation(int32_t kind, const DLTensor* input, const DLTensor* out, void* stream);
+
+/*
+ * RoPE (flashinfer.rope): q [nnz, Hq, D], k [nnz, Hk, D]; into q_out / k_out (same shapes and
+ * dtypes), or in place when both are NULL. Positions: the ragged form (indptr [batch_size + 1] over
+ * the rows, offsets [batch_size]: row indptr[b] + j at offsets[b] + j) when indptr is non-NULL,
+ * else pos_ids [nnz] (host arrays). Frequencies rope_theta^(-2i / rotary_dim), divided by rope_scale,
+ * or Llama 3.1's scaling when llama31 != 0 (rope_scale, low / high_freq_factor, old_context_len).
+ * rope_cos_sin_cache: in place, query [nnz, Hq * head_size], key [nnz, Hk * head_size], rotated by
+ * cos_sin_cache [max_position, rotary_dim] float32 (cos in the first half, sin in the second) at
+ * positions [nnz]; is_neox: rotate-half pairs, else interleaved.
+ */
+typedef struct {
+  int32_t rotary_dim;        /* 0: head_dim */
+  int32_t interleave;        /* 1: pairs (2i, 2i+1); 0: (i, i + rotary_dim/2) */
+  double rope_scale;
+  double rope_theta;
+  int32_t llama31;
+  double low_freq_factor;
+  double high_freq_factor;
+  double old_context_len;
+} flashinfer_swift_rope_options;
+int flashinfer_swift_rope(const DLTensor* q, const DLTensor* k, const DLTensor* q_out, const DLTensor* k_out,
+                          const int32_t* indptr, const int32_t* offsets, int32_t batch_size, const int32_t* pos_ids,
+                          int32_t nnz, const flashinfer_swift_rope_options* options, void* stream);
+int flashinfer_swift_rope_cos_sin_cache(const int32_t* positions, int32_t nnz, const DLTensor* query, const DLTensor* key,
+                                        int32_t head_size, const DLTensor* cos_sin_cache, int32_t is_neox, void* stream);
+
 #ifdef __cplusplus
 }
 #endif
