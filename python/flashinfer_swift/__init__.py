@@ -23,6 +23,8 @@ __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "Batch
            "apply_rope", "apply_rope_inplace", "apply_rope_pos_ids", "apply_rope_pos_ids_inplace",
            "apply_llama31_rope", "apply_llama31_rope_inplace", "apply_llama31_rope_pos_ids",
            "apply_llama31_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache", "apply_rope_with_cos_sin_cache_inplace",
+           "sampling_from_probs", "top_p_sampling_from_probs", "top_k_sampling_from_probs", "min_p_sampling_from_probs",
+           "top_k_top_p_sampling_from_probs", "top_k_renorm_probs", "top_p_renorm_probs", "top_k_mask_logits", "softmax",
            "version", "FlashInferSwiftError"]
 
 
@@ -78,6 +80,10 @@ class _RopeOptions(ctypes.Structure):
         ("high_freq_factor", ctypes.c_double),
         ("old_context_len", ctypes.c_double),
     ]
+
+
+class _RowParam(ctypes.Structure):
+    _fields_ = [("value", ctypes.c_double), ("per_row", ctypes.POINTER(ctypes.c_double)), ("count", ctypes.c_int64)]
 
 _kDLCPU, _kDLCUDA, _kDLFloat, _kDLBfloat = 1, 2, 2, 4
 _kDLFloat8_e4m3fn, _kDLFloat8_e5m2 = 10, 12  # DLPack 1.x codes (flashinfer_swift.h)
@@ -160,6 +166,12 @@ def _library():
         lib.flashinfer_swift_rope_cos_sin_cache.argtypes = [i32p, ctypes.c_int32, dl, dl, ctypes.c_int32, dl, ctypes.c_int32,
                                                             ctypes.c_void_p]
         lib.flashinfer_swift_rope_cos_sin_cache.restype = ctypes.c_int
+        rp = ctypes.POINTER(_RowParam)
+        lib.flashinfer_swift_sampling.argtypes = [dl, ctypes.c_int32, ctypes.c_int32, rp, rp, rp, ctypes.c_uint64, ctypes.c_uint64,
+                                                  dl, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_sampling.restype = ctypes.c_int
+        lib.flashinfer_swift_sampling_op.argtypes = [ctypes.c_int32, dl, rp, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_sampling_op.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
@@ -935,3 +947,182 @@ def apply_rope_with_cos_sin_cache(positions, query, key, head_size, cos_sin_cach
     q, k = _copy(query), _copy(key)
     apply_rope_with_cos_sin_cache_inplace(positions, q, k, head_size, cos_sin_cache, is_neox)
     return q, k
+
+
+# ---- sampling (flashinfer.sampling) ----
+
+_FILTER_NONE, _FILTER_TOP_K, _FILTER_TOP_P, _FILTER_MIN_P, _FILTER_TOP_K_TOP_P = range(5)
+_ORDERS = {"top_k_first": 0, "joint": 1}
+_U64 = (1 << 64) - 1
+
+
+def _index_tensor(x, name):
+    """A DLTensor over an int32 / bool / uint8 NumPy array or torch tensor (the samplers' outputs)."""
+    if _is_torch(x):
+        import torch
+        codes = {torch.int32: (0, 32), torch.bool: (6, 8), torch.uint8: (1, 8)}
+        dt, shape, strides, data, device = x.dtype, tuple(x.shape), x.stride(), x.data_ptr(), x.device
+    else:
+        codes = {np.dtype(np.int32): (0, 32), np.dtype(np.bool_): (6, 8), np.dtype(np.uint8): (1, 8)}
+        dt, shape, data, device = x.dtype, x.shape, x.ctypes.data, None
+        strides = tuple(st // x.itemsize for st in x.strides)
+    if dt not in codes:
+        raise TypeError(f"{name}: dtype {dt} is not supported (int32 samples; bool or uint8 valid)")
+    t = _Tensor.__new__(_Tensor)
+    t.array = x
+    n = len(shape)
+    t.shape = (ctypes.c_int64 * n)(*shape)
+    t.strides = (ctypes.c_int64 * n)(*strides)
+    dl = _DLDevice(_kDLCUDA, device.index or 0) if device is not None and device.type == "cuda" else _DLDevice(_kDLCPU, 0)
+    t.t = _DLTensor(ctypes.c_void_p(data), dl, n, _DLDataType(*codes[dt], 1), t.shape, t.strides, 0)
+    return t
+
+
+def _row_param(x, name):
+    """A per-row parameter for the C ABI: a Python / NumPy scalar (every row) or a 1-D array / tensor
+    (one value per row; a CUDA tensor is copied to the host, which waits for it). Returns the struct
+    and the array it points into (keep it alive through the call)."""
+    if x is None:
+        raise TypeError(f"{name}: a number or a per-row tensor is required")
+    if _is_torch(x) or isinstance(x, (np.ndarray, list, tuple)):
+        a = np.ascontiguousarray(_numpy(x), dtype=np.float64)
+        if a.ndim == 0:
+            return _RowParam(float(a), None, 0), None
+        a = a.reshape(-1)
+        return _RowParam(0.0, a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.shape[0]), a
+    return _RowParam(float(x), None, 0), None
+
+
+def _seed_offset(probs, generator, seed, offset, increment):
+    """The (seed, offset) of a sampler's Philox streams (row b: curand_init(seed, b, offset)).
+
+    - `seed` given: (seed, offset or 0); the generator is neither read nor advanced.
+    - a CUDA torch.Generator (or, for CUDA probs without one, torch.cuda.default_generators[device]):
+      upstream's rule: its Philox state's (seed, offset), the offset advanced by
+      round_up(increment, 4) (increment = batch_size, or batch_size * 32 for the rejection samplers),
+      and the advanced offset used, so successive calls draw fresh numbers.
+    - a CPU torch.Generator: seed = one int63 drawn from it (advancing it), offset 0.
+    - a numpy.random.Generator: seed = generator.integers(2**63), offset 0.
+    - neither, with CPU probs: a seed drawn from the global RNG (torch's default generator for torch
+      tensors, numpy.random otherwise), offset 0: reproducible under torch.manual_seed / np.random.seed.
+    """
+    if seed is not None:
+        return int(seed) & _U64, int(offset or 0) & _U64
+    if generator is None and _is_torch(probs) and probs.is_cuda:
+        import torch
+        generator = torch.cuda.default_generators[probs.device.index if probs.device.index is not None
+                                                  else torch.cuda.current_device()]
+    if generator is not None:
+        if isinstance(generator, np.random.Generator):
+            return int(generator.integers(0, 2 ** 63)), 0
+        import torch
+        if generator.device.type == "cuda":
+            state = generator.get_state()
+            s, o = (int(v) for v in state.view(torch.int64))
+            o += (int(increment) + 3) // 4 * 4
+            generator.set_state(torch.tensor([s, o], dtype=torch.int64).view(torch.uint8))
+            return s & _U64, o & _U64
+        return int(torch.randint(0, 2 ** 63 - 1, (1,), generator=generator, dtype=torch.int64)), 0
+    if _is_torch(probs):
+        import torch
+        return int(torch.randint(0, 2 ** 63 - 1, (1,), dtype=torch.int64)), 0
+    return int(np.random.randint(0, 2 ** 63 - 1, dtype=np.int64)), 0
+
+
+def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, check_nan, seed, offset, return_valid, rounds):
+    if indices is not None:
+        probs = probs.index_select(0, indices.long()) if _is_torch(probs) else probs[_numpy(indices)]
+    if check_nan:
+        nan = bool(probs.isnan().any()) if _is_torch(probs) else bool(np.isnan(probs).any())
+        if nan:
+            raise ValueError("Input probs contains NaN.")
+    batch = probs.shape[0]
+    s, o = _seed_offset(probs, generator, seed, offset, batch * rounds)
+    if _is_torch(probs):
+        import torch
+        samples = torch.empty(batch, dtype=torch.int32, device=probs.device)
+        valid = torch.empty(batch, dtype=torch.bool, device=probs.device) if return_valid else None
+    else:
+        samples = np.zeros(batch, np.int32)
+        valid = np.zeros(batch, np.bool_) if return_valid else None
+    params = [_row_param(x, n) if x is not None else (None, None) for x, n in ((top_k, "top_k"), (top_p, "top_p"), (min_p, "min_p"))]
+    tp, ts = _Tensor(probs, "probs"), _index_tensor(samples, "samples")
+    tv = _index_tensor(valid, "valid") if valid is not None else None
+    _check(_library().flashinfer_swift_sampling(
+        tp.ref(), filter_kind, _ORDERS.get(order, -1) if order is not None else 0,
+        *[ctypes.byref(p) if p is not None else None for p, _ in params], s, o, ts.ref(), tv.ref() if tv else None,
+        _stream_of(probs)))
+    if indices is not None and _is_torch(indices) and indices.dtype != samples.dtype:
+        samples = samples.to(indices.dtype)
+    return (samples, valid) if return_valid else samples
+
+
+# Upstream's samplers. Seeds: pass seed= (and offset=) for explicit, reproducible streams; otherwise
+# they come from `generator` or the default one (see _seed_offset). `indices` gathers the rows of
+# `probs` each output draws from; `deterministic` is accepted and ignored (always deterministic).
+
+def sampling_from_probs(probs, indices=None, deterministic=True, generator=None, check_nan=False, seed=None, offset=None,
+                        return_valid=False):
+    """A token per row of probs [batch_size, vocab_size], token j with probability probs[b, j].
+    Returns samples [batch_size] int32 (and, with return_valid, valid [batch_size] bool: False where
+    the row had no positive probability; its sample is 0)."""
+    return _sample(probs, _FILTER_NONE, None, None, None, None, indices, generator, check_nan, seed, offset, return_valid, 1)
+
+
+def top_p_sampling_from_probs(probs, top_p, indices=None, deterministic=True, generator=None, check_nan=False, seed=None,
+                              offset=None, return_valid=False):
+    """Top-p (nucleus) sampling: from the smallest set of tokens whose mass reaches top_p (a float or
+    a per-row tensor), renormalized."""
+    return _sample(probs, _FILTER_TOP_P, None, top_p, None, None, indices, generator, check_nan, seed, offset, return_valid, 32)
+
+
+def top_k_sampling_from_probs(probs, top_k, indices=None, deterministic=True, generator=None, check_nan=False, seed=None,
+                              offset=None, return_valid=False):
+    """Top-k sampling: from each row's top_k (an int or a per-row tensor) probabilities, renormalized."""
+    return _sample(probs, _FILTER_TOP_K, top_k, None, None, None, indices, generator, check_nan, seed, offset, return_valid, 32)
+
+
+def min_p_sampling_from_probs(probs, min_p, indices=None, deterministic=True, generator=None, check_nan=False, seed=None,
+                              offset=None, return_valid=False):
+    """Min-p sampling: from the tokens with p >= min_p * max(p), renormalized."""
+    return _sample(probs, _FILTER_MIN_P, None, None, min_p, None, indices, generator, check_nan, seed, offset, return_valid, 1)
+
+
+def top_k_top_p_sampling_from_probs(probs, top_k, top_p, indices=None, filter_apply_order="top_k_first", deterministic=True,
+                                    generator=None, check_nan=False, seed=None, offset=None, return_valid=False):
+    """Top-k then top-p ("top_k_first": top-p on the top-k renormalized row) or both tests on the
+    original row ("joint")."""
+    if filter_apply_order not in _ORDERS:
+        raise ValueError(f"filter_apply_order {filter_apply_order!r} is not one of {sorted(_ORDERS)}")
+    return _sample(probs, _FILTER_TOP_K_TOP_P, top_k, top_p, None, filter_apply_order, indices, generator, check_nan, seed,
+                   offset, return_valid, 32)
+
+
+def _sampling_op(op, x, param, name):
+    out = _empty(x.shape, x)
+    p, keep = _row_param(param, name) if param is not None else (None, None)
+    tx, to = _Tensor(x, "input"), _Tensor(out, "out")
+    _check(_library().flashinfer_swift_sampling_op(op, tx.ref(), ctypes.byref(p) if p is not None else None, to.ref(),
+                                                   _stream_of(x)))
+    del keep
+    return out
+
+
+def top_k_renorm_probs(probs, top_k):
+    """Each row's top_k probabilities (ties at the k-th kept), the rest 0, renormalized (probs' dtype)."""
+    return _sampling_op(0, probs, top_k, "top_k")
+
+
+def top_p_renorm_probs(probs, top_p):
+    """Each row's nucleus of mass top_p (ties kept), the rest 0, renormalized."""
+    return _sampling_op(1, probs, top_p, "top_p")
+
+
+def top_k_mask_logits(logits, top_k):
+    """Each row's top_k logits (ties at the k-th kept), the rest -inf."""
+    return _sampling_op(2, logits, top_k, "top_k")
+
+
+def softmax(logits, temperature=None, enable_pdl=None):
+    """softmax(logits / temperature) per row; temperature None (1), a float or a per-row tensor."""
+    return _sampling_op(3, logits, temperature, "temperature")

@@ -233,6 +233,45 @@ int flashinfer_swift_rope(const DLTensor* q, const DLTensor* k, const DLTensor* 
 int flashinfer_swift_rope_cos_sin_cache(const int32_t* positions, int32_t nnz, const DLTensor* query, const DLTensor* key,
                                         int32_t head_size, const DLTensor* cos_sin_cache, int32_t is_neox, void* stream);
 
+/*
+ * Sampling (flashinfer.sampling) on probs / logits [batch_size, vocab_size] (f32, f16, bf16; rows
+ * with a contiguous vocabulary axis). A per-row parameter is `value` for every row (per_row NULL) or
+ * per_row[0 .. count) (count must be batch_size).
+ * flashinfer_swift_sampling: a token per row into samples [batch_size] int32 and, when non-NULL,
+ * valid [batch_size] bool / uint8 (0: the row had no token to draw; its sample is 0). filter picks
+ * the distribution (top_k / top_p / min_p used as the filter names them, the others may be NULL);
+ * row b draws from the Philox-4x32-10 stream curand_init(seed, b, offset) as upstream.
+ * flashinfer_swift_sampling_op: out (input's shape and dtype) = top-k renorm (param: top_k), top-p
+ * renorm (top_p), top-k logit mask (top_k; others -inf) or softmax(input / temperature)
+ * (param: temperature, NULL: 1). CUDA tensors on `stream` (asynchronous: the per-row arrays are
+ * uploaded on it), CPU tensors on the CPU reference.
+ */
+typedef struct {
+  double value;
+  const double* per_row;
+  int64_t count;
+} flashinfer_swift_row_param;
+enum {
+  FLASHINFER_SWIFT_FILTER_NONE = 0,
+  FLASHINFER_SWIFT_FILTER_TOP_K = 1,
+  FLASHINFER_SWIFT_FILTER_TOP_P = 2,
+  FLASHINFER_SWIFT_FILTER_MIN_P = 3,
+  FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P = 4
+};
+enum { FLASHINFER_SWIFT_ORDER_TOP_K_FIRST = 0, FLASHINFER_SWIFT_ORDER_JOINT = 1 };
+int flashinfer_swift_sampling(const DLTensor* probs, int32_t filter, int32_t filter_apply_order,
+                              const flashinfer_swift_row_param* top_k, const flashinfer_swift_row_param* top_p,
+                              const flashinfer_swift_row_param* min_p, uint64_t seed, uint64_t offset, const DLTensor* samples,
+                              const DLTensor* valid, void* stream);
+enum {
+  FLASHINFER_SWIFT_OP_TOP_K_RENORM = 0,
+  FLASHINFER_SWIFT_OP_TOP_P_RENORM = 1,
+  FLASHINFER_SWIFT_OP_TOP_K_MASK_LOGITS = 2,
+  FLASHINFER_SWIFT_OP_SOFTMAX = 3
+};
+int flashinfer_swift_sampling_op(int32_t op, const DLTensor* input, const flashinfer_swift_row_param* param,
+                                 const DLTensor* out, void* stream);
+
 #ifdef __cplusplus
 }
 #endif
