@@ -2,11 +2,11 @@
 
 The shared library is `libflashinfer_swift.so` (the SwiftPM product `flashinfer_swift`); it is found
 through $FLASHINFER_SWIFT_LIB, else next to this package, else in the repository's .build/release or
-.build/debug. This first slice takes NumPy arrays (CPU tensors, run on the library's CPU reference
-backend): `single_decode_with_kv_cache` and `single_prefill_with_kv_cache` with upstream's keyword
-arguments, and the state merges. Single decode / prefill also take PyTorch tensors: CUDA tensors
-run the GPU kernels on `torch.cuda.current_stream()` (asynchronously, outputs allocated with torch on
-the same device), CPU torch tensors the CPU reference; every tensor of a call on one device.
+.build/debug. Inputs are NumPy arrays or CPU torch tensors (run on the library's CPU reference
+backend) or CUDA torch tensors (the GPU kernels on `torch.cuda.current_stream()`, asynchronously,
+outputs allocated with torch on the same device); every tensor of a call on one device. What it
+offers: attention (single, batch decode / prefill wrappers, the multi-level cascade, state merges),
+paged-KV append, norms, gated activations, RoPE and sampling (README.md, "From C and Python").
 """
 import ctypes
 import os

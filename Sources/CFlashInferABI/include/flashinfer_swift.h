@@ -7,11 +7,11 @@
  * the calling thread). No exception or Swift error crosses the boundary.
  *
  * Devices: kDLCPU tensors run on the CPU reference backend (Float64 math; testable without a GPU).
- * kDLCUDA tensors (single decode / prefill): the GPU kernels, in the device's primary context (the
- * one PyTorch uses), enqueued on the caller's `stream` (a CUstream; NULL = the legacy default
- * stream) and returning before they run; the caller's memory is read and written in place, never
- * copied or freed, and must stay alive until that stream has run the call. Every tensor of a call on
- * one device; the merges take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED).
+ * kDLCUDA tensors: the GPU kernels, in the device's primary context (the one PyTorch uses),
+ * enqueued on the caller's `stream` (a CUstream; NULL = the legacy default stream) and returning
+ * before they run; the caller's memory is read and written in place, never copied or freed, and must
+ * stay alive until that stream has run the call. Every tensor of a call on one device; the merges
+ * take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED).
  */
 #ifndef FLASHINFER_SWIFT_H
 #define FLASHINFER_SWIFT_H
