@@ -2,11 +2,11 @@
 
 The shared library is `libflashinfer_swift.so` (the SwiftPM product `flashinfer_swift`); it is found
 through $FLASHINFER_SWIFT_LIB, else next to this package, else in the repository's .build/release or
-.build/debug. This first slice takes NumPy arrays (CPU tensors, run on the library's CPU reference
-backend): `single_decode_with_kv_cache` and `single_prefill_with_kv_cache` with upstream's keyword
-arguments, and the state merges. Single decode / prefill also take PyTorch tensors: CUDA tensors
-run the GPU kernels on `torch.cuda.current_stream()` (asynchronously, outputs allocated with torch on
-the same device), CPU torch tensors the CPU reference; every tensor of a call on one device.
+.build/debug. Inputs are NumPy arrays or CPU torch tensors (run on the library's CPU reference
+backend) or CUDA torch tensors (the GPU kernels on `torch.cuda.current_stream()`, asynchronously,
+outputs allocated with torch on the same device); every tensor of a call on one device. What it
+offers: attention (single, batch decode / prefill wrappers, the multi-level cascade, state merges),
+paged-KV append, norms, gated activations, RoPE and sampling (README.md, "From C and Python").
 """
 import ctypes
 import os
@@ -14,9 +14,18 @@ import os
 import numpy as np
 
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
-           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "append_paged_kv_cache",
+           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "MultiLevelCascadeAttentionWrapper",
+           "append_paged_kv_cache",
            "get_batch_indices_positions", "get_seq_lens",
-           "merge_state", "merge_state_in_place", "merge_states", "version", "FlashInferSwiftError"]
+           "merge_state", "merge_state_in_place", "merge_states",
+           "rmsnorm", "fused_add_rmsnorm", "gemma_rmsnorm", "gemma_fused_add_rmsnorm", "layernorm",
+           "silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul",
+           "apply_rope", "apply_rope_inplace", "apply_rope_pos_ids", "apply_rope_pos_ids_inplace",
+           "apply_llama31_rope", "apply_llama31_rope_inplace", "apply_llama31_rope_pos_ids",
+           "apply_llama31_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache", "apply_rope_with_cos_sin_cache_inplace",
+           "sampling_from_probs", "top_p_sampling_from_probs", "top_k_sampling_from_probs", "min_p_sampling_from_probs",
+           "top_k_top_p_sampling_from_probs", "top_k_renorm_probs", "top_p_renorm_probs", "top_k_mask_logits", "softmax",
+           "version", "FlashInferSwiftError"]
 
 
 class FlashInferSwiftError(RuntimeError):
@@ -58,6 +67,23 @@ class _Options(ctypes.Structure):
         ("v_scale", ctypes.c_float),
     ]
 
+
+
+class _RopeOptions(ctypes.Structure):
+    _fields_ = [
+        ("rotary_dim", ctypes.c_int32),
+        ("interleave", ctypes.c_int32),
+        ("rope_scale", ctypes.c_double),
+        ("rope_theta", ctypes.c_double),
+        ("llama31", ctypes.c_int32),
+        ("low_freq_factor", ctypes.c_double),
+        ("high_freq_factor", ctypes.c_double),
+        ("old_context_len", ctypes.c_double),
+    ]
+
+
+class _RowParam(ctypes.Structure):
+    _fields_ = [("value", ctypes.c_double), ("per_row", ctypes.POINTER(ctypes.c_double)), ("count", ctypes.c_int64)]
 
 _kDLCPU, _kDLCUDA, _kDLFloat, _kDLBfloat = 1, 2, 2, 4
 _kDLFloat8_e4m3fn, _kDLFloat8_e5m2 = 10, 12  # DLPack 1.x codes (flashinfer_swift.h)
@@ -119,6 +145,33 @@ def _library():
         lib.flashinfer_swift_batch_prefill_plan.restype = ctypes.c_int
         lib.flashinfer_swift_batch_prefill_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
         lib.flashinfer_swift_batch_prefill_run.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_cascade_create.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_destroy.argtypes = [ctypes.c_void_p]
+        lib.flashinfer_swift_cascade_destroy.restype = None
+        i32pp = ctypes.POINTER(i32p)
+        lib.flashinfer_swift_cascade_plan.argtypes = [ctypes.c_void_p, ctypes.c_int32, i32pp, i32pp, i32pp, i32pp, i32p] + [
+            ctypes.c_int32] * 4 + [_DLDataType, _DLDataType, ctypes.POINTER(_Options), _DLDevice, ctypes.c_void_p]
+        lib.flashinfer_swift_cascade_plan.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_run.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
+        lib.flashinfer_swift_cascade_run.restype = ctypes.c_int
+        dl = ctypes.POINTER(_DLTensor)
+        lib.flashinfer_swift_norm.argtypes = [ctypes.c_int32] + [dl] * 5 + [ctypes.c_double, ctypes.c_void_p]
+        lib.flashinfer_swift_norm.restype = ctypes.c_int
+        lib.flashinfer_swift_activation.argtypes = [ctypes.c_int32, dl, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_activation.restype = ctypes.c_int
+        lib.flashinfer_swift_rope.argtypes = [dl] * 4 + [i32p, i32p, ctypes.c_int32, i32p, ctypes.c_int32,
+                                                          ctypes.POINTER(_RopeOptions), ctypes.c_void_p]
+        lib.flashinfer_swift_rope.restype = ctypes.c_int
+        lib.flashinfer_swift_rope_cos_sin_cache.argtypes = [i32p, ctypes.c_int32, dl, dl, ctypes.c_int32, dl, ctypes.c_int32,
+                                                            ctypes.c_void_p]
+        lib.flashinfer_swift_rope_cos_sin_cache.restype = ctypes.c_int
+        rp = ctypes.POINTER(_RowParam)
+        lib.flashinfer_swift_sampling.argtypes = [dl, ctypes.c_int32, ctypes.c_int32, rp, rp, rp, ctypes.c_uint64, ctypes.c_uint64,
+                                                  dl, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_sampling.restype = ctypes.c_int
+        lib.flashinfer_swift_sampling_op.argtypes = [ctypes.c_int32, dl, rp, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_sampling_op.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
@@ -555,6 +608,73 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
     forward = run
 
 
+class MultiLevelCascadeAttentionWrapper(_Wrapper):
+    """Multi-level cascade attention (upstream's wrapper): `num_levels` levels over one paged KV pool
+    and one ragged query tensor; level l's qo_indptr groups all the queries into that level's
+    requests (level 0 typically one shared prefix). `causal` applies to the last level only, as
+    upstream. run() attends every level and merges the states (base-2 LSE). CPU arrays run on the
+    CPU reference, CUDA torch tensors on the GPU (the plan's stream)."""
+
+    _destroy = "flashinfer_swift_cascade_destroy"
+
+    def __init__(self, num_levels, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf_arr=None,
+                 paged_kv_indptr_buf_arr=None, paged_kv_indices_buf_arr=None, paged_kv_last_page_len_buf_arr=None,
+                 backend="auto"):
+        if int(num_levels) < 1:
+            raise ValueError(f"num_levels {num_levels} must be >= 1")
+        self._num_levels = int(num_levels)
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, lambda h: _library().flashinfer_swift_cascade_create(h))
+
+    def plan(self, qo_indptr_arr, paged_kv_indptr_arr, paged_kv_indices_arr, paged_kv_last_page_len, num_qo_heads,
+             num_kv_heads, head_dim, page_size, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False,
+             sm_scale=None, window_left=-1, logits_soft_cap=None, rope_scale=None, rope_theta=None, q_data_type="float16",
+             kv_data_type=None):
+        n = self._num_levels
+        for name, arr in (("qo_indptr_arr", qo_indptr_arr), ("paged_kv_indptr_arr", paged_kv_indptr_arr),
+                          ("paged_kv_indices_arr", paged_kv_indices_arr), ("paged_kv_last_page_len", paged_kv_last_page_len)):
+            if len(arr) != n:
+                raise ValueError(f"{name}: {len(arr)} levels, the wrapper has num_levels = {n}")
+        qo = [_int32_array(a, f"qo_indptr_arr[{l}]") for l, a in enumerate(qo_indptr_arr)]
+        ip = [_int32_array(a, f"paged_kv_indptr_arr[{l}]") for l, a in enumerate(paged_kv_indptr_arr)]
+        ix = [_int32_array(a, f"paged_kv_indices_arr[{l}]") for l, a in enumerate(paged_kv_indices_arr)]
+        lp = [_int32_array(a, f"paged_kv_last_page_len[{l}]") for l, a in enumerate(paged_kv_last_page_len)]
+        for l in range(n):
+            b = qo[l].shape[0] - 1
+            if b < 0:
+                raise ValueError(f"qo_indptr_arr[{l}]: empty (expected batch_size + 1 entries)")
+            if ip[l].shape[0] != b + 1:
+                raise ValueError(f"paged_kv_indptr_arr[{l}]: {ip[l].shape[0]} entries, expected len(qo_indptr_arr[{l}]) = {b + 1}")
+            if lp[l].shape[0] != b:
+                raise ValueError(f"paged_kv_last_page_len[{l}]: {lp[l].shape[0]} entries, expected batch_size = {b}")
+            if ix[l].shape[0] < ip[l][-1]:
+                raise ValueError(f"paged_kv_indices_arr[{l}]: {ix[l].shape[0]} entries, paged_kv_indptr_arr[{l}][-1] is {int(ip[l][-1])}")
+        opts = _options(causal, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
+                        logits_soft_cap)
+        device, stream = self._plan_device()
+        i32p = ctypes.POINTER(ctypes.c_int32)
+
+        def ptrs(arrs):
+            return (i32p * n)(*[a.ctypes.data_as(i32p) for a in arrs])
+
+        sizes = np.array([a.shape[0] - 1 for a in qo], dtype=np.int32)
+        self._keep = (qo, ip, ix, lp, sizes)
+        _check(_library().flashinfer_swift_cascade_plan(
+            self._handle, n, ptrs(qo), ptrs(ip), ptrs(ix), ptrs(lp), sizes.ctypes.data_as(i32p), int(num_qo_heads),
+            int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
+            _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts), device,
+            stream))
+        self._planned = (int(qo[0][-1]), int(num_qo_heads), stream)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache):
+        """The cascade's output [total, Hq, D] (q's dtype)."""
+        k, v = _split_cache(paged_kv_cache)
+        return self._run_with(_library().flashinfer_swift_cascade_run, q, k, v, False, ())
+
+    forward = run
+
+
 def get_seq_lens(kv_indptr, kv_last_page_len, page_size):
     """Each request's kv length from its page count and last-page length (upstream's get_seq_lens)."""
     ip, lp = _int32_array(kv_indptr, "kv_indptr"), _int32_array(kv_last_page_len, "kv_last_page_len")
@@ -648,3 +768,369 @@ def merge_states(v, s):
     ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
     _check(_library().flashinfer_swift_merge_states(*[t.ref() for t in ts], None))
     return v_out, s_out
+
+
+# ---- norms, activations, RoPE (flashinfer.norm / .activation / .rope) ----
+
+def _stream_of(x):
+    """torch.cuda.current_stream() of a CUDA torch tensor's device (as a CUstream), else None."""
+    if _is_torch(x) and x.is_cuda:
+        import torch
+        return ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)
+    return None
+
+
+def _empty(shape, like):
+    """A new tensor of `like`'s dtype and device: torch for torch, a NaN-filled NumPy array otherwise."""
+    if _is_torch(like):
+        import torch
+        return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+    dt = np.asarray(like).dtype
+    return np.full(tuple(shape), np.nan, dtype=dt) if dt.kind == "f" else np.zeros(tuple(shape), dtype=dt)
+
+
+def _copy(x):
+    return x.clone() if _is_torch(x) else np.array(x, copy=True)
+
+
+_NORM_RMS, _NORM_GEMMA_RMS, _NORM_FUSED_ADD_RMS, _NORM_GEMMA_FUSED_ADD_RMS, _NORM_LAYER = range(5)
+
+
+def _norm(kind, input, residual, weight, bias, out, eps):
+    ts = [_Tensor(x, n) if x is not None else None
+          for x, n in ((input, "input"), (residual, "residual"), (weight, "weight"), (bias, "beta"), (out, "out"))]
+    _check(_library().flashinfer_swift_norm(kind, *[t.ref() if t is not None else None for t in ts], float(eps),
+                                            _stream_of(input)))
+
+
+def rmsnorm(input, weight, eps=1e-6, out=None, enable_pdl=None):
+    """Root-mean-square normalization over the last axis (upstream's rmsnorm):
+    out = input / sqrt(mean(input^2) + eps) * weight. Returns out (a new tensor when None)."""
+    out = _empty(input.shape, input) if out is None else out
+    _norm(_NORM_RMS, input, None, weight, None, out, eps)
+    return out
+
+
+def gemma_rmsnorm(input, weight, eps=1e-6, out=None, enable_pdl=None):
+    """Gemma's RMSNorm: input / sqrt(mean(input^2) + eps) * (1 + weight)."""
+    out = _empty(input.shape, input) if out is None else out
+    _norm(_NORM_GEMMA_RMS, input, None, weight, None, out, eps)
+    return out
+
+
+def fused_add_rmsnorm(input, residual, weight, eps=1e-6, enable_pdl=None):
+    """In place (upstream's fused_add_rmsnorm): residual += input, then input = rmsnorm(residual).
+    Returns None."""
+    _norm(_NORM_FUSED_ADD_RMS, input, residual, weight, None, None, eps)
+
+
+def gemma_fused_add_rmsnorm(input, residual, weight, eps=1e-6, enable_pdl=None):
+    """In place: residual += input, then input = gemma_rmsnorm(residual). Returns None."""
+    _norm(_NORM_GEMMA_FUSED_ADD_RMS, input, residual, weight, None, None, eps)
+
+
+def layernorm(input, gemma, beta, eps=1e-6):
+    """LayerNorm over the last axis (upstream's layernorm; `gemma` is upstream's name for gamma):
+    (input - mean) / sqrt(var + eps) * gemma + beta, biased variance. Returns a new tensor."""
+    out = _empty(input.shape, input)
+    _norm(_NORM_LAYER, input, None, gemma, beta, out, eps)
+    return out
+
+
+def _activation(kind, input, out):
+    if out is None:
+        out = _empty(tuple(input.shape[:-1]) + (input.shape[-1] // 2,), input)
+    ti, to = _Tensor(input, "input"), _Tensor(out, "out")
+    _check(_library().flashinfer_swift_activation(kind, ti.ref(), to.ref(), _stream_of(input)))
+    return out
+
+
+def silu_and_mul(input, out=None, enable_pdl=None):
+    """silu(input[..., :d]) * input[..., d:] for input [..., 2d] (upstream's silu_and_mul)."""
+    return _activation(0, input, out)
+
+
+def gelu_and_mul(input, out=None, enable_pdl=None):
+    """gelu(input[..., :d]) * input[..., d:], the exact (erf) GELU."""
+    return _activation(1, input, out)
+
+
+def gelu_tanh_and_mul(input, out=None, enable_pdl=None):
+    """gelu_tanh(input[..., :d]) * input[..., d:], the tanh-approximated GELU."""
+    return _activation(2, input, out)
+
+
+def _rope_options(rotary_dim, interleave, rope_scale, rope_theta, llama31=None):
+    if llama31 is None:
+        return _RopeOptions(int(rotary_dim or 0), int(bool(interleave)), float(rope_scale), float(rope_theta), 0, 0.0, 0.0, 0.0)
+    low, high, old = llama31
+    return _RopeOptions(int(rotary_dim or 0), int(bool(interleave)), float(rope_scale), float(rope_theta), 1, float(low),
+                        float(high), float(old))
+
+
+def _rope(q, k, inplace, opts, indptr=None, offsets=None, pos_ids=None):
+    i32p = ctypes.POINTER(ctypes.c_int32)
+    q_out = k_out = None
+    if not inplace:
+        q_out, k_out = _empty(q.shape, q), _empty(k.shape, k)
+    tq, tk = _Tensor(q, "q"), _Tensor(k, "k")
+    tqo = _Tensor(q_out, "q_out") if q_out is not None else None
+    tko = _Tensor(k_out, "k_out") if k_out is not None else None
+    if indptr is not None:
+        ip, off = _int32_array(indptr, "indptr"), _int32_array(offsets, "offsets")
+        if off.shape[0] != ip.shape[0] - 1:
+            raise ValueError(f"offsets: {off.shape[0]} entries, expected len(indptr) - 1 = {ip.shape[0] - 1}")
+        args = (ip.ctypes.data_as(i32p), off.ctypes.data_as(i32p), off.shape[0], None, 0)
+    else:
+        pos = _int32_array(pos_ids, "pos_ids")
+        args = (None, None, 0, pos.ctypes.data_as(i32p), pos.shape[0])
+    _check(_library().flashinfer_swift_rope(tq.ref(), tk.ref(), tqo.ref() if tqo else None, tko.ref() if tko else None, *args,
+                                            ctypes.byref(opts), _stream_of(q)))
+    return None if inplace else (q_out, k_out)
+
+
+def apply_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """RoPE on ragged q [nnz, Hq, D] / k [nnz, Hk, D] (upstream's apply_rope): request b owns rows
+    indptr[b]:indptr[b+1], row indptr[b] + j at position offsets[b] + j. Returns (q_rope, k_rope).
+    indptr / offsets are read on the host (CUDA tensors are copied back first)."""
+    return _rope(q, k, False, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), indptr, offsets)
+
+
+def apply_rope_inplace(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """apply_rope writing q and k in place. Returns None."""
+    _rope(q, k, True, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), indptr, offsets)
+
+
+def apply_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """RoPE with row t at position pos_ids[t] (upstream's apply_rope_pos_ids). Returns (q_rope, k_rope)."""
+    return _rope(q, k, False, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), pos_ids=pos_ids)
+
+
+def apply_rope_pos_ids_inplace(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
+    """apply_rope_pos_ids writing q and k in place. Returns None."""
+    _rope(q, k, True, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), pos_ids=pos_ids)
+
+
+def apply_llama31_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                       low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_rope with Llama 3.1's frequency scaling. Returns (q_rope, k_rope)."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    return _rope(q, k, False, opts, indptr, offsets)
+
+
+def apply_llama31_rope_inplace(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                               low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_llama31_rope writing q and k in place. Returns None."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    _rope(q, k, True, opts, indptr, offsets)
+
+
+def apply_llama31_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                               low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_rope_pos_ids with Llama 3.1's frequency scaling. Returns (q_rope, k_rope)."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    return _rope(q, k, False, opts, pos_ids=pos_ids)
+
+
+def apply_llama31_rope_pos_ids_inplace(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=8, rope_theta=5e5,
+                                       low_freq_factor=1, high_freq_factor=4, old_context_len=8192):
+    """apply_llama31_rope_pos_ids writing q and k in place. Returns None."""
+    opts = _rope_options(rotary_dim, interleave, rope_scale, rope_theta, (low_freq_factor, high_freq_factor, old_context_len))
+    _rope(q, k, True, opts, pos_ids=pos_ids)
+
+
+def apply_rope_with_cos_sin_cache_inplace(positions, query, key, head_size, cos_sin_cache, is_neox=True):
+    """The vLLM / SGLang form, in place (upstream's apply_rope_with_cos_sin_cache_inplace): query
+    [nnz, Hq * head_size], key [nnz, Hk * head_size], rotated by cos_sin_cache [max_position,
+    rotary_dim] float32 (cos, then sin) at positions [nnz] (read on the host). Returns None."""
+    pos = _int32_array(positions, "positions")
+    tq, tk, tc = _Tensor(query, "query"), _Tensor(key, "key"), _Tensor(cos_sin_cache, "cos_sin_cache")
+    _check(_library().flashinfer_swift_rope_cos_sin_cache(pos.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), pos.shape[0],
+                                                          tq.ref(), tk.ref(), int(head_size), tc.ref(), int(bool(is_neox)),
+                                                          _stream_of(query)))
+
+
+def apply_rope_with_cos_sin_cache(positions, query, key, head_size, cos_sin_cache, is_neox=True):
+    """apply_rope_with_cos_sin_cache_inplace on copies of query and key. Returns (query_rope, key_rope)."""
+    q, k = _copy(query), _copy(key)
+    apply_rope_with_cos_sin_cache_inplace(positions, q, k, head_size, cos_sin_cache, is_neox)
+    return q, k
+
+
+# ---- sampling (flashinfer.sampling) ----
+
+_FILTER_NONE, _FILTER_TOP_K, _FILTER_TOP_P, _FILTER_MIN_P, _FILTER_TOP_K_TOP_P = range(5)
+_ORDERS = {"top_k_first": 0, "joint": 1}
+_U64 = (1 << 64) - 1
+
+
+def _index_tensor(x, name):
+    """A DLTensor over an int32 / bool / uint8 NumPy array or torch tensor (the samplers' outputs)."""
+    if _is_torch(x):
+        import torch
+        codes = {torch.int32: (0, 32), torch.bool: (6, 8), torch.uint8: (1, 8)}
+        dt, shape, strides, data, device = x.dtype, tuple(x.shape), x.stride(), x.data_ptr(), x.device
+    else:
+        codes = {np.dtype(np.int32): (0, 32), np.dtype(np.bool_): (6, 8), np.dtype(np.uint8): (1, 8)}
+        dt, shape, data, device = x.dtype, x.shape, x.ctypes.data, None
+        strides = tuple(st // x.itemsize for st in x.strides)
+    if dt not in codes:
+        raise TypeError(f"{name}: dtype {dt} is not supported (int32 samples; bool or uint8 valid)")
+    t = _Tensor.__new__(_Tensor)
+    t.array = x
+    n = len(shape)
+    t.shape = (ctypes.c_int64 * n)(*shape)
+    t.strides = (ctypes.c_int64 * n)(*strides)
+    dl = _DLDevice(_kDLCUDA, device.index or 0) if device is not None and device.type == "cuda" else _DLDevice(_kDLCPU, 0)
+    t.t = _DLTensor(ctypes.c_void_p(data), dl, n, _DLDataType(*codes[dt], 1), t.shape, t.strides, 0)
+    return t
+
+
+def _row_param(x, name):
+    """A per-row parameter for the C ABI: a Python / NumPy scalar (every row) or a 1-D array / tensor
+    (one value per row; a CUDA tensor is copied to the host, which waits for it). Returns the struct
+    and the array it points into (keep it alive through the call)."""
+    if x is None:
+        raise TypeError(f"{name}: a number or a per-row tensor is required")
+    if _is_torch(x) or isinstance(x, (np.ndarray, list, tuple)):
+        a = np.ascontiguousarray(_numpy(x), dtype=np.float64)
+        if a.ndim == 0:
+            return _RowParam(float(a), None, 0), None
+        a = a.reshape(-1)
+        return _RowParam(0.0, a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.shape[0]), a
+    return _RowParam(float(x), None, 0), None
+
+
+def _seed_offset(probs, generator, seed, offset, increment):
+    """The (seed, offset) of a sampler's Philox streams (row b: curand_init(seed, b, offset)).
+
+    - `seed` given: (seed, offset or 0); the generator is neither read nor advanced.
+    - a CUDA torch.Generator (or, for CUDA probs without one, torch.cuda.default_generators[device]):
+      upstream's rule: its Philox state's (seed, offset), the offset advanced by
+      round_up(increment, 4) (increment = batch_size, or batch_size * 32 for the rejection samplers),
+      and the advanced offset used, so successive calls draw fresh numbers.
+    - a CPU torch.Generator: seed = one int63 drawn from it (advancing it), offset 0.
+    - a numpy.random.Generator: seed = generator.integers(2**63), offset 0.
+    - neither, with CPU probs: a seed drawn from the global RNG (torch's default generator for torch
+      tensors, numpy.random otherwise), offset 0: reproducible under torch.manual_seed / np.random.seed.
+    """
+    if seed is not None:
+        return int(seed) & _U64, int(offset or 0) & _U64
+    if generator is None and _is_torch(probs) and probs.is_cuda:
+        import torch
+        generator = torch.cuda.default_generators[probs.device.index if probs.device.index is not None
+                                                  else torch.cuda.current_device()]
+    if generator is not None:
+        if isinstance(generator, np.random.Generator):
+            return int(generator.integers(0, 2 ** 63)), 0
+        import torch
+        if generator.device.type == "cuda":
+            state = generator.get_state()
+            s, o = (int(v) for v in state.view(torch.int64))
+            o += (int(increment) + 3) // 4 * 4
+            generator.set_state(torch.tensor([s, o], dtype=torch.int64).view(torch.uint8))
+            return s & _U64, o & _U64
+        return int(torch.randint(0, 2 ** 63 - 1, (1,), generator=generator, dtype=torch.int64)), 0
+    if _is_torch(probs):
+        import torch
+        return int(torch.randint(0, 2 ** 63 - 1, (1,), dtype=torch.int64)), 0
+    return int(np.random.randint(0, 2 ** 63 - 1, dtype=np.int64)), 0
+
+
+def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, check_nan, seed, offset, return_valid, rounds):
+    if indices is not None:
+        probs = probs.index_select(0, indices.long()) if _is_torch(probs) else probs[_numpy(indices)]
+    if check_nan:
+        nan = bool(probs.isnan().any()) if _is_torch(probs) else bool(np.isnan(probs).any())
+        if nan:
+            raise ValueError("Input probs contains NaN.")
+    batch = probs.shape[0]
+    s, o = _seed_offset(probs, generator, seed, offset, batch * rounds)
+    if _is_torch(probs):
+        import torch
+        samples = torch.empty(batch, dtype=torch.int32, device=probs.device)
+        valid = torch.empty(batch, dtype=torch.bool, device=probs.device) if return_valid else None
+    else:
+        samples = np.zeros(batch, np.int32)
+        valid = np.zeros(batch, np.bool_) if return_valid else None
+    params = [_row_param(x, n) if x is not None else (None, None) for x, n in ((top_k, "top_k"), (top_p, "top_p"), (min_p, "min_p"))]
+    tp, ts = _Tensor(probs, "probs"), _index_tensor(samples, "samples")
+    tv = _index_tensor(valid, "valid") if valid is not None else None
+    _check(_library().flashinfer_swift_sampling(
+        tp.ref(), filter_kind, _ORDERS.get(order, -1) if order is not None else 0,
+        *[ctypes.byref(p) if p is not None else None for p, _ in params], s, o, ts.ref(), tv.ref() if tv else None,
+        _stream_of(probs)))
+    if indices is not None and _is_torch(indices) and indices.dtype != samples.dtype:
+        samples = samples.to(indices.dtype)
+    return (samples, valid) if return_valid else samples
+
+
+# Upstream's samplers. Seeds: pass seed= (and offset=) for explicit, reproducible streams; otherwise
+# they come from `generator` or the default one (see _seed_offset). `indices` gathers the rows of
+# `probs` each output draws from; `deterministic` is accepted and ignored (always deterministic).
+
+def sampling_from_probs(probs, indices=None, deterministic=True, generator=None, check_nan=False, seed=None, offset=None,
+                        return_valid=False):
+    """A token per row of probs [batch_size, vocab_size], token j with probability probs[b, j].
+    Returns samples [batch_size] int32 (and, with return_valid, valid [batch_size] bool: False where
+    the row had no positive probability; its sample is 0)."""
+    return _sample(probs, _FILTER_NONE, None, None, None, None, indices, generator, check_nan, seed, offset, return_valid, 1)
+
+
+def top_p_sampling_from_probs(probs, top_p, indices=None, deterministic=True, generator=None, check_nan=False, seed=None,
+                              offset=None, return_valid=False):
+    """Top-p (nucleus) sampling: from the smallest set of tokens whose mass reaches top_p (a float or
+    a per-row tensor), renormalized."""
+    return _sample(probs, _FILTER_TOP_P, None, top_p, None, None, indices, generator, check_nan, seed, offset, return_valid, 32)
+
+
+def top_k_sampling_from_probs(probs, top_k, indices=None, deterministic=True, generator=None, check_nan=False, seed=None,
+                              offset=None, return_valid=False):
+    """Top-k sampling: from each row's top_k (an int or a per-row tensor) probabilities, renormalized."""
+    return _sample(probs, _FILTER_TOP_K, top_k, None, None, None, indices, generator, check_nan, seed, offset, return_valid, 32)
+
+
+def min_p_sampling_from_probs(probs, min_p, indices=None, deterministic=True, generator=None, check_nan=False, seed=None,
+                              offset=None, return_valid=False):
+    """Min-p sampling: from the tokens with p >= min_p * max(p), renormalized."""
+    return _sample(probs, _FILTER_MIN_P, None, None, min_p, None, indices, generator, check_nan, seed, offset, return_valid, 1)
+
+
+def top_k_top_p_sampling_from_probs(probs, top_k, top_p, indices=None, filter_apply_order="top_k_first", deterministic=True,
+                                    generator=None, check_nan=False, seed=None, offset=None, return_valid=False):
+    """Top-k then top-p ("top_k_first": top-p on the top-k renormalized row) or both tests on the
+    original row ("joint")."""
+    if filter_apply_order not in _ORDERS:
+        raise ValueError(f"filter_apply_order {filter_apply_order!r} is not one of {sorted(_ORDERS)}")
+    return _sample(probs, _FILTER_TOP_K_TOP_P, top_k, top_p, None, filter_apply_order, indices, generator, check_nan, seed,
+                   offset, return_valid, 32)
+
+
+def _sampling_op(op, x, param, name):
+    out = _empty(x.shape, x)
+    p, keep = _row_param(param, name) if param is not None else (None, None)
+    tx, to = _Tensor(x, "input"), _Tensor(out, "out")
+    _check(_library().flashinfer_swift_sampling_op(op, tx.ref(), ctypes.byref(p) if p is not None else None, to.ref(),
+                                                   _stream_of(x)))
+    del keep
+    return out
+
+
+def top_k_renorm_probs(probs, top_k):
+    """Each row's top_k probabilities (ties at the k-th kept), the rest 0, renormalized (probs' dtype)."""
+    return _sampling_op(0, probs, top_k, "top_k")
+
+
+def top_p_renorm_probs(probs, top_p):
+    """Each row's nucleus of mass top_p (ties kept), the rest 0, renormalized."""
+    return _sampling_op(1, probs, top_p, "top_p")
+
+
+def top_k_mask_logits(logits, top_k):
+    """Each row's top_k logits (ties at the k-th kept), the rest -inf."""
+    return _sampling_op(2, logits, top_k, "top_k")
+
+
+def softmax(logits, temperature=None, enable_pdl=None):
+    """softmax(logits / temperature) per row; temperature None (1), a float or a per-row tensor."""
+    return _sampling_op(3, logits, temperature, "temperature")

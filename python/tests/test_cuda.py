@@ -19,11 +19,23 @@ except Exception:  # noqa: BLE001 - no torch at all
     torch = None
     HAVE_CUDA = False
 
+# The tests below the attention ones (cascade, norms, activations, RoPE, sampling) take their device
+# from FLASHINFER_SWIFT_TEST_DEVICE (default "cuda"); "cpu" runs them on CPU torch tensors through
+# the CPU reference backend, which checks the tests themselves without a GPU.
+DEVICE = os.environ.get("FLASHINFER_SWIFT_TEST_DEVICE", "cuda")
+ON_DEVICE = torch is not None and (HAVE_CUDA if DEVICE == "cuda" else DEVICE == "cpu")
+
 try:
     import pytest
-    pytestmark = pytest.mark.skipif(not HAVE_CUDA, reason="needs torch with CUDA")
+    needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="needs torch with CUDA")
+    needs_device = pytest.mark.skipif(not ON_DEVICE, reason=f"needs torch with {DEVICE}")
 except ImportError:
     pytest = None
+
+    def needs_cuda(f):
+        return f
+
+    needs_device = needs_cuda
 
 
 def reference(q, k, v, kv_layout, causal, sm_scale, logits_soft_cap, window_left):
@@ -102,6 +114,7 @@ def _decode_case(kv_len, hq, hkv, d, dtype, layout, cap, window, fused):
     close(lse, ref_lse[0], atol, rtol, "lse")
 
 
+@needs_cuda
 def test_decode():
     for case in DECODE_CASES:
         for fused in (False, True):
@@ -117,6 +130,7 @@ PREFILL_CASES = [
 ]
 
 
+@needs_cuda
 def test_prefill():
     for qo, kv, hq, hkv, d, dtype, layout, causal, cap in PREFILL_CASES:
         dt = getattr(torch, dtype)
@@ -134,6 +148,7 @@ def test_prefill():
         close(lse, ref_lse, atol, rtol, f"prefill qo={qo} kv={kv} lse")
 
 
+@needs_cuda
 def test_decode_fp8():
     """FP8 K/V (torch.float8_e4m3fn / float8_e5m2, DLPack codes 10 / 12) with k_scale / v_scale:
     against the float64 reference on the dequantized values (the kernel reads them exactly)."""
@@ -149,6 +164,7 @@ def test_decode_fp8():
         close(lse, ref_lse[0], 1e-3, 1e-3, f"{dtype_name} lse")
 
 
+@needs_cuda
 def test_batch_decode_wrapper():
     """BatchDecodeWithPagedKVCacheWrapper on CUDA tensors (plan on the current stream, run 3 layers),
     each request against the float64 reference over its pages."""
@@ -177,6 +193,7 @@ def test_batch_decode_wrapper():
                 close(lse[b], ref_lse[0], 1e-3, 1e-3, f"tc={use_tc} layer {layer} request {b} lse")
 
 
+@needs_cuda
 def test_batch_prefill_wrappers():
     """The paged and ragged batch prefill wrappers on CUDA tensors, causal, against the float64
     reference per request."""
@@ -211,6 +228,7 @@ def test_batch_prefill_wrappers():
         close(out_p[qs], ref, 1e-3, 1e-3, f"paged request {b}")
 
 
+@needs_cuda
 def test_current_stream_and_errors():
     """Work runs on torch's current stream; mixed devices and bad shapes raise ValueError."""
     q = torch.randn(32, 128, device="cuda", dtype=torch.float16)
@@ -231,15 +249,372 @@ def test_current_stream_and_errors():
             raise AssertionError(f"accepted {match}")
 
 
+# ---- cascade, norms, activations, RoPE, sampling (on DEVICE) ----
+
+def _sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def _cpu_gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _cumsum0(xs):
+    return torch.tensor([0] + [int(v) for v in torch.tensor(xs).cumsum(0)], dtype=torch.int32)
+
+
+@needs_device
+def test_cascade_wrapper():
+    """A two-level cascade (a 1024-token shared prefix, then each request's own pages; decode and
+    causal append) against the float64 reference over each request's prefix + own keys."""
+    page_size, hq, hkv, d, shared_len = 16, 32, 8, 128, 1024
+    shared_pages = shared_len // page_size
+    for unique_lens, qo_lens, causal in (([1, 300, 17, 1000], [1, 1, 1, 1], False), ([40, 17, 129], [17, 1, 33], True)):
+        g = _cpu_gen(sum(unique_lens))
+        unique_pages = [(n + page_size - 1) // page_size for n in unique_lens]
+        num_pages = shared_pages + sum(unique_pages) + 5
+        perm = torch.randperm(num_pages, generator=g).to(torch.int32)
+        shared = perm[:shared_pages]
+        own, at = [], shared_pages
+        for p in unique_pages:
+            own.append(perm[at:at + p])
+            at += p
+        last = torch.tensor([n - (p - 1) * page_size for n, p in zip(unique_lens, unique_pages)], dtype=torch.int32)
+        cache = torch.randn(num_pages, 2, page_size, hkv, d, generator=g).to(DEVICE, torch.float16)
+        qo_indptr = _cumsum0(qo_lens)
+        total = int(qo_indptr[-1])
+        q = torch.randn(total, hq, d, generator=g).to(DEVICE, torch.float16)
+        w = fi.MultiLevelCascadeAttentionWrapper(2, torch.empty(1, device=DEVICE))
+        w.plan([torch.tensor([0, total], dtype=torch.int32), qo_indptr],
+               [torch.tensor([0, shared_pages], dtype=torch.int32), _cumsum0(unique_pages)],
+               [shared, torch.cat(own)], [torch.tensor([page_size], dtype=torch.int32), last],
+               hq, hkv, d, page_size, causal=causal)
+        for layer in range(2):
+            if layer:
+                cache.normal_()
+            out = w.run(q, cache)
+            _sync()
+            assert out.shape == q.shape and out.dtype == q.dtype and out.device == q.device
+            for b, n in enumerate(unique_lens):
+                pages = torch.cat([shared, own[b]]).long().to(DEVICE)
+                k = cache[pages, 0].reshape(-1, hkv, d)[:shared_len + n]
+                v = cache[pages, 1].reshape(-1, hkv, d)[:shared_len + n]
+                qs = slice(int(qo_indptr[b]), int(qo_indptr[b + 1]))
+                ref, _ = reference(q[qs], k, v, "NHD", causal, None, None, -1)
+                close(out[qs], ref, 1e-3, 1e-3, f"cascade causal={causal} layer {layer} request {b}")
+
+
+def _tol(dtype, loose=False):
+    return (1e-3, 1e-3) if dtype == torch.float16 and not loose else (1e-2, 1e-2)
+
+
+def _rms_ref(x, w, eps, gemma=False):
+    x = x.double()
+    w = w.double()
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * ((1 + w) if gemma else w)
+
+
+@needs_device
+def test_norms():
+    """rmsnorm / gemma_rmsnorm (new and out= outputs), fused_add_rmsnorm / gemma_fused_add_rmsnorm
+    (in place), layernorm, against float64; upstream's hidden sizes and a strided row view."""
+    for dtype in (torch.float16, torch.bfloat16):
+        atol, rtol = _tol(dtype)
+        for rows, hidden, stride in ((1, 111, 111), (19, 500, 500), (99, 4096, 4096), (3, 16384, 16384), (33, 4096, 4160)):
+            g = _cpu_gen(rows * hidden)
+            big = torch.randn(rows, stride, generator=g).to(DEVICE, dtype)
+            x = big[:, :hidden]
+            w = torch.randn(hidden, generator=g).to(DEVICE, dtype)
+            what = f"dtype={dtype} rows={rows} hidden={hidden}"
+            out = fi.rmsnorm(x, w, eps=1e-6)
+            _sync()
+            assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+            close(out, _rms_ref(x, w, 1e-6), atol, rtol, f"rmsnorm {what}")
+            buf = torch.empty(rows, hidden, dtype=dtype, device=DEVICE)
+            assert fi.gemma_rmsnorm(x, w * 0.2, eps=1e-5, out=buf) is buf
+            _sync()
+            close(buf, _rms_ref(x, w * 0.2, 1e-5, gemma=True), atol, rtol, f"gemma_rmsnorm {what}")
+            for gemma in (False, True):
+                r = torch.randn(rows, hidden, generator=g).to(DEVICE, dtype)
+                xx = x.clone()
+                s = xx.double() + r.double()
+                fn = fi.gemma_fused_add_rmsnorm if gemma else fi.fused_add_rmsnorm
+                assert fn(xx, r, w, 1e-6) is None
+                _sync()
+                close(r, s, atol, rtol, f"fused_add gemma={gemma} residual {what}")
+                close(xx, _rms_ref(s, w, 1e-6, gemma), atol, rtol, f"fused_add gemma={gemma} output {what}")
+            gamma = torch.randn(hidden, generator=g).to(DEVICE)
+            beta = torch.randn(hidden, generator=g).to(DEVICE)
+            out = fi.layernorm(x.contiguous(), gamma, beta, eps=1e-5)
+            _sync()
+            xd = x.double()
+            ref = torch.nn.functional.layer_norm(xd, (hidden,), gamma.double(), beta.double(), 1e-5)
+            close(out, ref, 1e-2, 1e-2, f"layernorm {what}")
+
+
+@needs_device
+def test_activations():
+    acts = {"silu_and_mul": lambda t: torch.nn.functional.silu(t),
+            "gelu_and_mul": lambda t: torch.nn.functional.gelu(t, approximate="none"),
+            "gelu_tanh_and_mul": lambda t: torch.nn.functional.gelu(t, approximate="tanh")}
+    for dtype in (torch.float16, torch.bfloat16):
+        atol, rtol = _tol(dtype)
+        for shape in ((1, 256), (16, 2048), (4, 37, 8192), (7, 222), (3, 32768)):
+            g = _cpu_gen(shape[-1])
+            x = (torch.randn(shape, generator=g) * 2).to(DEVICE, dtype)
+            d = shape[-1] // 2
+            for name, act in acts.items():
+                ref = act(x[..., :d].double()) * x[..., d:].double()
+                out = getattr(fi, name)(x)
+                _sync()
+                assert out.shape == shape[:-1] + (d,) and out.dtype == dtype
+                close(out, ref, atol, rtol, f"{name} dtype={dtype} shape={shape}")
+                buf = torch.empty(shape[:-1] + (d,), dtype=dtype, device=DEVICE)
+                assert getattr(fi, name)(x, out=buf) is buf
+                _sync()
+                close(buf, ref, atol, rtol, f"{name} out= dtype={dtype} shape={shape}")
+
+
+def _freqs(rotary_dim, theta, scale, llama31=None):
+    f = theta ** (-2.0 * torch.arange(rotary_dim // 2, dtype=torch.float64) / rotary_dim)
+    if llama31 is None:
+        return f / scale
+    low, high, old = llama31
+    a, b = old / (2 * math.pi * (high - low)), -1.0 / (high / low - 1.0)
+    s = (f * a + b).clamp(0.0, 1.0)
+    return (1 - s) * f / scale + s * f
+
+
+def _rope_ref(x, pos, rotary_dim, interleave, freqs=None, cos=None, sin=None):
+    """x [nnz, H, D] in float64, row t rotated to pos[t] (or by cos / sin [nnz, rotary_dim/2])."""
+    x = x.double().clone()
+    if cos is None:
+        ang = pos.double().cpu()[:, None] * freqs[None, :]
+        cos, sin = ang.cos().to(x.device), ang.sin().to(x.device)
+    c, s = cos.double()[:, None, :], sin.double()[:, None, :]
+    half = rotary_dim // 2
+    if interleave:
+        a, b = x[..., 0:rotary_dim:2].clone(), x[..., 1:rotary_dim:2].clone()
+        x[..., 0:rotary_dim:2], x[..., 1:rotary_dim:2] = a * c - b * s, b * c + a * s
+    else:
+        a, b = x[..., :half].clone(), x[..., half:rotary_dim].clone()
+        x[..., :half], x[..., half:rotary_dim] = a * c - b * s, b * c + a * s
+    return x
+
+
+@needs_device
+def test_rope():
+    """apply_rope / _pos_ids / llama31 (and in place) and apply_rope_with_cos_sin_cache against
+    float64; partial rotary dims, interleave; tolerance plus the Float32 angle's error."""
+    for dtype in (torch.float16, torch.bfloat16):
+        atol, rtol = _tol(dtype)
+        for hq, hk, d, rotary_dim, interleave in ((32, 8, 128, None, False), (16, 8, 64, 32, True), (8, 8, 256, 192, False)):
+            g = _cpu_gen(d + hq)
+            qo = [1, 19, 204, 4]
+            indptr = _cumsum0(qo)
+            offsets = torch.tensor([0, 15, 99, 9000], dtype=torch.int32)
+            nnz = int(indptr[-1])
+            pos = torch.cat([offsets[b] + torch.arange(qo[b], dtype=torch.int32) for b in range(len(qo))])
+            q = torch.randn(nnz, hq, d, generator=g).to(DEVICE, dtype)
+            k = torch.randn(nnz, hk, d, generator=g).to(DEVICE, dtype)
+            rd = rotary_dim or d
+            tol = atol + 9300 * 2.0 ** -23 * 5
+            what = f"dtype={dtype} heads={hq}/{hk} d={d} rotary_dim={rd} interleave={interleave}"
+            for llama31 in (None, (1.0, 4.0, 8192.0)):
+                if llama31 is None:
+                    fr = _freqs(rd, 1e4, 1.0)
+                    qr, kr = fi.apply_rope(q, k, indptr.to(DEVICE), offsets.to(DEVICE), rotary_dim=rotary_dim, interleave=interleave)
+                else:
+                    fr = _freqs(rd, 5e5, 8.0, llama31)
+                    qr, kr = fi.apply_llama31_rope(q, k, indptr, offsets, rotary_dim=rotary_dim, interleave=interleave)
+                _sync()
+                close(qr, _rope_ref(q, pos, rd, interleave, fr), tol, rtol, f"q llama31={bool(llama31)} {what}")
+                close(kr, _rope_ref(k, pos, rd, interleave, fr), tol, rtol, f"k llama31={bool(llama31)} {what}")
+                q2, k2 = q.clone(), k.clone()
+                if llama31 is None:
+                    fi.apply_rope_pos_ids_inplace(q2, k2, pos.to(DEVICE), rotary_dim=rotary_dim, interleave=interleave)
+                else:
+                    fi.apply_llama31_rope_pos_ids_inplace(q2, k2, pos.long(), rotary_dim=rotary_dim, interleave=interleave)
+                _sync()
+                assert torch.equal(q2, qr) and torch.equal(k2, kr), f"pos_ids in place != apply_rope ({what})"
+            # rope_scale / rope_theta, out of place by pos_ids, in place by indptr.
+            fr = _freqs(rd, 5e5, 2.0)
+            qp, kp = fi.apply_rope_pos_ids(q, k, pos.to(DEVICE), rotary_dim=rotary_dim, interleave=interleave, rope_scale=2,
+                                           rope_theta=5e5)
+            q3, k3 = q.clone(), k.clone()
+            fi.apply_rope_inplace(q3, k3, indptr, offsets, rotary_dim=rotary_dim, interleave=interleave, rope_scale=2,
+                                  rope_theta=5e5)
+            _sync()
+            close(qp, _rope_ref(q, pos, rd, interleave, fr), tol, rtol, f"q scale 2 {what}")
+            close(kp, _rope_ref(k, pos, rd, interleave, fr), tol, rtol, f"k scale 2 {what}")
+            assert torch.equal(q3, qp) and torch.equal(k3, kp), f"in place != pos_ids ({what})"
+            # The cos / sin cache form (vLLM's): [max_position, rd] float32.
+            fr = _freqs(rd, 1e4, 1.0)
+            ang = torch.arange(10000, dtype=torch.float64)[:, None] * fr[None, :]
+            cache = torch.cat([ang.cos(), ang.sin()], dim=1).float().to(DEVICE)
+            query, key = q.reshape(nnz, hq * d), k.reshape(nnz, hk * d)
+            qc, kc = fi.apply_rope_with_cos_sin_cache(pos.to(DEVICE), query, key, d, cache, is_neox=not interleave)
+            _sync()
+            cs = cache[pos.long().to(DEVICE)]
+            c, s_ = cs[:, :rd // 2], cs[:, rd // 2:]
+            close(qc.reshape(nnz, hq, d), _rope_ref(q, pos, rd, interleave, cos=c, sin=s_), atol, rtol, f"cos_sin_cache q {what}")
+            close(kc.reshape(nnz, hk, d), _rope_ref(k, pos, rd, interleave, cos=c, sin=s_), atol, rtol, f"cos_sin_cache k {what}")
+            q4, k4 = query.clone(), key.clone()
+            fi.apply_rope_with_cos_sin_cache_inplace(pos.to(DEVICE), q4, k4, d, cache, is_neox=not interleave)
+            _sync()
+            assert torch.equal(q4, qc) and torch.equal(k4, kc), f"cos_sin_cache in place ({what})"
+
+
+def _probs(batch, vocab, seed, scale=1.0):
+    g = _cpu_gen(seed)
+    return torch.softmax(torch.randn(batch, vocab, generator=g, dtype=torch.float64) * scale, -1).float().to(DEVICE)
+
+
+def _top_k_keep(p, k):
+    """[B, V]: the tokens with fewer than k strictly larger probabilities (k: [B] or a number)."""
+    p = p.double()
+    k = torch.as_tensor(k).reshape(-1).long().to(p.device).expand(p.shape[0])
+    kth = p.sort(-1, descending=True).values.gather(1, (k - 1).clamp(max=p.shape[1] - 1)[:, None])
+    return (p >= kth) & (p > 0)
+
+
+def _top_p_keep(p, top_p):
+    """[B, V]: the tokens whose strictly larger probabilities have mass < top_p."""
+    p = p.double()
+    top_p = torch.as_tensor(top_p, dtype=torch.float64).reshape(-1).to(p.device).expand(p.shape[0])
+    s, idx = p.sort(-1, descending=True)
+    # The mass strictly above each value: the prefix before its tie group (ties kept or dropped together).
+    n_le = torch.searchsorted(s.flip(-1).contiguous(), s.contiguous(), right=True)
+    before = (s.cumsum(-1) - s).gather(1, p.shape[1] - n_le)
+    keep_sorted = before < top_p[:, None]
+    keep = torch.zeros_like(keep_sorted).scatter(1, idx, keep_sorted)
+    return keep & (p > 0)
+
+
+def _renorm(p, keep):
+    q = torch.where(keep, p.double(), torch.zeros((), dtype=torch.float64, device=p.device))
+    return q / q.sum(-1, keepdim=True)
+
+
+SAMPLING_VOCAB = 32000 if DEVICE == "cuda" else 1000
+
+
+@needs_device
+def test_sampling_ops():
+    """softmax (scalar / per-row temperature, -inf logits), top-k / top-p renorm (f32, f16, bf16)
+    and top-k logit masks against float64 (upstream's tolerances)."""
+    batch, vocab = 19, SAMPLING_VOCAB
+    g = _cpu_gen(1)
+    logits = (torch.randn(batch, vocab, generator=g) * 4).to(DEVICE)
+    logits[:, ::97] = float("-inf")
+    for t in (None, 0.5, torch.linspace(0.1, 2.0, batch).to(DEVICE)):
+        out = fi.softmax(logits, t) if t is not None else fi.softmax(logits)
+        _sync()
+        tt = torch.as_tensor(1.0 if t is None else t, dtype=torch.float64, device=DEVICE).reshape(-1, 1)
+        close(out, torch.softmax(logits.double() / tt, -1), 1e-5, 0, f"softmax T={t}")
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        probs = _probs(batch, vocab, 2, scale=3.0).to(dtype)
+        atol = 1e-3 if dtype == torch.float32 else 1e-2
+        for k in (1, 10, 500, torch.randint(1, vocab, (batch,), generator=g, dtype=torch.int32).to(DEVICE)):
+            out = fi.top_k_renorm_probs(probs, k)
+            _sync()
+            assert out.dtype == dtype and out.shape == probs.shape
+            close(out, _renorm(probs, _top_k_keep(probs, k)), atol, atol, f"top_k_renorm k={k if isinstance(k, int) else 'rows'} {dtype}")
+        # top-p renorm as upstream tests it: float32 (in 16 bits, ties make the boundary fragile).
+        for p in (0.1, 0.5, 0.9, torch.rand(batch, generator=g).to(DEVICE)) if dtype == torch.float32 else ():
+            out = fi.top_p_renorm_probs(probs, p)
+            _sync()
+            close(out, _renorm(probs, _top_p_keep(probs, p)), atol, atol, f"top_p_renorm p={p if isinstance(p, float) else 'rows'} {dtype}")
+    for k in (1, 10, 500):
+        out = fi.top_k_mask_logits(logits, k)
+        _sync()
+        keep = _top_k_keep(torch.softmax(logits.double(), -1), k)
+        assert torch.equal(out[keep], logits[keep]) and bool(torch.isneginf(out[~keep]).all()), f"top_k_mask_logits k={k}"
+
+
+@needs_device
+def test_samplers():
+    """Each sampler: int32 samples on the device, inside the filter's support, reproducible for a
+    seed / offset and a seeded torch.Generator (whose offset advances as upstream's), different for
+    another seed; return_valid; per-row parameters as device tensors."""
+    batch, vocab = 99, SAMPLING_VOCAB
+    probs = _probs(batch, vocab, 3, scale=2.0)
+    probs[5, vocab // 2:] = 0
+    probs[5] /= probs[5].sum()
+    ks = torch.randint(1, 100, (batch,), dtype=torch.int32, generator=_cpu_gen(4)).to(DEVICE)
+    ps = (torch.rand(batch, generator=_cpu_gen(5)) * 0.9 + 0.05).to(DEVICE)
+    samplers = [
+        ("sampling_from_probs", {}, probs > 0, 1),
+        ("top_k_sampling_from_probs", {"top_k": 10}, _top_k_keep(probs, 10), 32),
+        ("top_k_sampling_from_probs", {"top_k": ks}, _top_k_keep(probs, ks), 32),
+        ("top_p_sampling_from_probs", {"top_p": 0.5}, _top_p_keep(probs, 0.5), 32),
+        ("top_p_sampling_from_probs", {"top_p": ps}, _top_p_keep(probs, ps), 32),
+        ("min_p_sampling_from_probs", {"min_p": 0.1}, probs >= 0.1 * probs.max(-1, keepdim=True).values, 1),
+        ("top_k_top_p_sampling_from_probs", {"top_k": 10, "top_p": 0.5},
+         _top_k_keep(probs, 10) & _top_p_keep(_renorm(probs, _top_k_keep(probs, 10)), 0.5), 32),
+        ("top_k_top_p_sampling_from_probs", {"top_k": 10, "top_p": 0.5, "filter_apply_order": "joint"},
+         _top_k_keep(probs, 10) & _top_p_keep(probs, 0.5), 32),
+    ]
+    for name, kwargs, support, rounds in samplers:
+        fn = getattr(fi, name)
+        what = f"{name} {sorted(kwargs)}"
+        s = fn(probs, **kwargs, seed=1234, offset=8)
+        _sync()
+        assert s.dtype == torch.int32 and s.shape == (batch,) and s.device == probs.device, what
+        assert bool(((s >= 0) & (s < vocab)).all()), what
+        assert bool(support.gather(1, s.long()[:, None]).all()), f"{what}: a token outside the support"
+        assert torch.equal(fn(probs, **kwargs, seed=1234, offset=8), s), f"{what}: not reproducible"
+        assert not torch.equal(fn(probs, **kwargs, seed=4321, offset=8), s), f"{what}: the seed changed nothing"
+        s2, valid = fn(probs, **kwargs, seed=1234, offset=8, return_valid=True)
+        _sync()
+        assert torch.equal(s2, s) and valid.dtype == torch.bool and bool(valid.all()), what
+        g1 = torch.Generator(device=DEVICE).manual_seed(7)
+        g2 = torch.Generator(device=DEVICE).manual_seed(7)
+        a, b = fn(probs, **kwargs, generator=g1), fn(probs, **kwargs, generator=g2)
+        assert torch.equal(a, b), f"{what}: same generator state, different samples"
+        if DEVICE == "cuda":
+            # Upstream's bookkeeping: the generator's Philox offset advanced by round_up(increment, 4).
+            g3 = torch.Generator(device=DEVICE).manual_seed(7)
+            before = int(g3.get_state().view(torch.int64)[1])
+            fn(probs, **kwargs, generator=g3)
+            after = int(g3.get_state().view(torch.int64)[1])
+            assert after - before == (batch * rounds + 3) // 4 * 4, f"{what}: offset advanced by {after - before}"
+
+
+@needs_device
+def test_sampling_frequencies():
+    """One row drawn many times (indices repeat it, each output its own Philox stream): the
+    frequencies follow the filtered distribution (upstream's cosine-similarity test)."""
+    n = 200000 if DEVICE == "cuda" else 20000
+    probs = _probs(1, 64, 6, scale=1.0)
+    idx = torch.zeros(n, dtype=torch.int64, device=DEVICE)
+    for name, kwargs, keep in (("sampling_from_probs", {}, probs > 0),
+                               ("top_k_sampling_from_probs", {"top_k": 8}, _top_k_keep(probs, 8)),
+                               ("top_p_sampling_from_probs", {"top_p": 0.6}, _top_p_keep(probs, 0.6)),
+                               ("min_p_sampling_from_probs", {"min_p": 0.3}, probs >= 0.3 * probs.max())):
+        s = getattr(fi, name)(probs, **kwargs, indices=idx, seed=99)
+        _sync()
+        assert s.dtype == torch.int64  # indices' dtype, as upstream
+        freq = torch.bincount(s.cpu(), minlength=64).double() / n
+        expected = _renorm(probs, keep)[0].cpu()
+        assert float(freq[~keep[0].cpu()].sum()) == 0, f"{name}: drew outside the support"
+        cos = float(freq @ expected / freq.norm() / expected.norm())
+        assert cos > 0.99, f"{name}: cosine similarity {cos}"
+        assert float((freq - expected).abs().max()) < (0.005 if DEVICE == "cuda" else 0.02), name
+
 if __name__ == "__main__":
-    if not HAVE_CUDA:
-        print("skipped: needs torch with CUDA")
+    if not ON_DEVICE:
+        print(f"skipped: needs torch with {DEVICE}")
         sys.exit(0)
     failed = 0
     tests = [("test_decode", test_decode), ("test_prefill", test_prefill), ("test_decode_fp8", test_decode_fp8),
              ("test_batch_decode_wrapper", test_batch_decode_wrapper),
              ("test_batch_prefill_wrappers", test_batch_prefill_wrappers),
-             ("test_current_stream_and_errors", test_current_stream_and_errors)]
+             ("test_current_stream_and_errors", test_current_stream_and_errors)] if HAVE_CUDA else []
+    tests += [("test_cascade_wrapper", test_cascade_wrapper), ("test_norms", test_norms),
+              ("test_activations", test_activations), ("test_rope", test_rope), ("test_sampling_ops", test_sampling_ops),
+              ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies)]
     for name, fn in tests:
         try:
             fn()

@@ -7,11 +7,11 @@
  * the calling thread). No exception or Swift error crosses the boundary.
  *
  * Devices: kDLCPU tensors run on the CPU reference backend (Float64 math; testable without a GPU).
- * kDLCUDA tensors (single decode / prefill): the GPU kernels, in the device's primary context (the
- * one PyTorch uses), enqueued on the caller's `stream` (a CUstream; NULL = the legacy default
- * stream) and returning before they run; the caller's memory is read and written in place, never
- * copied or freed, and must stay alive until that stream has run the call. Every tensor of a call on
- * one device; the merges take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED).
+ * kDLCUDA tensors: the GPU kernels, in the device's primary context (the one PyTorch uses),
+ * enqueued on the caller's `stream` (a CUstream; NULL = the legacy default stream) and returning
+ * before they run; the caller's memory is read and written in place, never copied or freed, and must
+ * stay alive until that stream has run the call. Every tensor of a call on one device; the merges
+ * take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED).
  */
 #ifndef FLASHINFER_SWIFT_H
 #define FLASHINFER_SWIFT_H
@@ -151,6 +151,27 @@ int flashinfer_swift_batch_prefill_run(flashinfer_swift_batch_prefill* handle, c
                                        const DLTensor* v, const DLTensor* out, const DLTensor* lse, void* stream);
 
 /*
+ * Multi-level cascade attention (upstream's MultiLevelCascadeAttentionWrapper): num_levels levels
+ * over one paged KV pool and one ragged query tensor. plan: for level l, qo_indptr[l]
+ * [batch_sizes[l] + 1] (every level covers all qo_indptr[0][B_0] queries), kv_indptr[l]
+ * [batch_sizes[l] + 1], kv_indices[l] [kv_indptr[l][B_l]] and kv_last_page_len[l] [batch_sizes[l]]
+ * (host arrays); options->causal applies to the last level only (as upstream). run: q [total, Hq,
+ * D], k_cache / v_cache as batch decode's, out like q, lse [total, Hq] float32 or NULL. Device and
+ * stream as batch decode's.
+ */
+typedef struct flashinfer_swift_cascade flashinfer_swift_cascade;
+int flashinfer_swift_cascade_create(flashinfer_swift_cascade** handle);
+void flashinfer_swift_cascade_destroy(flashinfer_swift_cascade* handle);
+int flashinfer_swift_cascade_plan(flashinfer_swift_cascade* handle, int32_t num_levels, const int32_t* const* qo_indptr,
+                                  const int32_t* const* kv_indptr, const int32_t* const* kv_indices,
+                                  const int32_t* const* kv_last_page_len, const int32_t* batch_sizes, int32_t num_qo_heads,
+                                  int32_t num_kv_heads, int32_t head_dim, int32_t page_size, DLDataType q_data_type,
+                                  DLDataType kv_data_type, const flashinfer_swift_options* options, DLDevice device,
+                                  void* stream);
+int flashinfer_swift_cascade_run(flashinfer_swift_cascade* handle, const DLTensor* q, const DLTensor* k_cache,
+                                 const DLTensor* v_cache, const DLTensor* out, const DLTensor* lse, void* stream);
+
+/*
  * append_paged_kv_cache: append_key / append_value [nnz, Hkv, D] into k_cache / v_cache (the paged
  * layout of batch decode's run) at (batch_indices[t], positions[t]) through the page table
  * (kv_indices, kv_indptr [batch_size + 1], kv_last_page_len [batch_size], after the append);
@@ -162,6 +183,94 @@ int flashinfer_swift_append_paged_kv_cache(const DLTensor* append_key, const DLT
                                            const DLTensor* k_cache, const DLTensor* v_cache, const int32_t* kv_indices,
                                            const int32_t* kv_indptr, const int32_t* kv_last_page_len, int32_t batch_size,
                                            int32_t kv_layout, float k_scale, float v_scale, void* stream);
+
+/*
+ * Norms (upstream's flashinfer.norm): over the last axis of input [..., hidden] (f16 / bf16; the CPU
+ * reference also f32); weight (LayerNorm: gamma) and LayerNorm's beta [hidden].
+ *   RMS / GEMMA_RMS: out (input's shape and dtype) = input / rms(input) * weight (GEMMA: * (1 + weight));
+ *   FUSED_ADD_RMS / GEMMA_FUSED_ADD_RMS: in place, residual += input, then input = rmsnorm(residual)
+ *     (out and bias unused, NULL);
+ *   LAYER: out = (input - mean) / sqrt(var + eps) * gamma + beta (residual unused).
+ * Gated activations (flashinfer.activation): out [..., d] = act(input[..., :d]) * input[..., d:] for
+ * input [..., 2d]. Both: CUDA tensors on `stream` (any row stride, a contiguous last axis), CPU
+ * tensors on the CPU reference.
+ */
+enum {
+  FLASHINFER_SWIFT_NORM_RMS = 0,
+  FLASHINFER_SWIFT_NORM_GEMMA_RMS = 1,
+  FLASHINFER_SWIFT_NORM_FUSED_ADD_RMS = 2,
+  FLASHINFER_SWIFT_NORM_GEMMA_FUSED_ADD_RMS = 3,
+  FLASHINFER_SWIFT_NORM_LAYER = 4
+};
+int flashinfer_swift_norm(int32_t kind, const DLTensor* input, const DLTensor* residual, const DLTensor* weight,
+                          const DLTensor* bias, const DLTensor* out, double eps, void* stream);
+enum { FLASHINFER_SWIFT_ACT_SILU = 0, FLASHINFER_SWIFT_ACT_GELU = 1, FLASHINFER_SWIFT_ACT_GELU_TANH = 2 };
+int flashinfer_swift_activation(int32_t kind, const DLTensor* input, const DLTensor* out, void* stream);
+
+/*
+ * RoPE (flashinfer.rope): q [nnz, Hq, D], k [nnz, Hk, D]; into q_out / k_out (same shapes and
+ * dtypes), or in place when both are NULL. Positions: the ragged form (indptr [batch_size + 1] over
+ * the rows, offsets [batch_size]: row indptr[b] + j at offsets[b] + j) when indptr is non-NULL,
+ * else pos_ids [nnz] (host arrays). Frequencies rope_theta^(-2i / rotary_dim), divided by rope_scale,
+ * or Llama 3.1's scaling when llama31 != 0 (rope_scale, low / high_freq_factor, old_context_len).
+ * rope_cos_sin_cache: in place, query [nnz, Hq * head_size], key [nnz, Hk * head_size], rotated by
+ * cos_sin_cache [max_position, rotary_dim] float32 (cos in the first half, sin in the second) at
+ * positions [nnz]; is_neox: rotate-half pairs, else interleaved.
+ */
+typedef struct {
+  int32_t rotary_dim;        /* 0: head_dim */
+  int32_t interleave;        /* 1: pairs (2i, 2i+1); 0: (i, i + rotary_dim/2) */
+  double rope_scale;
+  double rope_theta;
+  int32_t llama31;
+  double low_freq_factor;
+  double high_freq_factor;
+  double old_context_len;
+} flashinfer_swift_rope_options;
+int flashinfer_swift_rope(const DLTensor* q, const DLTensor* k, const DLTensor* q_out, const DLTensor* k_out,
+                          const int32_t* indptr, const int32_t* offsets, int32_t batch_size, const int32_t* pos_ids,
+                          int32_t nnz, const flashinfer_swift_rope_options* options, void* stream);
+int flashinfer_swift_rope_cos_sin_cache(const int32_t* positions, int32_t nnz, const DLTensor* query, const DLTensor* key,
+                                        int32_t head_size, const DLTensor* cos_sin_cache, int32_t is_neox, void* stream);
+
+/*
+ * Sampling (flashinfer.sampling) on probs / logits [batch_size, vocab_size] (f32, f16, bf16; rows
+ * with a contiguous vocabulary axis). A per-row parameter is `value` for every row (per_row NULL) or
+ * per_row[0 .. count) (count must be batch_size).
+ * flashinfer_swift_sampling: a token per row into samples [batch_size] int32 and, when non-NULL,
+ * valid [batch_size] bool / uint8 (0: the row had no token to draw; its sample is 0). filter picks
+ * the distribution (top_k / top_p / min_p used as the filter names them, the others may be NULL);
+ * row b draws from the Philox-4x32-10 stream curand_init(seed, b, offset) as upstream.
+ * flashinfer_swift_sampling_op: out (input's shape and dtype) = top-k renorm (param: top_k), top-p
+ * renorm (top_p), top-k logit mask (top_k; others -inf) or softmax(input / temperature)
+ * (param: temperature, NULL: 1). CUDA tensors on `stream` (asynchronous: the per-row arrays are
+ * uploaded on it), CPU tensors on the CPU reference.
+ */
+typedef struct {
+  double value;
+  const double* per_row;
+  int64_t count;
+} flashinfer_swift_row_param;
+enum {
+  FLASHINFER_SWIFT_FILTER_NONE = 0,
+  FLASHINFER_SWIFT_FILTER_TOP_K = 1,
+  FLASHINFER_SWIFT_FILTER_TOP_P = 2,
+  FLASHINFER_SWIFT_FILTER_MIN_P = 3,
+  FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P = 4
+};
+enum { FLASHINFER_SWIFT_ORDER_TOP_K_FIRST = 0, FLASHINFER_SWIFT_ORDER_JOINT = 1 };
+int flashinfer_swift_sampling(const DLTensor* probs, int32_t filter, int32_t filter_apply_order,
+                              const flashinfer_swift_row_param* top_k, const flashinfer_swift_row_param* top_p,
+                              const flashinfer_swift_row_param* min_p, uint64_t seed, uint64_t offset, const DLTensor* samples,
+                              const DLTensor* valid, void* stream);
+enum {
+  FLASHINFER_SWIFT_OP_TOP_K_RENORM = 0,
+  FLASHINFER_SWIFT_OP_TOP_P_RENORM = 1,
+  FLASHINFER_SWIFT_OP_TOP_K_MASK_LOGITS = 2,
+  FLASHINFER_SWIFT_OP_SOFTMAX = 3
+};
+int flashinfer_swift_sampling_op(int32_t op, const DLTensor* input, const flashinfer_swift_row_param* param,
+                                 const DLTensor* out, void* stream);
 
 #ifdef __cplusplus
 }

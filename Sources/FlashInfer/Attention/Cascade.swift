@@ -58,7 +58,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
                 try w.plan(qoIndptr: level.qoIndptr, table: level.table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
                            headDim: headDim, dtype: dtype, kvDType: kvDType, options: o, numPagesInCache: numPagesInCache)
             } catch {
-                throw .unsupportedCombination("level \(l): \(error.description)")
+                throw error.atLevel(l)
             }
             planned.append(w)
         }
@@ -75,5 +75,23 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
                     lse: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
         guard !levels.isEmpty else { throw .notPlanned(wrapper: "MultiLevelCascadeAttention") }
         return try backend.implementation.runCascade(self, q: q, cache: cache, returnLSE: returnLSE, out: out, lse: lse)
+    }
+}
+
+extension FlashInferError {
+    /// A cascade level's planning error with the level named and its kind kept (a bad input stays
+    /// a bad input): the tensor, array or option names gain a `level N` prefix; errors that do not
+    /// depend on the level (head dim, group size, CUDA) are unchanged.
+    func atLevel(_ l: Int) -> FlashInferError {
+        let tag = "level \(l) "
+        switch self {
+        case .rank(let t, let e, let g): return .rank(tensor: tag + t, expected: e, got: g)
+        case .shape(let t, let a, let n, let e, let g): return .shape(tensor: tag + t, axis: a, name: n, expected: e, got: g)
+        case .dtype(let t, let e, let g): return .dtype(tensor: tag + t, expected: e, got: g)
+        case .option(let n, let v, let r): return .option(name: tag + n, value: v, rule: r)
+        case .indices(let a, let p, let r): return .indices(array: tag + a, position: p, rule: r)
+        case .unsupportedCombination(let r): return .unsupportedCombination("level \(l): \(r)")
+        default: return self
+        }
     }
 }

@@ -1,0 +1,137 @@
+// Sampling through the C ABI (flashinfer_swift.h, "sampling"): the samplers (a token per row of a
+// [batch, vocab] probs tensor, Philox streams from (seed, offset) as cuRAND's) and the row ops
+// (top-k / top-p renorm, top-k logit mask, softmax). CUDA tensors: the kernels on the caller's
+// stream, writing the caller's samples / valid / out buffers (no copy back, no synchronization).
+// CPU tensors: the Float64 reference.
+import CFlashInferABI
+@_spi(Bench) import FlashInfer
+import FlashInferCUDA
+
+/// A per-row parameter: the scalar, or `count` values (the library checks `count` against the batch).
+func rowDoubles(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String) throws(ABIFailure) -> RowParameter<Double> {
+    guard let r = p?.pointee else { throw .invalid("\(name): NULL") }
+    guard let values = r.per_row else { return .scalar(r.value) }
+    guard r.count >= 0 else { throw .invalid("\(name): count \(r.count) < 0") }
+    return .perRow((0..<Int(r.count)).map { values[$0] })
+}
+
+func rowInts(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String) throws(ABIFailure) -> RowParameter<Int> {
+    func int(_ v: Double) throws(ABIFailure) -> Int {
+        guard let i = Int(exactly: v) else { throw .invalid("\(name) = \(v): must be an integer") }
+        return i
+    }
+    switch try rowDoubles(p, name: name) {
+    case .scalar(let v): return .scalar(try int(v))
+    case .perRow(let vs):
+        var out: [Int] = []
+        out.reserveCapacity(vs.count)
+        for v in vs { out.append(try int(v)) }
+        return .perRow(out)
+    }
+}
+
+/// The address of a 1-D, compact index tensor of `count` elements of `bits` bits (`codes`: the
+/// accepted DLPack type codes), on the call's device (nil: the CPU).
+func indexBuffer(_ p: UnsafePointer<DLTensor>?, name: String, count: Int, bits: UInt8, codes: [UInt32], what: String,
+                 device: Device?) throws(ABIFailure) -> UnsafeMutableRawPointer? {
+    guard let t = p?.pointee else { throw .invalid("\(name): NULL tensor") }
+    let isCUDA = UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue
+    if let device {
+        guard isCUDA, Int(t.device.device_id) == device.index else {
+            throw .invalid("\(name): not on CUDA device \(device.index), where the call's input is")
+        }
+    } else {
+        try requireCPU(t, name: name)
+    }
+    guard t.dtype.lanes == 1, t.dtype.bits == bits, codes.contains(UInt32(t.dtype.code)) else {
+        throw .invalid("\(name): DLPack dtype (code \(t.dtype.code), bits \(t.dtype.bits)), expected \(what)")
+    }
+    let (shape, strides) = try layout(of: t, name: name)
+    guard shape == [count] else { throw .invalid("\(name): shape \(shape), expected [\(count)] (batch_size)") }
+    guard count <= 1 || strides == [1] else { throw .invalid("\(name): strides \(strides), expected a compact 1-D tensor") }
+    guard count == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
+    return t.data.map { $0 + Int(t.byte_offset) }
+}
+
+@_cdecl("flashinfer_swift_sampling")
+public func flashinfer_swift_sampling(
+    _ probs: UnsafePointer<DLTensor>?, _ filterKind: Int32, _ order: Int32, _ topK: UnsafePointer<flashinfer_swift_row_param>?,
+    _ topP: UnsafePointer<flashinfer_swift_row_param>?, _ minP: UnsafePointer<flashinfer_swift_row_param>?, _ seed: UInt64,
+    _ offset: UInt64, _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
+) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let filter: SamplingFilter
+        switch filterKind {
+        case Int32(FLASHINFER_SWIFT_FILTER_NONE): filter = .none
+        case Int32(FLASHINFER_SWIFT_FILTER_TOP_K): filter = .topK(try rowInts(topK, name: "top_k"))
+        case Int32(FLASHINFER_SWIFT_FILTER_TOP_P): filter = .topP(try rowDoubles(topP, name: "top_p"))
+        case Int32(FLASHINFER_SWIFT_FILTER_MIN_P): filter = .minP(try rowDoubles(minP, name: "min_p"))
+        case Int32(FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P):
+            let o: FilterApplyOrder
+            switch order {
+            case Int32(FLASHINFER_SWIFT_ORDER_TOP_K_FIRST): o = .topKFirst
+            case Int32(FLASHINFER_SWIFT_ORDER_JOINT): o = .joint
+            default: throw .invalid("filter_apply_order \(order) is not one of TOP_K_FIRST (0), JOINT (1)")
+            }
+            filter = .topKTopP(topK: try rowInts(topK, name: "top_k"), topP: try rowDoubles(topP, name: "top_p"), order: o)
+        default: throw .invalid("filter \(filterKind) is not one of NONE (0), TOP_K (1), TOP_P (2), MIN_P (3), TOP_K_TOP_P (4)")
+        }
+        let side = try OpSide(first: probs, stream: stream)
+        let x = try side.tensor(probs, name: "probs")
+        guard x.rank == 2 else { throw ABIFailure(FlashInferError.rank(tensor: "probs", expected: 2, got: x.rank)) }
+        let batch = x.shape[0]
+        let s = try indexBuffer(samples, name: "samples", count: batch, bits: 32, codes: [kDLInt.rawValue], what: "int32",
+                                device: side.device)
+        let v = try valid.map { p throws(ABIFailure) in
+            try indexBuffer(p, name: "valid", count: batch, bits: 8, codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue],
+                            what: "bool or uint8", device: side.device)
+        }
+        if let device = side.device, case .cuda(let st) = side.backend {
+            guard batch > 0 else { return }  // an empty batch launches nothing
+            let sb = DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: s)), byteCount: 4 * batch, device: device)
+            let vb = v.map { DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: $0)), byteCount: batch, device: device) }
+            try library { () throws(FlashInferError) in
+                try launchSampler(x, filter: filter, seed: seed, offset: offset, samples: sb, valid: vb ?? nil, stream: st)
+            }
+            return
+        }
+        let r = try library { () throws(FlashInferError) in try sample(x, filter: filter, seed: seed, offset: offset, backend: .cpu) }
+        for i in 0..<batch {
+            s!.storeBytes(of: r.samples[i], toByteOffset: 4 * i, as: Int32.self)
+            if let v = v ?? nil { v.storeBytes(of: r.valid[i] ? 1 : 0, toByteOffset: i, as: UInt8.self) }
+        }
+    }
+}
+
+@_cdecl("flashinfer_swift_sampling_op")
+public func flashinfer_swift_sampling_op(_ opKind: Int32, _ input: UnsafePointer<DLTensor>?,
+                                         _ param: UnsafePointer<flashinfer_swift_row_param>?, _ out: UnsafePointer<DLTensor>?,
+                                         _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let op: SamplingOp
+        switch opKind {
+        case Int32(FLASHINFER_SWIFT_OP_TOP_K_RENORM): op = .topKRenorm(try rowInts(param, name: "top_k"))
+        case Int32(FLASHINFER_SWIFT_OP_TOP_P_RENORM): op = .topPRenorm(try rowDoubles(param, name: "top_p"))
+        case Int32(FLASHINFER_SWIFT_OP_TOP_K_MASK_LOGITS): op = .topKMaskLogits(try rowInts(param, name: "top_k"))
+        case Int32(FLASHINFER_SWIFT_OP_SOFTMAX): op = .softmax(param == nil ? .scalar(1) : try rowDoubles(param, name: "temperature"))
+        default: throw .invalid("sampling op \(opKind) is not one of TOP_K_RENORM (0), TOP_P_RENORM (1), TOP_K_MASK_LOGITS (2), SOFTMAX (3)")
+        }
+        let side = try OpSide(first: input, stream: stream)
+        let x = try side.tensor(input, name: "input")
+        if case .cuda(let st) = side.backend {
+            let o = try side.tensor(out, name: "out")
+            guard x.count > 0 else { return }
+            try library { () throws(FlashInferError) in try launchSamplingOp(op, x, out: o, stream: st) }
+            return
+        }
+        let r = try library { () throws(FlashInferError) in
+            switch op {
+            case .topKRenorm(let k): try topKRenormProbs(x, topK: k, backend: .cpu)
+            case .topPRenorm(let p): try topPRenormProbs(x, topP: p, backend: .cpu)
+            case .topKMaskLogits(let k): try topKMaskLogits(x, topK: k, backend: .cpu)
+            case .softmax(let t): try softmax(x, temperature: t, backend: .cpu)
+            }
+        }
+        try write(r, into: out, name: "out")
+    }
+}

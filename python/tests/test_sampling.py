@@ -1,0 +1,211 @@
+"""Sampling through the C ABI on CPU arrays (the CPU reference backend): renorm / mask / softmax
+against NumPy float64 references; the samplers' draws inside their supports, their frequencies,
+fixed-seed reproducibility, return_valid, indices, generators; errors."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import flashinfer_swift as fi  # noqa: E402
+
+
+def probs_rows(rng, batch, vocab, scale=1.0):
+    logits = rng.standard_normal((batch, vocab)) * scale
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def as_rows(x, batch):
+    return np.broadcast_to(np.asarray(x, dtype=np.float64).reshape(-1), (batch,)) if np.ndim(x) else np.full(batch, float(x))
+
+
+def top_k_keep(p, k):
+    """Tokens with fewer than k strictly larger probabilities (ties at the k-th kept), p > 0."""
+    p = p.astype(np.float64)
+    return np.array([(p > p[j]).sum() < k for j in range(p.shape[0])]) & (p > 0)
+
+
+def top_p_keep(p, top_p):
+    """Tokens whose strictly larger probabilities have mass < top_p, p > 0."""
+    p = p.astype(np.float64)
+    return np.array([p[p > p[j]].sum() < top_p for j in range(p.shape[0])]) & (p > 0)
+
+
+def renorm(p, keep):
+    q = np.where(keep, p.astype(np.float64), 0.0)
+    return q / q.sum()
+
+
+# ---- renorm / mask / softmax ----
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_top_k_renorm_probs(dtype):
+    rng = np.random.default_rng(1)
+    probs = probs_rows(rng, 7, 111).astype(dtype)
+    for k in (1, 10, 111, np.array([1, 2, 3, 50, 100, 111, 5], np.int32)):
+        out = fi.top_k_renorm_probs(probs, k)
+        assert out.shape == probs.shape and out.dtype == probs.dtype
+        ks = as_rows(k, 7)
+        ref = np.stack([renorm(probs[b], top_k_keep(probs[b], ks[b])) for b in range(7)])
+        np.testing.assert_allclose(out.astype(np.float64), ref, atol=1e-3 if dtype == np.float16 else 1e-6, rtol=1e-3)
+
+
+def test_top_p_renorm_probs():
+    rng = np.random.default_rng(2)
+    probs = probs_rows(rng, 6, 200, scale=2.0)
+    for p in (0.1, 0.5, 0.9, 1.0, np.array([0.1, 0.2, 0.5, 0.7, 0.9, 1.0], np.float32)):
+        out = fi.top_p_renorm_probs(probs, p)
+        ps = as_rows(p, 6)
+        ref = np.stack([renorm(probs[b], top_p_keep(probs[b], ps[b])) for b in range(6)])
+        np.testing.assert_allclose(out.astype(np.float64), ref, atol=1e-6, rtol=1e-5)
+
+
+def test_top_k_mask_logits():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((5, 64)).astype(np.float32)
+    for k in (1, 8, 64, [1, 2, 3, 4, 5]):
+        out = fi.top_k_mask_logits(logits, np.array(k, np.int32) if isinstance(k, list) else k)
+        ks = as_rows(k, 5)
+        for b in range(5):
+            keep = top_k_keep(logits[b] - logits[b].min() + 1, ks[b])  # order only
+            np.testing.assert_array_equal(out[b][keep], logits[b][keep])
+            assert np.all(np.isneginf(out[b][~keep]))
+
+
+def softmax_ref(x, t):
+    z = x.astype(np.float64) / t
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature", [None, 1.0, 0.5, 0.1, "rows"])
+def test_softmax(temperature):
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal((4, 300)) * 3).astype(np.float32)
+    logits[1, ::7] = -np.inf
+    t = np.array([1.0, 0.5, 0.1, 2.0], np.float32) if temperature == "rows" else temperature
+    out = fi.softmax(logits, t) if temperature is not None else fi.softmax(logits)
+    ts = (as_rows(t, 4) if t is not None else np.ones(4))[:, None]
+    np.testing.assert_allclose(out.astype(np.float64), softmax_ref(logits, ts), atol=1e-5, rtol=0)
+    assert np.all(out[1, ::7] == 0)
+
+
+# ---- samplers ----
+
+SAMPLERS = [
+    ("sampling_from_probs", {}, lambda p: p > 0),
+    ("top_k_sampling_from_probs", {"top_k": 10}, lambda p: top_k_keep(p, 10)),
+    ("top_p_sampling_from_probs", {"top_p": 0.5}, lambda p: top_p_keep(p, 0.5)),
+    ("min_p_sampling_from_probs", {"min_p": 0.2}, lambda p: p >= 0.2 * p.max()),
+    ("top_k_top_p_sampling_from_probs", {"top_k": 10, "top_p": 0.5},
+     lambda p: top_k_keep(p, 10) & top_p_keep(renorm(p, top_k_keep(p, 10)), 0.5)),
+    ("top_k_top_p_sampling_from_probs", {"top_k": 10, "top_p": 0.5, "filter_apply_order": "joint"},
+     lambda p: top_k_keep(p, 10) & top_p_keep(p, 0.5)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,support", SAMPLERS)
+def test_samplers_support_and_seed(name, kwargs, support):
+    rng = np.random.default_rng(5)
+    probs = probs_rows(rng, 64, 300, scale=2.0)
+    probs[3, 100:] = 0  # zero-probability tokens are never drawn
+    fn = getattr(fi, name)
+    s = fn(probs, **kwargs, seed=1234, offset=0)
+    assert s.shape == (64,) and s.dtype == np.int32
+    for b in range(64):
+        assert support(probs[b].astype(np.float64))[s[b]], f"row {b}: token {s[b]} outside the support"
+    np.testing.assert_array_equal(fn(probs, **kwargs, seed=1234, offset=0), s)  # reproducible
+    assert not np.array_equal(fn(probs, **kwargs, seed=1235), s)
+    assert not np.array_equal(fn(probs, **kwargs, seed=1234, offset=4), s)
+    s2, valid = fn(probs, **kwargs, seed=1234, return_valid=True)
+    np.testing.assert_array_equal(s2, s)
+    assert valid.dtype == np.bool_ and valid.all()
+
+
+def test_frequencies_follow_the_distribution():
+    """One row drawn 20000 times (indices repeat it; each output row has its own Philox stream):
+    the empirical frequencies match the filtered distribution."""
+    rng = np.random.default_rng(6)
+    probs = probs_rows(rng, 1, 16, scale=1.0)
+    n = 20000
+    idx = np.zeros(n, np.int64)
+    for name, kwargs, keep in [("sampling_from_probs", {}, probs[0] > 0),
+                               ("top_k_sampling_from_probs", {"top_k": 5}, top_k_keep(probs[0], 5)),
+                               ("top_p_sampling_from_probs", {"top_p": 0.7}, top_p_keep(probs[0], 0.7))]:
+        s = getattr(fi, name)(probs, **kwargs, indices=idx, seed=99)
+        freq = np.bincount(s, minlength=16) / n
+        expected = renorm(probs[0], keep)
+        assert np.all(freq[~keep] == 0)
+        cos = freq @ expected / np.linalg.norm(freq) / np.linalg.norm(expected)
+        assert cos > 0.99, f"{name}: cosine similarity {cos}"
+        assert np.abs(freq - expected).max() < 0.02, f"{name}: {freq} vs {expected}"
+
+
+def test_invalid_rows_and_indices():
+    probs = np.zeros((3, 10), np.float32)
+    probs[0, 4] = 1.0
+    probs[2, 7] = 1.0
+    s, valid = fi.sampling_from_probs(probs, seed=1, return_valid=True)
+    np.testing.assert_array_equal(valid, [True, False, True])
+    np.testing.assert_array_equal(s, [4, 0, 7])
+    s = fi.sampling_from_probs(probs, indices=np.array([2, 2, 0, 2]), seed=1)
+    np.testing.assert_array_equal(s, [7, 7, 4, 7])
+    with pytest.raises(ValueError, match="NaN"):
+        bad = probs.copy()
+        bad[1, 1] = np.nan
+        fi.sampling_from_probs(bad, check_nan=True)
+
+
+def test_generators():
+    rng = np.random.default_rng(7)
+    probs = probs_rows(rng, 32, 100)
+    a = fi.top_p_sampling_from_probs(probs, 0.9, generator=np.random.default_rng(42))
+    b = fi.top_p_sampling_from_probs(probs, 0.9, generator=np.random.default_rng(42))
+    np.testing.assert_array_equal(a, b)
+    g = np.random.default_rng(42)
+    first, second = fi.sampling_from_probs(probs, generator=g), fi.sampling_from_probs(probs, generator=g)
+    assert not np.array_equal(first, second)  # the generator advanced
+    np.random.seed(3)
+    c = fi.sampling_from_probs(probs)
+    np.random.seed(3)
+    np.testing.assert_array_equal(fi.sampling_from_probs(probs), c)
+
+
+def test_per_row_parameters():
+    rng = np.random.default_rng(8)
+    probs = probs_rows(rng, 4, 50, scale=3.0)
+    ks = np.array([1, 2, 5, 50], np.int32)
+    s = fi.top_k_sampling_from_probs(probs, ks, seed=5)
+    for b in range(4):
+        assert top_k_keep(probs[b], ks[b])[s[b]]
+    assert s[0] == np.argmax(probs[0])
+    ps = np.array([0.01, 0.3, 0.6, 1.0], np.float32)
+    s = fi.top_p_sampling_from_probs(probs, ps, seed=5)
+    for b in range(4):
+        assert top_p_keep(probs[b], ps[b])[s[b]]
+    assert s[0] == np.argmax(probs[0])
+
+
+def test_errors():
+    probs = probs_rows(np.random.default_rng(9), 4, 20)
+    with pytest.raises(ValueError, match="top_p"):
+        fi.top_p_sampling_from_probs(probs, 1.5, seed=0)
+    with pytest.raises(ValueError, match="top_k"):
+        fi.top_k_sampling_from_probs(probs, 0, seed=0)
+    with pytest.raises(ValueError, match="integer"):
+        fi.top_k_sampling_from_probs(probs, 2.5, seed=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        fi.top_k_renorm_probs(probs, np.array([1, 2, 3], np.int32))
+    with pytest.raises(ValueError, match="min_p"):
+        fi.min_p_sampling_from_probs(probs, -0.1, seed=0)
+    with pytest.raises(ValueError, match="temperature"):
+        fi.softmax(probs, 0.0)
+    with pytest.raises(ValueError, match="filter_apply_order"):
+        fi.top_k_top_p_sampling_from_probs(probs, 5, 0.5, filter_apply_order="top_p_first", seed=0)
+    with pytest.raises(ValueError, match="probs"):
+        fi.sampling_from_probs(probs[0], seed=0)
+    with pytest.raises(TypeError, match="dtype"):
+        fi.sampling_from_probs(probs.astype(np.float64), seed=0)
