@@ -148,6 +148,31 @@ func samplingOpCases() -> [CheckCase] {
             }
         }
     }
+    // Rows sorted descending: the large values bunched in the first warps' segments, so the top-k
+    // sketch (finish.cuh) gathers thousands of candidates (k 50: ~4,080 of the 4,096 slots) or
+    // overflows the buffer and falls back to the pivot search (k 100, 1000); ascending: the last warps.
+    for (k, descending) in [(50, true), (100, true), (1000, true), (50, false)] {
+        let order = descending ? "descending" : "ascending"
+        cases.append(CheckCase(name: "sampling finish sorted rows (\(order)) top_k=\(k) renorm and mask batch=2 vocab=128256") { _, stream, rng in
+            let (batch, vocab) = (2, 128_256)
+            var x: [Float] = []
+            for b in 0..<batch {
+                let r = softmaxRows(batch: 1, vocab: vocab, sigma: b == 0 ? 1 : 3, rng: &rng).sorted(by: >)
+                x += descending ? r : r.reversed()
+            }
+            let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
+            let be = Backend.cuda(stream)
+            let gm = try topKMaskLogits(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
+            let wm = try topKMaskLogits(t, topK: .scalar(k)).toFloats()
+            for i in gm.indices where gm[i] != wm[i] { return "mask element \(i): got \(gm[i]), expected \(wm[i])" }
+            let gr = try topKRenormProbs(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
+            let wr = try topKRenormProbs(t, topK: .scalar(k)).toFloats()
+            for i in gr.indices where (gr[i] != 0) != (wr[i] != 0) || !(abs(gr[i] - wr[i]) <= 1e-7 + 2e-5 * wr[i]) {
+                return "renorm element \(i): got \(gr[i]), expected \(wr[i])"
+            }
+            return nil
+        })
+    }
     cases.append(CheckCase(name: "sampling softmax degenerate rows") { _, stream, _ in
         // Rows: normal; all -inf; one NaN; one +inf. The last three are NaN everywhere (as torch).
         let v = 1000
@@ -259,6 +284,12 @@ func samplerCases() -> [CheckCase] {
               .topKTopP(topK: 3, topP: 0.5, order: .topKFirst)] {
         cases.append(chiSquareCase(filter: f, vocab: 4096, sigma: 0, tied: true))
     }
+    // Sorted rows (vocab 20000, 625 elements per warp segment): top-k 150 gathers ~2,600 candidates
+    // in the shared-memory finish, top-k 250 overflows its 4,096 slots and takes the pivot search.
+    for f in [SamplingFilter.topK(150), .topK(250), .topKTopP(topK: 150, topP: 0.5, order: .topKFirst),
+              .topKTopP(topK: 250, topP: 0.9, order: .topKFirst), .topKTopP(topK: 250, topP: 0.5, order: .joint)] {
+        cases.append(chiSquareCase(filter: f, vocab: 20_000, sigma: 1, sorted: true))
+    }
     // Support on S1-shaped rows (vocab 128256, a different distribution per row), per-row parameters.
     for f in filters + [.topK(.perRow((0..<32).map { 1 + $0 * 37 })), .topP(.perRow((0..<32).map { 0.05 + Double($0) * 0.03 })),
                         .topKTopP(topK: .perRow((0..<32).map { 5 + $0 * 7 }), topP: .perRow((0..<32).map { 0.99 - Double($0) * 0.03 }), order: .joint),
@@ -332,11 +363,12 @@ func samplerCases() -> [CheckCase] {
 
 /// 20,480 draws from one distribution (1,024 identical rows × 20 offsets), each inside the support,
 /// then Pearson's chi-square against the exact filtered distribution at alpha = 1e-6.
-func chiSquareCase(filter: SamplingFilter, vocab: Int, sigma: Float, tied: Bool = false) -> CheckCase {
-    let name = "sampling chi2 \(filterName(filter)) vocab=\(vocab) " + (tied ? "tied" : "sigma=\(sigma)")
+func chiSquareCase(filter: SamplingFilter, vocab: Int, sigma: Float, tied: Bool = false, sorted: Bool = false) -> CheckCase {
+    let name = "sampling chi2 \(filterName(filter)) vocab=\(vocab) " + (tied ? "tied" : "sigma=\(sigma)") + (sorted ? " sorted" : "")
     return CheckCase(name: name) { _, stream, rng in
         let batch = 1024, launches = 20
-        let row = tied ? tiedRow(vocab: vocab) : softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng)
+        var row = tied ? tiedRow(vocab: vocab) : softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng)
+        if sorted { row.sort(by: >) }
         let one = Tensor.host(row, shape: [1, vocab], dtype: .f32)
         let q = try samplingDistribution(one, filter: filter)[0]
         let allowed = try samplingDistribution(one, filter: loosened(filter))[0]

@@ -135,16 +135,25 @@ struct PassShared {
   PivotStats stats[kPivots];  // the row's totals (warp i < kPivots reduces pivot i)
 };
 
+// What a pass does besides the statistics: nothing (`NoExtra`), or append the elements of an
+// interval to the candidate buffer (`Gather`, finish.cuh). `thread_max`, when not null, receives
+// each thread's max{p ≤ x[1]} at [threadIdx.x] (with x[1] = +inf: the thread's largest element;
+// the top-k sketch of finish.cuh).
+struct NoExtra {
+  __device__ __forceinline__ void operator()(float, int) const {}
+};
+
 // Measures the row at pivots x[0..kPivots) (all threads pass the same x; ends with a barrier, the
 // totals in sh.stats and each segment's sum in sh.warp_stats[i][w].sum).
-template <typename T, int VEC>
-__device__ __forceinline__ void pivot_pass(const Row<T, VEC>& row, const float (&x)[kPivots], PassShared& sh) {
+template <typename T, int VEC, typename Extra = NoExtra>
+__device__ __forceinline__ void pivot_pass(const Row<T, VEC>& row, const float (&x)[kPivots], PassShared& sh,
+                                           Extra extra = Extra(), float* thread_max = nullptr) {
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   int cnt[kPivots];
   float sum[kPivots], mn[kPivots], mx[kPivots];
 #pragma unroll
   for (int i = 0; i < kPivots; ++i) { cnt[i] = 0; sum[i] = 0.f; mn[i] = math::inf; mx[i] = -math::inf; }
-  for_each_in_segment(row, w, lane, [&](float p, int) {
+  for_each_in_segment(row, w, lane, [&](float p, int index) {
 #pragma unroll
     for (int i = 0; i < kPivots; ++i) {
       const bool gt = p > x[i];
@@ -153,7 +162,9 @@ __device__ __forceinline__ void pivot_pass(const Row<T, VEC>& row, const float (
       mn[i] = gt ? fminf(mn[i], p) : mn[i];
       mx[i] = gt ? mx[i] : fmaxf(mx[i], p);  // fmaxf ignores the NaN of an element that is neither
     }
+    extra(p, index);
   });
+  if (thread_max != nullptr) thread_max[threadIdx.x] = mx[1];
 #pragma unroll
   for (int i = 0; i < kPivots; ++i) {
     PivotStats s{warp_isum(cnt[i]), warp_sum(sum[i]), warp_min(mn[i]), warp_max(mx[i])};

@@ -21,7 +21,7 @@
 // kMaxRounds rounds without acceptance a sampler returns its last draw (valid).
 #pragma once
 #include <flashinfer/params.h>
-#include <flashinfer/sampling/filter.cuh>
+#include <flashinfer/sampling/finish.cuh>
 #include <flashinfer/sampling/philox.cuh>
 
 namespace flashinfer {
@@ -57,6 +57,55 @@ __device__ __forceinline__ Row<T, VEC> row_of(const SamplingParams& p) {
 
 // ---- samplers ----
 
+// The candidate buffer of the kernels that finish in shared memory (allocated only in those).
+__device__ __forceinline__ CandShared& cand_shared() {
+  __shared__ CandShared cs;
+  return cs;
+}
+
+// Three pivots between a and c, at equal steps of the keys (the gather pass measures them beside
+// the gather threshold, for the pivot search should the buffer overflow).
+__device__ __forceinline__ void key_steps(float gather_at, float a, float c, float (&x)[kPivots]) {
+  const uint32 ka = order_key(a), kc = order_key(c);
+  const unsigned long long span = kc > ka ? (unsigned long long)(kc - ka) : 0ull;
+  x[0] = gather_at;
+#pragma unroll
+  for (int i = 1; i < kPivots; ++i) x[i] = from_order_key(ka + uint32(span * (unsigned long long)i / (unsigned long long)kPivots));
+}
+
+// Top-k, joint and top-k-first from the sketch (finish.cuh), after the first pass with the thread
+// maxima in cand_shared().val, when count(p > 0) ≥ k and k ≤ kThreads: gather {p ≥ t_k} (all of
+// F_k), sort it, find the top-k boundary (and the joint mass test, on the original row's masses:
+// everything above the gathered interval is in it) or, for top-k-first, top-p on F_k renormalized
+// (Σ_{p_i > p_j, i ∈ F_k} p_i < top_p · Z_k), and draw with the row's first uniform. Returns false
+// when the sketch gives nothing (t_k ≤ 0) or the buffer overflowed; the bracket then holds what the
+// gather pass measured and the caller goes on with the pivot search.
+template <typename T, int VEC, Mode M>
+__device__ __forceinline__ bool top_k_finish(const Row<T, VEC>& row, const Filter& f, float top_p, float row_max, Bracket& b,
+                                             PassShared& pass, float (&seg_sum)[kWarps], philox::Stream& rng, int& token) {
+  CandShared& cs = cand_shared();
+  const float tk = sketch_kth(cs, f.k);
+  if (!(tk > 0.f)) return false;
+  const float g = below(tk);
+  float x[kPivots];
+  key_steps(g, tk, row_max, x);
+  const int n = gather_pass(row, x, pass, cs, g, math::inf);
+  if (n > kCand) {
+    PivotStats s[kPivots];
+#pragma unroll
+    for (int i = 0; i < kPivots; ++i) s[i] = pass.stats[i];
+    const int i = b.update(f, x, s);
+    if (i >= 0) keep_segment_sums(pass, i, seg_sum);
+    return false;
+  }
+  sort_candidates(cs, n);
+  const Candidates c(cs, n);
+  int m = c.first_rejected(cs, 0, n, f, 0, 0.f);
+  if (M == Mode::kTopKFirst && top_p < 1.f) m = c.first_rejected(cs, 1, m, Filter{0x7fffffff, top_p * c.prefix(cs, m - 1), true}, 0, 0.f);
+  token = c.draw(cs, m, rng.uniform() * c.prefix(cs, m - 1));
+  return true;
+}
+
 template <typename T, int VEC, Mode M>
 __device__ __forceinline__ void sample_row(const SamplingParams& p) {
   __shared__ PassShared pass;
@@ -68,10 +117,14 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
   const unsigned long long offset = p.offset_arr ? p.offset_arr[0] : p.offset;
   philox::Stream rng(seed, row_index, offset);
 
-  Bracket b = first_pass(row, 0.f, pass, seg_sum);
+  constexpr bool kSketch = M == Mode::kTopK || M == Mode::kJoint || M == Mode::kTopKFirst;
+  float* thread_max = nullptr;
+  if constexpr (kSketch) thread_max = cand_shared().val;
+  Bracket b = first_pass(row, 0.f, pass, seg_sum, thread_max);
   const float row_max = b.hi;
   int token = 0;
   bool ok = b.at_lo.sum > 0.f;  // something to draw
+  bool done = false;            // token drawn in shared memory (finish.cuh)
   if (ok) {
     // The filter, and whether F = {p > lo} is known already (then one draw is the answer).
     Filter f{0x7fffffff, math::inf, false};
@@ -91,8 +144,12 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
         keep_segment_sums(pass, 0, seg_sum);
       }
     }
+    if constexpr (kSketch) {
+      // The top-k filter binds and k ≤ kThreads: the sketch, one gather pass, the finish.
+      if (f.k <= kThreads && !f.accepts(b.at_lo)) done = top_k_finish<T, VEC, M>(row, f, top_p, row_max, b, pass, seg_sum, rng, token);
+    }
     bool exact = M == Mode::kAll || M == Mode::kMinP || f.accepts(b.at_lo) || b.converged();
-    if (M == Mode::kTopKFirst) {
+    if (!done && M == Mode::kTopKFirst) {
       // Top-k exactly (F_k = {p > lo}, mass Z_k); then top-p on F_k renormalized: the tokens of
       // F_k whose mass above is < top_p · Z_k, the proposals starting from F_k, hi back at the max.
       search(row, f, b, pass, seg_sum);
@@ -105,7 +162,7 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
         exact = f.accepts(b.at_lo);
       }
     }
-    for (int round = 0; round < kMaxRounds; ++round) {
+    for (int round = 0; round < kMaxRounds && !done; ++round) {
       const float u = rng.uniform();
       token = draw(row, b.lo, u * b.at_lo.sum, seg_sum, dsh);
       if (token < 0) { token = 0; ok = false; break; }
@@ -157,15 +214,63 @@ __device__ __forceinline__ void write_pass(const Row<T, VEC>& row, T* out, Fn&& 
   }
 }
 
+// The sketch path of top_k_renorm_probs / top_k_mask_logits (finish.cuh), after a first pass with
+// the thread maxima in cs.val and count(p > floor) ≥ k, k ≤ kThreads: gather {p ≥ t_k}, sort, find
+// the boundary. On success the kept set is {p > lo} with mass `total`. On failure (t_k at the
+// floor, or overflow) false, the bracket updated with what the gather pass measured.
+template <typename T, int VEC>
+__device__ __forceinline__ bool threshold_finish(const Row<T, VEC>& row, const Filter& f, float floor, Bracket& b, PassShared& pass,
+                                                 float (&seg_sum)[kWarps], CandShared& cs, float& lo, float& total) {
+  const float row_max = b.hi;
+  const float tk = sketch_kth(cs, f.k);
+  if (!(tk > floor)) return false;
+  const float g = below(tk);
+  float x[kPivots];
+  key_steps(g, tk, row_max, x);
+  const int n = gather_pass(row, x, pass, cs, g, math::inf);
+  if (n > kCand) {
+    PivotStats s[kPivots];
+#pragma unroll
+    for (int i = 0; i < kPivots; ++i) s[i] = pass.stats[i];
+    const int i = b.update(f, x, s);
+    if (i >= 0) keep_segment_sums(pass, i, seg_sum);
+    return false;
+  }
+  sort_candidates(cs, n);
+  const Candidates c(cs, n);
+  const int m = c.first_rejected(cs, 0, n, f, 0, 0.f);
+  lo = m < n ? cs.thr : g;
+  total = c.prefix(cs, m - 1);
+  return true;
+}
+
+// top_p_renorm_probs after a search stopped with at most kCand elements in (lo, hi]: gather them,
+// sort, find the boundary with the count and mass above hi. Kept set {p > lo}, mass `total`.
+template <typename T, int VEC>
+__device__ __forceinline__ bool bracket_finish(const Row<T, VEC>& row, const Filter& f, const Bracket& b, PassShared& pass,
+                                               CandShared& cs, float& lo, float& total) {
+  if (b.at_lo.count - b.at_hi.count > kCand) return false;
+  const float x[kPivots] = {b.lo, b.lo, b.lo, b.lo};
+  const int n = gather_pass(row, x, pass, cs, b.lo, b.hi);
+  if (n > kCand) return false;  // not reached: n is the bracket's count
+  sort_candidates(cs, n);
+  const Candidates c(cs, n);
+  const int m = c.first_rejected(cs, 0, n, f, b.at_hi.count, b.at_hi.sum);
+  lo = m < n ? cs.thr : b.lo;
+  total = b.at_hi.sum + c.prefix(cs, m - 1);
+  return true;
+}
+
 // top_k_renorm_probs (kTopP = false) / top_p_renorm_probs (true): p / Σ_F p on F, 0 elsewhere;
 // a row with no positive entry is all zeros.
 template <typename T, int VEC, bool kTopP>
 __device__ __forceinline__ void renorm_row(const SamplingParams& p) {
   __shared__ PassShared pass;
   __shared__ float seg_sum[kWarps];
+  CandShared& cs = cand_shared();
   const Row<T, VEC> row = row_of<T, VEC>(p);
   T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
-  Bracket b = first_pass(row, 0.f, pass, seg_sum);
+  Bracket b = first_pass(row, 0.f, pass, seg_sum, kTopP ? nullptr : cs.val);
   Filter f{0x7fffffff, math::inf, false};
   if (kTopP) {
     const float top_p = row_top_p(p, blockIdx.x);
@@ -173,8 +278,22 @@ __device__ __forceinline__ void renorm_row(const SamplingParams& p) {
   } else {
     f.k = row_top_k(p, blockIdx.x);
   }
-  if (b.at_lo.sum > 0.f) search(row, f, b, pass, seg_sum);
-  const float lo = b.lo, total = b.at_lo.sum;
+  float lo = b.lo, total = b.at_lo.sum;
+  if (b.at_lo.sum > 0.f) {
+    bool done = false;
+    if (!kTopP) {
+      if (f.k <= kThreads && !f.accepts(b.at_lo)) done = threshold_finish(row, f, 0.f, b, pass, seg_sum, cs, lo, total);
+    } else {
+      // Search until the bracket holds at most kCand elements, then gather them and finish.
+      search(row, f, b, pass, seg_sum, kCand);
+      if (!f.accepts(b.at_lo) && !b.converged()) done = bracket_finish(row, f, b, pass, cs, lo, total);
+    }
+    if (!done) {
+      search(row, f, b, pass, seg_sum);
+      lo = b.lo;
+      total = b.at_lo.sum;
+    }
+  }
   const bool any = total > 0.f;
   write_pass(row, out, [&](float x) { return any && x > lo ? x / total : 0.f; });
 }
@@ -186,11 +305,18 @@ __device__ __forceinline__ void mask_logits_row(const SamplingParams& p) {
   __shared__ float seg_sum[kWarps];
   const Row<T, VEC> row = row_of<T, VEC>(p);
   T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
-  Bracket b = first_pass(row, -math::inf, pass, seg_sum);
+  CandShared& cs = cand_shared();
+  Bracket b = first_pass(row, -math::inf, pass, seg_sum, cs.val);
   const Filter f{row_top_k(p, blockIdx.x), math::inf, false};
   const bool all = f.accepts(b.at_lo);  // fewer than k values above -inf: keep the row (NaN and -inf too)
-  if (!all) search(row, f, b, pass, seg_sum);
-  const float lo = b.lo;
+  float lo = b.lo, total = 0.f;
+  bool done = false;
+  if (!all && f.k <= kThreads) done = threshold_finish(row, f, -math::inf, b, pass, seg_sum, cs, lo, total);
+  if (!all && !done) {
+    search(row, f, b, pass, seg_sum);
+    lo = b.lo;
+  }
+  (void)total;
   write_pass(row, out, [&](float x) { return all || x > lo ? x : -math::inf; });
 }
 
