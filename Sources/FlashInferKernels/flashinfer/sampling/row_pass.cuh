@@ -52,6 +52,7 @@ template <typename T> struct VecLoad<T, 8> {  // 16 bytes of f16/bf16
 
 template <typename T, int VEC>
 struct Row {
+  static constexpr int kVec = VEC;
   const T* data;   // [vocab] the row's elements
   int num_vecs;    // vocab / VEC
   int seg_vecs;    // vectors per segment: ceil(num_vecs / kWarps)
@@ -194,9 +195,10 @@ struct DrawShared {
 // while lo stays). Reads one segment: about vocab / 32 elements.
 // When rounding leaves the target above every running sum, the last such element of the chosen
 // segment; -1 when there is none (all seg_sum are 0). Every thread calls it; all get the result.
-template <typename T, int VEC>
-__device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float target, const float (&seg_sum)[kWarps],
-                                    DrawShared& sh) {
+// `R`: a Row, or any type with its interface (kVec, seg_begin, seg_end, load).
+template <typename R>
+__device__ __forceinline__ int draw(const R& row, float lo, float target, const float (&seg_sum)[kWarps], DrawShared& sh) {
+  constexpr int VEC = R::kVec;
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   __syncthreads();  // every thread has read the previous draw's result
   // 1. The segment: the first whose inclusive prefix exceeds the target (one warp, one lane
