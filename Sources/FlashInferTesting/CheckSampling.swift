@@ -36,6 +36,187 @@ public func samplingCases() -> [CheckCase] {
     }
     cases += samplingOpCases()
     cases += samplerCases()
+    cases += logitsSamplerCases()
+    cases += chainSpeculativeCases()
+    return cases
+}
+
+// MARK: - From logits
+
+/// `batch` rows of σ·normal logits (`repeatRow`: one row, repeated).
+func normalLogits(batch: Int, vocab: Int, sigma: Float, repeatRow: Bool = false, rng: inout SeededRNG) -> [Float] {
+    let first = (0..<vocab).map { _ in rng.normal() * sigma }
+    if repeatRow { return Array((0..<batch).map { _ in first }.joined()) }
+    return first + (0..<((batch - 1) * vocab)).map { _ in rng.normal() * sigma }
+}
+
+/// `samplingFromLogits` (Gumbel-max) and `topKTopPSamplingFromLogits` on the GPU: the same tokens
+/// as the CPU's Gumbel-max with the same Philox uniforms (the SFU's log2 against log2f: a near-tie
+/// may differ), chi-square of 20,480 draws against softmax(logits) (and its top-k-first / joint
+/// filter), invalid rows (all -inf, NaN) and determinism.
+func logitsSamplerCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    // vocab 32000: 16-byte loads, G = 4; 32001: scalar loads, G = 1; 32002: scalar, G = 2.
+    for (vocab, dtype) in [(32_000, DType.f32), (32_001, .f32), (32_002, .f32), (32_000, .bf16)] {
+        cases.append(CheckCase(name: "sampling from_logits same tokens as the CPU batch=64 vocab=\(vocab) dtype=\(dtype.rawValue)") { _, stream, rng in
+            let t = Tensor.host(normalLogits(batch: 64, vocab: vocab, sigma: 2, rng: &rng), shape: [64, vocab], dtype: dtype)
+            let be = Backend.cuda(stream)
+            let seed = rng.next()
+            let g = try samplingFromLogits(t.moved(to: be), seed: seed, offset: 8, backend: be)
+            let c = try samplingFromLogits(t, seed: seed, offset: 8)
+            let same = zip(g.samples, c.samples).filter { $0 == $1 }.count
+            if g.valid.contains(false) { return "a valid row reported invalid" }
+            return same >= 62 ? nil : "\(same) of 64 tokens equal the CPU's (expected >= 62)"
+        })
+    }
+    for (vocab, sigma) in [(1000, Float(2)), (5003, Float(1))] {
+        cases.append(logitsChiSquareCase(name: "from_logits", vocab: vocab, sigma: sigma, filter: .none) { t, seed, offset, be in
+            try samplingFromLogits(t, seed: seed, offset: offset, backend: be)
+        })
+    }
+    for order in FilterApplyOrder.allCases {
+        cases.append(logitsChiSquareCase(name: "top_k_top_p_from_logits \(order.rawValue) top_k=50 top_p=0.9", vocab: 1000, sigma: 2,
+                                         filter: .topKTopP(topK: 50, topP: 0.9, order: order)) { t, seed, offset, be in
+            try topKTopPSamplingFromLogits(t, topK: 50, topP: 0.9, order: order, seed: seed, offset: offset, backend: be)
+        })
+    }
+    cases.append(CheckCase(name: "sampling from_logits invalid rows (-inf, NaN) and determinism") { _, stream, rng in
+        let v = 3000
+        var x = normalLogits(batch: 4, vocab: v, sigma: 1, rng: &rng)
+        for j in 0..<v { x[j] = -.infinity; x[v + j] = .nan }
+        for j in stride(from: 2 * v, to: 3 * v, by: 2) { x[j] = .nan }
+        x[2 * v + 1] = -.infinity
+        let be = Backend.cuda(stream)
+        let t = try Tensor.host(x, shape: [4, v], dtype: .f32).moved(to: be)
+        let a = try samplingFromLogits(t, seed: 5, offset: 4, backend: be), b = try samplingFromLogits(t, seed: 5, offset: 4, backend: be)
+        if a != b { return "the same seed and offset gave \(a.samples) then \(b.samples)" }
+        if a.valid[0] || a.valid[1] || a.samples[0] != 0 || a.samples[1] != 0 { return "-inf / NaN rows gave \(a.samples[0...1]) valid \(a.valid[0...1])" }
+        let j = Int(a.samples[2])
+        if !a.valid[2] || !x[2 * v + j].isFinite { return "the NaN-sprinkled row gave token \(j) (logit \(x[2 * v + j]))" }
+        let c = try samplingFromLogits(t, seed: 6, offset: 4, backend: be)
+        if !a.valid[3] || !c.valid[3] { return "a normal row reported invalid" }
+        return nil
+    })
+    return cases
+}
+
+/// 20,480 draws (1,024 identical rows × 20 offsets) of a logits sampler against the exact
+/// distribution `filter` leaves of softmax(logits), at alpha = 1e-6.
+func logitsChiSquareCase(name: String, vocab: Int, sigma: Float, filter: SamplingFilter,
+                         _ call: @escaping (Tensor, UInt64, UInt64, Backend) throws -> SamplingOutput) -> CheckCase {
+    CheckCase(name: "sampling chi2 \(name) vocab=\(vocab) sigma=\(sigma)") { _, stream, rng in
+        let batch = 1024, launches = 20
+        let row = normalLogits(batch: 1, vocab: vocab, sigma: sigma, rng: &rng)
+        let m = Double(row.max()!)
+        let e = row.map { exp(Double($0) - m) }, z = e.reduce(0, +)
+        let probs = Tensor.host(e.map { Float($0 / z) }, shape: [1, vocab], dtype: .f32)
+        // Unfiltered: the exact softmax; filtered: the filter's distribution of the f32 softmax.
+        let q = filter == .none ? e.map { $0 / z } : try samplingDistribution(probs, filter: filter)[0]
+        let allowed = try samplingDistribution(probs, filter: loosened(filter))[0]
+        let be = Backend.cuda(stream)
+        let t = try Tensor.host(Array((0..<batch).map { _ in row }.joined()), shape: [batch, vocab], dtype: .f32).moved(to: be)
+        var counts = [Int](repeating: 0, count: vocab)
+        let seed = rng.next()
+        for l in 0..<launches {
+            // sampling_from_logits consumes vocab words per row: offsets vocab · 4 apart never overlap.
+            let out = try call(t, seed, UInt64(l) * UInt64(4 * vocab + 4096), be)
+            for b in 0..<batch {
+                let j = Int(out.samples[b])
+                guard out.valid[b], (0..<vocab).contains(j), allowed[j] > 0 else { return "launch \(l) row \(b): token \(j) outside the support" }
+                counts[j] += 1
+            }
+        }
+        for j in 0..<vocab where q[j] == 0 { counts[j] = 0 }
+        let r = chiSquareTest(counts: counts, expected: q)
+        return r.pValue >= 1e-6 ? nil : "\(batch * launches) draws: \(r) < 1e-6"
+    }
+}
+
+// MARK: - Chain speculative sampling
+
+/// The inverse-CDF index of `u` in `p` (normalized), for drawing draft tokens on the host.
+func hostDraw(_ p: [Double], u: Double) -> Int {
+    var run = 0.0
+    for (j, x) in p.enumerated() {
+        run += x
+        if run > u { return j }
+    }
+    return p.lastIndex { $0 > 0 } ?? 0
+}
+
+/// `chainSpeculativeSampling` on the GPU: the same output as the CPU (the acceptance tests are the
+/// same f32 comparisons; the resample may differ at a running-sum boundary), and the speculative
+/// sampling theorem: with draft tokens drawn from the draft distributions, the token emitted at
+/// each position (given the chain reached it) follows the target distribution there, and the
+/// chain gets past position 0 with probability Σ min(p, q).
+func chainSpeculativeCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    for (n, vocab) in [(4, 3000), (1, 32_001), (3, 128_256)] {
+        cases.append(CheckCase(name: "sampling chain_speculative same output as the CPU batch=32 n=\(n) vocab=\(vocab)") { _, stream, rng in
+            let batch = 32
+            let draft = softmaxRows(batch: batch * n, vocab: vocab, sigma: 1, rng: &rng)
+            // Targets: the draft sharpened (most positions accept, some reject).
+            var target: [Float] = []
+            for r in 0..<(batch * (n + 1)) {
+                let src = Array(draft[((r % (batch * n)) * vocab)..<((r % (batch * n) + 1) * vocab)]).map { Double($0) * Double($0) }
+                let z = src.reduce(0, +)
+                target += src.map { Float($0 / z) }
+            }
+            var ids: [Int32] = []
+            for r in 0..<(batch * n) {
+                ids.append(Int32(hostDraw(Array(draft[(r * vocab)..<((r + 1) * vocab)]).map(Double.init), u: Double(rng.uniform()))))
+            }
+            let d = Tensor.host(draft, shape: [batch, n, vocab], dtype: .f32), t = Tensor.host(target, shape: [batch, n + 1, vocab], dtype: .f32)
+            let be = Backend.cuda(stream)
+            let seed = rng.next()
+            let g = try chainSpeculativeSampling(draftProbs: d.moved(to: be), draftTokenIds: ids, targetProbs: t.moved(to: be), seed: seed, offset: 4, backend: be)
+            let c = try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: 4)
+            if g.acceptedTokenNum != c.acceptedTokenNum || g.emittedDraftTokenNum != c.emittedDraftTokenNum {
+                return "counts: GPU accepted \(g.acceptedTokenNum) emitted \(g.emittedDraftTokenNum), CPU \(c.acceptedTokenNum) \(c.emittedDraftTokenNum)"
+            }
+            var same = 0
+            for b in 0..<batch where Array(g.outputTokenIds[(b * (n + 1))..<((b + 1) * (n + 1))]) == Array(c.outputTokenIds[(b * (n + 1))..<((b + 1) * (n + 1))]) { same += 1 }
+            return same >= batch - 1 ? nil : "\(same) of \(batch) requests' tokens equal the CPU's (expected >= \(batch - 1))"
+        })
+    }
+    for (n, sigma) in [(2, Float(1)), (1, Float(2))] {
+        cases.append(CheckCase(name: "sampling chi2 chain_speculative n=\(n) vocab=64 sigma=\(sigma): emitted tokens follow the target") { _, stream, rng in
+            let (batch, launches, vocab) = (1024, 20, 64)
+            let p = (0..<n).map { _ in softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng).map(Double.init) }
+            let q = (0...n).map { _ in softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng).map(Double.init) }
+            let d = try Tensor.host(Array((0..<batch).map { _ in p.joined() }.joined()).map(Float.init), shape: [batch, n, vocab], dtype: .f32).moved(to: Backend.cuda(stream))
+            let t = try Tensor.host(Array((0..<batch).map { _ in q.joined() }.joined()).map(Float.init), shape: [batch, n + 1, vocab], dtype: .f32).moved(to: Backend.cuda(stream))
+            var counts = [[Int]](repeating: [Int](repeating: 0, count: vocab), count: n + 1)
+            var passed0 = 0
+            let seed = rng.next()
+            for l in 0..<launches {
+                var ids: [Int32] = []
+                for _ in 0..<batch { for i in 0..<n { ids.append(Int32(hostDraw(p[i], u: Double(rng.uniform())))) } }
+                let out = try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed,
+                                                       offset: UInt64(l) * 4096, backend: .cuda(stream))
+                for b in 0..<batch {
+                    let e = Int(out.emittedDraftTokenNum[b])
+                    if e > 0 { passed0 += 1 }
+                    for i in 0...e {
+                        let j = Int(out.outputTokenIds[b * (n + 1) + i])
+                        guard (0..<vocab).contains(j), q[i][j] > 0 else { return "launch \(l) request \(b) position \(i): token \(j)" }
+                        counts[i][j] += 1
+                    }
+                    if stride(from: e + 1, through: n, by: 1).contains(where: { out.outputTokenIds[b * (n + 1) + $0] != -1 }) { return "request \(b): positions after \(e) not -1" }
+                }
+            }
+            var report: [String] = []
+            for i in 0...n {
+                let r = chiSquareTest(counts: counts[i], expected: q[i])
+                if r.pValue < 1e-6 { report.append("position \(i): \(r) < 1e-6") }
+            }
+            // P(pass position 0) = Σ min(p0, q0): a binomial count within 5 standard deviations.
+            let a = zip(p[0], q[0]).map { min($0, $1) }.reduce(0, +), total = Double(batch * launches)
+            let z = (Double(passed0) - total * a) / (total * a * (1 - a)).squareRoot()
+            if abs(z) > 5 { report.append("past position 0: \(passed0) of \(Int(total)), expected \(total * a) (z = \(z))") }
+            return report.isEmpty ? nil : report.joined(separator: "; ")
+        })
+    }
     return cases
 }
 
@@ -148,6 +329,31 @@ func samplingOpCases() -> [CheckCase] {
             }
         }
     }
+    // Rows sorted descending: the large values bunched in the first warps' segments, so the top-k
+    // sketch (finish.cuh) gathers thousands of candidates (k 50: ~4,080 of the 4,096 slots) or
+    // overflows the buffer and falls back to the pivot search (k 100, 1000); ascending: the last warps.
+    for (k, descending) in [(50, true), (100, true), (1000, true), (50, false)] {
+        let order = descending ? "descending" : "ascending"
+        cases.append(CheckCase(name: "sampling finish sorted rows (\(order)) top_k=\(k) renorm and mask batch=2 vocab=128256") { _, stream, rng in
+            let (batch, vocab) = (2, 128_256)
+            var x: [Float] = []
+            for b in 0..<batch {
+                let r = softmaxRows(batch: 1, vocab: vocab, sigma: b == 0 ? 1 : 3, rng: &rng).sorted(by: >)
+                x += descending ? r : r.reversed()
+            }
+            let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
+            let be = Backend.cuda(stream)
+            let gm = try topKMaskLogits(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
+            let wm = try topKMaskLogits(t, topK: .scalar(k)).toFloats()
+            for i in gm.indices where gm[i] != wm[i] { return "mask element \(i): got \(gm[i]), expected \(wm[i])" }
+            let gr = try topKRenormProbs(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
+            let wr = try topKRenormProbs(t, topK: .scalar(k)).toFloats()
+            for i in gr.indices where (gr[i] != 0) != (wr[i] != 0) || !(abs(gr[i] - wr[i]) <= 1e-7 + 2e-5 * wr[i]) {
+                return "renorm element \(i): got \(gr[i]), expected \(wr[i])"
+            }
+            return nil
+        })
+    }
     cases.append(CheckCase(name: "sampling softmax degenerate rows") { _, stream, _ in
         // Rows: normal; all -inf; one NaN; one +inf. The last three are NaN everywhere (as torch).
         let v = 1000
@@ -259,6 +465,12 @@ func samplerCases() -> [CheckCase] {
               .topKTopP(topK: 3, topP: 0.5, order: .topKFirst)] {
         cases.append(chiSquareCase(filter: f, vocab: 4096, sigma: 0, tied: true))
     }
+    // Sorted rows (vocab 20000, 625 elements per warp segment): top-k 150 gathers ~2,600 candidates
+    // in the shared-memory finish, top-k 250 overflows its 4,096 slots and takes the pivot search.
+    for f in [SamplingFilter.topK(150), .topK(250), .topKTopP(topK: 150, topP: 0.5, order: .topKFirst),
+              .topKTopP(topK: 250, topP: 0.9, order: .topKFirst), .topKTopP(topK: 250, topP: 0.5, order: .joint)] {
+        cases.append(chiSquareCase(filter: f, vocab: 20_000, sigma: 1, sorted: true))
+    }
     // Support on S1-shaped rows (vocab 128256, a different distribution per row), per-row parameters.
     for f in filters + [.topK(.perRow((0..<32).map { 1 + $0 * 37 })), .topP(.perRow((0..<32).map { 0.05 + Double($0) * 0.03 })),
                         .topKTopP(topK: .perRow((0..<32).map { 5 + $0 * 7 }), topP: .perRow((0..<32).map { 0.99 - Double($0) * 0.03 }), order: .joint),
@@ -332,11 +544,12 @@ func samplerCases() -> [CheckCase] {
 
 /// 20,480 draws from one distribution (1,024 identical rows × 20 offsets), each inside the support,
 /// then Pearson's chi-square against the exact filtered distribution at alpha = 1e-6.
-func chiSquareCase(filter: SamplingFilter, vocab: Int, sigma: Float, tied: Bool = false) -> CheckCase {
-    let name = "sampling chi2 \(filterName(filter)) vocab=\(vocab) " + (tied ? "tied" : "sigma=\(sigma)")
+func chiSquareCase(filter: SamplingFilter, vocab: Int, sigma: Float, tied: Bool = false, sorted: Bool = false) -> CheckCase {
+    let name = "sampling chi2 \(filterName(filter)) vocab=\(vocab) " + (tied ? "tied" : "sigma=\(sigma)") + (sorted ? " sorted" : "")
     return CheckCase(name: name) { _, stream, rng in
         let batch = 1024, launches = 20
-        let row = tied ? tiedRow(vocab: vocab) : softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng)
+        var row = tied ? tiedRow(vocab: vocab) : softmaxRows(batch: 1, vocab: vocab, sigma: sigma, rng: &rng)
+        if sorted { row.sort(by: >) }
         let one = Tensor.host(row, shape: [1, vocab], dtype: .f32)
         let q = try samplingDistribution(one, filter: filter)[0]
         let allowed = try samplingDistribution(one, filter: loosened(filter))[0]

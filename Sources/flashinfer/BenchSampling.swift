@@ -7,7 +7,7 @@ extension Bench {
     struct SamplingBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "sampling",
-            abstract: "Workload S1 of bench/WORKLOADS.md: batch 128, vocab 128256, f32 probabilities (softmax of σ·normal logits) — top-p 0.9, top-k 50, min-p 0.05, joint and top-k-first top-k 50 / top-p 0.9; plus plain sampling, the renorms and softmax. µs per call (median of CUDA-event timings after warm-up, input buffers rotated past L2), GB/s over the probabilities, and upstream FlashInfer 0.7.2 on an H200 for comparison.")
+            abstract: "Workload S1 of bench/WORKLOADS.md: batch 128, vocab 128256, f32 probabilities (softmax of σ·normal logits) — top-p 0.9, top-k 50, min-p 0.05, joint and top-k-first top-k 50 / top-p 0.9; plus plain sampling, the renorms, softmax, sampling_from_logits (Gumbel-max) and top-k-first from logits. µs per call (median of CUDA-event timings after warm-up, input buffers rotated past L2), GB/s over the probabilities, and upstream FlashInfer 0.7.2 on an H200 for comparison.")
 
         @Option var batch = 128
         @Option var vocab = 128_256
@@ -27,6 +27,7 @@ extension Bench {
             let copies = max(2, (2 * device.properties.l2CacheSize + bytes - 1) / bytes + 1)
             let inputs = try (0..<copies).map { _ in try host.toDevice(device) }
             let outputs = try (0..<copies).map { _ in try Tensor.empty(shape: [batch, vocab], dtype: .f32, device: device) }
+            let outputs2 = try (0..<copies).map { _ in try Tensor.empty(shape: [batch, vocab], dtype: .f32, device: device) }
             let samples = try device.allocate(byteCount: 4 * batch), valid = try device.allocate(byteCount: batch)
             print("S1 on \(device.properties.name): batch \(batch), vocab \(vocab), f32, softmax of \(sigma)·normal; \(copies) rotating inputs of \(formatBytes(bytes)); copy ceiling \(fixed(copy.tbps, 3)) TB/s")
 
@@ -49,6 +50,16 @@ extension Bench {
                 ("top_p_renorm_probs 0.9", nil, op(.topPRenorm(0.9))),
                 ("top_k_mask_logits 50", nil, op(.topKMaskLogits(50))),
                 ("softmax T=1", nil, op(.softmax(.scalar(1.0)))),
+                // The probabilities read as logits (the kernels' time does not depend on the values).
+                ("sampling_from_logits (Gumbel)", nil, { i in
+                    try launchSamplingFromLogits(inputs[i % copies], seed: 42, offset: UInt64(i) * UInt64(vocab), samples: samples, valid: valid, stream: stream)
+                }),
+                // Upstream's composition: top_k_mask_logits → softmax → top-p sampling.
+                ("top-k-first from logits 50/0.9", nil, { i in
+                    try launchSamplingOp(.topKMaskLogits(50), inputs[i % copies], out: outputs[i % copies], stream: stream)
+                    try launchSamplingOp(.softmax(.scalar(1.0)), outputs[i % copies], out: outputs2[i % copies], stream: stream)
+                    try launchSampler(outputs2[i % copies], filter: .topP(0.9), seed: 42, offset: UInt64(i) * 4096, samples: samples, valid: valid, stream: stream)
+                }),
             ]
             var out: [JSON] = []
             for (label, upstream, call) in rows where filter.map({ label.contains($0) }) ?? true {

@@ -18,9 +18,10 @@ import Testing
         // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes + (FP8) 2 caches × 2 layouts × (2 inputs page 1 + 3 page 16); 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
         // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 + 4 sparse refusals;
         // sampling: 3 Philox + 4 shapes × (4 top-k + 4 top-p renorm, 3 masks, 3 temperatures × 2 dtypes) + 2 edge
-        // + 13 filters × 2 chi-square + 5 edge filters + 7 tied + 17 support + 1 invalid rows + 2 same-as-CPU.
+        // + 4 sorted-row renorm/mask + 13 filters × 2 chi-square + 5 edge filters + 7 tied + 5 sorted + 17 support + 1 invalid rows
+        // + 2 same-as-CPU; from logits: 4 same-as-CPU + 2 + 2 chi-square + 1 invalid rows; chain speculative: 3 same-as-CPU + 2 chi-square.
         let fixed = [(elementwiseCases(), 9), (pageCases(), 32), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
-                     (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 2 + 26 + 5 + 7 + 17 + 1 + 2)]
+                     (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 2 + 4 + 26 + 5 + 7 + 5 + 17 + 1 + 2 + 4 + 2 + 2 + 1 + 3 + 2)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
                         batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
@@ -29,7 +30,7 @@ import Testing
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
         #expect(names == families.flatMap { $0.map(\.name) })
         #expect(names.first == "axpby dtype=f32 n=1")
-        #expect(names.last == "sampling min_p=0.1 same tokens as the CPU batch=256 vocab=32000")
+        #expect(names.last == "sampling chi2 chain_speculative n=1 vocab=64 sigma=2.0: emitted tokens follow the target")
         // The H200 runs of README (320 cases, then 5 ordering cases): the sweeps must not shrink unnoticed.
         #expect(all.count >= 325)
     }

@@ -88,6 +88,11 @@ import Testing
             \.input, \.output, \.samples, \.valid, \.top_k_arr, \.top_p_arr, \.min_p_arr, \.temperature_arr, \.seed_arr,
             \.offset_arr, \.seed, \.offset, \.row_stride, \.vocab_size, \.top_k, \.top_p, \.min_p, \.temperature, \.pad
         ),
+        layout(
+            FIChainSpeculativeParams(),
+            \.draft_probs, \.draft_token_ids, \.target_probs, \.output_token_ids, \.accepted, \.emitted, \.seed, \.offset,
+            \.num_draft, \.vocab_size
+        ),
         layout(FIAxpbyParams(), \.x, \.y, \.out, \.alpha, \.beta, \.n),
         layout(
             FINormParams(),

@@ -132,6 +132,10 @@ protocol BackendImplementation: Sendable {
     func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
     /// A renorm, mask or softmax of a validated `[batch, vocab]` input: a new tensor of its shape and dtype.
     func samplingOp(_ op: SamplingOp, _ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> Tensor
+    /// Gumbel-max sampling from validated `[batch, vocab]` logits (`SamplingFromLogits.swift`).
+    func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
+    /// Chain speculative sampling of a validated call (`ChainSpeculative.swift`).
+    func chainSpeculativeSampling(_ call: ChainSpeculativeCall) throws(FlashInferError) -> ChainSpeculativeOutput
 }
 
 /// A batch decode plan as a backend made it: the schedule, and the device side of the path it

@@ -247,6 +247,21 @@ typedef struct FISamplingParams {
   int pad;
 } FISamplingParams;
 
+// ---- sampling/sampling.cuh: chain speculative sampling (one CTA per request) ----
+
+typedef struct FIChainSpeculativeParams {
+  FI_DEVICE_PTR(const void) draft_probs;     // [batch, num_draft, vocab] of T, contiguous
+  FI_DEVICE_PTR(const int) draft_token_ids;  // [batch, num_draft]
+  FI_DEVICE_PTR(const void) target_probs;    // [batch, num_draft + 1, vocab] of T, contiguous
+  FI_DEVICE_PTR(int) output_token_ids;       // [batch, num_draft + 1]: accepted drafts, the resampled or bonus token, then -1
+  FI_DEVICE_PTR(int) accepted;               // [batch] draft tokens passing the test (every position tested)
+  FI_DEVICE_PTR(int) emitted;                // [batch] draft tokens emitted (before the first rejection)
+  unsigned long long seed;                   // Philox key; request b draws from subsequence b
+  unsigned long long offset;                 // Philox offset (in 32-bit words)
+  int num_draft;                             // >= 1
+  int vocab_size;                            // >= 1
+} FIChainSpeculativeParams;
+
 // ---- ops/elementwise.cuh ----
 
 typedef struct FIAxpbyParams {

@@ -1,3 +1,5 @@
+import FlashInferCUDA
+
 /// The sampling ops on the CPU backend: the Float64 reference (`SamplingReference`), row by row.
 extension CPUBackend {
     /// One inverse-CDF draw per row from the exact filtered distribution, with the row's first
@@ -10,6 +12,34 @@ extension CPUBackend {
             let token = SamplingReference.draw(q, u: rng.uniform())
             out.samples.append(Int32(token ?? 0))
             out.valid.append(token != nil)
+        }
+        return out
+    }
+
+    /// Gumbel-max with upstream's per-element Philox uniforms (`SamplingReference.gumbelArgmax`).
+    func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
+        let flat: [Float] = try FlashInferError.wrap { () throws(CUDAError) -> [Float] in try logits.toFloats() }
+        var out = SamplingOutput(samples: [], valid: [])
+        for b in 0..<batch {
+            let token = SamplingReference.gumbelArgmax(Array(flat[(b * vocab)..<((b + 1) * vocab)]), row: b, seed: seed, offset: offset)
+            out.samples.append(Int32(token ?? 0))
+            out.valid.append(token != nil)
+        }
+        return out
+    }
+
+    func chainSpeculativeSampling(_ call: ChainSpeculativeCall) throws(FlashInferError) -> ChainSpeculativeOutput {
+        let (draft, target) = try FlashInferError.wrap { () throws(CUDAError) in (try call.draftProbs.toFloats(), try call.targetProbs.toFloats()) }
+        let (n, v) = (call.numDraft, call.vocab)
+        var out = ChainSpeculativeOutput(outputTokenIds: [], acceptedTokenNum: [], emittedDraftTokenNum: [])
+        for b in 0..<call.batch {
+            let d = (0..<n).map { Array(draft[((b * n + $0) * v)..<((b * n + $0 + 1) * v)]) }
+            let t = (0...n).map { Array(target[((b * (n + 1) + $0) * v)..<((b * (n + 1) + $0 + 1) * v)]) }
+            var s = PhiloxStream(seed: call.seed, subsequence: UInt64(b), offset: call.offset)
+            let r = SamplingReference.chainSpeculative(draft: d, ids: Array(call.draftTokenIds[(b * n)..<((b + 1) * n)]), target: t, stream: &s)
+            out.outputTokenIds += r.tokens
+            out.acceptedTokenNum.append(Int32(r.accepted))
+            out.emittedDraftTokenNum.append(Int32(r.emitted))
         }
         return out
     }

@@ -11,6 +11,10 @@ public enum SamplingKernelKind: String, Sendable, Hashable, CaseIterable {
     case topKMaskLogits = "top_k_mask_logits", softmax
     /// The check's kernel: each row's first uniforms (f32; dtype and vec ignored).
     case philox
+    /// `gumbel_row<T, VEC>`: sampling_from_logits (Gumbel-max).
+    case fromLogits = "from_logits"
+    /// `chain_speculative_row<T, VEC>` (its parameters: `FIChainSpeculativeParams`).
+    case chainSpeculative = "chain_speculative"
 
     /// The sampler for a filter.
     init(_ filter: SamplingFilter) {
@@ -72,12 +76,15 @@ public struct SamplingSpec: KernelSpec {
         case .topPRenorm: body = "\(ns)::renorm_row<\(t), \(vec), true>(p);"
         case .topKMaskLogits: body = "\(ns)::mask_logits_row<\(t), \(vec)>(p);"
         case .softmax: body = "\(ns)::softmax_row<\(t), \(vec)>(p);"
+        case .fromLogits: body = "\(ns)::gumbel_row<\(t), \(vec)>(p);"
+        case .chainSpeculative: body = "\(ns)::chain_speculative_row<\(t), \(vec)>(p);"
         default: body = "\(ns)::sample_row<\(t), \(vec), \(ns)::Mode::\(kind.mode)>(p);"
         }
+        let params = kind == .chainSpeculative ? "flashinfer::ChainSpeculativeParams" : "flashinfer::SamplingParams"
         return """
             #include <flashinfer/sampling/sampling.cuh>
             extern "C" __global__ void __launch_bounds__(\(ns)::kThreads, 1)
-            \(entryPoint)(const __grid_constant__ flashinfer::SamplingParams p) {
+            \(entryPoint)(const __grid_constant__ \(params) p) {
               \(body)
             }
             """
@@ -92,7 +99,7 @@ public struct SamplingSpec: KernelSpec {
             for vec in [4, 1] { out.append(("sampling \(kind.rawValue) f32 v\(vec)", SamplingSpec(kind: kind, dtype: .f32, vec: vec))) }
         }
         for d in [DType.f16, .bf16] {
-            for kind in [SamplingKernelKind.topKFirst, .topKRenorm, .topKMaskLogits, .softmax] {
+            for kind in [SamplingKernelKind.topKFirst, .topKRenorm, .topKMaskLogits, .softmax, .fromLogits] {
                 out.append(("sampling \(kind.rawValue) \(d.rawValue) v8", SamplingSpec(kind: kind, dtype: d, vec: 8)))
             }
         }
@@ -205,10 +212,59 @@ extension CUDABackend {
         }
     }
 
+    /// `samplingFromLogits` (Gumbel-max) on validated logits.
+    func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
+        try requireSamplingLayout(logits, name: "logits")
+        guard batch > 0 else { return SamplingOutput(samples: [], valid: []) }
+        let (samples, valid) = try FlashInferError.wrap { () throws(CUDAError) in
+            (try stream.allocate(byteCount: 4 * batch), try stream.allocate(byteCount: batch))
+        }
+        try launchSampler(logits, filter: .none, kind: .fromLogits, seed: seed, offset: offset, samples: samples, valid: valid)
+        return try FlashInferError.wrap { () throws(CUDAError) in
+            let s: [Int32] = try samples.copyToHost(Int32.self, count: batch, stream: stream)
+            let v: [UInt8] = try valid.copyToHost(UInt8.self, count: batch, stream: stream)
+            return SamplingOutput(samples: s, valid: v.map { $0 != 0 })
+        }
+    }
+
+    /// `chainSpeculativeSampling` of a validated call: contiguous `[batch, n, vocab]` draft and
+    /// `[batch, n + 1, vocab]` target probabilities; the draft ids uploaded in the stream's order.
+    func chainSpeculativeSampling(_ call: ChainSpeculativeCall) throws(FlashInferError) -> ChainSpeculativeOutput {
+        let (batch, n, vocab) = (call.batch, call.numDraft, call.vocab)
+        for (name, t) in [("draft_probs", call.draftProbs), ("target_probs", call.targetProbs)] where !t.isContiguous {
+            throw .strides(tensor: name, strides: t.strides, rule: "must be contiguous")
+        }
+        guard batch > 0 else { return ChainSpeculativeOutput(outputTokenIds: [], acceptedTokenNum: [], emittedDraftTokenNum: []) }
+        let aligned = sixteenByteAligned(call.draftProbs) && sixteenByteAligned(call.targetProbs)
+        let spec = SamplingSpec(kind: .chainSpeculative, dtype: call.draftProbs.dtype, vocab: vocab, rowStride: vocab, aligned: aligned)
+        return try FlashInferError.wrap { () throws(CUDAError) in
+            let ids = try stream.device.upload(call.draftTokenIds, stream: stream)
+            let out = try stream.allocate(byteCount: 4 * batch * (n + 1))
+            let counts = try stream.allocate(byteCount: 8 * batch)
+            var p = FIChainSpeculativeParams()
+            p.draft_probs = call.draftProbs.deviceAddress!
+            p.draft_token_ids = ids.address
+            p.target_probs = call.targetProbs.deviceAddress!
+            p.output_token_ids = out.address
+            p.accepted = counts.address
+            p.emitted = counts.address + CUdeviceptr(4 * batch)
+            p.seed = call.seed
+            p.offset = call.offset
+            p.num_draft = Int32(n)
+            p.vocab_size = Int32(vocab)
+            let k = try JIT.shared(for: stream.device).kernel(spec)
+            try stream.order(reading: [call.draftProbs, call.targetProbs], writing: [], readingBuffers: [ids], writingBuffers: [out, counts])
+            try k.function.launch(grid: (batch, 1, 1), block: (1024, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+            let tokens: [Int32] = try out.copyToHost(Int32.self, count: batch * (n + 1), stream: stream)
+            let c: [Int32] = try counts.copyToHost(Int32.self, count: 2 * batch, stream: stream)
+            return ChainSpeculativeOutput(outputTokenIds: tokens, acceptedTokenNum: Array(c[0..<batch]), emittedDraftTokenNum: Array(c[batch...]))
+        }
+    }
+
     /// The sampler into caller buffers (`samples`: `batch` Int32, `valid`: `batch` bytes), no copy back.
-    func launchSampler(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, samples: DeviceBuffer,
-                       valid: DeviceBuffer?) throws(FlashInferError) {
-        let spec = SamplingSpec(kind: SamplingKernelKind(filter), dtype: probs.dtype, vocab: probs.shape[1],
+    func launchSampler(_ probs: Tensor, filter: SamplingFilter, kind: SamplingKernelKind? = nil, seed: UInt64, offset: UInt64,
+                       samples: DeviceBuffer, valid: DeviceBuffer?) throws(FlashInferError) {
+        let spec = SamplingSpec(kind: kind ?? SamplingKernelKind(filter), dtype: probs.dtype, vocab: probs.shape[1],
                                 rowStride: probs.shape[0] > 1 ? probs.strides[0] : probs.shape[1], aligned: sixteenByteAligned(probs))
         try FlashInferError.wrap { () throws(CUDAError) in
             var l = CUDASamplingLaunch(input: probs, stream: stream)
@@ -265,6 +321,19 @@ public func launchSampler(_ probs: Tensor, filter: SamplingFilter, seed: UInt64,
     let be = CUDABackend(stream: stream)
     try be.requireSamplingLayout(probs, name: "probs")
     try be.launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+}
+
+/// `samplingFromLogits` into caller buffers on the stream, validated, without the copy back (the bench).
+@_spi(Bench)
+public func launchSamplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, samples: DeviceBuffer, valid: DeviceBuffer?,
+                                     stream: Stream) throws(FlashInferError) {
+    let (batch, _) = try validateSamplingInput(logits, name: "logits", entry: "launchSamplingFromLogits", backend: .cuda(stream))
+    guard samples.byteCount >= 4 * batch, (valid?.byteCount ?? batch) >= batch else {
+        throw .shape(tensor: "samples", axis: 0, name: "batch_size", expected: "\(batch)", got: samples.byteCount / 4)
+    }
+    let be = CUDABackend(stream: stream)
+    try be.requireSamplingLayout(logits, name: "logits")
+    try be.launchSampler(logits, filter: .none, kind: .fromLogits, seed: seed, offset: offset, samples: samples, valid: valid)
 }
 
 /// A renorm, mask or softmax into `out` (the input's shape and dtype, on its device), validated.

@@ -114,10 +114,12 @@ __device__ __forceinline__ void keep_segment_sums(const PassShared& pass, int i,
 
 // The first pass: statistics at `floor` (0 for probabilities: only p > 0 can be kept; -inf for
 // logits) and the row's maximum. Returns the bracket (floor, max] and keeps floor's segment sums.
+// `thread_max` (optional): each thread's largest element at [threadIdx.x] (finish.cuh's sketch).
 template <typename T, int VEC>
-__device__ __forceinline__ Bracket first_pass(const Row<T, VEC>& row, float floor, PassShared& pass, float (&seg_sum)[kWarps]) {
+__device__ __forceinline__ Bracket first_pass(const Row<T, VEC>& row, float floor, PassShared& pass, float (&seg_sum)[kWarps],
+                                              float* thread_max = nullptr) {
   const float x[kPivots] = {floor, math::inf, math::inf, math::inf};
-  pivot_pass(row, x, pass);
+  pivot_pass(row, x, pass, NoExtra(), thread_max);
   Bracket b;
   b.lo = floor;
   b.at_lo = pass.stats[0];
@@ -130,10 +132,13 @@ __device__ __forceinline__ Bracket first_pass(const Row<T, VEC>& row, float floo
 // Searches the bracket until F = {p > b.lo} (P(lo) holds — everything above the floor is kept — or
 // the bracket converged), keeping lo's segment sums. Bounded by kMaxRounds passes (on exhaustion,
 // which finite data never reaches, F = {p > lo} keeps a few tokens too many).
+// `stop_at` > 0 also stops once the bracket (lo, hi] holds at most that many elements (for
+// finish.cuh: gather them and finish in shared memory).
 template <typename T, int VEC>
 __device__ __forceinline__ void search(const Row<T, VEC>& row, const Filter& f, Bracket& b, PassShared& pass,
-                                       float (&seg_sum)[kWarps]) {
-  for (int round = 0; round < kMaxRounds && !f.accepts(b.at_lo) && !b.converged(); ++round) {
+                                       float (&seg_sum)[kWarps], int stop_at = 0) {
+  for (int round = 0; round < kMaxRounds && !f.accepts(b.at_lo) && !b.converged() && b.at_lo.count - b.at_hi.count > stop_at;
+       ++round) {
     float x[kPivots];
     b.place(f, false, 0.f, x);
     pivot_pass(row, x, pass);

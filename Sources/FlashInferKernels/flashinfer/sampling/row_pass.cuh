@@ -52,6 +52,7 @@ template <typename T> struct VecLoad<T, 8> {  // 16 bytes of f16/bf16
 
 template <typename T, int VEC>
 struct Row {
+  static constexpr int kVec = VEC;
   const T* data;   // [vocab] the row's elements
   int num_vecs;    // vocab / VEC
   int seg_vecs;    // vectors per segment: ceil(num_vecs / kWarps)
@@ -135,16 +136,25 @@ struct PassShared {
   PivotStats stats[kPivots];  // the row's totals (warp i < kPivots reduces pivot i)
 };
 
+// What a pass does besides the statistics: nothing (`NoExtra`), or append the elements of an
+// interval to the candidate buffer (`Gather`, finish.cuh). `thread_max`, when not null, receives
+// each thread's max{p ≤ x[1]} at [threadIdx.x] (with x[1] = +inf: the thread's largest element;
+// the top-k sketch of finish.cuh).
+struct NoExtra {
+  __device__ __forceinline__ void operator()(float, int) const {}
+};
+
 // Measures the row at pivots x[0..kPivots) (all threads pass the same x; ends with a barrier, the
 // totals in sh.stats and each segment's sum in sh.warp_stats[i][w].sum).
-template <typename T, int VEC>
-__device__ __forceinline__ void pivot_pass(const Row<T, VEC>& row, const float (&x)[kPivots], PassShared& sh) {
+template <typename T, int VEC, typename Extra = NoExtra>
+__device__ __forceinline__ void pivot_pass(const Row<T, VEC>& row, const float (&x)[kPivots], PassShared& sh,
+                                           Extra extra = Extra(), float* thread_max = nullptr) {
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   int cnt[kPivots];
   float sum[kPivots], mn[kPivots], mx[kPivots];
 #pragma unroll
   for (int i = 0; i < kPivots; ++i) { cnt[i] = 0; sum[i] = 0.f; mn[i] = math::inf; mx[i] = -math::inf; }
-  for_each_in_segment(row, w, lane, [&](float p, int) {
+  for_each_in_segment(row, w, lane, [&](float p, int index) {
 #pragma unroll
     for (int i = 0; i < kPivots; ++i) {
       const bool gt = p > x[i];
@@ -153,7 +163,9 @@ __device__ __forceinline__ void pivot_pass(const Row<T, VEC>& row, const float (
       mn[i] = gt ? fminf(mn[i], p) : mn[i];
       mx[i] = gt ? mx[i] : fmaxf(mx[i], p);  // fmaxf ignores the NaN of an element that is neither
     }
+    extra(p, index);
   });
+  if (thread_max != nullptr) thread_max[threadIdx.x] = mx[1];
 #pragma unroll
   for (int i = 0; i < kPivots; ++i) {
     PivotStats s{warp_isum(cnt[i]), warp_sum(sum[i]), warp_min(mn[i]), warp_max(mx[i])};
@@ -183,9 +195,10 @@ struct DrawShared {
 // while lo stays). Reads one segment: about vocab / 32 elements.
 // When rounding leaves the target above every running sum, the last such element of the chosen
 // segment; -1 when there is none (all seg_sum are 0). Every thread calls it; all get the result.
-template <typename T, int VEC>
-__device__ __forceinline__ int draw(const Row<T, VEC>& row, float lo, float target, const float (&seg_sum)[kWarps],
-                                    DrawShared& sh) {
+// `R`: a Row, or any type with its interface (kVec, seg_begin, seg_end, load).
+template <typename R>
+__device__ __forceinline__ int draw(const R& row, float lo, float target, const float (&seg_sum)[kWarps], DrawShared& sh) {
+  constexpr int VEC = R::kVec;
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   __syncthreads();  // every thread has read the previous draw's result
   // 1. The segment: the first whose inclusive prefix exceeds the target (one warp, one lane

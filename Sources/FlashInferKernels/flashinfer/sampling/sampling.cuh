@@ -21,12 +21,13 @@
 // kMaxRounds rounds without acceptance a sampler returns its last draw (valid).
 #pragma once
 #include <flashinfer/params.h>
-#include <flashinfer/sampling/filter.cuh>
+#include <flashinfer/sampling/finish.cuh>
 #include <flashinfer/sampling/philox.cuh>
 
 namespace flashinfer {
 
 using SamplingParams = ::FISamplingParams;  // flashinfer/params.h
+using ChainSpeculativeParams = ::FIChainSpeculativeParams;
 
 namespace sampling {
 
@@ -57,6 +58,55 @@ __device__ __forceinline__ Row<T, VEC> row_of(const SamplingParams& p) {
 
 // ---- samplers ----
 
+// The candidate buffer of the kernels that finish in shared memory (allocated only in those).
+__device__ __forceinline__ CandShared& cand_shared() {
+  __shared__ CandShared cs;
+  return cs;
+}
+
+// Three pivots between a and c, at equal steps of the keys (the gather pass measures them beside
+// the gather threshold, for the pivot search should the buffer overflow).
+__device__ __forceinline__ void key_steps(float gather_at, float a, float c, float (&x)[kPivots]) {
+  const uint32 ka = order_key(a), kc = order_key(c);
+  const unsigned long long span = kc > ka ? (unsigned long long)(kc - ka) : 0ull;
+  x[0] = gather_at;
+#pragma unroll
+  for (int i = 1; i < kPivots; ++i) x[i] = from_order_key(ka + uint32(span * (unsigned long long)i / (unsigned long long)kPivots));
+}
+
+// Top-k, joint and top-k-first from the sketch (finish.cuh), after the first pass with the thread
+// maxima in cand_shared().val, when count(p > 0) ≥ k and k ≤ kThreads: gather {p ≥ t_k} (all of
+// F_k), sort it, find the top-k boundary (and the joint mass test, on the original row's masses:
+// everything above the gathered interval is in it) or, for top-k-first, top-p on F_k renormalized
+// (Σ_{p_i > p_j, i ∈ F_k} p_i < top_p · Z_k), and draw with the row's first uniform. Returns false
+// when the sketch gives nothing (t_k ≤ 0) or the buffer overflowed; the bracket then holds what the
+// gather pass measured and the caller goes on with the pivot search.
+template <typename T, int VEC, Mode M>
+__device__ __forceinline__ bool top_k_finish(const Row<T, VEC>& row, const Filter& f, float top_p, float row_max, Bracket& b,
+                                             PassShared& pass, float (&seg_sum)[kWarps], philox::Stream& rng, int& token) {
+  CandShared& cs = cand_shared();
+  const float tk = sketch_kth(cs, f.k);
+  if (!(tk > 0.f)) return false;
+  const float g = below(tk);
+  float x[kPivots];
+  key_steps(g, tk, row_max, x);
+  const int n = gather_pass(row, x, pass, cs, g, math::inf);
+  if (n > kCand) {
+    PivotStats s[kPivots];
+#pragma unroll
+    for (int i = 0; i < kPivots; ++i) s[i] = pass.stats[i];
+    const int i = b.update(f, x, s);
+    if (i >= 0) keep_segment_sums(pass, i, seg_sum);
+    return false;
+  }
+  sort_candidates(cs, n);
+  const Candidates c(cs, n);
+  int m = c.first_rejected(cs, 0, n, f, 0, 0.f);
+  if (M == Mode::kTopKFirst && top_p < 1.f) m = c.first_rejected(cs, 1, m, Filter{0x7fffffff, top_p * c.prefix(cs, m - 1), true}, 0, 0.f);
+  token = c.draw(cs, m, rng.uniform() * c.prefix(cs, m - 1));
+  return true;
+}
+
 template <typename T, int VEC, Mode M>
 __device__ __forceinline__ void sample_row(const SamplingParams& p) {
   __shared__ PassShared pass;
@@ -68,10 +118,14 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
   const unsigned long long offset = p.offset_arr ? p.offset_arr[0] : p.offset;
   philox::Stream rng(seed, row_index, offset);
 
-  Bracket b = first_pass(row, 0.f, pass, seg_sum);
+  constexpr bool kSketch = M == Mode::kTopK || M == Mode::kJoint || M == Mode::kTopKFirst;
+  float* thread_max = nullptr;
+  if constexpr (kSketch) thread_max = cand_shared().val;
+  Bracket b = first_pass(row, 0.f, pass, seg_sum, thread_max);
   const float row_max = b.hi;
   int token = 0;
   bool ok = b.at_lo.sum > 0.f;  // something to draw
+  bool done = false;            // token drawn in shared memory (finish.cuh)
   if (ok) {
     // The filter, and whether F = {p > lo} is known already (then one draw is the answer).
     Filter f{0x7fffffff, math::inf, false};
@@ -91,8 +145,12 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
         keep_segment_sums(pass, 0, seg_sum);
       }
     }
+    if constexpr (kSketch) {
+      // The top-k filter binds and k ≤ kThreads: the sketch, one gather pass, the finish.
+      if (f.k <= kThreads && !f.accepts(b.at_lo)) done = top_k_finish<T, VEC, M>(row, f, top_p, row_max, b, pass, seg_sum, rng, token);
+    }
     bool exact = M == Mode::kAll || M == Mode::kMinP || f.accepts(b.at_lo) || b.converged();
-    if (M == Mode::kTopKFirst) {
+    if (!done && M == Mode::kTopKFirst) {
       // Top-k exactly (F_k = {p > lo}, mass Z_k); then top-p on F_k renormalized: the tokens of
       // F_k whose mass above is < top_p · Z_k, the proposals starting from F_k, hi back at the max.
       search(row, f, b, pass, seg_sum);
@@ -105,7 +163,7 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
         exact = f.accepts(b.at_lo);
       }
     }
-    for (int round = 0; round < kMaxRounds; ++round) {
+    for (int round = 0; round < kMaxRounds && !done; ++round) {
       const float u = rng.uniform();
       token = draw(row, b.lo, u * b.at_lo.sum, seg_sum, dsh);
       if (token < 0) { token = 0; ok = false; break; }
@@ -157,15 +215,63 @@ __device__ __forceinline__ void write_pass(const Row<T, VEC>& row, T* out, Fn&& 
   }
 }
 
+// The sketch path of top_k_renorm_probs / top_k_mask_logits (finish.cuh), after a first pass with
+// the thread maxima in cs.val and count(p > floor) ≥ k, k ≤ kThreads: gather {p ≥ t_k}, sort, find
+// the boundary. On success the kept set is {p > lo} with mass `total`. On failure (t_k at the
+// floor, or overflow) false, the bracket updated with what the gather pass measured.
+template <typename T, int VEC>
+__device__ __forceinline__ bool threshold_finish(const Row<T, VEC>& row, const Filter& f, float floor, Bracket& b, PassShared& pass,
+                                                 float (&seg_sum)[kWarps], CandShared& cs, float& lo, float& total) {
+  const float row_max = b.hi;
+  const float tk = sketch_kth(cs, f.k);
+  if (!(tk > floor)) return false;
+  const float g = below(tk);
+  float x[kPivots];
+  key_steps(g, tk, row_max, x);
+  const int n = gather_pass(row, x, pass, cs, g, math::inf);
+  if (n > kCand) {
+    PivotStats s[kPivots];
+#pragma unroll
+    for (int i = 0; i < kPivots; ++i) s[i] = pass.stats[i];
+    const int i = b.update(f, x, s);
+    if (i >= 0) keep_segment_sums(pass, i, seg_sum);
+    return false;
+  }
+  sort_candidates(cs, n);
+  const Candidates c(cs, n);
+  const int m = c.first_rejected(cs, 0, n, f, 0, 0.f);
+  lo = m < n ? cs.thr : g;
+  total = c.prefix(cs, m - 1);
+  return true;
+}
+
+// top_p_renorm_probs after a search stopped with at most kCand elements in (lo, hi]: gather them,
+// sort, find the boundary with the count and mass above hi. Kept set {p > lo}, mass `total`.
+template <typename T, int VEC>
+__device__ __forceinline__ bool bracket_finish(const Row<T, VEC>& row, const Filter& f, const Bracket& b, PassShared& pass,
+                                               CandShared& cs, float& lo, float& total) {
+  if (b.at_lo.count - b.at_hi.count > kCand) return false;
+  const float x[kPivots] = {b.lo, b.lo, b.lo, b.lo};
+  const int n = gather_pass(row, x, pass, cs, b.lo, b.hi);
+  if (n > kCand) return false;  // not reached: n is the bracket's count
+  sort_candidates(cs, n);
+  const Candidates c(cs, n);
+  const int m = c.first_rejected(cs, 0, n, f, b.at_hi.count, b.at_hi.sum);
+  lo = m < n ? cs.thr : b.lo;
+  total = b.at_hi.sum + c.prefix(cs, m - 1);
+  return true;
+}
+
 // top_k_renorm_probs (kTopP = false) / top_p_renorm_probs (true): p / Σ_F p on F, 0 elsewhere;
 // a row with no positive entry is all zeros.
 template <typename T, int VEC, bool kTopP>
 __device__ __forceinline__ void renorm_row(const SamplingParams& p) {
   __shared__ PassShared pass;
   __shared__ float seg_sum[kWarps];
+  CandShared& cs = cand_shared();
   const Row<T, VEC> row = row_of<T, VEC>(p);
   T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
-  Bracket b = first_pass(row, 0.f, pass, seg_sum);
+  Bracket b = first_pass(row, 0.f, pass, seg_sum, kTopP ? nullptr : cs.val);
   Filter f{0x7fffffff, math::inf, false};
   if (kTopP) {
     const float top_p = row_top_p(p, blockIdx.x);
@@ -173,8 +279,22 @@ __device__ __forceinline__ void renorm_row(const SamplingParams& p) {
   } else {
     f.k = row_top_k(p, blockIdx.x);
   }
-  if (b.at_lo.sum > 0.f) search(row, f, b, pass, seg_sum);
-  const float lo = b.lo, total = b.at_lo.sum;
+  float lo = b.lo, total = b.at_lo.sum;
+  if (b.at_lo.sum > 0.f) {
+    bool done = false;
+    if (!kTopP) {
+      if (f.k <= kThreads && !f.accepts(b.at_lo)) done = threshold_finish(row, f, 0.f, b, pass, seg_sum, cs, lo, total);
+    } else {
+      // Search until the bracket holds at most kCand elements, then gather them and finish.
+      search(row, f, b, pass, seg_sum, kCand);
+      if (!f.accepts(b.at_lo) && !b.converged()) done = bracket_finish(row, f, b, pass, cs, lo, total);
+    }
+    if (!done) {
+      search(row, f, b, pass, seg_sum);
+      lo = b.lo;
+      total = b.at_lo.sum;
+    }
+  }
   const bool any = total > 0.f;
   write_pass(row, out, [&](float x) { return any && x > lo ? x / total : 0.f; });
 }
@@ -186,11 +306,18 @@ __device__ __forceinline__ void mask_logits_row(const SamplingParams& p) {
   __shared__ float seg_sum[kWarps];
   const Row<T, VEC> row = row_of<T, VEC>(p);
   T* out = static_cast<T*>(p.output) + int64(blockIdx.x) * p.row_stride;
-  Bracket b = first_pass(row, -math::inf, pass, seg_sum);
+  CandShared& cs = cand_shared();
+  Bracket b = first_pass(row, -math::inf, pass, seg_sum, cs.val);
   const Filter f{row_top_k(p, blockIdx.x), math::inf, false};
   const bool all = f.accepts(b.at_lo);  // fewer than k values above -inf: keep the row (NaN and -inf too)
-  if (!all) search(row, f, b, pass, seg_sum);
-  const float lo = b.lo;
+  float lo = b.lo, total = 0.f;
+  bool done = false;
+  if (!all && f.k <= kThreads) done = threshold_finish(row, f, -math::inf, b, pass, seg_sum, cs, lo, total);
+  if (!all && !done) {
+    search(row, f, b, pass, seg_sum);
+    lo = b.lo;
+  }
+  (void)total;
   write_pass(row, out, [&](float x) { return all || x > lo ? x : -math::inf; });
 }
 
@@ -261,6 +388,179 @@ __device__ __forceinline__ void softmax_row(const SamplingParams& p) {
   const bool bad = !(t.d > 0.f) || t.m == math::inf || t.d != t.d;  // NaN, +inf max, or nothing finite
   const float mx = t.m, inv = 1.f / t.d;
   write_pass(row, out, [&](float x) { return bad ? __int_as_float(0x7fffffff) : math::ptx_exp2(x * scale - mx) * inv; });
+}
+
+// ---- sampling_from_logits: Gumbel-max ----
+
+// argmax_j (x_j + g_j), g_j = −ln2 · log2(−log2(u_j + 1e-20) + 1e-20) (a standard Gumbel up to a
+// constant shift, which the argmax ignores), so the token is distributed as softmax(x). The
+// uniforms are upstream's: element j of row b takes word j mod G of the Philox stream
+// curand_init(seed, b · vocab + (j − j mod G), offset), G = gcd(4, vocab) (upstream's curand_uniform4
+// per group of min(4, vec) elements, vec = gcd(16 / sizeof(T), vocab)); subsequences in 64 bits
+// (upstream multiplies in 32). One pass; ties go to the smallest index. NaN and -inf logits are never
+// chosen; a row with neither a finite nor a +inf logit gives token 0, valid = 0.
+__device__ __forceinline__ float gumbel(float u) {
+  return -0.6931471806f * math::ptx_log2(-math::ptx_log2(u + 1e-20f) + 1e-20f);
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void gumbel_row(const SamplingParams& p) {
+  __shared__ float warp_best[kWarps];
+  __shared__ int warp_index[kWarps];
+  const Row<T, VEC> row = row_of<T, VEC>(p);
+  const unsigned long long seed = p.seed_arr ? p.seed_arr[0] : p.seed;
+  const unsigned long long offset = p.offset_arr ? p.offset_arr[0] : p.offset;
+  const int vocab = p.vocab_size;
+  const int group = vocab % 4 == 0 ? 4 : vocab % 2 == 0 ? 2 : 1;
+  const unsigned long long base = (unsigned long long)blockIdx.x * (unsigned long long)vocab;
+  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+  float best = -math::inf;
+  int best_index = 0x7fffffff;
+  // One vector at a time (the Philox rounds, not the loads, bound this kernel; loads in flight
+  // beside them would spill). A vector of 4 or 8 starts a group at its first element; scalar
+  // loads (a thread's elements 32 apart) start their element's group stream and skip to its word.
+  const int end = row.seg_end(w);
+#pragma unroll 1
+  for (int v = row.seg_begin(w) + lane; v < end; v += 32) {
+    float f[VEC];
+    row.load(v, end, f);
+    philox::Stream rng(seed, base + (unsigned long long)(v * VEC - (v * VEC) % group), offset);
+    for (int k = 0; k < (v * VEC) % group; ++k) rng.next();
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      const int j = v * VEC + e;
+      if (e > 0 && j % group == 0) rng = philox::Stream(seed, base + (unsigned long long)j, offset);
+      const float y = f[e] + gumbel(rng.uniform());
+      if (y > best) { best = y; best_index = j; }  // a thread visits its indices in increasing order
+    }
+  }
+#pragma unroll
+  for (int m = 16; m >= 1; m >>= 1) {
+    const float ob = math::shfl_xor(best, m);
+    const int oi = __shfl_xor_sync(0xffffffffu, best_index, m);
+    if (ob > best || (ob == best && oi < best_index)) { best = ob; best_index = oi; }
+  }
+  if (lane == 0) { warp_best[w] = best; warp_index[w] = best_index; }
+  __syncthreads();
+  if (w == 0) {
+    best = warp_best[lane];
+    best_index = warp_index[lane];
+#pragma unroll
+    for (int m = 16; m >= 1; m >>= 1) {
+      const float ob = math::shfl_xor(best, m);
+      const int oi = __shfl_xor_sync(0xffffffffu, best_index, m);
+      if (ob > best || (ob == best && oi < best_index)) { best = ob; best_index = oi; }
+    }
+    if (lane == 0) {
+      const bool ok = best > -math::inf && best_index < vocab;
+      p.samples[blockIdx.x] = ok ? best_index : 0;
+      if (p.valid) p.valid[blockIdx.x] = ok ? 1 : 0;
+    }
+  }
+}
+
+// ---- chain_speculative_sampling ----
+
+// relu(q − p) over a row (p null: q itself), read as a Row is (NaN past the end; NaN entries of q
+// or p count as 0).
+template <typename T, int VEC>
+struct ResidualRow {
+  static constexpr int kVec = VEC;
+  const T* q;
+  const T* p;
+  int num_vecs, seg_vecs;
+  __device__ __forceinline__ ResidualRow(const T* q_, const T* p_, int vocab) : q(q_), p(p_), num_vecs(vocab / VEC) {
+    seg_vecs = (num_vecs + kWarps - 1) / kWarps;
+  }
+  __device__ __forceinline__ int seg_begin(int w) const { return min(w * seg_vecs, num_vecs); }
+  __device__ __forceinline__ int seg_end(int w) const { return min((w + 1) * seg_vecs, num_vecs); }
+  __device__ __forceinline__ void load(int v, int end, float (&f)[VEC]) const {
+    if (v < end) {
+      VecLoad<T, VEC>::load(q + int64(v) * VEC, f);
+      if (p != nullptr) {
+        float d[VEC];
+        VecLoad<T, VEC>::load(p + int64(v) * VEC, d);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) f[e] = f[e] - d[e];
+      }
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) f[e] = fmaxf(f[e], 0.f);  // NaN → 0
+    } else {
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) f[e] = __int_as_float(0x7fffffff);
+    }
+  }
+};
+
+// Each segment's Σ_{x > 0} x into seg_sum (warp w: segment w); returns the row's total (fixed order).
+template <typename R>
+__device__ __forceinline__ float segment_sums(const R& row, float (&seg_sum)[kWarps]) {
+  constexpr int VEC = R::kVec;
+  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+  const int end = row.seg_end(w);
+  float s = 0.f;
+  for (int v = row.seg_begin(w) + lane; v < end; v += 32) {
+    float f[VEC];
+    row.load(v, end, f);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) s += f[e] > 0.f ? f[e] : 0.f;
+  }
+  s = warp_sum(s);
+  __syncthreads();  // every thread is done reading the previous seg_sum
+  if (lane == 0) seg_sum[w] = s;
+  __syncthreads();
+  float total = 0.f;
+  for (int i = 0; i < kWarps; ++i) total += seg_sum[i];
+  return total;
+}
+
+// Upstream's ChainSpeculativeSampling, per request b (stream curand_init(seed, b, offset)): for
+// i < n, u_i; the draft token d_i is accepted while u_i · p_draft(d_i) < p_target(d_i), and the
+// first rejection stops the chain at pos = i (pos = n when all pass). The positions pos..n−1 are
+// then tested again with fresh uniforms, each on its own, to count `accepted` (pos + those that
+// pass; `emitted` = pos). At pos a token is drawn by inverse CDF from relu(q_pos − p_pos) (from
+// q_n, the bonus token, when pos = n), with the next uniform; the rest is −1. Where the residual
+// has no mass (q ≤ p everywhere, reachable only with u = 1) the draw is from q_pos; a target row
+// with no positive entry gives token 0. A draft id outside [0, vocab) is rejected.
+template <typename T, int VEC>
+__device__ __forceinline__ void chain_speculative_row(const ChainSpeculativeParams& p) {
+  __shared__ DrawShared dsh;
+  __shared__ float seg_sum[kWarps];
+  const int b = blockIdx.x, n = p.num_draft, vocab = p.vocab_size;
+  const T* draft = static_cast<const T*>(p.draft_probs) + int64(b) * n * vocab;
+  const T* target = static_cast<const T*>(p.target_probs) + int64(b) * (n + 1) * vocab;
+  int* out = p.output_token_ids + int64(b) * (n + 1);
+  philox::Stream rng(p.seed, b, p.offset);
+  auto passes = [&](int i, float u) {
+    const int id = p.draft_token_ids[int64(b) * n + i];
+    if (id < 0 || id >= vocab) return false;
+    const float q = to_float(target[int64(i) * vocab + id]), pd = to_float(draft[int64(i) * vocab + id]);
+    return u * pd < q;
+  };
+  int pos = n;
+  for (int i = 0; i < n; ++i) {
+    if (!passes(i, rng.uniform())) { pos = i; break; }
+    if (threadIdx.x == 0) out[i] = p.draft_token_ids[int64(b) * n + i];
+  }
+  int accepted = pos;
+  for (int i = pos; i < n; ++i) accepted += passes(i, rng.uniform()) ? 1 : 0;
+  const float u = rng.uniform();
+  const ResidualRow<T, VEC> residual(target + int64(pos) * vocab, pos < n ? draft + int64(pos) * vocab : nullptr, vocab);
+  float total = segment_sums(residual, seg_sum);
+  int token;
+  if (total > 0.f) {
+    token = draw(residual, 0.f, u * total, seg_sum, dsh);
+  } else {
+    const ResidualRow<T, VEC> q(target + int64(pos) * vocab, nullptr, vocab);
+    total = segment_sums(q, seg_sum);
+    token = total > 0.f ? draw(q, 0.f, u * total, seg_sum, dsh) : 0;
+  }
+  if (threadIdx.x == 0) {
+    out[pos] = token < 0 ? 0 : token;
+    for (int i = pos + 1; i <= n; ++i) out[i] = -1;
+    p.accepted[b] = accepted;
+    p.emitted[b] = pos;
+  }
 }
 
 // ---- the Philox check: the first vocab_size uniforms of each row's stream ----
