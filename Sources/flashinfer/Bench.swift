@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
             R = C = 64, 10 % and 50 % density, against dense prefill: block-sparse), S1 (sampling: batch 128, vocab 128256: sampling), J1 (JIT cold \
             compile and warm load: jit). Heads 32 query / 8 KV (D4: 32/32), head_dim 128, f16, page 16.
             """,
-        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, BlockSparse.self, SamplingBench.self, ReadProbe.self, API.self, NormBench.self, ActivationBench.self, RopeBench.self, DecodeStep.self])
+        subcommands: [Copy.self, JITBench.self, SingleDecode.self, SinglePrefill.self, BatchDecode.self, BatchPrefill.self, CascadeBench.self, BlockSparse.self, SamplingBench.self, ReadProbe.self, API.self, NormBench.self, ActivationBench.self, RopeBench.self, DecodeStep.self, DecodePaths.self])
 }
 
 /// Times `body` with CUDA events: `warmup` untimed runs, then `iterations` timed ones; returns ms each.
