@@ -23,6 +23,8 @@ extension Bench {
         @Flag(name: .customLong("tensor-cores"), help: "Force the tensor-core path.") var tensorCores = false
         @Flag(name: .customLong("cuda-cores"), help: "Force the CUDA-core kernel. Default: the wrapper's automatic choice.") var cudaCores = false
         @Option(help: "Timed steps (median).") var iterations = 20
+        @Flag(name: .customLong("capture-after-runs"), help: "Capture the graph after the plain timing runs instead of right after plan() (reproduces the open capture bug of docs/ORDERING.md: the replay faults).")
+        var captureAfterRuns = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
         func run() throws {
@@ -54,6 +56,14 @@ extension Bench {
                 func step() throws {
                     for c in caches { _ = try w.run(q: q, cache: c, out: out) }
                 }
+                // The graph: captured right after plan() (the order that replays correctly), or after
+                // the plain runs with --capture-after-runs.
+                var graph: Graph?
+                var graphNote = ""
+                func capture() {
+                    do { graph = try Graph.capture(on: stream) { try step() } } catch { graphNote = " (graph capture failed: \(error))" }
+                }
+                if !captureAfterRuns { capture() }
                 let plainMs = median(try timeOnStream(stream, warmup: 2, iterations: iterations) { _ in try step() })
                 // Host time to enqueue one step (no synchronisation inside): µs per run() from Swift.
                 var hostTimes: [Double] = []
@@ -65,13 +75,14 @@ extension Bench {
                 }
                 try stream.synchronize()
                 let hostUs = median(hostTimes)
+                if captureAfterRuns { capture() }
                 var graphMs: Double?
-                var graphNote = ""
-                do {
-                    let g = try Graph.capture(on: stream) { try step() }
-                    graphMs = median(try timeOnStream(stream, warmup: 2, iterations: iterations) { _ in try g.launch(on: stream) })
-                } catch {
-                    graphNote = " (graph capture failed: \(error))"
+                if let g = graph {
+                    do {
+                        graphMs = median(try timeOnStream(stream, warmup: 2, iterations: iterations) { _ in try g.launch(on: stream) })
+                    } catch {
+                        graphNote = " (graph replay failed: \(error))"
+                    }
                 }
                 let bytesPerLayer = Double(b * kvLen * numKVHeads * headDim * 2 * 2)
                 let boundUs = bytesPerLayer / (copy.tbps * 1e12) * 1e6
