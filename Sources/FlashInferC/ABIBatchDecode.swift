@@ -101,21 +101,37 @@ public func flashinfer_swift_batch_decode_run(
     guarded { () throws(ABIFailure) in
         let h = try batchDecodeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
-        if let device = h.device {
-            try requirePlanStream(stream, planned: h.stream)
-            let qt = try deviceTensor(q, name: "q", device: device)
-            let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
-            let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }
-            let ot = try deviceTensor(out, name: "out", device: device)
-            let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
-            _ = try library { () throws(FlashInferError) in try w.run(q: qt, cache: cache, out: ot, lseOut: lt) }
-            return
-        }
-        let qt = try hostTensor(q, name: "q")
-        let (kt, vt) = (try hostTensor(kCache, name: "k_cache"), try hostTensor(vCache, name: "v_cache"))
-        let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }
-        let r = try library { () throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: lse != nil) }
-        try write(r.output, into: out, name: "out")
-        if let lse, let l = r.lse { try write(l, into: lse, name: "lse") }
+        try runPagedWrapper(device: h.device, planStream: h.stream, stream: stream, layout: h.layout, q: q, kCache: kCache,
+                            vCache: vCache, out: out, lse: lse,
+                            onDevice: { qt, cache, ot, lt throws(FlashInferError) in _ = try w.run(q: qt, cache: cache, out: ot, lseOut: lt) },
+                            onHost: { qt, cache, withLSE throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: withLSE) })
     }
+}
+
+/// The run of a paged-cache wrapper handle (batch decode, cascade): on the plan's device (CUDA
+/// tensors into the caller's `out` / `lse`, on the plan's stream) or on the host (the CPU
+/// reference, its results written into the caller's arrays).
+func runPagedWrapper(
+    device: Device?, planStream: UnsafeMutableRawPointer?, stream: UnsafeMutableRawPointer?, layout: KVLayout,
+    q: UnsafePointer<DLTensor>?, kCache: UnsafePointer<DLTensor>?, vCache: UnsafePointer<DLTensor>?,
+    out: UnsafePointer<DLTensor>?, lse: UnsafePointer<DLTensor>?,
+    onDevice: (Tensor, PagedKVCache, Tensor, Tensor?) throws(FlashInferError) -> Void,
+    onHost: (Tensor, PagedKVCache, Bool) throws(FlashInferError) -> AttentionOutput
+) throws(ABIFailure) {
+    if let device {
+        try requirePlanStream(stream, planned: planStream)
+        let qt = try deviceTensor(q, name: "q", device: device)
+        let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
+        let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: layout) }
+        let ot = try deviceTensor(out, name: "out", device: device)
+        let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
+        try library { () throws(FlashInferError) in try onDevice(qt, cache, ot, lt) }
+        return
+    }
+    let qt = try hostTensor(q, name: "q")
+    let (kt, vt) = (try hostTensor(kCache, name: "k_cache"), try hostTensor(vCache, name: "v_cache"))
+    let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: layout) }
+    let r = try library { () throws(FlashInferError) in try onHost(qt, cache, lse != nil) }
+    try write(r.output, into: out, name: "out")
+    if let lse, let l = r.lse { try write(l, into: lse, name: "lse") }
 }

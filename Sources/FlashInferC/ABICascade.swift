@@ -81,21 +81,9 @@ public func flashinfer_swift_cascade_run(
     guarded { () throws(ABIFailure) in
         let h = try cascadeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
-        if let device = h.device {
-            try requirePlanStream(stream, planned: h.stream)
-            let qt = try deviceTensor(q, name: "q", device: device)
-            let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
-            let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }
-            let ot = try deviceTensor(out, name: "out", device: device)
-            let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
-            _ = try library { () throws(FlashInferError) in try w.run(q: qt, cache: cache, out: ot, lse: lt) }
-            return
-        }
-        let qt = try hostTensor(q, name: "q")
-        let (kt, vt) = (try hostTensor(kCache, name: "k_cache"), try hostTensor(vCache, name: "v_cache"))
-        let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) }
-        let r = try library { () throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: lse != nil) }
-        try write(r.output, into: out, name: "out")
-        if let lse, let l = r.lse { try write(l, into: lse, name: "lse") }
+        try runPagedWrapper(device: h.device, planStream: h.stream, stream: stream, layout: h.layout, q: q, kCache: kCache,
+                            vCache: vCache, out: out, lse: lse,
+                            onDevice: { qt, cache, ot, lt throws(FlashInferError) in _ = try w.run(q: qt, cache: cache, out: ot, lse: lt) },
+                            onHost: { qt, cache, withLSE throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: withLSE) })
     }
 }

@@ -125,16 +125,7 @@ struct CUDASamplingLaunch {
     }
 
     /// The scalar, or the per-row values uploaded: returns the device address (0 for a scalar).
-    mutating func set<V>(_ p: RowParameter<V>, stream: Stream, _ convert: (V) -> Int32) throws(CUDAError) -> (Int32, CUdeviceptr) {
-        switch p {
-        case .scalar(let v): return (convert(v), 0)
-        case .perRow(let vs):
-            let b = try stream.device.upload(vs.map(convert), stream: stream)
-            uploads.append(b)
-            return (0, b.address)
-        }
-    }
-    mutating func set<V>(_ p: RowParameter<V>, stream: Stream, _ convert: (V) -> Float) throws(CUDAError) -> (Float, CUdeviceptr) {
+    mutating func set<V, T: BitwiseCopyable & Numeric>(_ p: RowParameter<V>, stream: Stream, _ convert: (V) -> T) throws(CUDAError) -> (T, CUdeviceptr) {
         switch p {
         case .scalar(let v): return (convert(v), 0)
         case .perRow(let vs):
@@ -200,11 +191,19 @@ extension CUDABackend {
 
     func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
         try requireSamplingLayout(probs, name: "probs")
+        return try drawRows(batch) { samples, valid throws(FlashInferError) in
+            try launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+        }
+    }
+
+    /// One token per row: `launch` writes `batch` Int32 samples and validity bytes into stream-ordered
+    /// buffers, read back on the same stream.
+    func drawRows(_ batch: Int, _ launch: (DeviceBuffer, DeviceBuffer) throws(FlashInferError) -> Void) throws(FlashInferError) -> SamplingOutput {
         guard batch > 0 else { return SamplingOutput(samples: [], valid: []) }
         let (samples, valid) = try FlashInferError.wrap { () throws(CUDAError) in
             (try stream.allocate(byteCount: 4 * batch), try stream.allocate(byteCount: batch))
         }
-        try launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+        try launch(samples, valid)
         return try FlashInferError.wrap { () throws(CUDAError) in
             let s: [Int32] = try samples.copyToHost(Int32.self, count: batch, stream: stream)
             let v: [UInt8] = try valid.copyToHost(UInt8.self, count: batch, stream: stream)
@@ -215,15 +214,8 @@ extension CUDABackend {
     /// `samplingFromLogits` (Gumbel-max) on validated logits.
     func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
         try requireSamplingLayout(logits, name: "logits")
-        guard batch > 0 else { return SamplingOutput(samples: [], valid: []) }
-        let (samples, valid) = try FlashInferError.wrap { () throws(CUDAError) in
-            (try stream.allocate(byteCount: 4 * batch), try stream.allocate(byteCount: batch))
-        }
-        try launchSampler(logits, filter: .none, kind: .fromLogits, seed: seed, offset: offset, samples: samples, valid: valid)
-        return try FlashInferError.wrap { () throws(CUDAError) in
-            let s: [Int32] = try samples.copyToHost(Int32.self, count: batch, stream: stream)
-            let v: [UInt8] = try valid.copyToHost(UInt8.self, count: batch, stream: stream)
-            return SamplingOutput(samples: s, valid: v.map { $0 != 0 })
+        return try drawRows(batch) { samples, valid throws(FlashInferError) in
+            try launchSampler(logits, filter: .none, kind: .fromLogits, seed: seed, offset: offset, samples: samples, valid: valid)
         }
     }
 
