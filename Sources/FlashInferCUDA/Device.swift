@@ -210,6 +210,10 @@ public final class Stream: @unchecked Sendable {
         self.owned = owned
     }
 
+    /// While `Graph.capture` runs on this stream: the buffers the captured library calls read or
+    /// write (what they pass to `order(reads:writes:)`), which the graph keeps alive (nil otherwise).
+    let captureRetained = Mutex<[DeviceBuffer]?>(nil)
+
     /// The raw `CUstream` (for interop with other CUDA code); nil is the legacy default stream.
     public var rawHandle: OpaquePointer? { handle }
 

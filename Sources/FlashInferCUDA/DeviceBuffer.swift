@@ -227,7 +227,14 @@ extension Stream {
     /// before the operation's first launch; a buffer both read and written goes in both lists.
     public func order(reads: [DeviceBuffer?], writes: [DeviceBuffer?]) throws(CUDAError) {
         let capturing = isCapturing
-        if capturing { return }
+        if capturing {
+            // Under `Graph.capture`: the graph holds these addresses, so it keeps the buffers alive.
+            captureRetained.withLock { list in
+                guard list != nil else { return }
+                for b in reads + writes { if let b { list!.append(b) } }
+            }
+            return
+        }
         for b in reads { try b?.orderRead(on: self, capturing: false) }
         for b in writes { try b?.orderWrite(on: self, capturing: false) }
     }

@@ -71,6 +71,9 @@ public final class CUDADriver: @unchecked Sendable {
     /// The stream-ordered allocator (CUDA ≥ 11.2; nil with an older driver): `Stream.allocate`.
     let cuMemAllocAsync: (@convention(c) (UnsafeMutablePointer<CUdeviceptr>, Int, CUhandle?) -> CUresult)?
     let cuMemFreeAsync: (@convention(c) (CUdeviceptr, CUhandle?) -> CUresult)?
+    /// `cuGraphDebugDotPrint` (CUDA ≥ 11.3; nil otherwise): a captured graph as Graphviz, with its
+    /// kernel nodes' parameters (`FLASHINFER_GRAPH_DOT`, for debugging captures).
+    let cuGraphDebugDotPrint: (@convention(c) (CUhandle?, UnsafePointer<CChar>, UInt32) -> CUresult)?
     /// `cuLaunchKernelEx` (CUDA ≥ 12.0; nil with an older driver): launches with attributes, here
     /// programmatic dependent launch (`Function.launch(programmaticDependency:)`).
     let cuLaunchKernelEx: (@convention(c) (
@@ -141,6 +144,8 @@ public final class CUDADriver: @unchecked Sendable {
             UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
         ) -> CUresult
         cuLaunchKernelEx = try? f("cuLaunchKernelEx", as: LaunchEx.self)
+        typealias DotPrint = @convention(c) (CUhandle?, UnsafePointer<CChar>, UInt32) -> CUresult
+        cuGraphDebugDotPrint = try? f("cuGraphDebugDotPrint", as: DotPrint.self)
         typealias AllocAsync = @convention(c) (UnsafeMutablePointer<CUdeviceptr>, Int, CUhandle?) -> CUresult
         typealias FreeAsync = @convention(c) (CUdeviceptr, CUhandle?) -> CUresult
         cuMemAllocAsync = try? f("cuMemAllocAsync", as: AllocAsync.self)

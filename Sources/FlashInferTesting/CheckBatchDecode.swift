@@ -214,13 +214,23 @@ public func batchDecodeGraphCases() -> [CheckCase] {
 /// the H200 showed CUDA_ERROR_ILLEGAL_ADDRESS when they were not), each output poisoned before
 /// the replay and compared with the CPU reference of its layer.
 public func batchDecodeStepCaptureCases() -> [CheckCase] {
-    // `warm`: the step also runs plainly (twice) before the capture, as a serving loop or
-    // `bench decode-step` does; the bench's capture then replayed into CUDA_ERROR_ILLEGAL_ADDRESS
-    // on the H200 (0e2b1b5) while the cold cases passed.
-    [(false, 1, 3000, false), (false, 9, 700, false), (true, 1, 3000, false), (true, 9, 700, false),
-     (false, 1, 4096, false), (true, 1, 4096, false), (false, 1, 4096, true), (false, 16, 4096, true), (true, 1, 4096, true)].map { tc, batch, maxLen, warm in
-        CheckCase(name: "batch-decode\(tc ? " tensor-cores" : "") graph capture of a 4-layer step B=\(batch) len<=\(maxLen)\(warm ? " after plain runs" : "")") { device, stream, rng in
-            let (hq, hkv, d, ps, layers) = (32, 8, 128, 16, 4)
+    /// Where plain runs of the same step fall relative to the capture.
+    enum PlainRuns: String { case none = "", before = " after plain runs", between = " with plain runs before the replay" }
+    // `.before`: the step also runs plainly (twice) before the capture, as a serving loop does.
+    // `.between`: captured first, then run plainly, then replayed, as `bench decode-step` does; then
+    // the case also drops its own references to the device caches before the replay: the graph
+    // must keep them alive (`Graph.retained`). The bench's replay faulted with
+    // CUDA_ERROR_ILLEGAL_ADDRESS on the H200 (7eec33e) because Swift released its caches after
+    // their last use in the source, before the replay, and nothing else held them.
+    let shapes: [(Bool, Int, Int, PlainRuns, Int)] = [
+        (false, 1, 3000, .none, 4), (false, 9, 700, .none, 4), (true, 1, 3000, .none, 4), (true, 9, 700, .none, 4),
+        (false, 1, 4096, .none, 4), (true, 1, 4096, .none, 4), (false, 1, 4096, .before, 4), (false, 16, 4096, .before, 4),
+        (true, 1, 4096, .before, 4), (false, 1, 4096, .between, 4), (true, 1, 4096, .between, 4), (true, 1, 4096, .between, 32),
+        (false, 16, 2048, .between, 8),
+    ]
+    return shapes.map { tc, batch, maxLen, plainRuns, layers in
+        CheckCase(name: "batch-decode\(tc ? " tensor-cores" : "") graph capture of a \(layers)-layer step B=\(batch) len<=\(maxLen)\(plainRuns.rawValue)") { device, stream, rng in
+            let (hq, hkv, d, ps) = (32, 8, 128, 16)
             var lens = (0..<batch).map { _ in 1 + Int(rng.uniform() * Float(maxLen - 1)) }
             lens[0] = maxLen
             var table = PageTable.contiguous(seqLens: lens, pageSize: ps)
@@ -237,12 +247,17 @@ public func batchDecodeStepCaptureCases() -> [CheckCase] {
             let q = try qHost.toDevice(device)
             let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tc)
             try gpu.plan(table: table, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
-            if warm {
+            func plainStep() throws {
                 for _ in 0..<2 { for l in 0..<layers { _ = try gpu.run(q: q, cache: dev[l], out: outs[l]) } }
                 try stream.synchronize()
             }
+            if plainRuns == .before { try plainStep() }
             let graph = try Graph.capture(on: stream) {
                 for l in 0..<layers { _ = try gpu.run(q: q, cache: dev[l], out: outs[l]) }
+            }
+            if plainRuns == .between {
+                try plainStep()
+                dev.removeAll()  // the graph's references are the only ones left
             }
             let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
             if gpu.usesTensorCores { cpu.referenceRotatedRounding = .f16 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import FlashInfer
+@_spi(Bench) import FlashInfer
 import FlashInferCUDA
 import FlashInferTesting
 
@@ -23,7 +23,7 @@ extension Bench {
         @Flag(name: .customLong("tensor-cores"), help: "Force the tensor-core path.") var tensorCores = false
         @Flag(name: .customLong("cuda-cores"), help: "Force the CUDA-core kernel. Default: the wrapper's automatic choice.") var cudaCores = false
         @Option(help: "Timed steps (median).") var iterations = 20
-        @Flag(name: .customLong("capture-after-runs"), help: "Capture the graph after the plain timing runs instead of right after plan() (reproduces the open capture bug of docs/ORDERING.md: the replay faults).")
+        @Flag(name: .customLong("capture-after-runs"), help: "Capture the graph after the plain timing runs instead of right after plan().")
         var captureAfterRuns = false
         @Option(help: "Write results as JSON to this file.") var json: String?
 
@@ -39,6 +39,30 @@ extension Bench {
             let stream = try device.makeStream()
             let copy = try measureCopyBandwidth(device: device, stream: stream)
             print("decode step on \(device.properties.name): \(layers) layers, kv_len \(kvLen), \(numQOHeads)/\(numKVHeads) heads, D \(headDim), page \(pageSize); copy ceiling \(fixed(copy.tbps, 3)) TB/s")
+            // What the driver alone costs the host, for reading "host µs per run()" (a run is one
+            // or two launches: the decode or prefill kernel, and the merge when split).
+            do {
+                let spin = try JIT.shared(for: device).kernel(SpinProbeSpec()).function
+                var a = KernelArguments()
+                a.append(UInt64(0))
+                func hostUs(_ n: Int, _ body: () throws -> Void) throws -> Double {
+                    var ts: [Double] = []
+                    for _ in 0..<5 {
+                        try stream.synchronize()
+                        let t0 = nowSeconds()
+                        for _ in 0..<n { try body() }
+                        ts.append((nowSeconds() - t0) * 1e6 / Double(n))
+                    }
+                    try stream.synchronize()
+                    return median(ts)
+                }
+                let plain = try hostUs(200) { try spin.launch(grid: (1, 1, 1), block: (32, 1, 1), stream: stream, arguments: a) }
+                let pdl = try hostUs(200) {
+                    try spin.launch(grid: (1, 1, 1), block: (32, 1, 1), stream: stream, arguments: a, programmaticDependency: true)
+                }
+                let capturing = try hostUs(1000) { _ = stream.isCapturing }
+                print("host µs per call: empty kernel launch \(fixed(plain, 2)) (cuLaunchKernel), \(fixed(pdl, 2)) (cuLaunchKernelEx + PDL); cuStreamIsCapturing \(fixed(capturing, 2))")
+            }
             var rng = SeededRNG(seed: 11)
             var rows: [JSON] = []
             for b in batches {
@@ -56,8 +80,8 @@ extension Bench {
                 func step() throws {
                     for c in caches { _ = try w.run(q: q, cache: c, out: out) }
                 }
-                // The graph: captured right after plan() (the order that replays correctly), or after
-                // the plain runs with --capture-after-runs.
+                // The graph: captured right after plan(), or after the plain runs with
+                // --capture-after-runs (both replay the same; the graph keeps the caches alive).
                 var graph: Graph?
                 var graphNote = ""
                 func capture() {

@@ -40,6 +40,7 @@ template <typename T, int VEC, Activation A>
 __device__ __forceinline__ void act_and_mul(const ActivationParams& p) {
   const unsigned nvec = unsigned(p.d) / VEC;  // vectors per output row
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  pdl::launch_dependents();  // the next kernel's CTAs may take free slots now and wait for this grid
   pdl::wait();
   if (i < unsigned(p.rows) * nvec) {
     const unsigned row = i / nvec, c = (i - row * nvec) * VEC;
@@ -51,7 +52,6 @@ __device__ __forceinline__ void act_and_mul(const ActivationParams& p) {
     for (int k = 0; k < VEC; ++k) a[k] = ops::activation<A>(a[k]) * b[k];
     ops::store_float(static_cast<T*>(p.out) + int64(row) * p.out_stride + c, a);
   }
-  pdl::launch_dependents();
 }
 
 }  // namespace flashinfer

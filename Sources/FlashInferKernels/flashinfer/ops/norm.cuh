@@ -65,6 +65,9 @@ __device__ __forceinline__ void norm_row(const NormParams& p) {
   T* res_out = static_cast<T*>(p.residual_out) + row * p.residual_out_stride;
   T* out = static_cast<T*>(p.out) + row * p.out_stride;
 
+  // The next kernel may launch at once: its CTAs take free slots and wait (griddepcontrol.wait)
+  // for this grid to finish, so its launch latency hides under this one's memory time.
+  pdl::launch_dependents();
   pdl::wait();  // the previous kernel's writes (input, residual) are visible
   // Every load of the row is issued before the first store (out and residual_out may alias the
   // inputs, so the compiler cannot move a load above a store): one memory round trip per row.
@@ -74,6 +77,23 @@ __device__ __forceinline__ void norm_row(const NormParams& p) {
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
     if (v < nvec) xin[j].load(in + v * VEC);
+  }
+  // The weights (L2-resident: every CTA reads them). Staged: loaded with the row, before the
+  // reduction, so their L2 round trip overlaps the row's DRAM one instead of following it (the
+  // weights may alias nothing this kernel writes). Else through the read-only path
+  // (ld.global.nc) in the output loop, which the compiler may issue ahead of stores.
+  const WT* w = static_cast<const WT*>(p.weight);
+  const WT* b = static_cast<const WT*>(p.bias);
+  ops::vec<WT, VEC> win[kStageWeights ? kVecs : 1], bin[kStageWeights && KIND == NormKind::kLayerNorm ? kVecs : 1];
+  if constexpr (kStageWeights) {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int v = threadIdx.x + j * blockDim.x;
+      if (v < nvec) {
+        win[j].load(w + v * VEC);
+        if constexpr (KIND == NormKind::kLayerNorm) bin[j].load(b + v * VEC);
+      }
+    }
   }
   if constexpr (KIND == NormKind::kFusedAddRMSNorm) {
     ops::vec<T, VEC> rin[kVecs];
@@ -121,22 +141,6 @@ __device__ __forceinline__ void norm_row(const NormParams& p) {
     scale = rsqrtf(ops::block_sum(sq, red) * rcp_hidden + p.eps);
   } else {
     scale = rsqrtf(ops::block_sum(sum, red) * rcp_hidden + p.eps);
-  }
-  pdl::launch_dependents();
-  // The weights (L2-resident: every CTA reads them). Staged: all loads before the first store.
-  // Else through the read-only path (ld.global.nc), which the compiler may issue ahead of stores.
-  const WT* w = static_cast<const WT*>(p.weight);
-  const WT* b = static_cast<const WT*>(p.bias);
-  ops::vec<WT, VEC> win[kStageWeights ? kVecs : 1], bin[kStageWeights && KIND == NormKind::kLayerNorm ? kVecs : 1];
-  if constexpr (kStageWeights) {
-#pragma unroll
-    for (int j = 0; j < kVecs; ++j) {
-      const int v = threadIdx.x + j * blockDim.x;
-      if (v < nvec) {
-        win[j].load(w + v * VEC);
-        if constexpr (KIND == NormKind::kLayerNorm) bin[j].load(b + v * VEC);
-      }
-    }
   }
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
