@@ -52,11 +52,15 @@ func planBackend(_ device: DLDevice, stream: UnsafeMutableRawPointer?) throws(AB
     }
 }
 
-/// A wrapper's run on the CUDA backend must use its plan's stream (the plan's buffers are ordered on it).
-func requirePlanStream(_ stream: UnsafeMutableRawPointer?, planned: UnsafeMutableRawPointer?) throws(ABIFailure) {
-    guard stream == planned else {
-        throw .invalid("run on another stream than plan's: plan again on this stream (the plan's buffers are ordered on it)")
-    }
+/// A CUDA wrapper's plan or run on `stream` while the wrapper is on another stream (`current`):
+/// the wrapper moves there (`rebind(stream:)`, no re-plan; the first run waits for the plan's
+/// uploads on the old stream). How a PyTorch engine plans on its current stream and captures `run`
+/// under `torch.cuda.graph`, whose capture stream is another one. Nothing for the CPU (no device).
+func follow(stream: UnsafeMutableRawPointer?, current: inout UnsafeMutableRawPointer?, device: Device?,
+            _ rebind: (Stream) throws(FlashInferError) -> Void) throws(ABIFailure) {
+    guard let device, stream != current else { return }
+    try library { () throws(FlashInferError) in try rebind(Stream.external(stream.map { OpaquePointer($0) }, device: device)) }
+    current = stream
 }
 
 @_cdecl("flashinfer_swift_batch_decode_plan")
@@ -80,11 +84,13 @@ public func flashinfer_swift_batch_decode_plan(
         let q = try dtype(qDType, name: "q_data_type"), kv = try dtype(kvDType, name: "kv_data_type")
         let opts = try attentionOptions(options, prefill: false)
         let (backend, dev) = try planBackend(device, stream: stream)
-        // A new backend (device or stream) needs a new wrapper; otherwise the wrapper re-plans and
-        // reuses its buffers.
-        if h.wrapper == nil || h.device !== dev || h.stream != stream {
+        // A new device (or the first plan) needs a new wrapper; otherwise the wrapper moves to this
+        // stream if need be, re-plans and reuses its buffers (a graph captured from it keeps them).
+        if h.wrapper == nil || h.device !== dev {
             h.wrapper = BatchDecodeWithPagedKVCache(backend: backend, useTensorCores: h.useTensorCores)
+            h.stream = stream
         }
+        try follow(stream: stream, current: &h.stream, device: dev) { s throws(FlashInferError) in try h.wrapper!.rebind(stream: s) }
         try library { () throws(FlashInferError) in
             try h.wrapper!.plan(table: table, numQOHeads: Int(numQOHeads), numKVHeads: Int(numKVHeads), headDim: Int(headDim),
                                 dtype: q, kvDType: kv, options: opts)
@@ -101,7 +107,8 @@ public func flashinfer_swift_batch_decode_run(
     guarded { () throws(ABIFailure) in
         let h = try batchDecodeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
-        try runPagedWrapper(device: h.device, planStream: h.stream, stream: stream, layout: h.layout, q: q, kCache: kCache,
+        try follow(stream: stream, current: &h.stream, device: h.device) { s throws(FlashInferError) in try w.rebind(stream: s) }
+        try runPagedWrapper(device: h.device, layout: h.layout, q: q, kCache: kCache,
                             vCache: vCache, out: out, lse: lse,
                             onDevice: { qt, cache, ot, lt throws(FlashInferError) in _ = try w.run(q: qt, cache: cache, out: ot, lseOut: lt) },
                             onHost: { qt, cache, withLSE throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: withLSE) })
@@ -109,17 +116,16 @@ public func flashinfer_swift_batch_decode_run(
 }
 
 /// The run of a paged-cache wrapper handle (batch decode, cascade): on the plan's device (CUDA
-/// tensors into the caller's `out` / `lse`, on the plan's stream) or on the host (the CPU
+/// tensors into the caller's `out` / `lse`, on the wrapper's stream: the caller's, after `follow`) or on the host (the CPU
 /// reference, its results written into the caller's arrays).
 func runPagedWrapper(
-    device: Device?, planStream: UnsafeMutableRawPointer?, stream: UnsafeMutableRawPointer?, layout: KVLayout,
+    device: Device?, layout: KVLayout,
     q: UnsafePointer<DLTensor>?, kCache: UnsafePointer<DLTensor>?, vCache: UnsafePointer<DLTensor>?,
     out: UnsafePointer<DLTensor>?, lse: UnsafePointer<DLTensor>?,
     onDevice: (Tensor, PagedKVCache, Tensor, Tensor?) throws(FlashInferError) -> Void,
     onHost: (Tensor, PagedKVCache, Bool) throws(FlashInferError) -> AttentionOutput
 ) throws(ABIFailure) {
     if let device {
-        try requirePlanStream(stream, planned: planStream)
         let qt = try deviceTensor(q, name: "q", device: device)
         let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
         let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: layout) }

@@ -64,9 +64,11 @@ public func flashinfer_swift_batch_prefill_plan(
             mask = .packed((0..<bytes).map { packedMask![$0] }, indptr: ind)
         }
         let (backend, dev) = try planBackend(device, stream: stream)
-        if h.wrapper == nil || h.device !== dev || h.stream != stream {
+        if h.wrapper == nil || h.device !== dev {
             h.wrapper = BatchPrefillAttention(backend: backend)
+            h.stream = stream
         }
+        try follow(stream: stream, current: &h.stream, device: dev) { s throws(FlashInferError) in try h.wrapper!.rebind(stream: s) }
         let w = h.wrapper!
         if paged {
             let nnz = Int(kvp.last ?? 0)
@@ -99,7 +101,7 @@ public func flashinfer_swift_batch_prefill_run(
             return .paged(try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: h.layout) })
         }
         if let device = h.device {
-            try requirePlanStream(stream, planned: h.stream)
+            try follow(stream: stream, current: &h.stream, device: device) { s throws(FlashInferError) in try w.rebind(stream: s) }
             let qt = try deviceTensor(q, name: "q", device: device)
             let cache = try kv(try deviceTensor(k, name: "k", device: device), try deviceTensor(v, name: "v", device: device))
             let ot = try deviceTensor(out, name: "out", device: device)

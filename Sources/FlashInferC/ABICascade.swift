@@ -61,9 +61,11 @@ public func flashinfer_swift_cascade_plan(
         let opts = try attentionOptions(options, prefill: true)
         let (backend, dev) = try planBackend(device, stream: stream)
         // The cascade makes its level wrappers at each plan; a new one only for a new backend.
-        if h.wrapper == nil || h.device !== dev || h.stream != stream {
+        if h.wrapper == nil || h.device !== dev {
             h.wrapper = MultiLevelCascadeAttention(backend: backend)
+            h.stream = stream
         }
+        try follow(stream: stream, current: &h.stream, device: dev) { s throws(FlashInferError) in try h.wrapper!.rebind(stream: s) }
         let w = h.wrapper!
         try library { () throws(FlashInferError) in
             try w.plan(levels: levels, numQOHeads: Int(numQOHeads), numKVHeads: Int(numKVHeads), headDim: Int(headDim),
@@ -81,7 +83,8 @@ public func flashinfer_swift_cascade_run(
     guarded { () throws(ABIFailure) in
         let h = try cascadeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
-        try runPagedWrapper(device: h.device, planStream: h.stream, stream: stream, layout: h.layout, q: q, kCache: kCache,
+        try follow(stream: stream, current: &h.stream, device: h.device) { s throws(FlashInferError) in try w.rebind(stream: s) }
+        try runPagedWrapper(device: h.device, layout: h.layout, q: q, kCache: kCache,
                             vCache: vCache, out: out, lse: lse,
                             onDevice: { qt, cache, ot, lt throws(FlashInferError) in _ = try w.run(q: qt, cache: cache, out: ot, lse: lt) },
                             onHost: { qt, cache, withLSE throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: withLSE) })

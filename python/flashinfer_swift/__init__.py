@@ -413,8 +413,11 @@ def _split_cache(paged_kv_cache):
 
 
 class _Wrapper:
-    """What every wrapper shares: the kv layout, the refusal of CUDA-graph mode, the device of the
-    workspace buffer (CUDA: plans run on the current stream), and the ABI handle's lifetime."""
+    """What every wrapper shares: the kv layout, the refusal of CUDA-graph mode (fixed buffers that
+    survive a re-plan: `use_cuda_graph=True`; a plain wrapper's `run` can still be captured with
+    torch.cuda.graph and replayed as long as it is not re-planned), the device of the workspace
+    buffer (CUDA: plan and run each on the stream current at their call), and the ABI handle's
+    lifetime."""
 
     _destroy = None  # the ABI's destroy function name
 
@@ -422,7 +425,9 @@ class _Wrapper:
         if kv_layout not in _LAYOUT:
             raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
         if use_cuda_graph:
-            raise NotImplementedError("use_cuda_graph through the C ABI is not supported yet")
+            raise NotImplementedError("use_cuda_graph=True (buffers that survive a re-plan) through the C ABI is not "
+                                      "supported yet: capture run() of a plain wrapper with torch.cuda.graph and plan "
+                                      "it again only outside the graph's lifetime")
         self._kv_layout = kv_layout
         self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
         handle = ctypes.c_void_p()
@@ -449,6 +454,12 @@ class _Wrapper:
         if any(s is not None and s != 1 for s in scales):
             raise NotImplementedError("q_scale / k_scale / v_scale at run time are not supported through the C ABI yet")
         rows, hq, stream = self._planned
+        if stream is not None:
+            # Upstream runs on the current stream: under torch.cuda.graph that is the capture
+            # stream, not the plan's. The library moves the wrapper there (no re-plan; the first run
+            # waits for the plan's uploads; torch.cuda.graph synchronizes before capturing).
+            import torch
+            stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
         if out is None:
             out, new_lse = _new_outputs(q, q.shape, (rows, hq), return_lse and lse is None)
             lse = lse if lse is not None else new_lse
@@ -463,7 +474,7 @@ class _Wrapper:
 class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
     """Batch decode over a paged KV cache, upstream's wrapper: plan once per step (host work), run
     per layer. NumPy arrays and CPU torch tensors run on the CPU reference; CUDA torch tensors on
-    the GPU (the stream current at plan; run on the same stream). `paged_kv_cache` is a
+    the GPU (plan and run each on the stream current at the call). `paged_kv_cache` is a
     [pages, 2, page_size, H, D] (NHD) / [pages, 2, H, page_size, D] (HND) tensor or a (k, v) tuple."""
 
     _destroy = "flashinfer_swift_batch_decode_destroy"

@@ -193,6 +193,102 @@ def test_batch_decode_wrapper():
                 close(lse[b], ref_lse[0], 1e-3, 1e-3, f"tc={use_tc} layer {layer} request {b} lse")
 
 
+def _paged_reference(q, cache, indptr, indices, lens, hkv, d):
+    """Float64 decode of each request over its pages: [B, Hq, D] and the LSE [B, Hq]."""
+    outs, lses = [], []
+    for b, n in enumerate(lens):
+        pages = indices[int(indptr[b]):int(indptr[b + 1])].long().to(cache.device)
+        k = cache[pages, 0].reshape(-1, hkv, d)[:n]
+        v = cache[pages, 1].reshape(-1, hkv, d)[:n]
+        o, l = reference(q[b][None], k, v, "NHD", False, None, None, -1)
+        outs.append(o[0])
+        lses.append(l[0])
+    return torch.stack(outs), torch.stack(lses)
+
+
+@needs_cuda
+def test_batch_decode_cuda_graph_capture():
+    """Issue 15: run() captured with torch.cuda.graph from a wrapper planned outside the graph (on
+    the current stream; the capture runs on torch's side stream) and replayed after new q values
+    were copied in: each replay against the float64 reference, on both decode paths."""
+    page_size, hq, hkv, d, layers = 16, 32, 8, 128, 4
+    lens = [4096, 33, 700]
+    pages_per = [(n + page_size - 1) // page_size for n in lens]
+    num_pages = sum(pages_per)
+    indptr = torch.tensor([0] + list(torch.tensor(pages_per).cumsum(0)), dtype=torch.int32)
+    indices = torch.randperm(num_pages).to(torch.int32)
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(lens, pages_per)], dtype=torch.int32)
+    for use_tc in (False, True):
+        caches = [torch.randn(num_pages, 2, page_size, hkv, d, device="cuda", dtype=torch.float16) for _ in range(layers)]
+        q = torch.randn(len(lens), hq, d, device="cuda", dtype=torch.float16)
+        outs = [torch.empty_like(q) for _ in range(layers)]
+        w = fi.BatchDecodeWithPagedKVCacheWrapper(torch.empty(1, device="cuda"), use_tensor_cores=use_tc)
+        w.plan(indptr, indices, last, hq, hkv, d, page_size)
+        for layer in range(layers):  # warm-up on the current stream, as torch recommends
+            w.run(q, caches[layer], out=outs[layer])
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for layer in range(layers):
+                w.run(q, caches[layer], out=outs[layer])
+        for replay in range(3):
+            q.copy_(torch.randn_like(q))
+            for o in outs:
+                o.fill_(float("nan"))
+            graph.replay()
+            torch.cuda.synchronize()
+            for layer in range(layers):
+                ref, _ = _paged_reference(q, caches[layer], indptr, indices, lens, hkv, d)
+                close(outs[layer], ref, 1e-3, 1e-3, f"tc={use_tc} replay {replay} layer {layer}")
+        # Plain runs after the capture (the wrapper now lives on the capture stream's successor:
+        # the current stream again) still agree.
+        out = w.run(q, caches[0])
+        torch.cuda.synchronize()
+        close(out, _paged_reference(q, caches[0], indptr, indices, lens, hkv, d)[0], 1e-3, 1e-3, f"tc={use_tc} plain after")
+
+
+@needs_cuda
+def test_decode_step_32_layers_with_append():
+    """Issue 15's PyTorch decode step: each of 32 layers appends one token per request to its own
+    paged cache (append_paged_kv_cache, with the page table grown for it), the wrapper is planned once
+    for the step and run per layer; every layer's output against a float64 reference over the
+    cache contents (the appended K/V included)."""
+    page_size, hq, hkv, d, layers = 16, 32, 8, 128, 32
+    old_lens = [15, 16, 1000, 1]  # 15 → 16 fills a page; 16 → 17 opens one
+    lens = [n + 1 for n in old_lens]
+    pages_per = [(n + page_size - 1) // page_size for n in lens]
+    num_pages = sum(pages_per) + 3
+    indptr = torch.tensor([0] + list(torch.tensor(pages_per).cumsum(0)), dtype=torch.int32)
+    indices = torch.randperm(num_pages)[: int(indptr[-1])].to(torch.int32)
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(lens, pages_per)], dtype=torch.int32)
+    g = torch.Generator(device="cuda").manual_seed(15)
+    caches = [torch.randn(num_pages, 2, page_size, hkv, d, device="cuda", dtype=torch.float16, generator=g)
+              for _ in range(layers)]
+    new_k = torch.randn(layers, len(lens), hkv, d, device="cuda", dtype=torch.float16, generator=g)
+    new_v = torch.randn(layers, len(lens), hkv, d, device="cuda", dtype=torch.float16, generator=g)
+    append_indptr = torch.arange(len(lens) + 1, dtype=torch.int32)
+    seq_lens = fi.get_seq_lens(indptr, last, page_size)
+    batch_indices, positions = fi.get_batch_indices_positions(append_indptr, seq_lens, len(lens))
+    w = fi.BatchDecodeWithPagedKVCacheWrapper(torch.empty(1, device="cuda"))
+    w.plan(indptr, indices, last, hq, hkv, d, page_size)
+    qs = torch.randn(layers, len(lens), hq, d, device="cuda", dtype=torch.float16, generator=g)
+    outs = []
+    for layer in range(layers):
+        fi.append_paged_kv_cache(new_k[layer], new_v[layer], batch_indices.cuda(), positions.cuda(), caches[layer],
+                                 indices.cuda(), indptr.cuda(), last.cuda())
+        outs.append(w.run(qs[layer], caches[layer]))
+    torch.cuda.synchronize()
+    for layer in range(layers):
+        # The appended token must sit where the page table says (position len - 1), exactly.
+        for b, n in enumerate(lens):
+            page = int(indices[int(indptr[b]) + (n - 1) // page_size])
+            slot = (n - 1) % page_size
+            assert torch.equal(caches[layer][page, 0, slot], new_k[layer, b]), f"layer {layer} request {b}: appended k"
+            assert torch.equal(caches[layer][page, 1, slot], new_v[layer, b]), f"layer {layer} request {b}: appended v"
+        ref, _ = _paged_reference(qs[layer], caches[layer], indptr, indices, lens, hkv, d)
+        close(outs[layer], ref, 1e-3, 1e-3, f"layer {layer}")
+
+
 @needs_cuda
 def test_batch_prefill_wrappers():
     """The paged and ragged batch prefill wrappers on CUDA tensors, causal, against the float64

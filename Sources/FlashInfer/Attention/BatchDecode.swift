@@ -46,7 +46,19 @@ public struct GraphCapacity: Sendable, Hashable {
 /// Threads: one thread at a time (like upstream's wrappers): `plan` and `run` mutate the wrapper;
 /// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
-    public let backend: Backend
+    public private(set) var backend: Backend
+
+    /// Moves the wrapper to `stream` (on the plan's device): later `run`s and `plan`s are enqueued
+    /// there. No re-plan: the plan's buffers stay, and the first run on `stream` waits for their
+    /// uploads on the previous stream (docs/ORDERING.md) — except under CUDA-graph capture, which
+    /// records no waits (synchronize before capturing, as `torch.cuda.graph` does). How a caller
+    /// plans on one stream and captures `run` on another (the C ABI does this when a run names
+    /// another stream than its plan's).
+    public func rebind(stream: Stream) throws(FlashInferError) {
+        backend = try backend.rebound(to: stream)
+        try tensorCorePath?.rebind(stream: stream)
+    }
+
     /// CPU backend, for checks of the tensor-core path: round RoPE-rotated q/k to this dtype as the
     /// tensor-core kernels do (`ReferenceAttention.decode(rotatedRounding:)`). Not public API.
     @_spi(Testing) public var referenceRotatedRounding: DType?

@@ -229,7 +229,19 @@ public enum BlockSparseMask: Sendable, Hashable {
 ///
 /// Threads: one at a time, like the other wrappers.
 public final class BlockSparseAttention: @unchecked Sendable {
-    public let backend: Backend
+    public private(set) var backend: Backend
+
+    /// Moves the wrapper to `stream` (on the plan's device): later `run`s and `plan`s are enqueued
+    /// there. No re-plan: the plan's buffers stay, and the first run on `stream` waits for their
+    /// uploads on the previous stream (docs/ORDERING.md) — except under CUDA-graph capture, which
+    /// records no waits (synchronize before capturing, as `torch.cuda.graph` does). How a caller
+    /// plans on one stream and captures `run` on another (the C ABI does this when a run names
+    /// another stream than its plan's).
+    public func rebind(stream: Stream) throws(FlashInferError) {
+        backend = try backend.rebound(to: stream)
+        try prefill?.rebind(stream: stream)
+    }
+
     public private(set) var pattern: BlockSparsePattern?
     var mask: BlockSparseMask?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, qDType: DType, kvDType: DType)?

@@ -22,13 +22,24 @@ public struct CascadeLevel: Sendable, Hashable {
 /// Threads: one thread at a time (like upstream's wrappers): `plan` and `run` mutate the wrapper;
 /// use one wrapper per thread. Work is ordered on the backend's stream (docs/ORDERING.md).
 public final class MultiLevelCascadeAttention: @unchecked Sendable {
-    public let backend: Backend
+    public private(set) var backend: Backend
     var levels: [BatchPrefillAttention] = []
     var totalQueries = 0
     /// CUDA: per-level output and LSE buffers for every level but the last (made in plan(), so
     /// run() allocates only the result unless the caller passes it).
     var scratch: [(o: Tensor, lse: Tensor)] = []
     var lseScratch: Tensor?
+
+    /// Moves the wrapper to `stream` (on the plan's device): later `run`s and `plan`s are enqueued
+    /// there. No re-plan: the plan's buffers stay, and the first run on `stream` waits for their
+    /// uploads on the previous stream (docs/ORDERING.md) — except under CUDA-graph capture, which
+    /// records no waits (synchronize before capturing, as `torch.cuda.graph` does). How a caller
+    /// plans on one stream and captures `run` on another (the C ABI does this when a run names
+    /// another stream than its plan's).
+    public func rebind(stream: Stream) throws(FlashInferError) {
+        backend = try backend.rebound(to: stream)
+        for w in levels { try w.rebind(stream: stream) }
+    }
 
     public init(backend: Backend) {
         self.backend = backend

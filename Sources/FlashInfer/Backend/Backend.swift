@@ -18,6 +18,18 @@ public enum Backend: Sendable {
         return .cpu
     }
 
+    /// This backend moved to `stream` (a wrapper's `rebind(stream:)`): `.cuda(stream)` when this is
+    /// CUDA on the same device; the CPU backend has no stream to move to.
+    func rebound(to stream: Stream) throws(FlashInferError) -> Backend {
+        switch self {
+        case .cpu:
+            throw .backendMismatch(what: "rebind(stream:)", rule: "moves a CUDA wrapper to another stream; this wrapper runs on the CPU")
+        case .cuda(let s):
+            guard s.device === stream.device else { throw .deviceMismatch(tensor: "stream (rebind: the plan's device)") }
+            return .cuda(stream)
+        }
+    }
+
     /// "cpu", or "cuda:INDEX (DEVICE NAME)".
     public var name: String { implementation.name }
 
