@@ -94,7 +94,8 @@ final class CUDABatchDecode: @unchecked Sendable {
                 try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, device: device)
             }
         }
-        var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy)
+        var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy,
+                                        waveAware: false)
         plan.splitKV = true
         try GraphCapacity.check(workItems: plan.workItems, maxItems: maxItems)
         self.plan = plan
