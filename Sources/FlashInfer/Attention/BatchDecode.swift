@@ -61,6 +61,12 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// Measurement knob (`bench batch-decode --stages/--keys-per-slot`): the CUDA-core kernel's
     /// pipeline depth and keys per slot for the next plans (nil: the library's defaults).
     @_spi(Bench) public var decodeKernelTuning: (stages: Int, keysPerSlot: Int)?
+    /// Measurement knob (`bench decode-paths`): the CUDA-core planner's wave-aware split
+    /// (`BatchDecodePlan.make(waveAware:)`) for the next plans; off reproduces the plans before it.
+    @_spi(Bench) public var waveAwareSplit = true
+    /// The CUDA-core kernel's resident CTAs per SM (the driver's occupancy) in the last plan; nil on
+    /// the tensor-core path and the CPU.
+    @_spi(Bench) public var cudaCoreCTAsPerSM: Int? { device?.ctasPerSM }
     /// The path the last `plan` chose (false on the CPU backend).
     public private(set) var usesTensorCores = false
     var tensorCorePath: BatchPrefillAttention?

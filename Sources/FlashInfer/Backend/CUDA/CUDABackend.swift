@@ -126,7 +126,7 @@ struct CUDABackend: BackendImplementation {
         // Graph mode reuses the previous plan's buffers when the shape agrees.
         let reuse = w.graphCapacity != nil && w.shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? w.device?.graph : nil
         let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                                    kvDType: kvDType, tuning: w.decodeKernelTuning,
+                                    kvDType: kvDType, tuning: w.decodeKernelTuning, waveAware: w.waveAwareSplit,
                                     options: o, stream: stream, capacity: w.graphCapacity, reuse: reuse)
         return BatchDecodeExecution(plan: d.plan, device: d)
     }
