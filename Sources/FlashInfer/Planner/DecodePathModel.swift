@@ -74,7 +74,7 @@ public struct DecodePathModel: Sendable, Hashable {
         /// Fitted to `bench/results/2026-12-04-decode-paths-H200-7eec33e.json` (75 shapes × 2
         /// paths, per-call medians; least squares on log time plus a hinge on the rows whose paths
         /// differ by > 5 %; `readBandwidthFactor` bounded to ≤ 1.07, the best read rate any
-        /// measurement reached). RMS error 4.6 % (CUDA cores) / 4.9 % (tensor cores); every row
+        /// measurement reached). RMS error 5.6 % (CUDA cores) / 4.9 % (tensor cores); every row
         /// whose paths differ by > 5 % is picked right; worst loss 4.9 % (B = 4, kv 512, group 2:
         /// 15.7 against 15.0 µs, launch noise).
         public static let h200 = Constants(
