@@ -14,11 +14,16 @@ public struct DeviceProperties: Sendable, Hashable {
     public var registersPerBlock: Int
     public var l2CacheSize: Int
     public var totalMemory: Int
+    /// Peak memory clock (kHz) and global memory bus width (bits), 0 where the driver does not
+    /// report them: the memory's peak bandwidth is `2 · clock · width / 8` (the decode path model's
+    /// fallback for an unknown card's bandwidth).
+    public var memoryClockKHz: Int = 0
+    public var memoryBusWidthBits: Int = 0
 
     /// Memberwise (for planners and tests that model a device without opening one).
     public init(name: String, ccMajor: Int, ccMinor: Int, multiprocessorCount: Int, sharedMemoryPerBlock: Int,
                 sharedMemoryPerBlockOptin: Int, sharedMemoryPerMultiprocessor: Int, maxThreadsPerMultiprocessor: Int,
-                registersPerBlock: Int, l2CacheSize: Int, totalMemory: Int) {
+                registersPerBlock: Int, l2CacheSize: Int, totalMemory: Int, memoryClockKHz: Int = 0, memoryBusWidthBits: Int = 0) {
         self.name = name
         self.ccMajor = ccMajor
         self.ccMinor = ccMinor
@@ -30,13 +35,16 @@ public struct DeviceProperties: Sendable, Hashable {
         self.registersPerBlock = registersPerBlock
         self.l2CacheSize = l2CacheSize
         self.totalMemory = totalMemory
+        self.memoryClockKHz = memoryClockKHz
+        self.memoryBusWidthBits = memoryBusWidthBits
     }
 
     /// An H100 SXM as the planners' tests model it.
     public static let h100 = DeviceProperties(
         name: "NVIDIA H100 80GB HBM3", ccMajor: 9, ccMinor: 0, multiprocessorCount: 132, sharedMemoryPerBlock: 48 * 1024,
         sharedMemoryPerBlockOptin: 227 * 1024, sharedMemoryPerMultiprocessor: 228 * 1024, maxThreadsPerMultiprocessor: 2048,
-        registersPerBlock: 65536, l2CacheSize: 50 * 1024 * 1024, totalMemory: 80 * 1024 * 1024 * 1024)
+        registersPerBlock: 65536, l2CacheSize: 50 * 1024 * 1024, totalMemory: 80 * 1024 * 1024 * 1024,
+        memoryClockKHz: 2_619_000, memoryBusWidthBits: 5120)
 
     /// The NVRTC architecture to compile for: the exact one, with the `a` suffix on Hopper and
     /// later where architecture-specific instructions (wgmma, setmaxnreg) exist.
@@ -105,7 +113,9 @@ public final class Device: @unchecked Sendable {
             maxThreadsPerMultiprocessor: try attr(39),
             registersPerBlock: try attr(12),
             l2CacheSize: try attr(38),
-            totalMemory: total)
+            totalMemory: total,
+            memoryClockKHz: (try? attr(36)) ?? 0,      // CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE
+            memoryBusWidthBits: (try? attr(37)) ?? 0)  // CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH
         var ctx: CUhandle? = nil
         try driver.check(driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain")
         context = ctx

@@ -67,12 +67,18 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     public let graphCapacity: GraphCapacity?
     /// Decode through the tensor-core prefill kernel (GQA group packed into rows; upstream's
     /// `use_tensor_cores`) instead of the CUDA-core decode kernel: `true` / `false` force a path,
-    /// `nil` (the default) lets `plan` choose (`prefersTensorCores`). `usesTensorCores` tells
+    /// `nil` (the default) lets `plan` choose (`prefersTensorCores(table:…)`, the cost model). `usesTensorCores` tells
     /// which path the last plan took.
     public let useTensorCores: Bool?
     /// Measurement knob (`bench batch-decode --stages/--keys-per-slot`): the CUDA-core kernel's
     /// pipeline depth and keys per slot for the next plans (nil: the library's defaults).
     @_spi(Bench) public var decodeKernelTuning: (stages: Int, keysPerSlot: Int)?
+    /// Measurement knob (`bench decode-paths`): the CUDA-core planner's wave-aware split
+    /// (`BatchDecodePlan.make(waveAware:)`) for the next plans; off reproduces the plans before it.
+    @_spi(Bench) public var waveAwareSplit = true
+    /// The CUDA-core kernel's resident CTAs per SM (the driver's occupancy) in the last plan; nil on
+    /// the tensor-core path and the CPU.
+    @_spi(Bench) public var cudaCoreCTAsPerSM: Int? { device?.ctasPerSM }
     /// The path the last `plan` chose (false on the CPU backend).
     public private(set) var usesTensorCores = false
     var tensorCorePath: BatchPrefillAttention?
@@ -96,23 +102,42 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         self.useTensorCores = useTensorCores
     }
 
-    /// The automatic choice of `plan` when `useTensorCores` is nil: the tensor-core path for GQA
-    /// groups of 4 or more query heads per KV head, the CUDA-core kernel otherwise and in CUDA-graph
-    /// mode (which the tensor-core path does not support yet).
+    /// The automatic choice of `plan` when `useTensorCores` is nil, without a shape: the
+    /// tensor-core path for GQA groups of 4 or more query heads per KV head, the CUDA-core kernel
+    /// otherwise and in CUDA-graph mode (which the tensor-core path does not support yet) and for
+    /// FP8 caches. `plan` uses the shape-aware form below; this one is what it falls back to where
+    /// no device is modelled (the CPU backend).
     ///
     /// Measured on an H100 (bench/NOTES.md, 2026-11-28): group 4 — D1 2.95 TB/s on tensor cores
     /// against 2.47 on CUDA cores (the CUDA-core grid of 512 CTAs is 1.3 waves), D3 3.01 against
-    /// 2.94, D2 2.80 against 2.85; group 1 (D4) 3.05 on CUDA cores against 2.99. Upstream FlashInfer
-    /// recommends tensor cores for the same group sizes. On the H200 (2026-12-04, after the 64-row
-    /// tile stopped running idle warps' math): D1 251 µs on tensor cores against 284–312 µs on CUDA
-    /// cores (D2 275 µs, D3 483 µs on tensor cores); group 1 (D4) 968 µs on CUDA cores against 989 µs
-    /// on tensor cores.
+    /// 2.94, D2 2.80 against 2.85; group 1 (D4) 3.05 on CUDA cores against 2.99.
     ///
     /// FP8 caches take the CUDA-core kernel (`kvDType` e4m3 / e5m2): on the H200 (2026-12-04) D5
     /// ran in 201 µs there against 333 µs on the tensor-core path, whose fp8 tiles are converted in
     /// shared memory by a separate pass (bench/NOTES.md).
     public static func prefersTensorCores(groupSize: Int, graphMode: Bool, kvDType: DType? = nil) -> Bool {
         groupSize >= 4 && !graphMode && !(kvDType?.isFP8 ?? false)
+    }
+
+    /// The automatic choice of `plan` for a shape on a device: whichever path `DecodePathModel`
+    /// predicts faster for this table (per-request lengths), group, head dim and device (SM count,
+    /// copy ceiling); the CUDA-core kernel in CUDA-graph mode and for FP8 caches (hard rules, as
+    /// above). `hardware` nil (no device modelled) falls back to the shape-free rule.
+    ///
+    /// On the H200 grid of `bench decode-paths` (batch 1–256 × kv 512–32768 × group 1–16) the
+    /// model picks the measured-faster path on every shape where the two differ by more than 5 %;
+    /// its worst loss against the faster path is 4.9 % (the fixed rule's: 93 %, at batch 1, kv
+    /// 4096, group 4, where the CUDA-core kernel is 2× faster). See bench/NOTES.md.
+    public static func prefersTensorCores(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, kvDType: DType,
+                                          graphMode: Bool, hardware: DecodePathModel.Hardware?,
+                                          model constants: DecodePathModel.Constants = .h200) -> Bool {
+        let group = numQOHeads / max(numKVHeads, 1)
+        guard !graphMode, !kvDType.isFP8 else { return false }
+        guard let hardware, table.batchSize > 0 else { return prefersTensorCores(groupSize: group, graphMode: graphMode, kvDType: kvDType) }
+        let model = DecodePathModel(hardware: hardware, constants: constants)
+        let shape = DecodePathModel.Shape(table: table, numKVHeads: numKVHeads, groupSize: group, headDim: headDim,
+                                          kvBytes: kvDType.byteSize)
+        return model.predict(shape).prefersTensorCores
     }
 
     /// Plans one decode step. Host arrays only: no device → host copy.
@@ -132,7 +157,8 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         var o = options
         o.causal = false
         let tensorCores = useTensorCores
-            ?? Self.prefersTensorCores(groupSize: numQOHeads / numKVHeads, graphMode: graphCapacity != nil, kvDType: kv)
+            ?? Self.prefersTensorCores(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, kvDType: kv,
+                                       graphMode: graphCapacity != nil, hardware: backend.implementation.decodePathHardware)
         usesTensorCores = false
         let planned = try backend.implementation.planBatchDecode(self, table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
                                                                  headDim: headDim, dtype: dtype, kvDType: kv, options: o,

@@ -69,6 +69,9 @@ protocol BackendImplementation: Sendable {
     /// Whether the backend runs CUDA-graph mode: the wrappers' fixed capacities and padded grids
     /// apply (the CPU ignores a wrapper's `graphCapacity`).
     var runsCUDAGraphs: Bool { get }
+    /// The device as batch decode's path model sees it (`DecodePathModel`); nil where there is no
+    /// choice to make (the CPU).
+    var decodePathHardware: DecodePathModel.Hardware? { get }
 
     /// `tensor` where this backend computes (`Tensor.moved(to:)`).
     func move(_ tensor: Tensor) throws(FlashInferError) -> Tensor

@@ -5,7 +5,8 @@ extension BatchDecodePlan {
     /// - every chunk has at most `chunkTokens` tokens;
     /// - each request has ≥ 1 work item, and `oIndptr` counts them;
     /// - a split plan fits the grid: `workItems · numKVHeads ≤ maxGridSize` (unless even one chunk
-    ///   per request exceeds it, in which case there is no split).
+    ///   per request exceeds it, in which case there is no split), or it is a wave-aware split of a
+    ///   batch that fills the grid unsplit, whose wave cost is below the unsplit plan's.
     public func violations(seqLens: [Int]) -> [String] {
         var out: [String] = []
         guard seqLens.count == batchSize else { return ["plan for \(batchSize) requests, given \(seqLens.count)"] }
@@ -27,7 +28,15 @@ extension BatchDecodePlan {
             }
         }
         if splitKV && workItems * numKVHeads > maxGridSize && Int(chunkPages) > max(128 / pageSize, 1) {
-            out.append("split plan has \(workItems * numKVHeads) CTAs > grid \(maxGridSize)")
+            let pages = seqLens.map { ($0 + pageSize - 1) / pageSize }
+            let unsplit = batchSize * numKVHeads
+            let maxPages = max(pages.max() ?? 1, 1)
+            func cost(_ c: Int, _ n: Int) -> Int {
+                (n + maxGridSize - 1) / maxGridSize * (min(c, maxPages) * pageSize + Self.waveOverheadTokens)
+                    + (c < maxPages ? Self.splitOverheadTokens : 0)
+            }
+            let waveSplit = unsplit >= maxGridSize && cost(chunkPages, workItems * numKVHeads) < cost(maxPages, unsplit)
+            if !waveSplit { out.append("split plan has \(workItems * numKVHeads) CTAs > grid \(maxGridSize)") }
         }
         return out
     }

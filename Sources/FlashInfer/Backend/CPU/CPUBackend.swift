@@ -8,6 +8,7 @@ struct CPUBackend: BackendImplementation {
     var placement: Placement { .host }
     var multiprocessorCount: Int { DeviceProperties.h100.multiprocessorCount }
     var runsCUDAGraphs: Bool { false }
+    var decodePathHardware: DecodePathModel.Hardware? { nil }
 
     /// The tensor itself when on the host; a device tensor is copied back after its last write.
     func move(_ tensor: Tensor) throws(FlashInferError) -> Tensor {

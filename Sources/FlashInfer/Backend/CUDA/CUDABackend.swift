@@ -10,6 +10,7 @@ struct CUDABackend: BackendImplementation {
     var placement: Placement { .device(stream.device) }
     var multiprocessorCount: Int { stream.device.properties.multiprocessorCount }
     var runsCUDAGraphs: Bool { true }
+    var decodePathHardware: DecodePathModel.Hardware? { DecodePathModel.Hardware(properties: stream.device.properties) }
 
     /// The tensor itself when on the stream's device; else a device copy, allocated and uploaded
     /// in the stream's order without a host wait.
@@ -125,7 +126,7 @@ struct CUDABackend: BackendImplementation {
         // Graph mode reuses the previous plan's buffers when the shape agrees.
         let reuse = w.graphCapacity != nil && w.shape.map { $0 == (numQOHeads, numKVHeads, headDim, dtype) } == true ? w.device?.graph : nil
         let d = try CUDABatchDecode(table: table, numQOHeads: numQOHeads, numKVHeads: numKVHeads, headDim: headDim, dtype: dtype,
-                                    kvDType: kvDType, tuning: w.decodeKernelTuning,
+                                    kvDType: kvDType, tuning: w.decodeKernelTuning, waveAware: w.waveAwareSplit,
                                     options: o, stream: stream, capacity: w.graphCapacity, reuse: reuse)
         return BatchDecodeExecution(plan: d.plan, device: d)
     }
@@ -234,5 +235,13 @@ struct CUDABackend: BackendImplementation {
             try FlashInfer.mergeStateInPlace(v: o, s: s, vOther: w.scratch[i].o, sOther: w.scratch[i].lse, backend: w.backend)
         }
         return AttentionOutput(output: o, lse: returnLSE || lse != nil ? s : nil)
+    }
+}
+
+extension DecodePathModel.Hardware {
+    /// The model's view of a CUDA device: its SM count and copy ceiling (`copyTBps(name:…)`).
+    public init(properties p: DeviceProperties) {
+        self.init(smCount: p.multiprocessorCount,
+                  copyTBps: Self.copyTBps(name: p.name, memoryClockKHz: p.memoryClockKHz, memoryBusWidthBits: p.memoryBusWidthBits))
     }
 }

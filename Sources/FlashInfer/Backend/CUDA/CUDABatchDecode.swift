@@ -24,6 +24,8 @@ final class CUDABatchDecode: @unchecked Sendable {
     let spec: DecodeSpec
     let mergeSpec: DecodeMergeSpec
     let plan: BatchDecodePlan
+    /// Resident CTAs per SM of the decode kernel (the driver's occupancy), which sized the plan's grid.
+    let ctasPerSM: Int
     let headGroups: Int
     let decode: Function
     let merge: Function?
@@ -39,7 +41,7 @@ final class CUDABatchDecode: @unchecked Sendable {
     let graph: GraphBuffers?
 
     init(table: PageTable, numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType, kvDType: DType? = nil,
-         tuning: (stages: Int, keysPerSlot: Int)? = nil, options: AttentionOptions,
+         tuning: (stages: Int, keysPerSlot: Int)? = nil, waveAware: Bool = true, options: AttentionOptions,
          stream: Stream, capacity: GraphCapacity? = nil, reuse: GraphBuffers? = nil) throws(FlashInferError) {
         try requireCUDASupport(options, entry: "BatchDecodeWithPagedKVCache")
         let device = stream.device
@@ -64,11 +66,13 @@ final class CUDABatchDecode: @unchecked Sendable {
                                     reason: "no CTA is resident with \(spec.sharedBytes) B of shared memory")
         }
         decode = fn
+        ctasPerSM = occupancy
         let pages = (0..<table.batchSize).map(table.numPages)
         let gdy = numKVHeads * headGroups
         let gridCTAs = occupancy * device.properties.multiprocessorCount
         guard let capacity else {
-            let plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: gridCTAs)
+            let plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: gridCTAs,
+                                            waveAware: waveAware)
             self.plan = plan
             self.graph = nil
             merge = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
@@ -94,7 +98,8 @@ final class CUDABatchDecode: @unchecked Sendable {
                 try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, device: device)
             }
         }
-        var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy)
+        var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy,
+                                        waveAware: false)
         plan.splitKV = true
         try GraphCapacity.check(workItems: plan.workItems, maxItems: maxItems)
         self.plan = plan
