@@ -10,6 +10,10 @@ public struct HopperPrefillSpec: KernelSpec {
     public var causal: Bool
     /// Depth of the K/V ring (each stage holds one K and one V tile).
     public var stages: Int
+    /// FA3's intra-warpgroup overlap: S[j+1] = Q·K[j+1]ᵀ and O += P[j]·V[j] in flight together, the
+    /// softmax of S[j+1] under the PV GEMM. false: each tile's GEMMs and softmax in turn (simpler;
+    /// `FLASHINFER_HOPPER_OVERLAP=0` selects it, for bisecting on a GPU).
+    public var overlap: Bool
 
     public static let ctaQ = 128
     public static let ctaKV = 128
@@ -17,14 +21,18 @@ public struct HopperPrefillSpec: KernelSpec {
     /// Head dimensions the kernel is built for.
     public static let headDims = [64, 128]
 
-    public init(dtype: DType, headDim: Int, causal: Bool, stages: Int = 2) {
+    public init(dtype: DType, headDim: Int, causal: Bool, stages: Int = 2, overlap: Bool = HopperPrefillSpec.defaultOverlap) {
+        self.overlap = overlap
         self.dtype = dtype
         self.headDim = headDim
         self.causal = causal
         self.stages = stages
     }
 
-    public var name: String { "hopper_prefill_\(dtype.rawValue)_d\(headDim)\(causal ? "_causal" : "")_s\(stages)" }
+    /// The process's default for `overlap`: true unless the environment sets `FLASHINFER_HOPPER_OVERLAP=0`.
+    public static let defaultOverlap: Bool = FileSystem.environment("FLASHINFER_HOPPER_OVERLAP") != "0"
+
+    public var name: String { "hopper_prefill_\(dtype.rawValue)_d\(headDim)\(causal ? "_causal" : "")_s\(stages)\(overlap ? "" : "_seq")" }
     public var entryPoint: String { "fi_" + name }
 
     /// Dynamic shared memory: 1024 bytes of alignment slack, Q, `stages` K and V tiles, the mbarriers
@@ -36,7 +44,7 @@ public struct HopperPrefillSpec: KernelSpec {
     public func source() -> String {
         """
         #include <flashinfer/attention/prefill_sm90.cuh>
-        using Traits = flashinfer::HopperPrefillTraits<\(dtype.cudaTypeName), \(headDim), \(causal), \(stages)>;
+        using Traits = flashinfer::HopperPrefillTraits<\(dtype.cudaTypeName), \(headDim), \(causal), \(stages), \(overlap)>;
         static_assert(Traits::SMEM_BYTES == \(sharedBytes), "shared memory size (Swift: HopperPrefillSpec.sharedBytes)");
         extern "C" __global__ void __launch_bounds__(Traits::NUM_THREADS, 1)
         \(entryPoint)(const __grid_constant__ flashinfer::PrefillParams p, const __grid_constant__ flashinfer::sm90::TensorMap tm_q,
@@ -140,16 +148,15 @@ enum CUDAHopperPrefill {
     }
 }
 
-/// The Hopper prefill entries of `kernelCatalog()`: both dtypes × head dims × causal.
+/// The Hopper prefill entries of `kernelCatalog()`: both dtypes × head dims × causal, overlapped
+/// (the default), and the sequential form at D 128.
 func hopperPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
-    var out: [(name: String, spec: any KernelSpec)] = []
+    var specs: [HopperPrefillSpec] = []
     for dtype in [DType.f16, .bf16] {
         for d in HopperPrefillSpec.headDims {
-            for causal in [false, true] {
-                let s = HopperPrefillSpec(dtype: dtype, headDim: d, causal: causal)
-                out.append(("prefill \(s.name)", s))
-            }
+            for causal in [false, true] { specs.append(HopperPrefillSpec(dtype: dtype, headDim: d, causal: causal, overlap: true)) }
         }
+        specs.append(HopperPrefillSpec(dtype: dtype, headDim: 128, causal: true, overlap: false))
     }
-    return out
+    return specs.map { ("prefill \($0.name)", $0) }
 }

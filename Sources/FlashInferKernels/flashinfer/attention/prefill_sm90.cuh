@@ -35,12 +35,15 @@ namespace flashinfer {
 
 using PrefillParams = ::FIPrefillParams;
 
-template <typename DT_, int HEAD_DIM_, bool CAUSAL_, int STAGES_ = 2>
+template <typename DT_, int HEAD_DIM_, bool CAUSAL_, int STAGES_ = 2, bool OVERLAP_ = true>
 struct HopperPrefillTraits {
   using DT = DT_;
   static constexpr int HEAD_DIM = HEAD_DIM_;
   static constexpr bool CAUSAL = CAUSAL_;
   static constexpr int STAGES = STAGES_;
+  // Intra-warpgroup overlap (FA3): S[j+1] = Q·K[j+1]ᵀ and O += P[j]·V[j] are in flight together, the
+  // softmax of S[j+1] runs while P[j]·V[j] does. false: each tile's two GEMMs and softmax in turn.
+  static constexpr bool OVERLAP = OVERLAP_;
   static constexpr int CTA_Q = 128;   // two consumer warpgroups × 64 rows
   static constexpr int CTA_KV = 128;  // keys per tile (the S wgmma's N)
   static constexpr int NUM_THREADS = 384;
@@ -81,6 +84,91 @@ __device__ __forceinline__ void mask_tile(float (&s)[T::CTA_KV / 2], int k0, int
       }
 }
 
+template <int N>
+__device__ __forceinline__ void fence_regs(uint32 (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+}
+
+// S = Q·Kᵀ over D in steps of 16 (column block kk / 4, 32 bytes per step inside it); issued, not waited.
+template <typename T>
+__device__ __forceinline__ void issue_qk(float (&sacc)[T::CTA_KV / 2], uint32 q_wg, uint32 k_tile) {
+#pragma unroll
+  for (int kk = 0; kk < T::HEAD_DIM / 16; ++kk) {
+    const uint32 off = (kk & 3) * 32;
+    const uint64 da = make_desc_sw128(q_wg + (kk >> 2) * T::Q_CHUNK_BYTES + off, 16, 1024);
+    const uint64 db = make_desc_sw128(k_tile + (kk >> 2) * T::KV_CHUNK_BYTES + off, 16, 1024);
+    WGMMA<typename T::DT, T::CTA_KV>::template ss<0>(sacc, da, db, kk > 0);
+  }
+}
+
+// O += P·V: V (keys × D, D contiguous) is B in MN-major form: 16 keys = 2048 bytes per step;
+// LBO = one column block (CTA_KV rows of 128 B), SBO = 8 keys (1024 B). Issued, not waited.
+template <typename T>
+__device__ __forceinline__ void issue_pv(float (&o)[T::HEAD_DIM / 2], const uint32 (&pa)[T::CTA_KV / 16][4], uint32 v_tile) {
+#pragma unroll
+  for (int kk = 0; kk < T::CTA_KV / 16; ++kk) {
+    const uint64 db = make_desc_sw128(v_tile + kk * 16 * 128, T::KV_CHUNK_BYTES, 1024);
+    WGMMA<typename T::DT, T::HEAD_DIM>::template rs<1>(o, pa[kk], db, 1);
+  }
+}
+
+// The online-softmax step of a tile for the thread's two rows (each spread over a quad): the new
+// running max m (log2 units of the scaled logits), the factor f = exp2(m_old − m_new) that O and d
+// take, d = d·f + rowsum P (the thread's partial), and S → P = exp2(S·scale − m) in place.
+template <typename T>
+__device__ __forceinline__ void softmax_step(float (&sacc)[T::CTA_KV / 2], float (&m)[2], float (&d)[2], float (&f)[2], float scale) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float mx = -math::inf;
+#pragma unroll
+    for (int j = 0; j < T::CTA_KV / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
+    mx = fmaxf(mx, math::shfl_xor(mx, 1));
+    mx = fmaxf(mx, math::shfl_xor(mx, 2));
+    const float m_new = fmaxf(m[h], mx * scale);  // −inf · scale = −inf
+    // exp2(−inf − finite) = 0 for a row's first keys; a row still empty keeps factor 1.
+    f[h] = m_new == -math::inf ? 1.f : math::ptx_exp2(m[h] - m_new);
+    m[h] = m_new;
+    const float m_use = m_new == -math::inf ? 0.f : m_new;  // empty row: exp2(−inf − 0) = 0, no NaN
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < T::CTA_KV / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float pv = math::ptx_exp2(fmaf(sacc[4 * j + 2 * h + e], scale, -m_use));
+        sacc[4 * j + 2 * h + e] = pv;
+        sum += pv;
+      }
+    d[h] = d[h] * f[h] + sum;  // the quad's partials are added in the epilogue
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void rescale(float (&o)[T::HEAD_DIM / 2], const float (&f)[2]) {
+#pragma unroll
+  for (int j = 0; j < T::HEAD_DIM / 8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      o[4 * j + 2 * h] *= f[h];
+      o[4 * j + 2 * h + 1] *= f[h];
+    }
+}
+
+// P as the A fragments of O += P·V: k-step kk covers keys 16kk..16kk+15 = S n-blocks 2kk, 2kk+1.
+template <typename T>
+__device__ __forceinline__ void pack_p(const float (&sacc)[T::CTA_KV / 2], uint32 (&pa)[T::CTA_KV / 16][4]) {
+  using DT = typename T::DT;
+#pragma unroll
+  for (int kk = 0; kk < T::CTA_KV / 16; ++kk) {
+    pa[kk][0] = mma::pack2<DT>(sacc[8 * kk + 0], sacc[8 * kk + 1]);  // row g,     keys 2t, 2t+1
+    pa[kk][1] = mma::pack2<DT>(sacc[8 * kk + 2], sacc[8 * kk + 3]);  // row g + 8, keys 2t, 2t+1
+    pa[kk][2] = mma::pack2<DT>(sacc[8 * kk + 4], sacc[8 * kk + 5]);  // row g,     keys 8 + 2t, ..
+    pa[kk][3] = mma::pack2<DT>(sacc[8 * kk + 6], sacc[8 * kk + 7]);  // row g + 8, keys 8 + 2t, ..
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ void consumer(const PrefillParams& p, uint32 q_s, uint32 k_s, uint32 v_s, uint32 bar, int r0,
                                          int qo_head, int n_tiles) {
@@ -111,87 +199,86 @@ __device__ __forceinline__ void consumer(const PrefillParams& p, uint32 q_s, uin
   mbar_wait(q_full, 0);
   const uint32 q_wg = q_s + 64 * cwg * 128;  // the warpgroup's 64 rows in each Q column block
 
-  for (int it = 0; it < n_tiles; ++it) {
-    const int s = it % T::STAGES;
-    const uint32 phase = (it / T::STAGES) & 1;
-    const uint32 k_tile = k_s + s * T::KV_BYTES, v_tile = v_s + s * T::KV_BYTES;
-
-    // S = Q·Kᵀ over D in steps of 16 (column block kk / 4, 32 bytes per step inside it).
-    float sacc[S_N];
-    mbar_wait(k_full(s), phase);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < T::HEAD_DIM / 16; ++kk) {
-      const uint32 off = (kk & 3) * 32;
-      const uint64 da = make_desc_sw128(q_wg + (kk >> 2) * T::Q_CHUNK_BYTES + off, 16, 1024);
-      const uint64 db = make_desc_sw128(k_tile + (kk >> 2) * T::KV_CHUNK_BYTES + off, 16, 1024);
-      WGMMA<DT, T::CTA_KV>::template ss<0>(sacc, da, db, kk > 0);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operands(sacc);
-    mbar_arrive(k_empty(s));
-
+  // Whether some key of tile `it` is masked for some row of the warpgroup (warpgroup-uniform).
+  auto edge = [&](int it) {
     const int k0 = it * T::CTA_KV;
-    // Whether some key of the tile is masked for some row of the warpgroup (warpgroup-uniform).
-    bool edge = k0 + T::CTA_KV > kv_len;
-    if constexpr (T::CAUSAL) edge = edge || k0 + T::CTA_KV - 1 > wg_row0 + delta;
-    if (edge) mask_tile<T>(sacc, k0, kv_len, row0, delta);
+    bool e = k0 + T::CTA_KV > kv_len;
+    if constexpr (T::CAUSAL) e = e || k0 + T::CTA_KV - 1 > wg_row0 + delta;
+    return e;
+  };
+  auto stage = [](int it) { return it % T::STAGES; };
+  auto parity = [](int it) { return uint32((it / T::STAGES) & 1); };
+  float sacc[S_N], f[2];
+  uint32 pa[T::CTA_KV / 16][4];
 
-    // Online softmax of the thread's two rows (each spread over the 4 lanes of a quad).
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = -math::inf;
-#pragma unroll
-      for (int j = 0; j < T::CTA_KV / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
-      mx = fmaxf(mx, math::shfl_xor(mx, 1));
-      mx = fmaxf(mx, math::shfl_xor(mx, 2));
-      const float m_new = fmaxf(m[h], mx * scale);  // −inf · scale = −inf
-      // exp2(−inf − finite) = 0 for a row's first keys; a row still empty keeps factor 1.
-      const float f = m_new == -math::inf ? 1.f : math::ptx_exp2(m[h] - m_new);
-      m[h] = m_new;
-      d[h] *= f;
-#pragma unroll
-      for (int j = 0; j < T::HEAD_DIM / 8; ++j) {
-        o[4 * j + 2 * h] *= f;
-        o[4 * j + 2 * h + 1] *= f;
+  if constexpr (T::OVERLAP) {
+    if (n_tiles > 0) {
+      // Tile 0: S, softmax, P.
+      mbar_wait(k_full(0), 0);
+      wgmma_fence();
+      issue_qk<T>(sacc, q_wg, k_s);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operands(sacc);
+      mbar_arrive(k_empty(0));
+      if (edge(0)) mask_tile<T>(sacc, 0, kv_len, row0, delta);
+      softmax_step<T>(sacc, m, d, f, scale);  // O is still 0: no rescale
+      pack_p<T>(sacc, pa);
+      // Tile it: S[it] and P[it−1]·V[it−1] in flight together; softmax of S[it] under the PV.
+      for (int it = 1; it < n_tiles; ++it) {
+        const int s = stage(it), sp = stage(it - 1);
+        mbar_wait(k_full(s), parity(it));
+        wgmma_fence();
+        issue_qk<T>(sacc, q_wg, k_s + s * T::KV_BYTES);
+        wgmma_commit();
+        mbar_wait(v_full(sp), parity(it - 1));
+        issue_pv<T>(o, pa, v_s + sp * T::KV_BYTES);
+        wgmma_commit();
+        wgmma_wait<1>();  // S[it] done (PV may still run)
+        fence_operands(sacc);
+        mbar_arrive(k_empty(s));
+        if (edge(it)) mask_tile<T>(sacc, it * T::CTA_KV, kv_len, row0, delta);
+        softmax_step<T>(sacc, m, d, f, scale);
+        wgmma_wait<0>();  // P[it−1]·V[it−1] done: O and the P registers are free
+        fence_operands(o);
+        fence_regs(pa);
+        mbar_arrive(v_empty(sp));
+        rescale<T>(o, f);
+        pack_p<T>(sacc, pa);
       }
-      const float m_use = m_new == -math::inf ? 0.f : m_new;  // empty row: exp2(−inf − 0) = 0, no NaN
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < T::CTA_KV / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pv = math::ptx_exp2(fmaf(sacc[4 * j + 2 * h + e], scale, -m_use));
-          sacc[4 * j + 2 * h + e] = pv;
-          sum += pv;
-        }
-      d[h] += sum;  // the thread's partial row sum; the quad's are added in the epilogue
+      const int sl = stage(n_tiles - 1);
+      mbar_wait(v_full(sl), parity(n_tiles - 1));
+      wgmma_fence();
+      issue_pv<T>(o, pa, v_s + sl * T::KV_BYTES);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operands(o);
+      fence_regs(pa);
+      mbar_arrive(v_empty(sl));
     }
-
-    // P as the A fragments of O += P·V: k-step kk covers keys 16kk..16kk+15 = S n-blocks 2kk, 2kk+1.
-    uint32 pa[T::CTA_KV / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < T::CTA_KV / 16; ++kk) {
-      pa[kk][0] = mma::pack2<DT>(sacc[8 * kk + 0], sacc[8 * kk + 1]);  // row g,     keys 2t, 2t+1
-      pa[kk][1] = mma::pack2<DT>(sacc[8 * kk + 2], sacc[8 * kk + 3]);  // row g + 8, keys 2t, 2t+1
-      pa[kk][2] = mma::pack2<DT>(sacc[8 * kk + 4], sacc[8 * kk + 5]);  // row g,     keys 8 + 2t, ..
-      pa[kk][3] = mma::pack2<DT>(sacc[8 * kk + 6], sacc[8 * kk + 7]);  // row g + 8, keys 8 + 2t, ..
+  } else {
+    for (int it = 0; it < n_tiles; ++it) {
+      const int s = stage(it);
+      mbar_wait(k_full(s), parity(it));
+      wgmma_fence();
+      issue_qk<T>(sacc, q_wg, k_s + s * T::KV_BYTES);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operands(sacc);
+      mbar_arrive(k_empty(s));
+      if (edge(it)) mask_tile<T>(sacc, it * T::CTA_KV, kv_len, row0, delta);
+      softmax_step<T>(sacc, m, d, f, scale);
+      rescale<T>(o, f);
+      pack_p<T>(sacc, pa);
+      mbar_wait(v_full(s), parity(it));
+      wgmma_fence();
+      issue_pv<T>(o, pa, v_s + s * T::KV_BYTES);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operands(o);
+      fence_regs(pa);
+      mbar_arrive(v_empty(s));
     }
-
-    // O += P·V: V (keys × D, D contiguous) is B in MN-major form: 16 keys = 2048 bytes per step;
-    // LBO = one column block (CTA_KV rows of 128 B), SBO = 8 keys (1024 B).
-    mbar_wait(v_full(s), phase);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < T::CTA_KV / 16; ++kk) {
-      const uint64 db = make_desc_sw128(v_tile + kk * 16 * 128, T::KV_CHUNK_BYTES, 1024);
-      WGMMA<DT, T::HEAD_DIM>::template rs<1>(o, pa[kk], db, 1);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operands(o);
-    mbar_arrive(v_empty(s));
   }
 
   // Epilogue: O / d and LSE = log2(d) + m, straight from the accumulators.
