@@ -34,7 +34,8 @@ struct PrefillCheckConfig {
     var spec: PrefillSpec { PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvDType: kvDType) }
 
     var name: String {
-        var n = "prefill \(tier == .fa2 ? "" : "\(tier) ")\(dtype.rawValue) d\(headDim) qo=\(qoLen) kv=\(kvLen) hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
+        let tierName = switch tier { case .fa2: ""; case .hopper: "hopper "; case .auto: "hopper tier=auto " }
+        var n = "prefill \(tierName)\(dtype.rawValue) d\(headDim) qo=\(qoLen) kv=\(kvLen) hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
         if posEnc != .none { n += " \(posEnc.name)" }
         if case .ropeLlama(let s, let t) = posEnc, s != 1 || t != 1e4 { n += "(scale \(s), theta \(t))" }
         if softCap > 0 { n += " cap=\(Int(softCap))" }
