@@ -29,6 +29,6 @@ struct HopperPrefillTests {
         // 1 KiB alignment slack + Q 32 KiB + 2 stages × (K + V) 64 KiB + 9 mbarriers.
         #expect(s.sharedBytes == 1024 + 32768 + 2 * 65536 + 72)
         #expect(s.sharedBytes <= 227 * 1024)
-        #expect(s.source().contains("HopperPrefillTraits<__half, 128, true, 2, \(s.overlap)>"))
+        #expect(s.source().contains("HopperPrefillTraits<\(DType.f16.cudaTypeName), 128, true, 2, \(s.overlap)>"))
     }
 }
