@@ -79,6 +79,12 @@ public final class CUDADriver: @unchecked Sendable {
     let cuLaunchKernelEx: (@convention(c) (
         UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
     ) -> CUresult)?
+    /// `cuTensorMapEncodeTiled` (CUDA ≥ 12.0; nil with an older driver): encodes a TMA descriptor
+    /// (`TensorMap.encodeTiled`). Without it the Hopper prefill tier is unavailable (FA2 runs).
+    let cuTensorMapEncodeTiled: TensorMapEncodeTiled?
+
+    /// Whether the driver can encode TMA tensor maps (`cuTensorMapEncodeTiled`).
+    public var hasTensorMaps: Bool { cuTensorMapEncodeTiled != nil }
 
     /// Library candidates in search order (documented above).
     public static func candidates() -> [String] {
@@ -150,6 +156,7 @@ public final class CUDADriver: @unchecked Sendable {
         typealias FreeAsync = @convention(c) (CUdeviceptr, CUhandle?) -> CUresult
         cuMemAllocAsync = try? f("cuMemAllocAsync", as: AllocAsync.self)
         cuMemFreeAsync = try? f("cuMemFreeAsync", as: FreeAsync.self)
+        cuTensorMapEncodeTiled = try? f("cuTensorMapEncodeTiled", as: TensorMapEncodeTiled.self)
     }
 
     private static let loaded: Result<CUDADriver, CUDAError> = {

@@ -195,6 +195,14 @@ public struct KernelArguments: Sendable {
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
     }
 
+    /// Appends the next parameter as raw bytes at an offset aligned to `alignment` (a parameter
+    /// whose alignment Swift's types cannot express, e.g. a 64-byte aligned `CUtensorMap`).
+    public mutating func append(rawBytes: [UInt8], alignment: Int) {
+        while bytes.count % alignment != 0 { bytes.append(0) }
+        offsets.append(bytes.count)
+        bytes.append(contentsOf: rawBytes)
+    }
+
     /// Pads to `alignment` (call at the end to match a struct's trailing padding).
     public mutating func pad(toAlignment alignment: Int) {
         while bytes.count % alignment != 0 { bytes.append(0) }

@@ -21,7 +21,7 @@ public struct CheckCase {
 /// Every case `flashinfer check` runs, in its order (shards take every Nth case of this list, so
 /// the order is part of the contract with `scripts/device-suite.sh`).
 public func allCheckCases() -> [CheckCase] {
-    elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + batchDecodeCases()
+    elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + hopperPrefillCases() + batchDecodeCases()
         + batchDecodeGraphCases() + batchDecodeStepCaptureCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + orderingCases()
         + customMaskCases() + blockSparseCases() + rejectionCases() + normCases() + activationCases() + ropeCases() + samplingCases()
 }

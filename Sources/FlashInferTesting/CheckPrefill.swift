@@ -23,16 +23,19 @@ struct PrefillCheckConfig {
     var kvDType: DType? = nil
     var kScale: Float = 1
     var vScale: Float = 1
+    /// The kernel tier to ask for (`AttentionOptions.tier`); the check also requires that it ran.
+    var tier: PrefillTier = .fa2
 
     var numQOHeads: Int { numKVHeads * group }
     var options: AttentionOptions {
         AttentionOptions(causal: causal, smScale: smScale, positionEncoding: posEnc, logitsSoftCap: softCap,
-                         windowLeft: window, layout: layout, kScale: kScale, vScale: vScale)
+                         windowLeft: window, layout: layout, kScale: kScale, vScale: vScale, tier: tier)
     }
     var spec: PrefillSpec { PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvDType: kvDType) }
 
     var name: String {
-        var n = "prefill \(dtype.rawValue) d\(headDim) qo=\(qoLen) kv=\(kvLen) hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
+        let tierName = switch tier { case .fa2: ""; case .hopper: "hopper "; case .auto: "hopper tier=auto " }
+        var n = "prefill \(tierName)\(dtype.rawValue) d\(headDim) qo=\(qoLen) kv=\(kvLen) hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
         if posEnc != .none { n += " \(posEnc.name)" }
         if case .ropeLlama(let s, let t) = posEnc, s != 1 || t != 1e4 { n += "(scale \(s), theta \(t))" }
         if softCap > 0 { n += " cap=\(Int(softCap))" }
@@ -154,6 +157,129 @@ public func prefillCases() -> [CheckCase] {
     return cases
 }
 
+/// The Hopper tier's sweep (`check --filter hopper`): f16/bf16 × causal/not, qo = kv and qo < kv,
+/// lengths off the 128-row/128-key tiles (1, 77, 1000, 4133), groups 1/4/8, head dims 128 and 64,
+/// both layouts, strided views, kv_len 0, non-causal qo > kv; then `.auto` (Hopper on sm_90).
+func hopperPrefillCheckConfigs() -> [PrefillCheckConfig] {
+    var out: [PrefillCheckConfig] = []
+    var idx = 0
+    // (qo, kv): equal lengths, then append (qo < kv), then qo > kv (non-causal only).
+    let lengths = [(1, 1), (77, 77), (1000, 1000), (4133, 4133), (1, 1000), (77, 1000), (1000, 4133), (128, 4133), (129, 255),
+                   (1000, 77)]
+    for (qo, kv) in lengths {
+        for causal in [false, true] where !causal || qo <= kv {
+            for dtype in [DType.f16, .bf16] {
+                var c = PrefillCheckConfig(qoLen: qo, kvLen: kv)
+                c.tier = .hopper
+                c.dtype = dtype
+                c.causal = causal
+                c.group = [1, 4, 8][idx % 3]
+                c.numKVHeads = c.group == 8 ? 1 : 2
+                // Keep the Float64 reference affordable on the longest shapes.
+                if c.referenceCost > 400_000_000 { c.numKVHeads = 1; c.group = 1 }
+                out.append(c)
+                idx += 1
+            }
+        }
+    }
+    func add(_ edit: (inout PrefillCheckConfig) -> Void) {
+        var c = PrefillCheckConfig(qoLen: 77, kvLen: 1000)
+        c.tier = .hopper
+        edit(&c)
+        out.append(c)
+    }
+    // Tile edges: exactly one tile, one key / row past it.
+    add { $0.qoLen = 128; $0.kvLen = 128; $0.causal = true }
+    add { $0.qoLen = 129; $0.kvLen = 129; $0.causal = true; $0.dtype = .bf16; $0.group = 4 }
+    add { $0.qoLen = 256; $0.kvLen = 384; $0.causal = true; $0.group = 8; $0.numKVHeads = 1 }
+    // Llama-shaped heads (P1/P2 at a size the reference can afford).
+    add { $0.qoLen = 1024; $0.kvLen = 1024; $0.numKVHeads = 8; $0.group = 4; $0.causal = true }
+    add { $0.dtype = .bf16; $0.qoLen = 512; $0.kvLen = 1024; $0.numKVHeads = 8; $0.group = 4 }
+    // Head dim 64.
+    add { $0.headDim = 64; $0.qoLen = 1000; $0.kvLen = 1000; $0.causal = true; $0.group = 4 }
+    add { $0.headDim = 64; $0.dtype = .bf16; $0.qoLen = 77; $0.kvLen = 4133; $0.group = 8; $0.numKVHeads = 1 }
+    // HND K/V, strided views, a custom scale.
+    add { $0.layout = .hnd; $0.qoLen = 1000; $0.kvLen = 1000; $0.causal = true; $0.group = 4 }
+    add { $0.strided = true; $0.qoLen = 77; $0.kvLen = 1000; $0.causal = true; $0.group = 4 }
+    add { $0.strided = true; $0.layout = .hnd; $0.dtype = .bf16; $0.qoLen = 300; $0.kvLen = 300 }
+    add { $0.smScale = 0.05; $0.qoLen = 77; $0.kvLen = 1000 }
+    // kv_len 0: every row is empty → output 0, LSE −inf.
+    add { $0.qoLen = 5; $0.kvLen = 0 }
+    // .auto: Hopper on an sm_90 GPU (the check requires it), FA2 elsewhere.
+    add { $0.tier = .auto; $0.qoLen = 1000; $0.kvLen = 1000; $0.causal = true; $0.group = 4 }
+    add { $0.tier = .auto; $0.dtype = .bf16; $0.qoLen = 77; $0.kvLen = 1000; $0.group = 8; $0.numKVHeads = 1 }
+    return out
+}
+
+/// The Hopper tier's cases: the sweep against the reference, the kernels' compile (spills fail it),
+/// tier agreement (FA2 and Hopper on the same inputs), and what `.auto` falls back on.
+public func hopperPrefillCases() -> [CheckCase] {
+    let configs = hopperPrefillCheckConfigs()
+    var cases: [CheckCase] = []
+    cases.append(compileUpFrontCase(name: "prefill hopper jit: compile the Hopper kernels",
+                                    specs: hopperPrefillCatalogSpecs()))
+    for c in configs {
+        cases.append(CheckCase(name: c.name) { device, stream, rng in try runPrefillCheck(c, device: device, stream: stream, rng: &rng) })
+    }
+    for (dtype, causal, qo, kv) in [(DType.f16, true, 2048, 2048), (DType.bf16, false, 1000, 3000), (DType.f16, true, 333, 4133)] {
+        let name = "prefill hopper tier agreement \(dtype.rawValue) qo=\(qo) kv=\(kv) hq=32 hkv=8\(causal ? " causal" : "")"
+        cases.append(CheckCase(name: name) { device, stream, rng in
+            try runTierAgreement(dtype: dtype, causal: causal, qoLen: qo, kvLen: kv, device: device, stream: stream, rng: &rng)
+        })
+    }
+    // `.auto` falls back to FA2 for what the Hopper kernels do not implement; `.hopper` refuses it.
+    cases.append(CheckCase(name: "prefill hopper tier fallback: auto runs rope on fa2, hopper refuses it") { device, stream, rng in
+        let q = try Tensor.host((0..<(37 * 4 * 128)).map { _ in rng.normal() }, shape: [37, 4, 128], dtype: .f16).toDevice(device)
+        let k = try Tensor.host((0..<(99 * 128)).map { _ in rng.normal() }, shape: [99, 1, 128], dtype: .f16).toDevice(device)
+        let out = try Tensor.empty(shape: [37, 4, 128], dtype: .f16, device: device)
+        var o = AttentionOptions(causal: true, positionEncoding: .ropeLlama(), tier: .auto)
+        let ran = try singlePrefill(q: q, k: k, v: k, options: o, out: out, lse: nil, stream: stream)
+        try stream.synchronize()
+        if ran != .fa2 { return "auto with RoPE ran on \(ran)" }
+        o.tier = .hopper
+        do {
+            try singlePrefill(q: q, k: k, v: k, options: o, out: out, lse: nil, stream: stream)
+            return "tier hopper with RoPE was not refused"
+        } catch let e as FlashInferError {
+            guard case .unsupportedCombination = e else { return "tier hopper with RoPE: \(e)" }
+        }
+        return nil
+    })
+    return cases
+}
+
+/// The Hopper catalogue's specs (the kernels `hopperPrefillCases` compiles up front).
+func hopperPrefillCatalogSpecs() -> [any KernelSpec] {
+    kernelCatalog().filter { $0.spec is HopperPrefillSpec }.map(\.spec)
+}
+
+/// FA2 and Hopper on the same inputs (Llama-shaped heads, 32/8): outputs and LSEs within twice the
+/// prefill tolerance of each other (each is within the tolerance of the exact result).
+private func runTierAgreement(dtype: DType, causal: Bool, qoLen: Int, kvLen: Int, device: Device, stream: Stream,
+                              rng: inout SeededRNG) throws -> String? {
+    let (hq, hkv, d) = (32, 8, 128)
+    func randn(_ shape: [Int]) throws -> Tensor {
+        try Tensor.host((0..<shape.reduce(1, *)).map { _ in rng.normal() }, shape: shape, dtype: dtype).toDevice(device)
+    }
+    let q = try randn([qoLen, hq, d]), k = try randn([kvLen, hkv, d]), v = try randn([kvLen, hkv, d])
+    var results: [(out: [Float], lse: [Float])] = []
+    for tier in [PrefillTier.fa2, .hopper] {
+        let out = try Tensor.empty(shape: [qoLen, hq, d], dtype: dtype, device: device)
+        let lse = try Tensor.empty(shape: [qoLen, hq], dtype: .f32, device: device)
+        try out.poison(stream: stream)
+        try lse.poison(stream: stream)
+        let ran = try singlePrefill(q: q, k: k, v: v, options: AttentionOptions(causal: causal, tier: tier), out: out, lse: lse, stream: stream)
+        try stream.synchronize()
+        if ran != tier { return "asked for \(tier), ran \(ran)" }
+        results.append((try out.toFloats(), try lse.toFloats()))
+    }
+    var tol = Tolerance.attention(dtype: dtype, prefill: true, options: AttentionOptions(causal: causal))
+    (tol.atol, tol.rtol) = (2 * tol.atol, 2 * tol.rtol)
+    if let m = tol.compare(results[1].out, results[0].out) { return "output hopper vs fa2 (\(tol)): \(m)" }
+    if let m = tol.compare(results[1].lse, results[0].lse) { return "lse hopper vs fa2 (\(tol)): \(m)" }
+    return nil
+}
+
 /// A device tensor of `shape` whose rows (last axis) are padded to `rowPad` elements and whose
 /// outer axes are interleaved with `copies` siblings: the views share one buffer. Returns the views
 /// (`copies` of them) filled with `values[i]`.
@@ -199,8 +325,11 @@ private func runPrefillCheck(_ c: PrefillCheckConfig, device: Device, stream: St
     let lse = try Tensor.empty(shape: [c.qoLen, c.numQOHeads], dtype: .f32, device: device)
     try out.poison(stream: stream)
     try lse.poison(stream: stream)
-    try singlePrefill(q: q, k: k, v: v, options: c.options, out: out, lse: lse, stream: stream)
+    let ran = try singlePrefill(q: q, k: k, v: v, options: c.options, out: out, lse: lse, stream: stream)
     try stream.synchronize()
+    // The tier asked for is the one that ran (auto: Hopper on an sm_90 GPU, FA2 elsewhere).
+    let expected: PrefillTier = c.tier == .auto ? (device.properties.ccMajor == 9 ? .hopper : .fa2) : c.tier
+    if ran != expected { return "ran on the \(ran) tier, expected \(expected)" }
 
     // The reference reads exactly what the kernel read (rounded to the dtype, gathered from views).
     let ref = try ReferenceAttention.prefill(

@@ -24,7 +24,8 @@ extension Bench {
     struct SinglePrefill: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "single-prefill",
-            abstract: "Single-request prefill on tensor cores (P1/P2 of bench/WORKLOADS.md): median ms and TFLOP/s.")
+            abstract: "Single-request prefill on tensor cores (P1/P2 of bench/WORKLOADS.md): median ms and TFLOP/s.",
+            aliases: ["prefill"])
 
         @Option(help: "Workload preset: P1 (causal, qo = kv = 8192, 32/8 heads, D 128, f16) or P2 (the same, not causal). Other options override it.")
         var workload: String = "P1"
@@ -32,6 +33,8 @@ extension Bench {
         @Option(name: .customLong("mma-q"), help: "Tile override: m16 row tiles per warp (1 or 2).") var mmaQ: Int?
         @Option(name: .customLong("cta-kv"), help: "Tile override: keys per loaded kv tile.") var ctaKV: Int?
         @Option(name: .customLong("kv-sub"), help: "Tile override: keys per compute sub-tile.") var kvSub: Int?
+        @Option(help: "Kernel tier: fa2 (mma.sync, the default), hopper (TMA + wgmma, sm_90 only) or auto (hopper where supported).")
+        var tier: String = "fa2"
         @Option(help: "Timed iterations.") var iterations = 30
         @Option(help: "Untimed warm-up iterations.") var warmup = 5
         @Option(help: "Write results as JSON to this file.") var json: String?
@@ -53,7 +56,10 @@ extension Bench {
 
             let device = try Device.open()
             let stream = try device.makeStream()
-            let options = AttentionOptions(causal: isCausal, layout: lay)
+            guard let tierChoice = PrefillTier(rawValue: tier.lowercased()) else { throw ValidationError("--tier must be fa2, hopper or auto") }
+            let tileGiven = mmaQ != nil || ctaKV != nil || kvSub != nil
+            if tileGiven && tierChoice == .hopper { throw ValidationError("--mma-q/--cta-kv/--kv-sub override the FA2 tile; not with --tier hopper") }
+            let options = AttentionOptions(causal: isCausal, layout: lay, tier: tierChoice)
             let qShape = [qo, hq, d]
             let kvShape = lay == .nhd ? [kv, hkv, d] : [hkv, kv, d]
             // Rotate input copies when they would sit in L2 (50 MB on the H100).
@@ -76,7 +82,12 @@ extension Bench {
             let tileOverride: PrefillTile? = mmaQ != nil || ctaKV != nil || kvSub != nil
                 ? PrefillTile(mmaQ: mmaQ ?? spec.tile.mmaQ, ctaKV: ctaKV ?? spec.tile.ctaKV, kvSub: kvSub ?? spec.tile.kvSub) : nil
             if let t = tileOverride { spec.tile = t }
-            let kernel = try JIT.shared(for: device).kernel(spec)
+            // One untimed call tells the tier that runs (and compiles its kernel).
+            let ranTier = try singlePrefill(q: inputs[0].0, k: inputs[0].1, v: inputs[0].2, options: options, out: out, lse: lseT,
+                                            tile: tileOverride, stream: stream)
+            let hopperSpec = HopperPrefillSpec(dtype: dt, headDim: d, causal: isCausal)
+            let kernel = ranTier == .hopper ? try JIT.shared(for: device).kernel(hopperSpec) : try JIT.shared(for: device).kernel(spec)
+            let kernelName = ranTier == .hopper ? hopperSpec.name : spec.name
             let times = try timeOnStream(stream, warmup: warmup, iterations: iterations) { i in
                 let (q, k, v) = inputs[i % copies]
                 try singlePrefill(q: q, k: k, v: v, options: options, out: out, lse: lseT, tile: tileOverride, stream: stream)
@@ -89,7 +100,7 @@ extension Bench {
             let report = kernel.compiled.resourceReport?.description
                 ?? "\(attrs.registers) registers, \(attrs.localBytes) B local (from the driver; kernel loaded from the disk cache)"
             print("single-prefill \(label): qo \(qo), kv \(kv), heads \(hq)/\(hkv), D \(d), \(dt.rawValue), \(lay.rawValue), causal \(isCausal)\(problem.lse ? ", with LSE" : "")")
-            print("  kernel \(spec.name): \(report)")
+            print("  tier \(ranTier) (asked: \(tierChoice)); kernel \(kernelName): \(report)")
             print("  median \(fixed(ms, 3)) ms (min \(fixed(times.min() ?? .nan, 3)), \(iterations) runs, \(copies) input cop\(copies == 1 ? "y" : "ies")), \(fixed(tflops, 1)) TFLOP/s")
             print("  = \(fixed(frac * 100, 1)) % of \(Int(referenceGEMMPeakTFLOPS)) TFLOP/s, the upstream-reference dense bf16 GEMM peak of bench/WORKLOADS.md (project H100; not measured in this run)")
             if let json {
@@ -98,7 +109,8 @@ extension Bench {
                     ("qo_len", .int(qo)), ("kv_len", .int(kv)), ("num_qo_heads", .int(hq)), ("num_kv_heads", .int(hkv)),
                     ("head_dim", .int(d)), ("dtype", .string(dt.rawValue)), ("layout", .string(lay.rawValue)),
                     ("causal", .bool(isCausal)), ("lse", .bool(problem.lse)),
-                    ("kernel", .string(spec.name)), ("tile", .string(spec.tile.description)), ("registers", .int(attrs.registers)), ("local_bytes", .int(attrs.localBytes)),
+                    ("tier", .string(ranTier.rawValue)), ("kernel", .string(kernelName)),
+                    ("tile", .string(ranTier == .hopper ? "q128kv128s\(hopperSpec.stages)" : spec.tile.description)), ("registers", .int(attrs.registers)), ("local_bytes", .int(attrs.localBytes)),
                     ("resources", .string(report)),
                     ("iterations", .int(iterations)), ("input_copies", .int(copies)),
                     ("median_ms", .number(ms)), ("min_ms", .number(times.min() ?? .nan)),

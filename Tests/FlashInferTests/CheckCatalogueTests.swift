@@ -23,7 +23,7 @@ import Testing
         let fixed = [(elementwiseCases(), 9), (pageCases(), 32), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
                      (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 2 + 4 + 26 + 5 + 7 + 5 + 17 + 1 + 2 + 4 + 2 + 2 + 1 + 3 + 2)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
-        let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), batchDecodeCases(),
+        let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), hopperPrefillCases(), batchDecodeCases(),
                         batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
                         customMaskCases(), blockSparseCases(), rejectionCases(), normCases(), activationCases(), ropeCases(), samplingCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))

@@ -34,6 +34,20 @@ public enum PositionEncoding: Sendable, Hashable {
     }
 }
 
+/// Which single-prefill kernel family runs: the FA2-style `mma.sync` kernels (every variant, every
+/// GPU) or the Hopper FA3-style kernels (sm_90 only; f16/bf16 q, K and V, head dim 64 or 128,
+/// causal or not, any GQA group; no RoPE, ALiBi, soft-cap, window, custom mask or FP8 K/V).
+public enum PrefillTier: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// Hopper when the device and the call support it, else FA2.
+    case auto
+    /// The FA2-style kernels (`PrefillSpec`).
+    case fa2
+    /// The Hopper kernels (`HopperPrefillSpec`); refused (`unsupportedCombination`) where they do not apply.
+    case hopper
+
+    public var description: String { rawValue }
+}
+
 /// Per-call attention options.
 public struct AttentionOptions: Sendable, Hashable {
     /// Causal mask, aligned bottom-right. Ignored by decode (qoLen = 1 sees every key).
@@ -54,12 +68,18 @@ public struct AttentionOptions: Sendable, Hashable {
     /// Scale of V (upstream's `v_scale`): the output is multiplied by it; the LSE is unchanged.
     /// 1 = none; finite and > 0. On CUDA every epilogue multiplies its 1/rowsum by it.
     public var vScale: Float = 1
+    /// Which kernel family runs a single prefill on the GPU (`singlePrefill`; every other entry point
+    /// and the CPU ignore it). `.fa2` (the default) everywhere; `.auto` picks the Hopper kernels on an
+    /// sm_90 GPU when the call is one they implement; `.hopper` insists (`unsupportedCombination`
+    /// otherwise). The tier that ran is `AttentionOutput.prefillTier`.
+    public var tier: PrefillTier = .fa2
 
     public init(
         causal: Bool = false, smScale: Float? = nil, positionEncoding: PositionEncoding = .none,
         logitsSoftCap: Float = 0, windowLeft: Int = -1, layout: KVLayout = .nhd,
-        kScale: Float = 1, vScale: Float = 1
+        kScale: Float = 1, vScale: Float = 1, tier: PrefillTier = .fa2
     ) {
+        self.tier = tier
         self.causal = causal
         self.smScale = smScale
         self.positionEncoding = positionEncoding

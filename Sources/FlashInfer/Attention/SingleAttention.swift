@@ -5,6 +5,9 @@ import FlashInferCUDA
 public struct AttentionOutput: Sendable {
     public var output: Tensor
     public var lse: Tensor?
+    /// The single-prefill kernel tier that ran on the GPU (`AttentionOptions.tier` resolved); nil for
+    /// decode and on the CPU.
+    public var prefillTier: PrefillTier? = nil
 }
 
 /// Single-request decode attention: one query token per head against `kvLen` keys.

@@ -69,6 +69,7 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
         for d in [DType.f16, .bf16] { out.append(("\(kind.rawValue) \(d.rawValue)", MergeSpec(kind: kind, dtype: d))) }
     }
     out += prefillCatalog()
+    out += hopperPrefillCatalog()
     out += decodeCatalog()
     out += batchPrefillCatalog()
     out += opsCatalog()

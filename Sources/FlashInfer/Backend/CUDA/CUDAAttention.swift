@@ -16,10 +16,10 @@ enum CUDAAttention {
         }
         if problem.decode {
             try CUDADecode.run(problem, out: outTensor, lse: lse, stream: stream)
-        } else {
-            try CUDAPrefill.run(problem, out: outTensor, lse: lse, stream: stream)
+            return AttentionOutput(output: outTensor, lse: lse)
         }
-        return AttentionOutput(output: outTensor, lse: lse)
+        let tier = try CUDAPrefill.run(problem, out: outTensor, lse: lse, stream: stream)
+        return AttentionOutput(output: outTensor, lse: lse, prefillTier: tier)
     }
 }
 

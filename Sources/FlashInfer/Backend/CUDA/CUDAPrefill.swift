@@ -158,11 +158,25 @@ public struct PrefillSpec: KernelSpec {
 /// kv heads), 128 threads, dynamic shared memory from the tile (above 48 KiB).
 enum CUDAPrefill {
     /// Launches a validated problem (`validateSingle`: nothing is checked again) into `out` and
-    /// `lse` (the problem's buffers, or the ones the backend allocated for it).
+    /// `lse` (the problem's buffers, or the ones the backend allocated for it), on the tier its
+    /// options ask for (`AttentionOptions.tier`, resolved by `CUDAHopperPrefill.resolveTier`).
+    /// Returns the tier that ran.
+    @discardableResult
     static func run(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, tile: PrefillTile? = nil,
-                    stream: Stream) throws(FlashInferError) {
+                    stream: Stream) throws(FlashInferError) -> PrefillTier {
+        try requireCUDASupport(problem.options, entry: "single prefill")
+        if try CUDAHopperPrefill.resolveTier(problem, device: stream.device, tile: tile) == .hopper {
+            try CUDAHopperPrefill.run(problem, out: out, lse: lse, stream: stream)
+            return .hopper
+        }
+        try runFA2(problem, out: out, lse: lse, tile: tile, stream: stream)
+        return .fa2
+    }
+
+    /// The FA2-tier launch (`PrefillSpec`).
+    static func runFA2(_ problem: SingleAttentionProblem, out: Tensor, lse: Tensor?, tile: PrefillTile?,
+                       stream: Stream) throws(FlashInferError) {
         let (q, k, v, shape, options) = (problem.q, problem.k, problem.v, problem.shape, problem.options)
-        try requireCUDASupport(options, entry: "single prefill")
         guard shape.qoLen > 0 else { return }
         // The plan (kernel, query tiles) from the plan cache: looked up once per shape class.
         let planned = try SinglePrefillPlan.planned(shape: shape, dtype: q.dtype, kvDType: k.dtype, options: options, tile: tile,
@@ -273,9 +287,10 @@ func prefillCatalog() -> [(name: String, spec: any KernelSpec)] {
 ///     token/head strides are multiples of 8 elements (16-byte rows).
 ///   - out: contiguous `[qoLen, Hq, D]`, q's dtype.
 ///   - lse: nil, or contiguous Float32 `[qoLen, Hq]` (base 2).
-/// Runs asynchronously on `stream`.
+/// Runs asynchronously on `stream`. Returns the kernel tier that ran (`options.tier` resolved).
+@discardableResult
 public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
-                          customMask: CustomMask? = nil, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) {
+                          customMask: CustomMask? = nil, out: Tensor, lse: Tensor?, stream: Stream) throws(FlashInferError) -> PrefillTier {
     try singlePrefill(q: q, k: k, v: v, options: options, customMask: customMask, out: out, lse: lse, tile: nil, stream: stream)
 }
 
@@ -291,10 +306,11 @@ public func singleDecode(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpti
 
 /// `singlePrefill` with `tile`, an override of the kernel's tile geometry (benchmarks and tuning);
 /// nil = the default for the head dimension and variant.
+@discardableResult
 @_spi(Bench) public func singlePrefill(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = AttentionOptions(),
                                        customMask: CustomMask? = nil, out: Tensor, lse: Tensor?, tile: PrefillTile?,
-                                       stream: Stream) throws(FlashInferError) {
+                                       stream: Stream) throws(FlashInferError) -> PrefillTier {
     let problem = try validateSingle(q: q, k: k, v: v, decode: false, options: options, placement: .device(stream.device),
                                      out: out, lse: lse, customMask: customMask)
-    try CUDAPrefill.run(problem, out: out, lse: lse, tile: tile, stream: stream)
+    return try CUDAPrefill.run(problem, out: out, lse: lse, tile: tile, stream: stream)
 }
