@@ -52,7 +52,7 @@ public func samplingCases() -> [CheckCase] {
 /// errors.
 func generatorCases() -> [CheckCase] {
     var cases: [CheckCase] = []
-    let filters: [SamplingFilter?] = [.none, .topK(50), .topP(0.9), .minP(0.05), .topKTopP(topK: 50, topP: 0.8, order: .topKFirst),
+    let filters: [SamplingFilter?] = [SamplingFilter.none, .topK(50), .topP(0.9), .minP(0.05), .topKTopP(topK: 50, topP: 0.8, order: .topKFirst),
                                       .topKTopP(topK: 50, topP: 0.8, order: .joint), nil]  // nil: sampling_from_logits
     for f in filters {
         let name = f.map(filterName) ?? "from_logits"

@@ -154,7 +154,8 @@ enum PhiloxSource {
     /// The generator lives where `backend` computes.
     func validate(_ backend: Backend) throws(FlashInferError) {
         guard case .generator(let g, _) = self else { return }
-        switch backend.implementation.placement {
+        let placement = backend.implementation.placement
+        switch placement {
         case .host:
             guard g.deviceState == nil else { throw .placement(tensor: "generator", expected: "host (the CPU backend)") }
         case .device(let device):
