@@ -1,5 +1,6 @@
 // Sampling through the C ABI (flashinfer_swift.h, "sampling"): the samplers (a token per row of a
-// [batch, vocab] probs tensor, Philox streams from (seed, offset) as cuRAND's) and the row ops
+// [batch, vocab] probs tensor, Philox streams from (seed, offset) as cuRAND's; the seed and offset
+// by value, or read from tensors when the call runs, a generator's offset then advanced) and the row ops
 // (top-k / top-p renorm, top-k logit mask, softmax). CUDA tensors: the kernels on the caller's
 // stream, writing the caller's samples / valid / out buffers (no copy back, no synchronization).
 // CPU tensors: the Float64 reference.
@@ -33,7 +34,7 @@ func rowInts(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String) thro
 /// The address of a 1-D, compact index tensor of `count` elements of `bits` bits (`codes`: the
 /// accepted DLPack type codes), on the call's device (nil: the CPU).
 func indexBuffer(_ p: UnsafePointer<DLTensor>?, name: String, count: Int, bits: UInt8, codes: [UInt32], what: String,
-                 device: Device?) throws(ABIFailure) -> UnsafeMutableRawPointer? {
+                 device: Device?, countName: String = "batch_size") throws(ABIFailure) -> UnsafeMutableRawPointer? {
     guard let t = p?.pointee else { throw .invalid("\(name): NULL tensor") }
     let isCUDA = UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue
     if let device {
@@ -47,10 +48,85 @@ func indexBuffer(_ p: UnsafePointer<DLTensor>?, name: String, count: Int, bits: 
         throw .invalid("\(name): DLPack dtype (code \(t.dtype.code), bits \(t.dtype.bits)), expected \(what)")
     }
     let (shape, strides) = try layout(of: t, name: name)
-    guard shape == [count] else { throw .invalid("\(name): shape \(shape), expected [\(count)] (batch_size)") }
+    guard shape == [count] else { throw .invalid("\(name): shape \(shape), expected [\(count)] (\(countName))") }
     guard count <= 1 || strides == [1] else { throw .invalid("\(name): strides \(strides), expected a compact 1-D tensor") }
     guard count == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
     return t.data.map { $0 + Int(t.byte_offset) }
+}
+
+/// The filter of `flashinfer_swift_sampling`'s `filter` / `filter_apply_order` / row parameters.
+func samplingFilter(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<flashinfer_swift_row_param>?,
+                    topP: UnsafePointer<flashinfer_swift_row_param>?, minP: UnsafePointer<flashinfer_swift_row_param>?) throws(ABIFailure) -> SamplingFilter {
+    switch filterKind {
+    case Int32(FLASHINFER_SWIFT_FILTER_NONE): return .none
+    case Int32(FLASHINFER_SWIFT_FILTER_TOP_K): return .topK(try rowInts(topK, name: "top_k"))
+    case Int32(FLASHINFER_SWIFT_FILTER_TOP_P): return .topP(try rowDoubles(topP, name: "top_p"))
+    case Int32(FLASHINFER_SWIFT_FILTER_MIN_P): return .minP(try rowDoubles(minP, name: "min_p"))
+    case Int32(FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P):
+        let o: FilterApplyOrder
+        switch order {
+        case Int32(FLASHINFER_SWIFT_ORDER_TOP_K_FIRST): o = .topKFirst
+        case Int32(FLASHINFER_SWIFT_ORDER_JOINT): o = .joint
+        default: throw .invalid("filter_apply_order \(order) is not one of TOP_K_FIRST (0), JOINT (1)")
+        }
+        return .topKTopP(topK: try rowInts(topK, name: "top_k"), topP: try rowDoubles(topP, name: "top_p"), order: o)
+    default: throw .invalid("filter \(filterKind) is not one of NONE (0), TOP_K (1), TOP_P (2), MIN_P (3), TOP_K_TOP_P (4)")
+    }
+}
+
+/// Where a sampler call through the ABI takes its seed and offset.
+enum ABISeed {
+    case values(seed: UInt64, offset: UInt64)
+    /// Two 8-byte words (host pointers for CPU probs, device addresses for CUDA), advanced or not.
+    case tensors(seed: UnsafeMutableRawPointer, offset: UnsafeMutableRawPointer, advance: Bool)
+}
+
+/// Runs a sampler on the ABI's tensors: CUDA into the caller's buffers on its stream; CPU on the
+/// reference, written into the caller's arrays.
+func abiSample(_ probs: UnsafePointer<DLTensor>?, _ filter: SamplingFilter, _ seed: ABISeed, _ samples: UnsafePointer<DLTensor>?,
+               _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
+    let side = try OpSide(first: probs, stream: stream)
+    let x = try side.tensor(probs, name: "probs")
+    guard x.rank == 2 else { throw ABIFailure(FlashInferError.rank(tensor: "probs", expected: 2, got: x.rank)) }
+    let batch = x.shape[0]
+    let s = try indexBuffer(samples, name: "samples", count: batch, bits: 32, codes: [kDLInt.rawValue], what: "int32",
+                            device: side.device)
+    let v = try valid.map { p throws(ABIFailure) in
+        try indexBuffer(p, name: "valid", count: batch, bits: 8, codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue],
+                        what: "bool or uint8", device: side.device)
+    }
+    if let device = side.device, case .cuda(let st) = side.backend {
+        guard batch > 0 else { return }  // an empty batch launches nothing
+        let sb = DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: s)), byteCount: 4 * batch, device: device)
+        let vb = v.map { DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: $0)), byteCount: batch, device: device) }
+        try library { () throws(FlashInferError) in
+            switch seed {
+            case .values(let seed, let offset):
+                try launchSampler(x, filter: filter, seed: seed, offset: offset, samples: sb, valid: vb ?? nil, stream: st)
+            case .tensors(let sp, let op, let advance):
+                func word(_ p: UnsafeMutableRawPointer) -> DeviceBuffer {
+                    DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 8, device: device)
+                }
+                let g = SamplingGenerator(seed: word(sp), offset: word(op), advances: advance)
+                try launchSampler(x, filter: filter, generator: g, samples: sb, valid: vb ?? nil, stream: st)
+            }
+        }
+        return
+    }
+    let r = try library { () throws(FlashInferError) in
+        switch seed {
+        case .values(let seed, let offset): return try sample(x, filter: filter, seed: seed, offset: offset, backend: .cpu)
+        case .tensors(let sp, let op, let advance):
+            let g = SamplingGenerator(seed: sp.loadUnaligned(as: UInt64.self), offset: op.loadUnaligned(as: UInt64.self))
+            let r = try sample(x, filter: filter, generator: g, backend: .cpu)
+            if advance { op.storeBytes(of: try g.state().offset, as: UInt64.self) }
+            return r
+        }
+    }
+    for i in 0..<batch {
+        s!.storeBytes(of: r.samples[i], toByteOffset: 4 * i, as: Int32.self)
+        if let v = v ?? nil { v.storeBytes(of: r.valid[i] ? 1 : 0, toByteOffset: i, as: UInt8.self) }
+    }
 }
 
 @_cdecl("flashinfer_swift_sampling")
@@ -60,46 +136,30 @@ public func flashinfer_swift_sampling(
     _ offset: UInt64, _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let filter: SamplingFilter
-        switch filterKind {
-        case Int32(FLASHINFER_SWIFT_FILTER_NONE): filter = .none
-        case Int32(FLASHINFER_SWIFT_FILTER_TOP_K): filter = .topK(try rowInts(topK, name: "top_k"))
-        case Int32(FLASHINFER_SWIFT_FILTER_TOP_P): filter = .topP(try rowDoubles(topP, name: "top_p"))
-        case Int32(FLASHINFER_SWIFT_FILTER_MIN_P): filter = .minP(try rowDoubles(minP, name: "min_p"))
-        case Int32(FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P):
-            let o: FilterApplyOrder
-            switch order {
-            case Int32(FLASHINFER_SWIFT_ORDER_TOP_K_FIRST): o = .topKFirst
-            case Int32(FLASHINFER_SWIFT_ORDER_JOINT): o = .joint
-            default: throw .invalid("filter_apply_order \(order) is not one of TOP_K_FIRST (0), JOINT (1)")
-            }
-            filter = .topKTopP(topK: try rowInts(topK, name: "top_k"), topP: try rowDoubles(topP, name: "top_p"), order: o)
-        default: throw .invalid("filter \(filterKind) is not one of NONE (0), TOP_K (1), TOP_P (2), MIN_P (3), TOP_K_TOP_P (4)")
-        }
+        let filter = try samplingFilter(filterKind, order, topK: topK, topP: topP, minP: minP)
+        try abiSample(probs, filter, .values(seed: seed, offset: offset), samples, valid, stream)
+    }
+}
+
+@_cdecl("flashinfer_swift_sampling_seed_tensors")
+public func flashinfer_swift_sampling_seed_tensors(
+    _ probs: UnsafePointer<DLTensor>?, _ filterKind: Int32, _ order: Int32, _ topK: UnsafePointer<flashinfer_swift_row_param>?,
+    _ topP: UnsafePointer<flashinfer_swift_row_param>?, _ minP: UnsafePointer<flashinfer_swift_row_param>?,
+    _ seedArr: UnsafePointer<DLTensor>?, _ offsetArr: UnsafePointer<DLTensor>?, _ advance: Int32,
+    _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
+) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let filter = try samplingFilter(filterKind, order, topK: topK, topP: topP, minP: minP)
         let side = try OpSide(first: probs, stream: stream)
-        let x = try side.tensor(probs, name: "probs")
-        guard x.rank == 2 else { throw ABIFailure(FlashInferError.rank(tensor: "probs", expected: 2, got: x.rank)) }
-        let batch = x.shape[0]
-        let s = try indexBuffer(samples, name: "samples", count: batch, bits: 32, codes: [kDLInt.rawValue], what: "int32",
-                                device: side.device)
-        let v = try valid.map { p throws(ABIFailure) in
-            try indexBuffer(p, name: "valid", count: batch, bits: 8, codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue],
-                            what: "bool or uint8", device: side.device)
+        func word(_ p: UnsafePointer<DLTensor>?, _ name: String) throws(ABIFailure) -> UnsafeMutableRawPointer {
+            let w = try indexBuffer(p, name: name, count: 1, bits: 64, codes: [kDLInt.rawValue, kDLUInt.rawValue],
+                                    what: "int64 or uint64 (one element: per-request seeds and offsets are not supported)",
+                                    device: side.device, countName: "one element")
+            guard let w else { throw .invalid("\(name): data is NULL") }
+            return w
         }
-        if let device = side.device, case .cuda(let st) = side.backend {
-            guard batch > 0 else { return }  // an empty batch launches nothing
-            let sb = DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: s)), byteCount: 4 * batch, device: device)
-            let vb = v.map { DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: $0)), byteCount: batch, device: device) }
-            try library { () throws(FlashInferError) in
-                try launchSampler(x, filter: filter, seed: seed, offset: offset, samples: sb, valid: vb ?? nil, stream: st)
-            }
-            return
-        }
-        let r = try library { () throws(FlashInferError) in try sample(x, filter: filter, seed: seed, offset: offset, backend: .cpu) }
-        for i in 0..<batch {
-            s!.storeBytes(of: r.samples[i], toByteOffset: 4 * i, as: Int32.self)
-            if let v = v ?? nil { v.storeBytes(of: r.valid[i] ? 1 : 0, toByteOffset: i, as: UInt8.self) }
-        }
+        let seed = ABISeed.tensors(seed: try word(seedArr, "seed"), offset: try word(offsetArr, "offset"), advance: advance != 0)
+        try abiSample(probs, filter, seed, samples, valid, stream)
     }
 }
 

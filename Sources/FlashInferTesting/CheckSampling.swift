@@ -38,6 +38,114 @@ public func samplingCases() -> [CheckCase] {
     cases += samplerCases()
     cases += logitsSamplerCases()
     cases += chainSpeculativeCases()
+    cases += generatorCases()
+    return cases
+}
+
+// MARK: - Generators (device seed/offset) and CUDA graphs
+
+/// `SamplingGenerator` on the device: a sampler launch with a generator captured into a CUDA graph
+/// and replayed `replays` times draws, at replay r, exactly what the by-value launch draws at
+/// offset o0 + r · increment (and the replays differ); the state ends at o0 + replays · increment.
+/// Then the public entry points (chain speculative included) against by-value calls at hand-advanced
+/// offsets, a borrowed non-advancing generator (upstream's seed/offset tensors), and the placement
+/// errors.
+func generatorCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    let filters: [SamplingFilter?] = [SamplingFilter.none, .topK(50), .topP(0.9), .minP(0.05), .topKTopP(topK: 50, topP: 0.8, order: .topKFirst),
+                                      .topKTopP(topK: 50, topP: 0.8, order: .joint), nil]  // nil: sampling_from_logits
+    for f in filters {
+        let name = f.map(filterName) ?? "from_logits"
+        cases.append(CheckCase(name: "sampling generator graph replay \(name) batch=8 vocab=32000") { device, stream, rng in
+            let (batch, vocab, replays) = (8, 32_000, 4)
+            let host = f == nil ? normalLogits(batch: batch, vocab: vocab, sigma: 2, rng: &rng) : softmaxRows(batch: batch, vocab: vocab, sigma: 2, rng: &rng)
+            let x = try Tensor.host(host, shape: [batch, vocab], dtype: .f32).toDevice(stream: stream)
+            let (seed, o0) = (rng.next(), UInt64(8))
+            let inc = f.map { SamplingGenerator.increment(filter: $0, batch: batch) } ?? SamplingGenerator.incrementFromLogits(batch: batch, vocab: vocab)
+            let g = try SamplingGenerator(seed: seed, offset: o0, stream: stream)
+            let samples = try device.allocate(byteCount: 4 * batch), valid = try device.allocate(byteCount: batch)
+            let want = try device.allocate(byteCount: 4 * batch), wantValid = try device.allocate(byteCount: batch)
+            func launch(_ g: SamplingGenerator) throws {
+                if let f { try launchSampler(x, filter: f, generator: g, samples: samples, valid: valid, stream: stream) }
+                else { try launchSamplingFromLogits(x, generator: g, samples: samples, valid: valid, stream: stream) }
+            }
+            func byValue(offset: UInt64) throws -> [Int32] {
+                if let f { try launchSampler(x, filter: f, seed: seed, offset: offset, samples: want, valid: wantValid, stream: stream) }
+                else { try launchSamplingFromLogits(x, seed: seed, offset: offset, samples: want, valid: wantValid, stream: stream) }
+                return try want.copyToHost(Int32.self, count: batch, stream: stream)
+            }
+            // A plain call first (JIT-compiles both kernels outside the capture), then the state reset.
+            try launch(g)
+            let plain = try samples.copyToHost(Int32.self, count: batch, stream: stream)
+            if try g.state(stream: stream) != (seed, o0 + inc) { return "a plain call left the state at \(try g.state(stream: stream)), expected offset \(o0 + inc)" }
+            if try plain != byValue(offset: o0) { return "a plain call with the generator differs from the by-value call at offset \(o0)" }
+            try g.set(seed: seed, offset: o0, stream: stream)
+            try stream.synchronize()
+            let graph = try Graph.capture(on: stream) { try launch(g) }
+            var draws: [[Int32]] = []
+            for r in 0..<replays {
+                try samples.fill(byte: 0xff, stream: stream)
+                try graph.launch(on: stream)
+                let got = try samples.copyToHost(Int32.self, count: batch, stream: stream)
+                let expected = try byValue(offset: o0 + UInt64(r) * inc)
+                if got != expected { return "replay \(r): \(got), the by-value kernel at offset \(o0 + UInt64(r) * inc) draws \(expected)" }
+                draws.append(got)
+            }
+            let end = try g.state(stream: stream)
+            if end != (seed, o0 + UInt64(replays) * inc) { return "after \(replays) replays the state is \(end), expected (\(seed), \(o0 + UInt64(replays) * inc))" }
+            for r in 1..<replays where draws[r] == draws[r - 1] { return "replays \(r - 1) and \(r) drew the same tokens \(draws[r])" }
+            return nil
+        })
+    }
+    cases.append(CheckCase(name: "sampling generator public entry points, chain_speculative, a borrowed read-only state, placement") { device, stream, rng in
+        let (batch, vocab, n) = (16, 3000, 3)
+        let be = Backend.cuda(stream)
+        let probs = try Tensor.host(softmaxRows(batch: batch, vocab: vocab, sigma: 1, rng: &rng), shape: [batch, vocab], dtype: .f32).toDevice(stream: stream)
+        let (seed, o0) = (rng.next(), UInt64(4))
+        let g = try SamplingGenerator(seed: seed, offset: o0, stream: stream)
+        var o = o0
+        for f in [SamplingFilter.none, .topP(0.9), .topKTopP(topK: 20, topP: 0.8, order: .joint)] {
+            for call in 0..<2 {
+                let got = try sample(probs, filter: f, generator: g, backend: be)
+                let want = try sample(probs, filter: f, seed: seed, offset: o, backend: be)
+                if got != want { return "\(filterName(f)) call \(call): generator \(got.samples), by value at offset \(o) \(want.samples)" }
+                o += SamplingGenerator.increment(filter: f, batch: batch)
+            }
+        }
+        let draft = softmaxRows(batch: batch * n, vocab: vocab, sigma: 1, rng: &rng)
+        let target = softmaxRows(batch: batch * (n + 1), vocab: vocab, sigma: 1, rng: &rng)
+        let d = try Tensor.host(draft, shape: [batch, n, vocab], dtype: .f32).toDevice(stream: stream)
+        let t = try Tensor.host(target, shape: [batch, n + 1, vocab], dtype: .f32).toDevice(stream: stream)
+        let ids: [Int32] = (0..<(batch * n)).map { _ in Int32(rng.next() % UInt64(vocab)) }
+        for call in 0..<2 {
+            let got = try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: be)
+            let want = try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: o, backend: be)
+            if got != want { return "chain_speculative call \(call): the generator's output differs from the by-value call at offset \(o)" }
+            o += SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n)
+        }
+        if try g.state(stream: stream) != (seed, o) { return "state \(try g.state(stream: stream)), expected (\(seed), \(o))" }
+        // Upstream's seed/offset tensors: read, never advanced.
+        let words = try device.upload([seed, UInt64(40)], stream: stream)
+        let fixed = SamplingGenerator(seed: words, offset: words, offsetByteOffset: 8, advances: false)
+        let a = try sample(probs, filter: .topK(20), generator: fixed, backend: be), b = try sample(probs, filter: .topK(20), generator: fixed, backend: be)
+        let c = try sample(probs, filter: .topK(20), seed: seed, offset: 40, backend: be)
+        if a != b || a != c { return "a read-only generator: calls differ, or differ from the by-value call" }
+        if try fixed.state(stream: stream) != (seed, 40) { return "a read-only generator was advanced" }
+        func placementError(_ body: () throws -> SamplingOutput) -> Bool {
+            do { _ = try body() } catch let e as FlashInferError {
+                if case .placement(tensor: "generator", _) = e { return true }
+            } catch {}
+            return false
+        }
+        if !placementError({ try sample(probs, filter: .none, generator: SamplingGenerator(seed: 1), backend: be) }) {
+            return "a host generator with the CUDA backend: no .placement error"
+        }
+        let hostProbs = Tensor.host([Float](repeating: 0.5, count: 2), shape: [1, 2], dtype: .f32)
+        if !placementError({ try sample(hostProbs, filter: .none, generator: g, backend: .cpu) }) {
+            return "a device generator with the CPU backend: no .placement error"
+        }
+        return nil
+    })
     return cases
 }
 

@@ -19,9 +19,10 @@ import Testing
         // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 + 4 sparse refusals;
         // sampling: 3 Philox + 4 shapes × (4 top-k + 4 top-p renorm, 3 masks, 3 temperatures × 2 dtypes) + 2 edge
         // + 4 sorted-row renorm/mask + 13 filters × 2 chi-square + 5 edge filters + 7 tied + 5 sorted + 17 support + 1 invalid rows
-        // + 2 same-as-CPU; from logits: 4 same-as-CPU + 2 + 2 chi-square + 1 invalid rows; chain speculative: 3 same-as-CPU + 2 chi-square.
+        // + 2 same-as-CPU; from logits: 4 same-as-CPU + 2 + 2 chi-square + 1 invalid rows; chain speculative: 3 same-as-CPU + 2 chi-square;
+        // generators: 6 samplers + from logits graph replays + 1 entry points / chain / read-only / placement.
         let fixed = [(elementwiseCases(), 9), (pageCases(), 32), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
-                     (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 2 + 4 + 26 + 5 + 7 + 5 + 17 + 1 + 2 + 4 + 2 + 2 + 1 + 3 + 2)]
+                     (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 2 + 4 + 26 + 5 + 7 + 5 + 17 + 1 + 2 + 4 + 2 + 2 + 1 + 3 + 2 + 7 + 1)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), hopperPrefillCases(), batchDecodeCases(),
                         batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
@@ -30,7 +31,7 @@ import Testing
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.
         #expect(names == families.flatMap { $0.map(\.name) })
         #expect(names.first == "axpby dtype=f32 n=1")
-        #expect(names.last == "sampling chi2 chain_speculative n=1 vocab=64 sigma=2.0: emitted tokens follow the target")
+        #expect(names.last == "sampling generator public entry points, chain_speculative, a borrowed read-only state, placement")
         // The H200 runs of README (320 cases, then 5 ordering cases): the sweeps must not shrink unnoticed.
         #expect(all.count >= 325)
     }

@@ -90,9 +90,10 @@ import Testing
         ),
         layout(
             FIChainSpeculativeParams(),
-            \.draft_probs, \.draft_token_ids, \.target_probs, \.output_token_ids, \.accepted, \.emitted, \.seed, \.offset,
-            \.num_draft, \.vocab_size
+            \.draft_probs, \.draft_token_ids, \.target_probs, \.output_token_ids, \.accepted, \.emitted, \.seed_arr, \.offset_arr,
+            \.seed, \.offset, \.num_draft, \.vocab_size
         ),
+        layout(FIPhiloxAdvanceParams(), \.offset, \.increment),
         layout(FIAxpbyParams(), \.x, \.y, \.out, \.alpha, \.beta, \.n),
         layout(
             FINormParams(),

@@ -25,7 +25,7 @@ __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "Batch
            "apply_llama31_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache", "apply_rope_with_cos_sin_cache_inplace",
            "sampling_from_probs", "top_p_sampling_from_probs", "top_k_sampling_from_probs", "min_p_sampling_from_probs",
            "top_k_top_p_sampling_from_probs", "top_k_renorm_probs", "top_p_renorm_probs", "top_k_mask_logits", "softmax",
-           "version", "FlashInferSwiftError"]
+           "SamplingGenerator", "version", "FlashInferSwiftError"]
 
 
 class FlashInferSwiftError(RuntimeError):
@@ -170,6 +170,9 @@ def _library():
         lib.flashinfer_swift_sampling.argtypes = [dl, ctypes.c_int32, ctypes.c_int32, rp, rp, rp, ctypes.c_uint64, ctypes.c_uint64,
                                                   dl, dl, ctypes.c_void_p]
         lib.flashinfer_swift_sampling.restype = ctypes.c_int
+        lib.flashinfer_swift_sampling_seed_tensors.argtypes = [dl, ctypes.c_int32, ctypes.c_int32, rp, rp, rp, dl, dl, ctypes.c_int32,
+                                                               dl, dl, ctypes.c_void_p]
+        lib.flashinfer_swift_sampling_seed_tensors.restype = ctypes.c_int
         lib.flashinfer_swift_sampling_op.argtypes = [ctypes.c_int32, dl, rp, dl, ctypes.c_void_p]
         lib.flashinfer_swift_sampling_op.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
@@ -976,17 +979,21 @@ _U64 = (1 << 64) - 1
 
 
 def _index_tensor(x, name):
-    """A DLTensor over an int32 / bool / uint8 NumPy array or torch tensor (the samplers' outputs)."""
+    """A DLTensor over an int32 / bool / uint8 NumPy array or torch tensor (the samplers' outputs), or
+    an int64 / uint64 one (seed and offset tensors)."""
     if _is_torch(x):
         import torch
-        codes = {torch.int32: (0, 32), torch.bool: (6, 8), torch.uint8: (1, 8)}
+        codes = {torch.int32: (0, 32), torch.bool: (6, 8), torch.uint8: (1, 8), torch.int64: (0, 64)}
+        if hasattr(torch, "uint64"):
+            codes[torch.uint64] = (1, 64)
         dt, shape, strides, data, device = x.dtype, tuple(x.shape), x.stride(), x.data_ptr(), x.device
     else:
-        codes = {np.dtype(np.int32): (0, 32), np.dtype(np.bool_): (6, 8), np.dtype(np.uint8): (1, 8)}
+        codes = {np.dtype(np.int32): (0, 32), np.dtype(np.bool_): (6, 8), np.dtype(np.uint8): (1, 8),
+                 np.dtype(np.int64): (0, 64), np.dtype(np.uint64): (1, 64)}
         dt, shape, data, device = x.dtype, x.shape, x.ctypes.data, None
         strides = tuple(st // x.itemsize for st in x.strides)
     if dt not in codes:
-        raise TypeError(f"{name}: dtype {dt} is not supported (int32 samples; bool or uint8 valid)")
+        raise TypeError(f"{name}: dtype {dt} is not supported (int32 samples; bool or uint8 valid; int64 or uint64 seed/offset)")
     t = _Tensor.__new__(_Tensor)
     t.array = x
     n = len(shape)
@@ -1010,6 +1017,74 @@ def _row_param(x, name):
         a = a.reshape(-1)
         return _RowParam(0.0, a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.shape[0]), a
     return _RowParam(float(x), None, 0), None
+
+
+class SamplingGenerator:
+    """A CUDA-graph-safe Philox generator for the samplers: a 2-element int64 tensor `state` =
+    [seed, offset] where the samplers run (a torch tensor on `device`, or a NumPy array for CPU
+    inputs). Pass it as `generator=`: the kernel reads (seed, offset) from `state` when it runs, and
+    the offset is then advanced on the same stream by the call's increment (batch_size, or
+    batch_size * 32 for the rejection samplers, those at least 64, rounded up to a multiple of 4).
+    A call captured into a CUDA graph therefore draws fresh numbers at every replay, and a call
+    with the generator at (s, o) draws exactly what `seed=s, offset=o` draws.
+
+    This is flashinfer_swift's own type: upstream's `generator=` is a torch.Generator (read and
+    advanced on the host, so a captured graph replays the same numbers), and upstream's tensor
+    form (`seed=`/`offset=` as int64 tensors) is read but never advanced by the call. Both are
+    accepted here as well.
+    """
+
+    def __init__(self, seed, offset=0, device=None):
+        s, o = _signed64(seed), _signed64(offset)
+        if device is None:
+            self.state = np.array([s, o], dtype=np.int64)
+        else:
+            import torch
+            self.state = torch.tensor([s, o], dtype=torch.int64, device=device)
+
+    @property
+    def device(self):
+        return self.state.device if _is_torch(self.state) else None
+
+    def get_state(self):
+        """(seed, offset) as unsigned ints (a CUDA state is copied back: this waits for its stream)."""
+        s, o = (int(v) for v in (self.state.tolist() if _is_torch(self.state) else self.state))
+        return s & _U64, o & _U64
+
+    def set_state(self, seed, offset=0):
+        """Sets (seed, offset) (a CUDA state in the current stream's order)."""
+        if _is_torch(self.state):
+            import torch
+            self.state.copy_(torch.tensor([_signed64(seed), _signed64(offset)], dtype=torch.int64))
+        else:
+            self.state[:] = [_signed64(seed), _signed64(offset)]
+        return self
+
+    def _words(self):
+        return self.state[0:1], self.state[1:2]
+
+
+def _signed64(v):
+    v = int(v) & _U64
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _seed_tensors(probs, seed, offset):
+    """Upstream's tensor form: seed and offset both 1-D int64 / uint64 tensors of one element, where
+    probs is (a per-request length of batch_size is not supported here). None when both are ints."""
+    if not isinstance(seed, (np.ndarray,)) and not _is_torch(seed) and not isinstance(offset, np.ndarray) and not _is_torch(offset):
+        return None
+    if (_is_torch(seed) or isinstance(seed, np.ndarray)) != (_is_torch(offset) or isinstance(offset, np.ndarray)):
+        raise ValueError("seed and offset must both be tensors or both be scalars")
+    for t, name in ((seed, "seed"), (offset, "offset")):
+        if t.ndim != 1:
+            raise ValueError(f"{name} tensor must be 1D")
+        if t.shape[0] != 1:
+            raise ValueError(f"{name} tensor length must be 1 (per-request seeds and offsets, length batch_size, "
+                             f"are not supported by flashinfer_swift)")
+        if _is_torch(probs) and (not _is_torch(t) or t.device != probs.device):
+            raise ValueError(f"{name} tensor must be on {probs.device}")
+    return seed, offset
 
 
 def _seed_offset(probs, generator, seed, offset, increment):
@@ -1056,7 +1131,14 @@ def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, 
         if nan:
             raise ValueError("Input probs contains NaN.")
     batch = probs.shape[0]
-    s, o = _seed_offset(probs, generator, seed, offset, batch * rounds)
+    if isinstance(generator, SamplingGenerator):
+        words, advance = generator._words(), 1
+        if _is_torch(probs) != _is_torch(generator.state) or (_is_torch(probs) and generator.device != probs.device):
+            raise ValueError(f"generator: its state must be where probs is ({probs.device if _is_torch(probs) else 'numpy, host'})")
+    else:
+        words, advance = _seed_tensors(probs, seed, offset), 0
+    if words is None:
+        s, o = _seed_offset(probs, generator, seed, offset, batch * rounds)
     if _is_torch(probs):
         import torch
         samples = torch.empty(batch, dtype=torch.int32, device=probs.device)
@@ -1067,17 +1149,25 @@ def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, 
     params = [_row_param(x, n) if x is not None else (None, None) for x, n in ((top_k, "top_k"), (top_p, "top_p"), (min_p, "min_p"))]
     tp, ts = _Tensor(probs, "probs"), _index_tensor(samples, "samples")
     tv = _index_tensor(valid, "valid") if valid is not None else None
-    _check(_library().flashinfer_swift_sampling(
-        tp.ref(), filter_kind, _ORDERS.get(order, -1) if order is not None else 0,
-        *[ctypes.byref(p) if p is not None else None for p, _ in params], s, o, ts.ref(), tv.ref() if tv else None,
-        _stream_of(probs)))
+    rows = [ctypes.byref(p) if p is not None else None for p, _ in params]
+    order_code = _ORDERS.get(order, -1) if order is not None else 0
+    if words is None:
+        _check(_library().flashinfer_swift_sampling(tp.ref(), filter_kind, order_code, *rows, s, o, ts.ref(),
+                                                    tv.ref() if tv else None, _stream_of(probs)))
+    else:
+        tw = [_index_tensor(w, n) for w, n in zip(words, ("seed", "offset"))]
+        _check(_library().flashinfer_swift_sampling_seed_tensors(tp.ref(), filter_kind, order_code, *rows, tw[0].ref(), tw[1].ref(),
+                                                                 advance, ts.ref(), tv.ref() if tv else None, _stream_of(probs)))
     if indices is not None and _is_torch(indices) and indices.dtype != samples.dtype:
         samples = samples.to(indices.dtype)
     return (samples, valid) if return_valid else samples
 
 
-# Upstream's samplers. Seeds: pass seed= (and offset=) for explicit, reproducible streams; otherwise
-# they come from `generator` or the default one (see _seed_offset). `indices` gathers the rows of
+# Upstream's samplers. Seeds: pass seed= (and offset=) for explicit, reproducible streams (ints, or,
+# as upstream, 1-element int64 / uint64 tensors read when the call runs and never advanced by it);
+# generator=SamplingGenerator(...) for a device state read and advanced by each call (CUDA-graph
+# safe); otherwise they come from a torch / numpy `generator` or the default one (see _seed_offset,
+# advanced on the host). `indices` gathers the rows of
 # `probs` each output draws from; `deterministic` is accepted and ignored (always deterministic).
 
 def sampling_from_probs(probs, indices=None, deterministic=True, generator=None, check_nan=False, seed=None, offset=None,

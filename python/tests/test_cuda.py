@@ -699,6 +699,90 @@ def test_sampling_frequencies():
         assert cos > 0.99, f"{name}: cosine similarity {cos}"
         assert float((freq - expected).abs().max()) < (0.005 if DEVICE == "cuda" else 0.02), name
 
+_GENERATOR_SAMPLERS = [
+    ("sampling_from_probs", {}, 1),
+    ("top_k_sampling_from_probs", {"top_k": 50}, 32),
+    ("top_p_sampling_from_probs", {"top_p": 0.9}, 32),
+    ("min_p_sampling_from_probs", {"min_p": 0.05}, 1),
+    ("top_k_top_p_sampling_from_probs", {"top_k": 50, "top_p": 0.8}, 32),
+    ("top_k_top_p_sampling_from_probs", {"top_k": 50, "top_p": 0.8, "filter_apply_order": "joint"}, 32),
+]
+
+
+def _generator_increment(batch, rounds):
+    n = batch * rounds if rounds == 1 else max(batch * rounds, 64)
+    return (n + 3) // 4 * 4
+
+
+@needs_device
+def test_sampling_generator():
+    """fi.SamplingGenerator on DEVICE: a call at state (s, o) draws what seed=s, offset=o draws and
+    leaves (s, o + increment); successive calls differ. Upstream's 1-element seed / offset tensors:
+    read, not advanced."""
+    batch, vocab = 16, SAMPLING_VOCAB
+    probs = _probs(batch, vocab, 21, scale=2.0)
+    seed, o0 = 2024, 8
+    for name, kwargs, rounds in _GENERATOR_SAMPLERS:
+        fn, inc = getattr(fi, name), _generator_increment(batch, rounds)
+        g = fi.SamplingGenerator(seed, o0, device=DEVICE)
+        draws = []
+        for call in range(3):
+            got = fn(probs, **kwargs, generator=g)
+            want = fn(probs, **kwargs, seed=seed, offset=o0 + call * inc)
+            _sync()
+            assert torch.equal(got, want), f"{name} call {call}"
+            draws.append(got)
+        assert g.get_state() == (seed, o0 + 3 * inc), name
+        assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2]), f"{name}: calls repeat"
+    st = torch.tensor([seed], dtype=torch.int64, device=DEVICE)
+    off = torch.tensor([o0], dtype=torch.int64, device=DEVICE)
+    a = fi.top_p_sampling_from_probs(probs, 0.9, seed=st, offset=off)
+    assert torch.equal(a, fi.top_p_sampling_from_probs(probs, 0.9, seed=seed, offset=o0))
+    assert int(off.item()) == o0, "upstream's offset tensor was advanced"
+
+
+@needs_cuda
+def test_sampling_generator_cuda_graph():
+    """A sampler call with a CUDA SamplingGenerator captured into a torch CUDA graph: replay r draws
+    what seed=s, offset=o0 + r * increment draws (fresh numbers per replay); the state advances per
+    replay. A by-value seed / offset capture, for contrast, repeats its draws."""
+    batch, vocab, replays = 8, 32000, 4
+    probs = _probs(batch, vocab, 22, scale=2.0).cuda()
+    seed, o0 = 99, 4
+    for name, kwargs, rounds in _GENERATOR_SAMPLERS:
+        fn, inc = getattr(fi, name), _generator_increment(batch, rounds)
+        g = fi.SamplingGenerator(seed, o0, device="cuda")
+        fn(probs, **kwargs, generator=g)  # JIT-compiles the kernels outside the capture
+        fn(probs, **kwargs, seed=seed, offset=o0)
+        g.set_state(seed, o0)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fn(probs, **kwargs, generator=g)
+        torch.cuda.synchronize()
+        assert g.get_state() == (seed, o0), f"{name}: the capture ran the call"
+        draws = []
+        for r in range(replays):
+            graph.replay()
+            torch.cuda.synchronize()
+            want = fn(probs, **kwargs, seed=seed, offset=o0 + r * inc)
+            torch.cuda.synchronize()
+            assert torch.equal(out, want), f"{name} replay {r}: {out.tolist()} vs {want.tolist()} at offset {o0 + r * inc}"
+            draws.append(out.clone())
+        assert g.get_state() == (seed, o0 + replays * inc), f"{name}: state {g.get_state()}"
+        for r in range(1, replays):
+            assert not torch.equal(draws[r], draws[r - 1]), f"{name}: replays {r - 1} and {r} drew the same tokens"
+        fixed = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(fixed):
+            out2 = fn(probs, **kwargs, seed=seed, offset=o0)
+        fixed.replay()
+        torch.cuda.synchronize()
+        first = out2.clone()
+        fixed.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out2, first), f"{name}: a by-value capture should repeat its draws"
+
+
 if __name__ == "__main__":
     if not ON_DEVICE:
         print(f"skipped: needs torch with {DEVICE}")
@@ -710,7 +794,10 @@ if __name__ == "__main__":
              ("test_current_stream_and_errors", test_current_stream_and_errors)] if HAVE_CUDA else []
     tests += [("test_cascade_wrapper", test_cascade_wrapper), ("test_norms", test_norms),
               ("test_activations", test_activations), ("test_rope", test_rope), ("test_sampling_ops", test_sampling_ops),
-              ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies)]
+              ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies),
+              ("test_sampling_generator", test_sampling_generator)]
+    if HAVE_CUDA:
+        tests.append(("test_sampling_generator_cuda_graph", test_sampling_generator_cuda_graph))
     for name, fn in tests:
         try:
             fn()

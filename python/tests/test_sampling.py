@@ -209,3 +209,77 @@ def test_errors():
         fi.sampling_from_probs(probs[0], seed=0)
     with pytest.raises(TypeError, match="dtype"):
         fi.sampling_from_probs(probs.astype(np.float64), seed=0)
+
+
+# ---- generators: the seed / offset read when the call runs ----
+
+def _increment(batch, rounds):
+    """A call's offset increment: upstream's (batch * rounds), the rejection samplers' at least 64
+    (the rounds a row may take), rounded up to a multiple of 4."""
+    n = batch * rounds if rounds == 1 else max(batch * rounds, 64)
+    return (n + 3) // 4 * 4
+
+
+GENERATOR_SAMPLERS = [
+    ("sampling_from_probs", {}, 1),
+    ("top_k_sampling_from_probs", {"top_k": 10}, 32),
+    ("top_p_sampling_from_probs", {"top_p": 0.8}, 32),
+    ("min_p_sampling_from_probs", {"min_p": 0.05}, 1),
+    ("top_k_top_p_sampling_from_probs", {"top_k": 10, "top_p": 0.8}, 32),
+    ("top_k_top_p_sampling_from_probs", {"top_k": 10, "top_p": 0.8, "filter_apply_order": "joint"}, 32),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,rounds", GENERATOR_SAMPLERS)
+def test_generator_calls_equal_seed_offset_calls_at_advanced_offsets(name, kwargs, rounds):
+    """A SamplingGenerator at (s, o): the call draws what seed=s, offset=o draws and leaves (s, o + increment);
+    successive calls differ; the same initial state reproduces the sequence."""
+    rng = np.random.default_rng(11)
+    batch, vocab = 48, 300
+    probs = probs_rows(rng, batch, vocab, scale=1.5)
+    fn = getattr(fi, name)
+    seed, o0 = (1 << 63) + 12345, 8  # a seed above 2**63: stored as int64, read back unsigned
+    inc = _increment(batch, rounds)
+    g = fi.SamplingGenerator(seed, o0)
+    draws = []
+    for call in range(4):
+        got = fn(probs, **kwargs, generator=g)
+        want = fn(probs, **kwargs, seed=seed, offset=o0 + call * inc)
+        np.testing.assert_array_equal(got, want, err_msg=f"call {call}")
+        draws.append(got)
+    assert g.get_state() == (seed, o0 + 4 * inc)
+    for a, b in zip(draws, draws[1:]):
+        assert not np.array_equal(a, b), "successive calls drew the same tokens"
+    h = fi.SamplingGenerator(seed, o0)
+    for d in draws:
+        np.testing.assert_array_equal(fn(probs, **kwargs, generator=h), d)
+    s, valid = fn(probs, **kwargs, generator=h.set_state(seed, o0), return_valid=True)
+    np.testing.assert_array_equal(s, draws[0])
+    assert valid.all()
+
+
+def test_seed_offset_tensors_are_read_not_advanced():
+    """Upstream's tensor form (1-element int64 / uint64 arrays): the values read when the call runs,
+    never advanced by it; the same draws as the ints."""
+    rng = np.random.default_rng(12)
+    probs = probs_rows(rng, 20, 100)
+    seed, offset = np.array([77], dtype=np.int64), np.array([16], dtype=np.uint64)
+    a = fi.top_p_sampling_from_probs(probs, 0.9, seed=seed, offset=offset)
+    b = fi.top_p_sampling_from_probs(probs, 0.9, seed=seed, offset=offset)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, fi.top_p_sampling_from_probs(probs, 0.9, seed=77, offset=16))
+    assert int(offset[0]) == 16 and int(seed[0]) == 77
+    offset[0] = 20  # the caller advances them
+    np.testing.assert_array_equal(fi.top_p_sampling_from_probs(probs, 0.9, seed=seed, offset=offset),
+                                  fi.top_p_sampling_from_probs(probs, 0.9, seed=77, offset=20))
+
+
+def test_seed_offset_tensor_errors():
+    rng = np.random.default_rng(13)
+    probs = probs_rows(rng, 4, 10)
+    with pytest.raises(ValueError, match="both be tensors"):
+        fi.sampling_from_probs(probs, seed=np.array([1], dtype=np.int64), offset=0)
+    with pytest.raises(ValueError, match="length must be 1"):
+        fi.sampling_from_probs(probs, seed=np.arange(4, dtype=np.int64), offset=np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match="int64 or uint64"):
+        fi.sampling_from_probs(probs, seed=np.array([1], dtype=np.int32), offset=np.array([0], dtype=np.int32))

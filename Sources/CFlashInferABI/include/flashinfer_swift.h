@@ -263,6 +263,21 @@ int flashinfer_swift_sampling(const DLTensor* probs, int32_t filter, int32_t fil
                               const flashinfer_swift_row_param* top_k, const flashinfer_swift_row_param* top_p,
                               const flashinfer_swift_row_param* min_p, uint64_t seed, uint64_t offset, const DLTensor* samples,
                               const DLTensor* valid, void* stream);
+/*
+ * flashinfer_swift_sampling_seed_tensors: flashinfer_swift_sampling with the seed and the offset read
+ * from tensors when the call runs (what a CUDA graph needs: a captured call then reads the values
+ * current at each replay). seed_arr, offset_arr: 1-element int64 / uint64 tensors where probs is
+ * (CUDA: on its device; CPU: host memory), e.g. the two elements of one [seed, offset] tensor.
+ * advance = 0: read only (upstream's seed / offset tensors; the caller updates them). advance != 0:
+ * a generator: after the sampler, offset_arr[0] += the call's increment (upstream's increment,
+ * batch_size or batch_size * 32 for the rejection samplers, those at least 64, rounded up to a
+ * multiple of 4), enqueued on `stream` after the sampler (CUDA) or done before returning (CPU).
+ */
+int flashinfer_swift_sampling_seed_tensors(const DLTensor* probs, int32_t filter, int32_t filter_apply_order,
+                                           const flashinfer_swift_row_param* top_k, const flashinfer_swift_row_param* top_p,
+                                           const flashinfer_swift_row_param* min_p, const DLTensor* seed_arr,
+                                           const DLTensor* offset_arr, int32_t advance, const DLTensor* samples,
+                                           const DLTensor* valid, void* stream);
 enum {
   FLASHINFER_SWIFT_OP_TOP_K_RENORM = 0,
   FLASHINFER_SWIFT_OP_TOP_P_RENORM = 1,

@@ -144,11 +144,13 @@ protocol BackendImplementation: Sendable {
 
     /// Sampling (`Sampling.swift`): one token per row of a validated `[batch, vocab]` input, from the
     /// distribution `filter` leaves (`Backend/CPU/CPUSampling.swift`, `Backend/CUDA/CUDASampling.swift`).
-    func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
+    /// `philox`: by value, or a generator (validated to live where the backend computes) read when
+    /// the call runs and advanced by its increment after.
+    func sample(_ probs: Tensor, filter: SamplingFilter, philox: PhiloxSource, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
     /// A renorm, mask or softmax of a validated `[batch, vocab]` input: a new tensor of its shape and dtype.
     func samplingOp(_ op: SamplingOp, _ x: Tensor, batch: Int, vocab: Int) throws(FlashInferError) -> Tensor
     /// Gumbel-max sampling from validated `[batch, vocab]` logits (`SamplingFromLogits.swift`).
-    func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
+    func samplingFromLogits(_ logits: Tensor, philox: PhiloxSource, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput
     /// Chain speculative sampling of a validated call (`ChainSpeculative.swift`).
     func chainSpeculativeSampling(_ call: ChainSpeculativeCall) throws(FlashInferError) -> ChainSpeculativeOutput
 }

@@ -19,8 +19,7 @@ struct ChainSpeculativeCall {
     var draftProbs: Tensor      // [batch, numDraft, vocab]
     var draftTokenIds: [Int32]  // [batch, numDraft]
     var targetProbs: Tensor     // [batch, numDraft + 1, vocab]
-    var seed: UInt64
-    var offset: UInt64
+    var philox: PhiloxSource
     var batch: Int
     var numDraft: Int
     var vocab: Int
@@ -47,11 +46,20 @@ struct ChainSpeculativeCall {
 public func chainSpeculativeSampling(draftProbs: Tensor, draftTokenIds: [Int32], targetProbs: Tensor, seed: UInt64,
                                      offset: UInt64 = 0, backend: Backend = .cpu) throws(FlashInferError) -> ChainSpeculativeOutput {
     let call = try validateChainSpeculative(draftProbs: draftProbs, draftTokenIds: draftTokenIds, targetProbs: targetProbs,
-                                            seed: seed, offset: offset, backend: backend)
+                                            .fixed(seed: seed, offset: offset), backend: backend)
     return try backend.implementation.chainSpeculativeSampling(call)
 }
 
-func validateChainSpeculative(draftProbs: Tensor, draftTokenIds: [Int32], targetProbs: Tensor, seed: UInt64, offset: UInt64,
+/// `chainSpeculativeSampling` drawing from `generator` (read when the call runs, then advanced by
+/// `SamplingGenerator.incrementChainSpeculative(batch:numDraft:)`; see `SamplingGenerator`).
+public func chainSpeculativeSampling(draftProbs: Tensor, draftTokenIds: [Int32], targetProbs: Tensor, generator: SamplingGenerator,
+                                     backend: Backend = .cpu) throws(FlashInferError) -> ChainSpeculativeOutput {
+    let call = try validateChainSpeculative(draftProbs: draftProbs, draftTokenIds: draftTokenIds, targetProbs: targetProbs,
+                                            .generator(generator), backend: backend)
+    return try backend.implementation.chainSpeculativeSampling(call)
+}
+
+func validateChainSpeculative(draftProbs: Tensor, draftTokenIds: [Int32], targetProbs: Tensor, _ seed: SamplingSeed,
                               backend: Backend) throws(FlashInferError) -> ChainSpeculativeCall {
     try checkPlacement([("draft_probs", draftProbs), ("target_probs", targetProbs)], backend.implementation.placement)
     guard draftProbs.rank == 3 else { throw .rank(tensor: "draft_probs", expected: 3, got: draftProbs.rank) }
@@ -73,7 +81,9 @@ func validateChainSpeculative(draftProbs: Tensor, draftTokenIds: [Int32], target
     guard draftTokenIds.count == batch * n else {
         throw .shape(tensor: "draft_token_ids", axis: 0, name: "batch_size * num_speculate_tokens", expected: "\(batch * n)", got: draftTokenIds.count)
     }
-    return ChainSpeculativeCall(draftProbs: draftProbs, draftTokenIds: draftTokenIds, targetProbs: targetProbs, seed: seed, offset: offset,
+    let philox = seed.source(increment: SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n))
+    try philox.validate(backend)
+    return ChainSpeculativeCall(draftProbs: draftProbs, draftTokenIds: draftTokenIds, targetProbs: targetProbs, philox: philox,
                                 batch: batch, numDraft: n, vocab: vocab)
 }
 

@@ -13,6 +13,10 @@ import FlashInferCUDA
 /// float rounding of the running sums). Rows are taken to be probabilities (summing to 1); see
 /// `SamplingFilter` for the exact supports and ties. Results depend on (seed, offset) only: the
 /// kernels are deterministic (fixed-order reductions, no atomics).
+///
+/// Every sampler takes its (seed, offset) by value (`seed:offset:`, baked into the launch) or from
+/// a `SamplingGenerator` (`generator:`, read when the call runs and advanced after it: the form a
+/// captured CUDA graph needs to draw fresh numbers at each replay).
 
 /// The output of a sampler: one token per row, and whether the row had a token to draw (upstream's
 /// `return_valid=True`; an invalid row, with no positive probability, gets token 0).
@@ -47,15 +51,25 @@ public func samplingDistribution(_ probs: Tensor, filter: SamplingFilter = .none
 /// Draws one token per row of `probs` from the distribution `filter` leaves (`samplingDistribution`).
 public func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64 = 0,
                    backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
-    try sample(probs, filter: filter, seed: seed, offset: offset, backend: backend, entry: "sample")
+    try sample(probs, filter: filter, .fixed(seed: seed, offset: offset), backend: backend, entry: "sample")
+}
+
+/// `sample` with the seed and offset read from `generator` when the call runs, the offset then
+/// advanced by `SamplingGenerator.increment(filter:batch:)`: the by-value call at the generator's
+/// state, and CUDA-graph safe (each replay of a captured call draws fresh numbers).
+public func sample(_ probs: Tensor, filter: SamplingFilter, generator: SamplingGenerator,
+                   backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: filter, .generator(generator), backend: backend, entry: "sample")
 }
 
 /// `sample`, naming `entry` in errors.
-func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, backend: Backend,
+func sample(_ probs: Tensor, filter: SamplingFilter, _ seed: SamplingSeed, backend: Backend,
             entry: String) throws(FlashInferError) -> SamplingOutput {
     let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: entry, backend: backend)
     try validateFilter(filter, batch: batch)
-    return try backend.implementation.sample(probs, filter: filter, seed: seed, offset: offset, batch: batch, vocab: vocab)
+    let philox = seed.source(increment: SamplingGenerator.increment(filter: filter, batch: batch))
+    try philox.validate(backend)
+    return try backend.implementation.sample(probs, filter: filter, philox: philox, batch: batch, vocab: vocab)
 }
 
 /// The ops that map a `[batch, vocab]` tensor to another (renorm, mask, softmax), as the backends
@@ -106,35 +120,66 @@ func samplingOp(_ op: SamplingOp, _ x: Tensor, entry: String, backend: Backend) 
 
 /// `flashinfer.sampling.sampling_from_probs`: a token per row with probability `p_j`.
 public func samplingFromProbs(_ probs: Tensor, seed: UInt64, offset: UInt64 = 0, backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
-    try sample(probs, filter: .none, seed: seed, offset: offset, backend: backend, entry: "samplingFromProbs")
+    try sample(probs, filter: .none, .fixed(seed: seed, offset: offset), backend: backend, entry: "samplingFromProbs")
+}
+
+/// `samplingFromProbs` drawing from `generator` (read when the call runs, then advanced: see `SamplingGenerator`).
+public func samplingFromProbs(_ probs: Tensor, generator: SamplingGenerator, backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: .none, .generator(generator), backend: backend, entry: "samplingFromProbs")
 }
 
 /// `top_k_sampling_from_probs`: from the top `topK` probabilities of each row (ties kept), renormalized.
 /// - Throws: `.option` when a `top_k` is < 1; `.shape` when a per-row array is not `batch_size` long.
 public func topKSamplingFromProbs(_ probs: Tensor, topK: RowParameter<Int>, seed: UInt64, offset: UInt64 = 0,
                                   backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
-    try sample(probs, filter: .topK(topK), seed: seed, offset: offset, backend: backend, entry: "topKSamplingFromProbs")
+    try sample(probs, filter: .topK(topK), .fixed(seed: seed, offset: offset), backend: backend, entry: "topKSamplingFromProbs")
+}
+
+/// `topKSamplingFromProbs` drawing from `generator` (read when the call runs, then advanced).
+public func topKSamplingFromProbs(_ probs: Tensor, topK: RowParameter<Int>, generator: SamplingGenerator,
+                                  backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: .topK(topK), .generator(generator), backend: backend, entry: "topKSamplingFromProbs")
 }
 
 /// `top_p_sampling_from_probs`: from the nucleus of mass `topP` (ties at the boundary kept), renormalized.
 /// - Throws: `.option` when a `top_p` is outside (0, 1]; `.shape` for a per-row length mismatch.
 public func topPSamplingFromProbs(_ probs: Tensor, topP: RowParameter<Double>, seed: UInt64, offset: UInt64 = 0,
                                   backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
-    try sample(probs, filter: .topP(topP), seed: seed, offset: offset, backend: backend, entry: "topPSamplingFromProbs")
+    try sample(probs, filter: .topP(topP), .fixed(seed: seed, offset: offset), backend: backend, entry: "topPSamplingFromProbs")
+}
+
+/// `topPSamplingFromProbs` drawing from `generator` (read when the call runs, then advanced).
+public func topPSamplingFromProbs(_ probs: Tensor, topP: RowParameter<Double>, generator: SamplingGenerator,
+                                  backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: .topP(topP), .generator(generator), backend: backend, entry: "topPSamplingFromProbs")
 }
 
 /// `min_p_sampling_from_probs`: from the tokens with `p ≥ minP · max p`, renormalized.
 /// - Throws: `.option` when a `min_p` is outside [0, 1]; `.shape` for a per-row length mismatch.
 public func minPSamplingFromProbs(_ probs: Tensor, minP: RowParameter<Double>, seed: UInt64, offset: UInt64 = 0,
                                   backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
-    try sample(probs, filter: .minP(minP), seed: seed, offset: offset, backend: backend, entry: "minPSamplingFromProbs")
+    try sample(probs, filter: .minP(minP), .fixed(seed: seed, offset: offset), backend: backend, entry: "minPSamplingFromProbs")
+}
+
+/// `minPSamplingFromProbs` drawing from `generator` (read when the call runs, then advanced).
+public func minPSamplingFromProbs(_ probs: Tensor, minP: RowParameter<Double>, generator: SamplingGenerator,
+                                  backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: .minP(minP), .generator(generator), backend: backend, entry: "minPSamplingFromProbs")
 }
 
 /// `top_k_top_p_sampling_from_probs` with `filter_apply_order` `order`.
 public func topKTopPSamplingFromProbs(_ probs: Tensor, topK: RowParameter<Int>, topP: RowParameter<Double>,
                                       order: FilterApplyOrder = .topKFirst, seed: UInt64, offset: UInt64 = 0,
                                       backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
-    try sample(probs, filter: .topKTopP(topK: topK, topP: topP, order: order), seed: seed, offset: offset, backend: backend,
+    try sample(probs, filter: .topKTopP(topK: topK, topP: topP, order: order), .fixed(seed: seed, offset: offset), backend: backend,
+               entry: "topKTopPSamplingFromProbs")
+}
+
+/// `topKTopPSamplingFromProbs` drawing from `generator` (read when the call runs, then advanced).
+public func topKTopPSamplingFromProbs(_ probs: Tensor, topK: RowParameter<Int>, topP: RowParameter<Double>,
+                                      order: FilterApplyOrder = .topKFirst, generator: SamplingGenerator,
+                                      backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try sample(probs, filter: .topKTopP(topK: topK, topP: topP, order: order), .generator(generator), backend: backend,
                entry: "topKTopPSamplingFromProbs")
 }
 

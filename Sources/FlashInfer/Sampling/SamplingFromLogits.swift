@@ -16,8 +16,20 @@ import Darwin
 /// `log2f`, the GPU with the SFU's `lg2.approx`: the tokens agree except at near-ties.
 /// - Throws: `.rank`, `.dtype`, `.shape` for a bad `logits` (`[batch_size, vocab_size]`, f32/f16/bf16).
 public func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64 = 0, backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try samplingFromLogits(logits, .fixed(seed: seed, offset: offset), backend: backend)
+}
+
+/// `samplingFromLogits` drawing from `generator` (read when the call runs, then advanced by
+/// `SamplingGenerator.incrementFromLogits(batch:vocab:)`; see `SamplingGenerator`).
+public func samplingFromLogits(_ logits: Tensor, generator: SamplingGenerator, backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try samplingFromLogits(logits, .generator(generator), backend: backend)
+}
+
+func samplingFromLogits(_ logits: Tensor, _ seed: SamplingSeed, backend: Backend) throws(FlashInferError) -> SamplingOutput {
     let (batch, vocab) = try validateSamplingInput(logits, name: "logits", entry: "samplingFromLogits", backend: backend)
-    return try backend.implementation.samplingFromLogits(logits, seed: seed, offset: offset, batch: batch, vocab: vocab)
+    let philox = seed.source(increment: SamplingGenerator.incrementFromLogits(batch: batch, vocab: vocab))
+    try philox.validate(backend)
+    return try backend.implementation.samplingFromLogits(logits, philox: philox, batch: batch, vocab: vocab)
 }
 
 /// `flashinfer.sampling.top_k_top_p_sampling_from_logits`, as upstream composes it:
@@ -30,16 +42,30 @@ public func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64 = 
 public func topKTopPSamplingFromLogits(_ logits: Tensor, topK: RowParameter<Int>, topP: RowParameter<Double>,
                                        order: FilterApplyOrder = .topKFirst, seed: UInt64, offset: UInt64 = 0,
                                        backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try topKTopPSamplingFromLogits(logits, topK: topK, topP: topP, order: order, .fixed(seed: seed, offset: offset), backend: backend)
+}
+
+/// `topKTopPSamplingFromLogits` drawing from `generator` (read by the probability sampler when it
+/// runs, then advanced by its increment; see `SamplingGenerator`).
+public func topKTopPSamplingFromLogits(_ logits: Tensor, topK: RowParameter<Int>, topP: RowParameter<Double>,
+                                       order: FilterApplyOrder = .topKFirst, generator: SamplingGenerator,
+                                       backend: Backend = .cpu) throws(FlashInferError) -> SamplingOutput {
+    try topKTopPSamplingFromLogits(logits, topK: topK, topP: topP, order: order, .generator(generator), backend: backend)
+}
+
+func topKTopPSamplingFromLogits(_ logits: Tensor, topK: RowParameter<Int>, topP: RowParameter<Double>, order: FilterApplyOrder,
+                                _ seed: SamplingSeed, backend: Backend) throws(FlashInferError) -> SamplingOutput {
     let (batch, _) = try validateSamplingInput(logits, name: "logits", entry: "topKTopPSamplingFromLogits", backend: backend)
     try validateTopK(topK, batch: batch)
     try validateTopP(topP, batch: batch)
+    try seed.source(increment: 0).validate(backend)
     switch order {
     case .topKFirst:
         let probs = try softmax(try topKMaskLogits(logits, topK: topK, backend: backend), backend: backend)
-        return try sample(probs, filter: .topP(topP), seed: seed, offset: offset, backend: backend, entry: "topKTopPSamplingFromLogits")
+        return try sample(probs, filter: .topP(topP), seed, backend: backend, entry: "topKTopPSamplingFromLogits")
     case .joint:
         let probs = try softmax(logits, backend: backend)
-        return try sample(probs, filter: .topKTopP(topK: topK, topP: topP, order: .joint), seed: seed, offset: offset, backend: backend,
+        return try sample(probs, filter: .topKTopP(topK: topK, topP: topP, order: .joint), seed, backend: backend,
                           entry: "topKTopPSamplingFromLogits")
     }
 }

@@ -236,8 +236,8 @@ typedef struct FISamplingParams {
   FI_DEVICE_PTR(const float) temperature_arr; // [batch] per-row softmax temperature, or null: temperature
   FI_DEVICE_PTR(const unsigned long long) seed_arr;    // [1] the seed read on the device (CUDA graphs), or null: seed
   FI_DEVICE_PTR(const unsigned long long) offset_arr;  // [1] the Philox offset on the device, or null: offset
-  unsigned long long seed;                   // Philox key; row b draws from subsequence b
-  unsigned long long offset;                 // Philox offset (in 32-bit words) of every row's first draw
+  unsigned long long seed;                   // Philox key; row b draws from subsequence b (when seed_arr is null)
+  unsigned long long offset;                 // Philox offset (in 32-bit words) of every row's first draw (when offset_arr is null)
   long long row_stride;                      // elements between rows of input and output
   int vocab_size;                            // elements per row (philox check: uniforms per row)
   int top_k;                                 // >= 1
@@ -256,11 +256,23 @@ typedef struct FIChainSpeculativeParams {
   FI_DEVICE_PTR(int) output_token_ids;       // [batch, num_draft + 1]: accepted drafts, the resampled or bonus token, then -1
   FI_DEVICE_PTR(int) accepted;               // [batch] draft tokens passing the test (every position tested)
   FI_DEVICE_PTR(int) emitted;                // [batch] draft tokens emitted (before the first rejection)
-  unsigned long long seed;                   // Philox key; request b draws from subsequence b
-  unsigned long long offset;                 // Philox offset (in 32-bit words)
+  FI_DEVICE_PTR(const unsigned long long) seed_arr;    // [1] the seed read on the device (CUDA graphs), or null: seed
+  FI_DEVICE_PTR(const unsigned long long) offset_arr;  // [1] the Philox offset on the device, or null: offset
+  unsigned long long seed;                   // Philox key; request b draws from subsequence b (when seed_arr is null)
+  unsigned long long offset;                 // Philox offset (in 32-bit words) (when offset_arr is null)
   int num_draft;                             // >= 1
   int vocab_size;                            // >= 1
 } FIChainSpeculativeParams;
+
+// ---- sampling/philox.cuh: a device generator's offset advanced after a sampling call ----
+
+// One thread: *offset += increment. Launched on the sampling kernel's stream right after it (and
+// captured into a graph with it), so every block of that kernel has read the old offset, and the
+// next call (or graph replay) reads the advanced one.
+typedef struct FIPhiloxAdvanceParams {
+  FI_DEVICE_PTR(unsigned long long) offset;  // [1] the generator's Philox offset (in 32-bit words)
+  unsigned long long increment;              // words the call may consume per subsequence, a multiple of 4
+} FIPhiloxAdvanceParams;
 
 // ---- ops/elementwise.cuh ----
 

@@ -15,6 +15,9 @@ public enum SamplingKernelKind: String, Sendable, Hashable, CaseIterable {
     case fromLogits = "from_logits"
     /// `chain_speculative_row<T, VEC>` (its parameters: `FIChainSpeculativeParams`).
     case chainSpeculative = "chain_speculative"
+    /// `philox::advance_offset`: a device generator's offset advanced after a call (one thread;
+    /// `FIPhiloxAdvanceParams`; dtype and vec ignored).
+    case philoxAdvance = "philox_advance"
 
     /// The sampler for a filter.
     init(_ filter: SamplingFilter) {
@@ -64,7 +67,9 @@ public struct SamplingSpec: KernelSpec {
         self.init(kind: kind, dtype: dtype, vec: aligned && vocab % wide == 0 && rowStride % wide == 0 ? wide : 1)
     }
 
-    public var name: String { kind == .philox ? "sampling_philox" : "sampling_\(kind.rawValue)_\(dtype.rawValue)_v\(vec)" }
+    public var name: String {
+        kind == .philox || kind == .philoxAdvance ? "sampling_\(kind.rawValue)" : "sampling_\(kind.rawValue)_\(dtype.rawValue)_v\(vec)"
+    }
     public var entryPoint: String { "fi_" + name }
 
     public func source() -> String {
@@ -78,9 +83,11 @@ public struct SamplingSpec: KernelSpec {
         case .softmax: body = "\(ns)::softmax_row<\(t), \(vec)>(p);"
         case .fromLogits: body = "\(ns)::gumbel_row<\(t), \(vec)>(p);"
         case .chainSpeculative: body = "\(ns)::chain_speculative_row<\(t), \(vec)>(p);"
+        case .philoxAdvance: body = "flashinfer::philox::advance_offset(p);"
         default: body = "\(ns)::sample_row<\(t), \(vec), \(ns)::Mode::\(kind.mode)>(p);"
         }
-        let params = kind == .chainSpeculative ? "flashinfer::ChainSpeculativeParams" : "flashinfer::SamplingParams"
+        let params = kind == .chainSpeculative ? "flashinfer::ChainSpeculativeParams"
+            : kind == .philoxAdvance ? "FIPhiloxAdvanceParams" : "flashinfer::SamplingParams"
         return """
             #include <flashinfer/sampling/sampling.cuh>
             extern "C" __global__ void __launch_bounds__(\(ns)::kThreads, 1)
@@ -94,8 +101,9 @@ public struct SamplingSpec: KernelSpec {
     /// vector forms of the samplers' and the ops' templates (one each, as their code paths differ
     /// only in the load and store).
     static var catalog: [(name: String, spec: any KernelSpec)] {
-        var out: [(name: String, spec: any KernelSpec)] = [("sampling philox", SamplingSpec(kind: .philox, dtype: .f32, vec: 1))]
-        for kind in SamplingKernelKind.allCases where kind != .philox {
+        var out: [(name: String, spec: any KernelSpec)] = [("sampling philox", SamplingSpec(kind: .philox, dtype: .f32, vec: 1)),
+                                                           ("sampling philox_advance", SamplingSpec(kind: .philoxAdvance, dtype: .f32, vec: 1))]
+        for kind in SamplingKernelKind.allCases where kind != .philox && kind != .philoxAdvance {
             for vec in [4, 1] { out.append(("sampling \(kind.rawValue) f32 v\(vec)", SamplingSpec(kind: kind, dtype: .f32, vec: vec))) }
         }
         for d in [DType.f16, .bf16] {
@@ -189,10 +197,10 @@ extension CUDABackend {
         try validateSamplingRows(x, name: name)
     }
 
-    func sample(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
+    func sample(_ probs: Tensor, filter: SamplingFilter, philox: PhiloxSource, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
         try requireSamplingLayout(probs, name: "probs")
         return try drawRows(batch) { samples, valid throws(FlashInferError) in
-            try launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+            try launchSampler(probs, filter: filter, philox: philox, samples: samples, valid: valid)
         }
     }
 
@@ -212,10 +220,10 @@ extension CUDABackend {
     }
 
     /// `samplingFromLogits` (Gumbel-max) on validated logits.
-    func samplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
+    func samplingFromLogits(_ logits: Tensor, philox: PhiloxSource, batch: Int, vocab: Int) throws(FlashInferError) -> SamplingOutput {
         try requireSamplingLayout(logits, name: "logits")
         return try drawRows(batch) { samples, valid throws(FlashInferError) in
-            try launchSampler(logits, filter: .none, kind: .fromLogits, seed: seed, offset: offset, samples: samples, valid: valid)
+            try launchSampler(logits, filter: .none, kind: .fromLogits, philox: philox, samples: samples, valid: valid)
         }
     }
 
@@ -240,13 +248,13 @@ extension CUDABackend {
             p.output_token_ids = out.address
             p.accepted = counts.address
             p.emitted = counts.address + CUdeviceptr(4 * batch)
-            p.seed = call.seed
-            p.offset = call.offset
+            let state = call.philox.set(seed: &p.seed, offset: &p.offset, seedArr: &p.seed_arr, offsetArr: &p.offset_arr)
             p.num_draft = Int32(n)
             p.vocab_size = Int32(vocab)
             let k = try JIT.shared(for: stream.device).kernel(spec)
-            try stream.order(reading: [call.draftProbs, call.targetProbs], writing: [], readingBuffers: [ids], writingBuffers: [out, counts])
+            try stream.order(reading: [call.draftProbs, call.targetProbs], writing: [], readingBuffers: [ids], writingBuffers: [out, counts] + state)
             try k.function.launch(grid: (batch, 1, 1), block: (1024, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+            try call.philox.advance(stream: stream)
             let tokens: [Int32] = try out.copyToHost(Int32.self, count: batch * (n + 1), stream: stream)
             let c: [Int32] = try counts.copyToHost(Int32.self, count: 2 * batch, stream: stream)
             return ChainSpeculativeOutput(outputTokenIds: tokens, acceptedTokenNum: Array(c[0..<batch]), emittedDraftTokenNum: Array(c[batch...]))
@@ -254,19 +262,19 @@ extension CUDABackend {
     }
 
     /// The sampler into caller buffers (`samples`: `batch` Int32, `valid`: `batch` bytes), no copy back.
-    func launchSampler(_ probs: Tensor, filter: SamplingFilter, kind: SamplingKernelKind? = nil, seed: UInt64, offset: UInt64,
+    func launchSampler(_ probs: Tensor, filter: SamplingFilter, kind: SamplingKernelKind? = nil, philox: PhiloxSource,
                        samples: DeviceBuffer, valid: DeviceBuffer?) throws(FlashInferError) {
         let spec = SamplingSpec(kind: kind ?? SamplingKernelKind(filter), dtype: probs.dtype, vocab: probs.shape[1],
                                 rowStride: probs.shape[0] > 1 ? probs.strides[0] : probs.shape[1], aligned: sixteenByteAligned(probs))
         try FlashInferError.wrap { () throws(CUDAError) in
             var l = CUDASamplingLaunch(input: probs, stream: stream)
             try l.setFilter(filter, stream: stream)
-            l.params.seed = seed
-            l.params.offset = offset
+            let state = philox.set(seed: &l.params.seed, offset: &l.params.offset, seedArr: &l.params.seed_arr, offsetArr: &l.params.offset_arr)
             l.params.samples = samples.address
             l.params.valid = valid?.address ?? 0
             try l.launch(spec, rows: probs.shape[0], stream: stream, reads: [probs], writes: [],
-                         writeBuffers: [samples] + (valid.map { [$0] } ?? []))
+                         writeBuffers: [samples] + (valid.map { [$0] } ?? []) + state)
+            try philox.advance(stream: stream)
         }
     }
 
@@ -301,31 +309,65 @@ extension CUDABackend {
 }
 
 /// A sampler into caller buffers on the stream, validated as the public entry points are, without
-/// the copy back (`flashinfer bench sampling`): `samples` holds `batch` Int32, `valid` `batch` bytes.
+/// the copy back (`flashinfer bench sampling`, the C ABI, graph capture): `samples` holds `batch`
+/// Int32, `valid` `batch` bytes. Nothing here synchronizes or allocates (with scalar filter
+/// parameters), so the launch can be captured into a CUDA graph.
 @_spi(Bench)
 public func launchSampler(_ probs: Tensor, filter: SamplingFilter, seed: UInt64, offset: UInt64, samples: DeviceBuffer,
                           valid: DeviceBuffer?, stream: Stream) throws(FlashInferError) {
+    try launchSampler(probs, filter: filter, .fixed(seed: seed, offset: offset), samples: samples, valid: valid, stream: stream)
+}
+
+/// `launchSampler` drawing from a device `generator`: the kernel reads its state, and a one-thread
+/// kernel after it (same stream) advances the offset by `SamplingGenerator.increment(filter:batch:)`.
+@_spi(Bench)
+public func launchSampler(_ probs: Tensor, filter: SamplingFilter, generator: SamplingGenerator, samples: DeviceBuffer,
+                          valid: DeviceBuffer?, stream: Stream) throws(FlashInferError) {
+    try launchSampler(probs, filter: filter, .generator(generator), samples: samples, valid: valid, stream: stream)
+}
+
+func launchSampler(_ probs: Tensor, filter: SamplingFilter, _ seed: SamplingSeed, samples: DeviceBuffer,
+                   valid: DeviceBuffer?, stream: Stream) throws(FlashInferError) {
     let (batch, _) = try validateSamplingInput(probs, name: "probs", entry: "launchSampler", backend: .cuda(stream))
     try validateFilter(filter, batch: batch)
     guard samples.byteCount >= 4 * batch, (valid?.byteCount ?? batch) >= batch else {
         throw .shape(tensor: "samples", axis: 0, name: "batch_size", expected: "\(batch)", got: samples.byteCount / 4)
     }
+    let philox = seed.source(increment: SamplingGenerator.increment(filter: filter, batch: batch))
+    try philox.validate(.cuda(stream))
     let be = CUDABackend(stream: stream)
     try be.requireSamplingLayout(probs, name: "probs")
-    try be.launchSampler(probs, filter: filter, seed: seed, offset: offset, samples: samples, valid: valid)
+    guard batch > 0 else { return }
+    try be.launchSampler(probs, filter: filter, philox: philox, samples: samples, valid: valid)
 }
 
 /// `samplingFromLogits` into caller buffers on the stream, validated, without the copy back (the bench).
 @_spi(Bench)
 public func launchSamplingFromLogits(_ logits: Tensor, seed: UInt64, offset: UInt64, samples: DeviceBuffer, valid: DeviceBuffer?,
                                      stream: Stream) throws(FlashInferError) {
-    let (batch, _) = try validateSamplingInput(logits, name: "logits", entry: "launchSamplingFromLogits", backend: .cuda(stream))
+    try launchSamplingFromLogits(logits, .fixed(seed: seed, offset: offset), samples: samples, valid: valid, stream: stream)
+}
+
+/// `launchSamplingFromLogits` drawing from a device `generator` (advanced by
+/// `SamplingGenerator.incrementFromLogits(batch:vocab:)` after the kernel, on the stream).
+@_spi(Bench)
+public func launchSamplingFromLogits(_ logits: Tensor, generator: SamplingGenerator, samples: DeviceBuffer, valid: DeviceBuffer?,
+                                     stream: Stream) throws(FlashInferError) {
+    try launchSamplingFromLogits(logits, .generator(generator), samples: samples, valid: valid, stream: stream)
+}
+
+func launchSamplingFromLogits(_ logits: Tensor, _ seed: SamplingSeed, samples: DeviceBuffer, valid: DeviceBuffer?,
+                              stream: Stream) throws(FlashInferError) {
+    let (batch, vocab) = try validateSamplingInput(logits, name: "logits", entry: "launchSamplingFromLogits", backend: .cuda(stream))
     guard samples.byteCount >= 4 * batch, (valid?.byteCount ?? batch) >= batch else {
         throw .shape(tensor: "samples", axis: 0, name: "batch_size", expected: "\(batch)", got: samples.byteCount / 4)
     }
+    let philox = seed.source(increment: SamplingGenerator.incrementFromLogits(batch: batch, vocab: vocab))
+    try philox.validate(.cuda(stream))
     let be = CUDABackend(stream: stream)
     try be.requireSamplingLayout(logits, name: "logits")
-    try be.launchSampler(logits, filter: .none, kind: .fromLogits, seed: seed, offset: offset, samples: samples, valid: valid)
+    guard batch > 0 else { return }
+    try be.launchSampler(logits, filter: .none, kind: .fromLogits, philox: philox, samples: samples, valid: valid)
 }
 
 /// A renorm, mask or softmax into `out` (the input's shape and dtype, on its device), validated.
@@ -362,5 +404,36 @@ public func devicePhiloxUniforms(rows: Int, count: Int, seed: UInt64, offset: UI
         try stream.order(reading: [], writing: [out])
         try k.function.launch(grid: (rows, 1, 1), block: (32, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
         return try out.toFloats(stream: stream)
+    }
+}
+
+/// The device side of a call's randomness.
+extension PhiloxSource {
+    /// Fills a parameter struct's Philox fields: the values (by value), or the device generator's
+    /// addresses (the values then unused). Returns the generator's buffers, which the call reads
+    /// and (advancing) writes, for the stream ordering.
+    func set(seed: inout UInt64, offset: inout UInt64, seedArr: inout CUdeviceptr, offsetArr: inout CUdeviceptr) -> [DeviceBuffer] {
+        switch self {
+        case .fixed(let s, let o):
+            (seed, offset) = (s, o)
+            return []
+        case .generator(let g, _):
+            let d = g.deviceState!  // validated: a device generator on the call's device
+            (seedArr, offsetArr) = (d.seedAddress, d.offsetAddress)
+            return d.seedBuffer === d.offsetBuffer ? [d.seedBuffer] : [d.seedBuffer, d.offsetBuffer]
+        }
+    }
+
+    /// After the sampling kernel, on its stream: an advancing generator's offset += the call's
+    /// increment (`philox::advance_offset`, one thread). Every block of the sampling kernel has
+    /// read the old offset by then (stream order); in a graph capture both launches are captured,
+    /// in order, so each replay reads the offset the previous replay left.
+    func advance(stream: Stream) throws(CUDAError) {
+        guard case .generator(let g, let increment) = self, g.advances, increment > 0, let d = g.deviceState else { return }
+        var p = FIPhiloxAdvanceParams()
+        p.offset = d.offsetAddress
+        p.increment = increment
+        let k = try JIT.shared(for: stream.device).kernel(SamplingSpec(kind: .philoxAdvance, dtype: .f32, vec: 1))
+        try k.function.launch(grid: (1, 1, 1), block: (1, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
     }
 }

@@ -8,8 +8,16 @@
 //   next()    = curand: the current block's words in order, then the next counter's block.
 //   uniform() = curand_uniform: x · 2⁻³² + 2⁻³³ in float, in (0, 1]. (x · 2⁻³² is exact, so an
 //     FMA contraction gives the same float as a multiply then an add.)
+//
+// Where (seed, offset) come from: by value in the parameters, or read from device memory when the
+// parameters' pointer is set (`seed_of` / `offset_of`): a generator's state, which a CUDA graph
+// replays with the value current at each replay. A generator's offset is advanced by
+// `advance_offset`, a one-thread kernel launched after the sampling kernel on the same stream: the
+// sampling kernel's blocks all read the old value (stream order), and no block of it writes what
+// another may still read.
 #pragma once
 #include <flashinfer/core/types.cuh>
+#include <flashinfer/params.h>
 
 namespace flashinfer {
 namespace philox {
@@ -72,6 +80,19 @@ struct Stream {
     return __fadd_rn(__fmul_rn(__uint2float_rn(next()), kTwoPowMinus32), kTwoPowMinus33);
   }
 };
+
+// The seed and offset of a call: the device value when `arr` is set, else the by-value one.
+__device__ __forceinline__ unsigned long long seed_of(const unsigned long long* arr, unsigned long long value) {
+  return arr != nullptr ? arr[0] : value;
+}
+__device__ __forceinline__ unsigned long long offset_of(const unsigned long long* arr, unsigned long long value) {
+  return arr != nullptr ? arr[0] : value;
+}
+
+// The generator's offset after a call: offset += increment (one thread; FIPhiloxAdvanceParams).
+__device__ __forceinline__ void advance_offset(const ::FIPhiloxAdvanceParams& p) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *p.offset += p.increment;
+}
 
 }  // namespace philox
 }  // namespace flashinfer

@@ -13,7 +13,9 @@
 // guess of filter.cuh need a few. Once the bracket converged, F = {p > lo} is known and the next
 // draw is the answer without a check. Every round draws the row's next uniform (cuRAND stream
 // curand_init(seed, row, offset)), as upstream's kernels do, so results depend on (seed, offset)
-// alone: reproducible, and CUDA-graph safe with the seed/offset read from device memory.
+// alone: reproducible, and CUDA-graph safe with the seed/offset read from device memory
+// (seed_arr / offset_arr: a generator's state, advanced after the call by philox.cuh's
+// advance_offset; docs/Sampling.md, "Generators and CUDA graphs").
 //
 // Degenerate rows: NaN and non-positive entries are never drawn and count for nothing (every test
 // is `p > x` with x ≥ 0). A row with no positive entry gives token 0 and valid = 0. No loop runs
@@ -114,9 +116,7 @@ __device__ __forceinline__ void sample_row(const SamplingParams& p) {
   __shared__ float seg_sum[kWarps];  // segment sums of {p > lo}
   const int row_index = blockIdx.x;
   const Row<T, VEC> row = row_of<T, VEC>(p);
-  const unsigned long long seed = p.seed_arr ? p.seed_arr[0] : p.seed;
-  const unsigned long long offset = p.offset_arr ? p.offset_arr[0] : p.offset;
-  philox::Stream rng(seed, row_index, offset);
+  philox::Stream rng(philox::seed_of(p.seed_arr, p.seed), row_index, philox::offset_of(p.offset_arr, p.offset));
 
   constexpr bool kSketch = M == Mode::kTopK || M == Mode::kJoint || M == Mode::kTopKFirst;
   float* thread_max = nullptr;
@@ -408,8 +408,8 @@ __device__ __forceinline__ void gumbel_row(const SamplingParams& p) {
   __shared__ float warp_best[kWarps];
   __shared__ int warp_index[kWarps];
   const Row<T, VEC> row = row_of<T, VEC>(p);
-  const unsigned long long seed = p.seed_arr ? p.seed_arr[0] : p.seed;
-  const unsigned long long offset = p.offset_arr ? p.offset_arr[0] : p.offset;
+  const unsigned long long seed = philox::seed_of(p.seed_arr, p.seed);
+  const unsigned long long offset = philox::offset_of(p.offset_arr, p.offset);
   const int vocab = p.vocab_size;
   const int group = vocab % 4 == 0 ? 4 : vocab % 2 == 0 ? 2 : 1;
   const unsigned long long base = (unsigned long long)blockIdx.x * (unsigned long long)vocab;
@@ -530,7 +530,7 @@ __device__ __forceinline__ void chain_speculative_row(const ChainSpeculativePara
   const T* draft = static_cast<const T*>(p.draft_probs) + int64(b) * n * vocab;
   const T* target = static_cast<const T*>(p.target_probs) + int64(b) * (n + 1) * vocab;
   int* out = p.output_token_ids + int64(b) * (n + 1);
-  philox::Stream rng(p.seed, b, p.offset);
+  philox::Stream rng(philox::seed_of(p.seed_arr, p.seed), b, philox::offset_of(p.offset_arr, p.offset));
   auto passes = [&](int i, float u) {
     const int id = p.draft_token_ids[int64(b) * n + i];
     if (id < 0 || id >= vocab) return false;
@@ -563,11 +563,12 @@ __device__ __forceinline__ void chain_speculative_row(const ChainSpeculativePara
   }
 }
 
-// ---- the Philox check: the first vocab_size uniforms of each row's stream ----
+// ---- the Philox check: the first vocab_size uniforms of each row's stream (seed and offset by
+// value or from device memory, as the samplers take them) ----
 
 __device__ __forceinline__ void philox_uniforms_row(const SamplingParams& p) {
   if (threadIdx.x != 0) return;
-  philox::Stream rng(p.seed, blockIdx.x, p.offset);
+  philox::Stream rng(philox::seed_of(p.seed_arr, p.seed), blockIdx.x, philox::offset_of(p.offset_arr, p.offset));
   float* out = static_cast<float*>(p.output) + int64(blockIdx.x) * p.row_stride;
   for (int i = 0; i < p.vocab_size; ++i) out[i] = rng.uniform();
 }
