@@ -9,7 +9,7 @@
 #       stress_round below).
 # Environment: DEVICE_DIR (default .device: the binary under test), NOISE_BIN (the binary that makes
 # the noise, default the one under test: an old binary without --noise gets the new one's noise),
-# STRESS_ROUNDS (5), STRESS_SECONDS (stop starting rounds after this many seconds, default 480),
+# CHECK_ARGS (extra arguments for `check` in MODE check/all, e.g. "--exclude hopper"), STRESS_ROUNDS (5), STRESS_SECONDS (stop starting rounds after this many seconds, default 480),
 # STRESS_CHECK_ARGS (extra arguments for each shard, e.g. "--threads 2"), API_LOOPS (6).
 # Writes $OUT/log.txt and $OUT/results.tgz (every JSON result; ./device-out when OUT is unset),
 # refreshed after each step so that a run cut short still brings back what finished. Two files,
@@ -119,7 +119,7 @@ case "$mode" in
   all|check|bench|ab) run $bin info ;;
 esac
 case "$mode" in
-  all|check) run check_sharded ;;
+  all|check) run check_sharded ${CHECK_ARGS:-} ;;
 esac
 case "$mode" in
   stress) run stress ;;

@@ -10,6 +10,7 @@ struct Check: ParsableCommand {
         abstract: "Run every GPU kernel against the CPU reference on fresh random inputs (outputs NaN-poisoned first). Prints 'N passed, N failed'; exits non-zero on any failure.")
 
     @Option(help: "Only cases whose name contains this text.") var filter: String?
+    @Option(help: "Skip cases whose name contains this text (after --filter).") var exclude: String?
     @Option(help: "Random seed (default: from the clock, printed).") var seed: UInt64?
     @Flag(help: "Print every case, not only failures.") var verbose = false
     @Flag(help: "Run the cases that support it on the CPU backend instead (no GPU needed; prints every case as it finishes, and honours --filter, --seed and --shard).") var cpu = false
@@ -36,7 +37,9 @@ struct Check: ParsableCommand {
     /// The cases this process runs: those the filter selects, then this shard's share of them.
     func casesForThisShard(of all: [CheckCase]) throws -> [CheckCase] {
         let (shardIndex, shardCount) = try shardSpec()
-        let selected = all.filter { c in filter.map { c.name.contains($0) } ?? true }
+        let selected = all.filter { c in
+            (filter.map { c.name.contains($0) } ?? true) && !(exclude.map { c.name.contains($0) } ?? false)
+        }
         if shardCount > 1 { print("shard \(shardIndex)/\(shardCount) of \(selected.count) cases") }
         return selected.enumerated().filter { $0.offset % shardCount == shardIndex }.map(\.element)
     }
