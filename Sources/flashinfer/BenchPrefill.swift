@@ -33,8 +33,8 @@ extension Bench {
         @Option(name: .customLong("mma-q"), help: "Tile override: m16 row tiles per warp (1 or 2).") var mmaQ: Int?
         @Option(name: .customLong("cta-kv"), help: "Tile override: keys per loaded kv tile.") var ctaKV: Int?
         @Option(name: .customLong("kv-sub"), help: "Tile override: keys per compute sub-tile.") var kvSub: Int?
-        @Option(help: "Kernel tier: fa2 (mma.sync, the default), hopper (TMA + wgmma, sm_90 only) or auto (hopper where supported).")
-        var tier: String = "fa2"
+        @Option(help: "Kernel tier: auto (the library default: hopper where supported), fa2 (mma.sync) or hopper (TMA + wgmma, sm_90 only).")
+        var tier: String = "auto"
         @Option(help: "Timed iterations.") var iterations = 30
         @Option(help: "Untimed warm-up iterations.") var warmup = 5
         @Option(help: "Write results as JSON to this file.") var json: String?

@@ -5,8 +5,8 @@ import Testing
 /// The Hopper prefill tier's host side (no GPU): the default tier, the catalogue entries, the spec
 /// naming and shared-memory size (the kernel's static_assert checks the size under NVRTC).
 struct HopperPrefillTests {
-    @Test func defaultTierIsFA2() {
-        #expect(AttentionOptions().tier == .fa2)
+    @Test func defaultTierIsAuto() {
+        #expect(AttentionOptions().tier == .auto)
         #expect(AttentionOptions(tier: .auto).tier == .auto)
         #expect(PrefillTier(rawValue: "hopper") == .hopper)
     }

@@ -339,7 +339,7 @@ def _call(fn, q, k, v, out_shape, lse_shape, options, return_lse):
     stream = None
     if _is_torch(q) and q.is_cuda:
         import torch
-        stream = ctypes.c_void_p(torch.cuda.current_stream(q.device).cuda_stream)
+        stream = ctypes.c_void_p(_raw_stream(q.device))
     out, lse = _new_outputs(q, out_shape, lse_shape, return_lse)
     tq, tk, tv, to = _Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")
     tl = _Tensor(lse, "lse") if return_lse else None
@@ -415,6 +415,24 @@ def _split_cache(paged_kv_cache):
     return paged_kv_cache[:, 0], paged_kv_cache[:, 1]
 
 
+_raw_stream_fn = None
+
+
+def _raw_stream(device):
+    """The CUstream of torch.cuda.current_stream(device) as an int: through torch's raw accessor when
+    it has one (no torch.cuda.Stream object built: ~10 µs less per call), else the public API."""
+    global _raw_stream_fn
+    if _raw_stream_fn is None:
+        import torch
+        raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        current = torch.cuda.current_device
+        if raw is not None:
+            _raw_stream_fn = lambda d: raw(d.index if d.index is not None else current())  # noqa: E731
+        else:
+            _raw_stream_fn = lambda d: torch.cuda.current_stream(d).cuda_stream  # noqa: E731
+    return _raw_stream_fn(device)
+
+
 class _Wrapper:
     """What every wrapper shares: the kv layout, the refusal of CUDA-graph mode (fixed buffers that
     survive a re-plan: `use_cuda_graph=True`; a plain wrapper's `run` can still be captured with
@@ -447,7 +465,7 @@ class _Wrapper:
         """The (DLDevice, stream) a plan names: the CPU, or the workspace's GPU on its current stream."""
         if self._device is not None and self._device.type == "cuda":
             import torch
-            return _DLDevice(_kDLCUDA, self._device.index or 0), ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+            return _DLDevice(_kDLCUDA, self._device.index or 0), ctypes.c_void_p(_raw_stream(self._device))
         return _DLDevice(_kDLCPU, 0), None
 
     def _run_with(self, fn, q, k, v, return_lse, scales, out=None, lse=None):
@@ -461,8 +479,7 @@ class _Wrapper:
             # Upstream runs on the current stream: under torch.cuda.graph that is the capture
             # stream, not the plan's. The library moves the wrapper there (no re-plan; the first run
             # waits for the plan's uploads; torch.cuda.graph synchronizes before capturing).
-            import torch
-            stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+            stream = ctypes.c_void_p(_raw_stream(self._device))
         if out is None:
             out, new_lse = _new_outputs(q, q.shape, (rows, hq), return_lse and lse is None)
             lse = lse if lse is not None else new_lse
@@ -735,7 +752,7 @@ def append_paged_kv_cache(append_key, append_value, batch_indices, positions, pa
     stream = None
     if _is_torch(append_key) and append_key.is_cuda:
         import torch
-        stream = ctypes.c_void_p(torch.cuda.current_stream(append_key.device).cuda_stream)
+        stream = ctypes.c_void_p(_raw_stream(append_key.device))
     i32p = ctypes.POINTER(ctypes.c_int32)
     ts = [_Tensor(append_key, "append_key"), _Tensor(append_value, "append_value"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache")]
     _check(_library().flashinfer_swift_append_paged_kv_cache(
@@ -790,7 +807,7 @@ def _stream_of(x):
     """torch.cuda.current_stream() of a CUDA torch tensor's device (as a CUstream), else None."""
     if _is_torch(x) and x.is_cuda:
         import torch
-        return ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream)
+        return ctypes.c_void_p(_raw_stream(x.device))
     return None
 
 
