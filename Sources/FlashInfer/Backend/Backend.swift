@@ -21,13 +21,12 @@ public enum Backend: Sendable {
     /// This backend moved to `stream` (a wrapper's `rebind(stream:)`): `.cuda(stream)` when this is
     /// CUDA on the same device; the CPU backend has no stream to move to.
     func rebound(to stream: Stream) throws(FlashInferError) -> Backend {
-        switch self {
-        case .cpu:
+        // Through the implementation's placement (this enum is switched on in one place only).
+        guard case .device(let device) = implementation.placement else {
             throw .backendMismatch(what: "rebind(stream:)", rule: "moves a CUDA wrapper to another stream; this wrapper runs on the CPU")
-        case .cuda(let s):
-            guard s.device === stream.device else { throw .deviceMismatch(tensor: "stream (rebind: the plan's device)") }
-            return .cuda(stream)
         }
+        guard device === stream.device else { throw .deviceMismatch(tensor: "stream (rebind: the plan's device)") }
+        return .cuda(stream)
     }
 
     /// "cpu", or "cuda:INDEX (DEVICE NAME)".
