@@ -52,8 +52,15 @@ struct Gather {
   }
 };
 
-// The float just below x in the keys' order (p > below(x) ⇔ p ≥ x).
-__device__ __forceinline__ float below(float x) { return from_order_key(order_key(x) - 1u); }
+// The float just below x in the keys' order (p > below(x) ⇔ p ≥ x). −0.0 is skipped: its key sits
+// just below +0.0's, but p > −0.0 excludes p = +0.0, so below(+0.0) is −denorm_min. (It returned
+// −0.0, and a top_k_mask_logits row whose k-th value was 0 masked its zeros: H200, 64873db, seed
+// 1796395039; the "signed zeros at the k-th" check cases.)
+__device__ __forceinline__ float below(float x) {
+  uint32 k = order_key(x) - 1u;
+  if (k == 0x7fffffffu) --k;  // the key of −0.0
+  return from_order_key(k);
+}
 
 // (val, idx) a before (val, idx) b: larger value first, then smaller index.
 __device__ __forceinline__ bool cand_before(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }

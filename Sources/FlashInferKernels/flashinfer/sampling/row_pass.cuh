@@ -64,10 +64,9 @@ struct Row {
   __device__ __forceinline__ int seg_end(int w) const { return min((w + 1) * seg_vecs, num_vecs); }
   // Vector v (elements v·VEC ...), or NaN (neutral for every statistic) past `end`. A −0.0 is
   // loaded as +0.0 (x + 0 in round-to-nearest): the searches order values by their bit keys
-  // (order_key puts −0.0 below +0.0) but count them with float compares (−0.0 == +0.0), and a row
-  // whose k-th value was a zero of both signs masked a +0.0 it had to keep (H200, 64873db: `check
-  // --seed 1796395039 --filter "sampling top_k_mask_logits k=50 batch=4 vocab=111"`). Outputs
-  // that copy an input zero therefore write +0.0 (equal as a float).
+  // (order_key puts −0.0 below +0.0) but count them with float compares (−0.0 == +0.0), so the data
+  // keeps one key per value. Outputs that copy an input zero write +0.0 (equal as a float). (The
+  // H200 failure with zeros at the k-th value was `below`'s, finish.cuh.)
   __device__ __forceinline__ void load(int v, int end, float (&f)[VEC]) const {
     if (v < end) {
       VecLoad<T, VEC>::load(data + int64(v) * VEC, f);
