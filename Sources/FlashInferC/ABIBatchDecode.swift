@@ -9,6 +9,8 @@ import FlashInferCUDA
 /// plan's shape, kept for run's checks.
 final class BatchDecodeHandle {
     let useTensorCores: Bool?
+    /// CUDA-graph mode (`create_graph`): the wrapper's fixed capacity.
+    var capacity: GraphCapacity?
     var wrapper: BatchDecodeWithPagedKVCache?
     var device: Device?
     var stream: UnsafeMutableRawPointer?
@@ -24,6 +26,21 @@ public func flashinfer_swift_batch_decode_create(_ useTensorCores: Int32,
         guard let handle else { throw .invalid("handle: NULL") }
         guard (-1...1).contains(useTensorCores) else { throw .invalid("use_tensor_cores \(useTensorCores) is not -1 (auto), 0 or 1") }
         let h = BatchDecodeHandle(useTensorCores: useTensorCores < 0 ? nil : useTensorCores == 1)
+        handle.pointee = OpaquePointer(Unmanaged.passRetained(h).toOpaque())
+    }
+}
+
+@_cdecl("flashinfer_swift_batch_decode_create_graph")
+public func flashinfer_swift_batch_decode_create_graph(_ maxBatch: Int32, _ maxPages: Int64,
+                                                       _ handle: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        guard let handle else { throw .invalid("handle: NULL") }
+        guard maxBatch > 0 else { throw .invalid("max_batch \(maxBatch) must be > 0 (len(paged_kv_last_page_len_buffer))") }
+        guard maxPages > 0, maxPages < Int64(Int32.max) else {
+            throw .invalid("max_pages \(maxPages) must be in 1 ..< 2^31 (len(paged_kv_indices_buffer))")
+        }
+        let h = BatchDecodeHandle(useTensorCores: false)
+        h.capacity = GraphCapacity(maxBatch: Int(maxBatch), maxPages: Int(maxPages))
         handle.pointee = OpaquePointer(Unmanaged.passRetained(h).toOpaque())
     }
 }
@@ -87,7 +104,7 @@ public func flashinfer_swift_batch_decode_plan(
         // A new device (or the first plan) needs a new wrapper; otherwise the wrapper moves to this
         // stream if need be, re-plans and reuses its buffers (a graph captured from it keeps them).
         if h.wrapper == nil || h.device !== dev {
-            h.wrapper = BatchDecodeWithPagedKVCache(backend: backend, useTensorCores: h.useTensorCores)
+            h.wrapper = BatchDecodeWithPagedKVCache(backend: backend, graphCapacity: h.capacity, useTensorCores: h.useTensorCores)
             h.stream = stream
         }
         try follow(stream: stream, current: &h.stream, device: dev) { s throws(FlashInferError) in try h.wrapper!.rebind(stream: s) }

@@ -128,6 +128,8 @@ def _library():
             getattr(lib, name).restype = ctypes.c_int
         lib.flashinfer_swift_batch_decode_create.argtypes = [ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p)]
         lib.flashinfer_swift_batch_decode_create.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_decode_create_graph.argtypes = [ctypes.c_int32, ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_batch_decode_create_graph.restype = ctypes.c_int
         lib.flashinfer_swift_batch_decode_destroy.argtypes = [ctypes.c_void_p]
         lib.flashinfer_swift_batch_decode_destroy.restype = None
         i32p = ctypes.POINTER(ctypes.c_int32)
@@ -442,13 +444,15 @@ class _Wrapper:
 
     _destroy = None  # the ABI's destroy function name
 
+    _graph_mode = False  # a wrapper that implements use_cuda_graph=True sets it before __init__
+
     def __init__(self, float_workspace_buffer, kv_layout, use_cuda_graph, create):
         if kv_layout not in _LAYOUT:
             raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
-        if use_cuda_graph:
-            raise NotImplementedError("use_cuda_graph=True (buffers that survive a re-plan) through the C ABI is not "
-                                      "supported yet: capture run() of a plain wrapper with torch.cuda.graph and plan "
-                                      "it again only outside the graph's lifetime")
+        if use_cuda_graph and not self._graph_mode:
+            raise NotImplementedError("use_cuda_graph=True (fixed buffers that survive a re-plan) is available for "
+                                      "BatchDecodeWithPagedKVCacheWrapper only; capture run() of this plain wrapper with "
+                                      "torch.cuda.graph and plan it again only once the graph is no longer replayed")
         self._kv_layout = kv_layout
         self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
         handle = ctypes.c_void_p()
@@ -502,8 +506,26 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
     def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=False,
                  paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None,
                  backend="auto"):
-        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph,
-                         lambda h: _library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, h))
+        self._capacity = None
+        if use_cuda_graph:
+            # Upstream's CUDA-graph mode: the buffers fix the capacity (batch size = len(last_page_len
+            # buffer), pages = len(indices buffer)); the library keeps its own fixed device buffers of
+            # that size, so a run captured in a graph replays whatever plan() was made last. q and out
+            # have that many rows. It runs the CUDA-core kernel (use_tensor_cores is a hint here).
+            if paged_kv_indptr_buffer is None or paged_kv_indices_buffer is None or paged_kv_last_page_len_buffer is None:
+                raise ValueError("use_cuda_graph=True needs paged_kv_indptr_buffer, paged_kv_indices_buffer and "
+                                 "paged_kv_last_page_len_buffer (their lengths fix the capacity)")
+            max_batch = len(paged_kv_last_page_len_buffer)
+            if len(paged_kv_indptr_buffer) != max_batch + 1:
+                raise ValueError(f"paged_kv_indptr_buffer: {len(paged_kv_indptr_buffer)} entries, expected "
+                                 f"len(paged_kv_last_page_len_buffer) + 1 = {max_batch + 1}")
+            self._capacity = (max_batch, len(paged_kv_indices_buffer))
+            self._graph_mode = True
+            create = lambda h: _library().flashinfer_swift_batch_decode_create_graph(  # noqa: E731
+                max_batch, self._capacity[1], h)
+        else:
+            create = lambda h: _library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, h)  # noqa: E731
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, create)
 
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16", kv_data_type=None,
@@ -522,7 +544,9 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
             int(num_qo_heads), int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
             _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts), device,
             stream))
-        self._planned = (lp.shape[0], int(num_qo_heads), stream)
+        # CUDA-graph mode: q, out and lse have the capacity's rows (the kernels' grids are fixed).
+        rows = self._capacity[0] if self._capacity is not None and stream is not None else lp.shape[0]
+        self._planned = (rows, int(num_qo_heads), stream)
 
     begin_forward = plan
 

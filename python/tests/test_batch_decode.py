@@ -117,3 +117,34 @@ def test_run_reads_current_contents_through_the_descriptor_cache():
     # The same bytes seen with another shape or dtype are a different descriptor.
     with pytest.raises((ValueError, TypeError)):
         w.run(q, a.astype(np.float32), out=out)
+
+
+def test_cuda_graph_mode_on_the_cpu():
+    """use_cuda_graph=True (upstream's CUDA-graph mode): the buffers fix the capacity; on the CPU
+    backend the results equal the plain wrapper's; missing or inconsistent buffers and plans beyond
+    the capacity are ValueErrors. (The GPU replay is test_cuda.py's.)"""
+    rng = np.random.default_rng(21)
+    page_size, hq, hkv, d = 4, 8, 2, 64
+    lens = [3, 9, 16]
+    pages_per = [(n + page_size - 1) // page_size for n in lens]
+    num_pages = sum(pages_per)
+    indptr = np.concatenate([[0], np.cumsum(pages_per)]).astype(np.int32)
+    indices = rng.permutation(num_pages).astype(np.int32)
+    last = np.array([n - (p - 1) * page_size for n, p in zip(lens, pages_per)], dtype=np.int32)
+    cache = make_cache(rng, num_pages, page_size, hkv, d, "NHD")
+    q = rng.standard_normal((len(lens), hq, d)).astype(np.float16)
+    bufs = dict(paged_kv_indptr_buffer=np.zeros(len(lens) + 1, np.int32), paged_kv_indices_buffer=np.zeros(16, np.int32),
+                paged_kv_last_page_len_buffer=np.zeros(len(lens), np.int32))
+    g = fi.BatchDecodeWithPagedKVCacheWrapper(None, use_cuda_graph=True, **bufs)
+    g.plan(indptr, indices, last, hq, hkv, d, page_size)
+    p = fi.BatchDecodeWithPagedKVCacheWrapper(None)
+    p.plan(indptr, indices, last, hq, hkv, d, page_size)
+    np.testing.assert_array_equal(g.run(q, cache), p.run(q, cache))
+    with pytest.raises(ValueError, match="paged_kv_indptr_buffer"):
+        fi.BatchDecodeWithPagedKVCacheWrapper(None, use_cuda_graph=True)
+    with pytest.raises(ValueError, match="paged_kv_indptr_buffer"):
+        fi.BatchDecodeWithPagedKVCacheWrapper(None, use_cuda_graph=True, **dict(bufs, paged_kv_indptr_buffer=np.zeros(2, np.int32)))
+    small = fi.BatchDecodeWithPagedKVCacheWrapper(None, use_cuda_graph=True,
+                                                  **dict(bufs, paged_kv_indices_buffer=np.zeros(2, np.int32)))
+    with pytest.raises(ValueError):
+        small.plan(indptr, indices, last, hq, hkv, d, page_size)  # 8 pages in a capacity of 2

@@ -248,6 +248,45 @@ def test_batch_decode_cuda_graph_capture():
 
 
 @needs_cuda
+def test_batch_decode_use_cuda_graph_replans():
+    """use_cuda_graph=True (upstream's CUDA-graph mode): one capture of run(), then plan() again with
+    other lengths and page tables (same batch, within the buffers' capacity) between replays; every
+    replay follows the latest plan (float64 reference)."""
+    page_size, hq, hkv, d, batch, max_pages = 16, 32, 8, 128, 4, 1024
+    cache = torch.randn(max_pages, 2, page_size, hkv, d, device="cuda", dtype=torch.float16)
+    q = torch.randn(batch, hq, d, device="cuda", dtype=torch.float16)
+    out = torch.empty_like(q)
+    w = fi.BatchDecodeWithPagedKVCacheWrapper(
+        torch.empty(1, device="cuda"), use_cuda_graph=True,
+        paged_kv_indptr_buffer=torch.zeros(batch + 1, dtype=torch.int32, device="cuda"),
+        paged_kv_indices_buffer=torch.zeros(max_pages, dtype=torch.int32, device="cuda"),
+        paged_kv_last_page_len_buffer=torch.zeros(batch, dtype=torch.int32, device="cuda"))
+
+    def plan(lens, seed):
+        pages_per = [(n + page_size - 1) // page_size for n in lens]
+        indptr = torch.tensor([0] + list(torch.tensor(pages_per).cumsum(0)), dtype=torch.int32)
+        indices = torch.randperm(max_pages, generator=torch.Generator().manual_seed(seed))[: int(indptr[-1])].to(torch.int32)
+        last = torch.tensor([n - (p - 1) * page_size for n, p in zip(lens, pages_per)], dtype=torch.int32)
+        w.plan(indptr, indices, last, hq, hkv, d, page_size)
+        return indptr, indices
+
+    indptr, indices = plan([100, 1, 4096, 17], 1)
+    w.run(q, cache, out=out)  # warm-up
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        w.run(q, cache, out=out)
+    for step, lens in enumerate([[100, 1, 4096, 17], [5000, 33, 7, 2048], [1, 1, 1, 1], [9000, 4000, 16, 300]]):
+        indptr, indices = plan(lens, 10 + step)
+        q.copy_(torch.randn_like(q))
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        ref, _ = _paged_reference(q, cache, indptr, indices, lens, hkv, d)
+        close(out, ref, 1e-3, 1e-3, f"replay {step} lens {lens}")
+
+
+@needs_cuda
 def test_decode_step_32_layers_with_append():
     """Issue 15's PyTorch decode step: each of 32 layers appends one token per request to its own
     paged cache (append_paged_kv_cache, with the page table grown for it), the wrapper is planned once

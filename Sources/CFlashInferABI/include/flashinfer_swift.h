@@ -115,10 +115,16 @@ int flashinfer_swift_merge_states(const DLTensor* v, const DLTensor* s, const DL
  * contiguous last axis (e.g. the two halves of a [pages, 2, ...] tensor); out like q; lse
  * [batch_size, Hq] float32 or NULL.
  * `device` picks the backend at plan: kDLCPU (the reference) or kDLCUDA (the GPU kernels on
- * `stream`; run must pass the same stream, or plan again). use_tensor_cores: -1 auto, 0, 1.
+ * `stream`; a plan or run on another stream moves the wrapper there without a re-plan, ordered after
+ * the plan's uploads: how a run is captured on a graph-capture stream). use_tensor_cores: -1 auto,
+ * 0, 1.
+ * create_graph: CUDA-graph mode (upstream's use_cuda_graph): fixed buffers for at most max_batch
+ * requests and max_pages pages, so a run captured in a CUDA graph replays whatever plan was made
+ * last (within the capacity); q and out then have max_batch rows. The CUDA-core kernel runs.
  */
 typedef struct flashinfer_swift_batch_decode flashinfer_swift_batch_decode;
 int flashinfer_swift_batch_decode_create(int32_t use_tensor_cores, flashinfer_swift_batch_decode** handle);
+int flashinfer_swift_batch_decode_create_graph(int32_t max_batch, int64_t max_pages, flashinfer_swift_batch_decode** handle);
 void flashinfer_swift_batch_decode_destroy(flashinfer_swift_batch_decode* handle);
 int flashinfer_swift_batch_decode_plan(flashinfer_swift_batch_decode* handle, const int32_t* indptr, const int32_t* indices,
                                        const int32_t* last_page_len, int32_t batch_size, int32_t num_qo_heads,

@@ -150,6 +150,9 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         try validateKVScales(options)
         pagesNeeded = Int(table.indices.max().map { $0 + 1 } ?? 0)
         try table.validate(numPages: numPagesInCache ?? pagesNeeded)
+        // On every backend (the CPU has no fixed buffers, but a plan that would not fit the GPU's is
+        // the same error everywhere).
+        try graphCapacity?.check(batchSize: table.batchSize, pages: table.indices.count)
         guard supportedHeadDims.contains(headDim) else { throw .unsupportedHeadDim(headDim, supported: supportedHeadDims) }
         guard numKVHeads > 0, numQOHeads % numKVHeads == 0 else { throw .groupSize(numQOHeads: numQOHeads, numKVHeads: numKVHeads) }
         let kv = kvDType ?? dtype
