@@ -9,6 +9,7 @@ offers: attention (single, batch decode / prefill wrappers, the multi-level casc
 paged-KV append, norms, gated activations, RoPE and sampling (README.md, "From C and Python").
 """
 import ctypes
+import sys
 import os
 
 import numpy as np
@@ -190,8 +191,19 @@ def version():
     return _library().flashinfer_swift_version().decode()
 
 
+_torch_tensor_type = None  # torch.Tensor once torch is imported (by anyone): an isinstance test then
+
+
 def _is_torch(x):
-    return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
+    """A torch tensor (or subclass, e.g. a Parameter)? torch is never imported here for the test."""
+    global _torch_tensor_type
+    t = _torch_tensor_type
+    if t is None:
+        torch = sys.modules.get("torch")
+        if torch is None or not hasattr(torch, "Tensor"):
+            return False
+        t = _torch_tensor_type = torch.Tensor
+    return isinstance(x, t)
 
 
 _TORCH_DTYPES = None  # torch dtype -> (DLPack code, bits), built on first use (run() is on the hot path)
@@ -218,6 +230,7 @@ class _Tensor:
     def __init__(self, array, name):
         if isinstance(array, _Tensor):  # already a DLTensor (_split_cache's halves of a torch cache)
             self.array, self.shape, self.strides, self.t = array.array, array.shape, array.strides, array.t
+            self._ref = array._ref
             return
         if _is_torch(array):
             code, bits = _torch_dtype_code(array, name)
@@ -237,6 +250,7 @@ class _Tensor:
         self.strides = (ctypes.c_int64 * n)(*[s // array.itemsize for s in array.strides])
         self.t = _DLTensor(ctypes.c_void_p(array.ctypes.data), _DLDevice(_kDLCPU, 0), n, _DLDataType(code, bits, 1),
                            self.shape, self.strides, 0)
+        self._ref = ctypes.byref(self.t)
 
     def _set(self, owner, data, shape, strides, code, bits, device):
         self.array = owner
@@ -245,6 +259,7 @@ class _Tensor:
         self.strides = (ctypes.c_int64 * n)(*strides)
         dl = _DLDevice(_kDLCUDA, device.index or 0) if device.type == "cuda" else _DLDevice(_kDLCPU, 0)
         self.t = _DLTensor(ctypes.c_void_p(data), dl, n, _DLDataType(code, bits, 1), self.shape, self.strides, 0)
+        self._ref = ctypes.byref(self.t)  # made once: run() passes it as is
 
     @classmethod
     def torch_halves(cls, t, name):
@@ -272,7 +287,7 @@ class _Tensor:
         return pair
 
     def ref(self):
-        return ctypes.byref(self.t)
+        return self._ref
 
     @classmethod
     def cached(cls, array, name):
@@ -476,7 +491,7 @@ class _Wrapper:
         """Runs the plan into `out` / `lse` (allocated for the planned rows when None), on the plan's stream."""
         if self._planned is None:
             raise RuntimeError("run before plan")
-        if any(s is not None and s != 1 for s in scales):
+        if scales != (None, None, None) and any(s is not None and s != 1 for s in scales):
             raise NotImplementedError("q_scale / k_scale / v_scale at run time are not supported through the C ABI yet")
         rows, hq, stream = self._planned
         if stream is not None:
@@ -1042,6 +1057,7 @@ def _index_tensor(x, name):
     t.strides = (ctypes.c_int64 * n)(*strides)
     dl = _DLDevice(_kDLCUDA, device.index or 0) if device is not None and device.type == "cuda" else _DLDevice(_kDLCPU, 0)
     t.t = _DLTensor(ctypes.c_void_p(data), dl, n, _DLDataType(*codes[dt], 1), t.shape, t.strides, 0)
+    t._ref = ctypes.byref(t.t)
     return t
 
 
