@@ -22,7 +22,7 @@ extension Bench {
 
         @Option(help: "Batch sizes (comma-separated).") var batch = "1,4,16,64,256"
         @Option(name: .customLong("kv-len"), help: "KV lengths (comma-separated).") var kvLen = "512,4096,32768"
-        @Option(help: "Query heads per KV head (comma-separated; 8 KV heads).") var group = "1,4,8"
+        @Option(help: "Query heads per KV head (comma-separated; 8 KV heads).") var group = "1,2,4,8,16"
         @Option(name: .customLong("head-dim")) var headDim = 128
         @Option(name: .customLong("page-size")) var pageSize = 16
         @Option(name: .customLong("max-cache-gib"), help: "Skip shapes whose K/V exceed this many GiB.") var maxCacheGiB = 8.0
