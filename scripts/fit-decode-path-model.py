@@ -29,34 +29,45 @@ from scipy.optimize import least_squares
 # Planners (mirrors of the Swift planners)
 
 
+def items_of(pages, c):
+    """Work items of chunk size c: each request's pages in chunks (at least one item)."""
+    return sum(max((n + c - 1) // c, 1) for n in pages)
+
+
+def smallest_chunk(lo, hi, fits):
+    """The smallest chunk in [lo, hi] with fits(chunk) (fits is monotone), hi if none smaller."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def chunk_items(pages, chunk):
+    """Each work item's pages for chunk size `chunk`."""
+    per_item = []
+    for n in pages:
+        k = max((n + chunk - 1) // chunk, 1)
+        for c in range(k):
+            per_item.append(max(min(chunk, n - c * chunk), 0))
+    return per_item
+
+
 def decode_plan(pages, heads, max_grid, page_size, wave_aware):
     """BatchDecodePlan.make: chunk pages and the CTAs' pages (one entry per work item)."""
     batch = len(pages)
     max_pages = max(max(pages), 1)
     min_chunk = max(128 // page_size, 1)
 
-    def items(c):
-        return sum(max((n + c - 1) // c, 1) for n in pages)
-
     if batch * heads >= max_grid:
         chunk = max_pages
         if wave_aware:
             chunk = wave_chunk(pages, heads, max_grid, min_chunk, max_pages, page_size)
     else:
-        lo, hi = min(min_chunk, max_pages), max_pages
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if items(mid) * heads > max_grid:
-                lo = mid + 1
-            else:
-                hi = mid
-        chunk = lo
-    per_item = []
-    for n in pages:
-        k = max((n + chunk - 1) // chunk, 1)
-        for c in range(k):
-            per_item.append(max(min(chunk, n - c * chunk), 0))
-    return chunk, per_item
+        chunk = smallest_chunk(min(min_chunk, max_pages), max_pages, lambda c: items_of(pages, c) * heads <= max_grid)
+    return chunk, chunk_items(pages, chunk)
 
 
 # The wave-aware split (BatchDecodePlan.waveAwareChunkPages): among chunk sizes ceil(maxPages / k),
@@ -70,7 +81,7 @@ MAX_WAVES_FOR_SPLIT = 4
 
 
 def wave_cost(pages, heads, slots, chunk, page_size):
-    n = sum(max((p + chunk - 1) // chunk, 1) for p in pages) * heads
+    n = items_of(pages, chunk) * heads
     longest = min(chunk, max(max(pages), 1)) * page_size
     split = chunk < max(max(pages), 1)
     return math.ceil(n / slots) * (longest + WAVE_OVERHEAD_TOKENS) + (SPLIT_OVERHEAD_TOKENS if split else 0), n
@@ -100,23 +111,9 @@ def prefill_plan(pages, heads, sms, page_size):
     max_pages = max(max(pages), 1)
     max_batch_if_split = max(2 * sms // heads, 1)
 
-    def items(c):
-        return sum(max((n + c - 1) // c, 1) for n in pages)
-
-    lo, hi = min(max(128 // page_size, 1), max_pages), max_pages
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if items(mid) > max_batch_if_split:
-            lo = mid + 1
-        else:
-            hi = mid
-    chunk = lo
-    per_item = []
-    for n in pages:
-        k = max((n + chunk - 1) // chunk, 1)
-        for c in range(k):
-            per_item.append(max(min(chunk, n - c * chunk), 0))
-    return chunk, per_item
+    chunk = smallest_chunk(min(max(128 // page_size, 1), max_pages), max_pages,
+                           lambda c: items_of(pages, c) <= max_batch_if_split)
+    return chunk, chunk_items(pages, chunk)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -395,6 +395,17 @@ func filterName(_ f: SamplingFilter) -> String {
 
 // MARK: - Renorm, mask, softmax
 
+/// top_k_mask_logits of `x` ([batch, vocab] f32 logits) on the GPU against the CPU reference,
+/// exactly: the first differing element, or nil.
+func maskLogitsMismatch(_ x: [Float], batch: Int, vocab: Int, k: Int, stream: Stream) throws -> String? {
+    let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
+    let be = Backend.cuda(stream)
+    let got = try topKMaskLogits(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
+    let want = try topKMaskLogits(t, topK: .scalar(k)).toFloats()
+    for i in got.indices where got[i] != want[i] { return "element \(i): got \(got[i]), expected \(want[i])" }
+    return nil
+}
+
 func samplingOpCases() -> [CheckCase] {
     var cases: [CheckCase] = []
     let shapes = [(4, 111), (3, 32_000), (2, 128_256), (1, 262_144)]
@@ -413,18 +424,13 @@ func samplingOpCases() -> [CheckCase] {
             cases.append(CheckCase(name: "sampling top_k_mask_logits k=\(k) batch=\(batch) vocab=\(vocab)") { _, stream, rng in
                 // Logits rounded to 1/4: many ties, at the k-th value too; some -inf.
                 let x = (0..<(batch * vocab)).map { _ in rng.uniform() < 0.01 ? -Float.infinity : (rng.normal() * 12).rounded() / 4 }
-                let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
-                let be = Backend.cuda(stream)
-                let got = try topKMaskLogits(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
-                let want = try topKMaskLogits(t, topK: .scalar(k)).toFloats()
-                for i in got.indices where got[i] != want[i] { return "element \(i): got \(got[i]), expected \(want[i])" }
-                return nil
+                return try maskLogitsMismatch(x, batch: batch, vocab: vocab, k: k, stream: stream)
             })
         }
         if batch == 4 {
-            // Signed zeros at the k-th value: 46 positives, 3 × +0.0, 2 × −0.0, negatives. The keys
-            // order −0.0 below +0.0 while float compares call them equal; a row like this (from
-            // seed 1796395039) had a kept +0.0 masked on the H200 until the loads made −0.0 +0.0.
+            // Zeros (3 × +0.0, 2 × −0.0) at the k-th value, after 46 positives: a row like this (from
+            // seed 1796395039) had kept zeros masked on the H200 because below(+0.0) was −0.0
+            // (finish.cuh); k 46 and 52 put the k-th value outside the zeros.
             for k in [46, 47, 49, 50, 51, 52] {
                 cases.append(CheckCase(name: "sampling top_k_mask_logits signed zeros at the k-th k=\(k) batch=4 vocab=\(vocab)") { _, stream, rng in
                     var x: [Float] = []
@@ -434,12 +440,7 @@ func samplingOpCases() -> [CheckCase] {
                         for i in stride(from: row.count - 1, to: 0, by: -1) { row.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
                         x += row
                     }
-                    let t = Tensor.host(x, shape: [batch, vocab], dtype: .f32)
-                    let be = Backend.cuda(stream)
-                    let got = try topKMaskLogits(t.moved(to: be), topK: .scalar(k), backend: be).toFloats()
-                    let want = try topKMaskLogits(t, topK: .scalar(k)).toFloats()
-                    for i in got.indices where got[i] != want[i] { return "element \(i): got \(got[i]), expected \(want[i])" }
-                    return nil
+                    return try maskLogitsMismatch(x, batch: batch, vocab: vocab, k: k, stream: stream)
                 })
             }
         }
