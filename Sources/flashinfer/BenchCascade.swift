@@ -52,22 +52,31 @@ extension Bench {
                 pPtr.append(Int32(pIdx.count))
             }
             let plainTable = PageTable(indptr: pPtr, indices: pIdx, lastPageLen: Array(repeating: lastLen, count: batch), pageSize: ps)
-            let plain = BatchDecodeWithPagedKVCache(backend: .cuda(stream))
-            try plain.plan(table: plainTable, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
-            let plainMs = median(try timeOnStream(stream, warmup: 3, iterations: iterations) { _ in
-                _ = try plain.run(q: q, cache: cache, out: out)
-            })
-            let plainOut = try out.toFloats()
-            let agree = Tolerance.f16.compare(cascadeOut, plainOut)
+            // The automatic choice, then each path forced (issue 14: C1's plain decode is where the
+            // shared pages' L2 reuse decides which path is faster).
+            var plainMs = 0.0, plainPath = "", forced: [(String, Double)] = [], agree: String? = nil
+            for force in [nil, false, true] as [Bool?] {
+                let plain = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: force)
+                try plain.plan(table: plainTable, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+                let ms = median(try timeOnStream(stream, warmup: 3, iterations: iterations) { _ in
+                    _ = try plain.run(q: q, cache: cache, out: out)
+                })
+                let path = plain.usesTensorCores ? "tensor cores" : "CUDA cores"
+                if let e = Tolerance.f16.compare(cascadeOut, try out.toFloats()) { agree = agree ?? "\(path): \(e)" }
+                if force == nil { (plainMs, plainPath) = (ms, path) } else { forced.append((path, ms)) }
+            }
             print("C1 on \(device.properties.name): shared \(shared), unique \(unique), batch \(batch), \(hq)/\(hkv) heads, page \(ps)")
             print("  cascade (2 levels)        \(fixed(cascadeMs, 3)) ms")
-            print("  plain paged decode        \(fixed(plainMs, 3)) ms (shared pages referenced by every request)")
+            print("  plain paged decode        \(fixed(plainMs, 3)) ms (shared pages referenced by every request; auto: \(plainPath))")
+            for (path, ms) in forced { print("    forced \(pad(path, 16)) \(fixed(ms, 3)) ms") }
             print("  speedup                   \(fixed(plainMs / cascadeMs, 2))×")
             print("  outputs agree (f16 tol):  \(agree.map { "NO: \($0)" } ?? "yes")")
             if let json {
                 try JSON.object(resultHeader(device: device.properties.name) + [
                     ("benchmark", .string("cascade C1")), ("shared", .int(shared)), ("unique", .int(unique)), ("batch", .int(batch)),
                     ("cascade_ms", .number(cascadeMs)), ("plain_decode_ms", .number(plainMs)), ("speedup", .number(plainMs / cascadeMs)),
+                    ("plain_path", .string(plainPath)),
+                    ("plain_cuda_cores_ms", .number(forced[0].1)), ("plain_tensor_cores_ms", .number(forced[1].1)),
                     ("outputs_agree", .bool(agree == nil)),
                 ]).write(to: json)
             }

@@ -112,6 +112,13 @@ typedef struct FIDecodeParams {
   // TIMELINE kernels (bench --timeline): per CTA (linear id x + y·X + z·X·Y) three u64s:
   // %globaltimer at entry, %globaltimer after its output or partial is written, %smid.
   FI_DEVICE_PTR(unsigned long long) timeline;
+  // Fused split-KV merge (split launches with merge_counters non-null; no decode_merge launch):
+  // each CTA writes its partial, then counts itself in its (request, kv head, head group)'s
+  // counter; the CTA that completes the count folds the request's partials into o / lse and
+  // resets the counter to 0 (so the counters are 0 between launches, CUDA-graph replays included).
+  // A request of one chunk writes o / lse directly.
+  FI_DEVICE_PTR(int) merge_counters;          // [requests · num_kv_heads · head groups], zeroed once
+  FI_DEVICE_PTR(const int) o_indptr;          // [B + 1] PAGED: request b's partial rows (= its work items); null: single decode, gridDim.x chunks
 } FIDecodeParams;
 
 // ---- attention/decode_merge.cuh ----

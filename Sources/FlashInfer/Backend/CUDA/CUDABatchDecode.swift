@@ -12,12 +12,19 @@ final class CUDABatchDecode: @unchecked Sendable {
         let maxItems: Int
         let arrays: DeviceBuffer
         let workspace: DeviceBuffer
-        init(capacity: GraphCapacity, maxItems: Int, numQOHeads: Int, headDim: Int, device: Device) throws(CUDAError) {
+        /// Counters of the fused merge per (request, KV head × head group): `maxBatch · counterSlots`.
+        let counterSlots: Int
+        init(capacity: GraphCapacity, maxItems: Int, numQOHeads: Int, headDim: Int, counterSlots: Int,
+             stream: Stream) throws(CUDAError) {
             self.capacity = capacity
             self.maxItems = maxItems
+            self.counterSlots = counterSlots
             let ints = 2 * maxItems + (capacity.maxBatch + 1) + capacity.maxPages + capacity.maxBatch + (capacity.maxBatch + 1) + 1
-            arrays = try device.allocate(byteCount: ints * 4)
-            workspace = try device.allocate(byteCount: maxItems * numQOHeads * (headDim + 1) * 4)
+            arrays = try stream.device.allocate(byteCount: ints * 4)
+            let partials = maxItems * numQOHeads * (headDim + 1) * 4
+            workspace = try stream.device.allocate(byteCount: partials + capacity.maxBatch * counterSlots * 4)
+            // The counters start at 0 and every launch leaves them at 0 (decode.cuh, fused_merge).
+            try workspace.fill(byte: 0, count: capacity.maxBatch * counterSlots * 4, offset: partials, stream: stream)
         }
     }
 
@@ -32,8 +39,14 @@ final class CUDABatchDecode: @unchecked Sendable {
     /// request_indices | chunk_indices | kv_indptr | kv_indices | kv_last_page_len | o_indptr (int32).
     let arrays: DeviceBuffer
     let offsets: [Int]
-    /// Partial outputs [workItems, Hq, D] fp32 then partial LSEs [workItems, Hq] (split plans only).
+    /// Partial outputs [workItems, Hq, D] fp32, partial LSEs [workItems, Hq], then (fused merge)
+    /// the merge counters, int32 [B, KV heads × head groups], zero between launches (split plans only).
     let workspace: DeviceBuffer?
+    /// The split-KV merge runs inside the decode kernel (its last CTA per request and head: one
+    /// launch per run) rather than as a second launch (`decode_merge.cuh`).
+    /// `FLASHINFER_DECODE_FUSED_MERGE=0` selects the separate launch (A/B on a GPU).
+    let fusedMerge: Bool
+    static let fusedMergeDefault: Bool = FileSystem.environment("FLASHINFER_DECODE_FUSED_MERGE") != "0"
     let numQOHeads: Int
     let headDim: Int
     /// Graph mode: the fixed buffers; grids are padded to their capacity and the chunk size is read
@@ -67,6 +80,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         }
         decode = fn
         ctasPerSM = occupancy
+        fusedMerge = Self.fusedMergeDefault
         let pages = (0..<table.batchSize).map(table.numPages)
         let gdy = numKVHeads * headGroups
         let gridCTAs = occupancy * device.properties.multiprocessorCount
@@ -75,7 +89,8 @@ final class CUDABatchDecode: @unchecked Sendable {
                                             waveAware: waveAware)
             self.plan = plan
             self.graph = nil
-            merge = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
+            merge = plan.splitKV && !fusedMerge
+                ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
             let parts: [[Int32]] = [plan.requestIndices, plan.chunkIndices, table.indptr, table.indices, table.lastPageLen, plan.oIndptr]
             var offs: [Int] = [], packed: [Int32] = []
             for p in parts {
@@ -86,16 +101,22 @@ final class CUDABatchDecode: @unchecked Sendable {
             // Stream-ordered upload: no host wait; run() enqueues on the same stream.
             arrays = try FlashInferError.wrap { () throws(CUDAError) in try device.upload(packed.isEmpty ? [0] : packed, stream: stream) }
             let ws = plan.workItems * numQOHeads * (headDim + 1) * 4
-            workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in try stream.allocate(byteCount: ws) } : nil
+            let counters = fusedMerge ? table.batchSize * gdy * 4 : 0
+            workspace = plan.splitKV ? try FlashInferError.wrap { () throws(CUDAError) in
+                let w = try stream.allocate(byteCount: ws + counters)
+                if counters > 0 { try w.fill(byte: 0, count: counters, offset: ws, stream: stream) }
+                return w
+            } : nil
             return
         }
         // Graph mode: fixed buffers, fixed grids, always the split path (partials + merge).
         try capacity.check(batchSize: table.batchSize, pages: table.indices.count)
         let maxItems = reuse?.maxItems ?? max(capacity.maxBatch, gridCTAs / gdy)
         let buffers: GraphBuffers
-        if let reuse { buffers = reuse } else {
+        if let reuse, reuse.counterSlots == gdy { buffers = reuse } else {
             buffers = try FlashInferError.wrap { () throws(CUDAError) in
-                try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, device: device)
+                try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, counterSlots: gdy,
+                                 stream: stream)
             }
         }
         var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy,
@@ -104,7 +125,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         try GraphCapacity.check(workItems: plan.workItems, maxItems: maxItems)
         self.plan = plan
         self.graph = buffers
-        merge = try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function }
+        merge = fusedMerge ? nil : try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function }
         let pad = maxItems - plan.workItems, b = table.batchSize, mb = capacity.maxBatch
         let parts: [[Int32]] = [
             plan.requestIndices + Array(repeating: -1, count: pad),
@@ -146,12 +167,14 @@ final class CUDABatchDecode: @unchecked Sendable {
         let split = plan.splitKV
         let ws = workspace?.address ?? 0
         let lseOffset = CUdeviceptr((graph?.maxItems ?? plan.workItems) * numQOHeads * headDim * 4)
+        let counterOffset = CUdeviceptr((graph?.maxItems ?? plan.workItems) * numQOHeads * (headDim + 1) * 4)
+        let fused = split && fusedMerge
         let base = arrays.address
         func at(_ i: Int) -> CUdeviceptr { base + CUdeviceptr(offsets[i]) }
         let (divM, divL) = fastDivisor(plan.pageSize)
         let a = FIDecodeParams(
             q: q.deviceAddress!,
-            o: split ? 0 : out.deviceAddress!, lse: split ? 0 : (lse?.deviceAddress ?? 0),
+            o: split && !fused ? 0 : out.deviceAddress!, lse: split && !fused ? 0 : (lse?.deviceAddress ?? 0),
             partial_o: split ? ws : 0, partial_lse: split ? ws + lseOffset : 0,
             q_stride_head: Int64(q.strides[1]),
             kv: FIKVTensors(k: cache.k.deviceAddress!, v: cache.v.deviceAddress!, k_stride_n: Int64(ks.token),
@@ -163,7 +186,8 @@ final class CUDABatchDecode: @unchecked Sendable {
             q_stride_batch: Int64(q.strides[0]),
             pages: FIPageTable(page_indices: at(3), k_stride_page: Int64(ks.page), v_stride_page: Int64(vs.page),
                                page_size: Int32(plan.pageSize), page_div_m: divM, page_div_l: divL, pad: 0),
-            chunk_size_ptr: graph != nil ? at(6) : 0, timeline: 0
+            chunk_size_ptr: graph != nil ? at(6) : 0, timeline: 0,
+            merge_counters: fused ? ws + counterOffset : 0, o_indptr: fused ? at(5) : 0
         )
         let items = graph?.maxItems ?? plan.workItems
         let mergeRows = graph?.capacity.maxBatch ?? plan.batchSize

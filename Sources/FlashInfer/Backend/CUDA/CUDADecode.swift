@@ -377,7 +377,9 @@ public struct CUDADecodeLaunch: Sendable {
             chunk_size: Int32(split.chunkSize), split: split.isSplit ? 1 : 0,
             // Batch decode over pages only.
             request_indices: 0, chunk_indices: 0, kv_indptr: 0, kv_last_page_len: 0, q_stride_batch: 0,
-            pages: FIPageTable(), chunk_size_ptr: 0, timeline: 0
+            pages: FIPageTable(), chunk_size_ptr: 0, timeline: 0,
+            // The merge is its own launch here (the workspace is the caller's: no counters).
+            merge_counters: 0, o_indptr: 0
         )
         var m = FIDecodeMergeParams(
             partial_o: ws, partial_lse: ws + CUdeviceptr(partialLSEOffset), o: outAddress, lse: lseAddress,

@@ -196,6 +196,54 @@ __device__ __forceinline__ auto decode_kv(const DecodeParams& p, int kv_head, co
   }
 }
 
+// The fused split-KV merge (FIDecodeParams::merge_counters): called by every CTA of a split
+// launch after it wrote its partial. The classic last-block pattern: every thread fences its
+// partial's stores, thread 0 counts the CTA in the counter of its (request, kv head, head group);
+// the CTA that brings the count to n (the request's chunks) resets the counter, fences, and folds
+// the n partials (o fp32, lse base 2; rows first .. first+n−1) into o / lse, as decode_merge.cuh
+// does: weights 2^(lse_i − max), one division. Partials are read with ld.global.cg (L2: written by
+// other CTAs, never cached in this SM's L1 before).
+template <typename KT>
+__device__ __noinline__ void fused_merge(const DecodeParams& p, int request, int kv_head, int qo_head0, int heads,
+                                         int first, int n) {
+  using DT = typename KT::DT;
+  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES;
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = p.merge_counters + (int64(request) * gridDim.y + kv_head) * gridDim.z + blockIdx.z;
+    const int done = atomicAdd(counter, 1) + 1;
+    s_last = done == n;
+    if (done == n) *counter = 0;  // every CTA of this request has counted: ready for the next launch
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const int num_qo_heads = p.variant.num_qo_heads;
+  for (int pair = threadIdx.x; pair < G * LANES; pair += KT::THREADS) {
+    const int h = pair / LANES, cc = pair % LANES;
+    if (h >= heads) continue;
+    const int qo_head = qo_head0 + h;
+    const float* lse_col = p.partial_lse + int64(first) * num_qo_heads + qo_head;
+    float m = -math::inf;
+    for (int i = 0; i < n; ++i) m = fmaxf(m, __ldcg(lse_col + int64(i) * num_qo_heads));
+    StateFold<8> fold(m);
+    const float* o_col = p.partial_o + (int64(first) * num_qo_heads + qo_head) * D + cc * 8;
+    for (int i = 0; i < n; ++i) {
+      const float4* src = reinterpret_cast<const float4*>(o_col + int64(i) * num_qo_heads * D);
+      const float4 a = __ldcg(src), b = __ldcg(src + 1);
+      const float os[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+      fold.add_guarded(os, __ldcg(lse_col + int64(i) * num_qo_heads));
+    }
+    float acc[8];
+    const float lse = fold.finish(acc);  // every chunk empty: output 0, lse −inf
+    const int64 out_row = int64(request) * num_qo_heads + qo_head;
+    *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
+    if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
+  }
+}
+
 template <class KT>
 __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   using DT = typename KT::DT;
@@ -476,6 +524,16 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
   __syncthreads();
 
   const int num_qo_heads = p.variant.num_qo_heads;
+  // Fused merge: this request's partial rows [first, first + n); one chunk is written directly.
+  const bool fused = p.split && p.merge_counters != nullptr;
+  int first = 0, n = int(gridDim.x);
+  if constexpr (KT::PAGED) {
+    if (fused) {
+      first = p.o_indptr[request];
+      n = p.o_indptr[request + 1] - first;
+    }
+  }
+  const bool direct = fused && n == 1;
   for (int pair = tid; pair < G * LANES; pair += KT::THREADS) {
     const int h = pair / LANES, cc = pair % LANES;
     if (h >= heads) continue;
@@ -501,7 +559,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] = variant.output_transform(acc[e], qo_head, cc * 8 + e);
     }
-    if (p.split) {
+    if (p.split && !direct) {
       float4* dst = reinterpret_cast<float4*>(p.partial_o + (int64(blockIdx.x) * num_qo_heads + qo_head) * D + cc * 8);
       dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
       dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
@@ -512,6 +570,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
     }
   }
+  if (fused && !direct) fused_merge<KT>(p, request, kv_head, qo_head0, heads, first, n);
   if constexpr (KT::TIMELINE) {
     __syncthreads();
     if (tid == 0 && p.timeline != nullptr) {
