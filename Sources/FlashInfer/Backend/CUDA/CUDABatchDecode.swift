@@ -12,19 +12,12 @@ final class CUDABatchDecode: @unchecked Sendable {
         let maxItems: Int
         let arrays: DeviceBuffer
         let workspace: DeviceBuffer
-        /// Counters of the fused merge per (request, KV head × head group): `maxBatch · counterSlots`.
-        let counterSlots: Int
-        init(capacity: GraphCapacity, maxItems: Int, numQOHeads: Int, headDim: Int, counterSlots: Int,
-             stream: Stream) throws(CUDAError) {
+        init(capacity: GraphCapacity, maxItems: Int, numQOHeads: Int, headDim: Int, device: Device) throws(CUDAError) {
             self.capacity = capacity
             self.maxItems = maxItems
-            self.counterSlots = counterSlots
             let ints = 2 * maxItems + (capacity.maxBatch + 1) + capacity.maxPages + capacity.maxBatch + (capacity.maxBatch + 1) + 1
-            arrays = try stream.device.allocate(byteCount: ints * 4)
-            let partials = maxItems * numQOHeads * (headDim + 1) * 4
-            workspace = try stream.device.allocate(byteCount: partials + capacity.maxBatch * counterSlots * 4)
-            // The counters start at 0 and every launch leaves them at 0 (decode.cuh, fused_merge).
-            try workspace.fill(byte: 0, count: capacity.maxBatch * counterSlots * 4, offset: partials, stream: stream)
+            arrays = try device.allocate(byteCount: ints * 4)
+            workspace = try device.allocate(byteCount: maxItems * numQOHeads * (headDim + 1) * 4)
         }
     }
 
@@ -44,7 +37,8 @@ final class CUDABatchDecode: @unchecked Sendable {
     let workspace: DeviceBuffer?
     /// The split-KV merge runs inside the decode kernel (its last CTA per request and head: one
     /// launch per run) rather than as a second launch (`decode_merge.cuh`).
-    /// `FLASHINFER_DECODE_FUSED_MERGE=0` selects the separate launch (A/B on a GPU).
+    /// `FLASHINFER_DECODE_FUSED_MERGE=0` selects the separate launch (A/B on a GPU). Not in
+    /// CUDA-graph mode (see init).
     let fusedMerge: Bool
     static let fusedMergeDefault: Bool = FileSystem.environment("FLASHINFER_DECODE_FUSED_MERGE") != "0"
     let numQOHeads: Int
@@ -80,7 +74,9 @@ final class CUDABatchDecode: @unchecked Sendable {
         }
         decode = fn
         ctasPerSM = occupancy
-        fusedMerge = Self.fusedMergeDefault
+        // CUDA-graph mode keeps the merge launch: it also writes the zero rows past the batch (up to
+        // the capacity), which no decode CTA owns.
+        fusedMerge = Self.fusedMergeDefault && capacity == nil
         let pages = (0..<table.batchSize).map(table.numPages)
         let gdy = numKVHeads * headGroups
         let gridCTAs = occupancy * device.properties.multiprocessorCount
@@ -113,10 +109,9 @@ final class CUDABatchDecode: @unchecked Sendable {
         try capacity.check(batchSize: table.batchSize, pages: table.indices.count)
         let maxItems = reuse?.maxItems ?? max(capacity.maxBatch, gridCTAs / gdy)
         let buffers: GraphBuffers
-        if let reuse, reuse.counterSlots == gdy { buffers = reuse } else {
+        if let reuse { buffers = reuse } else {
             buffers = try FlashInferError.wrap { () throws(CUDAError) in
-                try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, counterSlots: gdy,
-                                 stream: stream)
+                try GraphBuffers(capacity: capacity, maxItems: maxItems, numQOHeads: numQOHeads, headDim: headDim, device: device)
             }
         }
         var plan = BatchDecodePlan.make(numPages: pages, pageSize: table.pageSize, numKVHeads: gdy, maxGridSize: maxItems * gdy,
@@ -125,7 +120,7 @@ final class CUDABatchDecode: @unchecked Sendable {
         try GraphCapacity.check(workItems: plan.workItems, maxItems: maxItems)
         self.plan = plan
         self.graph = buffers
-        merge = fusedMerge ? nil : try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function }
+        merge = try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function }
         let pad = maxItems - plan.workItems, b = table.batchSize, mb = capacity.maxBatch
         let parts: [[Int32]] = [
             plan.requestIndices + Array(repeating: -1, count: pad),

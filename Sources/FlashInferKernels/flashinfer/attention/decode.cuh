@@ -200,17 +200,23 @@ __device__ __forceinline__ auto decode_kv(const DecodeParams& p, int kv_head, co
 // launch after it wrote its partial. The classic last-block pattern: every thread fences its
 // partial's stores, thread 0 counts the CTA in the counter of its (request, kv head, head group);
 // the CTA that brings the count to n (the request's chunks) resets the counter, fences, and folds
-// the n partials (o fp32, lse base 2; rows first .. first+n−1) into o / lse, as decode_merge.cuh
-// does: weights 2^(lse_i − max), one division. Partials are read with ld.global.cg (L2: written by
-// other CTAs, never cached in this SM's L1 before).
+// the n partials (o fp32, lse base 2; rows first .. first+n−1) into o / lse with decode_merge.cuh's
+// fold: the CTA's threads are (split s, head h, lane c) — SPLITS = THREADS / (G·LANES) threads per
+// (h, c) take chunks s, s+SPLITS, … with BATCH chunks' loads in flight (weights 2^(lse_i − m), the
+// max raised once per batch), then split 0 folds the SPLITS states and divides once. Partials are
+// read with ld.global.cg (L2: other CTAs wrote them; this SM's L1 never cached them).
 template <typename KT>
 __device__ __noinline__ void fused_merge(const DecodeParams& p, int request, int kv_head, int qo_head0, int heads,
                                          int first, int n) {
   using DT = typename KT::DT;
-  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES;
+  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES, PAIRS = G * LANES, BATCH = 4;
+  constexpr int SPLITS = KT::THREADS >= PAIRS ? KT::THREADS / PAIRS : 1;
+  constexpr int PER_PASS = KT::THREADS / SPLITS;  // (h, c) pairs per pass over the CTA's threads
+  static_assert(KT::THREADS % PAIRS == 0 || PAIRS % KT::THREADS == 0, "whole passes");
+  static_assert(SPLITS * PAIRS * 10 * 4 <= KT::SMEM_BYTES, "the fold's states fit the pipeline's shared memory");
   __shared__ int s_last;
   __threadfence();
-  __syncthreads();
+  __syncthreads();  // every thread's partial is fenced; the epilogue is done with shared memory
   if (threadIdx.x == 0) {
     int* counter = p.merge_counters + (int64(request) * gridDim.y + kv_head) * gridDim.z + blockIdx.z;
     const int done = atomicAdd(counter, 1) + 1;
@@ -220,27 +226,69 @@ __device__ __noinline__ void fused_merge(const DecodeParams& p, int request, int
   __syncthreads();
   if (!s_last) return;
   __threadfence();
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* s_acc = reinterpret_cast<float*>(smem);  // [SPLITS][PER_PASS][8]
+  float* s_m = s_acc + SPLITS * PER_PASS * 8;     // [SPLITS][PER_PASS]
+  float* s_d = s_m + SPLITS * PER_PASS;           // [SPLITS][PER_PASS]
   const int num_qo_heads = p.variant.num_qo_heads;
-  for (int pair = threadIdx.x; pair < G * LANES; pair += KT::THREADS) {
+  const int split = int(threadIdx.x) / PER_PASS, slot = int(threadIdx.x) % PER_PASS;
+  for (int pass = 0; pass < PAIRS; pass += PER_PASS) {
+    const int pair = pass + slot;
     const int h = pair / LANES, cc = pair % LANES;
-    if (h >= heads) continue;
-    const int qo_head = qo_head0 + h;
+    const int qo_head = qo_head0 + min(h, heads - 1);  // a head past the group's reads a valid one, writes nothing
     const float* lse_col = p.partial_lse + int64(first) * num_qo_heads + qo_head;
-    float m = -math::inf;
-    for (int i = 0; i < n; ++i) m = fmaxf(m, __ldcg(lse_col + int64(i) * num_qo_heads));
-    StateFold<8> fold(m);
     const float* o_col = p.partial_o + (int64(first) * num_qo_heads + qo_head) * D + cc * 8;
-    for (int i = 0; i < n; ++i) {
-      const float4* src = reinterpret_cast<const float4*>(o_col + int64(i) * num_qo_heads * D);
-      const float4 a = __ldcg(src), b = __ldcg(src + 1);
-      const float os[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-      fold.add_guarded(os, __ldcg(lse_col + int64(i) * num_qo_heads));
+    StateFold<8> fold;
+    for (int base = split; base < n; base += BATCH * SPLITS) {
+      float4 ob[BATCH][2];
+      float sb[BATCH];
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) {
+        const int i = base + b * SPLITS;
+        if (i < n) {
+          const float4* src = reinterpret_cast<const float4*>(o_col + int64(i) * num_qo_heads * D);
+          ob[b][0] = __ldcg(src);
+          ob[b][1] = __ldcg(src + 1);
+          sb[b] = __ldcg(lse_col + int64(i) * num_qo_heads);
+        } else {
+          ob[b][0] = ob[b][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+          sb[b] = -math::inf;
+        }
+      }
+      float mb = fold.m;
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) mb = fmaxf(mb, sb[b]);
+      if (mb == -math::inf) continue;  // every state so far is empty
+      fold.raise_to(mb);
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) {
+        const float os[8] = {ob[b][0].x, ob[b][0].y, ob[b][0].z, ob[b][0].w, ob[b][1].x, ob[b][1].y, ob[b][1].z, ob[b][1].w};
+        fold.add_below_max(os, sb[b]);
+      }
     }
-    float acc[8];
-    const float lse = fold.finish(acc);  // every chunk empty: output 0, lse −inf
-    const int64 out_row = int64(request) * num_qo_heads + qo_head;
-    *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
-    if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) s_acc[(split * PER_PASS + slot) * 8 + e] = fold.acc[e];
+    s_m[split * PER_PASS + slot] = fold.m;
+    s_d[split * PER_PASS + slot] = fold.d;
+    __syncthreads();
+    if (split == 0 && h < heads) {
+      float m = -math::inf;
+#pragma unroll
+      for (int sp = 0; sp < SPLITS; ++sp) m = fmaxf(m, s_m[sp * PER_PASS + slot]);
+      StateFold<8> all(m);
+#pragma unroll
+      for (int sp = 0; sp < SPLITS; ++sp) {
+        const float* a = s_acc + (sp * PER_PASS + slot) * 8;
+        const float os[8] = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]};
+        all.add_guarded(os, s_m[sp * PER_PASS + slot], s_d[sp * PER_PASS + slot]);
+      }
+      float acc[8];
+      const float lse = all.finish(acc);  // every chunk empty: output 0, lse −inf
+      const int64 out_row = int64(request) * num_qo_heads + qo_head;
+      *reinterpret_cast<uint4*>(static_cast<DT*>(p.o) + out_row * D + cc * 8) = vec_io::vec8<DT>::from_float(acc);
+      if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
+    }
+    __syncthreads();  // the states' buffer is reused by the next pass
   }
 }
 
