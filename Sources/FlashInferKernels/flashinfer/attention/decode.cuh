@@ -202,14 +202,14 @@ __device__ __forceinline__ auto decode_kv(const DecodeParams& p, int kv_head, co
 // the CTA that brings the count to n (the request's chunks) resets the counter, fences, and folds
 // the n partials (o fp32, lse base 2; rows first .. first+n−1) into o / lse with decode_merge.cuh's
 // fold: the CTA's threads are (split s, head h, lane c) — SPLITS = THREADS / (G·LANES) threads per
-// (h, c) take chunks s, s+SPLITS, … with BATCH chunks' loads in flight (weights 2^(lse_i − m), the
+// (h, c) take chunks s, s+SPLITS, … with BATCH = 8 chunks' loads in flight (weights 2^(lse_i − m), the
 // max raised once per batch), then split 0 folds the SPLITS states and divides once. Partials are
 // read with ld.global.cg (L2: other CTAs wrote them; this SM's L1 never cached them).
 template <typename KT>
 __device__ __noinline__ void fused_merge(const DecodeParams& p, int request, int kv_head, int qo_head0, int heads,
                                          int first, int n) {
   using DT = typename KT::DT;
-  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES, PAIRS = G * LANES, BATCH = 4;
+  constexpr int D = KT::HEAD_DIM, G = KT::GROUP, LANES = KT::LANES, PAIRS = G * LANES, BATCH = 8;
   constexpr int SPLITS = KT::THREADS >= PAIRS ? KT::THREADS / PAIRS : 1;
   constexpr int PER_PASS = KT::THREADS / SPLITS;  // (h, c) pairs per pass over the CTA's threads
   static_assert(KT::THREADS % PAIRS == 0 || PAIRS % KT::THREADS == 0, "whole passes");
