@@ -220,8 +220,12 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let avg = qoLens.isEmpty ? 0 : Double(qoLens.reduce(0, +) * groupSize) / Double(qoLens.count)
         var spec = PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvSource: paged ? .paged : .ragged, kvDType: kvDType,
                                customMask: customMask)
+        // The 16-row tile: 16-bit K/V (its loop is the 16-bit one) and no RoPE on the fly (its
+        // rotation of Q assumes 128-row multiples of the thread count).
+        var sixteen = !(kvDType ?? dtype).isFP8
+        if case .ropeLlama = options.positionEncoding { sixteen = false }
         spec.tile = .batch(headDim: headDim, plain: spec.plain,
-                           ctaQ: BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: avg, headDim: headDim))
+                           ctaQ: BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: avg, headDim: headDim, sixteenRowTile: sixteen))
         return spec
     }
 

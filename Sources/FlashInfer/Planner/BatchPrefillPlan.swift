@@ -37,12 +37,20 @@ public struct BatchPrefillPlan: Sendable, Hashable {
     }
 
     /// The tile of this library's tensor-core kernel (`PrefillTile.batch`): 4 warps of 32 rows
-    /// (128) where upstream's rule picks 128, else 4 warps of 16 rows (64). Upstream's 16-row tile
-    /// (one warp) has no counterpart: short queries leave rows of a 64-row tile idle instead.
-    /// E.g. P4 (packed 512 per request) → 128; decode-like batches (packed ≤ 64) and D 256 → 64.
-    public static func kernelCtaTileQ(averagePackedQoLen avg: Double, headDim: Int) -> Int {
-        ctaTileQ(averagePackedQoLen: avg, headDim: headDim) == 128 ? 128 : 64
+    /// (128) where upstream's rule picks 128; 16 rows shared by 4 warps that split the keys (16)
+    /// where it picks 16, for head dim 128 without RoPE on the fly and with 16-bit K/V
+    /// (`sixteenRowTile`); else 4 warps of 16 rows (64).
+    /// E.g. P4 (packed 512 per request) → 128; GQA-4 decode (packed 4) → 16; D 256 → 64.
+    public static func kernelCtaTileQ(averagePackedQoLen avg: Double, headDim: Int, sixteenRowTile: Bool = false) -> Int {
+        switch ctaTileQ(averagePackedQoLen: avg, headDim: headDim) {
+        case 128: 128
+        case 16 where sixteenRowTile && headDim == 128 && sixteenRowTileEnabled: 16
+        default: 64
+        }
     }
+
+    /// `FLASHINFER_PREFILL_TILE16=0` keeps the 64-row tile for decode-like batches (A/B on a GPU).
+    public static let sixteenRowTileEnabled: Bool = FileSystem.environment("FLASHINFER_PREFILL_TILE16") != "0"
 
     /// Plans a batch.
     ///

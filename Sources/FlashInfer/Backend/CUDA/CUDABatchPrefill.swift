@@ -249,6 +249,11 @@ func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
         }
         specs += [
             spec(.f16, 128, kv, ctaQ: 64),
+            // The 16-row tile (tensor-core decode: 4 warps over the keys), plain and with hooks.
+            spec(.f16, 128, kv, ctaQ: 16),
+            spec(.bf16, 128, kv, ctaQ: 16, causal: true),
+            spec(.f16, 128, kv, ctaQ: 16, posEnc: .alibi, softCap: true, window: true),
+            spec(.bf16, 128, kv, ctaQ: 16, customMask: true),
             spec(.f16, 128, kv, ctaQ: 64, posEnc: .rope, causal: true),
             spec(.bf16, 128, kv, posEnc: .rope, causal: true),
             spec(.f16, 64, kv, ctaQ: 64, posEnc: .alibi, softCap: true, window: true),

@@ -11,12 +11,15 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     public var ctaKV: Int
     /// Keys per compute sub-tile (a multiple of 16).
     public var kvSub: Int
+    /// Warps sharing one set of rows (PrefillTraits::KV_WARPS): 1, or 4 for the 16-row decode tile
+    /// (every warp on the same 16 rows, each on every 4th sub-tile; merged at the end).
+    public var kvWarps: Int = 1
 
     public static let warps = 4
     public static let stages = 2
 
     /// Packed query rows per CTA.
-    public var ctaQ: Int { Self.warps * 16 * mmaQ }
+    public var ctaQ: Int { Self.warps / kvWarps * 16 * mmaQ }
     public var threads: Int { Self.warps * 32 }
 
     /// The tile for a head dimension and variant, for Hopper with mma.sync (registers from ptxas,
@@ -42,6 +45,9 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     /// The batch kernel's tile: the single-request geometry with `ctaQ` packed rows per CTA (128:
     /// 32 rows per warp, 64: 16), the plan's `ctaTileQ` (`BatchPrefillPlan.kernelCtaTileQ`).
     public static func batch(headDim: Int, plain: Bool, ctaQ: Int) -> PrefillTile {
+        // The 16-row tile (BatchPrefillPlan.kernelCtaTileQ gives it for D 128 only): 64 keys per
+        // tile, 4 sub-tiles of 16, one per warp. (16 + 4·64)·128·2 B = 68 KiB: 3 CTAs per SM.
+        if ctaQ == 16 { return PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4) }
         var t = PrefillTile.default(headDim: headDim, plain: plain)
         t.mmaQ = ctaQ >= 128 && headDim <= 128 ? 2 : 1  // D 256: O alone is 128 floats at 16 rows per warp
         return t
@@ -59,13 +65,14 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     public var fp8Stages: Int { ctaQ <= 64 ? 3 : 2
     }
 
-    public init(mmaQ: Int, ctaKV: Int, kvSub: Int) {
+    public init(mmaQ: Int, ctaKV: Int, kvSub: Int, kvWarps: Int = 1) {
         self.mmaQ = mmaQ
         self.ctaKV = ctaKV
         self.kvSub = kvSub
+        self.kvWarps = kvWarps
     }
 
-    public var description: String { "q\(ctaQ)kv\(ctaKV)s\(kvSub)" }
+    public var description: String { "q\(ctaQ)kv\(ctaKV)s\(kvSub)\(kvWarps > 1 ? "w\(kvWarps)" : "")" }
 }
 
 /// The JIT spec of the single-request prefill kernel: everything that changes its code, nothing
@@ -145,7 +152,7 @@ public struct PrefillSpec: KernelSpec {
         return """
         #include <flashinfer/attention/\(header)>
         using Variant = flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), \(causal), \(window), \(customMask)>;
-        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant, \(kvDType.cudaTypeName)>;
+        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant, \(kvDType.cudaTypeName), \(tile.kvWarps)>;
         extern "C" __global__ void __launch_bounds__(Traits::NUM_THREADS, 2)
         \(entryPoint)(const __grid_constant__ flashinfer::\(params) p) {
           \(body);

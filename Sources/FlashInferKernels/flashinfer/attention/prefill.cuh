@@ -32,9 +32,9 @@ namespace prefill {
 template <typename T>
 __device__ __forceinline__ void compute_qk(uint32 q_smem, uint32 k_smem, float (&s)[T::MMA_Q][2 * T::MMA_KV][4]) {
   using DT = typename T::DT;
-  const int lane = mma::lane_id(), warp = threadIdx.x >> 5;
+  const int lane = mma::lane_id();
   // ldmatrix row addresses. Q (A): lanes 0-15 rows 0-15 chunk 2kk, lanes 16-31 the same rows, chunk 2kk+1.
-  const uint32 q_row = (warp * T::WARP_ROWS + (lane & 15)) * T::HEAD_DIM;
+  const uint32 q_row = (warp_row0<T>() + (lane & 15)) * T::HEAD_DIM;
   const int q_x = (lane >> 4) ^ (lane & 7);
   // K (B, non-trans): matrices (keys 0-7, chunk 2kk), (0-7, 2kk+1), (8-15, 2kk), (8-15, 2kk+1).
   const uint32 k_row = ((lane & 7) + ((lane >> 4) << 3)) * T::HEAD_DIM;
@@ -84,7 +84,7 @@ __device__ __forceinline__ void apply_logits(float (&s)[T::MMA_Q][2 * T::MMA_KV]
   using Variant = typename T::Variant;
   const int lane = mma::lane_id();
   const int kv_lane = k0 + 2 * (lane & 3);
-  const int row_lane = r0 + (threadIdx.x >> 5) * T::WARP_ROWS + (lane >> 2);
+  const int row_lane = r0 + warp_row0<T>() + (lane >> 2);
   if constexpr (Variant::USE_ALIBI) {
     // The bias depends on the row's head and position.
 #pragma unroll
@@ -260,7 +260,7 @@ __device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& d
                                              float (&o)[T::MMA_Q][2 * T::MMA_D][4], const float (&m)[T::MMA_Q][2],
                                              const float (&d)[T::MMA_Q][2], int r0, int kv_head, int packed_len) {
   using DT = typename T::DT;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   __syncwarp();  // every lane of the warp is done reading its Q rows
 #pragma unroll
@@ -271,7 +271,7 @@ __device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& d
       dt += math::shfl_xor(dt, 1);
       dt += math::shfl_xor(dt, 2);
       const float inv = dt > 0.f ? variant.p.v_scale / dt : 0.f;  // v_scale: FP8 V's scale (1 = none)
-      const int row = warp * T::WARP_ROWS + i * 16 + g + 8 * h;
+      const int row = warp_row0<T>() + i * 16 + g + 8 * h;
 #pragma unroll
       for (int dn = 0; dn < 2 * T::MMA_D; ++dn) {
         // n-tile dn is chunk dn; the thread's two columns are 2t, 2t+1 of it.
@@ -293,13 +293,65 @@ __device__ __forceinline__ void write_output(const PrefillOut<typename T::DT>& d
 #pragma unroll
   for (int it = 0; it < T::WARP_ROWS * T::CHUNKS / 32; ++it) {
     const int idx = lane + 32 * it;
-    const int row = warp * T::WARP_ROWS + idx / T::CHUNKS, c = idx % T::CHUNKS;
+    const int row = warp_row0<T>() + idx / T::CHUNKS, c = idx % T::CHUNKS;
     const int pr = r0 + row;
     if (pr < packed_len) {
       const int qo = pr / group, head = kv_head * group + pr % group;
       *reinterpret_cast<uint4*>(dst.out + qo * dst.o_stride_n + head * dst.o_stride_h + c * 8) =
           *reinterpret_cast<const uint4*>(q_smem + swizzle<T::CHUNKS>(row, c));
     }
+  }
+}
+
+// The 16-row tile's merge (T::KV_WARPS > 1): every warp holds a state (O, m, and the thread-partial
+// row sums d) of the same 16 rows over its own sub-tiles. Each thread stages its state in `buf`
+// (the K/V tiles' shared memory, free once every warp is past the last tile); warp 0 then folds
+// the KV_WARPS states per element: M = max m_w, weights 2^(m_w − M) (0 for a warp that saw no key
+// of the row, m_w = −inf), O = Σ w·O_w, d = Σ w·d_w (the quad's partial sums stay partial:
+// write_output adds them). Exact whatever reference max each warp's lazy rescaling left.
+template <typename T>
+__device__ __forceinline__ void merge_kv_warps(float* buf, float (&o)[T::MMA_Q][2 * T::MMA_D][4], float (&m)[T::MMA_Q][2],
+                                               float (&d)[T::MMA_Q][2]) {
+  static_assert(T::MMA_Q == 1, "16 rows per warp");
+  constexpr int NO = 2 * T::MMA_D * 4, STRIDE = NO + 4;
+  const int lane = threadIdx.x & 31;
+  cp_async::wait<0>();
+  __syncthreads();  // every warp is done with the K/V tiles
+  float* mine = buf + threadIdx.x * STRIDE;
+#pragma unroll
+  for (int dn = 0; dn < 2 * T::MMA_D; ++dn)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) mine[dn * 4 + e] = o[0][dn][e];
+  mine[NO] = m[0][0];
+  mine[NO + 1] = m[0][1];
+  mine[NO + 2] = d[0][0];
+  mine[NO + 3] = d[0][1];
+  __syncthreads();
+  if (threadIdx.x >= 32) return;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float mx = -math::inf;
+#pragma unroll
+    for (int w = 0; w < T::KV_WARPS; ++w) mx = fmaxf(mx, buf[(w * 32 + lane) * STRIDE + NO + h]);
+    float wt[T::KV_WARPS];
+    float dsum = 0.f;
+#pragma unroll
+    for (int w = 0; w < T::KV_WARPS; ++w) {
+      const float mw = buf[(w * 32 + lane) * STRIDE + NO + h];
+      wt[w] = mw == -math::inf ? 0.f : math::ptx_exp2(mw - mx);
+      dsum = fmaf(wt[w], buf[(w * 32 + lane) * STRIDE + NO + 2 + h], dsum);
+    }
+    m[0][h] = mx;
+    d[0][h] = dsum;
+#pragma unroll
+    for (int dn = 0; dn < 2 * T::MMA_D; ++dn)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float x = 0.f;
+#pragma unroll
+        for (int w = 0; w < T::KV_WARPS; ++w) x = fmaf(wt[w], buf[(w * 32 + lane) * STRIDE + dn * 4 + 2 * h + e], x);
+        o[0][dn][2 * h + e] = x;
+      }
   }
 }
 
@@ -348,7 +400,7 @@ __device__ __forceinline__ bool warp_has_rows(const PrefillGeometry& g) {
   if constexpr (T::MMA_Q == 2) {
     return true;
   } else {
-    return g.r0 + int(threadIdx.x >> 5) * T::WARP_ROWS < g.packed_len;
+    return g.r0 + warp_row0<T>() < g.packed_len;
   }
 }
 
@@ -539,7 +591,9 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
           const int ks = k0 + sub * T::KV_SUB;
           // Sub-tiles that no row of the tile sees are skipped (CTA-uniform), and so are warps whose
           // rows all lie past the request's (a decode-like tile: packed rows < CTA_Q; warp-uniform).
-          const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin && warp_has_rows<T>(g);
+          // The 16-row tile: warp w takes sub-tiles w, w + KV_WARPS, … (warp-uniform).
+          const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin && warp_has_rows<T>(g) &&
+                              (T::KV_WARPS == 1 || sub % T::KV_WARPS == int(threadIdx.x >> 5));
           float s[T::MMA_Q][2 * T::MMA_KV][4];
           if (active) {
             prefill::compute_qk<T>(q_addr, mma::smem_u32(k_tile + sub * T::KV_SUB * T::HEAD_DIM), s);
@@ -562,6 +616,11 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     }
   }
 
+  if constexpr (T::KV_WARPS > 1) {
+    // The 16-row tile: fold the warps' states into warp 0's, which writes.
+    prefill::merge_kv_warps<T>(reinterpret_cast<float*>(k_smem), o, m, d);
+    if (threadIdx.x >= 32) return;
+  }
   prefill::write_output<T>(out_of(), base, group, q_smem, o, m, d, g.r0, kv_head, g.packed_len);
 }
 

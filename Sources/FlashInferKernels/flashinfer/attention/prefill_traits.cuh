@@ -39,7 +39,14 @@ using BatchPrefillParams = ::FIBatchPrefillParams;
 // as stored (DT, or fp8). MMA_Q: m16 tiles per warp (2 → 32 rows per warp, so
 // every K/V fragment read from shared memory feeds two mma). CTA_KV: keys per loaded tile;
 // KV_SUB: keys per compute sub-tile. Variant: AttentionVariant<...>.
-template <typename DT_, int HEAD_DIM_, int MMA_Q_, int CTA_KV_, int KV_SUB_, typename Variant_, typename KV_DT_ = DT_>
+// KV_WARPS_: 1, the warps split the rows (warp w owns rows w·WARP_ROWS ..); 4, the decode-like
+// 16-row tile (upstream's CTA_TILE_Q 16 with NUM_WARPS_KV 4): every warp owns the same 16 rows and
+// takes every KV_WARPS-th sub-tile of each kv tile (its own online-softmax state), and the warps'
+// states are merged through shared memory before the output (prefill.cuh, merge_kv_warps). For a
+// few packed rows (decode's GQA group) a 64-row tile would leave 3 of 4 warps idle and one warp's
+// mma chain setting the pace; this one spreads the keys over the four.
+template <typename DT_, int HEAD_DIM_, int MMA_Q_, int CTA_KV_, int KV_SUB_, typename Variant_, typename KV_DT_ = DT_,
+          int KV_WARPS_ = 1>
 struct PrefillTraits {
   using DT = DT_;
   using KV_DT = KV_DT_;
@@ -49,8 +56,9 @@ struct PrefillTraits {
   static constexpr int NUM_WARPS = 4;
   static constexpr int NUM_THREADS = NUM_WARPS * 32;
   static constexpr int MMA_Q = MMA_Q_;
+  static constexpr int KV_WARPS = KV_WARPS_;             // warps sharing one set of rows
   static constexpr int WARP_ROWS = 16 * MMA_Q;           // packed rows per warp
-  static constexpr int CTA_Q = NUM_WARPS * WARP_ROWS;    // packed rows per CTA
+  static constexpr int CTA_Q = NUM_WARPS / KV_WARPS * WARP_ROWS;  // packed rows per CTA
   static constexpr int CTA_KV = CTA_KV_;                 // keys per loaded kv tile
   static constexpr int KV_SUB = KV_SUB_;                 // keys per compute sub-tile
   static constexpr int SUBS = CTA_KV / KV_SUB;           // sub-tiles per kv tile
@@ -86,7 +94,22 @@ struct PrefillTraits {
   static_assert((CTA_Q * HALF_CHUNKS) % NUM_THREADS == 0, "RoPE on Q divides among threads");
   static_assert((WARP_ROWS * CHUNKS) % 32 == 0, "output rows of a warp divide among lanes");
   static_assert(SMEM_BYTES <= 227 * 1024, "shared memory of one CTA");
+  static_assert(KV_WARPS == 1 || (KV_WARPS == NUM_WARPS && MMA_Q == 1 && SUBS % KV_WARPS == 0 && !KV_FP8),
+                "the 16-row tile: 4 warps over the sub-tiles of a 16-bit K/V tile");
+  // The 16-row tile's merge stages every thread's O, m and d in the K/V region.
+  static_assert(KV_WARPS == 1 || NUM_THREADS * (8 * MMA_D + 4) * 4 <= 2 * KV_BUFS * KV_TILE_ELEMS * int(sizeof(DT)),
+                "the warps' states fit the K/V tiles' shared memory");
 };
+
+// The first packed row (within the CTA's tile) of this thread's warp.
+template <typename T>
+__device__ __forceinline__ int warp_row0() {
+  if constexpr (T::KV_WARPS > 1) {
+    return 0;
+  } else {
+    return int(threadIdx.x >> 5) * T::WARP_ROWS;
+  }
+}
 
 // Element offset of 16-byte chunk `chunk` of row `row` in a [rows][CHUNKS·8] tile. The chunk index
 // is XORed with row % 8, so the 8 row addresses of one ldmatrix phase (8 rows, one logical chunk)
