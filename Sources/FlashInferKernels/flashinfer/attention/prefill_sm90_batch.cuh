@@ -17,7 +17,9 @@
 //       cache's strides (NHD or HND), box (64, PAGE_SIZE, 1, 1): a 128-key tile is 128 / PAGE_SIZE
 //       pages, lane i of the producer warp loads page i of the tile (PAGE_SIZE ∈ {8..128}, a power
 //       of two: each page's box starts at a multiple of 8 rows = 1024 bytes). Pages past the
-//       request's last read its last page again (finite values; the keys are masked).
+//       request's last read its last page again. Keys past kv_len are masked (S = −inf), and their
+//       V rows (unwritten page slots, maybe NaN) are zeroed in shared memory by the consumers
+//       before the last tile's P·V (zero_v_tail), as the FA2 tier's zero-filled loads.
 //   K/V ragged (PAGE_SIZE == 0): rank-3 maps (D, kv_total, Hkv), box (64, 128, 1) from row
 //       kv_starts[b] + 128·it (rows past the request: next request's keys or zeros, masked).
 //
@@ -54,7 +56,26 @@ __device__ __forceinline__ void mask_tile_batch(float (&s)[T::CTA_KV / 2], int k
 
 // The consumer warpgroups of one batch work item (the single kernel's mainloop, prefill_sm90.cuh
 // consumer, with per-row causal limits of packed rows and the batch epilogue).
+// Zeros rows `from`..CTA_KV − 1 of a V tile (every 16-byte chunk of those rows, so the swizzle does
+// not matter), by the 128 threads of one consumer warpgroup, then makes the writes visible to the
+// warpgroup's wgmma (async proxy) and to the next TMA write of the slot: paged keys past kv_len are
+// page slots nobody wrote (possibly NaN), and P = 0 times NaN would be NaN.
 template <typename T>
+__device__ __forceinline__ void zero_v_tail(uint32 v_tile, int from, int cwg) {
+  const int tid = threadIdx.x & 127;
+  constexpr int CHUNKS16 = 8;  // 16-byte chunks per 128-byte row
+  const int n = (T::CTA_KV - from) * CHUNKS16 * T::CHUNKS;
+  for (int i = tid; i < n; i += 128) {
+    const int c = i % T::CHUNKS, rest = i / T::CHUNKS;
+    const int u = rest % CHUNKS16, row = from + rest / CHUNKS16;
+    const uint32 addr = v_tile + c * T::KV_CHUNK_BYTES + row * 128 + u * 16;
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(addr), "r"(0) : "memory");
+  }
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cwg) : "memory");
+}
+
+template <typename T, bool PAGED>
 __device__ __forceinline__ void batch_consumer(const BatchPrefillParams& bp, uint32 q_s, uint32 k_s, uint32 v_s, uint32 bar, int r0,
                                                int kv_head, int group_shift, int qo_start, int qo_len, int kv_len, int n_tiles) {
   using DT = typename T::DT;
@@ -130,6 +151,11 @@ __device__ __forceinline__ void batch_consumer(const BatchPrefillParams& bp, uin
     }
     const int sl = stage(n_tiles - 1);
     mbar_wait(v_full(sl), parity(n_tiles - 1));
+    // Only the last tile can reach past kv_len (tiles stop at the last row's diagonal ≤ kv_len).
+    if constexpr (PAGED) {
+      const int valid = kv_len - (n_tiles - 1) * T::CTA_KV;
+      if (valid < T::CTA_KV) zero_v_tail<T>(v_s + sl * T::KV_BYTES, valid, cwg);
+    }
     wgmma_fence();
     issue_pv<T>(o, pa, v_s + sl * T::KV_BYTES);
     wgmma_commit();
@@ -271,7 +297,7 @@ __device__ __forceinline__ void hopper_batch_prefill(const BatchPrefillParams& b
     }
   } else {
     setmaxnreg_inc<T::CONSUMER_REGS>();
-    hopper::batch_consumer<T>(bp, q_s, k_s, v_s, bar, r0, kv_head, group_shift, qo_start, qo_len, kv_len, n_tiles);
+    hopper::batch_consumer<T, (PAGE_SIZE > 0)>(bp, q_s, k_s, v_s, bar, r0, kv_head, group_shift, qo_start, qo_len, kv_len, n_tiles);
   }
 }
 
