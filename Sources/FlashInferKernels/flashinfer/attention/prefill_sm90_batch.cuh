@@ -252,15 +252,22 @@ __device__ __forceinline__ void hopper_batch_prefill(const BatchPrefillParams& b
           tma_load_4d(q_s + c * T::Q_CHUNK_BYTES, tm_q, bar, 64 * c, 0, kv_head, qo_start + (r0 >> group_shift));
       }
       const int last_page = PAGE_SIZE > 0 ? (kv_len + PAGE_SIZE - 1) / PAGE_SIZE - 1 : 0;
+      // Lane i: page i of the tile, its id read one tile ahead (the load's latency hides under a tile).
+      auto page_of = [&](int it) {
+        return lane < PAGES_PER_TILE ? bp.pages.page_indices[kv_start + min(it * PAGES_PER_TILE + lane, last_page)] : 0;
+      };
+      int next_page = 0;
+      if constexpr (PAGE_SIZE > 0) {
+        if (n_tiles > 0) next_page = page_of(0);
+      }
       for (int it = 0; it < n_tiles; ++it) {
         const int s = it % T::STAGES;
         const uint32 phase = ((it / T::STAGES) & 1) ^ 1;
         const uint32 k_full = bar + 8 * (1 + s), v_full = bar + 8 * (1 + T::STAGES + s);
         const uint32 k_empty = bar + 8 * (1 + 2 * T::STAGES + s), v_empty = bar + 8 * (1 + 3 * T::STAGES + s);
         if constexpr (PAGE_SIZE > 0) {
-          // Lane i: page i of the tile (read before the wait, so the load's latency hides under it).
-          int page = 0;
-          if (lane < PAGES_PER_TILE) page = bp.pages.page_indices[kv_start + min(it * PAGES_PER_TILE + lane, last_page)];
+          const int page = next_page;
+          if (it + 1 < n_tiles) next_page = page_of(it + 1);
           const uint32 row_off = uint32(lane * PAGE_SIZE * 128);
           mbar_wait(k_empty, phase);
           if (lane == 0) mbar_arrive_expect_tx(k_full, T::KV_BYTES);
