@@ -55,7 +55,7 @@ public func hopperBatchPrefillCases() -> [CheckCase] {
             try runBatchTierAgreement(dtype: dtype, qoLens: qo, kvLens: kv, causal: causal, device: device, stream: stream, rng: &rng)
         })
     }
-    cases.append(CheckCase(name: "batch-prefill hopper tier fallback: auto reports fa2 for rope / page 1 / group 3 / decode-like, hopper refuses them") {
+    cases.append(CheckCase(name: "batch-prefill hopper tier fallback: auto reports fa2 for rope / page 1, 3 / group 3 / decode-like / too few CTAs, hopper refuses the unsupported") {
         device, stream, _ in try runBatchTierFallback(device: device, stream: stream)
     })
     return cases
@@ -101,18 +101,23 @@ private func runBatchTierAgreement(dtype: DType, qoLens: [Int], kvLens: [Int], c
 /// `.auto` plans FA2 (and says why) for what the Hopper batch kernel does not take, Hopper for a
 /// plain paged prefill; `.hopper` refuses the unsupported ones with `unsupportedCombination`.
 private func runBatchTierFallback(device: Device, stream: Stream) throws -> String? {
-    struct Case { var what: String; var pageSize = 16; var group = 4; var qo = 128; var rope = false; var expected: PrefillTier }
+    struct Case {
+        var what: String; var pageSize = 16; var group = 4; var qo = 1024; var kv = [1024, 2048]; var hkv = 8; var rope = false
+        var expected: PrefillTier
+        /// `.hopper` runs it (only `.auto` does not choose it): decode-like and too-few-CTA batches.
+        var hopperRuns = false
+    }
     let cases = [
-        Case(what: "plain paged prefill", expected: .hopper),
+        Case(what: "plain paged prefill (512 CTAs)", expected: .hopper),
         Case(what: "RoPE", rope: true, expected: .fa2),
         Case(what: "page size 1", pageSize: 1, expected: .fa2),
         Case(what: "page size 3", pageSize: 3, expected: .fa2),
         Case(what: "group 3", group: 3, expected: .fa2),
-        Case(what: "decode-like (one query per request)", qo: 1, expected: .fa2),
+        Case(what: "decode-like (one query per request)", qo: 1, expected: .fa2, hopperRuns: true),
+        Case(what: "16 CTAs where FA2 splits KV", qo: 128, kv: [300, 1000], hkv: 2, expected: .fa2, hopperRuns: true),
     ]
     for c in cases {
-        let hkv = 2
-        let kv = [300, 1000]
+        let (hkv, kv) = (c.hkv, c.kv)
         let table = PageTable.contiguous(seqLens: kv, pageSize: c.pageSize)
         let qoIndptr: [Int32] = [0, Int32(c.qo), Int32(2 * c.qo)]
         var o = AttentionOptions(causal: true, positionEncoding: c.rope ? .ropeLlama() : .none, tier: .auto)
@@ -130,8 +135,7 @@ private func runBatchTierFallback(device: Device, stream: Stream) throws -> Stri
         } catch {
             refusal = error
         }
-        // Decode-like batches are supported (only not chosen by .auto): .hopper runs them.
-        let mustRefuse = c.expected == .fa2 && c.qo != 1
+        let mustRefuse = c.expected == .fa2 && !c.hopperRuns
         if let refusal {
             guard mustRefuse, case .unsupportedCombination = refusal else { return "tier hopper, \(c.what): \(refusal)" }
         } else {

@@ -213,10 +213,22 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                 pageSize: pageIndices != nil ? pageSize : nil, customMask: mask != nil, graphMode: graph != nil, fa2CtaQ: spec.tile.ctaQ)
             (hopper, tierFallback) = try CUDAHopperBatchPrefill.resolve(request, device: dev)
         }
-        let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
+        var made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
                                          numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
-                                         ctaTileQ: hopper != nil ? HopperBatchPrefillSpec.ctaQ : spec.tile.ctaQ,
-                                         disableSplit: graph != nil || hopper != nil)
+                                         ctaTileQ: spec.tile.ctaQ, disableSplit: graph != nil)
+        if hopper != nil {
+            let unsplit = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
+                                                numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
+                                                ctaTileQ: HopperBatchPrefillSpec.ctaQ, disableSplit: true)
+            // `.auto`: too few (request, q tile) CTAs to fill the GPU once, where the FA2 plan splits KV
+            // to fill it (e.g. one request of a few hundred queries over a long cache): FA2.
+            if options.tier == .auto && made.splitKV && unsplit.workItems * numKVHeads < sms {
+                hopper = nil
+                tierFallback = "\(unsplit.workItems * numKVHeads) CTAs without split-KV for \(sms) SMs: the FA2 tier splits KV to fill the GPU"
+            } else {
+                made = unsplit
+            }
+        }
         device = try impl.uploadBatchPrefillPlan(made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, mask: mask, spec: spec,
                                                  hopper: hopper,
                                                  numQOHeads: numQOHeads, packedRows: qoLens.map { $0 * group }.max() ?? 0,
