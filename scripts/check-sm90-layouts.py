@@ -70,7 +70,42 @@ def check(D, CTA_Q=128, CTA_KV=128, STAGES=2, base=0x400 * 37):
     assert (v_s + STAGES * CTA_KV * D * 2) < (1 << 18) and KCH >> 4 < (1 << 14)
     return None
 
+def check_batch(D, CTA_Q=128, CTA_KV=128, base=0x400 * 37):
+    """The batch kernel (attention/prefill_sm90_batch.cuh) fills the same tiles with other boxes:
+    Q as one rank-4 box (64, G, 1, 128/G) per column block — box element (tok, g, col) at byte
+    (tok·G + g)·128 + 2·col, i.e. packed row tok·G + g — and a paged K/V tile as 128/PS boxes
+    (64, PS, 1, 1), page i at row i·PS. Whether TMA swizzles on the absolute shared address or
+    relative to each box's start, the image must be the single kernel's (whose descriptors `check`
+    verified): true when every box starts on a 1024-byte atom, i.e. PS ≥ 8 (and PS | 128)."""
+    QCH, KCH = CTA_Q * 128, CTA_KV * 128
+    for G in (1, 2, 4, 8, 16, 32, 64, 128):
+        for c in range(D // 64):
+            blk = base + c * QCH
+            for tok in range(CTA_Q // G):
+                for g in range(G):
+                    for col in range(0, 64, 8):
+                        byte = (tok * G + g) * 128 + 2 * col
+                        for rel in (False, True):
+                            got = (blk + swz(byte)) if rel else swz(blk + byte)
+                            if got != tma_addr(blk, tok * G + g, col): return f"Q D{D} G{G} ({tok},{g},{col})"
+    bad_ps = []
+    for PS in (1, 2, 4, 8, 16, 32, 64, 128):
+        ok = True
+        for c in range(D // 64):
+            blk = base + c * KCH
+            for i in range(CTA_KV // PS):
+                box = blk + i * PS * 128
+                for j in range(PS):
+                    for col in range(0, 64, 8):
+                        want = tma_addr(blk, i * PS + j, col)
+                        for got in (swz(box + j * 128 + 2 * col), box + swz(j * 128 + 2 * col)):
+                            ok = ok and got == want
+        if not ok: bad_ps.append(PS)
+    if bad_ps != [1, 2, 4]: return f"paged boxes: the layouts differ (under one of the two swizzle models) for page sizes {bad_ps}, expected [1, 2, 4]"
+    return None
+
 if __name__ == "__main__":
-    bad = [e for e in (check(64), check(128)) if e]
-    print("\n".join(bad) if bad else "OK: Q, K (K-major) and V (MN-major) descriptors address exactly the TMA-swizzled elements, D 64 and 128")
+    bad = [e for e in (check(64), check(128), check_batch(64), check_batch(128)) if e]
+    print("\n".join(bad) if bad else "OK: Q, K (K-major) and V (MN-major) descriptors address exactly the TMA-swizzled elements, D 64 and 128; "
+          "the batch kernel's packed-Q boxes (G 1..128) and page boxes (page 8..128) give the same image (page 1, 2, 4 would not)")
     raise SystemExit(1 if bad else 0)

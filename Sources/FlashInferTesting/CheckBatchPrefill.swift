@@ -26,19 +26,28 @@ struct BatchPrefillCheckConfig {
     var kvDType: DType? = nil
     var kScale: Float = 1
     var vScale: Float = 1
+    /// The kernel tier (`.fa2` for the FA2 sweep, so it keeps testing the FA2 kernels on an sm_90
+    /// GPU; the Hopper sweep asks for `.hopper`, and the run must report the tier asked for).
+    var tier: PrefillTier = .fa2
 
     var numQOHeads: Int { numKVHeads * group }
     var options: AttentionOptions {
         AttentionOptions(causal: causal, positionEncoding: posEnc, logitsSoftCap: softCap, windowLeft: window, layout: layout,
-                         kScale: kScale, vScale: vScale)
+                         kScale: kScale, vScale: vScale, tier: tier)
     }
     var spec: PrefillSpec {
         BatchPrefillAttention.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, kvDType: kvDType,
                                          options: options, paged: paged)
     }
+    /// The kernel the Hopper tier runs for this config.
+    var hopperSpec: HopperBatchPrefillSpec {
+        HopperBatchPrefillSpec(dtype: dtype, headDim: headDim, causal: causal, pageSize: paged ? pageSize : 0)
+    }
+    /// The kernel compiled up front for this config.
+    var compiledSpec: any KernelSpec { tier == .hopper ? hopperSpec : spec }
 
     var name: String {
-        var n = "batch-prefill \(paged ? "paged page=\(pageSize)" : "ragged") \(dtype.rawValue) d\(headDim) B=\(qoLens.count)"
+        var n = "batch-prefill \(tier == .fa2 ? "" : "\(tier) ")\(paged ? "paged page=\(pageSize)" : "ragged") \(dtype.rawValue) d\(headDim) B=\(qoLens.count)"
         n += " qo=\(qoLens.count <= 4 ? "\(qoLens)" : "\(qoLens.min()!)…\(qoLens.max()!)")"
         n += " kv=\(kvLens.count <= 4 ? "\(kvLens)" : "\(kvLens.min()!)…\(kvLens.max()!)")"
         n += " hq=\(numQOHeads) hkv=\(numKVHeads) \(layout.rawValue)"
@@ -182,7 +191,7 @@ public func batchPrefillCases() -> [CheckCase] {
         }
         return nil
     })
-    return cases
+    return cases + hopperBatchPrefillCases()
 }
 
 /// The split-KV merge kernel's spec (for the up-front compile).
@@ -190,7 +199,7 @@ private func batchMergeSpec(_ dtype: DType) -> any KernelSpec {
     kernelCatalog().first { $0.spec.name == "merge_states_varlen_\(dtype.rawValue)" }!.spec
 }
 
-private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout SeededRNG,
+func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, stream: Stream, rng: inout SeededRNG,
                                   reusing wrapper: BatchPrefillAttention? = nil) throws -> String? {
     let (hq, hkv, d) = (c.numQOHeads, c.numKVHeads, c.headDim)
     func randn(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
@@ -233,13 +242,15 @@ private func runBatchPrefillCheck(_ c: BatchPrefillCheckConfig, device: Device, 
         }
     }
     let plan = gpu.plan!
-    let planNote = "plan: \(plan.workItems) items, tile \(plan.ctaTileQ), \(plan.splitKV ? "split, chunk \(plan.chunkTokens)" : "no split")"
+    let planNote = "plan: \(gpu.tier.map { "\($0) tier, " } ?? "")\(plan.workItems) items, tile \(plan.ctaTileQ), \(plan.splitKV ? "split, chunk \(plan.chunkTokens)" : "no split")"
+    if c.tier != .auto, gpu.tier != c.tier { return "\(planNote); asked for tier \(c.tier)\(gpu.tierFallback.map { " (\($0))" } ?? "")" }
     if let e = c.expectSplit, plan.splitKV != e { return "\(planNote); expected \(e ? "a split" : "no split")" }
     let qDevice = try qHost.toDevice(device)
     let got: (out: [Float], lse: [Float])
     if c.allocating {
         let r = try gpu.run(q: qDevice, kv: kvDevice, returnLSE: true)
         try stream.synchronize()
+        if r.prefillTier != gpu.tier { return "the allocating run reported tier \(r.prefillTier.map { "\($0)" } ?? "nil"), the plan \(gpu.tier.map { "\($0)" } ?? "nil")" }
         got = (try r.output.toFloats(), try r.lse!.toFloats())
     } else {
         let out = try Tensor.empty(shape: [total, hq, d], dtype: c.dtype, device: device)

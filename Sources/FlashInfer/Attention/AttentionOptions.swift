@@ -34,9 +34,10 @@ public enum PositionEncoding: Sendable, Hashable {
     }
 }
 
-/// Which single-prefill kernel family runs: the FA2-style `mma.sync` kernels (every variant, every
-/// GPU) or the Hopper FA3-style kernels (sm_90 only; f16/bf16 q, K and V, head dim 64 or 128,
-/// causal or not, any GQA group; no RoPE, ALiBi, soft-cap, window, custom mask or FP8 K/V).
+/// Which prefill kernel family runs (single and batch prefill): the FA2-style `mma.sync` kernels
+/// (every variant, every GPU) or the Hopper FA3-style kernels (sm_90 only; f16/bf16 q, K and V, head
+/// dim 64 or 128, causal or not; no RoPE, ALiBi, soft-cap, window, custom mask or FP8 K/V; batch
+/// prefill also: a power-of-two GQA group, page size 8–128 or ragged K/V, not in CUDA-graph mode).
 public enum PrefillTier: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// Hopper when the device and the call support it, else FA2.
     case auto
@@ -68,8 +69,8 @@ public struct AttentionOptions: Sendable, Hashable {
     /// Scale of V (upstream's `v_scale`): the output is multiplied by it; the LSE is unchanged.
     /// 1 = none; finite and > 0. On CUDA every epilogue multiplies its 1/rowsum by it.
     public var vScale: Float = 1
-    /// Which kernel family runs a single prefill on the GPU (`singlePrefill`; every other entry point
-    /// and the CPU ignore it). `.auto` (the default) picks the Hopper kernels (wgmma + TMA,
+    /// Which kernel family runs a prefill on the GPU (`singlePrefill`, and `BatchPrefillAttention`,
+    /// resolved in its `plan`: `tier` / `tierFallback`; decode entry points and the CPU ignore it). `.auto` (the default) picks the Hopper kernels (wgmma + TMA,
     /// docs/Hopper.md) on an sm_90 GPU when the call is one they implement, else the FA2 kernels;
     /// `.fa2` forces those everywhere; `.hopper` insists (`unsupportedCombination` otherwise). The
     /// tier that ran is `AttentionOutput.prefillTier`. (`.auto` became the default once the Hopper

@@ -96,6 +96,13 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     public let graphCapacity: GraphCapacity?
     /// Graph mode: the kernel of the first plan (every later plan must use it).
     var graphSpec: PrefillSpec?
+    /// The kernel tier the current plan runs on the GPU (`AttentionOptions.tier` resolved by
+    /// `plan`; also `AttentionOutput.prefillTier` of the allocating run); nil on the CPU or before
+    /// a plan. `.auto` takes the Hopper tier (sm_90: `HopperBatchPrefillSpec`) when the plan is one
+    /// it implements, else FA2, and then says why in `tierFallback`.
+    public private(set) var tier: PrefillTier?
+    /// Why `.auto` planned the FA2 tier (nil when it planned Hopper, or the tier was given).
+    public private(set) var tierFallback: String?
 
     public init(backend: Backend, graphCapacity: GraphCapacity? = nil) {
         self.backend = backend
@@ -197,10 +204,33 @@ public final class BatchPrefillAttention: @unchecked Sendable {
             try cap.check(batchSize: kvLens.count, pages: pageIndices?.count, queryRows: total)
             graph = .init(capacity: cap, maxItems: Self.graphItems(cap, groupSize: group, ctaQ: spec.tile.ctaQ))
         }
-        let made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
+        // The tier (GPU only): the Hopper kernel runs unsplit plans of 128-row q tiles.
+        var hopper: HopperBatchPrefillSpec? = nil
+        var tierFallback: String? = nil
+        if case .device(let dev) = impl.placement {
+            let request = CUDAHopperBatchPrefill.Request(
+                dtype: dtype, kvDType: kvDType, headDim: headDim, groupSize: group, options: options,
+                pageSize: pageIndices != nil ? pageSize : nil, customMask: mask != nil, graphMode: graph != nil, fa2CtaQ: spec.tile.ctaQ)
+            (hopper, tierFallback) = try CUDAHopperBatchPrefill.resolve(request, device: dev)
+        }
+        var made = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
                                          numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
                                          ctaTileQ: spec.tile.ctaQ, disableSplit: graph != nil)
+        if hopper != nil {
+            let unsplit = BatchPrefillPlan.make(qoLens: qoLens, kvLens: kvLens, pageSize: pageSize, groupSize: group,
+                                                numKVHeads: numKVHeads, headDim: headDim, numSMs: sms, windowLeft: options.windowLeft,
+                                                ctaTileQ: HopperBatchPrefillSpec.ctaQ, disableSplit: true)
+            // `.auto`: too few (request, q tile) CTAs to fill the GPU once, where the FA2 plan splits KV
+            // to fill it (e.g. one request of a few hundred queries over a long cache): FA2.
+            if options.tier == .auto && made.splitKV && unsplit.workItems * numKVHeads < sms {
+                hopper = nil
+                tierFallback = "\(unsplit.workItems * numKVHeads) CTAs without split-KV for \(sms) SMs: the FA2 tier splits KV to fill the GPU"
+            } else {
+                made = unsplit
+            }
+        }
         device = try impl.uploadBatchPrefillPlan(made, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, mask: mask, spec: spec,
+                                                 hopper: hopper,
                                                  numQOHeads: numQOHeads, packedRows: qoLens.map { $0 * group }.max() ?? 0,
                                                  previous: previous, graph: graph)
         if graph != nil { graphSpec = spec }
@@ -211,6 +241,13 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         self.kvDType = kvDType
         self.mask = mask
         self.options = options
+        if case .device = impl.placement {
+            self.tier = hopper != nil ? .hopper : .fa2
+            self.tierFallback = tierFallback
+        } else {
+            self.tier = nil
+            self.tierFallback = nil
+        }
     }
 
     /// The kernel a plan of these requests runs on the GPU: the prefill kernel over ragged or paged

@@ -116,7 +116,8 @@ protocol BackendImplementation: Sendable {
     /// Batch prefill: the device side of a validated schedule (nil on the host).
     func uploadBatchPrefillPlan(_ plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
                                 mask: (packed: [UInt8], indptr: [Int32])?,
-                                spec: PrefillSpec, numQOHeads: Int, packedRows: Int, previous: BatchPrefillDevicePlan?,
+                                spec: PrefillSpec, hopper: HopperBatchPrefillSpec?, numQOHeads: Int, packedRows: Int,
+                                previous: BatchPrefillDevicePlan?,
                                 graph: BatchPrefillDevicePlan.GraphLayout?) throws(FlashInferError) -> BatchPrefillDevicePlan?
     /// Batch prefill: runs the wrapper's plan, returning new tensors.
     func runBatchPrefill(_ wrapper: BatchPrefillAttention, q: Tensor, kv: BatchKV, returnLSE: Bool) throws(FlashInferError) -> AttentionOutput

@@ -70,6 +70,7 @@ public func kernelCatalog() -> [(name: String, spec: any KernelSpec)] {
     }
     out += prefillCatalog()
     out += hopperPrefillCatalog()
+    out += hopperBatchPrefillCatalog()
     out += decodeCatalog()
     out += batchPrefillCatalog()
     out += opsCatalog()

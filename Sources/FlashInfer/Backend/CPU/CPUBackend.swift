@@ -139,7 +139,8 @@ struct CPUBackend: BackendImplementation {
 
     func uploadBatchPrefillPlan(_ plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
                                 mask: (packed: [UInt8], indptr: [Int32])?,
-                                spec: PrefillSpec, numQOHeads: Int, packedRows: Int, previous: BatchPrefillDevicePlan?,
+                                spec: PrefillSpec, hopper: HopperBatchPrefillSpec?, numQOHeads: Int, packedRows: Int,
+                                previous: BatchPrefillDevicePlan?,
                                 graph: BatchPrefillDevicePlan.GraphLayout?) throws(FlashInferError) -> BatchPrefillDevicePlan? {
         nil
     }

@@ -161,13 +161,14 @@ struct CUDABackend: BackendImplementation {
     /// kernel's 32-bit index arithmetic.
     func uploadBatchPrefillPlan(_ plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
                                 mask: (packed: [UInt8], indptr: [Int32])?,
-                                spec: PrefillSpec, numQOHeads: Int, packedRows: Int, previous: BatchPrefillDevicePlan?,
+                                spec: PrefillSpec, hopper: HopperBatchPrefillSpec?, numQOHeads: Int, packedRows: Int,
+                                previous: BatchPrefillDevicePlan?,
                                 graph: BatchPrefillDevicePlan.GraphLayout?) throws(FlashInferError) -> BatchPrefillDevicePlan? {
         guard packedRows < Int(Int32.max) - spec.tile.ctaQ, plan.chunkTokens < Int(Int32.max) / 2 else {
             throw .shape(tensor: "q", axis: 0, name: "qo_len · group_size", expected: "< 2^31", got: packedRows)
         }
         return try BatchPrefillDevicePlan(plan: plan, kvLens: kvLens, kvStarts: kvStarts, pageIndices: pageIndices, mask: mask, spec: spec,
-                                          numQOHeads: numQOHeads, stream: stream, previous: previous, graph: graph)
+                                          hopper: hopper, numQOHeads: numQOHeads, stream: stream, previous: previous, graph: graph)
     }
 
     /// Allocates the output (and LSE) in the stream's order and runs into them.
@@ -179,7 +180,7 @@ struct CUDABackend: BackendImplementation {
              returnLSE ? try Tensor.empty(shape: [total, shape.numQOHeads], dtype: .f32, stream: stream) : nil)
         }
         try w.run(q: q, kv: kv, out: out, lse: lse)
-        return AttentionOutput(output: out, lse: lse)
+        return AttentionOutput(output: out, lse: lse, prefillTier: w.tier)
     }
 
     /// Launches the validated run (`BatchPrefillAttention.run(q:kv:out:lse:)`) over the K/V view.
@@ -195,10 +196,11 @@ struct CUDABackend: BackendImplementation {
             let (sa, ha) = cache.layout == .nhd ? (1, 2) : (2, 1)
             view = CUDABatchPrefill.KVView(k: cache.k, v: cache.v, kStrides: (st(cache.k, sa), st(cache.k, ha)),
                                            vStrides: (st(cache.v, sa), st(cache.v, ha)),
-                                           kPageStride: st(cache.k, 0), vPageStride: st(cache.v, 0))
+                                           kPageStride: st(cache.k, 0), vPageStride: st(cache.v, 0), rows: cache.numPages)
         case .ragged(let k, let v):
             let (na, ha) = w.options.layout == .nhd ? (0, 1) : (1, 0)
-            view = CUDABatchPrefill.KVView(k: k, v: v, kStrides: (st(k, na), st(k, ha)), vStrides: (st(v, na), st(v, ha)))
+            view = CUDABatchPrefill.KVView(k: k, v: v, kStrides: (st(k, na), st(k, ha)), vStrides: (st(v, na), st(v, ha)),
+                                           rows: k.shape[na])
         }
         try CUDABatchPrefill.run(device: device, q: q, kv: view, out: out, lse: lse, options: w.options,
                                  numQOHeads: shape.numQOHeads, numKVHeads: shape.numKVHeads, stream: stream)

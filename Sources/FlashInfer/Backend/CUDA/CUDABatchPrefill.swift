@@ -16,6 +16,9 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     /// Work items (grid x).
     let items: Int
     let spec: PrefillSpec
+    /// The Hopper tier's kernel when the plan runs on it (`CUDAHopperBatchPrefill.resolve`; the plan
+    /// then has 128-row q tiles and no split), nil for the FA2 tier (`spec`).
+    let hopper: HopperBatchPrefillSpec?
     let pageSize: Int
     let pageDivM: UInt32, pageDivL: Int32
     /// Keys per kv chunk (the plan's chunk; covers every request when not split).
@@ -42,8 +45,10 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     ///     so they exit at once), no split, the kv chunk a constant: the kernel's arguments are then
     ///     the same for every plan and a captured launch replays after a new plan.
     init(plan: BatchPrefillPlan, kvLens: [Int], kvStarts: [Int32], pageIndices: [Int32]?,
-         mask: (packed: [UInt8], indptr: [Int32])? = nil, spec: PrefillSpec,
+         mask: (packed: [UInt8], indptr: [Int32])? = nil, spec: PrefillSpec, hopper: HopperBatchPrefillSpec? = nil,
          numQOHeads: Int, stream: Stream, previous: BatchPrefillDevicePlan? = nil, graph: GraphLayout? = nil) throws(FlashInferError) {
+        precondition(hopper == nil || (!plan.splitKV && plan.ctaTileQ == HopperBatchPrefillSpec.ctaQ && graph == nil),
+                     "the Hopper tier runs unsplit plans of 128-row q tiles, outside CUDA-graph mode")
         var order = Self.reversedTileOrder(plan)
         if let graph {
             guard !plan.splitKV, plan.workItems <= graph.maxItems, kvLens.count <= graph.capacity.maxBatch else {
@@ -76,6 +81,7 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         maskIndptr = mask.map { add($0.indptr) }
         items = graph?.maxItems ?? plan.workItems
         self.spec = spec
+        self.hopper = hopper
         pageSize = plan.pageSize
         (pageDivM, pageDivL) = fastDivisor(plan.pageSize)
         // Graph mode never splits: one chunk covers any request, and the argument stays constant.
@@ -86,6 +92,11 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
         let device = stream.device
         (kernel, merge) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Function?) in
             let jit = try JIT.shared(for: device)
+            if let hopper {
+                let k = try jit.kernel(hopper).function
+                try k.setMaxDynamicSharedMemory(hopper.sharedBytes)
+                return (k, nil)
+            }
             let k = try jit.kernel(spec).function
             try k.setMaxDynamicSharedMemory(spec.sharedBytes)
             return (k, plan.splitKV ? try jit.kernel(MergeSpec(kind: .varlen, dtype: spec.dtype)).function : nil)
@@ -175,6 +186,8 @@ enum CUDABatchPrefill {
         /// Page strides (paged only; 0 for ragged).
         var kPageStride: Int64 = 0
         var vPageStride: Int64 = 0
+        /// Pages of the cache (paged) or rows of K/V (ragged): the Hopper tier's tensor-map extent.
+        var rows: Int = 0
     }
 
     static func run(device dp: BatchPrefillDevicePlan, q: Tensor, kv: KVView, out: Tensor, lse: Tensor?,
@@ -217,6 +230,16 @@ enum CUDABatchPrefill {
                                    page_div_l: dp.pageDivL, pad: 0),
                 mask_indptr: dp.address(dp.maskIndptr), kv_chunk: Int32(dp.kvChunk), pad: 0)
             p.base.variant.custom_mask = dp.maskBytes?.address ?? 0
+            if let hopper = dp.hopper {
+                // The Hopper tier: tensor maps of this run's tensors after the parameters; no split, no merge.
+                let maps = try CUDAHopperBatchPrefill.tensorMaps(spec: hopper, q: q, kv: kv, numKVHeads: numKVHeads,
+                                                                 groupSize: numQOHeads / numKVHeads, driver: stream.device.driver)
+                var args = KernelArguments(bytesOf: p)
+                for m in maps { args.append(tensorMap: m) }
+                try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (HopperBatchPrefillSpec.threads, 1, 1),
+                                     sharedBytes: hopper.sharedBytes, stream: stream, arguments: args)
+                return
+            }
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
                                        sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
             guard dp.splits, let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }

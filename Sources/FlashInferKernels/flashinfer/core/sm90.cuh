@@ -73,6 +73,15 @@ __device__ __forceinline__ void tma_load_3d(uint32 dst, const TensorMap* map, ui
       : "memory");
 }
 
+// The rank-4 form (c0 innermost .. c3): the batch kernels' Q (D, group, kv heads, tokens) and paged
+// K/V (D, slots, kv heads, pages) maps.
+__device__ __forceinline__ void tma_load_4d(uint32 dst, const TensorMap* map, uint32 bar, int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], [%2];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
 // ---- warpgroup register reallocation (every thread of the warpgroup executes it) ----
 
 template <int N>
