@@ -55,14 +55,14 @@ final class CUDABatchDecode: @unchecked Sendable {
         let group = numQOHeads / numKVHeads
         var cta = 1
         while cta < min(group, 8) { cta *= 2 }
-        spec = DecodeSpec(dtype: dtype, headDim: headDim, group: cta, posEnc: .init(options.positionEncoding),
-                          softCap: options.logitsSoftCap > 0, stages: tuning?.stages ?? DecodeSpec.defaultStages,
-                          keysPerSlot: tuning?.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, paged: true, kvDType: kvDType)
+        let spec = DecodeSpec(dtype: dtype, headDim: headDim, group: cta, posEnc: .init(options.positionEncoding),
+                              softCap: options.logitsSoftCap > 0, stages: tuning?.stages ?? DecodeSpec.defaultStages,
+                              keysPerSlot: tuning?.keysPerSlot ?? DecodeSpec.defaultKeysPerSlot, paged: true, kvDType: kvDType)
         mergeSpec = DecodeMergeSpec(dtype: dtype, headDim: headDim)
         headGroups = (group + cta - 1) / cta
         self.numQOHeads = numQOHeads
         self.headDim = headDim
-        let spec = spec, mergeSpec = mergeSpec
+        let mergeSpec = mergeSpec
         let (fn, occupancy) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
             let f = try JIT.shared(for: device).kernel(spec).function
             try f.setMaxDynamicSharedMemory(spec.sharedBytes)
@@ -72,11 +72,7 @@ final class CUDABatchDecode: @unchecked Sendable {
             throw .kernelDoesNotFit(kernel: spec.name, device: device.properties.name,
                                     reason: "no CTA is resident with \(spec.sharedBytes) B of shared memory")
         }
-        decode = fn
         ctasPerSM = occupancy
-        // CUDA-graph mode keeps the merge launch: it also writes the zero rows past the batch (up to
-        // the capacity), which no decode CTA owns.
-        fusedMerge = Self.fusedMergeDefault && capacity == nil
         let pages = (0..<table.batchSize).map(table.numPages)
         let gdy = numKVHeads * headGroups
         let gridCTAs = occupancy * device.properties.multiprocessorCount
@@ -85,6 +81,22 @@ final class CUDABatchDecode: @unchecked Sendable {
                                             waveAware: waveAware)
             self.plan = plan
             self.graph = nil
+            // Split plans run the kernel's fused-merge build when it is as resident as the plain
+            // one (the plan's grid was sized with that occupancy); else the merge launch.
+            var (chosenSpec, chosenFn, fused) = (spec, fn, false)
+            if plan.splitKV && Self.fusedMergeDefault {
+                var fs = spec
+                fs.fusedMerge = true
+                let (ff, occ) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
+                    let f = try JIT.shared(for: device).kernel(fs).function
+                    try f.setMaxDynamicSharedMemory(fs.sharedBytes)
+                    return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: fs.sharedBytes))
+                }
+                if occ >= occupancy { (chosenSpec, chosenFn, fused) = (fs, ff, true) }
+            }
+            self.spec = chosenSpec
+            decode = chosenFn
+            fusedMerge = fused
             merge = plan.splitKV && !fusedMerge
                 ? try FlashInferError.wrap { () throws(CUDAError) in try JIT.shared(for: device).kernel(mergeSpec).function } : nil
             let parts: [[Int32]] = [plan.requestIndices, plan.chunkIndices, table.indptr, table.indices, table.lastPageLen, plan.oIndptr]
@@ -105,7 +117,12 @@ final class CUDABatchDecode: @unchecked Sendable {
             } : nil
             return
         }
-        // Graph mode: fixed buffers, fixed grids, always the split path (partials + merge).
+        // Graph mode: fixed buffers, fixed grids, always the split path (partials + merge). It keeps
+        // the merge launch: the merge also writes the zero rows past the batch (up to the
+        // capacity), which no decode CTA owns.
+        self.spec = spec
+        decode = fn
+        fusedMerge = false
         try capacity.check(batchSize: table.batchSize, pages: table.indices.count)
         let maxItems = reuse?.maxItems ?? max(capacity.maxBatch, gridCTAs / gdy)
         let buffers: GraphBuffers

@@ -33,6 +33,9 @@ public struct DecodeSpec: KernelSpec {
     /// Per-CTA timestamps (`DecodeParams::timeline`, bench `--timeline`): entry and exit
     /// %globaltimer and %smid. A measurement variant; never chosen by the library.
     @_spi(Bench) public var timeline = false
+    /// The split-KV merge inside the kernel (`FUSED_MERGE`, decode.cuh): the build batch decode
+    /// runs for split plans (`CUDABatchDecode.fusedMerge`).
+    public var fusedMerge = false
 
     /// The pipeline depth and tile used unless a caller picks others (measured on the device:
     /// bench/NOTES.md).
@@ -60,7 +63,7 @@ public struct DecodeSpec: KernelSpec {
     }
 
     public var name: String {
-        "decode_\(dtype.rawValue)\(kvDType != dtype ? "_kv" + kvDType.rawValue : "")_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")"
+        "decode_\(dtype.rawValue)\(kvDType != dtype ? "_kv" + kvDType.rawValue : "")_d\(headDim)_g\(group)_\(posEnc.rawValue)\(softCap ? "_cap" : "")_s\(stages)_k\(keysPerSlot)\(paged ? "_paged" : "")\(timeline ? "_tl" : "")\(fusedMerge ? "_fm" : "")"
     }
     public var entryPoint: String { "fi_" + name }
 
@@ -68,7 +71,7 @@ public struct DecodeSpec: KernelSpec {
     /// sliding window by starting its key range at the window (decode.cuh).
     var traits: String {
         let variant = "flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), false, false>"
-        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName), \(smemReduce)>"
+        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName), \(smemReduce), \(fusedMerge)>"
     }
 
     public func source() -> String {
@@ -155,7 +158,9 @@ func decodeCatalog() -> [(name: String, spec: any KernelSpec)] {
             out.append((m.name, m))
             // Batch decode over pages: every group size on the plain path, every variant at group 4.
             for g in [1, 2, 4, 8] {
-                let s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: .none, softCap: false, paged: true)
+                var s = DecodeSpec(dtype: dtype, headDim: d, group: g, posEnc: .none, softCap: false, paged: true)
+                out.append((s.name, s))
+                s.fusedMerge = true  // the split plans' build
                 out.append((s.name, s))
             }
             for pe in DecodeSpec.PosEnc.allCases {

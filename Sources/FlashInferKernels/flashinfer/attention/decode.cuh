@@ -57,7 +57,8 @@ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
 // SMEM_REDUCE_: sum the slot's partial dots through shared memory (SmemSlotReduce) instead of by
 // shuffles (SlotReduce); FP8 K/V only (see SMEM_REDUCE below).
 template <typename DT_, int HEAD_DIM_, int GROUP_, typename Variant_, int STAGES_, int KEYS_PER_SLOT_ = 4,
-          bool PAGED_ = false, bool TIMELINE_ = false, typename KVT_ = DT_, bool SMEM_REDUCE_ = false>
+          bool PAGED_ = false, bool TIMELINE_ = false, typename KVT_ = DT_, bool SMEM_REDUCE_ = false,
+          bool FUSED_MERGE_ = false>
 struct DecodeTraits {
   using DT = DT_;    // q and the output
   using KVT = KVT_;  // K and V
@@ -89,6 +90,10 @@ struct DecodeTraits {
   // memory takes about half the instructions of SlotReduce's shuffles and selects. The host
   // chooses it with a register bound that keeps 4 CTAs per SM (CUDADecode.swift, DecodeSpec).
   static constexpr bool SMEM_REDUCE = SMEM_REDUCE_;
+  // The split-KV merge folded into the kernel (fused_merge; PAGED split plans). A separate build:
+  // in the kernels that never split (D4's), its code changed ptxas' allocation (62 → 110
+  // registers for group 1) and cost 12 % (bench/NOTES.md).
+  static constexpr bool FUSED_MERGE = FUSED_MERGE_;
   static constexpr int RED_SLOT = LANES * SCORES + 16;        // floats per slot: [LANES][SCORES] + pad
   static constexpr int RED_BYTES = SMEM_REDUCE ? SLOTS * RED_SLOT * 4 : 0;
   static constexpr int SMEM_BYTES = PIPE_REGION + SCORE_BYTES + MAX_BYTES + RED_BYTES;
@@ -573,7 +578,7 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
 
   const int num_qo_heads = p.variant.num_qo_heads;
   // Fused merge: this request's partial rows [first, first + n); one chunk is written directly.
-  const bool fused = p.split && p.merge_counters != nullptr;
+  const bool fused = KT::FUSED_MERGE && p.split && p.merge_counters != nullptr;
   int first = 0, n = int(gridDim.x);
   if constexpr (KT::PAGED) {
     if (fused) {
@@ -618,7 +623,9 @@ __device__ __forceinline__ void decode_kernel(const DecodeParams& p) {
       if (cc == 0 && p.lse != nullptr) p.lse[out_row] = lse;
     }
   }
-  if (fused && !direct) fused_merge<KT>(p, request, kv_head, qo_head0, heads, first, n);
+  if constexpr (KT::FUSED_MERGE) {
+    if (fused && !direct) fused_merge<KT>(p, request, kv_head, qo_head0, heads, first, n);
+  }
   if constexpr (KT::TIMELINE) {
     __syncthreads();
     if (tid == 0 && p.timeline != nullptr) {
