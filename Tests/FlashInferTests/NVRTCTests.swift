@@ -42,6 +42,50 @@ struct NVRTCTests {
         }
     }
 
+    /// The FA2 tier and everything else but the Hopper kernels, for the Ampere and Ada targets the
+    /// library also runs on (issue 16: the FA2 tier remains the path for sm_80/86/89): every
+    /// portable kernel compiles for sm_80 and sm_89 without spills.
+    static let portable = catalog.filter { !($0.spec is HopperPrefillSpec || $0.spec is HopperBatchPrefillSpec) }
+    static let portableReports = Mutex<[String: (count: Int, spilling: Int, maxRegisters: Int)]>([:])
+    /// Kernels known to spill on these targets (NVRTC 13.5, 2026-12-04), to be fixed: the bf16 fused
+    /// add + RMSNorm 1024-thread builds and the joint top-k/top-p sampler (the 64 registers of a
+    /// 1024-thread CTA; bf16 arithmetic is wider on sm_80/89), and on sm_89 the causal D128 FA2
+    /// single prefill (8 B). Any other spill fails the gate; these are printed.
+    static let knownSpills: [String: Set<String>] = [
+        "sm_80": ["fused_add_rmsnorm bf16 vec 4 1024 threads", "fused_add_rmsnorm bf16 vec 2 1024 threads",
+                  "fused_add_rmsnorm bf16 vec 1 1024 threads", "sampling joint f32 v4"],
+        "sm_89": ["fused_add_rmsnorm bf16 vec 4 1024 threads", "fused_add_rmsnorm bf16 vec 2 1024 threads",
+                  "fused_add_rmsnorm bf16 vec 1 1024 threads", "sampling joint f32 v4",
+                  "prefill prefill_f16_d128_none_causal_q128kv64s64"],
+    ]
+
+    @Test(arguments: ["sm_80", "sm_89"], 0..<portable.count)
+    func everyPortableKernelCompilesForAmpereAndAdaWithoutSpills(architecture: String, index: Int) throws {
+        let (name, spec) = Self.portable[index]
+        let compiler = try KernelCompiler(architecture: architecture, cache: KernelCache(directory: nil))
+        let k = try compiler.compile(spec, useCache: false)
+        #expect(!k.cubin.isEmpty)
+        let report = try #require(k.resourceReport, "no ptxas report for \(name) (\(architecture))")
+        if testVerbose { print("[nvrtc] \(architecture) \(name): \(report)") }
+        let spills = report.spillStores != 0 || report.spillLoads != 0
+        if spills && Self.knownSpills[architecture]?.contains(name) == true {
+            print("[nvrtc] known spill on \(architecture): \(name): \(report)")
+        } else {
+            #expect(!spills, "\(name) spills on \(architecture): \(report)")
+        }
+        let done = Self.portableReports.withLock { all -> (count: Int, spilling: Int, maxRegisters: Int)? in
+            var r = all[architecture] ?? (0, 0, 0)
+            r.count += 1
+            if report.spillStores != 0 || report.spillLoads != 0 { r.spilling += 1 }
+            r.maxRegisters = max(r.maxRegisters, report.registers)
+            all[architecture] = r
+            return r.count == Self.portable.count ? r : nil
+        }
+        if let r = done {
+            print("[nvrtc] \(r.count) portable kernels compiled for \(architecture): \(r.spilling) spill, most registers \(r.maxRegisters)")
+        }
+    }
+
     @Test func diskCacheHitAfterCompile() throws {
         let dir = makeTempDirectory("nvrtc")
         defer { removeDirectory(dir) }
