@@ -55,7 +55,7 @@ import Testing
             FIDecodeParams(),
             \.q, \.o, \.lse, \.partial_o, \.partial_lse, \.q_stride_head, \.kv, \.variant, \.num_kv_heads, \.group_size,
             \.kv_begin, \.chunk_size, \.split, \.request_indices, \.chunk_indices, \.kv_indptr, \.kv_last_page_len,
-            \.q_stride_batch, \.pages, \.chunk_size_ptr, \.timeline
+            \.q_stride_batch, \.pages, \.chunk_size_ptr, \.timeline, \.merge_counters, \.o_indptr
         ),
         layout(
             FIDecodeMergeParams(),

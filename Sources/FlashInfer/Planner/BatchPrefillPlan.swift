@@ -49,6 +49,9 @@ public struct BatchPrefillPlan: Sendable, Hashable {
         }
     }
 
+    /// Resident CTAs per SM of the 16-row tile ((16 + 4·64)·128·2 B = 68 KiB of shared memory).
+    public static let sixteenRowTileCTAsPerSM = 3
+
     /// The 16-row tile is opt-in (`FLASHINFER_PREFILL_TILE16=1`): measured on the H200 (9ac5326) it
     /// took C1's plain decode from 6.69 to 5.67 ms but D1 from 251.5 to 317.6 µs (D2, D3 within
     /// 1 %), so the 64-row tile stays the default until the planner can tell the two apart
@@ -80,12 +83,19 @@ public struct BatchPrefillPlan: Sendable, Hashable {
         }
         let maxPages = max(kvPages.max() ?? 1, 1)
         let qTiles = packed.map { max(($0 + tile - 1) / tile, 1) }
-        let maxBatchIfSplit = max(2 * numSMs / numKVHeads, 1)
+        let maxBatchIfSplit = max((tile == 16 ? sixteenRowTileCTAsPerSM : 2) * numSMs / numKVHeads, 1)
         let chunk: Int
         if let f = fixedSplitPages {
             chunk = max(f, 1)
         } else if disableSplit {
             chunk = maxPages
+        } else if tile == 16 && qTiles.allSatisfy({ $0 == 1 }) && qTiles.count * numKVHeads >= sixteenRowTileCTAsPerSM * numSMs {
+            // The 16-row tile (3 CTAs per SM) over a batch that fills the GPU unsplit: cut so that
+            // the grid ends near a whole number of waves, as the CUDA-core decode plan does (D1: 512
+            // CTAs on 396 slots are 1.29 waves unsplit, the short last wave measured +26 %).
+            chunk = BatchDecodePlan.waveAwareChunkPages(numPages: kvPages, pageSize: pageSize, numKVHeads: numKVHeads,
+                                                        slots: sixteenRowTileCTAsPerSM * numSMs,
+                                                        minChunk: min(max(128 / pageSize, 1), maxPages), maxChunk: maxPages)
         } else {
             func items(_ c: Int) -> Int { zip(qTiles, kvPages).reduce(0) { $0 + $1.0 * max(($1.1 + c - 1) / c, 1) } }
             var lo = min(max(128 / pageSize, 1), maxPages), hi = maxPages

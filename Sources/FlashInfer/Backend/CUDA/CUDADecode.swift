@@ -71,7 +71,7 @@ public struct DecodeSpec: KernelSpec {
     /// sliding window by starting its key range at the window (decode.cuh).
     var traits: String {
         let variant = "flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), false, false>"
-        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName), \(smemReduce), \(fusedMerge)>"
+        return "flashinfer::DecodeTraits<\(dtype.cudaTypeName), \(headDim), \(group), \(variant), \(stages), \(keysPerSlot), \(paged), \(timeline), \(kvDType.cudaTypeName), \(smemReduce)\(fusedMerge ? ", true" : "")>"
     }
 
     public func source() -> String {

@@ -152,7 +152,7 @@ public struct PrefillSpec: KernelSpec {
         return """
         #include <flashinfer/attention/\(header)>
         using Variant = flashinfer::AttentionVariant<\(posEnc.cudaName), \(softCap), \(causal), \(window), \(customMask)>;
-        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant, \(kvDType.cudaTypeName), \(tile.kvWarps)>;
+        using Traits = flashinfer::PrefillTraits<\(dtype.cudaTypeName), \(headDim), \(tile.mmaQ), \(tile.ctaKV), \(tile.kvSub), Variant, \(kvDType.cudaTypeName)\(tile.kvWarps > 1 ? ", \(tile.kvWarps)" : "")>;
         extern "C" __global__ void __launch_bounds__(Traits::NUM_THREADS, 2)
         \(entryPoint)(const __grid_constant__ flashinfer::\(params) p) {
           \(body);
