@@ -63,11 +63,15 @@ final class CUDABatchDecode: @unchecked Sendable {
         self.numQOHeads = numQOHeads
         self.headDim = headDim
         let mergeSpec = mergeSpec
-        let (fn, occupancy) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
-            let f = try JIT.shared(for: device).kernel(spec).function
-            try f.setMaxDynamicSharedMemory(spec.sharedBytes)
-            return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: spec.sharedBytes))
+        // A decode build, ready to launch, and its resident CTAs per SM.
+        func load(_ s: DecodeSpec) throws(FlashInferError) -> (Function, Int) {
+            try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
+                let f = try JIT.shared(for: device).kernel(s).function
+                try f.setMaxDynamicSharedMemory(s.sharedBytes)
+                return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: s.sharedBytes))
+            }
         }
+        let (fn, occupancy) = try load(spec)
         guard occupancy > 0 else {
             throw .kernelDoesNotFit(kernel: spec.name, device: device.properties.name,
                                     reason: "no CTA is resident with \(spec.sharedBytes) B of shared memory")
@@ -87,11 +91,7 @@ final class CUDABatchDecode: @unchecked Sendable {
             if plan.splitKV && Self.fusedMergeDefault {
                 var fs = spec
                 fs.fusedMerge = true
-                let (ff, occ) = try FlashInferError.wrap { () throws(CUDAError) -> (Function, Int) in
-                    let f = try JIT.shared(for: device).kernel(fs).function
-                    try f.setMaxDynamicSharedMemory(fs.sharedBytes)
-                    return (f, try f.maxActiveBlocksPerSM(blockSize: DecodeSpec.threads, dynamicSharedBytes: fs.sharedBytes))
-                }
+                let (ff, occ) = try load(fs)
                 if occ >= occupancy { (chosenSpec, chosenFn, fused) = (fs, ff, true) }
             }
             self.spec = chosenSpec
