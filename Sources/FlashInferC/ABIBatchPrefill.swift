@@ -6,6 +6,8 @@ import FlashInfer
 import FlashInferCUDA
 
 final class BatchPrefillHandle {
+    /// CUDA-graph mode (`create_graph`): the wrapper's fixed capacity.
+    var capacity: GraphCapacity?
     var wrapper: BatchPrefillAttention?
     var device: Device?
     var stream: UnsafeMutableRawPointer?
@@ -26,6 +28,32 @@ public func flashinfer_swift_batch_prefill_create(_ handle: UnsafeMutablePointer
 public func flashinfer_swift_batch_prefill_destroy(_ handle: OpaquePointer?) {
     guard let handle else { return }
     Unmanaged<BatchPrefillHandle>.fromOpaque(UnsafeRawPointer(handle)).release()
+}
+
+@_cdecl("flashinfer_swift_batch_prefill_create_graph")
+public func flashinfer_swift_batch_prefill_create_graph(_ maxBatch: Int32, _ maxPages: Int64, _ maxQORows: Int64,
+                                                        _ handle: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        guard let handle else { throw .invalid("handle: NULL") }
+        let cap = try graphCapacity(maxBatch: maxBatch, maxPages: maxPages, maxQORows: maxQORows, level: nil)
+        let h = BatchPrefillHandle()
+        h.capacity = cap
+        handle.pointee = OpaquePointer(Unmanaged.passRetained(h).toOpaque())
+    }
+}
+
+/// A create_graph's capacity, checked: max_batch > 0, max_pages >= 0 (0: ragged K/V only),
+/// max_qo_rows > 0, each below 2^31.
+func graphCapacity(maxBatch: Int32, maxPages: Int64, maxQORows: Int64, level: Int?) throws(ABIFailure) -> GraphCapacity {
+    let tag = level.map { "level \($0) " } ?? ""
+    guard maxBatch > 0 else { throw .invalid("\(tag)max_batch \(maxBatch) must be > 0 (len(qo_indptr_buf) - 1)") }
+    guard maxPages >= 0, maxPages < Int64(Int32.max) else {
+        throw .invalid("\(tag)max_pages \(maxPages) must be in 0 ..< 2^31 (len(paged_kv_indices_buf); 0 for ragged K/V)")
+    }
+    guard maxQORows > 0, maxQORows < Int64(Int32.max) else {
+        throw .invalid("\(tag)max_qo_rows \(maxQORows) must be in 1 ..< 2^31 (the query rows of every plan: qo_indptr[-1])")
+    }
+    return GraphCapacity(maxBatch: Int(maxBatch), maxPages: Int(maxPages), maxQORows: Int(maxQORows))
 }
 
 func batchPrefillHandle(_ p: OpaquePointer?) throws(ABIFailure) -> BatchPrefillHandle {
@@ -65,7 +93,7 @@ public func flashinfer_swift_batch_prefill_plan(
         }
         let (backend, dev) = try planBackend(device, stream: stream)
         if h.wrapper == nil || h.device !== dev {
-            h.wrapper = BatchPrefillAttention(backend: backend)
+            h.wrapper = BatchPrefillAttention(backend: backend, graphCapacity: h.capacity)
             h.stream = stream
         }
         try follow(stream: stream, current: &h.stream, device: dev) { s throws(FlashInferError) in try h.wrapper!.rebind(stream: s) }

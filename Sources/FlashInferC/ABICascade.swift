@@ -6,6 +6,8 @@ import FlashInfer
 import FlashInferCUDA
 
 final class CascadeHandle {
+    /// CUDA-graph mode (`create_graph`): one capacity per level.
+    var capacities: [GraphCapacity]?
     var wrapper: MultiLevelCascadeAttention?
     var device: Device?
     var stream: UnsafeMutableRawPointer?
@@ -25,6 +27,24 @@ public func flashinfer_swift_cascade_create(_ handle: UnsafeMutablePointer<Opaqu
 public func flashinfer_swift_cascade_destroy(_ handle: OpaquePointer?) {
     guard let handle else { return }
     Unmanaged<CascadeHandle>.fromOpaque(UnsafeRawPointer(handle)).release()
+}
+
+@_cdecl("flashinfer_swift_cascade_create_graph")
+public func flashinfer_swift_cascade_create_graph(_ numLevels: Int32, _ maxBatch: UnsafePointer<Int32>?,
+                                                  _ maxPages: UnsafePointer<Int64>?, _ maxQORows: Int64,
+                                                  _ handle: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        guard let handle else { throw .invalid("handle: NULL") }
+        guard numLevels >= 1 else { throw .invalid("num_levels \(numLevels) must be >= 1") }
+        guard let maxBatch, let maxPages else { throw .invalid("max_batch / max_pages: NULL") }
+        var caps: [GraphCapacity] = []
+        for l in 0..<Int(numLevels) {
+            caps.append(try graphCapacity(maxBatch: maxBatch[l], maxPages: maxPages[l], maxQORows: maxQORows, level: l))
+        }
+        let h = CascadeHandle()
+        h.capacities = caps
+        handle.pointee = OpaquePointer(Unmanaged.passRetained(h).toOpaque())
+    }
 }
 
 func cascadeHandle(_ p: OpaquePointer?) throws(ABIFailure) -> CascadeHandle {
@@ -62,7 +82,7 @@ public func flashinfer_swift_cascade_plan(
         let (backend, dev) = try planBackend(device, stream: stream)
         // The cascade makes its level wrappers at each plan; a new one only for a new backend.
         if h.wrapper == nil || h.device !== dev {
-            h.wrapper = MultiLevelCascadeAttention(backend: backend)
+            h.wrapper = MultiLevelCascadeAttention(backend: backend, graphCapacities: h.capacities)
             h.stream = stream
         }
         try follow(stream: stream, current: &h.stream, device: dev) { s throws(FlashInferError) in try h.wrapper!.rebind(stream: s) }

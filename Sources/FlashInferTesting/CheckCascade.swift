@@ -119,3 +119,69 @@ public func cascadeCases() -> [CheckCase] {
                   cpuRun: { rng in try c.run(device: nil, stream: nil, rng: &rng) })
     }
 }
+
+/// CUDA-graph mode of the cascade: one capture after the first plan (two levels: a shared prefix,
+/// then each request's own pages), replayed after re-plans with other prefix lengths, batch sizes
+/// and page tables within the capacities; each replay against the CPU cascade on the planned rows.
+public func cascadeGraphCases() -> [CheckCase] {
+    [CheckCase(name: "cascade cuda-graph replay after re-plan") { device, stream, rng in
+        let (hq, hkv, d, ps, maxBatch, numPages) = (32, 8, 128, 16, 6, 600)
+        let caps = [GraphCapacity(maxBatch: 1, maxPages: 256, maxQORows: maxBatch),
+                    GraphCapacity(maxBatch: maxBatch, maxPages: numPages, maxQORows: maxBatch)]
+        let shape = [numPages, 2, ps, hkv, d]
+        let kvHost = Tensor.host((0..<shape.reduce(1, *)).map { _ in rng.normal() }, shape: shape, dtype: .f16)
+        let hostCache = try PagedKVCache(combined: kvHost)
+        let devCache = try PagedKVCache(combined: kvHost.toDevice(device))
+        let q = try Tensor.empty(shape: [maxBatch, hq, d], dtype: .f16, device: device)
+        let out = try Tensor.empty(shape: [maxBatch, hq, d], dtype: .f16, device: device)
+        guard case .device(let qBuf, _) = q.storage else { return "q not on the device" }
+        let cascade = MultiLevelCascadeAttention(backend: .cuda(stream), graphCapacities: caps)
+        var graph: Graph?
+        let steps: [(shared: Int, unique: [Int])] = [(1024, [1, 300, 17, 1000, 5, 64]), (2048, [40, 17]),
+                                                     (16, [1, 1, 1, 2000, 3, 9]), (4096, [129])]
+        for (step, s) in steps.enumerated() {
+            var perm = (0..<Int32(numPages)).map { $0 }
+            for i in stride(from: perm.count - 1, to: 0, by: -1) { perm.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            let sharedPages = s.shared / ps
+            var at = sharedPages, idx: [Int32] = [], ind: [Int32] = [0], last: [Int32] = []
+            for n in s.unique {
+                let p = (n + ps - 1) / ps
+                idx += perm[at..<(at + p)]
+                at += p
+                ind.append(Int32(idx.count))
+                last.append(Int32(n - (p - 1) * ps))
+            }
+            let b = s.unique.count
+            let levels = [CascadeLevel(qoIndptr: [0, Int32(b)],
+                                       table: PageTable(indptr: [0, Int32(sharedPages)], indices: Array(perm[0..<sharedPages]),
+                                                        lastPageLen: [Int32(ps)], pageSize: ps)),
+                          CascadeLevel(qoIndptr: (0...b).map(Int32.init),
+                                       table: PageTable(indptr: ind, indices: idx, lastPageLen: last, pageSize: ps))]
+            let qHost = (0..<(maxBatch * hq * d)).map { _ in rng.normal() }
+            try qBuf.copyFromHost(DType.f16.encode(qHost), stream: stream)
+            try out.poison(stream: stream)
+            try cascade.plan(levels: levels, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            if graph == nil {
+                graph = try Graph.capture(on: stream) { _ = try cascade.run(q: q, cache: devCache, out: out) }
+            }
+            try graph!.launch(on: stream)
+            try stream.synchronize()
+            let cpu = MultiLevelCascadeAttention(backend: .cpu)
+            try cpu.plan(levels: levels, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            let expected = try cpu.run(q: Tensor.host(Array(qHost[0..<(b * hq * d)]), shape: [b, hq, d], dtype: .f16),
+                                       cache: hostCache).output.toFloats()
+            if let m = Tolerance.f16.compare(Array(try out.toFloats()[0..<(b * hq * d)]), expected) {
+                return "step \(step) (shared \(s.shared), B=\(b)): \(m)"
+            }
+        }
+        // Refused: more requests than level 1 holds, more query rows than the capacity.
+        let t = PageTable.contiguous(seqLens: Array(repeating: 16, count: maxBatch + 1), pageSize: ps)
+        do {
+            try cascade.plan(levels: [CascadeLevel(qoIndptr: [0, Int32(maxBatch + 1)], table: PageTable.contiguous(seqLens: [16], pageSize: ps)),
+                                      CascadeLevel(qoIndptr: (0...(maxBatch + 1)).map(Int32.init), table: t)],
+                             numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16, numPagesInCache: numPages)
+            return "graph mode accepted \(maxBatch + 1) requests"
+        } catch {}
+        return nil
+    }]
+}

@@ -22,7 +22,7 @@ public struct CheckCase {
 /// the order is part of the contract with `scripts/device-suite.sh`).
 public func allCheckCases() -> [CheckCase] {
     elementwiseCases() + pageCases() + mergeCases() + decodeCases() + prefillCases() + hopperPrefillCases() + batchDecodeCases()
-        + batchDecodeGraphCases() + batchDecodeStepCaptureCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + orderingCases()
+        + batchDecodeGraphCases() + batchDecodeStepCaptureCases() + batchPrefillCases() + batchPrefillGraphCases() + cascadeCases() + cascadeGraphCases() + orderingCases()
         + customMaskCases() + blockSparseCases() + rejectionCases() + normCases() + activationCases() + ropeCases() + samplingCases()
 }
 

@@ -69,4 +69,46 @@ import FlashInferTesting
             try c.plan(levels: [CascadeLevel(qoIndptr: [0, 2, 4], table: t)], numQOHeads: 4, numKVHeads: 4, headDim: 64, dtype: .f16)
         }
     }
+
+    /// CUDA-graph mode on the CPU backend: the capacities are checked at every plan (count of levels,
+    /// one maxQORows, each level's requests and pages, the query rows), a refused plan leaves the
+    /// wrapper unplanned, and a later plan within the capacities runs as a plain wrapper does.
+    @Test func graphCapacities() throws {
+        let (hq, hkv, d, ps) = (4, 2, 64, 4)
+        let shared = PageTable.contiguous(seqLens: [8], pageSize: ps)
+        var own = PageTable.contiguous(seqLens: [3, 6], pageSize: ps)
+        own.indices = own.indices.map { $0 + 2 }
+        let levels = [CascadeLevel(qoIndptr: [0, 2], table: shared), CascadeLevel(qoIndptr: [0, 1, 2], table: own)]
+        func caps(_ b1: Int, _ p1: Int, rows: Int = 2) -> [GraphCapacity] {
+            [GraphCapacity(maxBatch: 1, maxPages: 2, maxQORows: rows), GraphCapacity(maxBatch: b1, maxPages: p1, maxQORows: rows)]
+        }
+        func plan(_ c: MultiLevelCascadeAttention, _ l: [CascadeLevel]) throws {
+            try c.plan(levels: l, numQOHeads: hq, numKVHeads: hkv, headDim: d, dtype: .f16)
+        }
+        #expect(throws: FlashInferError.self) { try plan(MultiLevelCascadeAttention(backend: .cpu, graphCapacities: [caps(2, 3)[0]]), levels) }
+        #expect(throws: FlashInferError.self) {
+            try plan(MultiLevelCascadeAttention(backend: .cpu, graphCapacities: [caps(2, 3)[0], caps(2, 3, rows: 3)[1]]), levels)
+        }
+        #expect(throws: FlashInferError.capacityExceeded(what: "batch size", value: "2", capacity: "1 requests")) {
+            try plan(MultiLevelCascadeAttention(backend: .cpu, graphCapacities: caps(1, 3)), levels)
+        }
+        #expect(throws: FlashInferError.capacityExceeded(what: "pages", value: "3", capacity: "2 pages")) {
+            try plan(MultiLevelCascadeAttention(backend: .cpu, graphCapacities: caps(2, 2)), levels)
+        }
+        let g = MultiLevelCascadeAttention(backend: .cpu, graphCapacities: caps(2, 3))
+        var rng = TestRNG(seed: 5)
+        func randn(_ n: Int) -> [Float] { (0..<n).map { _ in Float(rng.unit() * 2 - 1) } }
+        let cache = try PagedKVCache(k: Tensor.host(randn(5 * ps * hkv * d), shape: [5, ps, hkv, d], dtype: .f16),
+                                     v: Tensor.host(randn(5 * ps * hkv * d), shape: [5, ps, hkv, d], dtype: .f16))
+        let q = Tensor.host(randn(2 * hq * d), shape: [2, hq, d], dtype: .f16)
+        // Three query rows where the capacity holds two: refused, and the wrapper is unplanned.
+        #expect(throws: FlashInferError.capacityExceeded(what: "query rows (qo_indptr[-1])", value: "3", capacity: "2 rows")) {
+            try plan(g, [CascadeLevel(qoIndptr: [0, 3], table: shared), CascadeLevel(qoIndptr: [0, 1, 3], table: own)])
+        }
+        #expect(throws: FlashInferError.notPlanned(wrapper: "MultiLevelCascadeAttention")) { _ = try g.run(q: q, cache: cache) }
+        try plan(g, levels)
+        let plain = MultiLevelCascadeAttention(backend: .cpu)
+        try plan(plain, levels)
+        #expect(try g.run(q: q, cache: cache).output.toFloats() == plain.run(q: q, cache: cache).output.toFloats())
+    }
 }

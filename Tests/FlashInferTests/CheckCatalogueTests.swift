@@ -26,7 +26,7 @@ import Testing
                      (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 6 + 2 + 4 + 26 + 5 + 7 + 5 + 17 + 1 + 2 + 4 + 2 + 2 + 1 + 3 + 2 + 7 + 1)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), hopperPrefillCases(), batchDecodeCases(),
-                        batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), orderingCases(),
+                        batchDecodeGraphCases(), batchDecodeStepCaptureCases(), batchPrefillCases(), batchPrefillGraphCases(), cascadeCases(), cascadeGraphCases(), orderingCases(),
                         customMaskCases(), blockSparseCases(), rejectionCases(), normCases(), activationCases(), ropeCases(), samplingCases()]
         #expect(all.count == families.map(\.count).reduce(0, +))
         // The catalogue in `check`'s order: shards take every Nth case, so the order is part of the contract.

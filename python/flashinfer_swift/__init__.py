@@ -141,6 +141,9 @@ def _library():
         lib.flashinfer_swift_batch_decode_run.restype = ctypes.c_int
         lib.flashinfer_swift_batch_prefill_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
         lib.flashinfer_swift_batch_prefill_create.restype = ctypes.c_int
+        lib.flashinfer_swift_batch_prefill_create_graph.argtypes = [ctypes.c_int32, ctypes.c_int64, ctypes.c_int64,
+                                                                     ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_batch_prefill_create_graph.restype = ctypes.c_int
         lib.flashinfer_swift_batch_prefill_destroy.argtypes = [ctypes.c_void_p]
         lib.flashinfer_swift_batch_prefill_destroy.restype = None
         lib.flashinfer_swift_batch_prefill_plan.argtypes = [ctypes.c_void_p, i32p, i32p, i32p, i32p] + [ctypes.c_int32] * 5 + [
@@ -150,6 +153,10 @@ def _library():
         lib.flashinfer_swift_batch_prefill_run.restype = ctypes.c_int
         lib.flashinfer_swift_cascade_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
         lib.flashinfer_swift_cascade_create.restype = ctypes.c_int
+        lib.flashinfer_swift_cascade_create_graph.argtypes = [ctypes.c_int32, ctypes.POINTER(ctypes.c_int32),
+                                                              ctypes.POINTER(ctypes.c_int64), ctypes.c_int64,
+                                                              ctypes.POINTER(ctypes.c_void_p)]
+        lib.flashinfer_swift_cascade_create_graph.restype = ctypes.c_int
         lib.flashinfer_swift_cascade_destroy.argtypes = [ctypes.c_void_p]
         lib.flashinfer_swift_cascade_destroy.restype = None
         i32pp = ctypes.POINTER(i32p)
@@ -476,34 +483,44 @@ def _raw_stream(device):
 
 
 class _Wrapper:
-    """What every wrapper shares: the kv layout, the refusal of CUDA-graph mode (fixed buffers that
-    survive a re-plan: `use_cuda_graph=True`; a plain wrapper's `run` can still be captured with
-    torch.cuda.graph and replayed as long as it is not re-planned), the device of the workspace
-    buffer (CUDA: plan and run each on the stream current at their call), and the ABI handle's
-    lifetime."""
+    """What every wrapper shares: the kv layout, the device of the workspace buffer (CUDA: plan and
+    run each on the stream current at their call), and the ABI handle's lifetime. CUDA-graph mode
+    (`use_cuda_graph=True`: fixed buffers that survive a re-plan, so a captured run() replays the
+    latest plan) is each wrapper's; without it a plain wrapper's run() can still be captured with
+    torch.cuda.graph and replayed as long as it is not re-planned."""
 
     _destroy = None  # the ABI's destroy function name
 
-    _graph_mode = False  # a wrapper that implements use_cuda_graph=True sets it before __init__
-
-    def __init__(self, float_workspace_buffer, kv_layout, use_cuda_graph, create):
+    def __init__(self, float_workspace_buffer, kv_layout, create):
+        """`create(byref(handle))` makes the ABI handle now; None defers it to the first plan
+        (`_create`: CUDA-graph mode of the prefill wrappers, whose query-row capacity is the first
+        plan's, as upstream's)."""
         if kv_layout not in _LAYOUT:
             raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
-        if use_cuda_graph and not self._graph_mode:
-            raise NotImplementedError("use_cuda_graph=True (fixed buffers that survive a re-plan) is available for "
-                                      "BatchDecodeWithPagedKVCacheWrapper only; capture run() of this plain wrapper with "
-                                      "torch.cuda.graph and plan it again only once the graph is no longer replayed")
         self._kv_layout = kv_layout
         self._device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
+        self._handle = None
+        self._planned = None
+        if create is not None:
+            self._create(create)
+
+    def _create(self, create):
         handle = ctypes.c_void_p()
         _check(create(ctypes.byref(handle)))
         self._handle = handle
-        self._planned = None
 
     def __del__(self):
         h = getattr(self, "_handle", None)
         if h is not None and h.value and _lib is not None:
             getattr(_lib, self._destroy)(h)
+
+    def _first_plan_check(self, status):
+        """_check for a plan; in graph mode a refused first plan also drops the handle it created,
+        so the next plan fixes the capacity's rows again."""
+        if status != _OK and self._planned is None and getattr(self, "_max_rows", None) is not None:
+            getattr(_library(), self._destroy)(self._handle)
+            self._handle, self._max_rows = None, None
+        _check(status)
 
     def _plan_device(self):
         """The (DLDevice, stream) a plan names: the CPU, or the workspace's GPU on its current stream."""
@@ -562,12 +579,11 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
                 raise ValueError(f"paged_kv_indptr_buffer: {len(paged_kv_indptr_buffer)} entries, expected "
                                  f"len(paged_kv_last_page_len_buffer) + 1 = {max_batch + 1}")
             self._capacity = (max_batch, len(paged_kv_indices_buffer))
-            self._graph_mode = True
             create = lambda h: _library().flashinfer_swift_batch_decode_create_graph(  # noqa: E731
                 max_batch, self._capacity[1], h)
         else:
             create = lambda h: _library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, h)  # noqa: E731
-        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, create)
+        super().__init__(float_workspace_buffer, kv_layout, create)
 
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16", kv_data_type=None,
@@ -600,13 +616,28 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
     forward = run
 
 
+def _buffer_len(buf, name):
+    if buf is None:
+        raise ValueError(f"use_cuda_graph=True needs {name} (its length fixes the capacity)")
+    return int(buf.shape[0]) if hasattr(buf, "shape") else len(buf)
+
+
 class _BatchPrefillWrapper(_Wrapper):
-    """The shared body of the paged and ragged batch prefill wrappers (one ABI handle)."""
+    """The shared body of the paged and ragged batch prefill wrappers (one ABI handle).
+
+    CUDA-graph mode (`use_cuda_graph=True`, upstream's): the buffers fix the capacity (requests =
+    len(qo_indptr_buf) - 1, pages = len(paged_kv_indices_buf)) and the first plan fixes the query
+    rows (qo_indptr[-1]) and the kernel, as upstream's; later plans may have fewer requests and
+    rows, other lengths and page tables, and a run() captured with torch.cuda.graph replays the
+    latest plan. On the GPU, q and the output keep the first plan's row count. No custom mask."""
 
     _destroy = "flashinfer_swift_batch_prefill_destroy"
 
-    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, backend="auto", **_):
-        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, lambda h: _library().flashinfer_swift_batch_prefill_create(h))
+    def __init__(self, float_workspace_buffer, kv_layout, use_cuda_graph, graph_capacity):
+        self._graph_capacity = graph_capacity if use_cuda_graph else None  # (max_batch, max_pages)
+        self._max_rows = None
+        create = None if use_cuda_graph else (lambda h: _library().flashinfer_swift_batch_prefill_create(h))
+        super().__init__(float_workspace_buffer, kv_layout, create)
 
     def _plan(self, qo_indptr, kv_indptr, kv_indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
               custom_mask, packed_custom_mask, causal, pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
@@ -639,15 +670,22 @@ class _BatchPrefillWrapper(_Wrapper):
         opts = _options(causal, pos_encoding_mode, self._kv_layout, window_left, sm_scale, rope_scale, rope_theta,
                         logits_soft_cap)
         device, stream = self._plan_device()
+        if self._graph_capacity is not None and self._handle is None:
+            # Graph mode: the first plan's query rows are the capacity's (upstream's rule).
+            max_batch, max_pages = self._graph_capacity
+            self._max_rows = max(int(qo[-1]), 1)
+            self._create(lambda h: _library().flashinfer_swift_batch_prefill_create_graph(max_batch, max_pages, self._max_rows, h))
         self._keep = (qo, kvp, ix, lp, mask, mask_indptr)
-        _check(_library().flashinfer_swift_batch_prefill_plan(
+        self._first_plan_check(_library().flashinfer_swift_batch_prefill_plan(
             self._handle, qo.ctypes.data_as(i32p), kvp.ctypes.data_as(i32p),
             ix.ctypes.data_as(i32p) if ix is not None else None, lp.ctypes.data_as(i32p) if lp is not None else None, b,
             int(num_qo_heads), int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
             _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts),
             ctypes.c_void_p(mask.ctypes.data) if mask is not None and mask.shape[0] > 0 else None,
             mask_indptr.ctypes.data_as(i32p) if mask_indptr is not None else None, device, stream))
-        self._planned = (int(qo[-1]), int(num_qo_heads), stream)
+        # Graph mode on the GPU: q and out have the capacity's rows (the kernels' grids are fixed).
+        rows = self._max_rows if self._max_rows is not None and stream is not None else int(qo[-1])
+        self._planned = (rows, int(num_qo_heads), stream)
 
     def _run(self, q, k, v, return_lse, k_scale=None, v_scale=None):
         return self._run_with(_library().flashinfer_swift_batch_prefill_run, q, k, v, return_lse, (k_scale, v_scale))
@@ -659,7 +697,24 @@ def _numpy(x):
 
 class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapper):
     """Batch prefill / append over a paged KV cache (upstream's wrapper): plan, then run per layer.
-    CPU arrays run on the CPU reference, CUDA torch tensors on the GPU (the plan's stream)."""
+    CPU arrays run on the CPU reference, CUDA torch tensors on the GPU (the plan's stream).
+    use_cuda_graph=True needs qo_indptr_buf, paged_kv_indptr_buf, paged_kv_indices_buf and
+    paged_kv_last_page_len_buf (see _BatchPrefillWrapper)."""
+
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
+                 paged_kv_indptr_buf=None, paged_kv_indices_buf=None, paged_kv_last_page_len_buf=None,
+                 custom_mask_buf=None, mask_indptr_buf=None, backend="auto", jit_args=None, jit_kwargs=None):
+        cap = None
+        if use_cuda_graph:
+            max_batch = _buffer_len(qo_indptr_buf, "qo_indptr_buf") - 1
+            for name, buf, n in (("paged_kv_indptr_buf", paged_kv_indptr_buf, max_batch + 1),
+                                 ("paged_kv_last_page_len_buf", paged_kv_last_page_len_buf, max_batch)):
+                if _buffer_len(buf, name) != n:
+                    raise ValueError(f"{name}: {_buffer_len(buf, name)} entries, expected {n} (len(qo_indptr_buf) = {max_batch + 1})")
+            cap = (max_batch, _buffer_len(paged_kv_indices_buf, "paged_kv_indices_buf"))
+            if custom_mask_buf is not None or mask_indptr_buf is not None:
+                raise NotImplementedError("a custom mask in CUDA-graph mode (custom_mask_buf) is not supported")
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, cap)
 
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
              head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
@@ -685,7 +740,23 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapper):
 
 
 class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
-    """Batch prefill over ragged K/V rows (upstream's wrapper): k / v [kv_indptr[-1], Hkv, D] (NHD)."""
+    """Batch prefill over ragged K/V rows (upstream's wrapper): k / v [kv_indptr[-1], Hkv, D] (NHD).
+    use_cuda_graph=True needs qo_indptr_buf and kv_indptr_buf (see _BatchPrefillWrapper); k / v
+    are the tensors captured, so every plan's kv_indptr[-1] rows must fit them."""
+
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
+                 kv_indptr_buf=None, custom_mask_buf=None, mask_indptr_buf=None, backend="auto", jit_args=None,
+                 jit_kwargs=None):
+        cap = None
+        if use_cuda_graph:
+            max_batch = _buffer_len(qo_indptr_buf, "qo_indptr_buf") - 1
+            if _buffer_len(kv_indptr_buf, "kv_indptr_buf") != max_batch + 1:
+                raise ValueError(f"kv_indptr_buf: {_buffer_len(kv_indptr_buf, 'kv_indptr_buf')} entries, expected "
+                                 f"len(qo_indptr_buf) = {max_batch + 1}")
+            cap = (max_batch, 0)
+            if custom_mask_buf is not None or mask_indptr_buf is not None:
+                raise NotImplementedError("a custom mask in CUDA-graph mode (custom_mask_buf) is not supported")
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, cap)
 
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
              packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, window_left=-1,
@@ -710,7 +781,13 @@ class MultiLevelCascadeAttentionWrapper(_Wrapper):
     and one ragged query tensor; level l's qo_indptr groups all the queries into that level's
     requests (level 0 typically one shared prefix). `causal` applies to the last level only, as
     upstream. run() attends every level and merges the states (base-2 LSE). CPU arrays run on the
-    CPU reference, CUDA torch tensors on the GPU (the plan's stream)."""
+    CPU reference, CUDA torch tensors on the GPU (the plan's stream).
+
+    CUDA-graph mode (`use_cuda_graph=True`, upstream's): the four buffer lists (one buffer per
+    level) fix each level's capacity (requests = len(qo_indptr_buf_arr[l]) - 1, pages =
+    len(paged_kv_indices_buf_arr[l])); the first plan fixes the query rows and the kernels. A run()
+    captured with torch.cuda.graph then replays the latest plan; on the GPU q and the output keep
+    the first plan's row count."""
 
     _destroy = "flashinfer_swift_cascade_destroy"
 
@@ -719,8 +796,29 @@ class MultiLevelCascadeAttentionWrapper(_Wrapper):
                  backend="auto"):
         if int(num_levels) < 1:
             raise ValueError(f"num_levels {num_levels} must be >= 1")
-        self._num_levels = int(num_levels)
-        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, lambda h: _library().flashinfer_swift_cascade_create(h))
+        self._num_levels = n = int(num_levels)
+        self._graph_capacity = None
+        self._max_rows = None
+        if use_cuda_graph:
+            arrs = (("qo_indptr_buf_arr", qo_indptr_buf_arr), ("paged_kv_indptr_buf_arr", paged_kv_indptr_buf_arr),
+                    ("paged_kv_indices_buf_arr", paged_kv_indices_buf_arr),
+                    ("paged_kv_last_page_len_buf_arr", paged_kv_last_page_len_buf_arr))
+            for name, arr in arrs:
+                if arr is None or len(arr) != n:
+                    raise ValueError(f"use_cuda_graph=True needs {name}: one buffer per level ({n})")
+            batches, pages = [], []
+            for l in range(n):
+                b = _buffer_len(qo_indptr_buf_arr[l], f"qo_indptr_buf_arr[{l}]") - 1
+                for name, buf, want in ((f"paged_kv_indptr_buf_arr[{l}]", paged_kv_indptr_buf_arr[l], b + 1),
+                                        (f"paged_kv_last_page_len_buf_arr[{l}]", paged_kv_last_page_len_buf_arr[l], b)):
+                    if _buffer_len(buf, name) != want:
+                        raise ValueError(f"{name}: {_buffer_len(buf, name)} entries, expected {want} "
+                                         f"(len(qo_indptr_buf_arr[{l}]) = {b + 1})")
+                batches.append(b)
+                pages.append(_buffer_len(paged_kv_indices_buf_arr[l], f"paged_kv_indices_buf_arr[{l}]"))
+            self._graph_capacity = (batches, pages)
+        create = None if use_cuda_graph else (lambda h: _library().flashinfer_swift_cascade_create(h))
+        super().__init__(float_workspace_buffer, kv_layout, create)
 
     def plan(self, qo_indptr_arr, paged_kv_indptr_arr, paged_kv_indices_arr, paged_kv_last_page_len, num_qo_heads,
              num_kv_heads, head_dim, page_size, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False,
@@ -754,13 +852,21 @@ class MultiLevelCascadeAttentionWrapper(_Wrapper):
             return (i32p * n)(*[a.ctypes.data_as(i32p) for a in arrs])
 
         sizes = np.array([a.shape[0] - 1 for a in qo], dtype=np.int32)
+        if self._graph_capacity is not None and self._handle is None:
+            # Graph mode: the first plan's query rows are the capacity's (upstream's rule).
+            batches = np.array(self._graph_capacity[0], dtype=np.int32)
+            pages = np.array(self._graph_capacity[1], dtype=np.int64)
+            self._max_rows = max(int(qo[0][-1]), 1)
+            self._create(lambda h: _library().flashinfer_swift_cascade_create_graph(
+                n, batches.ctypes.data_as(i32p), pages.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), self._max_rows, h))
         self._keep = (qo, ip, ix, lp, sizes)
-        _check(_library().flashinfer_swift_cascade_plan(
+        self._first_plan_check(_library().flashinfer_swift_cascade_plan(
             self._handle, n, ptrs(qo), ptrs(ip), ptrs(ix), ptrs(lp), sizes.ctypes.data_as(i32p), int(num_qo_heads),
             int(num_kv_heads), int(head_dim), int(page_size), _data_type(q_data_type, "q_data_type"),
             _data_type(kv_data_type if kv_data_type is not None else q_data_type, "kv_data_type"), ctypes.byref(opts), device,
             stream))
-        self._planned = (int(qo[0][-1]), int(num_qo_heads), stream)
+        rows = self._max_rows if self._max_rows is not None and stream is not None else int(qo[0][-1])
+        self._planned = (rows, int(num_qo_heads), stream)
 
     begin_forward = plan
 

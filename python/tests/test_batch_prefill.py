@@ -102,3 +102,60 @@ def test_errors():
     w.plan(qo_indptr, kv_indptr, HQ, HKV, D)
     with pytest.raises(ValueError):
         w.run(q[:-1], k, v)
+
+
+def test_cuda_graph_mode_on_the_cpu():
+    """use_cuda_graph=True (upstream's): the buffers fix the requests and pages, the first plan the
+    query rows; on the CPU backend results equal the plain wrapper's, re-plans within the capacity
+    work, and plans beyond it are ValueErrors; missing buffers are ValueErrors, a custom mask
+    buffer NotImplementedError. (The GPU capture and replay is test_cuda.py's.)"""
+    rng = np.random.default_rng(41)
+    qo_indptr, kv_indptr, q, k, v = setup(rng)
+    b = len(QO)
+    g = fi.BatchPrefillWithRaggedKVCacheWrapper(None, use_cuda_graph=True, qo_indptr_buf=np.zeros(b + 1, np.int32),
+                                                kv_indptr_buf=np.zeros(b + 1, np.int32))
+    p = fi.BatchPrefillWithRaggedKVCacheWrapper(None)
+    for w in (g, p):
+        w.plan(qo_indptr, kv_indptr, HQ, HKV, D, causal=True)
+    np.testing.assert_array_equal(g.run(q, k, v), p.run(q, k, v))
+    # Two requests (fewer rows), then more rows than the first plan's: refused.
+    for w in (g, p):
+        w.plan(qo_indptr[:3], kv_indptr[:3], HQ, HKV, D)
+    n = int(qo_indptr[2])
+    np.testing.assert_array_equal(g.run(q[:n], k[:kv_indptr[2]], v[:kv_indptr[2]]),
+                                  p.run(q[:n], k[:kv_indptr[2]], v[:kv_indptr[2]]))
+    with pytest.raises(ValueError, match="query rows"):
+        g.plan(np.array([0, 12], np.int32), np.array([0, 20], np.int32), HQ, HKV, D)
+    with pytest.raises(ValueError, match="batch size"):
+        g.plan(np.arange(b + 2, dtype=np.int32), np.arange(b + 2, dtype=np.int32), HQ, HKV, D)
+    with pytest.raises(ValueError, match="qo_indptr_buf"):
+        fi.BatchPrefillWithRaggedKVCacheWrapper(None, use_cuda_graph=True)
+    with pytest.raises(ValueError, match="kv_indptr_buf"):
+        fi.BatchPrefillWithRaggedKVCacheWrapper(None, use_cuda_graph=True, qo_indptr_buf=np.zeros(b + 1, np.int32),
+                                                kv_indptr_buf=np.zeros(b, np.int32))
+    with pytest.raises(NotImplementedError, match="custom mask"):
+        fi.BatchPrefillWithRaggedKVCacheWrapper(None, use_cuda_graph=True, qo_indptr_buf=np.zeros(b + 1, np.int32),
+                                                kv_indptr_buf=np.zeros(b + 1, np.int32), custom_mask_buf=np.zeros(8, np.uint8))
+    # Paged: the same requests over a page table; pages beyond the indices buffer are refused.
+    page_size = 4
+    pages_per = [(n + page_size - 1) // page_size for n in KV]
+    indptr = np.concatenate([[0], np.cumsum(pages_per)]).astype(np.int32)
+    indices = rng.permutation(int(indptr[-1])).astype(np.int32)
+    last = np.array([n - (p_ - 1) * page_size for n, p_ in zip(KV, pages_per)], dtype=np.int32)
+    cache = rng.standard_normal((int(indptr[-1]), 2, page_size, HKV, D)).astype(np.float16)
+
+    def paged(pages):
+        return fi.BatchPrefillWithPagedKVCacheWrapper(
+            None, use_cuda_graph=True, qo_indptr_buf=np.zeros(b + 1, np.int32), paged_kv_indptr_buf=np.zeros(b + 1, np.int32),
+            paged_kv_indices_buf=np.zeros(pages, np.int32), paged_kv_last_page_len_buf=np.zeros(b, np.int32))
+
+    gp, pp = paged(int(indptr[-1])), fi.BatchPrefillWithPagedKVCacheWrapper(None)
+    for w in (gp, pp):
+        w.plan(qo_indptr, indptr, indices, last, HQ, HKV, D, page_size, causal=True)
+    np.testing.assert_array_equal(gp.run(q, cache), pp.run(q, cache))
+    with pytest.raises(ValueError, match="pages"):
+        paged(int(indptr[-1]) - 1).plan(qo_indptr, indptr, indices, last, HQ, HKV, D, page_size)
+    with pytest.raises(ValueError, match="paged_kv_last_page_len_buf"):
+        fi.BatchPrefillWithPagedKVCacheWrapper(
+            None, use_cuda_graph=True, qo_indptr_buf=np.zeros(b + 1, np.int32), paged_kv_indptr_buf=np.zeros(b + 1, np.int32),
+            paged_kv_indices_buf=np.zeros(9, np.int32), paged_kv_last_page_len_buf=np.zeros(b + 1, np.int32))

@@ -162,5 +162,51 @@ def test_errors():
     w.plan(*args, HQ, HKV, D, PAGE)
     with pytest.raises(ValueError, match="q"):
         w.run(q[:3], cache)  # fewer rows than planned
-    with pytest.raises(NotImplementedError, match="use_cuda_graph"):
+    with pytest.raises(ValueError, match="qo_indptr_buf_arr"):
         fi.MultiLevelCascadeAttentionWrapper(2, None, use_cuda_graph=True)
+
+
+def graph_bufs(batches, pages):
+    """Upstream's CUDA-graph buffers for a cascade: one per level, their lengths the capacities."""
+    return dict(qo_indptr_buf_arr=[np.zeros(b + 1, np.int32) for b in batches],
+                paged_kv_indptr_buf_arr=[np.zeros(b + 1, np.int32) for b in batches],
+                paged_kv_indices_buf_arr=[np.zeros(p, np.int32) for p in pages],
+                paged_kv_last_page_len_buf_arr=[np.zeros(b, np.int32) for b in batches])
+
+
+def test_cuda_graph_mode_on_the_cpu():
+    """use_cuda_graph=True: the buffers fix each level's capacity and the first plan the query rows;
+    on the CPU backend the results equal the plain wrapper's, re-plans within the capacity work,
+    and plans beyond it (requests, pages, query rows) are ValueErrors that leave the wrapper usable.
+    (The GPU capture and replay is test_cuda.py's.)"""
+    rng = np.random.default_rng(31)
+    cache, q, levels, flat = setup(rng, 8, [5, 9, 3], [2, 7, 3])
+    args = [levels[k] for k in ("qo_indptr_arr", "paged_kv_indptr_arr", "paged_kv_indices_arr", "paged_kv_last_page_len")]
+    g = fi.MultiLevelCascadeAttentionWrapper(2, None, use_cuda_graph=True, **graph_bufs([1, 4], [4, 12]))
+    g.plan(*args, HQ, HKV, D, PAGE, causal=True)
+    p = fi.MultiLevelCascadeAttentionWrapper(2, None)
+    p.plan(*args, HQ, HKV, D, PAGE, causal=True)
+    np.testing.assert_array_equal(g.run(q, cache), p.run(q, cache))
+    # Fewer requests and rows: the first two requests only.
+    n2 = int(args[1][1][2])
+    two = [[np.array([0, 9], np.int32), args[0][1][:3]], [args[1][0], args[1][1][:3]], [args[2][0], args[2][1][:n2]],
+           [args[3][0], args[3][1][:2]]]
+    g.plan(*two, HQ, HKV, D, PAGE, causal=True)
+    p.plan(*two, HQ, HKV, D, PAGE, causal=True)
+    np.testing.assert_array_equal(g.run(q[:9], cache), p.run(q[:9], cache))
+    small = graph_bufs([1, 2], [4, 12])
+    with pytest.raises(ValueError, match="batch size"):
+        fi.MultiLevelCascadeAttentionWrapper(2, None, use_cuda_graph=True, **small).plan(*args, HQ, HKV, D, PAGE)
+    with pytest.raises(ValueError, match="pages"):
+        fi.MultiLevelCascadeAttentionWrapper(2, None, use_cuda_graph=True, **graph_bufs([1, 4], [4, 5])).plan(*args, HQ, HKV, D, PAGE)
+    g2 = fi.MultiLevelCascadeAttentionWrapper(2, None, use_cuda_graph=True, **graph_bufs([1, 4], [4, 12]))
+    g2.plan(*two, HQ, HKV, D, PAGE)  # the first plan fixes 9 query rows
+    with pytest.raises(ValueError, match="query rows"):
+        g2.plan(*args, HQ, HKV, D, PAGE)  # 12 rows
+    g2.plan(*two, HQ, HKV, D, PAGE)
+    p.plan(*two, HQ, HKV, D, PAGE)
+    np.testing.assert_array_equal(g2.run(q[:9], cache), p.run(q[:9], cache))
+    with pytest.raises(ValueError, match="paged_kv_indptr_buf_arr\\[1\\]"):
+        fi.MultiLevelCascadeAttentionWrapper(2, None, use_cuda_graph=True,
+                                             **dict(graph_bufs([1, 4], [4, 12]),
+                                                    paged_kv_indptr_buf_arr=[np.zeros(2, np.int32), np.zeros(3, np.int32)]))

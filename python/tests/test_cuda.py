@@ -363,6 +363,135 @@ def test_batch_prefill_wrappers():
         close(out_p[qs], ref, 1e-3, 1e-3, f"paged request {b}")
 
 
+def _ragged_to_paged(k, v, kv_indptr, kv_lens, page_size, num_pages, gen):
+    """The ragged K/V rows written into a shuffled paged cache: (cache, indptr, indices, last)."""
+    hkv, d = k.shape[1], k.shape[2]
+    pages_per = [(n + page_size - 1) // page_size for n in kv_lens]
+    indptr = _cumsum0(pages_per)
+    indices = torch.randperm(num_pages, generator=gen)[: int(indptr[-1])].to(torch.int32)
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(kv_lens, pages_per)], dtype=torch.int32)
+    cache = torch.randn(num_pages, 2, page_size, hkv, d, generator=gen).to("cuda", torch.float16)
+    for b, n in enumerate(kv_lens):
+        rows = torch.arange(n)
+        pages = indices[int(indptr[b]) + rows // page_size].long().to("cuda")
+        slots = (rows % page_size).to("cuda")
+        cache[pages, 0, slots] = k[int(kv_indptr[b]):int(kv_indptr[b + 1])]
+        cache[pages, 1, slots] = v[int(kv_indptr[b]):int(kv_indptr[b + 1])]
+    return cache, indptr, indices, last
+
+
+@needs_cuda
+def test_batch_prefill_use_cuda_graph_replans():
+    """use_cuda_graph=True for BatchPrefillWith{Paged,Ragged}KVCacheWrapper (upstream's mode): one
+    capture of run() after the first plan, then plan() again with other batch sizes, lengths and
+    page tables within the capacity (and at most the first plan's query rows) between replays;
+    every replay follows the latest plan (float64 reference per request, causal)."""
+    hq, hkv, d, page_size, max_batch, num_pages = 32, 8, 128, 16, 4, 512
+    steps = [([100, 1, 37, 200], [500, 300, 37, 2000]), ([5, 64, 1, 268], [5, 1000, 4000, 300]),
+             ([338], [3000]), ([1, 1], [1, 7])]
+    max_rows = sum(steps[0][0])
+    max_kv = max(sum(kv) for _, kv in steps)
+    gen = _cpu_gen(77)
+    k = torch.randn(max_kv, hkv, d, generator=gen).to("cuda", torch.float16)
+    v = torch.randn(max_kv, hkv, d, generator=gen).to("cuda", torch.float16)
+    q = torch.empty(max_rows, hq, d, device="cuda", dtype=torch.float16)
+    out = torch.empty_like(q)
+    i32 = dict(dtype=torch.int32, device="cuda")
+    ragged = fi.BatchPrefillWithRaggedKVCacheWrapper(
+        torch.empty(1, device="cuda"), use_cuda_graph=True, qo_indptr_buf=torch.zeros(max_batch + 1, **i32),
+        kv_indptr_buf=torch.zeros(max_batch + 1, **i32))
+    paged = fi.BatchPrefillWithPagedKVCacheWrapper(
+        torch.empty(1, device="cuda"), use_cuda_graph=True, qo_indptr_buf=torch.zeros(max_batch + 1, **i32),
+        paged_kv_indptr_buf=torch.zeros(max_batch + 1, **i32), paged_kv_indices_buf=torch.zeros(num_pages, **i32),
+        paged_kv_last_page_len_buf=torch.zeros(max_batch, **i32))
+    cache = torch.empty(num_pages, 2, page_size, hkv, d, device="cuda", dtype=torch.float16)
+    for name in ("ragged", "paged"):
+        graph = None
+        for step, (qo_lens, kv_lens) in enumerate(steps):
+            qo_indptr, kv_indptr = _cumsum0(qo_lens), _cumsum0(kv_lens)
+            if name == "ragged":
+                ragged.plan(qo_indptr, kv_indptr, hq, hkv, d, causal=True)
+                run = lambda: ragged.run(q, k, v)  # noqa: E731
+            else:
+                c, indptr, indices, last = _ragged_to_paged(k, v, kv_indptr, kv_lens, page_size, num_pages, gen)
+                cache.copy_(c)
+                paged.plan(qo_indptr, indptr, indices, last, hq, hkv, d, page_size, causal=True)
+                run = lambda: paged.run(q, cache)  # noqa: E731
+            q.copy_(torch.randn(max_rows, hq, d, generator=gen).to("cuda", torch.float16))
+            out.fill_(float("nan"))
+            if graph is None:
+                run()  # warm-up (loads the kernel) outside the capture
+                torch.cuda.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    out.copy_(run())
+            graph.replay()
+            torch.cuda.synchronize()
+            for b in range(len(qo_lens)):
+                qs, ks = slice(int(qo_indptr[b]), int(qo_indptr[b + 1])), slice(int(kv_indptr[b]), int(kv_indptr[b + 1]))
+                ref, _ = reference(q[qs], k[ks], v[ks], "NHD", True, None, None, -1)
+                close(out[qs], ref, 1e-3, 1e-3, f"{name} replay {step} request {b}")
+        try:
+            (ragged.plan(_cumsum0([max_rows + 1]), _cumsum0([max_rows + 1]), hq, hkv, d) if name == "ragged" else
+             paged.plan(_cumsum0([max_rows + 1]), _cumsum0([40]), torch.arange(40, dtype=torch.int32),
+                        torch.tensor([16], dtype=torch.int32), hq, hkv, d, page_size))
+            raise AssertionError(f"{name}: a plan beyond the first plan's query rows was accepted")
+        except ValueError as e:
+            assert "query rows" in str(e), str(e)
+
+
+@needs_cuda
+def test_cascade_use_cuda_graph_replans():
+    """use_cuda_graph=True for MultiLevelCascadeAttentionWrapper: a two-level cascade (a shared
+    prefix, then each request's own pages) captured once and replayed after re-plans with other
+    prefix lengths, batch sizes and page tables; each replay against the float64 reference."""
+    page_size, hq, hkv, d, max_batch, num_pages = 16, 32, 8, 128, 6, 600
+    steps = [(1024, [1, 300, 17, 1000, 5, 64]), (2048, [40, 17]), (16, [1, 1, 1, 2000, 3, 9]), (4096, [129])]
+    gen = _cpu_gen(91)
+    cache = torch.randn(num_pages, 2, page_size, hkv, d, generator=gen).to("cuda", torch.float16)
+    q = torch.empty(max_batch, hq, d, device="cuda", dtype=torch.float16)
+    out = torch.empty_like(q)
+    i32 = dict(dtype=torch.int32, device="cuda")
+    w = fi.MultiLevelCascadeAttentionWrapper(
+        2, torch.empty(1, device="cuda"), use_cuda_graph=True,
+        qo_indptr_buf_arr=[torch.zeros(2, **i32), torch.zeros(max_batch + 1, **i32)],
+        paged_kv_indptr_buf_arr=[torch.zeros(2, **i32), torch.zeros(max_batch + 1, **i32)],
+        paged_kv_indices_buf_arr=[torch.zeros(256, **i32), torch.zeros(num_pages, **i32)],
+        paged_kv_last_page_len_buf_arr=[torch.zeros(1, **i32), torch.zeros(max_batch, **i32)])
+    graph = None
+    for step, (shared_len, unique_lens) in enumerate(steps):
+        b = len(unique_lens)
+        shared_pages = shared_len // page_size
+        unique_pages = [(n + page_size - 1) // page_size for n in unique_lens]
+        perm = torch.randperm(num_pages, generator=gen).to(torch.int32)
+        shared = perm[:shared_pages]
+        own, at = [], shared_pages
+        for p in unique_pages:
+            own.append(perm[at:at + p])
+            at += p
+        last = torch.tensor([n - (p - 1) * page_size for n, p in zip(unique_lens, unique_pages)], dtype=torch.int32)
+        w.plan([torch.tensor([0, b], dtype=torch.int32), _cumsum0([1] * b)],
+               [torch.tensor([0, shared_pages], dtype=torch.int32), _cumsum0(unique_pages)],
+               [shared, torch.cat(own)], [torch.tensor([page_size], dtype=torch.int32), last], hq, hkv, d, page_size)
+        # q keeps the first plan's rows (max_batch); this plan's requests are its first b rows.
+        q.copy_(torch.randn(max_batch, hq, d, generator=gen).to("cuda", torch.float16))
+        out.fill_(float("nan"))
+        if graph is None:
+            w.run(q, cache)
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out.copy_(w.run(q, cache))
+        graph.replay()
+        torch.cuda.synchronize()
+        for r, n in enumerate(unique_lens):
+            pages = torch.cat([shared, own[r]]).long().to("cuda")
+            k = cache[pages, 0].reshape(-1, hkv, d)[:shared_len + n]
+            v = cache[pages, 1].reshape(-1, hkv, d)[:shared_len + n]
+            ref, _ = reference(q[r:r + 1], k, v, "NHD", False, None, None, -1)
+            close(out[r:r + 1], ref, 1e-3, 1e-3, f"cascade replay {step} (shared {shared_len}, B={b}) request {r}")
+
+
 @needs_cuda
 def test_current_stream_and_errors():
     """Work runs on torch's current stream; mixed devices and bad shapes raise ValueError."""
@@ -830,6 +959,8 @@ if __name__ == "__main__":
     tests = [("test_decode", test_decode), ("test_prefill", test_prefill), ("test_decode_fp8", test_decode_fp8),
              ("test_batch_decode_wrapper", test_batch_decode_wrapper),
              ("test_batch_prefill_wrappers", test_batch_prefill_wrappers),
+             ("test_batch_prefill_use_cuda_graph_replans", test_batch_prefill_use_cuda_graph_replans),
+             ("test_cascade_use_cuda_graph_replans", test_cascade_use_cuda_graph_replans),
              ("test_current_stream_and_errors", test_current_stream_and_errors)] if HAVE_CUDA else []
     tests += [("test_cascade_wrapper", test_cascade_wrapper), ("test_norms", test_norms),
               ("test_activations", test_activations), ("test_rope", test_rope), ("test_sampling_ops", test_sampling_ops),

@@ -146,6 +146,15 @@ int flashinfer_swift_batch_decode_run(flashinfer_swift_batch_decode* handle, con
  */
 typedef struct flashinfer_swift_batch_prefill flashinfer_swift_batch_prefill;
 int flashinfer_swift_batch_prefill_create(flashinfer_swift_batch_prefill** handle);
+/*
+ * create_graph: CUDA-graph mode (upstream's use_cuda_graph): fixed device buffers for at most
+ * max_batch requests, max_pages pages (0 for ragged K/V) and max_qo_rows query rows, and the kernel
+ * fixed by the first plan, so a run captured in a CUDA graph replays whatever plan was made last
+ * (within the capacity). On the GPU, q / out / lse then have max_qo_rows rows; rows past the plan's
+ * qo_indptr[B] are not written. No custom mask in this mode.
+ */
+int flashinfer_swift_batch_prefill_create_graph(int32_t max_batch, int64_t max_pages, int64_t max_qo_rows,
+                                                flashinfer_swift_batch_prefill** handle);
 void flashinfer_swift_batch_prefill_destroy(flashinfer_swift_batch_prefill* handle);
 int flashinfer_swift_batch_prefill_plan(flashinfer_swift_batch_prefill* handle, const int32_t* qo_indptr,
                                         const int32_t* kv_indptr, const int32_t* kv_indices,
@@ -167,6 +176,14 @@ int flashinfer_swift_batch_prefill_run(flashinfer_swift_batch_prefill* handle, c
  */
 typedef struct flashinfer_swift_cascade flashinfer_swift_cascade;
 int flashinfer_swift_cascade_create(flashinfer_swift_cascade** handle);
+/*
+ * create_graph: CUDA-graph mode for num_levels levels: level l holds at most max_batch[l] requests
+ * and max_pages[l] pages; every level max_qo_rows query rows. The level wrappers and the merge
+ * scratch are kept across plans, so a captured run replays the last plan. On the GPU, q / out / lse
+ * have max_qo_rows rows; rows past the plan's query count hold unspecified values.
+ */
+int flashinfer_swift_cascade_create_graph(int32_t num_levels, const int32_t* max_batch, const int64_t* max_pages,
+                                          int64_t max_qo_rows, flashinfer_swift_cascade** handle);
 void flashinfer_swift_cascade_destroy(flashinfer_swift_cascade* handle);
 int flashinfer_swift_cascade_plan(flashinfer_swift_cascade* handle, int32_t num_levels, const int32_t* const* qo_indptr,
                                   const int32_t* const* kv_indptr, const int32_t* const* kv_indices,

@@ -191,6 +191,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         var spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, kvDType: kvDType, options: options,
                                    paged: pageIndices != nil, customMask: mask != nil)
         var graph: BatchPrefillDevicePlan.GraphLayout? = nil
+        // The capacity holds on every backend (a CPU plan beyond it fails as the GPU's would).
+        try graphCapacity?.check(batchSize: kvLens.count, pages: pageIndices?.count, queryRows: Int(qoIndptr.last ?? 0))
         if let cap = graphCapacity, impl.runsCUDAGraphs {
             // The first plan fixes the kernel (and its q tile); later plans must match it.
             if let fixed = graphSpec {
@@ -200,8 +202,6 @@ public final class BatchPrefillAttention: @unchecked Sendable {
                                             capacity: "the first plan's kernel \(fixed.name): every plan in CUDA-graph mode uses it (same dtype, head dim, options, paged/ragged)")
                 }
             }
-            let total = Int(qoIndptr.last ?? 0)
-            try cap.check(batchSize: kvLens.count, pages: pageIndices?.count, queryRows: total)
             graph = .init(capacity: cap, maxItems: Self.graphItems(cap, groupSize: group, ctaQ: spec.tile.ctaQ))
         }
         // The tier (GPU only): the Hopper kernel runs unsplit plans of 128-row q tiles.
@@ -339,8 +339,20 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         guard let kvIndptr else { throw .unsupportedCombination("ragged K/V for a plan made for a paged cache") }
         let nkv = Int(kvIndptr.last!)
         let expect = options.layout == .nhd ? [nkv, shape.numKVHeads, shape.headDim] : [shape.numKVHeads, nkv, shape.headDim]
+        // CUDA-graph mode: the captured k / v stay while later plans change kv_indptr, so they may
+        // hold more rows than this plan reads.
+        let rowAxis = options.layout == .nhd ? 0 : 1
         for (n, t) in [("k", k), ("v", v)] {
-            guard t.shape == expect else { throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)", expected: "\(expect)", got: t.shape.first ?? 0) }
+            var fits = t.shape == expect
+            if graphCapacity != nil, t.rank == 3, t.shape[rowAxis] >= nkv {
+                var s = t.shape
+                s[rowAxis] = nkv
+                fits = s == expect
+            }
+            guard fits else {
+                throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)",
+                             expected: "\(expect)\(graphCapacity != nil ? " (or more rows: CUDA-graph mode)" : "")", got: t.shape.first ?? 0)
+            }
             guard t.dtype == kvDType else { throw .dtype(tensor: n, expected: "\(kvDType.rawValue) (from plan)", got: t.dtype) }
             guard t.strides[2] == 1 || t.shape[2] <= 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
         }

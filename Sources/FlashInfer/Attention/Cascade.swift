@@ -29,6 +29,14 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
     /// run() allocates only the result unless the caller passes it).
     var scratch: [(o: Tensor, lse: Tensor)] = []
     var lseScratch: Tensor?
+    /// CUDA-graph mode (upstream's `use_cuda_graph`): one capacity per level (its requests and
+    /// pages; every level's `maxQORows` is the same: the query rows any plan may have). The level
+    /// wrappers are graph-mode `BatchPrefillAttention`s made by the first plan and re-planned in
+    /// place afterwards, and the scratch is allocated once for `maxQORows` rows, so a `run`
+    /// captured in a CUDA graph replays whatever plan was made last (within the capacities, with
+    /// the first plan's kernels). `run` then takes q / out / lse with `maxQORows` rows; rows past
+    /// the plan's query count hold unspecified values.
+    public let graphCapacities: [GraphCapacity]?
 
     /// Moves the wrapper to `stream` (on the plan's device): later `run`s and `plan`s are enqueued
     /// there. No re-plan: the plan's buffers stay, and the first run on `stream` waits for their
@@ -41,8 +49,9 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
         for w in levels { try w.rebind(stream: stream) }
     }
 
-    public init(backend: Backend) {
+    public init(backend: Backend, graphCapacities: [GraphCapacity]? = nil) {
         self.backend = backend
+        self.graphCapacities = graphCapacities
     }
 
     /// Plans every level. Validation: ≥ 1 level, every level's `qoIndptr` covers the same total
@@ -52,6 +61,22 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
                      options: AttentionOptions = AttentionOptions(), numPagesInCache: Int? = nil) throws(FlashInferError) {
         guard let first = levels.first else { throw .option(name: "levels", value: "[]", rule: "a cascade needs at least one level") }
         let total = first.qoIndptr.last ?? 0
+        if let caps = graphCapacities {
+            guard caps.count == levels.count else {
+                throw .option(name: "levels", value: "\(levels.count) levels",
+                              rule: "CUDA-graph mode was set up for \(caps.count) levels (one capacity per level)")
+            }
+            guard Set(caps.map(\.maxQORows)).count == 1 else {
+                throw .option(name: "graphCapacities", value: caps.map { "\($0.maxQORows)" }.joined(separator: ", "),
+                              rule: "every level covers the same queries: one maxQORows for all levels")
+            }
+        }
+        // Graph mode keeps the level wrappers (their fixed device buffers are what a captured graph
+        // reads); otherwise each plan makes new ones.
+        let keep = graphCapacities != nil && self.levels.count == levels.count
+        // Until this plan succeeds the wrapper is unplanned (a failed graph-mode plan may have
+        // re-planned some levels already).
+        isPlanned = false
         var planned: [BatchPrefillAttention] = []
         for (l, level) in levels.enumerated() {
             guard level.qoIndptr.last == total else {
@@ -64,7 +89,7 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
             }
             var o = options
             o.causal = options.causal && l == levels.count - 1
-            let w = BatchPrefillAttention(backend: backend)
+            let w = keep ? self.levels[l] : BatchPrefillAttention(backend: backend, graphCapacity: graphCapacities?[l])
             do {
                 try w.plan(qoIndptr: level.qoIndptr, table: level.table, numQOHeads: numQOHeads, numKVHeads: numKVHeads,
                            headDim: headDim, dtype: dtype, kvDType: kvDType, options: o, numPagesInCache: numPagesInCache)
@@ -74,17 +99,33 @@ public final class MultiLevelCascadeAttention: @unchecked Sendable {
             planned.append(w)
         }
         self.levels = planned
+        self.isPlanned = true
         self.totalQueries = Int(total)
-        (scratch, lseScratch) = try backend.implementation.cascadeScratch(levels: levels.count, totalQueries: Int(total),
-                                                                           numQOHeads: numQOHeads, headDim: headDim, dtype: dtype)
+        // Graph mode: the scratch of the capacity's rows, allocated by the first plan (or when the
+        // heads, head dim or dtype change, which the level wrappers refuse anyway).
+        let rows = graphCapacities.map { $0[0].maxQORows } ?? Int(total)
+        let scratchShape = ScratchShape(levels: levels.count, rows: rows, numQOHeads: numQOHeads, headDim: headDim, dtype: dtype)
+        if !keep || scratchShape != self.scratchShape {
+            (scratch, lseScratch) = try backend.implementation.cascadeScratch(levels: levels.count, totalQueries: rows,
+                                                                               numQOHeads: numQOHeads, headDim: headDim, dtype: dtype)
+            self.scratchShape = scratchShape
+        }
     }
+
+    struct ScratchShape: Equatable {
+        var levels, rows, numQOHeads, headDim: Int
+        var dtype: DType
+    }
+    var scratchShape: ScratchShape?
+    /// The last plan succeeded (run's precondition).
+    var isPlanned = false
 
     /// Runs the cascade on q `[total, Hq, D]` over the shared paged pool.
     /// With the CUDA backend, `out` (`[total, Hq, D]`, q's dtype) and `lse` (`[total, Hq]` f32) may be
     /// given; then run() allocates nothing and only launches.
     public func run(q: Tensor, cache: PagedKVCache, returnLSE: Bool = false, out: Tensor? = nil,
                     lse: Tensor? = nil) throws(FlashInferError) -> AttentionOutput {
-        guard !levels.isEmpty else { throw .notPlanned(wrapper: "MultiLevelCascadeAttention") }
+        guard isPlanned, !levels.isEmpty else { throw .notPlanned(wrapper: "MultiLevelCascadeAttention") }
         return try backend.implementation.runCascade(self, q: q, cache: cache, returnLSE: returnLSE, out: out, lse: lse)
     }
 }
