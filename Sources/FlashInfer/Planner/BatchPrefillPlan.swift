@@ -56,7 +56,18 @@ public struct BatchPrefillPlan: Sendable, Hashable {
     /// took C1's plain decode from 6.69 to 5.67 ms but D1 from 251.5 to 317.6 µs (D2, D3 within
     /// 1 %), so the 64-row tile stays the default until the planner can tell the two apart
     /// (bench/NOTES.md). It passed the full check (1071 cases) while it was the default.
-    public static let sixteenRowTileEnabled: Bool = FileSystem.environment("FLASHINFER_PREFILL_TILE16") == "1"
+    public static let sixteenRowTileEnabled: Bool = sixteenRowTileMode != 0
+
+    /// `FLASHINFER_PREFILL_TILE16`: 0 (unset) the 64-row tile; 1 the 16-row tile over a 2-stage ring of
+    /// 64-key tiles (16 keys per warp); 2 the single-buffered 16-row tile over 128-key tiles (32 keys
+    /// per warp, `PrefillTile.kvBuffers` 1).
+    public static let sixteenRowTileMode: Int = {
+        switch FileSystem.environment("FLASHINFER_PREFILL_TILE16") {
+        case "1": 1
+        case "2": 2
+        default: 0
+        }
+    }()
 
     /// Plans a batch.
     ///

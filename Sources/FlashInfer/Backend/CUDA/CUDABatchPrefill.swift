@@ -292,5 +292,10 @@ func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
             spec(.f16, 128, kv, ctaQ: 64, kvDType: .e4m3, customMask: true),
         ]
     }
+    // The single-buffered 16-row tile (FLASHINFER_PREFILL_TILE16=2) of each 16-row entry.
+    for var s in specs where s.tile.ctaQ == 16 && s.tile.ctaKV == 64 {
+        s.tile = PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4)
+        specs.append(s)
+    }
     return specs.map { ("batch prefill \($0.name)", $0) }
 }

@@ -47,7 +47,12 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     public static func batch(headDim: Int, plain: Bool, ctaQ: Int) -> PrefillTile {
         // The 16-row tile (BatchPrefillPlan.kernelCtaTileQ gives it for D 128 only): 64 keys per
         // tile, 4 sub-tiles of 16, one per warp. (16 + 4·64)·128·2 B = 68 KiB: 3 CTAs per SM.
-        if ctaQ == 16 { return PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4) }
+        // The single-buffered form (`FLASHINFER_PREFILL_TILE16=2`): 128 keys per tile, 32 per warp,
+        // one K and one V tile: (16 + 2·128)·128·2 B = 68 KiB, the same 3 CTAs per SM.
+        if ctaQ == 16 {
+            return BatchPrefillPlan.sixteenRowTileMode == 2
+                ? PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4) : PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4)
+        }
         var t = PrefillTile.default(headDim: headDim, plain: plain)
         t.mmaQ = ctaQ >= 128 && headDim <= 128 ? 2 : 1  // D 256: O alone is 128 floats at 16 rows per warp
         return t
@@ -57,9 +62,13 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     /// (`kvElementBytes` 1), Q + one converted K and V tile + `fp8Stages` fp8 K and V staging tiles.
     public func sharedBytes(headDim: Int, elementBytes: Int = 2, kvElementBytes: Int? = nil) -> Int {
         let kvBytes = kvElementBytes ?? elementBytes
-        if kvBytes == elementBytes { return (ctaQ + 2 * Self.stages * ctaKV) * headDim * elementBytes }
+        if kvBytes == elementBytes { return (ctaQ + 2 * kvBuffers * ctaKV) * headDim * elementBytes }
         return (ctaQ + 2 * ctaKV) * headDim * elementBytes + 2 * fp8Stages * ctaKV * headDim * kvBytes
     }
+
+    /// K (and V) tiles of the 16-bit kernel in shared memory (PrefillTraits::KV_BUFS): the ring's
+    /// 2 stages, or 1 for the single-buffered 16-row tile (4 warps over a 128-key tile).
+    public var kvBuffers: Int { kvWarps > 1 && ctaKV > 64 ? 1 : Self.stages }
 
     /// Depth of the FP8 staging ring (PrefillTraits::KV_STAGES): 3 for the 64-row tile, 2 for 128.
     public var fp8Stages: Int { ctaQ <= 64 ? 3 : 2

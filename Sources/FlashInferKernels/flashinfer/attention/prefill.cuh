@@ -497,6 +497,69 @@ __device__ __forceinline__ void kv_loop_fp8(const VariantParams& vp, const KV& k
 
 }  // namespace prefill
 
+namespace prefill {
+
+// The kv loop of the single-buffered 16-row tile (PrefillTraits::SINGLE_BUFFER: CTA_KV 128, one
+// K and one V tile in shared memory, each warp one sub-tile of KV_SUB keys per tile). Upstream's
+// decode geometry: twice the keys per warp and per barrier of the 2-stage 64-key ring in the same
+// shared memory, so the online softmax and the O rescale run once per 32 keys, not 16.
+//   prologue:  (paged: resolve tiles 0, 1) | Q, K[b] → commit | V[b] → commit
+//   tile j:    wait K[j]; sync | S = Q·K[j]ᵀ of the warp's sub-tile, softmax | sync (K[j] read) |
+//              issue K[j+1] | wait V[j]; sync | O += P·V[j] | sync (V[j] read) | issue V[j+1] |
+//              (paged: tile j+2's rows into the table stage tile j's loads read, fetched at the top)
+// K[j+1] lands during P·V of tile j, V[j+1] during S of tile j+1: one group in flight at each wait.
+template <typename T, typename KV>
+__device__ __forceinline__ void kv_loop_single_buffer(const VariantParams& vp, const KV& kv, const typename T::Variant& base,
+                                                      const PrefillGeometry& g, int group, typename T::DT* q_smem,
+                                                      typename T::DT* k_smem, typename T::DT* v_smem,
+                                                      float (&o)[T::MMA_Q][2 * T::MMA_D][4], float (&m)[T::MMA_Q][2],
+                                                      float (&d)[T::MMA_Q][2]) {
+  using Variant = typename T::Variant;
+  static_assert(T::SUBS == T::KV_WARPS, "one sub-tile per warp");
+  if constexpr (KV::PREPARED) {
+    kv.prepare(0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);
+    kv.prepare(1, g.kv_lo + (g.tile_begin + 1) * T::CTA_KV, vp.kv_len, g.tile_begin + 1 < g.tile_end);
+    __syncthreads();
+  }
+  kv.load_one(0, k_smem, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // Q, K[b]
+  kv.load_one(1, v_smem, 0, g.kv_lo + g.tile_begin * T::CTA_KV, vp.kv_len, true);  // V[b]
+  const uint32 q_addr = mma::smem_u32(q_smem);
+  const int warp = int(threadIdx.x >> 5);
+  for (int j = g.tile_begin; j < g.tile_end; ++j) {
+    const int stage = (j - g.tile_begin) & 1;  // the page table's stage of tile j
+    const int k0 = g.kv_lo + j * T::CTA_KV;
+    const int ks = k0 + warp * T::KV_SUB;
+    const bool more = j + 1 < g.tile_end;
+    int next_pages = -1;
+    if constexpr (KV::PREPARED) next_pages = kv.fetch(k0 + 2 * T::CTA_KV, vp.kv_len, j + 2 < g.tile_end);
+
+    cp_async::wait<1>();  // K[j] (and Q) landed; V[j] may still be in flight
+    __syncthreads();
+    // The warp's sub-tile (warp-uniform): skipped when no row sees it or the warp has no rows.
+    const bool active = ks < g.kv_end && ks + T::KV_SUB > g.kv_begin && warp_has_rows<T>(g);
+    float s[T::MMA_Q][2 * T::MMA_KV][4];
+    if (active) {
+      prefill::compute_qk<T>(q_addr, mma::smem_u32(k_smem + warp * T::KV_SUB * T::HEAD_DIM), s);
+      bool mask = Variant::CUSTOM_MASK || ks + T::KV_SUB > vp.kv_len;
+      if constexpr (Variant::CAUSAL) mask = mask || ks + T::KV_SUB - 1 > g.qo_first + g.delta;
+      if constexpr (Variant::WINDOW) mask = mask || ks < g.qo_last + g.delta - vp.window_left;
+      prefill::apply_logits<T>(s, base, g.r0, group, ks, mask, vp);
+      prefill::online_softmax<T>(s, o, m, d, prefill::linear_logits<Variant>() ? vp.sm_scale_log2 : 1.f);
+    }
+    __syncthreads();  // every warp is done with K[j]
+    kv.load_one(0, k_smem, stage ^ 1, k0 + T::CTA_KV, vp.kv_len, more);
+    cp_async::wait<1>();  // V[j] landed; K[j+1] may still be in flight
+    __syncthreads();
+    if (active) prefill::compute_pv<T>(mma::smem_u32(v_smem + warp * T::KV_SUB * T::HEAD_DIM), s, o);
+    __syncthreads();  // every warp is done with V[j]
+    kv.load_one(1, v_smem, stage ^ 1, k0 + T::CTA_KV, vp.kv_len, more);
+    // Tile j+2's rows into the table stage that tile j's loads read (several barriers ago).
+    if constexpr (KV::PREPARED) kv.store(stage, k0 + 2 * T::CTA_KV, j + 2 < g.tile_end, next_pages);
+  }
+}
+
+}  // namespace prefill
+
 // One CTA: packed query rows r0 ..< r0 + CTA_Q (of packed_len) of kv head kv_head against the keys
 // [kv_lo, vp.kv_len) that the variant lets them see, K/V tiles from `kv` (a tile loader of
 // prefill_load.cuh over a KV policy of kv.cuh). vp carries the lengths that place the queries: query qo sits at position
@@ -557,6 +620,8 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     }
     if constexpr (T::KV_FP8) {
       prefill::kv_loop_fp8<T>(vp, kv, base, g, group, q_smem, k_smem, v_smem, k_load, v_load, o, m, d);
+    } else if constexpr (T::SINGLE_BUFFER) {
+      prefill::kv_loop_single_buffer<T>(vp, kv, base, g, group, q_smem, k_smem, v_smem, o, m, d);
     } else {
       if constexpr (KV::PREPARED) {
         // Resolve the first two tiles' rows (the loop prepares each later tile two ahead).

@@ -146,6 +146,18 @@ struct RowTiles {
     if (active) load_kv_tile<T>(kv.v_base(), kv.v_stride_n(), v_tile, k0, kv_len);
     cp_async::commit();
   }
+
+  // K (kv_idx 0) or V (1) alone, one commit group.
+  __device__ __forceinline__ void load_one(int kv_idx, DT* tile, int, int k0, int kv_len, bool active) const {
+    if (active) {
+      if (kv_idx == 0) {
+        load_kv_tile<T>(kv.k_base(), kv.k_stride_n(), tile, k0, kv_len);
+      } else {
+        load_kv_tile<T>(kv.v_base(), kv.v_stride_n(), tile, k0, kv_len);
+      }
+    }
+    cp_async::commit();
+  }
 };
 
 // Keys in pages (PagedKV). A tile's rows are resolved once, not by every thread that copies a
@@ -220,6 +232,12 @@ struct PagedTiles {
     if (active) load_tile(kv.k_base(), 0, k_tile, stage, k0, kv_len);
     cp_async::commit();
     if (active) load_tile(kv.v_base(), 1, v_tile, stage, k0, kv_len);
+    cp_async::commit();
+  }
+
+  // K (kv_idx 0) or V (1) alone, one commit group.
+  __device__ __forceinline__ void load_one(int kv_idx, DT* tile, int stage, int k0, int kv_len, bool active) const {
+    if (active) load_tile(kv_idx == 0 ? kv.k_base() : kv.v_base(), kv_idx, tile, stage, k0, kv_len);
     cp_async::commit();
   }
 };

@@ -73,7 +73,10 @@ struct PrefillTraits {
 
   static constexpr int Q_ELEMS = CTA_Q * HEAD_DIM;
   static constexpr int KV_TILE_ELEMS = CTA_KV * HEAD_DIM;
-  static constexpr int KV_BUFS = KV_FP8 ? 1 : STAGES;  // DT K (and V) tiles in shared memory
+  // DT K (and V) tiles in shared memory: the 16-row tile over 128 keys keeps one K and one V tile
+  // (SINGLE_BUFFER: K[j+1] loads while tile j's P·V runs, V[j+1] while tile j+1's S runs).
+  static constexpr bool SINGLE_BUFFER = !KV_FP8 && KV_WARPS_ > 1 && CTA_KV_ > 64;
+  static constexpr int KV_BUFS = KV_FP8 || SINGLE_BUFFER ? 1 : STAGES;
   static constexpr int KV_STAGES = KV_FP8 ? (CTA_Q <= 64 ? 3 : 2) : STAGES;  // depth of the loaders' ring
   static constexpr int SMEM_ELEMS = Q_ELEMS + 2 * KV_BUFS * KV_TILE_ELEMS;  // DT elements
   static constexpr int STAGING_BYTES = KV_FP8 ? 2 * KV_STAGES * KV_TILE_ELEMS : 0;  // the fp8 rings
@@ -96,6 +99,8 @@ struct PrefillTraits {
   static_assert(SMEM_BYTES <= 227 * 1024, "shared memory of one CTA");
   static_assert(KV_WARPS == 1 || (KV_WARPS == NUM_WARPS && MMA_Q == 1 && SUBS % KV_WARPS == 0 && !KV_FP8),
                 "the 16-row tile: 4 warps over the sub-tiles of a 16-bit K/V tile");
+  static_assert(!SINGLE_BUFFER || (SUBS == KV_WARPS && !Variant::USE_ROPE),
+                "the single-buffered 16-row tile: one sub-tile per warp per kv tile, no RoPE on the fly");
   // The 16-row tile's merge stages every thread's O, m and d in the K/V region.
   static_assert(KV_WARPS == 1 || NUM_THREADS * (8 * MMA_D + 4) * 4 <= 2 * KV_BUFS * KV_TILE_ELEMS * int(sizeof(DT)),
                 "the warps' states fit the K/V tiles' shared memory");
