@@ -2,11 +2,16 @@
 32-layer loop (plan once, run per layer over each layer's own paged cache, out= preallocated and
 not), against the GPU time of the same step. Run on the GPU machine from the repository root:
     FLASHINFER_SWIFT_LIB=$PWD/.device/libflashinfer_swift.so python3 python/tests/overhead_batch_decode.py
-Compare with `flashinfer bench decode-step` (the same step from Swift: host µs per run and GPU µs)."""
-import sys, time
+Compare with `flashinfer bench decode-step` (the same step from Swift: host µs per run and GPU µs).
+`--side-stream` runs everything on a new torch stream instead of the current (legacy default) one."""
+import contextlib, sys, time
 sys.path.insert(0, "python")
 import torch
 import flashinfer_swift as fi
+
+side = "--side-stream" in sys.argv
+ctx = torch.cuda.stream(torch.cuda.Stream()) if side else contextlib.nullcontext()
+ctx.__enter__()
 
 layers, hq, hkv, d, ps = 32, 32, 8, 128, 16
 for batch, kv_len in [(1, 4096), (64, 4096)]:
@@ -35,7 +40,7 @@ for batch, kv_len in [(1, 4096), (64, 4096)]:
         torch.cuda.synchronize()
         t1 = time.perf_counter()
         host.sort()
-        print(f"python batch decode B={batch} kv={kv_len} 32/8 D128, {layers} layers, {name}: "
+        print(f"python batch decode B={batch} kv={kv_len} 32/8 D128, {layers} layers, {name}{' (side stream)' if side else ''}: "
               f"host {1e6 * host[len(host) // 2] / layers:.1f} us per run() (median step), "
               f"wall incl. GPU {1e6 * (t1 - t0) / (steps * layers):.1f} us per layer")
     del caches
