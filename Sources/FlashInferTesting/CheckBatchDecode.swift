@@ -58,6 +58,10 @@ struct BatchDecodeCase {
         let gpu = BatchDecodeWithPagedKVCache(backend: .cuda(stream), useTensorCores: tensorCores)
         try gpu.plan(table: table, numQOHeads: numQOHeads, numKVHeads: hkv, headDim: d, dtype: dtype, kvDType: kvd, options: options,
                      numPagesInCache: numPages)
+        // The batches meant for the 16-row tile must run it (unless FLASHINFER_PREFILL_TILE16 overrides the rule).
+        if tensorCores && batch * hkv >= 1024 && BatchPrefillPlan.sixteenRowTileMode == -1 && gpu.tensorCoreTile?.ctaQ != 16 {
+            return "planned tile \(gpu.tensorCoreTile.map { "\($0)" } ?? "none"), expected the 16-row tile"
+        }
         let cpu = BatchDecodeWithPagedKVCache(backend: .cpu)
         // The tensor-core path stores RoPE'd q/k in the dtype; the CUDA-core kernel keeps Float32.
         if gpu.usesTensorCores { cpu.referenceRotatedRounding = dtype }
@@ -123,6 +127,10 @@ public func batchDecodeCases() -> [CheckCase] {
     for (hq, hkv, ps) in [(32, 8, 16), (64, 8, 1), (32, 32, 8)] {
         cs.append(BatchDecodeCase(batch: 17, maxLen: 3000, pageSize: ps, numQOHeads: hq, numKVHeads: hkv, tensorCores: true))
     }
+    // Batches of ≥ 3.5 waves of (request, KV head) pairs: the single-buffered 16-row tile
+    // (BatchPrefillPlan.useSixteenRowTile), groups 4 and 8, page sizes 16 and 1.
+    cs.append(BatchDecodeCase(batch: 160, maxLen: 600, pageSize: 16, numQOHeads: 32, numKVHeads: 8, tensorCores: true))
+    cs.append(BatchDecodeCase(batch: 160, maxLen: 400, pageSize: 1, numQOHeads: 64, numKVHeads: 8, dtype: .bf16, tensorCores: true))
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 16, numQOHeads: 32, numKVHeads: 8, dtype: .bf16, layout: .hnd,
                               options: AttentionOptions(positionEncoding: .ropeLlama(scale: 1, theta: 1e4)), tensorCores: true))
     cs.append(BatchDecodeCase(batch: 12, maxLen: 2000, pageSize: 5, numQOHeads: 32, numKVHeads: 8, layout: .hnd, combined: false))

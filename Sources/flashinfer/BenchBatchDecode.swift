@@ -80,14 +80,15 @@ extension Bench {
                 let kvBytes = Double(s.batch * s.kvLen * s.hkv * d * 2 * s.kvDType.byteSize)
                 let tbps = kvBytes / (ms * 1e-3) / 1e12
                 let p = w.plan!
-                print("\(pad(s.id, 7)) B=\(s.batch) kv=\(s.kvLen) \(s.hq)/\(s.hkv) \(s.kvDType.rawValue): \(fixed(ms * 1e3, 1)) µs, \(fixed(tbps, 3)) TB/s (\(fixed(100 * tbps / copy.tbps, 1))% of copy), \(w.usesTensorCores ? "tensor cores" : "CUDA cores, \(p.workItems) work items, split \(p.splitKV)"), plan() \(fixed(median(planTimes), 1)) µs")
+                print("\(pad(s.id, 7)) B=\(s.batch) kv=\(s.kvLen) \(s.hq)/\(s.hkv) \(s.kvDType.rawValue): \(fixed(ms * 1e3, 1)) µs, \(fixed(tbps, 3)) TB/s (\(fixed(100 * tbps / copy.tbps, 1))% of copy), \(w.usesTensorCores ? "tensor cores (\(w.tensorCoreTile.map { "\($0)" } ?? "?"))" : "CUDA cores, \(p.workItems) work items, split \(p.splitKV)"), plan() \(fixed(median(planTimes), 1)) µs")
                 rows.append(.object([
                     ("workload", .string(s.id)), ("batch", .int(s.batch)), ("kv_len", .int(s.kvLen)), ("num_qo_heads", .int(s.hq)),
                     ("num_kv_heads", .int(s.hkv)), ("head_dim", .int(d)), ("page_size", .int(ps)), ("kv_dtype", .string(s.kvDType.rawValue)),
                     ("median_us", .number(ms * 1e3)),
                     ("tbps", .number(tbps)), ("fraction_of_copy", .number(tbps / copy.tbps)), ("work_items", .int(p.workItems)),
                     ("split_kv", .bool(p.splitKV)), ("stages", .int(stages ?? DecodeSpec.defaultStages)),
-                    ("keys_per_slot", .int(keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)), ("path", .string(w.usesTensorCores ? "tensor cores" : "CUDA cores")), ("plan_us_median", .number(median(planTimes))),
+                    ("keys_per_slot", .int(keysPerSlot ?? DecodeSpec.defaultKeysPerSlot)), ("path", .string(w.usesTensorCores ? "tensor cores" : "CUDA cores")),
+                    ("tile", .string(w.tensorCoreTile.map { "\($0)" } ?? "")), ("plan_us_median", .number(median(planTimes))),
                 ]))
             }
             // plan() for B = 256 on the CPU alone (the scheduler, no upload).

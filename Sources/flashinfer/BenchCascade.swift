@@ -61,7 +61,7 @@ extension Bench {
                 let ms = median(try timeOnStream(stream, warmup: 3, iterations: iterations) { _ in
                     _ = try plain.run(q: q, cache: cache, out: out)
                 })
-                let path = plain.usesTensorCores ? "tensor cores" : "CUDA cores"
+                let path = plain.usesTensorCores ? "tensor cores (\(plain.tensorCoreTile.map { "\($0)" } ?? "?"))" : "CUDA cores"
                 if let e = Tolerance.f16.compare(cascadeOut, try out.toFloats()) { agree = agree ?? "\(path): \(e)" }
                 if force == nil { (plainMs, plainPath) = (ms, path) } else { forced.append((path, ms)) }
             }

@@ -62,6 +62,38 @@ import Testing
         #expect(PrefillTile.batch(headDim: 256, plain: true, ctaQ: 128).ctaQ == 64)
     }
 
+    /// The 16-row tile for decode-like batches that fill the GPU unsplit (D2, C1), the 64-row tile
+    /// below (D1, D3) and wherever the 16-row tile does not apply (head dim, FP8, no shape given).
+    @Test func sixteenRowTileForDecodeBatchesThatFillTheGPU() {
+        guard BatchPrefillPlan.sixteenRowTileMode == -1 else { return }  // FLASHINFER_PREFILL_TILE16 overrides the rule
+        func tile(_ ctas: Int?, headDim: Int = 128) -> Int {
+            BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: 4, headDim: headDim, sixteenRowTile: true, ctas: ctas, numSMs: 132)
+        }
+        #expect(tile(256 * 8) == 16)  // D2, C1: 7.8 waves of 264 slots
+        #expect(tile(128 * 8) == 16)  // 3.9 waves
+        #expect(tile(64 * 8) == 64)   // D1: 1.9 waves
+        #expect(tile(nil) == 64)
+        #expect(tile(256 * 8, headDim: 64) == 64)
+        #expect(PrefillTile.batch(headDim: 128, plain: true, ctaQ: 16) == PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4))
+        // Both 16-row forms take 68 KiB (3 CTAs per SM): one K and one V tile of 128 keys, or two of 64.
+        #expect(PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4).sharedBytes(headDim: 128) == 69_632)
+        #expect(PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4).sharedBytes(headDim: 128) == 69_632)
+        func spec(_ b: Int, kv: DType? = nil) -> PrefillSpec {
+            BatchPrefillAttention.kernelSpec(qoLens: Array(repeating: 1, count: b), groupSize: 4, headDim: 128, dtype: .f16, kvDType: kv,
+                                             options: AttentionOptions(), paged: true, numKVHeads: 8, numSMs: 132)
+        }
+        #expect(spec(256).tile.description == "q16kv128s32w4")
+        #expect(spec(64).tile.ctaQ == 64)
+        #expect(spec(256, kv: .e4m3).tile.ctaQ == 64)
+        // The path model knows: D2's tensor-core time is the 16-row tile's.
+        let m = DecodePathModel(hardware: .h200)
+        let d2 = DecodePathModel.Shape(kvLens: Array(repeating: 1024, count: 256), pageSize: 16, numKVHeads: 8, groupSize: 4, headDim: 128)
+        #expect(m.usesSixteenRowTile(d2))
+        #expect(!m.usesSixteenRowTile(DecodePathModel.Shape(kvLens: Array(repeating: 4096, count: 64), pageSize: 16, numKVHeads: 8,
+                                                            groupSize: 4, headDim: 128)))
+        #expect(m.predict(d2).prefersTensorCores)
+    }
+
     /// The page-table lookup's j / page_size by multiply-high is exact for every page size the
     /// cache allows and every token index below 2^31.
     @Test func fastDivisionByPageSizeIsExact() {

@@ -9,9 +9,10 @@ import Testing
         .init(kvLens: Array(repeating: kv, count: b), pageSize: 16, numKVHeads: heads, groupSize: g, headDim: 128)
     }
 
-    /// The measured grid was planned without the wave-aware split (7eec33e): predict with that plan.
+    /// The measured grid was planned without the wave-aware split and ran the 64-row tile (7eec33e):
+    /// predict with that plan and tile.
     static func asMeasured(_ m: DecodePathModel, _ s: DecodePathModel.Shape) -> DecodePathModel.Prediction {
-        m.predict(s, waveAware: false)
+        m.predict(s, waveAware: false, sixteenRowTile: false)
     }
 
     /// On every H200 row where the two paths differ by more than 5 %, the model picks the faster;
@@ -55,7 +56,7 @@ import Testing
             (4, 32768, 2, 128.116, 133.462, 128.116),
         ]
         for (b, kv, g, cc, tc, ccWave) in cases {
-            let old = Self.h200.predict(Self.shape(b, kv, g), waveAware: false)
+            let old = Self.h200.predict(Self.shape(b, kv, g), waveAware: false, sixteenRowTile: false)
             let new = Self.h200.predict(Self.shape(b, kv, g))
             #expect(abs(old.cudaCoresMicros - cc) < 0.01 && abs(old.tensorCoresMicros - tc) < 0.01, "B=\(b) kv=\(kv) g=\(g): \(old)")
             #expect(abs(new.cudaCoresMicros - ccWave) < 0.01, "B=\(b) kv=\(kv) g=\(g): \(new)")

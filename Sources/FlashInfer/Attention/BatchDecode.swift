@@ -82,6 +82,9 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
     /// The path the last `plan` chose (false on the CPU backend).
     public private(set) var usesTensorCores = false
     var tensorCorePath: BatchPrefillAttention?
+    /// The tensor-core path's kernel tile on the GPU (e.g. `q16kv128s32w4`, the single-buffered
+    /// 16-row tile; `q64kv64s64`): nil on CUDA cores, on the CPU or before a plan.
+    public var tensorCoreTile: PrefillTile? { tensorCorePath?.device?.spec.tile }
     public private(set) var plan: BatchDecodePlan?
     public private(set) var table: PageTable?
     var shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType)?

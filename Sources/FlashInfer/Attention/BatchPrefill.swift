@@ -189,7 +189,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let sms = impl.multiprocessorCount
         let group = numQOHeads / numKVHeads
         var spec = Self.kernelSpec(qoLens: qoLens, groupSize: group, headDim: headDim, dtype: dtype, kvDType: kvDType, options: options,
-                                   paged: pageIndices != nil, customMask: mask != nil)
+                                   paged: pageIndices != nil, customMask: mask != nil, numKVHeads: numKVHeads, numSMs: sms)
         var graph: BatchPrefillDevicePlan.GraphLayout? = nil
         // The capacity holds on every backend (a CPU plan beyond it fails as the GPU's would).
         try graphCapacity?.check(batchSize: kvLens.count, pages: pageIndices?.count, queryRows: Int(qoIndptr.last ?? 0))
@@ -251,9 +251,11 @@ public final class BatchPrefillAttention: @unchecked Sendable {
     }
 
     /// The kernel a plan of these requests runs on the GPU: the prefill kernel over ragged or paged
-    /// K/V with the options' variant and `BatchPrefillPlan.kernelCtaTileQ` rows per CTA.
+    /// K/V with the options' variant and `BatchPrefillPlan.kernelCtaTileQ` rows per CTA (the 16-row
+    /// tile needs `numKVHeads` and `numSMs`: without them a decode-like batch gets 64 rows).
     public static func kernelSpec(qoLens: [Int], groupSize: Int, headDim: Int, dtype: DType, kvDType: DType? = nil,
-                                  options: AttentionOptions, paged: Bool, customMask: Bool = false) -> PrefillSpec {
+                                  options: AttentionOptions, paged: Bool, customMask: Bool = false, numKVHeads: Int? = nil,
+                                  numSMs: Int? = nil) -> PrefillSpec {
         let avg = qoLens.isEmpty ? 0 : Double(qoLens.reduce(0, +) * groupSize) / Double(qoLens.count)
         var spec = PrefillSpec(dtype: dtype, headDim: headDim, options: options, kvSource: paged ? .paged : .ragged, kvDType: kvDType,
                                customMask: customMask)
@@ -262,7 +264,8 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         var sixteen = !(kvDType ?? dtype).isFP8
         if case .ropeLlama = options.positionEncoding { sixteen = false }
         spec.tile = .batch(headDim: headDim, plain: spec.plain,
-                           ctaQ: BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: avg, headDim: headDim, sixteenRowTile: sixteen))
+                           ctaQ: BatchPrefillPlan.kernelCtaTileQ(averagePackedQoLen: avg, headDim: headDim, sixteenRowTile: sixteen,
+                                                                 ctas: numKVHeads.map { $0 * qoLens.count }, numSMs: numSMs))
         return spec
     }
 

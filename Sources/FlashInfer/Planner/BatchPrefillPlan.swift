@@ -39,33 +39,54 @@ public struct BatchPrefillPlan: Sendable, Hashable {
     /// The tile of this library's tensor-core kernel (`PrefillTile.batch`): 4 warps of 32 rows
     /// (128) where upstream's rule picks 128; 16 rows shared by 4 warps that split the keys (16)
     /// where it picks 16, for head dim 128 without RoPE on the fly and with 16-bit K/V
-    /// (`sixteenRowTile`); else 4 warps of 16 rows (64).
-    /// E.g. P4 (packed 512 per request) → 128; GQA-4 decode (packed 4) → 16; D 256 → 64.
-    public static func kernelCtaTileQ(averagePackedQoLen avg: Double, headDim: Int, sixteenRowTile: Bool = false) -> Int {
+    /// (`sixteenRowTile`), when `useSixteenRowTile` says so; else 4 warps of 16 rows (64).
+    /// E.g. P4 (packed 512 per request) → 128; D 256 → 64; GQA-4 decode (packed 4) → 16 for D2's
+    /// 256 requests × 8 KV heads, 64 for D1's 64.
+    public static func kernelCtaTileQ(averagePackedQoLen avg: Double, headDim: Int, sixteenRowTile: Bool = false,
+                                      ctas: Int? = nil, numSMs: Int? = nil) -> Int {
         switch ctaTileQ(averagePackedQoLen: avg, headDim: headDim) {
         case 128: 128
-        case 16 where sixteenRowTile && headDim == 128 && sixteenRowTileEnabled: 16
+        case 16 where sixteenRowTile && headDim == 128 && useSixteenRowTile(ctas: ctas, numSMs: numSMs): 16
         default: 64
         }
     }
 
-    /// Resident CTAs per SM of the 16-row tile ((16 + 4·64)·128·2 B = 68 KiB of shared memory).
+    /// Resident CTAs per SM of the 16-row tile (68 KiB of shared memory in either form, ≤ 168 registers).
     public static let sixteenRowTileCTAsPerSM = 3
 
-    /// The 16-row tile is opt-in (`FLASHINFER_PREFILL_TILE16=1`): measured on the H200 (9ac5326) it
-    /// took C1's plain decode from 6.69 to 5.67 ms but D1 from 251.5 to 317.6 µs (D2, D3 within
-    /// 1 %), so the 64-row tile stays the default until the planner can tell the two apart
-    /// (bench/NOTES.md). It passed the full check (1071 cases) while it was the default.
-    public static let sixteenRowTileEnabled: Bool = sixteenRowTileMode != 0
+    /// Whether a decode-like batch (≤ 16 packed rows per request) of `ctas` (request, KV head)
+    /// pairs takes the 16-row tile: with `FLASHINFER_PREFILL_TILE16` unset, when the pairs fill at
+    /// least `sixteenRowTileMinWaves` waves of the 64-row tile (2 CTAs per SM) unsplit. Measured on
+    /// the H200 (bench/results/2026-12-04-decode-paths-tile-*-H200-00822a5.json, 32 shapes, groups
+    /// 2–16): the single-buffered 16-row tile is 4–7 % faster from 128 requests × 8 heads up (D2
+    /// 273.9 → 257.6 µs; 256 × kv 4096: 3–17 %; C1's plain decode 6.65 → 3.61 ms), 2–8 % slower at 16
+    /// and 64 requests (D1 251 → 263 µs), where split plans fill the GPU with either tile and the
+    /// 64-row tile's longer CTAs read faster.
+    public static func useSixteenRowTile(ctas: Int?, numSMs: Int?) -> Bool {
+        switch sixteenRowTileMode {
+        case 0: return false
+        case 1, 2: return true
+        default:
+            guard let ctas, let numSMs else { return false }
+            return Double(ctas) >= sixteenRowTileMinWaves * Double(2 * numSMs)
+        }
+    }
 
-    /// `FLASHINFER_PREFILL_TILE16`: 0 (unset) the 64-row tile; 1 the 16-row tile over a 2-stage ring of
-    /// 64-key tiles (16 keys per warp); 2 the single-buffered 16-row tile over 128-key tiles (32 keys
-    /// per warp, `PrefillTile.kvBuffers` 1).
+    /// Waves of the 64-row tile (2 CTAs per SM) from which the 16-row tile is taken: between the
+    /// 1.9 waves of 64 requests × 8 heads (64-row faster) and the 3.9 of 128 × 8 (16-row faster or even).
+    public static let sixteenRowTileMinWaves = 3.5
+
+    /// `FLASHINFER_PREFILL_TILE16`: unset (−1) the rule of `useSixteenRowTile`; 0 never the 16-row
+    /// tile; 1 the 16-row tile over a 2-stage ring of 64-key tiles (16 keys per warp) wherever
+    /// upstream's rule picks 16 rows; 2 the single-buffered 16-row tile over 128-key tiles (32 keys
+    /// per warp, `PrefillTile.kvBuffers` 1) wherever upstream's rule picks 16 rows. The automatic
+    /// choice takes the single-buffered form.
     public static let sixteenRowTileMode: Int = {
         switch FileSystem.environment("FLASHINFER_PREFILL_TILE16") {
+        case "0": 0
         case "1": 1
         case "2": 2
-        default: 0
+        default: -1
         }
     }()
 

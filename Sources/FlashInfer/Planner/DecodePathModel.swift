@@ -47,6 +47,10 @@ public struct DecodePathModel: Sendable, Hashable {
         public var cudaCoreMergeRoundMicros: Double
         public var tensorCoreMergeMicros: Double
         public var tensorCoreMergeChunkMicros: Double
+        /// The 16-row tile's time over the 64-row tile's model (the model's grid is the 64-row
+        /// tile's): the median ratio of the measured tensor-core times where the 16-row tile runs
+        /// (bench/results/2026-12-04-decode-paths-tile-*-H200-00822a5.json, B 128 and 256: 0.83–1.02).
+        public var sixteenRowTileFactor: Double = 0.95
         public var tailDecay: Double
         public var waveFixedMicros: Double
 
@@ -196,11 +200,22 @@ public struct DecodePathModel: Sendable, Hashable {
 
     // MARK: - Predictions
 
-    /// Both paths, planned as the library plans them.
-    public func predict(_ s: Shape, cudaCoreCTAsPerSM: Int? = nil, waveAware: Bool = true) -> Prediction {
+    /// Both paths, planned as the library plans them (`sixteenRowTile` false: the tensor-core path
+    /// always on the 64-row tile, as the grid the constants were fitted to was measured).
+    public func predict(_ s: Shape, cudaCoreCTAsPerSM: Int? = nil, waveAware: Bool = true, sixteenRowTile: Bool = true) -> Prediction {
         let perSM = cudaCoreCTAsPerSM ?? Self.cudaCoreCTAsPerSM(group: s.groupSize, headDim: s.headDim, kvBytes: s.kvBytes)
+        var tc = tensorCores(s, plan: tensorCorePlan(s))
+        if sixteenRowTile && usesSixteenRowTile(s) && s.groupSize >= 2 { tc *= constants.sixteenRowTileFactor }
         return Prediction(cudaCoresMicros: cudaCores(s, plan: cudaCorePlan(s, ctasPerSM: perSM, waveAware: waveAware), ctasPerSM: perSM),
-                          tensorCoresMicros: tensorCores(s, plan: tensorCorePlan(s)))
+                          tensorCoresMicros: tc)
+    }
+
+    /// Whether the tensor-core path runs this shape on the 16-row tile (`BatchPrefillPlan.useSixteenRowTile`:
+    /// head dim 128, 16-bit K/V, a group of at most 16, enough (request, KV head) pairs). The
+    /// prediction applies `sixteenRowTileFactor` for groups 2–16, the range it was measured on.
+    public func usesSixteenRowTile(_ s: Shape) -> Bool {
+        s.headDim == 128 && s.kvBytes == 2 && s.groupSize <= 16
+            && BatchPrefillPlan.useSixteenRowTile(ctas: s.kvLens.count * s.numKVHeads, numSMs: hardware.smCount)
     }
 
     /// The CUDA-core path's time (µs) for a given plan (its `numKVHeads` counts head groups).

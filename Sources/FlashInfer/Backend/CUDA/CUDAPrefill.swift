@@ -45,13 +45,14 @@ public struct PrefillTile: Hashable, Sendable, CustomStringConvertible {
     /// The batch kernel's tile: the single-request geometry with `ctaQ` packed rows per CTA (128:
     /// 32 rows per warp, 64: 16), the plan's `ctaTileQ` (`BatchPrefillPlan.kernelCtaTileQ`).
     public static func batch(headDim: Int, plain: Bool, ctaQ: Int) -> PrefillTile {
-        // The 16-row tile (BatchPrefillPlan.kernelCtaTileQ gives it for D 128 only): 64 keys per
-        // tile, 4 sub-tiles of 16, one per warp. (16 + 4·64)·128·2 B = 68 KiB: 3 CTAs per SM.
-        // The single-buffered form (`FLASHINFER_PREFILL_TILE16=2`): 128 keys per tile, 32 per warp,
-        // one K and one V tile: (16 + 2·128)·128·2 B = 68 KiB, the same 3 CTAs per SM.
+        // The 16-row tile (BatchPrefillPlan.kernelCtaTileQ gives it for D 128 only), first form: 64
+        // keys per tile, 4 sub-tiles of 16, one per warp. (16 + 4·64)·128·2 B = 68 KiB: 3 CTAs per SM.
+        // The single-buffered form (the default): 128 keys per tile, 32 per warp, one K and one V
+        // tile: (16 + 2·128)·128·2 B = 68 KiB, the same 3 CTAs per SM. `FLASHINFER_PREFILL_TILE16=1`
+        // takes the first form.
         if ctaQ == 16 {
-            return BatchPrefillPlan.sixteenRowTileMode == 2
-                ? PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4) : PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4)
+            return BatchPrefillPlan.sixteenRowTileMode == 1
+                ? PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4) : PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4)
         }
         var t = PrefillTile.default(headDim: headDim, plain: plain)
         t.mmaQ = ctaQ >= 128 && headDim <= 128 ? 2 : 1  // D 256: O alone is 128 floats at 16 rows per warp
