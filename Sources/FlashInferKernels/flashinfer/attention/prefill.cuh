@@ -375,8 +375,9 @@ struct PrefillGeometry {
 // from blockIdx and the constant bank, so it sits in uniform registers), or shared memory (the
 // batch kernel: its values come from global loads, so in registers they would be per-thread, and the
 // plain D128 kernel has none to spare across the kv loop; re-read from shared memory where used,
-// barriers keep the compiler from hoisting them). Every thread writes the same values to the shared
-// copy, so no barrier is needed before its own reads.
+// barriers keep the compiler from hoisting them). Thread 0 writes the shared copy, a barrier
+// publishes it (found by racecheck, 2026-12-04: all threads writing it unsynchronized was flagged
+// as RAW hazards on every batch prefill launch).
 template <bool SHARED>
 struct GeometryStorage {
   PrefillGeometry g;
@@ -592,7 +593,15 @@ __device__ __forceinline__ void prefill_cta(const PrefillParams& p, const Varian
     if constexpr (Variant::WINDOW) kv_begin = max(kv_begin, qo_first + delta - vp.window_left);
     const int tile_begin = (kv_begin - kv_lo) / T::CTA_KV;
     const int tile_end = kv_end > kv_begin ? (kv_end - kv_lo + T::CTA_KV - 1) / T::CTA_KV : tile_begin;
-    g = PrefillGeometry{r0, packed_len, kv_lo, kv_begin, kv_end, tile_begin, tile_end, delta, qo_first, qo_last};
+    const PrefillGeometry mine{r0, packed_len, kv_lo, kv_begin, kv_end, tile_begin, tile_end, delta, qo_first, qo_last};
+    if constexpr (SHARED_GEOMETRY) {
+      // One writer, then a barrier before any read (every thread writing the same values is a
+      // data race all the same: compute-sanitizer's racecheck reports it, thousands per launch).
+      if (threadIdx.x == 0) g = mine;
+      __syncthreads();
+    } else {
+      g = mine;
+    }
   }
 
   const Variant base(vp);  // per-row values (ALiBi slopes) come from base.head() in apply_logits
