@@ -92,6 +92,10 @@ import Testing
         #expect(!m.usesSixteenRowTile(DecodePathModel.Shape(kvLens: Array(repeating: 4096, count: 64), pageSize: 16, numKVHeads: 8,
                                                             groupSize: 4, headDim: 128)))
         #expect(m.predict(d2).prefersTensorCores)
+        // The catalogue (NVRTC's zero-spill gate) compiles both 16-row forms of every 16-row entry.
+        let tiles = kernelCatalog().compactMap { ($0.spec as? PrefillSpec)?.tile }.filter { $0.ctaQ == 16 }
+        #expect(tiles.filter { $0.ctaKV == 128 }.count == tiles.filter { $0.ctaKV == 64 }.count)
+        #expect(tiles.filter { $0.ctaKV == 128 }.count == 8)
     }
 
     /// The page-table lookup's j / page_size by multiply-high is exact for every page size the

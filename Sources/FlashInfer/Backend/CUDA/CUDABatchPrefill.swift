@@ -292,9 +292,11 @@ func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
             spec(.f16, 128, kv, ctaQ: 64, kvDType: .e4m3, customMask: true),
         ]
     }
-    // The single-buffered 16-row tile (FLASHINFER_PREFILL_TILE16=2) of each 16-row entry.
-    for var s in specs where s.tile.ctaQ == 16 && s.tile.ctaKV == 64 {
-        s.tile = PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4)
+    // Both 16-row forms of each 16-row entry (`.batch` gives the one FLASHINFER_PREFILL_TILE16 selects:
+    // the single-buffered one unless it is 1).
+    let forms = [PrefillTile(mmaQ: 1, ctaKV: 128, kvSub: 32, kvWarps: 4), PrefillTile(mmaQ: 1, ctaKV: 64, kvSub: 16, kvWarps: 4)]
+    for var s in specs where s.tile.ctaQ == 16 {
+        s.tile = s.tile == forms[0] ? forms[1] : forms[0]
         specs.append(s)
     }
     return specs.map { ("batch prefill \($0.name)", $0) }
