@@ -440,6 +440,19 @@ def test_batch_prefill_use_cuda_graph_replans():
             assert "query rows" in str(e), str(e)
 
 
+def _cascade_pages(perm, shared_pages, unique_lens, page_size):
+    """A two-level cascade's pages from a permutation of the pool: the shared prefix's (the first
+    shared_pages), then each request's own; with the requests' page counts and last-page lengths."""
+    unique_pages = [(n + page_size - 1) // page_size for n in unique_lens]
+    shared = perm[:shared_pages]
+    own, at = [], shared_pages
+    for p in unique_pages:
+        own.append(perm[at:at + p])
+        at += p
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(unique_lens, unique_pages)], dtype=torch.int32)
+    return shared, own, unique_pages, last
+
+
 @needs_cuda
 def test_cascade_use_cuda_graph_replans():
     """use_cuda_graph=True for MultiLevelCascadeAttentionWrapper: a two-level cascade (a shared
@@ -462,14 +475,8 @@ def test_cascade_use_cuda_graph_replans():
     for step, (shared_len, unique_lens) in enumerate(steps):
         b = len(unique_lens)
         shared_pages = shared_len // page_size
-        unique_pages = [(n + page_size - 1) // page_size for n in unique_lens]
         perm = torch.randperm(num_pages, generator=gen).to(torch.int32)
-        shared = perm[:shared_pages]
-        own, at = [], shared_pages
-        for p in unique_pages:
-            own.append(perm[at:at + p])
-            at += p
-        last = torch.tensor([n - (p - 1) * page_size for n, p in zip(unique_lens, unique_pages)], dtype=torch.int32)
+        shared, own, unique_pages, last = _cascade_pages(perm, shared_pages, unique_lens, page_size)
         w.plan([torch.tensor([0, b], dtype=torch.int32), _cumsum0([1] * b)],
                [torch.tensor([0, shared_pages], dtype=torch.int32), _cumsum0(unique_pages)],
                [shared, torch.cat(own)], [torch.tensor([page_size], dtype=torch.int32), last], hq, hkv, d, page_size)
@@ -536,15 +543,9 @@ def test_cascade_wrapper():
     shared_pages = shared_len // page_size
     for unique_lens, qo_lens, causal in (([1, 300, 17, 1000], [1, 1, 1, 1], False), ([40, 17, 129], [17, 1, 33], True)):
         g = _cpu_gen(sum(unique_lens))
-        unique_pages = [(n + page_size - 1) // page_size for n in unique_lens]
-        num_pages = shared_pages + sum(unique_pages) + 5
+        num_pages = shared_pages + sum((n + page_size - 1) // page_size for n in unique_lens) + 5
         perm = torch.randperm(num_pages, generator=g).to(torch.int32)
-        shared = perm[:shared_pages]
-        own, at = [], shared_pages
-        for p in unique_pages:
-            own.append(perm[at:at + p])
-            at += p
-        last = torch.tensor([n - (p - 1) * page_size for n, p in zip(unique_lens, unique_pages)], dtype=torch.int32)
+        shared, own, unique_pages, last = _cascade_pages(perm, shared_pages, unique_lens, page_size)
         cache = torch.randn(num_pages, 2, page_size, hkv, d, generator=g).to(DEVICE, torch.float16)
         qo_indptr = _cumsum0(qo_lens)
         total = int(qo_indptr[-1])

@@ -509,6 +509,9 @@ namespace prefill {
 //              issue K[j+1] | wait V[j]; sync | O += P·V[j] | sync (V[j] read) | issue V[j+1] |
 //              (paged: tile j+2's rows into the table stage tile j's loads read, fetched at the top)
 // K[j+1] lands during P·V of tile j, V[j+1] during S of tile j+1: one group in flight at each wait.
+// The sub-tile's S / mask / softmax repeats the 2-stage loop's: one shared inline function changed
+// the SASS of 30 catalogue kernels (causal, window and ALiBi variants of both loops; sass-diff.sh,
+// 2026-12-04) with no device time left to check them; merge it after a GPU check.
 template <typename T, typename KV>
 __device__ __forceinline__ void kv_loop_single_buffer(const VariantParams& vp, const KV& kv, const typename T::Variant& base,
                                                       const PrefillGeometry& g, int group, typename T::DT* q_smem,
