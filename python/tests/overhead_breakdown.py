@@ -18,6 +18,9 @@ out = torch.empty_like(q)
 lib = fi._library()
 k, v = fi._split_cache(cache)
 tq, tk, tv, to = (fi._Tensor.cached(x, n) for x, n in ((q, "q"), (k, "k"), (v, "v"), (out, "out")))
+hot = fi._hot(lib.flashinfer_swift_batch_decode_run)
+hot_version = fi._hot(lib.flashinfer_swift_version)
+rq, rk, rv, ro = tq._ref, tk._ref, tv._ref, to._ref
 
 
 def us(stmt, n=20000):
@@ -33,11 +36,14 @@ rows = [
     ("cache key of q (ptr, shape, stride, dtype, device)", "(q.data_ptr(), q.shape, q.stride(), q.dtype, q.device)"),
     ("_is_torch(q)", "fi._is_torch(q)"),
     ("_Tensor.cached(q)", "fi._Tensor.cached(q, 'q')"),
+    ("_fast_ref(q) (run()'s CUDA path)", "fi._fast_ref(q, 'q')"),
     ("_split_cache(cache) (halves, cached)", "fi._split_cache(cache)"),
     ("current stream (raw accessor)", "fi._raw_stream(q.device)" if dev == "cuda" else "0"),
     ("torch.cuda.current_stream().cuda_stream", "torch.cuda.current_stream(q.device).cuda_stream" if dev == "cuda" else "0"),
     ("ctypes call, 7 arguments (NULL handle: fails at once)",
      "lib.flashinfer_swift_batch_decode_run(None, tq.ref(), tk.ref(), tv.ref(), to.ref(), None, None)"),
+    ("the same, PyDLL (GIL held), references prebuilt", "hot(None, rq, rk, rv, ro, None, None)"),
+    ("flashinfer_swift_version() through PyDLL (bare ctypes cost)", "hot_version()"),
 ]
 print(f"python side of run() on {dev} tensors, torch {torch.__version__}")
 for label, stmt in rows:
