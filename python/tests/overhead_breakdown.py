@@ -72,3 +72,16 @@ if dev == "cuda":
     torch.cuda.synchronize()
     print(f"  {'run(q, cache, out=out), real (host time, GPU queued)':58s} {us('w.run(q, cache, out=out)', 2000):7.2f} µs")
     torch.cuda.synchronize()
+    try:  # under LD_PRELOAD=scripts/malloccount.c's library: heap allocations per run()
+        count = ctypes.CDLL(None).malloc_count
+        count.restype = ctypes.c_long
+    except AttributeError:
+        count = None
+    if count is not None:
+        n = 2000
+        c0 = count()
+        for _ in range(n):
+            w.run(q, cache, out=out)
+        c1 = count()
+        torch.cuda.synchronize()
+        print(f"  {'heap allocations (malloc & co.) per run()':58s} {(c1 - c0) / n:7.2f}")
