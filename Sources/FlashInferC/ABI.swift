@@ -137,12 +137,61 @@ func deviceTensor(_ p: UnsafePointer<DLTensor>?, name: String, device: Device) t
     }
     let dt = try dtype(of: t, name: name)
     let (shape, strides) = try layout(of: t, name: name)
-    let view = Tensor(storage: .host(HostBuffer(bytes: [])), shape: shape, strides: strides, dtype: dt)
-    let span = view.spanBytes
+    let span = Tensor.spanBytes(shape: shape, strides: strides, dtype: dt)
     guard span == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
     let base = CUdeviceptr(UInt(bitPattern: t.data))
     let buffer = DeviceBuffer.borrowing(address: base, byteCount: Int(t.byte_offset) + span, device: device)
     return Tensor(storage: .device(buffer, byteOffset: Int(t.byte_offset)), shape: shape, strides: strides, dtype: dt)
+}
+
+/// The device `Tensor`s a handle's runs built from the caller's DLTensors, by the DLTensor's
+/// address. A decode step calls run() once per layer with the same DLTensor structs (the Python
+/// package keeps one per tensor), so each `Tensor` (its shape and strides arrays, its borrowed
+/// buffer) is built once instead of at every call: a hit allocates nothing. An entry is reused only
+/// while every field it was built from still matches (data, byte offset, dtype, device, shape,
+/// strides), so a struct rewritten in place, or a new one at a freed one's address, is built anew.
+/// Owned by one handle; a handle's calls do not overlap (flashinfer_swift.h), so no lock.
+final class DeviceTensorCache {
+    private struct Entry {
+        let data: UnsafeMutableRawPointer?
+        let byteOffset: UInt64
+        let dtype: DLDataType
+        let device: Device
+        let stridesGiven: Bool
+        let tensor: Tensor
+
+        func matches(_ t: DLTensor, on device: Device) -> Bool {
+            guard t.data == data, t.byte_offset == byteOffset, device === self.device,
+                  UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue, Int(t.device.device_id) == device.index,
+                  t.dtype.code == dtype.code, t.dtype.bits == dtype.bits, t.dtype.lanes == dtype.lanes,
+                  Int(t.ndim) == tensor.rank, (t.strides != nil) == stridesGiven else { return false }
+            for i in 0..<tensor.rank {
+                guard Int(t.shape[i]) == tensor.shape[i] else { return false }
+                if let s = t.strides, Int(s[i]) != tensor.strides[i] { return false }
+            }
+            return true
+        }
+    }
+
+    /// Entries kept at most (then the cache starts over): 32 layers' K and V halves and the step's
+    /// other tensors fit many times over.
+    static let capacity = 4096
+    private var entries: [UnsafeRawPointer: Entry] = [:]
+
+    /// `deviceTensor(p, name:, device:)`, from the cache when the DLTensor is unchanged.
+    func tensor(_ p: UnsafePointer<DLTensor>?, name: String, device: Device) throws(ABIFailure) -> Tensor {
+        guard let p else { throw .invalid("\(name): NULL tensor") }
+        let key = UnsafeRawPointer(p)
+        if let e = entries[key], e.matches(p.pointee, on: device) { return e.tensor }
+        let t = try deviceTensor(p, name: name, device: device)
+        if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+        let d = p.pointee
+        entries[key] = Entry(data: d.data, byteOffset: d.byte_offset, dtype: d.dtype, device: device,
+                             stridesGiven: d.strides != nil, tensor: t)
+        return t
+    }
+
+    var count: Int { entries.count }
 }
 
 /// The CUDA device of a call whose first tensor is `p` (nil for a CPU call).

@@ -8,6 +8,8 @@ import FlashInferCUDA
 /// The handle's object: the wrapper of the last plan, its backend's device (nil: CPU) and the
 /// plan's shape, kept for run's checks.
 final class BatchDecodeHandle {
+    /// run()'s device tensors, kept between calls.
+    let tensors = DeviceTensorCache()
     let useTensorCores: Bool?
     /// CUDA-graph mode (`create_graph`): the wrapper's fixed capacity.
     var capacity: GraphCapacity?
@@ -125,7 +127,7 @@ public func flashinfer_swift_batch_decode_run(
         let h = try batchDecodeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
         try follow(stream: stream, current: &h.stream, device: h.device) { s throws(FlashInferError) in try w.rebind(stream: s) }
-        try runPagedWrapper(device: h.device, layout: h.layout, q: q, kCache: kCache,
+        try runPagedWrapper(device: h.device, tensors: h.tensors, layout: h.layout, q: q, kCache: kCache,
                             vCache: vCache, out: out, lse: lse,
                             onDevice: { qt, cache, ot, lt throws(FlashInferError) in _ = try w.run(q: qt, cache: cache, out: ot, lseOut: lt) },
                             onHost: { qt, cache, withLSE throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: withLSE) })
@@ -136,18 +138,18 @@ public func flashinfer_swift_batch_decode_run(
 /// tensors into the caller's `out` / `lse`, on the wrapper's stream: the caller's, after `follow`) or on the host (the CPU
 /// reference, its results written into the caller's arrays).
 func runPagedWrapper(
-    device: Device?, layout: KVLayout,
+    device: Device?, tensors: DeviceTensorCache, layout: KVLayout,
     q: UnsafePointer<DLTensor>?, kCache: UnsafePointer<DLTensor>?, vCache: UnsafePointer<DLTensor>?,
     out: UnsafePointer<DLTensor>?, lse: UnsafePointer<DLTensor>?,
     onDevice: (Tensor, PagedKVCache, Tensor, Tensor?) throws(FlashInferError) -> Void,
     onHost: (Tensor, PagedKVCache, Bool) throws(FlashInferError) -> AttentionOutput
 ) throws(ABIFailure) {
     if let device {
-        let qt = try deviceTensor(q, name: "q", device: device)
-        let (kt, vt) = (try deviceTensor(kCache, name: "k_cache", device: device), try deviceTensor(vCache, name: "v_cache", device: device))
+        let qt = try tensors.tensor(q, name: "q", device: device)
+        let (kt, vt) = (try tensors.tensor(kCache, name: "k_cache", device: device), try tensors.tensor(vCache, name: "v_cache", device: device))
         let cache = try library { () throws(FlashInferError) in try PagedKVCache(k: kt, v: vt, layout: layout) }
-        let ot = try deviceTensor(out, name: "out", device: device)
-        let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
+        let ot = try tensors.tensor(out, name: "out", device: device)
+        let lt = try lse.map { p throws(ABIFailure) in try tensors.tensor(p, name: "lse", device: device) }
         try library { () throws(FlashInferError) in try onDevice(qt, cache, ot, lt) }
         return
     }

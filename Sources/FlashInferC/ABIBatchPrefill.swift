@@ -6,6 +6,8 @@ import FlashInfer
 import FlashInferCUDA
 
 final class BatchPrefillHandle {
+    /// run()'s device tensors, kept between calls.
+    let tensors = DeviceTensorCache()
     /// CUDA-graph mode (`create_graph`): the wrapper's fixed capacity.
     var capacity: GraphCapacity?
     var wrapper: BatchPrefillAttention?
@@ -130,10 +132,11 @@ public func flashinfer_swift_batch_prefill_run(
         }
         if let device = h.device {
             try follow(stream: stream, current: &h.stream, device: device) { s throws(FlashInferError) in try w.rebind(stream: s) }
-            let qt = try deviceTensor(q, name: "q", device: device)
-            let cache = try kv(try deviceTensor(k, name: "k", device: device), try deviceTensor(v, name: "v", device: device))
-            let ot = try deviceTensor(out, name: "out", device: device)
-            let lt = try lse.map { p throws(ABIFailure) in try deviceTensor(p, name: "lse", device: device) }
+            let tensors = h.tensors
+            let qt = try tensors.tensor(q, name: "q", device: device)
+            let cache = try kv(try tensors.tensor(k, name: "k", device: device), try tensors.tensor(v, name: "v", device: device))
+            let ot = try tensors.tensor(out, name: "out", device: device)
+            let lt = try lse.map { p throws(ABIFailure) in try tensors.tensor(p, name: "lse", device: device) }
             try library { () throws(FlashInferError) in try w.run(q: qt, kv: cache, out: ot, lse: lt) }
             return
         }

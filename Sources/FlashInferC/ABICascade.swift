@@ -6,6 +6,8 @@ import FlashInfer
 import FlashInferCUDA
 
 final class CascadeHandle {
+    /// run()'s device tensors, kept between calls.
+    let tensors = DeviceTensorCache()
     /// CUDA-graph mode (`create_graph`): one capacity per level.
     var capacities: [GraphCapacity]?
     var wrapper: MultiLevelCascadeAttention?
@@ -104,7 +106,7 @@ public func flashinfer_swift_cascade_run(
         let h = try cascadeHandle(handle)
         guard let w = h.wrapper else { throw .invalid("run before plan") }
         try follow(stream: stream, current: &h.stream, device: h.device) { s throws(FlashInferError) in try w.rebind(stream: s) }
-        try runPagedWrapper(device: h.device, layout: h.layout, q: q, kCache: kCache,
+        try runPagedWrapper(device: h.device, tensors: h.tensors, layout: h.layout, q: q, kCache: kCache,
                             vCache: vCache, out: out, lse: lse,
                             onDevice: { qt, cache, ot, lt throws(FlashInferError) in _ = try w.run(q: qt, cache: cache, out: ot, lse: lt) },
                             onHost: { qt, cache, withLSE throws(FlashInferError) in try w.run(q: qt, cache: cache, returnLSE: withLSE) })

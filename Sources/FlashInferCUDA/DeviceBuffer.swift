@@ -43,7 +43,8 @@ public final class DeviceBuffer: @unchecked Sendable {
 
     /// Device memory the caller owns (e.g. a PyTorch tensor's storage, through the C ABI): the
     /// library reads and writes it in the order of the caller's stream and never frees it. The caller
-    /// keeps it alive until the work enqueued on it is done.
+    /// keeps it alive until the work enqueued on it is done, and orders its uses across streams
+    /// itself (as PyTorch does for its tensors): `orderRead` / `orderWrite` record nothing for it.
     public static func borrowing(address: CUdeviceptr, byteCount: Int, device: Device) -> DeviceBuffer {
         DeviceBuffer(device: device, address: address, byteCount: byteCount, owned: false)
     }
@@ -88,14 +89,14 @@ public final class DeviceBuffer: @unchecked Sendable {
     }
 
     func orderRead(on stream: Stream, capturing: Bool) throws(CUDAError) {
-        guard !capturing, device === stream.device else { return }
+        guard owned, !capturing, device === stream.device else { return }
         try pending.withLock { (p: inout Pending) throws(CUDAError) in
             for w in p.read(on: stream) { try stream.wait(for: w) }
         }
     }
 
     func orderWrite(on stream: Stream, capturing: Bool) throws(CUDAError) {
-        guard !capturing, device === stream.device else { return }
+        guard owned, !capturing, device === stream.device else { return }
         try pending.withLock { (p: inout Pending) throws(CUDAError) in
             for u in p.write(on: stream) { try stream.wait(for: u) }
         }
@@ -237,6 +238,27 @@ extension Stream {
         }
         for b in reads { try b?.orderRead(on: self, capturing: false) }
         for b in writes { try b?.orderWrite(on: self, capturing: false) }
+    }
+
+    /// `order(reads:writes:)` for up to four read and three written buffers, without building
+    /// arrays: the run() paths order every launch this way (no heap allocation per call).
+    public func order(read r0: DeviceBuffer?, _ r1: DeviceBuffer? = nil, _ r2: DeviceBuffer? = nil, _ r3: DeviceBuffer? = nil,
+                      write w0: DeviceBuffer?, _ w1: DeviceBuffer? = nil, _ w2: DeviceBuffer? = nil) throws(CUDAError) {
+        if isCapturing {
+            // Under `Graph.capture`: the graph holds these addresses, so it keeps the buffers alive.
+            captureRetained.withLock { list in
+                guard list != nil else { return }
+                for b in [r0, r1, r2, r3, w0, w1, w2] { if let b { list!.append(b) } }
+            }
+            return
+        }
+        try r0?.orderRead(on: self, capturing: false)
+        try r1?.orderRead(on: self, capturing: false)
+        try r2?.orderRead(on: self, capturing: false)
+        try r3?.orderRead(on: self, capturing: false)
+        try w0?.orderWrite(on: self, capturing: false)
+        try w1?.orderWrite(on: self, capturing: false)
+        try w2?.orderWrite(on: self, capturing: false)
     }
 }
 

@@ -94,35 +94,61 @@ public final class Function: @unchecked Sendable {
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        stream: Stream, arguments: KernelArguments, programmaticDependency: Bool = false) throws(CUDAError) {
         if sharedBytes > 48 * 1024 { try setMaxDynamicSharedMemory(sharedBytes) }
-        var attributes: [LaunchConfig.Attribute] = []
-        if programmaticDependency && Function.pdlEnabled && driver.cuLaunchKernelEx != nil {
-            attributes.append(.programmaticStreamSerialization)
-        }
+        let pdl = usesPDL(programmaticDependency)
         // The parameters go as `kernelParams` (one pointer per parameter), which the driver copies
         // when it enqueues the launch or records it into a graph under stream capture. (Passed as
         // one `extra` CU_LAUNCH_PARAM_BUFFER_POINTER buffer, a captured launch kept reading this
         // function's temporary buffer at every replay: decode-step's 32-launch capture replayed
         // with freed parameters, CUDA_ERROR_ILLEGAL_ADDRESS on the H200, compute-sanitizer: a
-        // cp.async from a stale page address.)
-        var bytes = arguments.bytes
-        if bytes.isEmpty { bytes = [0] }  // a valid base address for a launch without parameters
+        // cp.async from a stale page address.) The driver only reads through the pointers.
         let offsets = arguments.offsets
-        let launchEx = attributes.isEmpty ? nil : driver.cuLaunchKernelEx
-        let r: CUresult = bytes.withUnsafeMutableBytes { argp in
-            var params: [UnsafeMutableRawPointer?] = offsets.map { argp.baseAddress! + $0 }
-            return params.withUnsafeMutableBufferPointer { pp in
-                let kernelParams = offsets.isEmpty ? nil : pp.baseAddress
-                if let launchEx {
-                    return LaunchConfig.with(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle,
-                                             attributes: attributes) { config in launchEx(config, handle, kernelParams, nil) }
+        let r: CUresult = arguments.bytes.withUnsafeBytes { argp in
+            withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max(offsets.count, 1)) { pp in
+                guard !offsets.isEmpty, let base = argp.baseAddress else {
+                    return enqueue(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream, params: nil, pdl: pdl)
                 }
-                return driver.cuLaunchKernel(
-                    handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
-                    UInt32(block.0), UInt32(block.1), UInt32(block.2),
-                    UInt32(sharedBytes), stream.handle, kernelParams, nil)
+                for (i, o) in offsets.enumerated() { pp[i] = UnsafeMutableRawPointer(mutating: base + o) }
+                return enqueue(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream, params: pp.baseAddress, pdl: pdl)
             }
         }
-        try driver.check(r, "\(launchEx != nil ? "cuLaunchKernelEx" : "cuLaunchKernel")(\(name), grid \(grid), block \(block), smem \(sharedBytes))")
+        try checkLaunch(r, grid: grid, block: block, sharedBytes: sharedBytes, pdl: pdl)
+    }
+
+    /// Launches a kernel whose single parameter is `parameter` (a `params.h` struct), as
+    /// `launch(parameter: parameter)` does but with no heap allocation:
+    /// the run() paths launch this way (issue 15: nothing allocated on the hot path).
+    public func launch<T: BitwiseCopyable>(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
+                                           stream: Stream, parameter: T, programmaticDependency: Bool = false) throws(CUDAError) {
+        if sharedBytes > 48 * 1024 { try setMaxDynamicSharedMemory(sharedBytes) }
+        let pdl = usesPDL(programmaticDependency)
+        var value = parameter
+        let r: CUresult = withUnsafeMutableBytes(of: &value) { bytes in
+            var pointer = bytes.baseAddress
+            return withUnsafeMutablePointer(to: &pointer) { pp in
+                enqueue(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream, params: pp, pdl: pdl)
+            }
+        }
+        try checkLaunch(r, grid: grid, block: block, sharedBytes: sharedBytes, pdl: pdl)
+    }
+
+    private func usesPDL(_ requested: Bool) -> Bool {
+        requested && Function.pdlEnabled && driver.cuLaunchKernelEx != nil
+    }
+
+    private func enqueue(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int, stream: Stream,
+                         params: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, pdl: Bool) -> CUresult {
+        if pdl, let launchEx = driver.cuLaunchKernelEx {
+            return LaunchConfig.with(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream.handle,
+                                     programmaticStreamSerialization: true) { config in launchEx(config, handle, params, nil) }
+        }
+        return driver.cuLaunchKernel(
+            handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+            UInt32(block.0), UInt32(block.1), UInt32(block.2),
+            UInt32(sharedBytes), stream.handle, params, nil)
+    }
+
+    private func checkLaunch(_ r: CUresult, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int, pdl: Bool) throws(CUDAError) {
+        try driver.check(r, "\(pdl ? "cuLaunchKernelEx" : "cuLaunchKernel")(\(name), grid \(grid), block \(block), smem \(sharedBytes))")
     }
 
     /// PDL launches are on unless the environment sets `FLASHINFER_PDL=0` (for A/B timing).
@@ -132,34 +158,32 @@ public final class Function: @unchecked Sendable {
 /// `CUlaunchConfig` and its `CUlaunchAttribute`s, laid out as cuda.h lays them out (x86-64/aarch64):
 /// config = 7 × u32 (grid, block, shared bytes), 4 bytes padding, CUstream, CUlaunchAttribute*,
 /// u32 numAttrs, padding (56 bytes); attribute = u32 id, 4 bytes padding, a 64-byte value union.
+/// Built on the stack (no heap allocation per launch).
 enum LaunchConfig {
-    enum Attribute {
-        /// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6), value 1.
-        case programmaticStreamSerialization
-    }
-
     static func with<R>(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int, stream: CUhandle?,
-                        attributes: [Attribute], _ body: (UnsafeRawPointer) -> R) -> R {
-        let n = attributes.count
-        let attrs = UnsafeMutableRawPointer.allocate(byteCount: 72 * max(n, 1), alignment: 8)
-        let config = UnsafeMutableRawPointer.allocate(byteCount: 56, alignment: 8)
-        defer { attrs.deallocate(); config.deallocate() }
-        attrs.initializeMemory(as: UInt8.self, repeating: 0, count: 72 * max(n, 1))
-        for (i, a) in attributes.enumerated() {
-            let base = 72 * i
-            switch a {
-            case .programmaticStreamSerialization:
-                attrs.storeBytes(of: UInt32(6), toByteOffset: base, as: UInt32.self)
-                attrs.storeBytes(of: Int32(1), toByteOffset: base + 8, as: Int32.self)
+                        programmaticStreamSerialization: Bool, _ body: (UnsafeRawPointer) -> R) -> R {
+        withUnsafeTemporaryAllocation(byteCount: 72 + 56, alignment: 8) { raw in
+            let attrs = raw.baseAddress!, config = raw.baseAddress! + 72
+            raw.initializeMemory(as: UInt8.self, repeating: 0)
+            let n: UInt32 = programmaticStreamSerialization ? 1 : 0
+            if programmaticStreamSerialization {
+                // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (6), value 1.
+                attrs.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
+                attrs.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)
             }
+            let dims = (grid.0, grid.1, grid.2, block.0, block.1, block.2, sharedBytes)
+            config.storeBytes(of: UInt32(dims.0), toByteOffset: 0, as: UInt32.self)
+            config.storeBytes(of: UInt32(dims.1), toByteOffset: 4, as: UInt32.self)
+            config.storeBytes(of: UInt32(dims.2), toByteOffset: 8, as: UInt32.self)
+            config.storeBytes(of: UInt32(dims.3), toByteOffset: 12, as: UInt32.self)
+            config.storeBytes(of: UInt32(dims.4), toByteOffset: 16, as: UInt32.self)
+            config.storeBytes(of: UInt32(dims.5), toByteOffset: 20, as: UInt32.self)
+            config.storeBytes(of: UInt32(dims.6), toByteOffset: 24, as: UInt32.self)
+            config.storeBytes(of: stream, toByteOffset: 32, as: CUhandle?.self)
+            config.storeBytes(of: UnsafeMutableRawPointer?(attrs), toByteOffset: 40, as: UnsafeMutableRawPointer?.self)
+            config.storeBytes(of: n, toByteOffset: 48, as: UInt32.self)
+            return body(UnsafeRawPointer(config))
         }
-        config.initializeMemory(as: UInt8.self, repeating: 0, count: 56)
-        let dims = [grid.0, grid.1, grid.2, block.0, block.1, block.2, sharedBytes]
-        for (i, v) in dims.enumerated() { config.storeBytes(of: UInt32(v), toByteOffset: 4 * i, as: UInt32.self) }
-        config.storeBytes(of: stream, toByteOffset: 32, as: CUhandle?.self)
-        config.storeBytes(of: UnsafeMutableRawPointer?(attrs), toByteOffset: 40, as: UnsafeMutableRawPointer?.self)
-        config.storeBytes(of: UInt32(n), toByteOffset: 48, as: UInt32.self)
-        return body(UnsafeRawPointer(config))
     }
 }
 

@@ -189,7 +189,7 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         let impl = backend.implementation
         // CUDA-graph mode: q and out have the capacity's rows (the CPU ignores the capacity).
         let rows = graphCapacity.map { impl.runsCUDAGraphs ? $0.maxBatch : table.batchSize } ?? table.batchSize
-        guard q.shape == [rows, shape.numQOHeads, shape.headDim] else {
+        guard q.shape[0] == rows, q.shape[1] == shape.numQOHeads, q.shape[2] == shape.headDim else {
             throw .shape(tensor: "q", axis: 0, name: "[batch, heads, dim]", expected: "\([rows, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
         }
         guard q.dtype == shape.dtype else { throw .dtype(tensor: "q", expected: shape.dtype.rawValue, got: q.dtype) }
@@ -202,8 +202,12 @@ public final class BatchDecodeWithPagedKVCache: @unchecked Sendable {
         guard cache.numPages >= pagesNeeded else {
             throw .indices(array: "kv_indices", position: 0, rule: "the plan uses page \(pagesNeeded - 1), the cache has \(cache.numPages) pages")
         }
-        try checkPlacement([("q", q), ("k_cache", cache.k), ("v_cache", cache.v)] + (out.map { [("out", $0)] } ?? [])
-                           + (lseOut.map { [("lse", $0)] } ?? []), impl.placement)
+        let placement = impl.placement
+        try checkPlacement("q", q, placement)
+        try checkPlacement("k_cache", cache.k, placement)
+        try checkPlacement("v_cache", cache.v, placement)
+        try checkPlacement("out", out, placement)
+        try checkPlacement("lse", lseOut, placement)
         return try impl.runBatchDecode(self, q: q, cache: cache, table: table, returnLSE: returnLSE, out: out, lseOut: lseOut, rows: rows)
     }
 }

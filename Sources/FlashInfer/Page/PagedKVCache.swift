@@ -41,19 +41,23 @@ public struct PagedKVCache: Sendable {
             throw .shape(tensor: "v_cache", axis: axis, name: "dim", expected: "\(k.shape[axis]) (k_cache's)", got: v.shape[axis])
         }
         guard v.dtype == k.dtype else { throw .dtype(tensor: "v_cache", expected: k.dtype.rawValue, got: v.dtype) }
-        for (n, t) in [("k_cache", k), ("v_cache", v)] where t.strides[3] != 1 && t.shape[3] > 1 {
+        // (Each half checked in turn, no array built: run() paths validate a cache per call.)
+        try validateStrides(k, "k_cache")
+        try validateStrides(v, "v_cache")
+        guard k.isOnDevice == v.isOnDevice else { throw .placement(tensor: "v_cache", expected: k.isOnDevice ? "device" : "host") }
+        if k.isOnDevice, k.device !== v.device { throw .deviceMismatch(tensor: "v_cache") }
+    }
+
+    private func validateStrides(_ t: Tensor, _ n: String) throws(FlashInferError) {
+        if t.strides[3] != 1 && t.shape[3] > 1 {
             throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
         }
         // The decode kernels compute row addresses with 32-bit byte strides (kv.cuh, rows()).
-        for (n, t) in [("k_cache", k), ("v_cache", v)] {
-            let (page, token, _) = strides(of: t)
-            guard numPages <= 1 || abs(page) * t.dtype.byteSize <= Int(Int32.max),
-                  pageSize <= 1 || abs(token) * t.dtype.byteSize <= Int(Int32.max) else {
-                throw .strides(tensor: n, strides: t.strides, rule: "page and token strides must stay below 2^31 bytes")
-            }
+        let (page, token, _) = strides(of: t)
+        guard numPages <= 1 || abs(page) * t.dtype.byteSize <= Int(Int32.max),
+              pageSize <= 1 || abs(token) * t.dtype.byteSize <= Int(Int32.max) else {
+            throw .strides(tensor: n, strides: t.strides, rule: "page and token strides must stay below 2^31 bytes")
         }
-        guard k.isOnDevice == v.isOnDevice else { throw .placement(tensor: "v_cache", expected: k.isOnDevice ? "device" : "host") }
-        if k.isOnDevice, k.device !== v.device { throw .deviceMismatch(tensor: "v_cache") }
     }
 
     /// Request `b`'s keys and values as contiguous `[seqLen, Hkv, D]` Floats (host caches; for the

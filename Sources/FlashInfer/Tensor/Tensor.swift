@@ -50,7 +50,17 @@ public struct Tensor: Sendable {
 
     public var rank: Int { shape.count }
     public var count: Int { shape.reduce(1, *) }
-    public var isContiguous: Bool { strides == Tensor.contiguousStrides(shape) || count <= 1 }
+    /// Row-major compact (`strides == Tensor.contiguousStrides(shape)`), or at most one element.
+    /// Compared in place: run() paths ask it on every call (no array built).
+    public var isContiguous: Bool {
+        var expected = 1
+        var compact = true
+        for i in stride(from: shape.count - 1, through: 0, by: -1) {
+            if strides[i] != expected { compact = false; break }
+            expected *= shape[i]
+        }
+        return compact || count <= 1
+    }
     public var isOnDevice: Bool { if case .device = storage { true } else { false } }
 
     /// The device, for device tensors.
@@ -66,8 +76,11 @@ public struct Tensor: Sendable {
     }
 
     /// Bytes spanned from element 0 to the last element, inclusive.
-    public var spanBytes: Int {
-        guard count > 0 else { return 0 }
+    public var spanBytes: Int { Tensor.spanBytes(shape: shape, strides: strides, dtype: dtype) }
+
+    /// The bytes from a view's first element to its last, inclusive (0 when it has no elements).
+    public static func spanBytes(shape: [Int], strides: [Int], dtype: DType) -> Int {
+        guard !shape.contains(0) else { return 0 }
         let last = zip(shape, strides).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
         return (last + 1) * dtype.byteSize
     }
@@ -212,10 +225,18 @@ extension Tensor: CustomStringConvertible {
 }
 
 extension Stream {
+    /// `order(reading:writing:readingBuffers:writingBuffers:)` for up to three read tensors, two
+    /// written ones and one library buffer each way, without building arrays (run() paths).
+    func order(reading r0: Tensor?, _ r1: Tensor?, _ r2: Tensor?, writing w0: Tensor?, _ w1: Tensor?,
+               readingBuffer rb: DeviceBuffer?, writingBuffer wb: DeviceBuffer?) throws(CUDAError) {
+        try order(read: r0?.buffer, r1?.buffer, r2?.buffer, rb, write: w0?.buffer, w1?.buffer, wb)
+    }
+
     /// Orders one operation about to be enqueued on this stream (docs/ORDERING.md): the device
     /// tensors and buffers it reads wait for their last write on another stream; those it writes
     /// wait for every other stream's pending use and record this stream as their writer. Host
     /// tensors and nils are skipped.
+
     func order(reading: [Tensor?], writing: [Tensor?], readingBuffers: [DeviceBuffer?] = [],
                writingBuffers: [DeviceBuffer?] = []) throws(CUDAError) {
         try order(reads: reading.map { $0?.buffer } + readingBuffers, writes: writing.map { $0?.buffer } + writingBuffers)

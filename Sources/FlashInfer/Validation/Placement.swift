@@ -12,13 +12,18 @@ enum Placement {
 /// on the stream's device, for the CUDA backend. The one placement rule of the library: the single
 /// calls (`validateSingle`), the merges, the append and the wrappers' `run` call it.
 func checkPlacement(_ tensors: [(String, Tensor)], _ placement: Placement) throws(FlashInferError) {
-    for (name, t) in tensors {
-        switch placement {
-        case .host:
-            guard !t.isOnDevice else { throw .placement(tensor: name, expected: "host (the CPU backend)") }
-        case .device(let device):
-            guard t.isOnDevice else { throw .placement(tensor: name, expected: "device (the CUDA backend)") }
-            guard t.device === device else { throw .deviceMismatch(tensor: name) }
-        }
+    for (name, t) in tensors { try checkPlacement(name, t, placement) }
+}
+
+/// One tensor's placement (nil: an absent optional tensor, nothing to check); no array built, for
+/// run() paths.
+func checkPlacement(_ name: String, _ t: Tensor?, _ placement: Placement) throws(FlashInferError) {
+    guard let t else { return }
+    switch placement {
+    case .host:
+        guard !t.isOnDevice else { throw .placement(tensor: name, expected: "host (the CPU backend)") }
+    case .device(let device):
+        guard t.isOnDevice else { throw .placement(tensor: name, expected: "device (the CUDA backend)") }
+        guard t.device === device else { throw .deviceMismatch(tensor: name) }
     }
 }

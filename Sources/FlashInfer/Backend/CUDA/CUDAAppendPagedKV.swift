@@ -107,7 +107,7 @@ func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendIndices, ca
             vecs_per_head: Int32(cache.headDim * es / 16), k_scale: kScale, v_scale: vScale)
         let total = nnz * cache.numKVHeads * cache.headDim * es / 16
         let blocks = max(1, min((total + 255) / 256, dev.properties.multiprocessorCount * 16))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, parameter: p)
         // No wait: the index buffer is freed in the stream's order, after the kernel (DeviceBuffer).
     }
 }

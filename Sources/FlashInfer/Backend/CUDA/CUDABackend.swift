@@ -144,7 +144,7 @@ struct CUDABackend: BackendImplementation {
         if l == nil && returnLSE {
             l = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: [rows, numQOHeads], dtype: .f32, stream: stream) }
         }
-        if let l, l.shape != [rows, numQOHeads] || l.dtype != .f32 || !l.isContiguous {
+        if let l, l.rank != 2 || l.shape[0] != rows || l.shape[1] != numQOHeads || l.dtype != .f32 || !l.isContiguous {
             throw .shape(tensor: "lse", axis: 0, name: "[batch, heads] f32", expected: "\([rows, numQOHeads])", got: l.shape.first ?? 0)
         }
         if let tc = w.tensorCorePath {

@@ -162,10 +162,10 @@ final class CUDABatchDecode: @unchecked Sendable {
 
     func run(q: Tensor, cache: PagedKVCache, out: Tensor, lse: Tensor?, options: AttentionOptions, stream: Stream) throws(FlashInferError) {
         // Placement was validated (`checkPlacement` in the wrapper's run); the kernel's 16-byte loads:
-        for (n, t) in [("q", q), ("k_cache", cache.k), ("v_cache", cache.v), ("out", out)] {
-            let aligned = (t.deviceAddress ?? 0) % 16 == 0 && zip(t.shape.dropLast(), t.strides.dropLast()).allSatisfy { $0.0 <= 1 || ($0.1 * t.dtype.byteSize) % 16 == 0 }
-            guard aligned else { throw .strides(tensor: n, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
-        }
+        try requireVectorAligned(q, "q")
+        try requireVectorAligned(cache.k, "k_cache")
+        try requireVectorAligned(cache.v, "v_cache")
+        try requireVectorAligned(out, "out")
         guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
         if let graph {
             let rows = graph.capacity.maxBatch
@@ -204,9 +204,9 @@ final class CUDABatchDecode: @unchecked Sendable {
         let items = graph?.maxItems ?? plan.workItems
         let mergeRows = graph?.capacity.maxBatch ?? plan.batchSize
         try FlashInferError.wrap { () throws(CUDAError) in
-            try stream.order(reading: [q, cache.k, cache.v], writing: [out, lse], readingBuffers: [arrays], writingBuffers: [workspace])
+            try stream.order(reading: q, cache.k, cache.v, writing: out, lse, readingBuffer: arrays, writingBuffer: workspace)
             try decode.launch(grid: (items, cache.numKVHeads, headGroups), block: (DecodeSpec.threads, 1, 1),
-                              sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: a))
+                              sharedBytes: spec.sharedBytes, stream: stream, parameter: a)
             if split, let merge {
                 let m = FIDecodeMergeParams(partial_o: ws, partial_lse: ws + lseOffset, o: out.deviceAddress!,
                                             lse: lse?.deviceAddress ?? 0, num_qo_heads: Int32(numQOHeads), num_chunks: 0,
@@ -214,10 +214,18 @@ final class CUDABatchDecode: @unchecked Sendable {
                 // PDL (the merge's launch overlaps the decode's tail), except under CUDA-graph capture
                 // (graph mode keeps plain launches: its replay test ran with them).
                 try merge.launch(grid: (numQOHeads, mergeRows, 1), block: (128, 1, 1), stream: stream,
-                                 arguments: KernelArguments(bytesOf: m), programmaticDependency: graph == nil)
+                                 parameter: m, programmaticDependency: graph == nil)
             }
         }
     }
+}
+
+/// The decode kernels' 16-byte vector loads and stores: a 16-byte aligned base and 16-byte multiple
+/// strides on every axis but the innermost (axes of extent 1 excepted). No allocation (run() paths).
+func requireVectorAligned(_ t: Tensor, _ name: String) throws(FlashInferError) {
+    var aligned = (t.deviceAddress ?? 0) % 16 == 0
+    for i in 0..<max(t.rank - 1, 0) where t.shape[i] > 1 && (t.strides[i] * t.dtype.byteSize) % 16 != 0 { aligned = false }
+    guard aligned else { throw .strides(tensor: name, strides: t.strides, rule: "needs a 16-byte aligned base and 16-byte multiple strides") }
 }
 
 #if canImport(Glibc)

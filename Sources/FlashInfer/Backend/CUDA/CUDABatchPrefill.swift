@@ -241,7 +241,7 @@ enum CUDABatchPrefill {
                 return
             }
             try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (spec.tile.threads, 1, 1),
-                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
+                                       sharedBytes: spec.sharedBytes, stream: stream, parameter: p)
             guard dp.splits, let tmpO = dp.tmpO, let tmpLSE = dp.tmpLSE, let merge = dp.merge else { return }
             // Split: merge each query's partial states (rows mergeIndptr[t] ..< mergeIndptr[t+1]).
             let m = FIMergeVarlenParams(
@@ -249,7 +249,7 @@ enum CUDABatchPrefill {
                 s_out: lse?.deviceAddress ?? 0, n: Int64(dp.totalQO), num_heads: Int32(numQOHeads), head_dim: Int32(d))
             let total = dp.totalQO * numQOHeads * d / 8
             let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
-            try merge.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: m))
+            try merge.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, parameter: m)
         }
     }
 }

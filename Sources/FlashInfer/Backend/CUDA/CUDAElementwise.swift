@@ -27,6 +27,6 @@ func launchAxpby(alpha: Float, x: Tensor, beta: Float, y: Tensor, out: Tensor, s
                               n: Int64(x.count))
         let sms = stream.device.properties.multiprocessorCount
         let blocks = max(1, min((x.count + 255) / 256, sms * 8))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, parameter: p)
     }
 }

@@ -53,6 +53,6 @@ func launchMerge(_ kind: MergeKind, dtype: DType, va: Tensor, sa: Tensor, vb: Te
             v_out: vOut.deviceAddress!, s_out: sOut.deviceAddress!, mask: mask?.address ?? 0,
             n: Int64(n), num_heads: Int32(h), head_dim: Int32(d), num_states: Int32(states), pad: 0)
         let blocks = max(1, min((total + 255) / 256, stream.device.properties.multiprocessorCount * 16))
-        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+        try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, parameter: p)
     }
 }

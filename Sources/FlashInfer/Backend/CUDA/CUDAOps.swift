@@ -198,7 +198,7 @@ func launchNorm(_ c: NormCall, stream: Stream) throws(FlashInferError) {
             input_stride: Int64(input.stride), residual_stride: Int64(res?.stride ?? 0), residual_out_stride: Int64(resOut?.stride ?? 0),
             out_stride: Int64(out.stride), rows: Int32(c.rows), hidden: Int32(c.hidden), eps: Float(c.eps),
             weight_bias: Float(c.weightBias))
-        try k.function.launch(grid: (c.rows, 1, 1), block: (threads, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p),
+        try k.function.launch(grid: (c.rows, 1, 1), block: (threads, 1, 1), stream: stream, parameter: p,
                               programmaticDependency: true)
     }
 }
@@ -223,7 +223,7 @@ func launchActivation(_ c: ActivationCall, stream: Stream) throws(FlashInferErro
         let p = FIActivationParams(input: c.input.deviceAddress!, out: c.out.deviceAddress!, input_stride: Int64(input.stride),
                                    out_stride: Int64(out.stride), rows: Int32(c.rows), d: Int32(c.d))
         try k.function.launch(grid: ((vectors + 255) / 256, 1, 1), block: (256, 1, 1), stream: stream,
-                              arguments: KernelArguments(bytesOf: p), programmaticDependency: true)
+                              parameter: p, programmaticDependency: true)
     }
 }
 
@@ -285,6 +285,6 @@ func launchRope(_ c: RopeCall, stream: Stream) throws(FlashInferError) {
             nnz: Int32(nnz), num_qo_heads: Int32(hq), num_kv_heads: Int32(hk), rotary_dim: Int32(rd), units: Int32(units),
             rot_units: Int32(rotUnits), heads_per_thread: Int32(hpt), pad: 0)
         try k.function.launch(grid: ((threads + 255) / 256, 1, 1), block: (256, 1, 1), stream: stream,
-                              arguments: KernelArguments(bytesOf: p), programmaticDependency: true)
+                              parameter: p, programmaticDependency: true)
     }
 }

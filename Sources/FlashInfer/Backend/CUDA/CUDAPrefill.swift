@@ -223,7 +223,7 @@ enum CUDAPrefill {
                                   numKVHeads: shape.numKVHeads)
             p.variant.custom_mask = maskBuffer?.address ?? 0
             try kernel.function.launch(grid: (qTiles, shape.numKVHeads, 1), block: (spec.tile.threads, 1, 1),
-                                       sharedBytes: spec.sharedBytes, stream: stream, arguments: KernelArguments(bytesOf: p))
+                                       sharedBytes: spec.sharedBytes, stream: stream, parameter: p)
         }
     }
 

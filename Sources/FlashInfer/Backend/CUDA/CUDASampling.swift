@@ -174,7 +174,7 @@ struct CUDASamplingLaunch {
                 writeBuffers: [DeviceBuffer] = []) throws(CUDAError) {
         let k = try JIT.shared(for: stream.device).kernel(spec)
         try stream.order(reading: reads, writing: writes, readingBuffers: uploads, writingBuffers: writeBuffers)
-        try k.function.launch(grid: (rows, 1, 1), block: (1024, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: params))
+        try k.function.launch(grid: (rows, 1, 1), block: (1024, 1, 1), stream: stream, parameter: params)
     }
 }
 
@@ -253,7 +253,7 @@ extension CUDABackend {
             p.vocab_size = Int32(vocab)
             let k = try JIT.shared(for: stream.device).kernel(spec)
             try stream.order(reading: [call.draftProbs, call.targetProbs], writing: [], readingBuffers: [ids], writingBuffers: [out, counts] + state)
-            try k.function.launch(grid: (batch, 1, 1), block: (1024, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+            try k.function.launch(grid: (batch, 1, 1), block: (1024, 1, 1), stream: stream, parameter: p)
             try call.philox.advance(stream: stream)
             let tokens: [Int32] = try out.copyToHost(Int32.self, count: batch * (n + 1), stream: stream)
             let c: [Int32] = try counts.copyToHost(Int32.self, count: 2 * batch, stream: stream)
@@ -402,7 +402,7 @@ public func devicePhiloxUniforms(rows: Int, count: Int, seed: UInt64, offset: UI
         p.offset = offset
         let k = try JIT.shared(for: stream.device).kernel(SamplingSpec(kind: .philox, dtype: .f32, vec: 1))
         try stream.order(reading: [], writing: [out])
-        try k.function.launch(grid: (rows, 1, 1), block: (32, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+        try k.function.launch(grid: (rows, 1, 1), block: (32, 1, 1), stream: stream, parameter: p)
         return try out.toFloats(stream: stream)
     }
 }
@@ -434,6 +434,6 @@ extension PhiloxSource {
         p.offset = d.offsetAddress
         p.increment = increment
         let k = try JIT.shared(for: stream.device).kernel(SamplingSpec(kind: .philoxAdvance, dtype: .f32, vec: 1))
-        try k.function.launch(grid: (1, 1, 1), block: (1, 1, 1), stream: stream, arguments: KernelArguments(bytesOf: p))
+        try k.function.launch(grid: (1, 1, 1), block: (1, 1, 1), stream: stream, parameter: p)
     }
 }
