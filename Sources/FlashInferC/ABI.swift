@@ -51,11 +51,19 @@ private func setLastError(_ message: String) {
     pthread_setspecific(errorKey, strdup(message))
 }
 
+/// Empties the calling thread's last error after a success: the slot goes back to NULL (read as
+/// ""), so a success allocates nothing (run() is called per layer).
+private func clearLastError() {
+    guard let p = pthread_getspecific(errorKey) else { return }
+    free(p)
+    pthread_setspecific(errorKey, nil)
+}
+
 /// Runs an entry point's body: OK, or the failure's status with its message recorded.
 func guarded(_ body: () throws(ABIFailure) -> Void) -> Int32 {
     do {
         try body()
-        setLastError("")
+        clearLastError()
         return Int32(FLASHINFER_SWIFT_OK)
     } catch {
         setLastError(error.message)

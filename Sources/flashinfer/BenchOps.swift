@@ -84,6 +84,17 @@ func sameSizeCopyCase(moved: Int, device: Device, stream: Stream) throws -> (lab
     })
 }
 
+/// An empty kernel of `ctas` CTAs × 256 threads launched as the ops are (PDL: it lets the next
+/// launch in and waits for the previous grid), reported with the op's `bytes`: its "% of copy" is
+/// the most any kernel of that size could show when launched back to back this way (the floor of
+/// a call: launch gap, CTA start, grid completion and flush, with no memory traffic at all).
+func emptyKernelFloorCase(ctas: Int, bytes: Int, device: Device, stream: Stream) throws -> (label: String, bytes: Int, body: (Int) throws -> Void) {
+    let f = try JIT.shared(for: device).kernel(PDLEmptyProbeSpec()).function
+    return ("floor: empty kernel, \(ctas) CTAs × 256 threads (PDL)", bytes, { _ in
+        try f.launch(grid: (ctas, 1, 1), block: (256, 1, 1), stream: stream, arguments: KernelArguments(), programmaticDependency: true)
+    })
+}
+
 /// The table line and the JSON row of one measured op.
 func opReport(_ label: String, bytes: Int, timing t: OpTiming, copyTBps: Double) -> (String, JSON) {
     let gbps = { (us: Double) in Double(bytes) / (us * 1e-6) / 1e9 }
@@ -168,6 +179,7 @@ extension Bench {
                     let b = try Tensor.host((0..<h).map { _ in rng.normal() }, shape: [h], dtype: .f32).toDevice(device)
                     let shape = "\(dtype.rawValue) [\(rows), \(h)]"
                     cases.append(try sameSizeCopyCase(moved: 2 * tensorBytes, device: device, stream: stream))
+                    cases.append(try emptyKernelFloorCase(ctas: rows, bytes: 2 * tensorBytes, device: device, stream: stream))
                     cases.append(("rmsnorm \(shape)", 2 * tensorBytes + h * es, { i in
                         try rmsnorm(x[i % sets], weight: w, out: out[i % sets], backend: be)
                     }))
@@ -211,6 +223,7 @@ extension Bench {
                     let x = try (0..<sets).map { _ in try randomDeviceTensor(shape: [rows, 2 * width], dtype: dtype, device: device, rng: &rng) }
                     let out = try (0..<sets).map { _ in try Tensor.empty(shape: [rows, width], dtype: dtype, device: device) }
                     cases.append(try sameSizeCopyCase(moved: bytes, device: device, stream: stream))
+                    cases.append(try emptyKernelFloorCase(ctas: rows, bytes: bytes, device: device, stream: stream))
                     for act in GatedActivation.allCases {
                         cases.append(("\(act.rawValue)_and_mul \(dtype.rawValue) [\(rows), \(2 * width)] → [\(rows), \(width)]", bytes, { i in
                             try gatedActivationAndMul(x[i % sets], activation: act, out: out[i % sets], backend: be)

@@ -72,6 +72,21 @@ if dev == "cuda":
     torch.cuda.synchronize()
     print(f"  {'run(q, cache, out=out), real (host time, GPU queued)':58s} {us('w.run(q, cache, out=out)', 2000):7.2f} µs")
     torch.cuda.synchronize()
+    # The ABI call alone (no Python wrapper): ctypes + the library + the driver's launch(es), on the
+    # current (legacy default) stream and on a side stream.
+    hs = fi._raw_stream(q.device)
+    print(f"  {'ABI run alone (PyDLL, real handle, references prebuilt)':58s} {us('hot(w._handle, rq, rk, rv, ro, None, hs)', 2000):7.2f} µs")
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        hs = fi._raw_stream(q.device)
+        hot(w._handle, rq, rk, rv, ro, None, hs)
+        print(f"  {'the same on a side stream':58s} {us('hot(w._handle, rq, rk, rv, ro, None, hs)', 2000):7.2f} µs")
+        torch.cuda.synchronize()
+        print(f"  {'run(q, cache, out=out) on the side stream':58s} {us('w.run(q, cache, out=out)', 2000):7.2f} µs")
+        torch.cuda.synchronize()
+    w.run(q, cache, out=out)
+    torch.cuda.synchronize()
     try:  # under LD_PRELOAD=scripts/malloccount.c's library: heap allocations per run()
         count = ctypes.CDLL(None).malloc_count
         count.restype = ctypes.c_long

@@ -10,6 +10,7 @@
     public func source() -> String {
         """
         #include <flashinfer/core/timeline.cuh>
+        #include <flashinfer/core/pdl.cuh>
         // units of 2048 16-byte vectors (32 KiB): each of the 256 threads loads 8 per unit.
         // dynamic == 0: CTA b takes units [b*per, (b+1)*per). dynamic != 0: CTA b takes unit b,
         // then claims gridDim.x + (atomicAdd(counter, 1) - base) until past the end.
@@ -51,6 +52,13 @@
           }
         }
         extern "C" __global__ void fi_probe_empty() {}
+        // An op's dependency structure with no work: lets the next launch in, waits for the
+        // previous grid (PDL), exits. Queued back to back, its time per call is the floor of any
+        // kernel launched the way the library's ops are.
+        extern "C" __global__ void fi_probe_pdl_empty() {
+          flashinfer::pdl::launch_dependents();
+          flashinfer::pdl::wait();
+        }
         """
     }
 }
@@ -60,6 +68,15 @@
     public init() {}
     public var name: String { "probe_empty" }
     public var entryPoint: String { "fi_probe_empty" }
+    public func source() -> String { ReadProbeSpec().source() }
+}
+
+/// The op-shaped empty kernel of the same translation unit (PDL launch_dependents + wait, no work):
+/// `bench norm|activation` time it queued as the per-call floor.
+@_spi(Bench) public struct PDLEmptyProbeSpec: KernelSpec {
+    public init() {}
+    public var name: String { "probe_pdl_empty" }
+    public var entryPoint: String { "fi_probe_pdl_empty" }
     public func source() -> String { ReadProbeSpec().source() }
 }
 
