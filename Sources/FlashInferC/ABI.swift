@@ -152,54 +152,83 @@ func deviceTensor(_ p: UnsafePointer<DLTensor>?, name: String, device: Device) t
     return Tensor(storage: .device(buffer, byteOffset: Int(t.byte_offset)), shape: shape, strides: strides, dtype: dt)
 }
 
-/// The device `Tensor`s a handle's runs built from the caller's DLTensors, by the DLTensor's
-/// address. A decode step calls run() once per layer with the same DLTensor structs (the Python
-/// package keeps one per tensor), so each `Tensor` (its shape and strides arrays, its borrowed
-/// buffer) is built once instead of at every call: a hit allocates nothing. An entry is reused only
-/// while every field it was built from still matches (data, byte offset, dtype, device, shape,
-/// strides), so a struct rewritten in place, or a new one at a freed one's address, is built anew.
-/// Owned by one handle; a handle's calls do not overlap (flashinfer_swift.h), so no lock.
-final class DeviceTensorCache {
-    private struct Entry {
-        let data: UnsafeMutableRawPointer?
-        let byteOffset: UInt64
-        let dtype: DLDataType
-        let device: Device
-        let stridesGiven: Bool
-        let tensor: Tensor
+/// Every field of a DLTensor that a value built from it depends on (data, byte offset, dtype,
+/// device, shape, strides), copied once; `matches` compares a DLTensor with them in place.
+struct DLTensorFields {
+    let data: UnsafeMutableRawPointer?
+    let byteOffset: UInt64
+    let code: UInt8, bits: UInt8, lanes: UInt16
+    let deviceType: UInt32, deviceID: Int32
+    let shape: [Int64]
+    let strides: [Int64]?
 
-        func matches(_ t: DLTensor, on device: Device) -> Bool {
-            guard t.data == data, t.byte_offset == byteOffset, device === self.device,
-                  UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue, Int(t.device.device_id) == device.index,
-                  t.dtype.code == dtype.code, t.dtype.bits == dtype.bits, t.dtype.lanes == dtype.lanes,
-                  Int(t.ndim) == tensor.rank, (t.strides != nil) == stridesGiven else { return false }
-            for i in 0..<tensor.rank {
-                guard Int(t.shape[i]) == tensor.shape[i] else { return false }
-                if let s = t.strides, Int(s[i]) != tensor.strides[i] { return false }
-            }
-            return true
-        }
+    init(_ t: DLTensor) {
+        data = t.data
+        byteOffset = t.byte_offset
+        (code, bits, lanes) = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
+        (deviceType, deviceID) = (UInt32(t.device.device_type.rawValue), t.device.device_id)
+        let n = max(Int(t.ndim), 0)
+        shape = t.shape.map { s in (0..<n).map { s[$0] } } ?? []
+        strides = t.strides.map { s in (0..<n).map { s[$0] } }
     }
 
-    /// Entries kept at most (then the cache starts over): 32 layers' K and V halves and the step's
-    /// other tensors fit many times over.
+    /// Whether `t` still has every field these were copied from (allocates nothing).
+    func matches(_ t: DLTensor) -> Bool {
+        guard t.data == data, t.byte_offset == byteOffset, t.dtype.code == code, t.dtype.bits == bits, t.dtype.lanes == lanes,
+              UInt32(t.device.device_type.rawValue) == deviceType, t.device.device_id == deviceID,
+              Int(t.ndim) == shape.count, (t.strides != nil) == (strides != nil) else { return false }
+        if !shape.isEmpty {
+            guard let ts = t.shape else { return false }
+            for i in 0..<shape.count where ts[i] != shape[i] { return false }
+        }
+        if let strides, let ts = t.strides {
+            for i in 0..<strides.count where ts[i] != strides[i] { return false }
+        }
+        return true
+    }
+}
+
+/// Values built from a caller's DLTensors, by the DLTensor's address, each reused only while the
+/// DLTensor still has every field it was built from (`DLTensorFields`): a struct rewritten in place,
+/// or a new one at a freed one's address, misses. At most `capacity` entries (then it starts over).
+/// Not thread-safe: each handle owns one, and a handle's calls do not overlap (flashinfer_swift.h).
+final class DLTensorCache<Value> {
+    private var entries: [UnsafeRawPointer: (fields: DLTensorFields, value: Value)] = [:]
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// The value cached for `p`, if `p` has not changed since (no allocation).
+    func lookup(_ p: UnsafePointer<DLTensor>) -> Value? {
+        guard let e = entries[UnsafeRawPointer(p)], e.fields.matches(p.pointee) else { return nil }
+        return e.value
+    }
+
+    func insert(_ value: Value, for p: UnsafePointer<DLTensor>) {
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        entries[UnsafeRawPointer(p)] = (DLTensorFields(p.pointee), value)
+    }
+
+    var count: Int { entries.count }
+}
+
+/// The device `Tensor`s a handle's runs built from the caller's DLTensors. A decode step calls
+/// run() once per layer with the same DLTensor structs (the Python package keeps one per tensor),
+/// so each `Tensor` (its shape and strides arrays, its borrowed buffer) is built once instead of at
+/// every call: a hit allocates nothing. A hit is also checked against the call's device.
+final class DeviceTensorCache {
+    /// 32 layers' K and V halves and a step's other tensors fit many times over.
     static let capacity = 4096
-    private var entries: [UnsafeRawPointer: Entry] = [:]
+    private let cache = DLTensorCache<Tensor>(capacity: DeviceTensorCache.capacity)
 
     /// `deviceTensor(p, name:, device:)`, from the cache when the DLTensor is unchanged.
     func tensor(_ p: UnsafePointer<DLTensor>?, name: String, device: Device) throws(ABIFailure) -> Tensor {
         guard let p else { throw .invalid("\(name): NULL tensor") }
-        let key = UnsafeRawPointer(p)
-        if let e = entries[key], e.matches(p.pointee, on: device) { return e.tensor }
+        if let t = cache.lookup(p), t.device === device { return t }
         let t = try deviceTensor(p, name: name, device: device)
-        if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
-        let d = p.pointee
-        entries[key] = Entry(data: d.data, byteOffset: d.byte_offset, dtype: d.dtype, device: device,
-                             stridesGiven: d.strides != nil, tensor: t)
+        cache.insert(t, for: p)
         return t
     }
-
-    var count: Int { entries.count }
 }
 
 /// The CUDA device of a call whose first tensor is `p` (nil for a CPU call).
