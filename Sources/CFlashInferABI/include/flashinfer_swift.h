@@ -11,7 +11,14 @@
  * enqueued on the caller's `stream` (a CUstream; NULL = the legacy default stream) and returning
  * before they run; the caller's memory is read and written in place, never copied or freed, and must
  * stay alive until that stream has run the call. Every tensor of a call on one device; the merges
- * take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED).
+ * take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED). The caller orders its own memory across
+ * its streams (as PyTorch does); the library orders only its internal buffers.
+ *
+ * Handles (the wrappers below): calls on one handle must not overlap (one thread at a time, as with
+ * upstream's wrappers); different handles may be used from different threads at once. A handle's
+ * run keeps the device view it builds for each DLTensor (keyed by the struct's address, reused only
+ * while every field is unchanged), so a caller that keeps one DLTensor per tensor, as the Python
+ * package does, makes run() allocate nothing on the host.
  */
 #ifndef FLASHINFER_SWIFT_H
 #define FLASHINFER_SWIFT_H
