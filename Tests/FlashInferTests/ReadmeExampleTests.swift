@@ -23,8 +23,43 @@ import Testing
         // README-EXAMPLE-END
     }
 
+    /// The README's second example: a decode step's tail (issue 13).
+    static func tailExample() throws -> [Int32] {
+        // README-TAIL-BEGIN
+        // A decode step's tail for 4 requests: the last layer's output joins the residual stream and
+        // is normalized (one fused kernel), the LM head gives logits, and one token per request is
+        // drawn from the top-k (50) then top-p (0.9) filter of softmax(logits), without sorting.
+        let (batch, hidden, vocab) = (4, 256, 1000)
+        func randn(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1) } }
+        let backend = Backend.automatic()
+        let x = try Tensor.host(randn(batch * hidden), shape: [batch, hidden], dtype: .f16).moved(to: backend)
+        let residual = try Tensor.host(randn(batch * hidden), shape: [batch, hidden], dtype: .f16).moved(to: backend)
+        let normWeight = try Tensor.host(randn(hidden), shape: [hidden], dtype: .f16).moved(to: backend)
+        try fusedAddRMSNormInPlace(input: x, residual: residual, weight: normWeight, backend: backend)
+        // The LM head is a GEMM, outside this library (cuBLAS, or torch through the Python package);
+        // here a small one on the host.
+        let lmHead = randn(vocab * hidden), h = try x.toFloats()
+        var logits = [Float](repeating: 0, count: batch * vocab)
+        for b in 0..<batch {
+            for t in 0..<vocab {
+                for i in 0..<hidden { logits[b * vocab + t] += h[b * hidden + i] * lmHead[t * hidden + i] }
+            }
+        }
+        let logitsTensor = try Tensor.host(logits, shape: [batch, vocab], dtype: .f32).moved(to: backend)
+        let next = try topKTopPSamplingFromLogits(logitsTensor, topK: .scalar(50), topP: .scalar(0.9), seed: 42, backend: backend)
+        print(next.samples)  // 4 token ids in 0..<1000
+        // README-TAIL-END
+        return next.samples
+    }
+
     @Test func exampleRuns() throws {
         try Self.example()
+    }
+
+    @Test func tailExampleDrawsOneTokenPerRequest() throws {
+        let samples = try Self.tailExample()
+        #expect(samples.count == 4)
+        #expect(samples.allSatisfy { (0..<1000).contains($0) })
     }
 
     @Test func readmeMatchesThisExample() throws {
@@ -41,5 +76,9 @@ import Testing
         let inReadme = lines(readme, from: "import FlashInfer\n", to: "```")
         #expect(!inTest.isEmpty)
         #expect(inReadme == inTest, "README.md's Swift example differs from ReadmeExampleTests.example()")
+        let tailInTest = lines(source, from: "// README-TAIL-" + "BEGIN", to: "// README-TAIL-" + "END")
+        let tailInReadme = lines(readme, from: "import FlashInfer  // a decode step's tail\n", to: "```")
+        #expect(!tailInTest.isEmpty)
+        #expect(tailInReadme == tailInTest, "README.md's decode-step tail differs from ReadmeExampleTests.tailExample()")
     }
 }
