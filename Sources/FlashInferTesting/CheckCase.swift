@@ -1,5 +1,11 @@
 import FlashInfer
 import FlashInferCUDA
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A check case: runs on the GPU and returns nil when the result matches the reference, or a
 /// description of the first mismatch.
@@ -15,6 +21,31 @@ public struct CheckCase {
         self.name = name
         self.run = run
         self.cpuRun = cpuRun
+    }
+}
+
+/// A passing case's detail for the log (`flashinfer check` prints it after the case's "ok"), e.g. a
+/// statistical case's draws and p-values. Kept per thread: the runner runs each case on one thread,
+/// clears the note before and takes it after.
+public enum CheckNote {
+    private static let notes = Mutex<[UInt: String]>([:])
+
+    #if canImport(Glibc)
+    private static var thread: UInt { UInt(pthread_self()) }
+    #else
+    private static var thread: UInt { UInt(bitPattern: pthread_self()) }
+    #endif
+
+    /// Adds `note` to the running case's detail ("; "-separated).
+    public static func record(_ note: String) {
+        let t = thread
+        notes.withLock { $0[t] = $0[t].map { $0 + "; " + note } ?? note }
+    }
+
+    /// The running case's detail so far, removed.
+    public static func take() -> String? {
+        let t = thread
+        return notes.withLock { $0.removeValue(forKey: t) }
     }
 }
 

@@ -236,6 +236,7 @@ func logitsChiSquareCase(name: String, vocab: Int, sigma: Float, filter: Samplin
         }
         for j in 0..<vocab where q[j] == 0 { counts[j] = 0 }
         let r = chiSquareTest(counts: counts, expected: q)
+        CheckNote.record("\(batch * launches) draws, \(r)")
         return r.pValue >= 1e-6 ? nil : "\(batch * launches) draws: \(r) < 1e-6"
     }
 }
@@ -316,6 +317,7 @@ func chainSpeculativeCases() -> [CheckCase] {
             var report: [String] = []
             for i in 0...n {
                 let r = chiSquareTest(counts: counts[i], expected: q[i])
+                CheckNote.record("position \(i): \(r)")
                 if r.pValue < 1e-6 { report.append("position \(i): \(r) < 1e-6") }
             }
             // P(pass position 0) = Σ min(p0, q0): a binomial count within 5 standard deviations.
@@ -702,6 +704,7 @@ func chiSquareCase(filter: SamplingFilter, vocab: Int, sigma: Float, tied: Bool 
         // within the support tolerance, and out of the test: it has no expected count.
         for j in 0..<vocab where q[j] == 0 { counts[j] = 0 }
         let r = chiSquareTest(counts: counts, expected: q)
+        CheckNote.record("\(batch * launches) draws, \(r)")
         return r.pValue >= 1e-6 ? nil : "\(batch * launches) draws: \(r) < 1e-6"
     }
 }

@@ -89,6 +89,7 @@ struct Check: ParsableCommand {
             // Thread t runs cases t, t + T, t + 2T, … on streams[t]; results are printed in case order.
             let results = Mutex([String?](repeating: nil, count: mine.count))
             let times = Mutex([Double](repeating: 0, count: mine.count))
+            let notes = Mutex([String?](repeating: nil, count: mine.count))
             let cases = UncheckedBox(mine)
             let threadStreams = UncheckedBox(streams)
             let group = DispatchGroup()
@@ -99,21 +100,24 @@ struct Check: ParsableCommand {
                         let t0 = nowSeconds()
                         var rng = caseRNG(seed: roundSeed, name: c.name)
                         let r: String?
+                        _ = CheckNote.take()
                         do { r = try c.run(device, threadStreams.value[t], &rng) } catch { r = "error: \(error)" }
+                        let note = CheckNote.take()
                         results.withLock { $0[i] = r }
+                        notes.withLock { $0[i] = note }
                         times.withLock { $0[i] = nowSeconds() - t0 }
                     }
                 }
             }
             group.wait()
-            let rs = results.withLock { $0 }, ts = times.withLock { $0 }
+            let rs = results.withLock { $0 }, ts = times.withLock { $0 }, ns = notes.withLock { $0 }
             for (i, c) in mine.enumerated() {
                 if let r = rs[i] {
                     failed += 1
                     print("FAIL \(c.name): \(r) (seed \(roundSeed))")
                 } else {
                     passed += 1
-                    if verbose { print("ok   \(c.name) (\(fixed(ts[i], 2)) s)") }
+                    if verbose { print("ok   \(c.name) (\(fixed(ts[i], 2)) s)\(ns[i].map { ": " + $0 } ?? "")") }
                 }
             }
         }

@@ -1,10 +1,35 @@
+import Dispatch
 import FlashInfer
 import FlashInferTesting
+import Foundation
+import Synchronization
 import Testing
 
 /// The GPU check catalogue (`flashinfer check`, `Sources/FlashInferTesting`) without a GPU: its
 /// shape (names, seeds, order, the families' sizes) and the cases that have a CPU variant.
 @Suite struct CheckCatalogueTests {
+    /// A passing case's note (the chi-square cases' p-values in the check log): joined per thread,
+    /// taken once, and not seen from another thread.
+    @Test func caseNotesArePerThreadAndTakenOnce() {
+        _ = CheckNote.take()
+        CheckNote.record("a")
+        CheckNote.record("b")
+        let other = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {  // another OS thread, as the check runner's queues are
+            let before = CheckNote.take()
+            CheckNote.record("other")
+            other.withLock { $0 = before == nil ? CheckNote.take() : "saw \(before!)" }
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        let seen = other.withLock { $0 }
+        #expect(seen == "other")
+        #expect(CheckNote.take() == "a; b")
+        #expect(CheckNote.take() == nil)
+    }
+
     /// Every case name is unique, so `--filter NAME` and `seed ^ stableHash(name)` identify one
     /// case; the seeds differ too. The total is the families' sizes: the small families are
     /// counted from their loops here, the sweeps (decode, prefill, batch) only add up.
