@@ -54,6 +54,20 @@ func indexBuffer(_ p: UnsafePointer<DLTensor>?, name: String, count: Int, bits: 
     return t.data.map { $0 + Int(t.byte_offset) }
 }
 
+/// What `flashinfer_swift_sampling` draws with: a probability sampler and its filter, or (`FROM_LOGITS`)
+/// the one-pass Gumbel-max sampler over logits (`samplingFromLogits`).
+enum ABISampler {
+    case probs(SamplingFilter)
+    case fromLogits
+}
+
+/// The sampler of `flashinfer_swift_sampling`'s `filter` / `filter_apply_order` / row parameters.
+func abiSampler(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<flashinfer_swift_row_param>?,
+                topP: UnsafePointer<flashinfer_swift_row_param>?, minP: UnsafePointer<flashinfer_swift_row_param>?) throws(ABIFailure) -> ABISampler {
+    if filterKind == Int32(FLASHINFER_SWIFT_FILTER_FROM_LOGITS) { return .fromLogits }
+    return .probs(try samplingFilter(filterKind, order, topK: topK, topP: topP, minP: minP))
+}
+
 /// The filter of `flashinfer_swift_sampling`'s `filter` / `filter_apply_order` / row parameters.
 func samplingFilter(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<flashinfer_swift_row_param>?,
                     topP: UnsafePointer<flashinfer_swift_row_param>?, minP: UnsafePointer<flashinfer_swift_row_param>?) throws(ABIFailure) -> SamplingFilter {
@@ -70,7 +84,7 @@ func samplingFilter(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<fla
         default: throw .invalid("filter_apply_order \(order) is not one of TOP_K_FIRST (0), JOINT (1)")
         }
         return .topKTopP(topK: try rowInts(topK, name: "top_k"), topP: try rowDoubles(topP, name: "top_p"), order: o)
-    default: throw .invalid("filter \(filterKind) is not one of NONE (0), TOP_K (1), TOP_P (2), MIN_P (3), TOP_K_TOP_P (4)")
+    default: throw .invalid("filter \(filterKind) is not one of NONE (0), TOP_K (1), TOP_P (2), MIN_P (3), TOP_K_TOP_P (4), FROM_LOGITS (5)")
     }
 }
 
@@ -83,11 +97,12 @@ enum ABISeed {
 
 /// Runs a sampler on the ABI's tensors: CUDA into the caller's buffers on its stream; CPU on the
 /// reference, written into the caller's arrays.
-func abiSample(_ probs: UnsafePointer<DLTensor>?, _ filter: SamplingFilter, _ seed: ABISeed, _ samples: UnsafePointer<DLTensor>?,
+func abiSample(_ probs: UnsafePointer<DLTensor>?, _ sampler: ABISampler, _ seed: ABISeed, _ samples: UnsafePointer<DLTensor>?,
                _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
     let side = try OpSide(first: probs, stream: stream)
-    let x = try side.tensor(probs, name: "probs")
-    guard x.rank == 2 else { throw ABIFailure(FlashInferError.rank(tensor: "probs", expected: 2, got: x.rank)) }
+    let inputName = if case .fromLogits = sampler { "logits" } else { "probs" }
+    let x = try side.tensor(probs, name: inputName)
+    guard x.rank == 2 else { throw ABIFailure(FlashInferError.rank(tensor: inputName, expected: 2, got: x.rank)) }
     let batch = x.shape[0]
     let s = try indexBuffer(samples, name: "samples", count: batch, bits: 32, codes: [kDLInt.rawValue], what: "int32",
                             device: side.device)
@@ -100,25 +115,40 @@ func abiSample(_ probs: UnsafePointer<DLTensor>?, _ filter: SamplingFilter, _ se
         let sb = DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: s)), byteCount: 4 * batch, device: device)
         let vb = v.map { DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: $0)), byteCount: batch, device: device) }
         try library { () throws(FlashInferError) in
-            switch seed {
-            case .values(let seed, let offset):
+            switch (seed, sampler) {
+            case (.values(let seed, let offset), .probs(let filter)):
                 try launchSampler(x, filter: filter, seed: seed, offset: offset, samples: sb, valid: vb ?? nil, stream: st)
-            case .tensors(let sp, let op, let advance):
+            case (.values(let seed, let offset), .fromLogits):
+                try launchSamplingFromLogits(x, seed: seed, offset: offset, samples: sb, valid: vb ?? nil, stream: st)
+            case (.tensors(let sp, let op, let advance), _):
                 func word(_ p: UnsafeMutableRawPointer) -> DeviceBuffer {
                     DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 8, device: device)
                 }
                 let g = SamplingGenerator(seed: word(sp), offset: word(op), advances: advance)
-                try launchSampler(x, filter: filter, generator: g, samples: sb, valid: vb ?? nil, stream: st)
+                switch sampler {
+                case .probs(let filter): try launchSampler(x, filter: filter, generator: g, samples: sb, valid: vb ?? nil, stream: st)
+                case .fromLogits: try launchSamplingFromLogits(x, generator: g, samples: sb, valid: vb ?? nil, stream: st)
+                }
             }
         }
         return
     }
     let r = try library { () throws(FlashInferError) in
+        func draw(_ seed: UInt64, _ offset: UInt64) throws(FlashInferError) -> SamplingOutput {
+            switch sampler {
+            case .probs(let filter): try sample(x, filter: filter, seed: seed, offset: offset, backend: .cpu)
+            case .fromLogits: try samplingFromLogits(x, seed: seed, offset: offset, backend: .cpu)
+            }
+        }
         switch seed {
-        case .values(let seed, let offset): return try sample(x, filter: filter, seed: seed, offset: offset, backend: .cpu)
+        case .values(let seed, let offset): return try draw(seed, offset)
         case .tensors(let sp, let op, let advance):
             let g = SamplingGenerator(seed: sp.loadUnaligned(as: UInt64.self), offset: op.loadUnaligned(as: UInt64.self))
-            let r = try sample(x, filter: filter, generator: g, backend: .cpu)
+            let r: SamplingOutput
+            switch sampler {
+            case .probs(let filter): r = try sample(x, filter: filter, generator: g, backend: .cpu)
+            case .fromLogits: r = try samplingFromLogits(x, generator: g, backend: .cpu)
+            }
             if advance { op.storeBytes(of: try g.state().offset, as: UInt64.self) }
             return r
         }
@@ -136,8 +166,8 @@ public func flashinfer_swift_sampling(
     _ offset: UInt64, _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let filter = try samplingFilter(filterKind, order, topK: topK, topP: topP, minP: minP)
-        try abiSample(probs, filter, .values(seed: seed, offset: offset), samples, valid, stream)
+        let sampler = try abiSampler(filterKind, order, topK: topK, topP: topP, minP: minP)
+        try abiSample(probs, sampler, .values(seed: seed, offset: offset), samples, valid, stream)
     }
 }
 
@@ -149,7 +179,7 @@ public func flashinfer_swift_sampling_seed_tensors(
     _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let filter = try samplingFilter(filterKind, order, topK: topK, topP: topP, minP: minP)
+        let sampler = try abiSampler(filterKind, order, topK: topK, topP: topP, minP: minP)
         let side = try OpSide(first: probs, stream: stream)
         func word(_ p: UnsafePointer<DLTensor>?, _ name: String) throws(ABIFailure) -> UnsafeMutableRawPointer {
             let w = try indexBuffer(p, name: name, count: 1, bits: 64, codes: [kDLInt.rawValue, kDLUInt.rawValue],
@@ -159,7 +189,7 @@ public func flashinfer_swift_sampling_seed_tensors(
             return w
         }
         let seed = ABISeed.tensors(seed: try word(seedArr, "seed"), offset: try word(offsetArr, "offset"), advance: advance != 0)
-        try abiSample(probs, filter, seed, samples, valid, stream)
+        try abiSample(probs, sampler, seed, samples, valid, stream)
     }
 }
 

@@ -26,6 +26,7 @@ __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "Batch
            "apply_llama31_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache", "apply_rope_with_cos_sin_cache_inplace",
            "sampling_from_probs", "top_p_sampling_from_probs", "top_k_sampling_from_probs", "min_p_sampling_from_probs",
            "top_k_top_p_sampling_from_probs", "top_k_renorm_probs", "top_p_renorm_probs", "top_k_mask_logits", "softmax",
+           "sampling_from_logits", "top_k_top_p_sampling_from_logits",
            "SamplingGenerator", "version", "FlashInferSwiftError"]
 
 
@@ -433,9 +434,37 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     head_dim]; k, v as for decode. The causal mask is aligned bottom-right. Returns the output
     (and the base-2 LSE [qo_len, num_qo_heads] with return_lse)."""
     if custom_mask is not None or packed_custom_mask is not None:
-        raise NotImplementedError("custom masks are not supported through the C ABI yet")
+        return _single_prefill_masked(q, k, v, custom_mask, packed_custom_mask, causal, kv_layout, pos_encoding_mode,
+                                      sm_scale, window_left, logits_soft_cap, rope_scale, rope_theta, return_lse)
     opts = _options(causal, pos_encoding_mode, kv_layout, window_left, sm_scale, rope_scale, rope_theta, logits_soft_cap)
     return _call(_library().flashinfer_swift_single_prefill, q, k, v, q.shape, q.shape[:2], opts, return_lse)
+
+
+def _single_prefill_masked(q, k, v, custom_mask, packed_custom_mask, causal, kv_layout, pos_encoding_mode, sm_scale,
+                           window_left, logits_soft_cap, rope_scale, rope_theta, return_lse):
+    """single_prefill_with_kv_cache with a custom mask, as the ragged batch prefill wrapper's one
+    request (the same kernels and mask semantics): custom_mask [qo_len, kv_len] (True: the query
+    sees the key), or packed_custom_mask, its flattened bits packed little-endian (upstream's
+    packbits). HND k / v are copied to NHD first (the ragged wrapper's layout)."""
+    if kv_layout not in _LAYOUT:
+        raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
+    if len(q.shape) != 3 or len(k.shape) != 3 or len(v.shape) != 3:
+        raise ValueError(f"q, k, v: 3-D tensors expected, got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if kv_layout == "HND":
+        if _is_torch(k):
+            k, v = k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous()
+        else:
+            k, v = np.ascontiguousarray(np.swapaxes(k, 0, 1)), np.ascontiguousarray(np.swapaxes(v, 0, 1))
+    qo_len, num_qo_heads, head_dim = (int(x) for x in q.shape)
+    kv_len, num_kv_heads = int(k.shape[0]), int(k.shape[1])
+    if custom_mask is not None and tuple(custom_mask.shape) != (qo_len, kv_len):
+        raise ValueError(f"custom_mask: shape {tuple(custom_mask.shape)}, expected [qo_len, kv_len] = [{qo_len}, {kv_len}]")
+    w = BatchPrefillWithRaggedKVCacheWrapper(q if _is_torch(q) else None, "NHD")
+    w.plan(np.array([0, qo_len], np.int32), np.array([0, kv_len], np.int32), num_qo_heads, num_kv_heads, head_dim,
+           custom_mask=custom_mask, packed_custom_mask=packed_custom_mask, causal=causal,
+           pos_encoding_mode=pos_encoding_mode, window_left=window_left, logits_soft_cap=logits_soft_cap, sm_scale=sm_scale,
+           rope_scale=rope_scale, rope_theta=rope_theta, q_data_type=q.dtype, kv_data_type=k.dtype)
+    return w.run(q, k, v, return_lse=return_lse)
 
 
 _DTYPE_NAMES = {"float16": (_kDLFloat, 16), "half": (_kDLFloat, 16), "bfloat16": (_kDLBfloat, 16),
@@ -1201,7 +1230,7 @@ def apply_rope_with_cos_sin_cache(positions, query, key, head_size, cos_sin_cach
 
 # ---- sampling (flashinfer.sampling) ----
 
-_FILTER_NONE, _FILTER_TOP_K, _FILTER_TOP_P, _FILTER_MIN_P, _FILTER_TOP_K_TOP_P = range(5)
+_FILTER_NONE, _FILTER_TOP_K, _FILTER_TOP_P, _FILTER_MIN_P, _FILTER_TOP_K_TOP_P, _FILTER_FROM_LOGITS = range(6)
 _ORDERS = {"top_k_first": 0, "joint": 1}
 _U64 = (1 << 64) - 1
 
@@ -1434,6 +1463,33 @@ def top_k_top_p_sampling_from_probs(probs, top_k, top_p, indices=None, filter_ap
         raise ValueError(f"filter_apply_order {filter_apply_order!r} is not one of {sorted(_ORDERS)}")
     return _sample(probs, _FILTER_TOP_K_TOP_P, top_k, top_p, None, filter_apply_order, indices, generator, check_nan, seed,
                    offset, return_valid, 32)
+
+
+def sampling_from_logits(logits, indices=None, deterministic=True, generator=None, check_nan=False, seed=None, offset=None,
+                         return_valid=False):
+    """A token per row of logits [batch_size, vocab_size] (float32, float16 or bfloat16), distributed
+    as softmax(logits): upstream's one-pass Gumbel-max sampler (argmax of logit + Gumbel noise; no
+    softmax is formed). Row b's noise comes from Philox stream (seed, b, offset); a generator's
+    offset advances by batch_size * vocab_size (rounded up to 4), as upstream's."""
+    return _sample(logits, _FILTER_FROM_LOGITS, None, None, None, None, indices, generator, check_nan, seed, offset,
+                   return_valid, int(logits.shape[1]) if len(logits.shape) == 2 else 1)
+
+
+def top_k_top_p_sampling_from_logits(logits, top_k, top_p, indices=None, filter_apply_order="top_k_first",
+                                     deterministic=True, generator=None, check_nan=False, seed=None, offset=None,
+                                     return_valid=False):
+    """Top-k / top-p sampling from logits, composed as upstream composes it: "top_k_first":
+    top_k_mask_logits -> softmax -> top_p_sampling_from_probs; "joint": softmax ->
+    top_k_top_p_sampling_from_probs(filter_apply_order="joint"). The draw is the probability
+    sampler's (seed, generator and offset rules as there)."""
+    if filter_apply_order == "top_k_first":
+        probs = softmax(top_k_mask_logits(logits, top_k))
+        return top_p_sampling_from_probs(probs, top_p, indices, deterministic, generator, check_nan, seed, offset,
+                                         return_valid)
+    if filter_apply_order == "joint":
+        return top_k_top_p_sampling_from_probs(softmax(logits), top_k, top_p, indices, "joint", deterministic, generator,
+                                               check_nan, seed, offset, return_valid)
+    raise ValueError(f"filter_apply_order {filter_apply_order!r} is not one of ['joint', 'top_k_first']")
 
 
 def _sampling_op(op, x, param, name):

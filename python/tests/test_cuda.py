@@ -9,6 +9,8 @@ import math
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import flashinfer_swift as fi  # noqa: E402
 
@@ -38,8 +40,9 @@ except ImportError:
     needs_device = needs_cuda
 
 
-def reference(q, k, v, kv_layout, causal, sm_scale, logits_soft_cap, window_left):
-    """Float64 attention: q [qo, Hq, D], k/v NHD or HND; returns output [qo, Hq, D] and base-2 LSE."""
+def reference(q, k, v, kv_layout, causal, sm_scale, logits_soft_cap, window_left, mask=None):
+    """Float64 attention: q [qo, Hq, D], k/v NHD or HND, mask [qo, kv] (True keeps) or None; returns
+    output [qo, Hq, D] and base-2 LSE."""
     if kv_layout == "HND":
         k, v = k.transpose(0, 1), v.transpose(0, 1)
     q, k, v = q.double(), k.double(), v.double()
@@ -59,6 +62,8 @@ def reference(q, k, v, kv_layout, causal, sm_scale, logits_soft_cap, window_left
         keep &= kpos <= qpos
     if window_left is not None and window_left >= 0:
         keep &= kpos >= qpos - window_left
+    if mask is not None:
+        keep &= mask.to(q.device)
     s = s.masked_fill(~keep[None], float("-inf"))
     lse = torch.logsumexp(s, dim=-1)  # [h, q]
     p = torch.exp(s - lse[..., None]).nan_to_num(0.0)
@@ -952,6 +957,58 @@ def test_sampling_generator_cuda_graph():
         assert torch.equal(out2, first), f"{name}: a by-value capture should repeat its draws"
 
 
+@needs_device
+def test_prefill_custom_mask():
+    """single_prefill_with_kv_cache with custom_mask / packed_custom_mask (run as the ragged batch
+    prefill wrapper's one request) against the float64 reference with the same mask."""
+    g = _cpu_gen(41)
+    for layout, packed in (("NHD", False), ("HND", True)):
+        qo, kv, hq, hkv, d = 37, 300, 8, 2, 128
+        q = torch.randn(qo, hq, d, generator=g).half().to(DEVICE)
+        shape = (kv, hkv, d) if layout == "NHD" else (hkv, kv, d)
+        k, v = (torch.randn(shape, generator=g).half().to(DEVICE) for _ in range(2))
+        mask = torch.rand(qo, kv, generator=g) < 0.4
+        mask[torch.arange(qo), torch.randint(0, kv, (qo,), generator=g)] = True
+        bits = np.packbits(mask.numpy().reshape(-1), bitorder="little")  # upstream's packbits (little-endian)
+        arg = {"packed_custom_mask": torch.from_numpy(bits).to(DEVICE)} if packed else {"custom_mask": mask.to(DEVICE)}
+        out, lse = fi.single_prefill_with_kv_cache(q, k, v, kv_layout=layout, return_lse=True, **arg)
+        _sync()
+        ref, ref_lse = reference(q, k, v, layout, False, None, None, -1, mask=mask)
+        close(out, ref, 1e-3, 1e-3, f"custom mask {layout} output")
+        close(lse, ref_lse, 1e-3, 1e-3, f"custom mask {layout} lse")
+
+
+@needs_device
+def test_sampling_from_logits():
+    """Gumbel-max sampling from logits: frequencies follow softmax(logits), a -inf logit is never
+    drawn, and the top-k/top-p logits sampler is upstream's composition of the ops."""
+    n = 200000 if DEVICE == "cuda" else 20000
+    g = _cpu_gen(42)
+    for dt in (torch.float32, torch.float16):
+        logits = (torch.randn(1, 64, generator=g) * 1.5).to(dt)
+        logits[0, 5] = float("-inf")
+        logits = logits.to(DEVICE)
+        idx = torch.zeros(n, dtype=torch.int64, device=DEVICE)
+        s = fi.sampling_from_logits(logits, indices=idx, seed=17)
+        _sync()
+        freq = torch.bincount(s.cpu(), minlength=64).double() / n
+        expected = torch.softmax(logits.double().cpu()[0], -1)
+        assert float(freq[5]) == 0, f"{dt}: drew a -inf logit"
+        assert float((freq - expected).abs().max()) < (0.005 if DEVICE == "cuda" else 0.02), f"{dt}: {freq} vs {expected}"
+        assert torch.equal(fi.sampling_from_logits(logits, indices=idx, seed=17), s)
+    logits = (torch.randn(16, 1000, generator=g) * 2).to(DEVICE)
+    for order in ("top_k_first", "joint"):
+        s = fi.top_k_top_p_sampling_from_logits(logits, 20, 0.7, filter_apply_order=order, seed=3)
+        if order == "top_k_first":
+            want = fi.top_p_sampling_from_probs(fi.softmax(fi.top_k_mask_logits(logits, 20)), 0.7, seed=3)
+        else:
+            want = fi.top_k_top_p_sampling_from_probs(fi.softmax(logits), 20, 0.7, filter_apply_order="joint", seed=3)
+        _sync()
+        assert torch.equal(s, want), order
+        keep = _top_k_keep(torch.softmax(logits.double(), -1), 20)
+        assert bool(keep.gather(1, s.long()[:, None]).all()), f"{order}: a token outside the top 20"
+
+
 if __name__ == "__main__":
     if not ON_DEVICE:
         print(f"skipped: needs torch with {DEVICE}")
@@ -966,7 +1023,8 @@ if __name__ == "__main__":
     tests += [("test_cascade_wrapper", test_cascade_wrapper), ("test_norms", test_norms),
               ("test_activations", test_activations), ("test_rope", test_rope), ("test_sampling_ops", test_sampling_ops),
               ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies),
-              ("test_sampling_generator", test_sampling_generator)]
+              ("test_sampling_generator", test_sampling_generator), ("test_prefill_custom_mask", test_prefill_custom_mask),
+              ("test_sampling_from_logits", test_sampling_from_logits)]
     if HAVE_CUDA:
         tests.append(("test_sampling_generator_cuda_graph", test_sampling_generator_cuda_graph))
     for name, fn in tests:

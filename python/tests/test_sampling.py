@@ -283,3 +283,73 @@ def test_seed_offset_tensor_errors():
         fi.sampling_from_probs(probs, seed=np.arange(4, dtype=np.int64), offset=np.zeros(4, dtype=np.int64))
     with pytest.raises(ValueError, match="int64 or uint64"):
         fi.sampling_from_probs(probs, seed=np.array([1], dtype=np.int32), offset=np.array([0], dtype=np.int32))
+
+
+def logits_rows(rng, batch, vocab, sigma=1.0, dtype=np.float32):
+    return (rng.standard_normal((batch, vocab)) * sigma).astype(dtype)
+
+
+def softmax64(x):
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_sampling_from_logits_follows_softmax(dtype):
+    """One row of logits drawn 20000 times (each output row its own Philox stream): the
+    frequencies match softmax(logits); a -inf logit is never drawn; reproducible per seed."""
+    rng = np.random.default_rng(21)
+    logits = logits_rows(rng, 1, 16, 1.5, dtype)
+    logits[0, 3] = -np.inf
+    n = 20000
+    idx = np.zeros(n, np.int64)
+    s = fi.sampling_from_logits(logits, indices=idx, seed=7)
+    assert s.shape == (n,) and s.dtype == np.int32
+    freq = np.bincount(s, minlength=16) / n
+    expected = softmax64(logits[0])
+    assert freq[3] == 0
+    assert np.abs(freq - expected).max() < 0.02, f"{freq} vs {expected}"
+    np.testing.assert_array_equal(fi.sampling_from_logits(logits, indices=idx, seed=7), s)
+    assert not np.array_equal(fi.sampling_from_logits(logits, indices=idx, seed=8), s)
+    s2, valid = fi.sampling_from_logits(logits, seed=7, return_valid=True)
+    assert s2.shape == (1,) and valid.all()
+
+
+def test_sampling_from_logits_generator_advances_by_batch_times_vocab():
+    rng = np.random.default_rng(22)
+    batch, vocab = 6, 50
+    logits = logits_rows(rng, batch, vocab, 2.0)
+    seed = 4242
+    g = fi.SamplingGenerator(seed, 0)
+    first = fi.sampling_from_logits(logits, generator=g)
+    np.testing.assert_array_equal(first, fi.sampling_from_logits(logits, seed=seed, offset=0))
+    assert g.get_state() == (seed, _increment(batch, vocab))
+    second = fi.sampling_from_logits(logits, generator=g)
+    np.testing.assert_array_equal(second, fi.sampling_from_logits(logits, seed=seed, offset=_increment(batch, vocab)))
+
+
+def test_sampling_from_logits_errors():
+    with pytest.raises(ValueError, match="logits"):
+        fi.sampling_from_logits(np.zeros((2, 3, 4), np.float32), seed=1)
+
+
+@pytest.mark.parametrize("order", ["top_k_first", "joint"])
+def test_top_k_top_p_sampling_from_logits_is_upstreams_composition(order):
+    rng = np.random.default_rng(23)
+    logits = logits_rows(rng, 32, 300, 2.0)
+    s = fi.top_k_top_p_sampling_from_logits(logits, 10, 0.5, filter_apply_order=order, seed=5)
+    if order == "top_k_first":
+        probs = fi.softmax(fi.top_k_mask_logits(logits, 10))
+        want = fi.top_p_sampling_from_probs(probs, 0.5, seed=5)
+        keep = [top_p_keep(probs[b].astype(np.float64), 0.5) for b in range(32)]
+    else:
+        probs = fi.softmax(logits)
+        want = fi.top_k_top_p_sampling_from_probs(probs, 10, 0.5, filter_apply_order="joint", seed=5)
+        p = [probs[b].astype(np.float64) for b in range(32)]
+        keep = [top_k_keep(x, 10) & top_p_keep(x, 0.5) for x in p]
+    np.testing.assert_array_equal(s, want)
+    for b in range(32):
+        assert keep[b][s[b]], f"row {b}: token {s[b]} outside the filtered support"
+    with pytest.raises(ValueError, match="filter_apply_order"):
+        fi.top_k_top_p_sampling_from_logits(logits, 10, 0.5, filter_apply_order="bogus", seed=5)

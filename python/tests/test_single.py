@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import flashinfer_swift as fi  # noqa: E402
 
 
-def reference(q, k, v, causal=False, sm_scale=None, soft_cap=0.0, window_left=-1, layout="NHD"):
-    """Float64 attention of one request: q [qo, Hq, D], k/v NHD [kv, Hkv, D] or HND. Returns (out, lse base 2)."""
+def reference(q, k, v, causal=False, sm_scale=None, soft_cap=0.0, window_left=-1, layout="NHD", mask=None):
+    """Float64 attention of one request: q [qo, Hq, D], k/v NHD [kv, Hkv, D] or HND; mask [qo, kv]
+    (True keeps), with the other masks. Returns (out, lse base 2)."""
     q, k, v = (x.astype(np.float64) for x in (q, k, v))
     if layout == "HND":
         k, v = k.transpose(1, 0, 2), v.transpose(1, 0, 2)
@@ -37,6 +38,8 @@ def reference(q, k, v, causal=False, sm_scale=None, soft_cap=0.0, window_left=-1
             keep &= j <= i
         if window_left >= 0:
             keep &= j >= i - window_left
+        if mask is not None:
+            keep &= mask
         s = np.where(keep, s, -np.inf)
         m = s.max(axis=1, keepdims=True)
         m = np.where(np.isfinite(m), m, 0)
@@ -107,8 +110,10 @@ def test_errors_raise_with_the_library_message():
         fi.single_decode_with_kv_cache(rand(rng, 5, 64), k[..., :64], v[..., :64])
     with pytest.raises(TypeError, match="dtype"):
         fi.single_decode_with_kv_cache(q.astype(np.float64), k[..., :64], v[..., :64])
-    with pytest.raises(NotImplementedError):
-        fi.single_prefill_with_kv_cache(q[None], k[..., :64], v[..., :64], custom_mask=np.ones((1, 16), bool))
+    with pytest.raises(ValueError, match="custom_mask"):
+        fi.single_prefill_with_kv_cache(q[None], k[..., :64], v[..., :64], custom_mask=np.ones((2, 16), bool))
+    with pytest.raises(ValueError, match="packed_custom_mask"):
+        fi.single_prefill_with_kv_cache(q[None], k[..., :64], v[..., :64], packed_custom_mask=np.ones(5, np.uint8))
 
 
 def test_error_state_is_per_call():
@@ -150,3 +155,31 @@ def test_k_and_v_scales():
             fi.single_decode_with_kv_cache(q, k, v, k_scale=bad)
     with pytest.raises(NotImplementedError, match="q_scale"):
         fi.single_decode_with_kv_cache(q, k, v, q_scale=2.0)
+
+
+@pytest.mark.parametrize("layout", ["NHD", "HND"])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("soft_cap", [0.0, 20.0])
+def test_single_prefill_custom_mask(layout, packed, soft_cap):
+    """custom_mask [qo_len, kv_len] (or its little-endian packbits) against the float64 reference with
+    the same mask; every query keeps at least one key."""
+    rng = np.random.default_rng(31 + int(packed) + 2 * int(soft_cap))
+    qo, kv, hq, hkv, d = 7, 19, 4, 2, 64
+    q = rand(rng, qo, hq, d)
+    k, v = rand(rng, kv, hkv, d), rand(rng, kv, hkv, d)
+    mask = rng.random((qo, kv)) < 0.5
+    mask[np.arange(qo), rng.integers(0, kv, qo)] = True
+    kk, vv = (k.transpose(1, 0, 2).copy(), v.transpose(1, 0, 2).copy()) if layout == "HND" else (k, v)
+    arg = {"packed_custom_mask": np.packbits(mask.reshape(-1), bitorder="little")} if packed else {"custom_mask": mask}
+    out, lse = fi.single_prefill_with_kv_cache(q, kk, vv, kv_layout=layout, sm_scale=0.2, return_lse=True,
+                                               logits_soft_cap=soft_cap or None, **arg)
+    ref_out, ref_lse = reference(q, k, v, sm_scale=0.2, soft_cap=soft_cap, mask=mask)
+    assert out.shape == q.shape and lse.shape == (qo, hq)
+    np.testing.assert_allclose(out.astype(np.float64), ref_out, atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-3)
+    # The mask matters: all-True equals no mask, and differs from this one.
+    full = fi.single_prefill_with_kv_cache(q, kk, vv, kv_layout=layout, sm_scale=0.2,
+                                           logits_soft_cap=soft_cap or None, custom_mask=np.ones((qo, kv), bool))
+    plain = fi.single_prefill_with_kv_cache(q, kk, vv, kv_layout=layout, sm_scale=0.2, logits_soft_cap=soft_cap or None)
+    np.testing.assert_allclose(full.astype(np.float64), plain.astype(np.float64), atol=1e-3, rtol=1e-3)
+    assert np.abs(full.astype(np.float64) - out.astype(np.float64)).max() > 1e-2

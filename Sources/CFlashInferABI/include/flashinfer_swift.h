@@ -286,7 +286,11 @@ enum {
   FLASHINFER_SWIFT_FILTER_TOP_K = 1,
   FLASHINFER_SWIFT_FILTER_TOP_P = 2,
   FLASHINFER_SWIFT_FILTER_MIN_P = 3,
-  FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P = 4
+  FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P = 4,
+  /* probs holds logits (float32, float16 or bfloat16): one token per row from softmax(logits) by
+   * Gumbel-max in one pass (upstream's sampling_from_logits); no row parameter; the Philox offset
+   * increment of a generator is batch_size * vocab_size. */
+  FLASHINFER_SWIFT_FILTER_FROM_LOGITS = 5
 };
 enum { FLASHINFER_SWIFT_ORDER_TOP_K_FIRST = 0, FLASHINFER_SWIFT_ORDER_JOINT = 1 };
 int flashinfer_swift_sampling(const DLTensor* probs, int32_t filter, int32_t filter_apply_order,
