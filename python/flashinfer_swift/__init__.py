@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
            "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "MultiLevelCascadeAttentionWrapper",
+           "BlockSparseAttentionWrapper",
            "append_paged_kv_cache",
            "get_batch_indices_positions", "get_seq_lens",
            "merge_state", "merge_state_in_place", "merge_states",
@@ -840,6 +841,88 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
 
     def run(self, q, k, v, *args, return_lse=False):
         return self._run(q, k, v, return_lse)
+
+    forward = run
+
+
+class BlockSparseAttentionWrapper:
+    """Block-sparse (BSR) attention (upstream's flashinfer.sparse.BlockSparseAttentionWrapper): M
+    queries attend N keys through an M x N pattern of R x C blocks stored as a BSR matrix (indptr
+    [M/R + 1], indices [nnz] block columns), run as upstream runs it: block row i is request i of
+    the paged batch prefill wrapper (queries i*R ..< min((i+1)*R, M)), its stored blocks its pages
+    of C keys over K / V [N, Hkv, D] viewed as N / C pages (no copy). An in-block mask (mask
+    [nnz, R, C] bool, or packed_mask: upstream's per-block-row packed bits) becomes the requests'
+    custom masks. As the Swift API (BlockSparseAttention), causal, window_left and position
+    encodings are refused: upstream applies them in each block row's gathered key coordinates,
+    not at column positions (put them in the pattern or the mask)."""
+
+    def __init__(self, float_workspace_buffer=None, backend="auto"):
+        self._inner = BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, "NHD")
+        self._shape = None
+
+    def plan(self, indptr, indices, M, N, R, C, num_qo_heads, num_kv_heads, head_dim, mask=None, packed_mask=None,
+             causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, logits_soft_cap=None, sm_scale=None,
+             rope_scale=None, rope_theta=None, q_data_type="float16", kv_data_type=None, non_blocking=True):
+        why = ("upstream applies it in each block row's gathered key coordinates, not at column positions; put it in the "
+               "block pattern or the in-block mask")
+        if causal:
+            raise NotImplementedError(f"causal with block-sparse attention: {why}")
+        if pos_encoding_mode != "NONE":
+            raise NotImplementedError(f"pos_encoding_mode {pos_encoding_mode!r} with block-sparse attention: {why}")
+        ip = _int32_array(indptr, "indptr")
+        ix = _int32_array(indices, "indices")
+        M, N, R, C = int(M), int(N), int(R), int(C)
+        if M < 0 or N < 0 or R < 1 or C < 1 or N % C != 0:
+            raise ValueError(f"M, N, R, C = {M}, {N}, {R}, {C}: M, N >= 0, R, C >= 1 and N a multiple of C")
+        mb = (M + R - 1) // R
+        if ip.shape[0] != mb + 1 or ip[0] != 0 or np.any(np.diff(ip) < 0) or ip[-1] != ix.shape[0]:
+            raise ValueError(f"indptr: {ip.shape[0]} entries, expected ceil(M / R) + 1 = {mb + 1}, from 0, non-decreasing, "
+                             f"ending at len(indices) = {ix.shape[0]}")
+        if ix.shape[0] and (ix.min() < 0 or ix.max() >= N // C):
+            raise ValueError(f"indices: block columns must be in [0, N / C = {N // C})")
+        for i in range(mb):
+            row = ix[ip[i]:ip[i + 1]]
+            if np.unique(row).shape[0] != row.shape[0]:
+                raise ValueError(f"indices: block row {i} stores a block column twice")
+        qo = np.minimum(np.arange(mb + 1, dtype=np.int64) * R, M).astype(np.int32)
+        custom = None
+        if mask is not None:
+            if M % R != 0:
+                raise ValueError(f"mask: needs M = {M} divisible by R = {R}")
+            m = np.asarray(_numpy(mask), dtype=bool)
+            if m.shape != (ix.shape[0], R, C):
+                raise ValueError(f"mask: shape {m.shape}, expected [nnz, R, C] = [{ix.shape[0]}, {R}, {C}]")
+            # upstream's convert_bsr_mask_layout: block row i as [R, nnz_i, C], flattened
+            custom = np.concatenate([m[ip[i]:ip[i + 1]].transpose(1, 0, 2).reshape(-1) for i in range(mb)]
+                                    + [np.zeros(0, bool)])
+        self._inner.plan(qo, ip, ix, np.full(mb, C, np.int32), num_qo_heads, num_kv_heads, head_dim, C,
+                         custom_mask=custom, packed_custom_mask=packed_mask if mask is None else None, causal=False,
+                         use_fp16_qk_reduction=use_fp16_qk_reduction, sm_scale=sm_scale, logits_soft_cap=logits_soft_cap,
+                         rope_scale=rope_scale, rope_theta=rope_theta, q_data_type=q_data_type, kv_data_type=kv_data_type)
+        self._shape = (M, N, C, int(num_kv_heads), int(head_dim))
+
+    begin_forward = plan
+
+    def _pages(self, x, name):
+        """K or V [N, Hkv, D] as N / C pages of C keys [N/C, C, Hkv, D] (a view with x's strides)."""
+        M, N, C, hkv, d = self._shape
+        if tuple(x.shape) != (N, hkv, d):
+            raise ValueError(f"{name}: shape {tuple(x.shape)}, expected [N, num_kv_heads, head_dim] = [{N}, {hkv}, {d}]")
+        if _is_torch(x):
+            sn, sh, sd = x.stride()
+            return x.as_strided((N // C, C, hkv, d), (C * sn, sn, sh, sd), x.storage_offset())
+        sn, sh, sd = x.strides
+        return np.lib.stride_tricks.as_strided(x, (N // C, C, hkv, d), (C * sn, sn, sh, sd))
+
+    def run(self, q, k, v, scale_q=None, scale_k=None, scale_v=None, out=None, lse=None, return_lse=False,
+            enable_pdl=None):
+        if self._shape is None:
+            raise RuntimeError("run before plan")
+        if out is not None or lse is not None:
+            raise NotImplementedError("out= / lse= are not supported by BlockSparseAttentionWrapper.run yet")
+        if any(x is not None and x != 1 for x in (scale_q, scale_k, scale_v)):
+            raise NotImplementedError("scale_q / scale_k / scale_v are not supported through the C ABI yet")
+        return self._inner.run(q, (self._pages(k, "k"), self._pages(v, "v")), return_lse=return_lse)
 
     forward = run
 

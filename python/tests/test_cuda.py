@@ -1009,6 +1009,33 @@ def test_sampling_from_logits():
         assert bool(keep.gather(1, s.long()[:, None]).all()), f"{order}: a token outside the top 20"
 
 
+@needs_device
+def test_block_sparse_wrapper():
+    """BlockSparseAttentionWrapper on DEVICE tensors (the paged batch prefill kernels with the
+    pattern's page table and in-block mask) against the float64 dense reference under the mask."""
+    g = _cpu_gen(43)
+    M, N, R, C, hq, hkv, d = 256, 512, 16, 32, 8, 2, 128
+    mb, nb = M // R, N // C
+    rows = [torch.randperm(nb, generator=g)[: int(torch.randint(0, nb // 2 + 1, (1,), generator=g))].sort().values for _ in range(mb)]
+    indptr = torch.tensor([0] + [len(r) for r in rows]).cumsum(0).int()
+    indices = torch.cat(rows).int()
+    mask = torch.rand(len(indices), R, C, generator=g) < 0.7
+    keep = torch.zeros(M, N, dtype=torch.bool)
+    for i in range(mb):
+        for p in range(int(indptr[i]), int(indptr[i + 1])):
+            j = int(indices[p])
+            keep[i * R:(i + 1) * R, j * C:(j + 1) * C] = mask[p]
+    q = torch.randn(M, hq, d, generator=g).half().to(DEVICE)
+    k, v = (torch.randn(N, hkv, d, generator=g).half().to(DEVICE) for _ in range(2))
+    w = fi.BlockSparseAttentionWrapper(torch.empty(1, device=DEVICE))
+    w.plan(indptr, indices, M, N, R, C, hq, hkv, d, mask=mask)
+    out, lse = w.run(q, k, v, return_lse=True)
+    _sync()
+    ref, ref_lse = reference(q, k, v, "NHD", False, None, None, -1, mask=keep)
+    close(out, ref, 1e-3, 1e-3, "block sparse output")
+    close(lse, ref_lse, 1e-3, 1e-3, "block sparse lse")
+
+
 if __name__ == "__main__":
     if not ON_DEVICE:
         print(f"skipped: needs torch with {DEVICE}")
@@ -1024,7 +1051,7 @@ if __name__ == "__main__":
               ("test_activations", test_activations), ("test_rope", test_rope), ("test_sampling_ops", test_sampling_ops),
               ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies),
               ("test_sampling_generator", test_sampling_generator), ("test_prefill_custom_mask", test_prefill_custom_mask),
-              ("test_sampling_from_logits", test_sampling_from_logits)]
+              ("test_sampling_from_logits", test_sampling_from_logits), ("test_block_sparse_wrapper", test_block_sparse_wrapper)]
     if HAVE_CUDA:
         tests.append(("test_sampling_generator_cuda_graph", test_sampling_generator_cuda_graph))
     for name, fn in tests:
