@@ -225,3 +225,31 @@ public func flashinfer_swift_sampling_op(_ opKind: Int32, _ input: UnsafePointer
         try write(r, into: out, name: "out")
     }
 }
+
+@_cdecl("flashinfer_swift_chain_speculative_sampling")
+public func flashinfer_swift_chain_speculative_sampling(
+    _ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<Int32>?,
+    _ numIds: Int64, _ seed: UInt64, _ offset: UInt64, _ outputTokenIds: UnsafeMutablePointer<Int32>?,
+    _ accepted: UnsafeMutablePointer<Int32>?, _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?
+) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        let side = try OpSide(first: draftProbs, stream: stream)
+        let d = try side.tensor(draftProbs, name: "draft_probs")
+        let t = try side.tensor(targetProbs, name: "target_probs")
+        guard numIds >= 0 else { throw .invalid("num_ids \(numIds) < 0") }
+        guard numIds == 0 || draftTokenIds != nil else { throw .invalid("draft_token_ids: NULL") }
+        let ids = (0..<Int(numIds)).map { draftTokenIds![$0] }
+        let r = try library { () throws(FlashInferError) in
+            try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: offset,
+                                         backend: side.backend)
+        }
+        let batch = r.acceptedTokenNum.count
+        guard r.outputTokenIds.isEmpty || outputTokenIds != nil else { throw .invalid("output_token_ids: NULL") }
+        guard batch == 0 || (accepted != nil && emitted != nil) else { throw .invalid("accepted / emitted: NULL") }
+        for (i, x) in r.outputTokenIds.enumerated() { outputTokenIds![i] = x }
+        for i in 0..<batch {
+            accepted![i] = r.acceptedTokenNum[i]
+            emitted![i] = r.emittedDraftTokenNum[i]
+        }
+    }
+}

@@ -27,7 +27,7 @@ __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "Batch
            "apply_llama31_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache", "apply_rope_with_cos_sin_cache_inplace",
            "sampling_from_probs", "top_p_sampling_from_probs", "top_k_sampling_from_probs", "min_p_sampling_from_probs",
            "top_k_top_p_sampling_from_probs", "top_k_renorm_probs", "top_p_renorm_probs", "top_k_mask_logits", "softmax",
-           "sampling_from_logits", "top_k_top_p_sampling_from_logits",
+           "sampling_from_logits", "top_k_top_p_sampling_from_logits", "chain_speculative_sampling",
            "SamplingGenerator", "version", "FlashInferSwiftError"]
 
 
@@ -187,6 +187,9 @@ def _library():
         lib.flashinfer_swift_sampling_seed_tensors.restype = ctypes.c_int
         lib.flashinfer_swift_sampling_op.argtypes = [ctypes.c_int32, dl, rp, dl, ctypes.c_void_p]
         lib.flashinfer_swift_sampling_op.restype = ctypes.c_int
+        lib.flashinfer_swift_chain_speculative_sampling.argtypes = [dl, dl, i32p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64,
+                                                                    i32p, i32p, i32p, ctypes.c_void_p]
+        lib.flashinfer_swift_chain_speculative_sampling.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
@@ -1573,6 +1576,46 @@ def top_k_top_p_sampling_from_logits(logits, top_k, top_p, indices=None, filter_
         return top_k_top_p_sampling_from_probs(softmax(logits), top_k, top_p, indices, "joint", deterministic, generator,
                                                check_nan, seed, offset, return_valid)
     raise ValueError(f"filter_apply_order {filter_apply_order!r} is not one of ['joint', 'top_k_first']")
+
+
+def chain_speculative_sampling(draft_probs, draft_token_ids, target_probs, maybe_output_accepted_token_num=None,
+                               maybe_output_emitted_draft_token_num=None, deterministic=True, generator=None, seed=None,
+                               offset=None):
+    """Speculative decoding's verification (upstream's chain_speculative_sampling): draft_probs
+    [B, n, V], draft_token_ids [B, n], target_probs [B, n + 1, V]. Each draft token d at position i
+    is accepted when u * p_draft(d) < p_target(d); at the first rejection a token is drawn from
+    relu(p_target - p_draft) (after n acceptances, the bonus token from p_target). Returns
+    (output_token_ids [B, n + 1] int32, -1 after the drawn token; accepted [B]; emitted [B]); with
+    maybe_output_* given, the counts are added to them in place and they are returned, as
+    upstream. Seeds as the samplers (row b: Philox (seed, b, offset); a torch generator advances by
+    B * (n + 1), rounded up to 4); a SamplingGenerator is not supported here yet. A CUDA call waits
+    for its stream (the counts come back through the host)."""
+    if isinstance(generator, SamplingGenerator):
+        raise NotImplementedError("chain_speculative_sampling with a SamplingGenerator is not supported yet: pass seed= / "
+                                  "offset= or a torch.Generator")
+    if len(draft_probs.shape) != 3:
+        raise ValueError(f"draft_probs: shape {tuple(draft_probs.shape)}, expected [batch, num_draft, vocab]")
+    b, n = int(draft_probs.shape[0]), int(draft_probs.shape[1])
+    s, o = _seed_offset(draft_probs, generator, seed, offset, b * (n + 1))
+    ids = np.ascontiguousarray(_numpy(draft_token_ids), dtype=np.int32).reshape(-1)
+    out = np.full(b * (n + 1), -1, np.int32)
+    acc, emi = np.zeros(b, np.int32), np.zeros(b, np.int32)
+    i32p = ctypes.POINTER(ctypes.c_int32)
+    td, tt = _Tensor(draft_probs, "draft_probs"), _Tensor(target_probs, "target_probs")
+    _check(_library().flashinfer_swift_chain_speculative_sampling(
+        td.ref(), tt.ref(), ids.ctypes.data_as(i32p), ids.shape[0], s, o, out.ctypes.data_as(i32p), acc.ctypes.data_as(i32p),
+        emi.ctypes.data_as(i32p), _stream_of(draft_probs)))
+    out = out.reshape(b, n + 1)
+    if _is_torch(draft_probs):
+        import torch
+        out, acc, emi = (torch.from_numpy(x).to(draft_probs.device) for x in (out, acc, emi))
+    if maybe_output_accepted_token_num is not None:
+        maybe_output_accepted_token_num += acc.astype(maybe_output_accepted_token_num.dtype) if not _is_torch(acc) else acc
+        acc = maybe_output_accepted_token_num
+    if maybe_output_emitted_draft_token_num is not None:
+        maybe_output_emitted_draft_token_num += emi.astype(maybe_output_emitted_draft_token_num.dtype) if not _is_torch(emi) else emi
+        emi = maybe_output_emitted_draft_token_num
+    return out, acc, emi
 
 
 def _sampling_op(op, x, param, name):

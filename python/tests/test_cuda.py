@@ -1036,6 +1036,32 @@ def test_block_sparse_wrapper():
     close(lse, ref_lse, 1e-3, 1e-3, "block sparse lse")
 
 
+@needs_device
+def test_chain_speculative_sampling():
+    """chain_speculative_sampling on DEVICE tensors: with a one-hot target the output is the target's
+    tokens up to the first mismatching draft (upstream's test); counts accumulate into torch tensors."""
+    g = _cpu_gen(44)
+    batch, n, vocab = 16, 5, 128
+    draft = torch.softmax(torch.randn(batch, n, vocab, generator=g), -1).to(DEVICE)
+    want = torch.randint(0, vocab, (batch, n + 1), generator=g)
+    target = torch.zeros(batch, n + 1, vocab)
+    target.scatter_(2, want[..., None], 1.0)
+    ids = want[:, :n].clone()
+    ids[1, 3] = (ids[1, 3] + 1) % vocab
+    acc_total = torch.zeros(batch, dtype=torch.int32, device=DEVICE)
+    emi_total = torch.zeros(batch, dtype=torch.int32, device=DEVICE)
+    out, acc, emi = fi.chain_speculative_sampling(draft, ids.int().to(DEVICE), target.to(DEVICE), acc_total, emi_total, seed=2)
+    _sync()
+    assert out.device.type == DEVICE and out.shape == (batch, n + 1) and acc is acc_total
+    out, acc, emi = out.cpu(), acc.cpu(), emi.cpu()
+    for b in range(batch):
+        if b == 1:
+            assert int(emi[b]) == 3 and int(acc[b]) == n - 1
+            assert out[b].tolist() == want[b, :4].tolist() + [-1, -1]
+        else:
+            assert int(emi[b]) == n and int(acc[b]) == n and out[b].tolist() == want[b].tolist()
+
+
 if __name__ == "__main__":
     if not ON_DEVICE:
         print(f"skipped: needs torch with {DEVICE}")
@@ -1051,7 +1077,8 @@ if __name__ == "__main__":
               ("test_activations", test_activations), ("test_rope", test_rope), ("test_sampling_ops", test_sampling_ops),
               ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies),
               ("test_sampling_generator", test_sampling_generator), ("test_prefill_custom_mask", test_prefill_custom_mask),
-              ("test_sampling_from_logits", test_sampling_from_logits), ("test_block_sparse_wrapper", test_block_sparse_wrapper)]
+              ("test_sampling_from_logits", test_sampling_from_logits), ("test_block_sparse_wrapper", test_block_sparse_wrapper),
+              ("test_chain_speculative_sampling", test_chain_speculative_sampling)]
     if HAVE_CUDA:
         tests.append(("test_sampling_generator_cuda_graph", test_sampling_generator_cuda_graph))
     for name, fn in tests:

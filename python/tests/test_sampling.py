@@ -353,3 +353,68 @@ def test_top_k_top_p_sampling_from_logits_is_upstreams_composition(order):
         assert keep[b][s[b]], f"row {b}: token {s[b]} outside the filtered support"
     with pytest.raises(ValueError, match="filter_apply_order"):
         fi.top_k_top_p_sampling_from_logits(logits, 10, 0.5, filter_apply_order="bogus", seed=5)
+
+
+def _chain_inputs(rng, batch, n, vocab):
+    draft = probs_rows(rng, batch * n, vocab, scale=1.5).reshape(batch, n, vocab)
+    target = probs_rows(rng, batch * (n + 1), vocab, scale=1.5).reshape(batch, n + 1, vocab)
+    ids = np.stack([[rng.choice(vocab, p=draft[b, i].astype(np.float64) / draft[b, i].astype(np.float64).sum())
+                     for i in range(n)] for b in range(batch)]).astype(np.int32)
+    return draft, ids, target
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_chain_speculative_sampling_structure(n):
+    """An accepted prefix, the drawn token, -1 after; emitted + 1 tokens; accepted >= emitted;
+    reproducible per seed; maybe_output_* accumulate in place (upstream's +=)."""
+    rng = np.random.default_rng(40 + n)
+    batch, vocab = 32, 20
+    draft, ids, target = _chain_inputs(rng, batch, n, vocab)
+    out, acc, emi = fi.chain_speculative_sampling(draft, ids, target, seed=9)
+    assert out.shape == (batch, n + 1) and out.dtype == np.int32
+    for b in range(batch):
+        e = int(emi[b])
+        assert 0 <= e <= n and e <= acc[b] <= n
+        np.testing.assert_array_equal(out[b, :e], ids[b, :e])
+        assert 0 <= out[b, e] < vocab and np.all(out[b, e + 1:] == -1)
+    o2, a2, e2 = fi.chain_speculative_sampling(draft, ids, target, seed=9)
+    np.testing.assert_array_equal(o2, out)
+    np.testing.assert_array_equal(a2, acc)
+    total_a, total_e = np.full(batch, 5, np.int32), np.full(batch, 7, np.int32)
+    _, ra, re = fi.chain_speculative_sampling(draft, ids, target, total_a, total_e, seed=9)
+    assert ra is total_a and re is total_e
+    np.testing.assert_array_equal(total_a, acc + 5)
+    np.testing.assert_array_equal(total_e, emi + 7)
+
+
+def test_chain_speculative_sampling_one_hot_target():
+    """A one-hot target: a draft token is accepted iff it is the target's token, and the drawn token
+    is the target's (upstream's test): drafts equal to the targets emit every token plus the bonus."""
+    rng = np.random.default_rng(44)
+    batch, n, vocab = 8, 4, 16
+    draft, _, _ = _chain_inputs(rng, batch, n, vocab)
+    want = rng.integers(0, vocab, (batch, n + 1)).astype(np.int32)
+    target = np.zeros((batch, n + 1, vocab), np.float32)
+    target[np.arange(batch)[:, None], np.arange(n + 1)[None, :], want] = 1
+    ids = want[:, :n].copy()
+    ids[3, 2] = (ids[3, 2] + 1) % vocab  # request 3 is rejected at position 2
+    draft[3, 2, ids[3, 2]] = max(draft[3, 2, ids[3, 2]], 0.01)
+    out, acc, emi = fi.chain_speculative_sampling(draft, ids, target, seed=1)
+    for b in range(batch):
+        if b == 3:
+            assert emi[b] == 2 and acc[b] == n - 1
+            np.testing.assert_array_equal(out[b], np.concatenate([want[b, :3], [-1, -1]]))
+        else:
+            assert emi[b] == n and acc[b] == n
+            np.testing.assert_array_equal(out[b], want[b])
+
+
+def test_chain_speculative_sampling_errors():
+    rng = np.random.default_rng(45)
+    draft, ids, target = _chain_inputs(rng, 2, 3, 10)
+    with pytest.raises(ValueError):
+        fi.chain_speculative_sampling(draft, ids[:, :2], target, seed=1)
+    with pytest.raises(ValueError):
+        fi.chain_speculative_sampling(draft, ids, target[:, :3], seed=1)
+    with pytest.raises(NotImplementedError):
+        fi.chain_speculative_sampling(draft, ids, target, generator=fi.SamplingGenerator(1, 0))

@@ -321,6 +321,20 @@ enum {
 int flashinfer_swift_sampling_op(int32_t op, const DLTensor* input, const flashinfer_swift_row_param* param,
                                  const DLTensor* out, void* stream);
 
+/*
+ * Chain speculative sampling (upstream's chain_speculative_sampling): draft_probs [B, n, V] and
+ * target_probs [B, n + 1, V] (float32, float16 or bfloat16, one device); draft_token_ids: B * n
+ * int32 on the host (num_ids = B * n); the Philox streams (row b: (seed, b, offset)) by value.
+ * Writes, into host arrays, output_token_ids [B, n + 1] int32 (the emitted draft tokens, then the
+ * token drawn at the first rejection, or the bonus token; -1 after), accepted [B] (every draft
+ * position's acceptance test, counted) and emitted [B] (the accepted prefix's length). A CUDA call
+ * runs on `stream` and waits for it (the counts come back to the host).
+ */
+int flashinfer_swift_chain_speculative_sampling(const DLTensor* draft_probs, const DLTensor* target_probs,
+                                                const int32_t* draft_token_ids, int64_t num_ids, uint64_t seed,
+                                                uint64_t offset, int32_t* output_token_ids, int32_t* accepted,
+                                                int32_t* emitted, void* stream);
+
 #ifdef __cplusplus
 }
 #endif
