@@ -1,8 +1,8 @@
 // The C ABI (Sources/CFlashInferABI/include/flashinfer_swift.h), exported from
 // libflashinfer_swift.so with @_cdecl. Every entry point catches every error: it returns a status
 // and leaves the message in a thread-local slot (flashinfer_swift_last_error). DLPack tensors on
-// the CPU run on the CPU reference backend; CUDA tensors (single decode / prefill) run the GPU kernels
-// on the caller's stream in the primary context; the merges take CPU tensors only for now.
+// the CPU run on the CPU reference backend; CUDA tensors run the GPU kernels
+// on the caller's stream in the primary context.
 import CFlashInferABI
 import FlashInfer
 import FlashInferCUDA
@@ -241,7 +241,7 @@ func requireCPU(_ t: DLTensor, name: String) throws(ABIFailure) {
     switch UInt32(t.device.device_type.rawValue) {
     case kDLCPU.rawValue: return
     case kDLCUDA.rawValue:
-        throw .unsupported("\(name): a CUDA tensor where this call takes CPU tensors (single decode / prefill take CUDA tensors, every tensor of a call on one device; the merges take CPU tensors for now)")
+        throw .unsupported("\(name): a CUDA tensor among CPU tensors (every tensor of a call must be on the same device)")
     default: throw .invalid("\(name): DLPack device type \(t.device.device_type.rawValue) is not supported")
     }
 }
@@ -366,11 +366,12 @@ public func flashinfer_swift_merge_state(_ va: UnsafePointer<DLTensor>?, _ sa: U
                                          _ sb: UnsafePointer<DLTensor>?, _ vOut: UnsafePointer<DLTensor>?,
                                          _ sOut: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let (a, sA, b, sB) = (try hostTensor(va, name: "v_a"), try hostTensor(sa, name: "s_a"),
-                              try hostTensor(vb, name: "v_b"), try hostTensor(sb, name: "s_b"))
-        let r = try library { () throws(FlashInferError) in try mergeState(va: a, sa: sA, vb: b, sb: sB, backend: .cpu) }
-        try write(r.v, into: vOut, name: "v_out")
-        try write(r.s, into: sOut, name: "s_out")
+        let side = try OpSide(first: va, stream: stream)
+        let (a, sA, b, sB) = (try side.tensor(va, name: "v_a"), try side.tensor(sa, name: "s_a"),
+                              try side.tensor(vb, name: "v_b"), try side.tensor(sb, name: "s_b"))
+        let r = try library { () throws(FlashInferError) in try mergeState(va: a, sa: sA, vb: b, sb: sB, backend: side.backend) }
+        try side.copyResult(r.v, into: vOut, name: "v_out")
+        try side.copyResult(r.s, into: sOut, name: "s_out")
     }
 }
 
@@ -379,15 +380,16 @@ public func flashinfer_swift_merge_state_in_place(_ v: UnsafePointer<DLTensor>?,
                                                   _ vOther: UnsafePointer<DLTensor>?, _ sOther: UnsafePointer<DLTensor>?,
                                                   _ mask: UnsafePointer<UInt8>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
     guarded { () throws(ABIFailure) in
-        // The library merges into host copies of v and s, which are then written back.
-        let (vt, st) = (try hostTensor(v, name: "v"), try hostTensor(s, name: "s"))
-        let (vo, so) = (try hostTensor(vOther, name: "v_other"), try hostTensor(sOther, name: "s_other"))
+        // CUDA: merged in place in the caller's memory. CPU: into host copies of v and s, written back.
+        let side = try OpSide(first: v, stream: stream)
+        let (vt, st) = (try side.tensor(v, name: "v"), try side.tensor(s, name: "s"))
+        let (vo, so) = (try side.tensor(vOther, name: "v_other"), try side.tensor(sOther, name: "s_other"))
         let m = mask.map { p in (0..<(vt.shape.first ?? 0)).map { p[$0] } }
         try library { () throws(FlashInferError) in
-            try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, mask: m, backend: .cpu)
+            try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, mask: m, backend: side.backend)
         }
-        try write(vt, into: v, name: "v")
-        try write(st, into: s, name: "s")
+        try side.writeBack(vt, into: v, name: "v")
+        try side.writeBack(st, into: s, name: "s")
     }
 }
 
@@ -395,9 +397,10 @@ public func flashinfer_swift_merge_state_in_place(_ v: UnsafePointer<DLTensor>?,
 public func flashinfer_swift_merge_states(_ v: UnsafePointer<DLTensor>?, _ s: UnsafePointer<DLTensor>?, _ vOut: UnsafePointer<DLTensor>?,
                                           _ sOut: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let (vt, st) = (try hostTensor(v, name: "v"), try hostTensor(s, name: "s"))
-        let r = try library { () throws(FlashInferError) in try mergeStates(v: vt, s: st, backend: .cpu) }
-        try write(r.v, into: vOut, name: "v_out")
-        try write(r.s, into: sOut, name: "s_out")
+        let side = try OpSide(first: v, stream: stream)
+        let (vt, st) = (try side.tensor(v, name: "v"), try side.tensor(s, name: "s"))
+        let r = try library { () throws(FlashInferError) in try mergeStates(v: vt, s: st, backend: side.backend) }
+        try side.copyResult(r.v, into: vOut, name: "v_out")
+        try side.copyResult(r.s, into: sOut, name: "s_out")
     }
 }

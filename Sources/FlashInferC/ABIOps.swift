@@ -29,6 +29,23 @@ struct OpSide {
         return try hostTensor(p, name: name)
     }
 
+    /// A result the library allocated (contiguous) copied into the caller's tensor of the same shape
+    /// and dtype: on CUDA a device-to-device copy on the call's stream (the caller's tensor must be
+    /// contiguous), on the CPU element by element through the caller's strides.
+    func copyResult(_ r: Tensor, into p: UnsafePointer<DLTensor>?, name: String) throws(ABIFailure) {
+        guard let device, case .cuda(let stream) = backend else { return try write(r, into: p, name: name) }
+        let o = try deviceTensor(p, name: name, device: device)
+        guard o.shape == r.shape, o.dtype == r.dtype else {
+            throw .invalid("\(name): shape \(o.shape) \(o.dtype.rawValue), expected \(r.shape) \(r.dtype.rawValue)")
+        }
+        guard o.isContiguous else { throw .invalid("\(name): strides \(o.strides): a CUDA output must be contiguous") }
+        let n = r.count * r.dtype.byteSize
+        guard n > 0, let ob = o.buffer, let rb = r.buffer, let oa = o.deviceAddress, let ra = r.deviceAddress else { return }
+        do throws(CUDAError) {
+            try ob.copy(from: rb, byteCount: n, sourceOffset: Int(ra - rb.address), offset: Int(oa - ob.address), stream: stream)
+        } catch { throw ABIFailure(.cuda(error)) }
+    }
+
     /// CPU only: a result (a host tensor) copied into the caller's tensor. Nothing on CUDA, where
     /// the library wrote the caller's memory itself.
     func writeBack(_ t: Tensor, into p: UnsafePointer<DLTensor>?, name: String) throws(ABIFailure) {

@@ -1088,8 +1088,14 @@ def append_paged_kv_cache(append_key, append_value, batch_indices, positions, pa
 
 
 def _states_out(v, s, shape):
+    """The merged state's outputs: torch tensors on v's device for torch inputs (CUDA: the kernels on
+    the current stream), NaN-filled NumPy arrays for NumPy inputs."""
+    if _is_torch(v) and _is_torch(s):
+        import torch
+        return (torch.empty(tuple(shape), dtype=v.dtype, device=v.device),
+                torch.empty(tuple(shape[:-1]), dtype=torch.float32, device=v.device))
     if not isinstance(v, np.ndarray) or not isinstance(s, np.ndarray):
-        raise TypeError("v and s must be numpy.ndarray (CPU tensors)")
+        raise TypeError("v and s must both be torch tensors or both numpy.ndarray")
     return np.full(shape, np.nan, dtype=v.dtype), np.full(shape[:-1], np.nan, dtype=np.float32)
 
 
@@ -1099,7 +1105,7 @@ def merge_state(v_a, s_a, v_b, s_b):
     v_out, s_out = _states_out(v_a, s_a, v_a.shape)
     ts = [_Tensor(v_a, "v_a"), _Tensor(s_a, "s_a"), _Tensor(v_b, "v_b"), _Tensor(s_b, "s_b"),
           _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
-    _check(_library().flashinfer_swift_merge_state(*[t.ref() for t in ts], None))
+    _check(_library().flashinfer_swift_merge_state(*[t.ref() for t in ts], _stream_of(v_a)))
     return v_out, s_out
 
 
@@ -1109,11 +1115,12 @@ def merge_state_in_place(v, s, v_other, s_other, mask=None):
     ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_other, "v_other"), _Tensor(s_other, "s_other")]
     m = None
     if mask is not None:
-        m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
+        m = np.ascontiguousarray(_numpy(mask), dtype=np.uint8)  # read on the host (a CUDA mask is copied back)
         if m.shape != (v.shape[0],):
             raise ValueError(f"mask: shape {m.shape}, expected ({v.shape[0]},)")
     _check(_library().flashinfer_swift_merge_state_in_place(*[t.ref() for t in ts],
-                                                             ctypes.c_void_p(m.ctypes.data) if m is not None else None, None))
+                                                             ctypes.c_void_p(m.ctypes.data) if m is not None else None,
+                                                             _stream_of(v)))
 
 
 def merge_states(v, s):
@@ -1123,7 +1130,7 @@ def merge_states(v, s):
         raise ValueError(f"v: expected 4 dimensions [n, num_states, H, D], got {v.ndim}")
     v_out, s_out = _states_out(v, s, (v.shape[0], v.shape[2], v.shape[3]))
     ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
-    _check(_library().flashinfer_swift_merge_states(*[t.ref() for t in ts], None))
+    _check(_library().flashinfer_swift_merge_states(*[t.ref() for t in ts], _stream_of(v)))
     return v_out, s_out
 
 

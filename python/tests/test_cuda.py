@@ -1062,6 +1062,47 @@ def test_chain_speculative_sampling():
             assert int(emi[b]) == n and int(acc[b]) == n and out[b].tolist() == want[b].tolist()
 
 
+@needs_device
+def test_merge_states():
+    """merge_state / merge_state_in_place (masked) / merge_states on DEVICE torch tensors against a
+    float64 reference (base-2 LSE; an empty state: -inf)."""
+    g = _cpu_gen(45)
+
+    def ref(vs, ss):
+        vs, ss = vs.double().cpu(), ss.double().cpu()
+        m = ss.max(0).values
+        mm = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        w = torch.where(torch.isfinite(ss), torch.exp2(ss - mm), torch.zeros_like(ss))
+        d = w.sum(0)
+        v = torch.where(d[..., None] > 0, (w[..., None] * vs).sum(0) / d.clamp_min(1e-300)[..., None], torch.zeros(()).double())
+        return v, torch.where(d > 0, torch.log2(d.clamp_min(1e-300)) + mm, torch.full_like(d, float("-inf")))
+
+    n, h, d = 129, 8, 128
+    va, vb = (torch.randn(n, h, d, generator=g).half().to(DEVICE) for _ in range(2))
+    sa, sb = ((torch.randn(n, h, generator=g) * 4).float().to(DEVICE) for _ in range(2))
+    sa[3] = float("-inf")
+    v, s = fi.merge_state(va, sa, vb, sb)
+    _sync()
+    assert v.device.type == DEVICE and v.dtype == torch.float16 and s.dtype == torch.float32
+    rv, rs = ref(torch.stack([va, vb]), torch.stack([sa, sb]))
+    close(v, rv, 2e-3, 2e-3, "merge_state v")
+    close(s, rs, 1e-4, 1e-4, "merge_state s")
+    mask = torch.rand(n, generator=g) < 0.5
+    v2, s2 = va.clone(), sa.clone()
+    fi.merge_state_in_place(v2, s2, vb, sb, mask=mask.to(DEVICE))
+    _sync()
+    keep = mask[:, None, None].to(DEVICE)
+    close(v2, torch.where(keep, rv.to(DEVICE), va.double()), 2e-3, 2e-3, "merge_state_in_place v")
+    close(s2, torch.where(keep[..., 0], rs.to(DEVICE), sa.double()), 1e-4, 1e-4, "merge_state_in_place s")
+    vs = torch.randn(n, 5, h, d, generator=g).half().to(DEVICE)
+    ss = (torch.randn(n, 5, h, generator=g) * 4).float().to(DEVICE)
+    v3, s3 = fi.merge_states(vs, ss)
+    _sync()
+    rv3, rs3 = ref(vs.transpose(0, 1), ss.transpose(0, 1))
+    close(v3, rv3, 2e-3, 2e-3, "merge_states v")
+    close(s3, rs3, 1e-4, 1e-4, "merge_states s")
+
+
 if __name__ == "__main__":
     if not ON_DEVICE:
         print(f"skipped: needs torch with {DEVICE}")
@@ -1078,7 +1119,7 @@ if __name__ == "__main__":
               ("test_samplers", test_samplers), ("test_sampling_frequencies", test_sampling_frequencies),
               ("test_sampling_generator", test_sampling_generator), ("test_prefill_custom_mask", test_prefill_custom_mask),
               ("test_sampling_from_logits", test_sampling_from_logits), ("test_block_sparse_wrapper", test_block_sparse_wrapper),
-              ("test_chain_speculative_sampling", test_chain_speculative_sampling)]
+              ("test_chain_speculative_sampling", test_chain_speculative_sampling), ("test_merge_states", test_merge_states)]
     if HAVE_CUDA:
         tests.append(("test_sampling_generator_cuda_graph", test_sampling_generator_cuda_graph))
     for name, fn in tests:

@@ -10,9 +10,9 @@
  * kDLCUDA tensors: the GPU kernels, in the device's primary context (the one PyTorch uses),
  * enqueued on the caller's `stream` (a CUstream; NULL = the legacy default stream) and returning
  * before they run; the caller's memory is read and written in place, never copied or freed, and must
- * stay alive until that stream has run the call. Every tensor of a call on one device; the merges
- * take kDLCPU tensors only for now (kDLCUDA: UNSUPPORTED). The caller orders its own memory across
- * its streams (as PyTorch does); the library orders only its internal buffers.
+ * stay alive until that stream has run the call. Every tensor of a call on one device. The caller
+ * orders its own memory across its streams (as PyTorch does); the library orders only its internal
+ * buffers.
  *
  * Handles (the wrappers below): calls on one handle must not overlap (one thread at a time, as with
  * upstream's wrappers); different handles may be used from different threads at once. A handle's
@@ -105,6 +105,8 @@ int flashinfer_swift_single_prefill(const DLTensor* q, const DLTensor* k, const 
  *   merge_state:          (v_out, s_out) = (v_a, s_a) (+) (v_b, s_b)
  *   merge_state_in_place: (v, s) = (v, s) (+) (v_other, s_other) where mask[i] != 0 (mask: n bytes or NULL)
  *   merge_states:         v [n, S, H, D], s [n, S, H] -> v_out [n, H, D], s_out [n, H]
+ * CPU or CUDA tensors (CUDA: the kernels on `stream`; v_out / s_out contiguous, written by a device
+ * copy of the merged result; the mask is read on the host).
  */
 int flashinfer_swift_merge_state(const DLTensor* v_a, const DLTensor* s_a, const DLTensor* v_b, const DLTensor* s_b,
                                  const DLTensor* v_out, const DLTensor* s_out, void* stream);
