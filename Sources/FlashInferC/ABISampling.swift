@@ -226,6 +226,64 @@ public func flashinfer_swift_sampling_op(_ opKind: Int32, _ input: UnsafePointer
     }
 }
 
+/// Where a chain speculative call through the ABI takes its Philox seed and offset.
+enum ABIChainSeed {
+    case values(seed: UInt64, offset: UInt64)
+    case tensors(seed: UnsafePointer<DLTensor>?, offset: UnsafePointer<DLTensor>?, advance: Bool)
+}
+
+/// `chainSpeculativeSampling` on the ABI's tensors, its host results written into the caller's arrays.
+func abiChainSpeculative(_ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?,
+                         _ draftTokenIds: UnsafePointer<Int32>?, _ numIds: Int64, _ seed: ABIChainSeed,
+                         _ outputTokenIds: UnsafeMutablePointer<Int32>?, _ accepted: UnsafeMutablePointer<Int32>?,
+                         _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
+    let side = try OpSide(first: draftProbs, stream: stream)
+    let d = try side.tensor(draftProbs, name: "draft_probs")
+    let t = try side.tensor(targetProbs, name: "target_probs")
+    guard numIds >= 0 else { throw .invalid("num_ids \(numIds) < 0") }
+    guard numIds == 0 || draftTokenIds != nil else { throw .invalid("draft_token_ids: NULL") }
+    let ids = (0..<Int(numIds)).map { draftTokenIds![$0] }
+    let r: ChainSpeculativeOutput
+    switch seed {
+    case .values(let seed, let offset):
+        r = try library { () throws(FlashInferError) in
+            try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: offset,
+                                         backend: side.backend)
+        }
+    case .tensors(let sArr, let oArr, let advance):
+        func word(_ p: UnsafePointer<DLTensor>?, _ name: String) throws(ABIFailure) -> UnsafeMutableRawPointer {
+            let w = try indexBuffer(p, name: name, count: 1, bits: 64, codes: [kDLInt.rawValue, kDLUInt.rawValue],
+                                    what: "int64 or uint64 (one element)", device: side.device, countName: "one element")
+            guard let w else { throw .invalid("\(name): data is NULL") }
+            return w
+        }
+        let (sp, op) = (try word(sArr, "seed"), try word(oArr, "offset"))
+        if let device = side.device {
+            func buffer(_ p: UnsafeMutableRawPointer) -> DeviceBuffer {
+                DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 8, device: device)
+            }
+            let g = SamplingGenerator(seed: buffer(sp), offset: buffer(op), advances: advance)
+            r = try library { () throws(FlashInferError) in
+                try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: side.backend)
+            }
+        } else {
+            let g = SamplingGenerator(seed: sp.loadUnaligned(as: UInt64.self), offset: op.loadUnaligned(as: UInt64.self))
+            r = try library { () throws(FlashInferError) in
+                try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: .cpu)
+            }
+            if advance { op.storeBytes(of: try library { () throws(FlashInferError) in try g.state().offset }, as: UInt64.self) }
+        }
+    }
+    let batch = r.acceptedTokenNum.count
+    guard r.outputTokenIds.isEmpty || outputTokenIds != nil else { throw .invalid("output_token_ids: NULL") }
+    guard batch == 0 || (accepted != nil && emitted != nil) else { throw .invalid("accepted / emitted: NULL") }
+    for (i, x) in r.outputTokenIds.enumerated() { outputTokenIds![i] = x }
+    for i in 0..<batch {
+        accepted![i] = r.acceptedTokenNum[i]
+        emitted![i] = r.emittedDraftTokenNum[i]
+    }
+}
+
 @_cdecl("flashinfer_swift_chain_speculative_sampling")
 public func flashinfer_swift_chain_speculative_sampling(
     _ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<Int32>?,
@@ -233,23 +291,21 @@ public func flashinfer_swift_chain_speculative_sampling(
     _ accepted: UnsafeMutablePointer<Int32>?, _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let side = try OpSide(first: draftProbs, stream: stream)
-        let d = try side.tensor(draftProbs, name: "draft_probs")
-        let t = try side.tensor(targetProbs, name: "target_probs")
-        guard numIds >= 0 else { throw .invalid("num_ids \(numIds) < 0") }
-        guard numIds == 0 || draftTokenIds != nil else { throw .invalid("draft_token_ids: NULL") }
-        let ids = (0..<Int(numIds)).map { draftTokenIds![$0] }
-        let r = try library { () throws(FlashInferError) in
-            try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: offset,
-                                         backend: side.backend)
-        }
-        let batch = r.acceptedTokenNum.count
-        guard r.outputTokenIds.isEmpty || outputTokenIds != nil else { throw .invalid("output_token_ids: NULL") }
-        guard batch == 0 || (accepted != nil && emitted != nil) else { throw .invalid("accepted / emitted: NULL") }
-        for (i, x) in r.outputTokenIds.enumerated() { outputTokenIds![i] = x }
-        for i in 0..<batch {
-            accepted![i] = r.acceptedTokenNum[i]
-            emitted![i] = r.emittedDraftTokenNum[i]
-        }
+        try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds, .values(seed: seed, offset: offset),
+                                outputTokenIds, accepted, emitted, stream)
+    }
+}
+
+@_cdecl("flashinfer_swift_chain_speculative_sampling_seed_tensors")
+public func flashinfer_swift_chain_speculative_sampling_seed_tensors(
+    _ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<Int32>?,
+    _ numIds: Int64, _ seedArr: UnsafePointer<DLTensor>?, _ offsetArr: UnsafePointer<DLTensor>?, _ advance: Int32,
+    _ outputTokenIds: UnsafeMutablePointer<Int32>?, _ accepted: UnsafeMutablePointer<Int32>?,
+    _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?
+) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds,
+                                .tensors(seed: seedArr, offset: offsetArr, advance: advance != 0), outputTokenIds, accepted,
+                                emitted, stream)
     }
 }

@@ -190,6 +190,10 @@ def _library():
         lib.flashinfer_swift_chain_speculative_sampling.argtypes = [dl, dl, i32p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64,
                                                                     i32p, i32p, i32p, ctypes.c_void_p]
         lib.flashinfer_swift_chain_speculative_sampling.restype = ctypes.c_int
+        lib.flashinfer_swift_chain_speculative_sampling_seed_tensors.argtypes = [dl, dl, i32p, ctypes.c_int64, dl, dl,
+                                                                                 ctypes.c_int32, i32p, i32p, i32p,
+                                                                                 ctypes.c_void_p]
+        lib.flashinfer_swift_chain_speculative_sampling_seed_tensors.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
@@ -1594,24 +1598,34 @@ def chain_speculative_sampling(draft_probs, draft_token_ids, target_probs, maybe
     relu(p_target - p_draft) (after n acceptances, the bonus token from p_target). Returns
     (output_token_ids [B, n + 1] int32, -1 after the drawn token; accepted [B]; emitted [B]); with
     maybe_output_* given, the counts are added to them in place and they are returned, as
-    upstream. Seeds as the samplers (row b: Philox (seed, b, offset); a torch generator advances by
-    B * (n + 1), rounded up to 4); a SamplingGenerator is not supported here yet. A CUDA call waits
-    for its stream (the counts come back through the host)."""
-    if isinstance(generator, SamplingGenerator):
-        raise NotImplementedError("chain_speculative_sampling with a SamplingGenerator is not supported yet: pass seed= / "
-                                  "offset= or a torch.Generator")
+    upstream. Seeds as the samplers (row b: Philox (seed, b, offset); a torch generator or a
+    SamplingGenerator advances by B * (n + 1), rounded up to 4; seed / offset may be upstream's
+    1-element tensors, read when the call runs). A CUDA call waits for its stream (the counts come
+    back through the host)."""
     if len(draft_probs.shape) != 3:
         raise ValueError(f"draft_probs: shape {tuple(draft_probs.shape)}, expected [batch, num_draft, vocab]")
     b, n = int(draft_probs.shape[0]), int(draft_probs.shape[1])
-    s, o = _seed_offset(draft_probs, generator, seed, offset, b * (n + 1))
+    if isinstance(generator, SamplingGenerator):
+        words, advance = generator._words(), 1
+        if _is_torch(draft_probs) != _is_torch(generator.state) or (_is_torch(draft_probs) and generator.device != draft_probs.device):
+            raise ValueError("generator: its state must be where draft_probs is")
+    else:
+        words, advance = _seed_tensors(draft_probs, seed, offset), 0
+    if words is None:
+        s, o = _seed_offset(draft_probs, generator, seed, offset, b * (n + 1))
     ids = np.ascontiguousarray(_numpy(draft_token_ids), dtype=np.int32).reshape(-1)
     out = np.full(b * (n + 1), -1, np.int32)
     acc, emi = np.zeros(b, np.int32), np.zeros(b, np.int32)
     i32p = ctypes.POINTER(ctypes.c_int32)
     td, tt = _Tensor(draft_probs, "draft_probs"), _Tensor(target_probs, "target_probs")
-    _check(_library().flashinfer_swift_chain_speculative_sampling(
-        td.ref(), tt.ref(), ids.ctypes.data_as(i32p), ids.shape[0], s, o, out.ctypes.data_as(i32p), acc.ctypes.data_as(i32p),
-        emi.ctypes.data_as(i32p), _stream_of(draft_probs)))
+    outs = (out.ctypes.data_as(i32p), acc.ctypes.data_as(i32p), emi.ctypes.data_as(i32p), _stream_of(draft_probs))
+    if words is None:
+        _check(_library().flashinfer_swift_chain_speculative_sampling(td.ref(), tt.ref(), ids.ctypes.data_as(i32p), ids.shape[0],
+                                                                      s, o, *outs))
+    else:
+        tw = [_index_tensor(w, name) for w, name in zip(words, ("seed", "offset"))]
+        _check(_library().flashinfer_swift_chain_speculative_sampling_seed_tensors(
+            td.ref(), tt.ref(), ids.ctypes.data_as(i32p), ids.shape[0], tw[0].ref(), tw[1].ref(), advance, *outs))
     out = out.reshape(b, n + 1)
     if _is_torch(draft_probs):
         import torch

@@ -1060,6 +1060,15 @@ def test_chain_speculative_sampling():
             assert out[b].tolist() == want[b, :4].tolist() + [-1, -1]
         else:
             assert int(emi[b]) == n and int(acc[b]) == n and out[b].tolist() == want[b].tolist()
+    # A SamplingGenerator on DEVICE: the draw at its state, then advanced by B * (n + 1) (rounded to 4).
+    soft = torch.softmax(torch.randn(batch, n + 1, vocab, generator=g), -1).to(DEVICE)
+    ids = ids.int().to(DEVICE)
+    gen = fi.SamplingGenerator(5, 4, device=DEVICE)
+    got = fi.chain_speculative_sampling(draft, ids, soft, generator=gen)
+    want = fi.chain_speculative_sampling(draft, ids, soft, seed=5, offset=4)
+    _sync()
+    assert all(torch.equal(a, w) for a, w in zip(got, want))
+    assert gen.get_state() == (5, 4 + (batch * (n + 1) + 3) // 4 * 4)
 
 
 @needs_device

@@ -416,5 +416,27 @@ def test_chain_speculative_sampling_errors():
         fi.chain_speculative_sampling(draft, ids[:, :2], target, seed=1)
     with pytest.raises(ValueError):
         fi.chain_speculative_sampling(draft, ids, target[:, :3], seed=1)
-    with pytest.raises(NotImplementedError):
-        fi.chain_speculative_sampling(draft, ids, target, generator=fi.SamplingGenerator(1, 0))
+    with pytest.raises(ValueError):
+        fi.chain_speculative_sampling(draft[0], ids, target, seed=1)
+
+
+def test_chain_speculative_sampling_generator_and_seed_tensors():
+    """A SamplingGenerator at (s, o) draws what seed=s, offset=o draws and advances by B * (n + 1)
+    rounded up to 4; upstream's 1-element seed / offset arrays are read, not advanced."""
+    rng = np.random.default_rng(46)
+    batch, n, vocab = 6, 3, 30
+    draft, ids, target = _chain_inputs(rng, batch, n, vocab)
+    g = fi.SamplingGenerator(77, 8)
+    got = fi.chain_speculative_sampling(draft, ids, target, generator=g)
+    want = fi.chain_speculative_sampling(draft, ids, target, seed=77, offset=8)
+    for a, w in zip(got, want):
+        np.testing.assert_array_equal(a, w)
+    inc = (batch * (n + 1) + 3) // 4 * 4
+    assert g.get_state() == (77, 8 + inc)
+    got2 = fi.chain_speculative_sampling(draft, ids, target, generator=g)
+    want2 = fi.chain_speculative_sampling(draft, ids, target, seed=77, offset=8 + inc)
+    np.testing.assert_array_equal(got2[0], want2[0])
+    seed_arr, offset_arr = np.array([77], np.int64), np.array([8], np.int64)
+    by_tensor = fi.chain_speculative_sampling(draft, ids, target, seed=seed_arr, offset=offset_arr)
+    np.testing.assert_array_equal(by_tensor[0], want[0])
+    assert offset_arr[0] == 8

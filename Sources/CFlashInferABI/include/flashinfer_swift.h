@@ -336,6 +336,14 @@ int flashinfer_swift_chain_speculative_sampling(const DLTensor* draft_probs, con
                                                 const int32_t* draft_token_ids, int64_t num_ids, uint64_t seed,
                                                 uint64_t offset, int32_t* output_token_ids, int32_t* accepted,
                                                 int32_t* emitted, void* stream);
+/* The same with the seed and offset read from 1-element int64 / uint64 tensors on the probabilities'
+ * device when the call runs (a generator's state); advance != 0 then adds B * (n + 1), rounded up to
+ * 4, to the offset on the stream. */
+int flashinfer_swift_chain_speculative_sampling_seed_tensors(const DLTensor* draft_probs, const DLTensor* target_probs,
+                                                             const int32_t* draft_token_ids, int64_t num_ids,
+                                                             const DLTensor* seed_arr, const DLTensor* offset_arr,
+                                                             int32_t advance, int32_t* output_token_ids, int32_t* accepted,
+                                                             int32_t* emitted, void* stream);
 
 #ifdef __cplusplus
 }
