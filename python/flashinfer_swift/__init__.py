@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
            "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "MultiLevelCascadeAttentionWrapper",
            "BlockSparseAttentionWrapper",
-           "append_paged_kv_cache",
+           "append_paged_kv_cache", "packbits", "segment_packbits",
            "get_batch_indices_positions", "get_seq_lens",
            "merge_state", "merge_state_in_place", "merge_states",
            "rmsnorm", "fused_add_rmsnorm", "gemma_rmsnorm", "gemma_fused_add_rmsnorm", "layernorm",
@@ -1034,6 +1034,40 @@ class MultiLevelCascadeAttentionWrapper(_Wrapper):
         return self._run_with(_library().flashinfer_swift_cascade_run, q, k, v, False, ())
 
     forward = run
+
+
+def packbits(x, bitorder="big"):
+    """Upstream's flashinfer.packbits (numpy.packbits): a boolean array, flattened, 8 values per
+    uint8, the first in the most ("big") or least ("little") significant bit; the last byte padded
+    with zeros. Torch in, torch out (on x's device; computed on the host)."""
+    if bitorder not in ("big", "little"):
+        raise ValueError(f"bitorder {bitorder!r} is not 'big' or 'little'")
+    out = np.packbits(np.asarray(_numpy(x), dtype=bool).reshape(-1), bitorder=bitorder)
+    if _is_torch(x):
+        import torch
+        return torch.from_numpy(out).to(x.device)
+    return out
+
+
+def segment_packbits(x, indptr, bitorder="big"):
+    """Upstream's flashinfer.segment_packbits: packbits of each segment x[indptr[i]:indptr[i+1]]
+    separately (each padded to whole bytes), concatenated. Returns (packed, new_indptr), new_indptr
+    the segments' byte offsets (int32, on indptr's device for torch)."""
+    if bitorder not in ("big", "little"):
+        raise ValueError(f"bitorder {bitorder!r} is not 'big' or 'little'")
+    bits = np.asarray(_numpy(x), dtype=bool).reshape(-1)
+    ip = _int32_array(indptr, "indptr")
+    if ip.shape[0] < 1 or ip[0] != 0 or np.any(np.diff(ip) < 0) or ip[-1] > bits.shape[0]:
+        raise ValueError(f"indptr: expected non-decreasing offsets from 0 to at most len(x) = {bits.shape[0]}")
+    lens = (np.diff(ip) + 7) // 8
+    new_ip = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+    packed = np.concatenate([np.packbits(bits[ip[i]:ip[i + 1]], bitorder=bitorder) for i in range(ip.shape[0] - 1)]
+                            + [np.zeros(0, np.uint8)]).astype(np.uint8)
+    if _is_torch(x) or _is_torch(indptr):
+        import torch
+        dev = x.device if _is_torch(x) else indptr.device
+        return torch.from_numpy(packed).to(dev), torch.from_numpy(new_ip).to(indptr.device if _is_torch(indptr) else dev)
+    return packed, new_ip
 
 
 def get_seq_lens(kv_indptr, kv_last_page_len, page_size):

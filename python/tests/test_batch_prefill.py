@@ -159,3 +159,20 @@ def test_cuda_graph_mode_on_the_cpu():
         fi.BatchPrefillWithPagedKVCacheWrapper(
             None, use_cuda_graph=True, qo_indptr_buf=np.zeros(b + 1, np.int32), paged_kv_indptr_buf=np.zeros(b + 1, np.int32),
             paged_kv_indices_buf=np.zeros(9, np.int32), paged_kv_last_page_len_buf=np.zeros(b + 1, np.int32))
+
+
+def test_packbits_and_segment_packbits():
+    """Upstream's flashinfer.packbits / segment_packbits: numpy.packbits per segment, byte offsets."""
+    rng = np.random.default_rng(12)
+    x = rng.random(37) < 0.5
+    for order in ("big", "little"):
+        np.testing.assert_array_equal(fi.packbits(x, order), np.packbits(x, bitorder=order))
+        indptr = np.array([0, 5, 5, 21, 37], np.int32)
+        packed, new = fi.segment_packbits(x, indptr, order)
+        np.testing.assert_array_equal(new, [0, 1, 1, 3, 5])
+        for i in range(4):
+            np.testing.assert_array_equal(packed[new[i]:new[i + 1]], np.packbits(x[indptr[i]:indptr[i + 1]], bitorder=order))
+    with pytest.raises(ValueError, match="bitorder"):
+        fi.packbits(x, "middle")
+    with pytest.raises(ValueError, match="indptr"):
+        fi.segment_packbits(x, np.array([0, 40], np.int32))
