@@ -93,6 +93,39 @@ enum ABISeed {
     case values(seed: UInt64, offset: UInt64)
     /// Two 8-byte words (host pointers for CPU probs, device addresses for CUDA), advanced or not.
     case tensors(seed: UnsafeMutableRawPointer, offset: UnsafeMutableRawPointer, advance: Bool)
+
+    /// Upstream's tensor form: the seed and offset 1-element int64 / uint64 tensors on the call's
+    /// device (nil: the CPU), read when the call runs.
+    static func tensors(_ seedArr: UnsafePointer<DLTensor>?, _ offsetArr: UnsafePointer<DLTensor>?, advance: Bool,
+                        device: Device?) throws(ABIFailure) -> ABISeed {
+        func word(_ p: UnsafePointer<DLTensor>?, _ name: String) throws(ABIFailure) -> UnsafeMutableRawPointer {
+            let w = try indexBuffer(p, name: name, count: 1, bits: 64, codes: [kDLInt.rawValue, kDLUInt.rawValue],
+                                    what: "int64 or uint64 (one element: per-request seeds and offsets are not supported)",
+                                    device: device, countName: "one element")
+            guard let w else { throw .invalid("\(name): data is NULL") }
+            return w
+        }
+        return .tensors(seed: try word(seedArr, "seed"), offset: try word(offsetArr, "offset"), advance: advance)
+    }
+}
+
+/// The generator over a `.tensors` seed's device words (the kernel reads them; `advance`: advanced after).
+func deviceGenerator(seed sp: UnsafeMutableRawPointer, offset op: UnsafeMutableRawPointer, advance: Bool,
+                     device: Device) -> SamplingGenerator {
+    func word(_ p: UnsafeMutableRawPointer) -> DeviceBuffer {
+        DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 8, device: device)
+    }
+    return SamplingGenerator(seed: word(sp), offset: word(op), advances: advance)
+}
+
+/// A CPU call with a `.tensors` seed: `draw` from a host generator at the words' state, then the
+/// offset word advanced when asked.
+func withHostGenerator<R>(seed sp: UnsafeMutableRawPointer, offset op: UnsafeMutableRawPointer, advance: Bool,
+                          _ draw: (SamplingGenerator) throws(FlashInferError) -> R) throws(FlashInferError) -> R {
+    let g = SamplingGenerator(seed: sp.loadUnaligned(as: UInt64.self), offset: op.loadUnaligned(as: UInt64.self))
+    let r = try draw(g)
+    if advance { op.storeBytes(of: try g.state().offset, as: UInt64.self) }
+    return r
 }
 
 /// Runs a sampler on the ABI's tensors: CUDA into the caller's buffers on its stream; CPU on the
@@ -121,10 +154,7 @@ func abiSample(_ probs: UnsafePointer<DLTensor>?, _ sampler: ABISampler, _ seed:
             case (.values(let seed, let offset), .fromLogits):
                 try launchSamplingFromLogits(x, seed: seed, offset: offset, samples: sb, valid: vb ?? nil, stream: st)
             case (.tensors(let sp, let op, let advance), _):
-                func word(_ p: UnsafeMutableRawPointer) -> DeviceBuffer {
-                    DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 8, device: device)
-                }
-                let g = SamplingGenerator(seed: word(sp), offset: word(op), advances: advance)
+                let g = deviceGenerator(seed: sp, offset: op, advance: advance, device: device)
                 switch sampler {
                 case .probs(let filter): try launchSampler(x, filter: filter, generator: g, samples: sb, valid: vb ?? nil, stream: st)
                 case .fromLogits: try launchSamplingFromLogits(x, generator: g, samples: sb, valid: vb ?? nil, stream: st)
@@ -143,14 +173,12 @@ func abiSample(_ probs: UnsafePointer<DLTensor>?, _ sampler: ABISampler, _ seed:
         switch seed {
         case .values(let seed, let offset): return try draw(seed, offset)
         case .tensors(let sp, let op, let advance):
-            let g = SamplingGenerator(seed: sp.loadUnaligned(as: UInt64.self), offset: op.loadUnaligned(as: UInt64.self))
-            let r: SamplingOutput
-            switch sampler {
-            case .probs(let filter): r = try sample(x, filter: filter, generator: g, backend: .cpu)
-            case .fromLogits: r = try samplingFromLogits(x, generator: g, backend: .cpu)
+            return try withHostGenerator(seed: sp, offset: op, advance: advance) { g throws(FlashInferError) in
+                switch sampler {
+                case .probs(let filter): try sample(x, filter: filter, generator: g, backend: .cpu)
+                case .fromLogits: try samplingFromLogits(x, generator: g, backend: .cpu)
+                }
             }
-            if advance { op.storeBytes(of: try g.state().offset, as: UInt64.self) }
-            return r
         }
     }
     for i in 0..<batch {
@@ -181,14 +209,7 @@ public func flashinfer_swift_sampling_seed_tensors(
     guarded { () throws(ABIFailure) in
         let sampler = try abiSampler(filterKind, order, topK: topK, topP: topP, minP: minP)
         let side = try OpSide(first: probs, stream: stream)
-        func word(_ p: UnsafePointer<DLTensor>?, _ name: String) throws(ABIFailure) -> UnsafeMutableRawPointer {
-            let w = try indexBuffer(p, name: name, count: 1, bits: 64, codes: [kDLInt.rawValue, kDLUInt.rawValue],
-                                    what: "int64 or uint64 (one element: per-request seeds and offsets are not supported)",
-                                    device: side.device, countName: "one element")
-            guard let w else { throw .invalid("\(name): data is NULL") }
-            return w
-        }
-        let seed = ABISeed.tensors(seed: try word(seedArr, "seed"), offset: try word(offsetArr, "offset"), advance: advance != 0)
+        let seed = try ABISeed.tensors(seedArr, offsetArr, advance: advance != 0, device: side.device)
         try abiSample(probs, sampler, seed, samples, valid, stream)
     }
 }
@@ -226,15 +247,9 @@ public func flashinfer_swift_sampling_op(_ opKind: Int32, _ input: UnsafePointer
     }
 }
 
-/// Where a chain speculative call through the ABI takes its Philox seed and offset.
-enum ABIChainSeed {
-    case values(seed: UInt64, offset: UInt64)
-    case tensors(seed: UnsafePointer<DLTensor>?, offset: UnsafePointer<DLTensor>?, advance: Bool)
-}
-
 /// `chainSpeculativeSampling` on the ABI's tensors, its host results written into the caller's arrays.
 func abiChainSpeculative(_ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?,
-                         _ draftTokenIds: UnsafePointer<Int32>?, _ numIds: Int64, _ seed: ABIChainSeed,
+                         _ draftTokenIds: UnsafePointer<Int32>?, _ numIds: Int64, _ seed: (Device?) throws(ABIFailure) -> ABISeed,
                          _ outputTokenIds: UnsafeMutablePointer<Int32>?, _ accepted: UnsafeMutablePointer<Int32>?,
                          _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
     let side = try OpSide(first: draftProbs, stream: stream)
@@ -243,35 +258,27 @@ func abiChainSpeculative(_ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: 
     guard numIds >= 0 else { throw .invalid("num_ids \(numIds) < 0") }
     guard numIds == 0 || draftTokenIds != nil else { throw .invalid("draft_token_ids: NULL") }
     let ids = (0..<Int(numIds)).map { draftTokenIds![$0] }
+    func call(_ g: SamplingGenerator?, seed: UInt64 = 0, offset: UInt64 = 0) throws(ABIFailure) -> ChainSpeculativeOutput {
+        try library { () throws(FlashInferError) in
+            if let g {
+                return try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: side.backend)
+            }
+            return try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: offset,
+                                                backend: side.backend)
+        }
+    }
     let r: ChainSpeculativeOutput
-    switch seed {
-    case .values(let seed, let offset):
-        r = try library { () throws(FlashInferError) in
-            try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: offset,
-                                         backend: side.backend)
-        }
-    case .tensors(let sArr, let oArr, let advance):
-        func word(_ p: UnsafePointer<DLTensor>?, _ name: String) throws(ABIFailure) -> UnsafeMutableRawPointer {
-            let w = try indexBuffer(p, name: name, count: 1, bits: 64, codes: [kDLInt.rawValue, kDLUInt.rawValue],
-                                    what: "int64 or uint64 (one element)", device: side.device, countName: "one element")
-            guard let w else { throw .invalid("\(name): data is NULL") }
-            return w
-        }
-        let (sp, op) = (try word(sArr, "seed"), try word(oArr, "offset"))
+    switch try seed(side.device) {
+    case .values(let s, let o): r = try call(nil, seed: s, offset: o)
+    case .tensors(let sp, let op, let advance):
         if let device = side.device {
-            func buffer(_ p: UnsafeMutableRawPointer) -> DeviceBuffer {
-                DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 8, device: device)
-            }
-            let g = SamplingGenerator(seed: buffer(sp), offset: buffer(op), advances: advance)
-            r = try library { () throws(FlashInferError) in
-                try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: side.backend)
-            }
+            r = try call(deviceGenerator(seed: sp, offset: op, advance: advance, device: device))
         } else {
-            let g = SamplingGenerator(seed: sp.loadUnaligned(as: UInt64.self), offset: op.loadUnaligned(as: UInt64.self))
             r = try library { () throws(FlashInferError) in
-                try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: .cpu)
+                try withHostGenerator(seed: sp, offset: op, advance: advance) { g throws(FlashInferError) in
+                    try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: .cpu)
+                }
             }
-            if advance { op.storeBytes(of: try library { () throws(FlashInferError) in try g.state().offset }, as: UInt64.self) }
         }
     }
     let batch = r.acceptedTokenNum.count
@@ -291,7 +298,7 @@ public func flashinfer_swift_chain_speculative_sampling(
     _ accepted: UnsafeMutablePointer<Int32>?, _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds, .values(seed: seed, offset: offset),
+        try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds, { _ in .values(seed: seed, offset: offset) },
                                 outputTokenIds, accepted, emitted, stream)
     }
 }
@@ -305,7 +312,7 @@ public func flashinfer_swift_chain_speculative_sampling_seed_tensors(
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
         try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds,
-                                .tensors(seed: seedArr, offset: offsetArr, advance: advance != 0), outputTokenIds, accepted,
-                                emitted, stream)
+                                { device throws(ABIFailure) in try ABISeed.tensors(seedArr, offsetArr, advance: advance != 0, device: device) },
+                                outputTokenIds, accepted, emitted, stream)
     }
 }

@@ -1512,6 +1512,22 @@ def _seed_offset(probs, generator, seed, offset, increment):
     return int(np.random.randint(0, 2 ** 63 - 1, dtype=np.int64)), 0
 
 
+def _philox_source(x, name, generator, seed, offset, increment):
+    """Where a sampler call takes its Philox (seed, offset): (words, advance, None, None) for a
+    SamplingGenerator's state words (advanced by the library) or upstream's seed / offset tensors
+    (read, not advanced); else (None, 0, seed, offset) by value (`_seed_offset`, which advances a
+    torch generator by `increment` rounded up to 4)."""
+    if isinstance(generator, SamplingGenerator):
+        if _is_torch(x) != _is_torch(generator.state) or (_is_torch(x) and generator.device != x.device):
+            raise ValueError(f"generator: its state must be where {name} is ({x.device if _is_torch(x) else 'numpy, host'})")
+        return generator._words(), 1, None, None
+    words = _seed_tensors(x, seed, offset)
+    if words is not None:
+        return words, 0, None, None
+    s, o = _seed_offset(x, generator, seed, offset, increment)
+    return None, 0, s, o
+
+
 def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, check_nan, seed, offset, return_valid, rounds):
     if indices is not None:
         probs = probs.index_select(0, indices.long()) if _is_torch(probs) else probs[_numpy(indices)]
@@ -1520,14 +1536,7 @@ def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, 
         if nan:
             raise ValueError("Input probs contains NaN.")
     batch = probs.shape[0]
-    if isinstance(generator, SamplingGenerator):
-        words, advance = generator._words(), 1
-        if _is_torch(probs) != _is_torch(generator.state) or (_is_torch(probs) and generator.device != probs.device):
-            raise ValueError(f"generator: its state must be where probs is ({probs.device if _is_torch(probs) else 'numpy, host'})")
-    else:
-        words, advance = _seed_tensors(probs, seed, offset), 0
-    if words is None:
-        s, o = _seed_offset(probs, generator, seed, offset, batch * rounds)
+    words, advance, s, o = _philox_source(probs, "probs", generator, seed, offset, batch * rounds)
     if _is_torch(probs):
         import torch
         samples = torch.empty(batch, dtype=torch.int32, device=probs.device)
@@ -1639,14 +1648,7 @@ def chain_speculative_sampling(draft_probs, draft_token_ids, target_probs, maybe
     if len(draft_probs.shape) != 3:
         raise ValueError(f"draft_probs: shape {tuple(draft_probs.shape)}, expected [batch, num_draft, vocab]")
     b, n = int(draft_probs.shape[0]), int(draft_probs.shape[1])
-    if isinstance(generator, SamplingGenerator):
-        words, advance = generator._words(), 1
-        if _is_torch(draft_probs) != _is_torch(generator.state) or (_is_torch(draft_probs) and generator.device != draft_probs.device):
-            raise ValueError("generator: its state must be where draft_probs is")
-    else:
-        words, advance = _seed_tensors(draft_probs, seed, offset), 0
-    if words is None:
-        s, o = _seed_offset(draft_probs, generator, seed, offset, b * (n + 1))
+    words, advance, s, o = _philox_source(draft_probs, "draft_probs", generator, seed, offset, b * (n + 1))
     ids = np.ascontiguousarray(_numpy(draft_token_ids), dtype=np.int32).reshape(-1)
     out = np.full(b * (n + 1), -1, np.int32)
     acc, emi = np.zeros(b, np.int32), np.zeros(b, np.int32)
