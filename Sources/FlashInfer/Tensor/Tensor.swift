@@ -236,7 +236,6 @@ extension Stream {
     /// tensors and buffers it reads wait for their last write on another stream; those it writes
     /// wait for every other stream's pending use and record this stream as their writer. Host
     /// tensors and nils are skipped.
-
     func order(reading: [Tensor?], writing: [Tensor?], readingBuffers: [DeviceBuffer?] = [],
                writingBuffers: [DeviceBuffer?] = []) throws(CUDAError) {
         try order(reads: reading.map { $0?.buffer } + readingBuffers, writes: writing.map { $0?.buffer } + writingBuffers)
