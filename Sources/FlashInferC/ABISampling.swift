@@ -35,6 +35,13 @@ func rowInts(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String) thro
 /// accepted DLPack type codes), on the call's device (nil: the CPU).
 func indexBuffer(_ p: UnsafePointer<DLTensor>?, name: String, count: Int, bits: UInt8, codes: [UInt32], what: String,
                  device: Device?, countName: String = "batch_size") throws(ABIFailure) -> UnsafeMutableRawPointer? {
+    try compactBuffer(p, name: name, shape: [count], bits: bits, codes: codes, what: what, device: device, shapeName: countName)
+}
+
+/// The address of a compact (row-major) tensor of exactly `shape`, elements of `bits` bits (`codes`:
+/// the accepted DLPack type codes), on the call's device (nil: the CPU).
+func compactBuffer(_ p: UnsafePointer<DLTensor>?, name: String, shape expected: [Int], bits: UInt8, codes: [UInt32], what: String,
+                   device: Device?, shapeName: String) throws(ABIFailure) -> UnsafeMutableRawPointer? {
     guard let t = p?.pointee else { throw .invalid("\(name): NULL tensor") }
     let isCUDA = UInt32(t.device.device_type.rawValue) == kDLCUDA.rawValue
     if let device {
@@ -48,9 +55,12 @@ func indexBuffer(_ p: UnsafePointer<DLTensor>?, name: String, count: Int, bits: 
         throw .invalid("\(name): DLPack dtype (code \(t.dtype.code), bits \(t.dtype.bits)), expected \(what)")
     }
     let (shape, strides) = try layout(of: t, name: name)
-    guard shape == [count] else { throw .invalid("\(name): shape \(shape), expected [\(count)] (\(countName))") }
-    guard count <= 1 || strides == [1] else { throw .invalid("\(name): strides \(strides), expected a compact 1-D tensor") }
-    guard count == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
+    guard shape == expected else { throw .invalid("\(name): shape \(shape), expected \(expected) (\(shapeName))") }
+    let compact = Tensor.contiguousStrides(shape)
+    for i in shape.indices where shape[i] > 1 && strides[i] != compact[i] {
+        throw .invalid("\(name): strides \(strides), expected a compact (row-major) tensor")
+    }
+    guard shape.contains(0) || t.data != nil else { throw .invalid("\(name): data is NULL") }
     return t.data.map { $0 + Int(t.byte_offset) }
 }
 
@@ -247,71 +257,84 @@ public func flashinfer_swift_sampling_op(_ opKind: Int32, _ input: UnsafePointer
     }
 }
 
-/// `chainSpeculativeSampling` on the ABI's tensors, its host results written into the caller's arrays.
-func abiChainSpeculative(_ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?,
-                         _ draftTokenIds: UnsafePointer<Int32>?, _ numIds: Int64, _ seed: (Device?) throws(ABIFailure) -> ABISeed,
-                         _ outputTokenIds: UnsafeMutablePointer<Int32>?, _ accepted: UnsafeMutablePointer<Int32>?,
-                         _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
+/// `chainSpeculativeSampling` on the ABI's tensors: CUDA tensors on the caller's stream (no copy
+/// back, no synchronization; graph-capturable); CPU tensors on the reference. Either way the tokens
+/// are written and the counts added into the caller's `accepted` / `emitted`.
+func abiChainSpeculative(_ draftProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<DLTensor>?,
+                         _ targetProbs: UnsafePointer<DLTensor>?, _ seed: (Device?) throws(ABIFailure) -> ABISeed,
+                         _ outputTokenIds: UnsafePointer<DLTensor>?, _ accepted: UnsafePointer<DLTensor>?,
+                         _ emitted: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
     let side = try OpSide(first: draftProbs, stream: stream)
     let d = try side.tensor(draftProbs, name: "draft_probs")
     let t = try side.tensor(targetProbs, name: "target_probs")
-    guard numIds >= 0 else { throw .invalid("num_ids \(numIds) < 0") }
-    guard numIds == 0 || draftTokenIds != nil else { throw .invalid("draft_token_ids: NULL") }
-    let ids = (0..<Int(numIds)).map { draftTokenIds![$0] }
-    func call(_ g: SamplingGenerator?, seed: UInt64 = 0, offset: UInt64 = 0) throws(ABIFailure) -> ChainSpeculativeOutput {
+    guard d.rank == 3 else { throw ABIFailure(FlashInferError.rank(tensor: "draft_probs", expected: 3, got: d.rank)) }
+    let (batch, n) = (d.shape[0], d.shape[1])
+    func int32s(_ p: UnsafePointer<DLTensor>?, _ name: String, _ shape: [Int], _ shapeName: String) throws(ABIFailure) -> UnsafeMutableRawPointer? {
+        try compactBuffer(p, name: name, shape: shape, bits: 32, codes: [kDLInt.rawValue], what: "int32", device: side.device,
+                          shapeName: shapeName)
+    }
+    let ids = try int32s(draftTokenIds, "draft_token_ids", [batch, n], "batch_size, num_speculate_tokens")
+    let out = try int32s(outputTokenIds, "output_token_ids", [batch, n + 1], "batch_size, num_speculate_tokens + 1")
+    let acc = try int32s(accepted, "output_accepted_token_num", [batch], "batch_size")
+    let emi = try int32s(emitted, "output_emitted_draft_token_num", [batch], "batch_size")
+    let seed = try seed(side.device)
+    if let device = side.device, case .cuda(let st) = side.backend {
+        func buffer(_ p: UnsafeMutableRawPointer?, _ count: Int) -> DeviceBuffer {
+            DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: p)), byteCount: 4 * count, device: device)
+        }
+        let (bi, bo, ba, be) = (buffer(ids, batch * n), buffer(out, batch * (n + 1)), buffer(acc, batch), buffer(emi, batch))
         try library { () throws(FlashInferError) in
-            if let g {
-                return try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: side.backend)
-            }
-            return try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: offset,
-                                                backend: side.backend)
-        }
-    }
-    let r: ChainSpeculativeOutput
-    switch try seed(side.device) {
-    case .values(let s, let o): r = try call(nil, seed: s, offset: o)
-    case .tensors(let sp, let op, let advance):
-        if let device = side.device {
-            r = try call(deviceGenerator(seed: sp, offset: op, advance: advance, device: device))
-        } else {
-            r = try library { () throws(FlashInferError) in
-                try withHostGenerator(seed: sp, offset: op, advance: advance) { g throws(FlashInferError) in
-                    try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, generator: g, backend: .cpu)
-                }
+            switch seed {
+            case .values(let s, let o):
+                try launchChainSpeculativeSampling(draftProbs: d, draftTokenIds: bi, targetProbs: t, seed: s, offset: o, outputTokenIds: bo,
+                                                   acceptedTokenNum: ba, emittedDraftTokenNum: be, stream: st)
+            case .tensors(let sp, let op, let advance):
+                try launchChainSpeculativeSampling(draftProbs: d, draftTokenIds: bi, targetProbs: t,
+                                                   generator: deviceGenerator(seed: sp, offset: op, advance: advance, device: device),
+                                                   outputTokenIds: bo, acceptedTokenNum: ba, emittedDraftTokenNum: be, stream: st)
             }
         }
+        return
     }
-    let batch = r.acceptedTokenNum.count
-    guard r.outputTokenIds.isEmpty || outputTokenIds != nil else { throw .invalid("output_token_ids: NULL") }
-    guard batch == 0 || (accepted != nil && emitted != nil) else { throw .invalid("accepted / emitted: NULL") }
-    for (i, x) in r.outputTokenIds.enumerated() { outputTokenIds![i] = x }
+    let hostIds = (0..<(batch * n)).map { ids!.load(fromByteOffset: 4 * $0, as: Int32.self) }
+    let r = try library { () throws(FlashInferError) in
+        switch seed {
+        case .values(let s, let o):
+            return try chainSpeculativeSampling(draftProbs: d, draftTokenIds: hostIds, targetProbs: t, seed: s, offset: o, backend: .cpu)
+        case .tensors(let sp, let op, let advance):
+            return try withHostGenerator(seed: sp, offset: op, advance: advance) { g throws(FlashInferError) in
+                try chainSpeculativeSampling(draftProbs: d, draftTokenIds: hostIds, targetProbs: t, generator: g, backend: .cpu)
+            }
+        }
+    }
+    for (i, x) in r.outputTokenIds.enumerated() { out!.storeBytes(of: x, toByteOffset: 4 * i, as: Int32.self) }
     for i in 0..<batch {
-        accepted![i] = r.acceptedTokenNum[i]
-        emitted![i] = r.emittedDraftTokenNum[i]
+        acc!.storeBytes(of: acc!.load(fromByteOffset: 4 * i, as: Int32.self) &+ r.acceptedTokenNum[i], toByteOffset: 4 * i, as: Int32.self)
+        emi!.storeBytes(of: emi!.load(fromByteOffset: 4 * i, as: Int32.self) &+ r.emittedDraftTokenNum[i], toByteOffset: 4 * i, as: Int32.self)
     }
 }
 
 @_cdecl("flashinfer_swift_chain_speculative_sampling")
 public func flashinfer_swift_chain_speculative_sampling(
-    _ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<Int32>?,
-    _ numIds: Int64, _ seed: UInt64, _ offset: UInt64, _ outputTokenIds: UnsafeMutablePointer<Int32>?,
-    _ accepted: UnsafeMutablePointer<Int32>?, _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?
+    _ draftProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?,
+    _ seed: UInt64, _ offset: UInt64, _ outputTokenIds: UnsafePointer<DLTensor>?, _ accepted: UnsafePointer<DLTensor>?,
+    _ emitted: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds, { _ in .values(seed: seed, offset: offset) },
+        try abiChainSpeculative(draftProbs, draftTokenIds, targetProbs, { _ in .values(seed: seed, offset: offset) },
                                 outputTokenIds, accepted, emitted, stream)
     }
 }
 
 @_cdecl("flashinfer_swift_chain_speculative_sampling_seed_tensors")
 public func flashinfer_swift_chain_speculative_sampling_seed_tensors(
-    _ draftProbs: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<Int32>?,
-    _ numIds: Int64, _ seedArr: UnsafePointer<DLTensor>?, _ offsetArr: UnsafePointer<DLTensor>?, _ advance: Int32,
-    _ outputTokenIds: UnsafeMutablePointer<Int32>?, _ accepted: UnsafeMutablePointer<Int32>?,
-    _ emitted: UnsafeMutablePointer<Int32>?, _ stream: UnsafeMutableRawPointer?
+    _ draftProbs: UnsafePointer<DLTensor>?, _ draftTokenIds: UnsafePointer<DLTensor>?, _ targetProbs: UnsafePointer<DLTensor>?,
+    _ seedArr: UnsafePointer<DLTensor>?, _ offsetArr: UnsafePointer<DLTensor>?, _ advance: Int32,
+    _ outputTokenIds: UnsafePointer<DLTensor>?, _ accepted: UnsafePointer<DLTensor>?, _ emitted: UnsafePointer<DLTensor>?,
+    _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        try abiChainSpeculative(draftProbs, targetProbs, draftTokenIds, numIds,
+        try abiChainSpeculative(draftProbs, draftTokenIds, targetProbs,
                                 { device throws(ABIFailure) in try ABISeed.tensors(seedArr, offsetArr, advance: advance != 0, device: device) },
                                 outputTokenIds, accepted, emitted, stream)
     }

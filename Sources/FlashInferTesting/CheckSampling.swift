@@ -288,6 +288,61 @@ func chainSpeculativeCases() -> [CheckCase] {
             return same >= batch - 1 ? nil : "\(same) of \(batch) requests' tokens equal the CPU's (expected >= \(batch - 1))"
         })
     }
+    cases.append(CheckCase(name: "sampling chain_speculative into device buffers: graph replays, counts added, bad buffers refused") { device, stream, rng in
+        let (batch, n, vocab, replays) = (24, 3, 32_000, 3)
+        let draft = softmaxRows(batch: batch * n, vocab: vocab, sigma: 2, rng: &rng)
+        let target = softmaxRows(batch: batch * (n + 1), vocab: vocab, sigma: 2, rng: &rng)
+        var ids: [Int32] = []
+        for r in 0..<(batch * n) { ids.append(Int32(hostDraw(Array(draft[(r * vocab)..<((r + 1) * vocab)]).map(Double.init), u: Double(rng.uniform())))) }
+        let d = try Tensor.host(draft, shape: [batch, n, vocab], dtype: .f32).toDevice(stream: stream)
+        let t = try Tensor.host(target, shape: [batch, n + 1, vocab], dtype: .f32).toDevice(stream: stream)
+        let idsBuffer = try device.upload(ids, stream: stream)
+        let out = try device.allocate(byteCount: 4 * batch * (n + 1))
+        let accepted = try device.allocate(byteCount: 4 * batch), emitted = try device.allocate(byteCount: 4 * batch)
+        // Running totals start away from zero: the kernel adds, as upstream's output_*_token_num.
+        let start0: [Int32] = (0..<batch).map { Int32($0 * 7 + 1) }, start1: [Int32] = (0..<batch).map { Int32(1000 - $0) }
+        try accepted.copyFromHost(start0, stream: stream)
+        try emitted.copyFromHost(start1, stream: stream)
+        let (seed, o0) = (rng.next(), UInt64(12))
+        let inc = SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n)
+        let g = try SamplingGenerator(seed: seed, offset: o0, stream: stream)
+        func launch() throws {
+            try launchChainSpeculativeSampling(draftProbs: d, draftTokenIds: idsBuffer, targetProbs: t, generator: g, outputTokenIds: out,
+                                               acceptedTokenNum: accepted, emittedDraftTokenNum: emitted, stream: stream)
+        }
+        // JIT-compile outside the capture with a by-value call into scratch buffers.
+        let scratch = try device.allocate(byteCount: 4 * batch * (n + 1)), s1 = try device.allocate(byteCount: 4 * batch), s2 = try device.allocate(byteCount: 4 * batch)
+        try launchChainSpeculativeSampling(draftProbs: d, draftTokenIds: idsBuffer, targetProbs: t, seed: seed, offset: o0, outputTokenIds: scratch,
+                                           acceptedTokenNum: s1, emittedDraftTokenNum: s2, stream: stream)
+        try stream.synchronize()
+        let graph = try Graph.capture(on: stream) { try launch() }
+        var (acc, emi) = (start0, start1)
+        for r in 0..<replays {
+            try out.fill(word: 0x7fc0_0000, stream: stream)  // poisoned: not a token, not -1
+            try graph.launch(on: stream)
+            let got = try out.copyToHost(Int32.self, count: batch * (n + 1), stream: stream)
+            let want = try chainSpeculativeSampling(draftProbs: d, draftTokenIds: ids, targetProbs: t, seed: seed, offset: o0 + UInt64(r) * inc,
+                                                    backend: .cuda(stream))
+            if got != want.outputTokenIds { return "replay \(r): tokens differ from the host-array call at offset \(o0 + UInt64(r) * inc)" }
+            for b in 0..<batch {
+                acc[b] += want.acceptedTokenNum[b]
+                emi[b] += want.emittedDraftTokenNum[b]
+            }
+            let (ga, ge) = (try accepted.copyToHost(Int32.self, count: batch, stream: stream), try emitted.copyToHost(Int32.self, count: batch, stream: stream))
+            if ga != acc || ge != emi { return "replay \(r): counts \(ga) / \(ge), expected the running totals \(acc) / \(emi)" }
+        }
+        if try g.state(stream: stream) != (seed, o0 + UInt64(replays) * inc) { return "state \(try g.state(stream: stream)) after \(replays) replays" }
+        // Too-small buffers are refused before any launch.
+        let small = try device.allocate(byteCount: 4 * batch)
+        do {
+            try launchChainSpeculativeSampling(draftProbs: d, draftTokenIds: idsBuffer, targetProbs: t, seed: seed, offset: 0, outputTokenIds: small,
+                                               acceptedTokenNum: accepted, emittedDraftTokenNum: emitted, stream: stream)
+            return "an output_token_ids buffer of \(batch) int32 was accepted (needs \(batch * (n + 1)))"
+        } catch let e as FlashInferError {
+            guard case .shape(let name, _, _, _, _) = e, name == "output_token_ids" else { return "unexpected error \(e)" }
+        }
+        return nil
+    })
     for (n, sigma) in [(2, Float(1)), (1, Float(2))] {
         cases.append(CheckCase(name: "sampling chi2 chain_speculative n=\(n) vocab=64 sigma=\(sigma): emitted tokens follow the target") { _, stream, rng in
             let (batch, launches, vocab) = (1024, 20, 64)

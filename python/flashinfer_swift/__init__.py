@@ -187,11 +187,10 @@ def _library():
         lib.flashinfer_swift_sampling_seed_tensors.restype = ctypes.c_int
         lib.flashinfer_swift_sampling_op.argtypes = [ctypes.c_int32, dl, rp, dl, ctypes.c_void_p]
         lib.flashinfer_swift_sampling_op.restype = ctypes.c_int
-        lib.flashinfer_swift_chain_speculative_sampling.argtypes = [dl, dl, i32p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64,
-                                                                    i32p, i32p, i32p, ctypes.c_void_p]
+        lib.flashinfer_swift_chain_speculative_sampling.argtypes = [dl, dl, dl, ctypes.c_uint64, ctypes.c_uint64, dl, dl, dl,
+                                                                    ctypes.c_void_p]
         lib.flashinfer_swift_chain_speculative_sampling.restype = ctypes.c_int
-        lib.flashinfer_swift_chain_speculative_sampling_seed_tensors.argtypes = [dl, dl, i32p, ctypes.c_int64, dl, dl,
-                                                                                 ctypes.c_int32, i32p, i32p, i32p,
+        lib.flashinfer_swift_chain_speculative_sampling_seed_tensors.argtypes = [dl, dl, dl, dl, dl, ctypes.c_int32, dl, dl, dl,
                                                                                  ctypes.c_void_p]
         lib.flashinfer_swift_chain_speculative_sampling_seed_tensors.restype = ctypes.c_int
         lib.flashinfer_swift_append_paged_kv_cache.argtypes = [ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, ctypes.c_int32] + [
@@ -1641,38 +1640,62 @@ def chain_speculative_sampling(draft_probs, draft_token_ids, target_probs, maybe
     relu(p_target - p_draft) (after n acceptances, the bonus token from p_target). Returns
     (output_token_ids [B, n + 1] int32, -1 after the drawn token; accepted [B]; emitted [B]); with
     maybe_output_* given, the counts are added to them in place and they are returned, as
-    upstream. Seeds as the samplers (row b: Philox (seed, b, offset); a torch generator or a
+    upstream (int32 contiguous [B] tensors on draft_probs' device are added to by the kernel itself;
+    others after it). Seeds as the samplers (row b: Philox (seed, b, offset); a torch generator or a
     SamplingGenerator advances by B * (n + 1), rounded up to 4; seed / offset may be upstream's
-    1-element tensors, read when the call runs). A CUDA call waits for its stream (the counts come
-    back through the host)."""
+    1-element tensors, read when the call runs). A CUDA call runs on the current stream without
+    waiting for it, so it can be captured into a CUDA graph (with seed tensors or a
+    SamplingGenerator)."""
     if len(draft_probs.shape) != 3:
         raise ValueError(f"draft_probs: shape {tuple(draft_probs.shape)}, expected [batch, num_draft, vocab]")
     b, n = int(draft_probs.shape[0]), int(draft_probs.shape[1])
     words, advance, s, o = _philox_source(draft_probs, "draft_probs", generator, seed, offset, b * (n + 1))
-    ids = np.ascontiguousarray(_numpy(draft_token_ids), dtype=np.int32).reshape(-1)
-    out = np.full(b * (n + 1), -1, np.int32)
-    acc, emi = np.zeros(b, np.int32), np.zeros(b, np.int32)
-    i32p = ctypes.POINTER(ctypes.c_int32)
-    td, tt = _Tensor(draft_probs, "draft_probs"), _Tensor(target_probs, "target_probs")
-    outs = (out.ctypes.data_as(i32p), acc.ctypes.data_as(i32p), emi.ctypes.data_as(i32p), _stream_of(draft_probs))
+    if _is_torch(draft_probs):
+        import torch
+        dev = draft_probs.device
+        ids = torch.as_tensor(draft_token_ids).to(device=dev, dtype=torch.int32).contiguous()
+        out = torch.empty((b, n + 1), dtype=torch.int32, device=dev)
+
+        def counts(given):
+            if (given is not None and _is_torch(given) and given.dtype == torch.int32 and given.device == dev
+                    and tuple(given.shape) == (b,) and given.is_contiguous()):
+                return given, False
+            return torch.zeros(b, dtype=torch.int32, device=dev), given is not None
+    else:
+        ids = np.ascontiguousarray(_numpy(draft_token_ids), dtype=np.int32)
+        out = np.empty((b, n + 1), np.int32)
+
+        def counts(given):
+            if (isinstance(given, np.ndarray) and given.dtype == np.int32 and given.shape == (b,)
+                    and given.flags["C_CONTIGUOUS"] and given.flags["WRITEABLE"]):
+                return given, False
+            return np.zeros(b, np.int32), given is not None
+    (acc, add_acc), (emi, add_emi) = counts(maybe_output_accepted_token_num), counts(maybe_output_emitted_draft_token_num)
+    td, ti, tt = _Tensor(draft_probs, "draft_probs"), _index_tensor(ids, "draft_token_ids"), _Tensor(target_probs, "target_probs")
+    outs = (_index_tensor(out, "output_token_ids"), _index_tensor(acc, "output_accepted_token_num"),
+            _index_tensor(emi, "output_emitted_draft_token_num"))
+    refs = [t.ref() for t in outs] + [_stream_of(draft_probs)]
     if words is None:
-        _check(_library().flashinfer_swift_chain_speculative_sampling(td.ref(), tt.ref(), ids.ctypes.data_as(i32p), ids.shape[0],
-                                                                      s, o, *outs))
+        _check(_library().flashinfer_swift_chain_speculative_sampling(td.ref(), ti.ref(), tt.ref(), s, o, *refs))
     else:
         tw = [_index_tensor(w, name) for w, name in zip(words, ("seed", "offset"))]
         _check(_library().flashinfer_swift_chain_speculative_sampling_seed_tensors(
-            td.ref(), tt.ref(), ids.ctypes.data_as(i32p), ids.shape[0], tw[0].ref(), tw[1].ref(), advance, *outs))
-    out = out.reshape(b, n + 1)
-    if _is_torch(draft_probs):
-        import torch
-        out, acc, emi = (torch.from_numpy(x).to(draft_probs.device) for x in (out, acc, emi))
-    if maybe_output_accepted_token_num is not None:
-        maybe_output_accepted_token_num += acc.astype(maybe_output_accepted_token_num.dtype) if not _is_torch(acc) else acc
+            td.ref(), ti.ref(), tt.ref(), tw[0].ref(), tw[1].ref(), advance, *refs))
+    if add_acc:
+        maybe_output_accepted_token_num += _like(acc, maybe_output_accepted_token_num)
         acc = maybe_output_accepted_token_num
-    if maybe_output_emitted_draft_token_num is not None:
-        maybe_output_emitted_draft_token_num += emi.astype(maybe_output_emitted_draft_token_num.dtype) if not _is_torch(emi) else emi
+    if add_emi:
+        maybe_output_emitted_draft_token_num += _like(emi, maybe_output_emitted_draft_token_num)
         emi = maybe_output_emitted_draft_token_num
     return out, acc, emi
+
+
+def _like(x, target):
+    """x (an int32 count array / tensor) as target's kind, device and dtype, to add into it."""
+    if _is_torch(target):
+        import torch
+        return torch.as_tensor(x).to(device=target.device, dtype=target.dtype)
+    return np.asarray(x.cpu().numpy() if _is_torch(x) else x).astype(np.asarray(target).dtype)
 
 
 def _sampling_op(op, x, param, name):

@@ -1071,6 +1071,44 @@ def test_chain_speculative_sampling():
     assert gen.get_state() == (5, 4 + (batch * (n + 1) + 3) // 4 * 4)
 
 
+@needs_cuda
+def test_chain_speculative_sampling_cuda_graph():
+    """chain_speculative_sampling captured into a torch CUDA graph with a CUDA SamplingGenerator:
+    the call does not wait for its stream (a capture would fail if it did); replay r gives what
+    seed=s, offset=o0 + r * increment gives, and the kernel adds each replay's counts into the
+    caller's int32 tensors (upstream's accumulate)."""
+    g = _cpu_gen(46)
+    batch, n, vocab, replays = 16, 4, 32000, 3
+    draft = torch.softmax(torch.randn(batch, n, vocab, generator=g) * 2, -1).cuda()
+    target = torch.softmax(torch.randn(batch, n + 1, vocab, generator=g) * 2, -1).cuda()
+    ids = torch.multinomial(draft.reshape(-1, vocab).cpu(), 1, generator=g).reshape(batch, n).int().cuda()
+    seed, o0, inc = 123, 8, (batch * (n + 1) + 3) // 4 * 4
+    gen = fi.SamplingGenerator(seed, o0, device="cuda")
+    acc_total = torch.zeros(batch, dtype=torch.int32, device="cuda")
+    emi_total = torch.zeros(batch, dtype=torch.int32, device="cuda")
+    fi.chain_speculative_sampling(draft, ids, target, generator=gen)  # JIT-compiles outside the capture
+    gen.set_state(seed, o0)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out, acc, emi = fi.chain_speculative_sampling(draft, ids, target, acc_total, emi_total, generator=gen)
+    torch.cuda.synchronize()
+    assert acc is acc_total and emi is emi_total
+    assert gen.get_state() == (seed, o0) and int(acc_total.sum()) == 0, "the capture ran the call"
+    want_acc = torch.zeros(batch, dtype=torch.int32)
+    want_emi = torch.zeros(batch, dtype=torch.int32)
+    for r in range(replays):
+        graph.replay()
+        torch.cuda.synchronize()
+        w_out, w_acc, w_emi = fi.chain_speculative_sampling(draft, ids, target, seed=seed, offset=o0 + r * inc)
+        torch.cuda.synchronize()
+        assert torch.equal(out, w_out), f"replay {r}: tokens differ from offset {o0 + r * inc}"
+        want_acc += w_acc.cpu()
+        want_emi += w_emi.cpu()
+        assert torch.equal(acc_total.cpu(), want_acc) and torch.equal(emi_total.cpu(), want_emi), f"replay {r}: counts"
+    assert gen.get_state() == (seed, o0 + replays * inc)
+
+
 @needs_device
 def test_merge_states():
     """merge_state / merge_state_in_place (masked) / merge_states on DEVICE torch tensors against a

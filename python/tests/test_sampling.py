@@ -387,6 +387,27 @@ def test_chain_speculative_sampling_structure(n):
     np.testing.assert_array_equal(total_e, emi + 7)
 
 
+def test_chain_speculative_sampling_count_forms():
+    """maybe_output_* of another dtype or layout are added to after the call (int64, a strided view),
+    and read-only or absent ones leave fresh int32 counts; draft_token_ids as int64 or a list."""
+    rng = np.random.default_rng(47)
+    batch, n, vocab = 5, 2, 12
+    draft, ids, target = _chain_inputs(rng, batch, n, vocab)
+    out, acc, emi = fi.chain_speculative_sampling(draft, ids, target, seed=3)
+    total_a = np.full(batch, 100, np.int64)
+    backing = np.full(2 * batch, 9, np.int32)
+    total_e = backing[::2]
+    o2, ra, re = fi.chain_speculative_sampling(draft, ids.astype(np.int64), target, total_a, total_e, seed=3)
+    assert ra is total_a and re is total_e
+    np.testing.assert_array_equal(o2, out)
+    np.testing.assert_array_equal(total_a, acc + 100)
+    np.testing.assert_array_equal(total_e, emi + 9)
+    np.testing.assert_array_equal(backing[1::2], 9)
+    o3, a3, e3 = fi.chain_speculative_sampling(draft, ids.tolist(), target, seed=3)
+    np.testing.assert_array_equal(o3, out)
+    assert a3.dtype == np.int32 and e3.dtype == np.int32
+
+
 def test_chain_speculative_sampling_one_hot_target():
     """A one-hot target: a draft token is accepted iff it is the target's token, and the drawn token
     is the target's (upstream's test): drafts equal to the targets emit every token plus the bonus."""
@@ -412,8 +433,10 @@ def test_chain_speculative_sampling_one_hot_target():
 def test_chain_speculative_sampling_errors():
     rng = np.random.default_rng(45)
     draft, ids, target = _chain_inputs(rng, 2, 3, 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="draft_token_ids"):
         fi.chain_speculative_sampling(draft, ids[:, :2], target, seed=1)
+    with pytest.raises(ValueError, match="draft_token_ids"):
+        fi.chain_speculative_sampling(draft, ids.reshape(-1), target, seed=1)
     with pytest.raises(ValueError):
         fi.chain_speculative_sampling(draft, ids, target[:, :3], seed=1)
     with pytest.raises(ValueError):

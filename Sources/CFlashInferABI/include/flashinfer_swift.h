@@ -325,25 +325,28 @@ int flashinfer_swift_sampling_op(int32_t op, const DLTensor* input, const flashi
 
 /*
  * Chain speculative sampling (upstream's chain_speculative_sampling): draft_probs [B, n, V] and
- * target_probs [B, n + 1, V] (float32, float16 or bfloat16, one device); draft_token_ids: B * n
- * int32 on the host (num_ids = B * n); the Philox streams (row b: (seed, b, offset)) by value.
- * Writes, into host arrays, output_token_ids [B, n + 1] int32 (the emitted draft tokens, then the
- * token drawn at the first rejection, or the bonus token; -1 after), accepted [B] (every draft
- * position's acceptance test, counted) and emitted [B] (the accepted prefix's length). A CUDA call
- * runs on `stream` and waits for it (the counts come back to the host).
+ * target_probs [B, n + 1, V] (float32, float16 or bfloat16), draft_token_ids [B, n] int32; the
+ * Philox streams (row b: (seed, b, offset)) by value. Writes output_token_ids [B, n + 1] int32 (the
+ * emitted draft tokens, then the token drawn at the first rejection, or the bonus token; -1 after)
+ * and ADDS this call's counts into output_accepted_token_num [B] int32 (every draft position's
+ * acceptance test, counted) and output_emitted_draft_token_num [B] int32 (the accepted prefix's
+ * length), as upstream: zero them for one call's counts. Every tensor on draft_probs' device, the
+ * int32 ones compact. A CUDA call runs on `stream` without waiting for it (capturable into a CUDA
+ * graph); CPU tensors run on the reference.
  */
-int flashinfer_swift_chain_speculative_sampling(const DLTensor* draft_probs, const DLTensor* target_probs,
-                                                const int32_t* draft_token_ids, int64_t num_ids, uint64_t seed,
-                                                uint64_t offset, int32_t* output_token_ids, int32_t* accepted,
-                                                int32_t* emitted, void* stream);
+int flashinfer_swift_chain_speculative_sampling(const DLTensor* draft_probs, const DLTensor* draft_token_ids,
+                                                const DLTensor* target_probs, uint64_t seed, uint64_t offset,
+                                                const DLTensor* output_token_ids, const DLTensor* output_accepted_token_num,
+                                                const DLTensor* output_emitted_draft_token_num, void* stream);
 /* The same with the seed and offset read from 1-element int64 / uint64 tensors on the probabilities'
  * device when the call runs (a generator's state); advance != 0 then adds B * (n + 1), rounded up to
  * 4, to the offset on the stream. */
-int flashinfer_swift_chain_speculative_sampling_seed_tensors(const DLTensor* draft_probs, const DLTensor* target_probs,
-                                                             const int32_t* draft_token_ids, int64_t num_ids,
-                                                             const DLTensor* seed_arr, const DLTensor* offset_arr,
-                                                             int32_t advance, int32_t* output_token_ids, int32_t* accepted,
-                                                             int32_t* emitted, void* stream);
+int flashinfer_swift_chain_speculative_sampling_seed_tensors(const DLTensor* draft_probs, const DLTensor* draft_token_ids,
+                                                             const DLTensor* target_probs, const DLTensor* seed_arr,
+                                                             const DLTensor* offset_arr, int32_t advance,
+                                                             const DLTensor* output_token_ids,
+                                                             const DLTensor* output_accepted_token_num,
+                                                             const DLTensor* output_emitted_draft_token_num, void* stream);
 
 #ifdef __cplusplus
 }

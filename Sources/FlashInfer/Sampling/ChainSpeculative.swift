@@ -61,6 +61,18 @@ public func chainSpeculativeSampling(draftProbs: Tensor, draftTokenIds: [Int32],
 
 func validateChainSpeculative(draftProbs: Tensor, draftTokenIds: [Int32], targetProbs: Tensor, _ seed: SamplingSeed,
                               backend: Backend) throws(FlashInferError) -> ChainSpeculativeCall {
+    let (batch, n, vocab) = try validateChainSpeculativeShapes(draftProbs: draftProbs, targetProbs: targetProbs,
+                                                               numIds: draftTokenIds.count, backend: backend)
+    let philox = seed.source(increment: SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n))
+    try philox.validate(backend)
+    return ChainSpeculativeCall(draftProbs: draftProbs, draftTokenIds: draftTokenIds, targetProbs: targetProbs, philox: philox,
+                                batch: batch, numDraft: n, vocab: vocab)
+}
+
+/// `(batch, numDraft, vocab)` of a `chainSpeculativeSampling` call with `numIds` draft token ids
+/// (nil: not counted here), validated: placement, ranks, dtypes, shapes.
+func validateChainSpeculativeShapes(draftProbs: Tensor, targetProbs: Tensor, numIds: Int?,
+                                    backend: Backend) throws(FlashInferError) -> (batch: Int, numDraft: Int, vocab: Int) {
     try checkPlacement([("draft_probs", draftProbs), ("target_probs", targetProbs)], backend.implementation.placement)
     guard draftProbs.rank == 3 else { throw .rank(tensor: "draft_probs", expected: 3, got: draftProbs.rank) }
     guard targetProbs.rank == 3 else { throw .rank(tensor: "target_probs", expected: 3, got: targetProbs.rank) }
@@ -78,13 +90,10 @@ func validateChainSpeculative(draftProbs: Tensor, draftTokenIds: [Int32], target
         throw .shape(tensor: "target_probs", axis: 1, name: "num_speculate_tokens + 1", expected: "\(n + 1)", got: targetProbs.shape[1])
     }
     guard targetProbs.shape[2] == vocab else { throw .shape(tensor: "target_probs", axis: 2, name: "vocab_size", expected: "\(vocab)", got: targetProbs.shape[2]) }
-    guard draftTokenIds.count == batch * n else {
-        throw .shape(tensor: "draft_token_ids", axis: 0, name: "batch_size * num_speculate_tokens", expected: "\(batch * n)", got: draftTokenIds.count)
+    if let numIds, numIds != batch * n {
+        throw .shape(tensor: "draft_token_ids", axis: 0, name: "batch_size * num_speculate_tokens", expected: "\(batch * n)", got: numIds)
     }
-    let philox = seed.source(increment: SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n))
-    try philox.validate(backend)
-    return ChainSpeculativeCall(draftProbs: draftProbs, draftTokenIds: draftTokenIds, targetProbs: targetProbs, philox: philox,
-                                batch: batch, numDraft: n, vocab: vocab)
+    return (batch, n, vocab)
 }
 
 extension SamplingReference {

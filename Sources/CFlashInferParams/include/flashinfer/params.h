@@ -261,8 +261,8 @@ typedef struct FIChainSpeculativeParams {
   FI_DEVICE_PTR(const int) draft_token_ids;  // [batch, num_draft]
   FI_DEVICE_PTR(const void) target_probs;    // [batch, num_draft + 1, vocab] of T, contiguous
   FI_DEVICE_PTR(int) output_token_ids;       // [batch, num_draft + 1]: accepted drafts, the resampled or bonus token, then -1
-  FI_DEVICE_PTR(int) accepted;               // [batch] draft tokens passing the test (every position tested)
-  FI_DEVICE_PTR(int) emitted;                // [batch] draft tokens emitted (before the first rejection)
+  FI_DEVICE_PTR(int) accepted;               // [batch] += draft tokens passing the test (every position tested)
+  FI_DEVICE_PTR(int) emitted;                // [batch] += draft tokens emitted (before the first rejection)
   FI_DEVICE_PTR(const unsigned long long) seed_arr;    // [1] the seed read on the device (CUDA graphs), or null: seed
   FI_DEVICE_PTR(const unsigned long long) offset_arr;  // [1] the Philox offset on the device, or null: offset
   unsigned long long seed;                   // Philox key; request b draws from subsequence b (when seed_arr is null)

@@ -228,36 +228,59 @@ extension CUDABackend {
     }
 
     /// `chainSpeculativeSampling` of a validated call: contiguous `[batch, n, vocab]` draft and
-    /// `[batch, n + 1, vocab]` target probabilities; the draft ids uploaded in the stream's order.
+    /// `[batch, n + 1, vocab]` target probabilities; the draft ids uploaded in the stream's order,
+    /// the counts zeroed there (the kernel adds into them), the results copied back.
     func chainSpeculativeSampling(_ call: ChainSpeculativeCall) throws(FlashInferError) -> ChainSpeculativeOutput {
-        let (batch, n, vocab) = (call.batch, call.numDraft, call.vocab)
-        for (name, t) in [("draft_probs", call.draftProbs), ("target_probs", call.targetProbs)] where !t.isContiguous {
-            throw .strides(tensor: name, strides: t.strides, rule: "must be contiguous")
-        }
+        let (batch, n) = (call.batch, call.numDraft)
+        try requireChainSpeculativeLayout(call.draftProbs, call.targetProbs)
         guard batch > 0 else { return ChainSpeculativeOutput(outputTokenIds: [], acceptedTokenNum: [], emittedDraftTokenNum: []) }
-        let aligned = sixteenByteAligned(call.draftProbs) && sixteenByteAligned(call.targetProbs)
-        let spec = SamplingSpec(kind: .chainSpeculative, dtype: call.draftProbs.dtype, vocab: vocab, rowStride: vocab, aligned: aligned)
-        return try FlashInferError.wrap { () throws(CUDAError) in
+        let (ids, out, accepted, emitted) = try FlashInferError.wrap { () throws(CUDAError) in
             let ids = try stream.device.upload(call.draftTokenIds, stream: stream)
             let out = try stream.allocate(byteCount: 4 * batch * (n + 1))
-            let counts = try stream.allocate(byteCount: 8 * batch)
+            let (accepted, emitted) = (try stream.allocate(byteCount: 4 * batch), try stream.allocate(byteCount: 4 * batch))
+            try accepted.fill(byte: 0, stream: stream)
+            try emitted.fill(byte: 0, stream: stream)
+            return (ids, out, accepted, emitted)
+        }
+        try launchChainSpeculative(call.draftProbs, call.targetProbs, ids: ids, philox: call.philox, out: out,
+                                   accepted: accepted, emitted: emitted, vocab: call.vocab)
+        return try FlashInferError.wrap { () throws(CUDAError) in
+            ChainSpeculativeOutput(outputTokenIds: try out.copyToHost(Int32.self, count: batch * (n + 1), stream: stream),
+                                   acceptedTokenNum: try accepted.copyToHost(Int32.self, count: batch, stream: stream),
+                                   emittedDraftTokenNum: try emitted.copyToHost(Int32.self, count: batch, stream: stream))
+        }
+    }
+
+    /// The chain speculative kernels' layout: both probability tensors contiguous.
+    func requireChainSpeculativeLayout(_ draftProbs: Tensor, _ targetProbs: Tensor) throws(FlashInferError) {
+        for (name, t) in [("draft_probs", draftProbs), ("target_probs", targetProbs)] where !t.isContiguous {
+            throw .strides(tensor: name, strides: t.strides, rule: "must be contiguous")
+        }
+    }
+
+    /// One CTA per request: reads `ids` (`batch · n` Int32), writes `out` (`batch · (n + 1)` Int32)
+    /// and adds the counts into `accepted` / `emitted` (`batch` Int32 each); then advances a generator.
+    func launchChainSpeculative(_ draftProbs: Tensor, _ targetProbs: Tensor, ids: DeviceBuffer, philox: PhiloxSource,
+                                out: DeviceBuffer, accepted: DeviceBuffer, emitted: DeviceBuffer, vocab: Int) throws(FlashInferError) {
+        let (batch, n) = (draftProbs.shape[0], draftProbs.shape[1])
+        let aligned = sixteenByteAligned(draftProbs) && sixteenByteAligned(targetProbs)
+        let spec = SamplingSpec(kind: .chainSpeculative, dtype: draftProbs.dtype, vocab: vocab, rowStride: vocab, aligned: aligned)
+        try FlashInferError.wrap { () throws(CUDAError) in
             var p = FIChainSpeculativeParams()
-            p.draft_probs = call.draftProbs.deviceAddress!
+            p.draft_probs = draftProbs.deviceAddress!
             p.draft_token_ids = ids.address
-            p.target_probs = call.targetProbs.deviceAddress!
+            p.target_probs = targetProbs.deviceAddress!
             p.output_token_ids = out.address
-            p.accepted = counts.address
-            p.emitted = counts.address + CUdeviceptr(4 * batch)
-            let state = call.philox.set(seed: &p.seed, offset: &p.offset, seedArr: &p.seed_arr, offsetArr: &p.offset_arr)
+            p.accepted = accepted.address
+            p.emitted = emitted.address
+            let state = philox.set(seed: &p.seed, offset: &p.offset, seedArr: &p.seed_arr, offsetArr: &p.offset_arr)
             p.num_draft = Int32(n)
             p.vocab_size = Int32(vocab)
             let k = try JIT.shared(for: stream.device).kernel(spec)
-            try stream.order(reading: [call.draftProbs, call.targetProbs], writing: [], readingBuffers: [ids], writingBuffers: [out, counts] + state)
+            try stream.order(reading: [draftProbs, targetProbs], writing: [], readingBuffers: [ids],
+                             writingBuffers: [out, accepted, emitted] + state)
             try k.function.launch(grid: (batch, 1, 1), block: (1024, 1, 1), stream: stream, parameter: p)
-            try call.philox.advance(stream: stream)
-            let tokens: [Int32] = try out.copyToHost(Int32.self, count: batch * (n + 1), stream: stream)
-            let c: [Int32] = try counts.copyToHost(Int32.self, count: 2 * batch, stream: stream)
-            return ChainSpeculativeOutput(outputTokenIds: tokens, acceptedTokenNum: Array(c[0..<batch]), emittedDraftTokenNum: Array(c[batch...]))
+            try philox.advance(stream: stream)
         }
     }
 
@@ -368,6 +391,51 @@ func launchSamplingFromLogits(_ logits: Tensor, _ seed: SamplingSeed, samples: D
     try be.requireSamplingLayout(logits, name: "logits")
     guard batch > 0 else { return }
     try be.launchSampler(logits, filter: .none, kind: .fromLogits, philox: philox, samples: samples, valid: valid)
+}
+
+/// `chainSpeculativeSampling` on device buffers, validated as the public entry points are, on the
+/// stream with no copy back and no synchronization (the C ABI, CUDA graphs). `draftTokenIds` holds
+/// `batch · n` Int32 (row-major), `outputTokenIds` receives `batch · (n + 1)` Int32, and this call's
+/// counts are **added** into `acceptedTokenNum` / `emittedDraftTokenNum` (`batch` Int32 each), as
+/// upstream adds into `output_accepted_token_num` / `output_emitted_draft_token_num`: zero them first
+/// for one call's counts. The buffers must be on the stream's device.
+@_spi(Bench)
+public func launchChainSpeculativeSampling(draftProbs: Tensor, draftTokenIds: DeviceBuffer, targetProbs: Tensor, seed: UInt64,
+                                           offset: UInt64, outputTokenIds: DeviceBuffer, acceptedTokenNum: DeviceBuffer,
+                                           emittedDraftTokenNum: DeviceBuffer, stream: Stream) throws(FlashInferError) {
+    try launchChainSpeculativeSampling(draftProbs, draftTokenIds, targetProbs, .fixed(seed: seed, offset: offset),
+                                       outputTokenIds, acceptedTokenNum, emittedDraftTokenNum, stream: stream)
+}
+
+/// `launchChainSpeculativeSampling` drawing from a device `generator` (read by the kernel, then
+/// advanced by `SamplingGenerator.incrementChainSpeculative(batch:numDraft:)` on the stream).
+@_spi(Bench)
+public func launchChainSpeculativeSampling(draftProbs: Tensor, draftTokenIds: DeviceBuffer, targetProbs: Tensor,
+                                           generator: SamplingGenerator, outputTokenIds: DeviceBuffer, acceptedTokenNum: DeviceBuffer,
+                                           emittedDraftTokenNum: DeviceBuffer, stream: Stream) throws(FlashInferError) {
+    try launchChainSpeculativeSampling(draftProbs, draftTokenIds, targetProbs, .generator(generator),
+                                       outputTokenIds, acceptedTokenNum, emittedDraftTokenNum, stream: stream)
+}
+
+func launchChainSpeculativeSampling(_ draftProbs: Tensor, _ ids: DeviceBuffer, _ targetProbs: Tensor, _ seed: SamplingSeed,
+                                    _ out: DeviceBuffer, _ accepted: DeviceBuffer, _ emitted: DeviceBuffer,
+                                    stream: Stream) throws(FlashInferError) {
+    let be = Backend.cuda(stream)
+    let (batch, n, vocab) = try validateChainSpeculativeShapes(draftProbs: draftProbs, targetProbs: targetProbs, numIds: nil, backend: be)
+    for (name, b, count) in [("draft_token_ids", ids, batch * n), ("output_token_ids", out, batch * (n + 1)),
+                             ("output_accepted_token_num", accepted, batch), ("output_emitted_draft_token_num", emitted, batch)] {
+        guard b.device === stream.device else { throw .deviceMismatch(tensor: name) }
+        guard b.byteCount >= 4 * count else {
+            throw .shape(tensor: name, axis: 0, name: "int32 elements", expected: ">= \(count)", got: b.byteCount / 4)
+        }
+    }
+    let philox = seed.source(increment: SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n))
+    try philox.validate(be)
+    let cuda = CUDABackend(stream: stream)
+    try cuda.requireChainSpeculativeLayout(draftProbs, targetProbs)
+    guard batch > 0 else { return }
+    try cuda.launchChainSpeculative(draftProbs, targetProbs, ids: ids, philox: philox, out: out, accepted: accepted,
+                                    emitted: emitted, vocab: vocab)
 }
 
 /// A renorm, mask or softmax into `out` (the input's shape and dtype, on its device), validated.

@@ -521,7 +521,9 @@ __device__ __forceinline__ float segment_sums(const R& row, float (&seg_sum)[kWa
 // pass; `emitted` = pos). At pos a token is drawn by inverse CDF from relu(q_pos − p_pos) (from
 // q_n, the bonus token, when pos = n), with the next uniform; the rest is −1. Where the residual
 // has no mass (q ≤ p everywhere, reachable only with u = 1) the draw is from q_pos; a target row
-// with no positive entry gives token 0. A draft id outside [0, vocab) is rejected.
+// with no positive entry gives token 0. A draft id outside [0, vocab) is rejected. The counts are
+// added into p.accepted[b] / p.emitted[b] (upstream's output_accepted_token_num and
+// output_emitted_draft_token_num accumulate across calls).
 template <typename T, int VEC>
 __device__ __forceinline__ void chain_speculative_row(const ChainSpeculativeParams& p) {
   __shared__ DrawShared dsh;
@@ -558,8 +560,8 @@ __device__ __forceinline__ void chain_speculative_row(const ChainSpeculativePara
   if (threadIdx.x == 0) {
     out[pos] = token < 0 ? 0 : token;
     for (int i = pos + 1; i <= n; ++i) out[i] = -1;
-    p.accepted[b] = accepted;
-    p.emitted[b] = pos;
+    p.accepted[b] += accepted;  // added, as upstream's output_*_token_num (the caller zeroes them)
+    p.emitted[b] += pos;
   }
 }
 
