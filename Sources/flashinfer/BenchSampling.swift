@@ -7,12 +7,13 @@ extension Bench {
     struct SamplingBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "sampling",
-            abstract: "Workload S1 of bench/WORKLOADS.md: batch 128, vocab 128256, f32 probabilities (softmax of σ·normal logits) — top-p 0.9, top-k 50, min-p 0.05, joint and top-k-first top-k 50 / top-p 0.9; plus plain sampling, the renorms, softmax, sampling_from_logits (Gumbel-max) and top-k-first from logits. µs per call (median of CUDA-event timings after warm-up, input buffers rotated past L2), GB/s over the probabilities, and upstream FlashInfer 0.7.2 on an H200 for comparison.")
+            abstract: "Workload S1 of bench/WORKLOADS.md: batch 128, vocab 128256, f32 probabilities (softmax of σ·normal logits) — top-p 0.9, top-k 50, min-p 0.05, joint and top-k-first top-k 50 / top-p 0.9; plus plain sampling, the renorms, softmax, sampling_from_logits (Gumbel-max), top-k-first from logits and chain_speculative_sampling (--num-draft draft tokens per request, drafts drawn from the draft rows; GB/s over the rows it reads: the draft tokens' entries and one target and one draft row per request). µs per call (median of CUDA-event timings after warm-up, input buffers rotated past L2), GB/s over the probabilities, and upstream FlashInfer 0.7.2 on an H200 for comparison.")
 
         @Option var batch = 128
         @Option var vocab = 128_256
         @Option(help: "σ of the normal logits the probabilities are the softmax of.") var sigma: Float = 1
         @Option(help: "Timed iterations.") var iterations = 100
+        @Option(name: .customLong("num-draft"), help: "Draft tokens per request (chain_speculative_sampling).") var numDraft = 4
         @Option(help: "Only rows whose name contains this text.") var filter: String?
         @Option(help: "Write results as JSON to this file.") var json: String?
 
@@ -33,6 +34,7 @@ extension Bench {
 
             // (label, upstream H200 µs or nil (WORKLOADS.md), one call on input i)
             typealias Row = (String, Double?, (Int) throws -> Void)
+            let chain = try chainSpeculativeRow(device: device, stream: stream, rng: &rng)
             func sampler(_ f: SamplingFilter) -> (Int) throws -> Void {
                 { i in try launchSampler(inputs[i % copies], filter: f, seed: 42, offset: UInt64(i) * 4096, samples: samples, valid: valid, stream: stream) }
             }
@@ -62,7 +64,8 @@ extension Bench {
                 }),
             ]
             var out: [JSON] = []
-            for (label, upstream, call) in rows where filter.map({ label.contains($0) }) ?? true {
+            let all = rows.map { ($0.0, $0.1, bytes, $0.2) } + [(chain.label, nil, chain.bytes, chain.call)]
+            for (label, upstream, bytes, call) in all where filter.map({ label.contains($0) }) ?? true {
                 let ms = median(try timeOnStream(stream, warmup: 10, iterations: iterations, call))
                 let us = ms * 1e3
                 let gbps = Double(bytes) / (ms * 1e-3) / 1e9
@@ -80,6 +83,46 @@ extension Bench {
                     ("copy_tbps", .number(copy.tbps)), ("rows", .array(out)),
                 ]).write(to: json)
             }
+        }
+
+        /// chain_speculative_sampling on `batch` requests of `numDraft` drafts: draft rows the softmax of
+        /// σ·normal logits, target rows the draft rows squared and renormalized (most drafts pass),
+        /// draft tokens drawn from the draft rows; two sets rotated (each is larger than L2). Bytes:
+        /// per request the target's and draft's entries at the draft tokens plus one target and one
+        /// draft row (the residual's).
+        func chainSpeculativeRow(device: Device, stream: FlashInferCUDA.Stream, rng: inout SeededRNG) throws
+            -> (label: String, bytes: Int, call: (Int) throws -> Void) {
+            let n = numDraft
+            let label = "chain_speculative n=\(n)"
+            guard filter.map({ label.contains($0) }) ?? true else { return (label, 0, { _ in }) }
+            let draft = softmaxRows(batch: batch * n, vocab: vocab, sigma: sigma, rng: &rng)
+            var target = [Float](repeating: 0, count: batch * (n + 1) * vocab)
+            var ids: [Int32] = []
+            for r in 0..<(batch * (n + 1)) {
+                let src = r % (batch * n)
+                let row = draft[(src * vocab)..<((src + 1) * vocab)]
+                let z = row.reduce(0.0) { $0 + Double($1) * Double($1) }
+                for (j, x) in row.enumerated() { target[r * vocab + j] = Float(Double(x) * Double(x) / z) }
+            }
+            for r in 0..<(batch * n) {
+                var u = Double(rng.uniform()), pick = vocab - 1
+                for j in 0..<vocab {
+                    u -= Double(draft[r * vocab + j])
+                    if u < 0 { pick = j; break }
+                }
+                ids.append(Int32(pick))
+            }
+            let sets = 2
+            let d = try (0..<sets).map { _ in try Tensor.host(draft, shape: [batch, n, vocab], dtype: .f32).toDevice(device) }
+            let t = try (0..<sets).map { _ in try Tensor.host(target, shape: [batch, n + 1, vocab], dtype: .f32).toDevice(device) }
+            let idBuffer = try device.upload(ids, stream: stream)
+            let out = try device.allocate(byteCount: 4 * batch * (n + 1))
+            let accepted = try device.allocate(byteCount: 4 * batch), emitted = try device.allocate(byteCount: 4 * batch)
+            return (label, batch * (2 * n * 4 + 2 * vocab * 4), { i in
+                try launchChainSpeculativeSampling(draftProbs: d[i % sets], draftTokenIds: idBuffer, targetProbs: t[i % sets], seed: 42,
+                                                   offset: UInt64(i) * 4096, outputTokenIds: out, acceptedTokenNum: accepted,
+                                                   emittedDraftTokenNum: emitted, stream: stream)
+            })
         }
     }
 }
