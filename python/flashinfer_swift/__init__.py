@@ -9,6 +9,8 @@ offers: attention (single, batch decode / prefill wrappers, the multi-level casc
 paged-KV append, norms, gated activations, RoPE and sampling (README.md, "From C and Python").
 """
 import ctypes
+import functools
+import inspect
 import sys
 import os
 
@@ -17,6 +19,8 @@ import numpy as np
 __all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
            "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper", "MultiLevelCascadeAttentionWrapper",
            "BlockSparseAttentionWrapper",
+           "CUDAGraphBatchDecodeWithPagedKVCacheWrapper", "BatchDecodeWithSharedPrefixPagedKVCacheWrapper",
+           "BatchPrefillWithSharedPrefixPagedKVCacheWrapper", "single_prefill_with_kv_cache_return_lse",
            "append_paged_kv_cache", "packbits", "segment_packbits",
            "get_batch_indices_positions", "get_seq_lens",
            "merge_state", "merge_state_in_place", "merge_states",
@@ -447,6 +451,10 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     return _call(_library().flashinfer_swift_single_prefill, q, k, v, q.shape, q.shape[:2], opts, return_lse)
 
 
+single_prefill_with_kv_cache_return_lse = functools.partial(single_prefill_with_kv_cache, return_lse=True)
+single_prefill_with_kv_cache_return_lse.__doc__ = "single_prefill_with_kv_cache(..., return_lse=True): (out, lse), as upstream's alias."
+
+
 def _single_prefill_masked(q, k, v, custom_mask, packed_custom_mask, causal, kv_layout, pos_encoding_mode, sm_scale,
                            window_left, logits_soft_cap, rope_scale, rope_theta, return_lse):
     """single_prefill_with_kv_cache with a custom mask, as the ragged batch prefill wrapper's one
@@ -544,7 +552,41 @@ def _raw_stream(device):
     return _raw_stream_fn(device)
 
 
-class _Wrapper:
+def _recorded(plan):
+    """plan() remembering its arguments by name, defaults filled in, once it succeeds: upstream's
+    deprecated forward() / forward_return_lse() and run(window_left=) replace some of them."""
+    sig = inspect.signature(plan)
+
+    @functools.wraps(plan)
+    def recorded(self, *args, **kwargs):
+        bound = sig.bind(self, *args, **kwargs)
+        result = plan(self, *args, **kwargs)
+        bound.apply_defaults()
+        self._plan_arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
+        return result
+
+    return recorded
+
+
+class _DeprecatedAPI:
+    """Upstream's deprecated wrapper entry points. Upstream's forward(q, ..., pos_encoding_mode=...,
+    sm_scale=..., ...) stores its options over the plan's and runs with them (its defaults too: a
+    forward() without pos_encoding_mode runs without RoPE whatever plan() said); here the plan's
+    options live in the library, so a forward() whose options differ from the last plan's re-plans
+    with the plan's other arguments first (host work, as plan()), then runs."""
+
+    def _apply_options(self, **options):
+        planned = getattr(self, "_plan_arguments", None)
+        if planned is None:
+            raise RuntimeError("run before plan")
+        if any(planned.get(k) != v for k, v in options.items()):
+            self.plan(**{**planned, **options})
+
+    def end_forward(self):
+        """Deprecated upstream, and a no-op there: nothing to release."""
+
+
+class _Wrapper(_DeprecatedAPI):
     """What every wrapper shares: the kv layout, the device of the workspace buffer (CUDA: plan and
     run each on the stream current at their call), and the ABI handle's lifetime. CUDA-graph mode
     (`use_cuda_graph=True`: fixed buffers that survive a re-plan, so a captured run() replays the
@@ -565,6 +607,14 @@ class _Wrapper:
         self._planned = None
         if create is not None:
             self._create(create)
+
+    def reset_workspace_buffer(self, float_workspace_buffer, int_workspace_buffer=None):
+        """Upstream's: new workspace buffers. The library keeps its own workspace (sized by each
+        plan), so only the device is taken from them: it must stay the wrapper's."""
+        device = float_workspace_buffer.device if _is_torch(float_workspace_buffer) else None
+        if (device is None) != (self._device is None) or (device is not None and device != self._device):
+            raise ValueError(f"float_workspace_buffer: on {device or 'the host'}, the wrapper was made on "
+                             f"{self._device or 'the host'} (make a new wrapper to change devices)")
 
     def _create(self, create):
         handle = ctypes.c_void_p()
@@ -651,6 +701,7 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
             create = lambda h: _library().flashinfer_swift_batch_decode_create(1 if use_tensor_cores else 0, h)  # noqa: E731
         super().__init__(float_workspace_buffer, kv_layout, create)
 
+    @_recorded
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16", kv_data_type=None,
              data_type=None, sm_scale=None, rope_scale=None, rope_theta=None, non_blocking=True):
@@ -674,8 +725,14 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
 
     begin_forward = plan
 
-    def run(self, q, paged_kv_cache, *args, q_scale=None, k_scale=None, v_scale=None, return_lse=False, out=None, lse=None):
+    def run(self, q, paged_kv_cache, *args, q_scale=None, k_scale=None, v_scale=None, return_lse=False, out=None, lse=None,
+            enable_pdl=None, window_left=None):
+        """Attention of q [batch, Hq, D] over the planned pages: out (and the base-2 LSE with
+        return_lse). window_left, as upstream's run(), replaces the plan's (a different value
+        re-plans first); enable_pdl is accepted (the kernels' launches decide PDL themselves)."""
         k, v = _split_cache(paged_kv_cache)
+        if window_left is not None:
+            self._apply_options(window_left=window_left)
         if (out is not None and self._planned is not None and self._planned[2] is not None and not return_lse
                 and lse is None and q_scale is None and k_scale is None and v_scale is None):
             # A decode step's per-layer call (CUDA plan, out given, no LSE): _run_with's work inline.
@@ -688,7 +745,32 @@ class BatchDecodeWithPagedKVCacheWrapper(_Wrapper):
         return self._run_with(_library().flashinfer_swift_batch_decode_run, q, k, v, return_lse, (q_scale, k_scale, v_scale),
                               out, lse)
 
-    forward = run
+    run_return_lse = functools.partialmethod(run, return_lse=True)
+
+    def forward(self, q, paged_kv_cache, pos_encoding_mode="NONE", q_scale=None, k_scale=None, v_scale=None, window_left=-1,
+                logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None):
+        """Deprecated upstream (use run): these options replace the plan's, then run (see _DeprecatedAPI)."""
+        self._apply_options(pos_encoding_mode=pos_encoding_mode, window_left=window_left, logits_soft_cap=logits_soft_cap,
+                            sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
+        return self.run(q, paged_kv_cache, q_scale=q_scale, k_scale=k_scale, v_scale=v_scale)
+
+    def forward_return_lse(self, q, paged_kv_cache, pos_encoding_mode="NONE", q_scale=None, k_scale=None, v_scale=None,
+                           window_left=-1, logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None):
+        """Deprecated upstream (use run_return_lse): forward() returning (out, lse)."""
+        self._apply_options(pos_encoding_mode=pos_encoding_mode, window_left=window_left, logits_soft_cap=logits_soft_cap,
+                            sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
+        return self.run(q, paged_kv_cache, q_scale=q_scale, k_scale=k_scale, v_scale=v_scale, return_lse=True)
+
+
+class CUDAGraphBatchDecodeWithPagedKVCacheWrapper(BatchDecodeWithPagedKVCacheWrapper):
+    """Upstream's CUDA-graph decode wrapper: BatchDecodeWithPagedKVCacheWrapper with
+    use_cuda_graph=True over the three buffers (their lengths fix the capacity)."""
+
+    def __init__(self, workspace_buffer, indptr_buffer, indices_buffer, last_page_len_buffer, kv_layout="NHD",
+                 use_tensor_cores=False):
+        super().__init__(workspace_buffer, kv_layout, use_cuda_graph=True, use_tensor_cores=use_tensor_cores,
+                         paged_kv_indptr_buffer=indptr_buffer, paged_kv_indices_buffer=indices_buffer,
+                         paged_kv_last_page_len_buffer=last_page_len_buffer)
 
 
 def _buffer_len(buf, name):
@@ -762,8 +844,10 @@ class _BatchPrefillWrapper(_Wrapper):
         rows = self._max_rows if self._max_rows is not None and stream is not None else int(qo[-1])
         self._planned = (rows, int(num_qo_heads), stream)
 
-    def _run(self, q, k, v, return_lse, k_scale=None, v_scale=None):
-        return self._run_with(_library().flashinfer_swift_batch_prefill_run, q, k, v, return_lse, (k_scale, v_scale))
+    def _run(self, q, k, v, return_lse, k_scale=None, v_scale=None, out=None, lse=None, window_left=None):
+        if window_left is not None:
+            self._apply_options(window_left=window_left)
+        return self._run_with(_library().flashinfer_swift_batch_prefill_run, q, k, v, return_lse, (k_scale, v_scale), out, lse)
 
 
 def _numpy(x):
@@ -791,6 +875,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapper):
                 raise NotImplementedError("a custom mask in CUDA-graph mode (custom_mask_buf) is not supported")
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, cap)
 
+    @_recorded
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
              head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
              pos_encoding_mode="NONE", use_fp16_qk_reduction=False, sm_scale=None, window_left=-1, logits_soft_cap=None,
@@ -807,11 +892,31 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapper):
 
     begin_forward = plan
 
-    def run(self, q, paged_kv_cache, *args, k_scale=None, v_scale=None, return_lse=False):
+    def run(self, q, paged_kv_cache, *args, k_scale=None, v_scale=None, out=None, lse=None, return_lse=False,
+            enable_pdl=None, window_left=None):
+        """Attention of q [qo_indptr[-1], Hq, D] over the planned pages (window_left replaces the
+        plan's, re-planning when it differs; enable_pdl accepted)."""
         k, v = _split_cache(paged_kv_cache)
-        return self._run(q, k, v, return_lse, k_scale, v_scale)
+        return self._run(q, k, v, return_lse, k_scale, v_scale, out, lse, window_left)
 
-    forward = run
+    run_return_lse = functools.partialmethod(run, return_lse=True)
+
+    def forward(self, q, paged_kv_cache, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, k_scale=None,
+                v_scale=None, window_left=-1, logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None):
+        """Deprecated upstream (use run): these options replace the plan's, then run (see _DeprecatedAPI)."""
+        self._apply_options(causal=causal, pos_encoding_mode=pos_encoding_mode, use_fp16_qk_reduction=use_fp16_qk_reduction,
+                            window_left=window_left, logits_soft_cap=logits_soft_cap, sm_scale=sm_scale, rope_scale=rope_scale,
+                            rope_theta=rope_theta)
+        return self.run(q, paged_kv_cache, k_scale=k_scale, v_scale=v_scale)
+
+    def forward_return_lse(self, q, paged_kv_cache, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False,
+                           k_scale=None, v_scale=None, window_left=-1, logits_soft_cap=None, sm_scale=None, rope_scale=None,
+                           rope_theta=None):
+        """Deprecated upstream (use run_return_lse): forward() returning (out, lse)."""
+        self._apply_options(causal=causal, pos_encoding_mode=pos_encoding_mode, use_fp16_qk_reduction=use_fp16_qk_reduction,
+                            window_left=window_left, logits_soft_cap=logits_soft_cap, sm_scale=sm_scale, rope_scale=rope_scale,
+                            rope_theta=rope_theta)
+        return self.run(q, paged_kv_cache, k_scale=k_scale, v_scale=v_scale, return_lse=True)
 
 
 class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
@@ -833,6 +938,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
                 raise NotImplementedError("a custom mask in CUDA-graph mode (custom_mask_buf) is not supported")
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, cap)
 
+    @_recorded
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
              packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, window_left=-1,
              logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None, q_data_type="float16",
@@ -845,13 +951,31 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapper):
 
     begin_forward = plan
 
-    def run(self, q, k, v, *args, return_lse=False):
-        return self._run(q, k, v, return_lse)
+    def run(self, q, k, v, *args, out=None, lse=None, return_lse=False, enable_pdl=None, window_left=None):
+        """Attention of q [qo_indptr[-1], Hq, D] over k / v [kv_indptr[-1], Hkv, D] (window_left
+        replaces the plan's, re-planning when it differs; enable_pdl accepted)."""
+        return self._run(q, k, v, return_lse, out=out, lse=lse, window_left=window_left)
 
-    forward = run
+    run_return_lse = functools.partialmethod(run, return_lse=True)
+
+    def forward(self, q, k, v, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, window_left=-1,
+                logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None):
+        """Deprecated upstream (use run): these options replace the plan's, then run (see _DeprecatedAPI)."""
+        self._apply_options(causal=causal, pos_encoding_mode=pos_encoding_mode, use_fp16_qk_reduction=use_fp16_qk_reduction,
+                            window_left=window_left, logits_soft_cap=logits_soft_cap, sm_scale=sm_scale, rope_scale=rope_scale,
+                            rope_theta=rope_theta)
+        return self.run(q, k, v)
+
+    def forward_return_lse(self, q, k, v, causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, window_left=-1,
+                           logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None):
+        """Deprecated upstream (use run_return_lse): forward() returning (out, lse)."""
+        self._apply_options(causal=causal, pos_encoding_mode=pos_encoding_mode, use_fp16_qk_reduction=use_fp16_qk_reduction,
+                            window_left=window_left, logits_soft_cap=logits_soft_cap, sm_scale=sm_scale, rope_scale=rope_scale,
+                            rope_theta=rope_theta)
+        return self.run(q, k, v, return_lse=True)
 
 
-class BlockSparseAttentionWrapper:
+class BlockSparseAttentionWrapper(_DeprecatedAPI):
     """Block-sparse (BSR) attention (upstream's flashinfer.sparse.BlockSparseAttentionWrapper): M
     queries attend N keys through an M x N pattern of R x C blocks stored as a BSR matrix (indptr
     [M/R + 1], indices [nnz] block columns), run as upstream runs it: block row i is request i of
@@ -866,6 +990,7 @@ class BlockSparseAttentionWrapper:
         self._inner = BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, "NHD")
         self._shape = None
 
+    @_recorded
     def plan(self, indptr, indices, M, N, R, C, num_qo_heads, num_kv_heads, head_dim, mask=None, packed_mask=None,
              causal=False, pos_encoding_mode="NONE", use_fp16_qk_reduction=False, logits_soft_cap=None, sm_scale=None,
              rope_scale=None, rope_theta=None, q_data_type="float16", kv_data_type=None, non_blocking=True):
@@ -930,7 +1055,14 @@ class BlockSparseAttentionWrapper:
             raise NotImplementedError("scale_q / scale_k / scale_v are not supported through the C ABI yet")
         return self._inner.run(q, (self._pages(k, "k"), self._pages(v, "v")), return_lse=return_lse)
 
-    forward = run
+    run_return_lse = functools.partialmethod(run, return_lse=True)
+
+    def forward(self, q, k, v, scale_q=None, scale_k=None, scale_v=None, pos_encoding_mode="NONE", use_fp16_qk_reduction=False,
+                logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None):
+        """Deprecated upstream (use run): these options replace the plan's, then run (see _DeprecatedAPI)."""
+        self._apply_options(pos_encoding_mode=pos_encoding_mode, use_fp16_qk_reduction=use_fp16_qk_reduction,
+                            logits_soft_cap=logits_soft_cap, sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
+        return self.run(q, k, v, scale_q, scale_k, scale_v)
 
 
 class MultiLevelCascadeAttentionWrapper(_Wrapper):
@@ -1033,6 +1165,77 @@ class MultiLevelCascadeAttentionWrapper(_Wrapper):
         return self._run_with(_library().flashinfer_swift_cascade_run, q, k, v, False, ())
 
     forward = run
+
+
+class BatchDecodeWithSharedPrefixPagedKVCacheWrapper:
+    """Upstream's (deprecated) shared-prefix decode: a shared prefix in standalone tensors k_shared /
+    v_shared [prefix_len, Hkv, D] (NHD) and each request's own pages, composed as upstream composes
+    it: single_prefill_with_kv_cache of every query over the prefix (return_lse), the batch decode
+    wrapper over the unique pages (run_return_lse), merge_state_in_place. MultiLevelCascadeAttentionWrapper
+    is the current API."""
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD"):
+        self._batch_decode_wrapper = BatchDecodeWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout)
+        self._kv_layout = kv_layout
+
+    def reset_workspace_buffer(self, float_workspace_buffer, int_workspace_buffer=None):
+        self._batch_decode_wrapper.reset_workspace_buffer(float_workspace_buffer, int_workspace_buffer)
+
+    def begin_forward(self, unique_kv_indptr, unique_kv_indices, unique_kv_last_page_len, num_qo_heads, num_kv_heads, head_dim,
+                      page_size, data_type="float16"):
+        self._batch_decode_wrapper.begin_forward(unique_kv_indptr, unique_kv_indices, unique_kv_last_page_len, num_qo_heads,
+                                                 num_kv_heads, head_dim, page_size, pos_encoding_mode="NONE", data_type=data_type)
+
+    def forward(self, q, k_shared, v_shared, unique_kv_cache):
+        """q [batch, Hq, D] -> [batch, Hq, D]: attention over the shared prefix, then the request's pages."""
+        planned = getattr(self._batch_decode_wrapper, "_plan_arguments", None)
+        if planned is None:
+            raise RuntimeError("forward before begin_forward")
+        v_shared_out, s_shared = single_prefill_with_kv_cache(
+            q, k_shared, v_shared, causal=False, pos_encoding_mode="NONE", kv_layout=self._kv_layout,
+            sm_scale=planned["sm_scale"], rope_scale=planned["rope_scale"], rope_theta=planned["rope_theta"], return_lse=True)
+        v_unique, s_unique = self._batch_decode_wrapper.forward_return_lse(q, unique_kv_cache, pos_encoding_mode="NONE")
+        merge_state_in_place(v_shared_out, s_shared, v_unique, s_unique)
+        return v_shared_out
+
+    def end_forward(self):
+        """Deprecated upstream, a no-op."""
+
+
+class BatchPrefillWithSharedPrefixPagedKVCacheWrapper:
+    """Upstream's (deprecated) shared-prefix prefill / append: the shared prefix in k_shared /
+    v_shared, each request's own pages in the paged cache; upstream's composition
+    (single_prefill_with_kv_cache over the prefix, non-causal; the paged prefill wrapper over the
+    pages, `causal` there; merge_state_in_place). MultiLevelCascadeAttentionWrapper is the current API."""
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD"):
+        self._batch_prefill_wrapper = BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout)
+        self._kv_layout = kv_layout
+
+    def reset_workspace_buffer(self, float_workspace_buffer, int_workspace_buffer=None):
+        self._batch_prefill_wrapper.reset_workspace_buffer(float_workspace_buffer, int_workspace_buffer)
+
+    def begin_forward(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
+                      head_dim, page_size):
+        self._batch_prefill_wrapper.begin_forward(qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len,
+                                                  num_qo_heads, num_kv_heads, head_dim, page_size)
+
+    def forward(self, q, k_shared, v_shared, unique_kv_cache, causal=False, use_fp16_qk_reduction=False, sm_scale=None,
+                rope_scale=None, rope_theta=None):
+        """q [qo_indptr[-1], Hq, D] -> the same shape: the prefix (every query sees all of it), then
+        the request's pages (causal there when asked, bottom-right aligned)."""
+        v_shared_out, s_shared = single_prefill_with_kv_cache(
+            q, k_shared, v_shared, causal=False, pos_encoding_mode="NONE", kv_layout=self._kv_layout,
+            use_fp16_qk_reduction=use_fp16_qk_reduction, sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta,
+            return_lse=True)
+        v_unique, s_unique = self._batch_prefill_wrapper.forward_return_lse(
+            q, unique_kv_cache, causal=causal, pos_encoding_mode="NONE", use_fp16_qk_reduction=use_fp16_qk_reduction,
+            sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
+        merge_state_in_place(v_shared_out, s_shared, v_unique, s_unique)
+        return v_shared_out
+
+    def end_forward(self):
+        """Deprecated upstream, a no-op."""
 
 
 def packbits(x, bitorder="big"):

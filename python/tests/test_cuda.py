@@ -1110,6 +1110,43 @@ def test_chain_speculative_sampling_cuda_graph():
 
 
 @needs_device
+def test_shared_prefix_wrappers_and_deprecated_forward():
+    """Upstream's deprecated shared-prefix decode wrapper on DEVICE tensors (single prefill over the
+    prefix, batch decode over the pages, merge_state_in_place) against float64 attention over the
+    concatenation; and the deprecated forward()'s options replacing the plan's (a re-plan)."""
+    g = _cpu_gen(47)
+    page_size, hq, hkv, d, prefix = 16, 32, 8, 128, 1000
+    lens = [37, 1, 200]
+    per = [(n + page_size - 1) // page_size for n in lens]
+    indptr = torch.tensor([0] + list(np.cumsum(per)), dtype=torch.int32)
+    indices = torch.randperm(int(indptr[-1]) + 3, generator=g)[: int(indptr[-1])].int()
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(lens, per)], dtype=torch.int32)
+    cache = torch.randn(int(indptr[-1]) + 3, 2, page_size, hkv, d, generator=g).half().to(DEVICE)
+    ks, vs = (torch.randn(prefix, hkv, d, generator=g).half().to(DEVICE) for _ in range(2))
+    q = torch.randn(len(lens), hq, d, generator=g).half().to(DEVICE)
+    ws = torch.empty(1, device=DEVICE)
+    w = fi.BatchDecodeWithSharedPrefixPagedKVCacheWrapper(ws, "NHD")
+    w.begin_forward(indptr, indices, last, hq, hkv, d, page_size)
+    out = w.forward(q, ks, vs, cache)
+    _sync()
+    assert out.device.type == DEVICE and out.shape == q.shape
+    for b, n in enumerate(lens):
+        pages = indices[int(indptr[b]):int(indptr[b + 1])].long().to(cache.device)
+        k = torch.cat([ks, cache[pages, 0].reshape(-1, hkv, d)[:n]])
+        v = torch.cat([vs, cache[pages, 1].reshape(-1, hkv, d)[:n]])
+        ref, _ = reference(q[b][None], k, v, "NHD", False, None, None, -1)
+        close(out[b], ref[0], 1e-3, 1e-3, f"shared-prefix request {b}")
+    dw = fi.BatchDecodeWithPagedKVCacheWrapper(ws, "NHD")
+    dw.begin_forward(indptr, indices, last, hq, hkv, d, page_size, pos_encoding_mode="ROPE_LLAMA")
+    plain = dw.forward(q, cache)  # upstream's default pos_encoding_mode, NONE, replaces the plan's
+    roped = dw.forward(q, cache, pos_encoding_mode="ROPE_LLAMA")
+    _sync()
+    ref, _ = _paged_reference(q, cache, indptr, indices, lens, hkv, d)
+    close(plain, ref, 1e-3, 1e-3, "forward() without RoPE")
+    assert not torch.allclose(roped.float(), plain.float(), atol=1e-2), "forward(pos_encoding_mode=ROPE_LLAMA) ignored"
+
+
+@needs_device
 def test_merge_states():
     """merge_state / merge_state_in_place (masked) / merge_states on DEVICE torch tensors against a
     float64 reference (base-2 LSE; an empty state: -inf)."""
