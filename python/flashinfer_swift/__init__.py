@@ -553,16 +553,13 @@ def _raw_stream(device):
 
 
 def _recorded(plan):
-    """plan() remembering its arguments by name, defaults filled in, once it succeeds: upstream's
-    deprecated forward() / forward_return_lse() and run(window_left=) replace some of them."""
-    sig = inspect.signature(plan)
-
+    """plan() remembering how it was called once it succeeds (the arguments as given: binding them to
+    names costs tens of µs, so _plan_arguments does that only when asked): upstream's deprecated
+    forward() / forward_return_lse() and run(window_left=) replace some of them."""
     @functools.wraps(plan)
     def recorded(self, *args, **kwargs):
-        bound = sig.bind(self, *args, **kwargs)
         result = plan(self, *args, **kwargs)
-        bound.apply_defaults()
-        self._plan_arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
+        self._plan_call, self._plan_bound = (plan, args, kwargs), None
         return result
 
     return recorded
@@ -575,12 +572,25 @@ class _DeprecatedAPI:
     options live in the library, so a forward() whose options differ from the last plan's re-plans
     with the plan's other arguments first (host work, as plan()), then runs."""
 
+    @property
+    def _plan_arguments(self):
+        """The last successful plan()'s arguments by name, defaults filled in (None before one)."""
+        call = getattr(self, "_plan_call", None)
+        if call is None:
+            return None
+        if self._plan_bound is None:  # once per plan: run(window_left=) may ask at every call
+            plan, args, kwargs = call
+            bound = inspect.signature(plan).bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            self._plan_bound = {k: v for k, v in bound.arguments.items() if k != "self"}
+        return self._plan_bound
+
     def _apply_options(self, **options):
-        planned = getattr(self, "_plan_arguments", None)
+        planned = self._plan_arguments
         if planned is None:
             raise RuntimeError("run before plan")
         if any(planned.get(k) != v for k, v in options.items()):
-            self.plan(**{**planned, **options})
+            self.plan(**{**planned, **options})  # records the new call
 
     def end_forward(self):
         """Deprecated upstream, and a no-op there: nothing to release."""
