@@ -1177,75 +1177,70 @@ class MultiLevelCascadeAttentionWrapper(_Wrapper):
     forward = run
 
 
-class BatchDecodeWithSharedPrefixPagedKVCacheWrapper:
-    """Upstream's (deprecated) shared-prefix decode: a shared prefix in standalone tensors k_shared /
-    v_shared [prefix_len, Hkv, D] (NHD) and each request's own pages, composed as upstream composes
-    it: single_prefill_with_kv_cache of every query over the prefix (return_lse), the batch decode
-    wrapper over the unique pages (run_return_lse), merge_state_in_place. MultiLevelCascadeAttentionWrapper
-    is the current API."""
+class _SharedPrefixWrapper:
+    """The shared body of upstream's deprecated shared-prefix wrappers: one batch wrapper over each
+    request's own pages; forward() attends the shared prefix with single_prefill_with_kv_cache
+    (return_lse), the pages with the batch wrapper, and merges the two states in place, as upstream."""
 
-    def __init__(self, float_workspace_buffer, kv_layout="NHD"):
-        self._batch_decode_wrapper = BatchDecodeWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout)
+    def __init__(self, inner, kv_layout):
+        self._inner = inner
         self._kv_layout = kv_layout
 
     def reset_workspace_buffer(self, float_workspace_buffer, int_workspace_buffer=None):
-        self._batch_decode_wrapper.reset_workspace_buffer(float_workspace_buffer, int_workspace_buffer)
+        self._inner.reset_workspace_buffer(float_workspace_buffer, int_workspace_buffer)
+
+    def _merged(self, q, k_shared, v_shared, pages_state, **prefix_options):
+        out, lse = single_prefill_with_kv_cache(q, k_shared, v_shared, causal=False, pos_encoding_mode="NONE",
+                                                kv_layout=self._kv_layout, return_lse=True, **prefix_options)
+        merge_state_in_place(out, lse, *pages_state)
+        return out
+
+    def end_forward(self):
+        """Deprecated upstream, a no-op."""
+
+
+class BatchDecodeWithSharedPrefixPagedKVCacheWrapper(_SharedPrefixWrapper):
+    """Upstream's (deprecated) shared-prefix decode: the prefix in standalone tensors k_shared /
+    v_shared [prefix_len, Hkv, D] (NHD), each request's own pages in a paged cache (the batch decode
+    wrapper). MultiLevelCascadeAttentionWrapper is the current API."""
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD"):
+        super().__init__(BatchDecodeWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout), kv_layout)
 
     def begin_forward(self, unique_kv_indptr, unique_kv_indices, unique_kv_last_page_len, num_qo_heads, num_kv_heads, head_dim,
                       page_size, data_type="float16"):
-        self._batch_decode_wrapper.begin_forward(unique_kv_indptr, unique_kv_indices, unique_kv_last_page_len, num_qo_heads,
-                                                 num_kv_heads, head_dim, page_size, pos_encoding_mode="NONE", data_type=data_type)
+        self._inner.begin_forward(unique_kv_indptr, unique_kv_indices, unique_kv_last_page_len, num_qo_heads, num_kv_heads,
+                                  head_dim, page_size, pos_encoding_mode="NONE", data_type=data_type)
 
     def forward(self, q, k_shared, v_shared, unique_kv_cache):
         """q [batch, Hq, D] -> [batch, Hq, D]: attention over the shared prefix, then the request's pages."""
-        planned = getattr(self._batch_decode_wrapper, "_plan_arguments", None)
+        planned = self._inner._plan_arguments
         if planned is None:
             raise RuntimeError("forward before begin_forward")
-        v_shared_out, s_shared = single_prefill_with_kv_cache(
-            q, k_shared, v_shared, causal=False, pos_encoding_mode="NONE", kv_layout=self._kv_layout,
-            sm_scale=planned["sm_scale"], rope_scale=planned["rope_scale"], rope_theta=planned["rope_theta"], return_lse=True)
-        v_unique, s_unique = self._batch_decode_wrapper.forward_return_lse(q, unique_kv_cache, pos_encoding_mode="NONE")
-        merge_state_in_place(v_shared_out, s_shared, v_unique, s_unique)
-        return v_shared_out
-
-    def end_forward(self):
-        """Deprecated upstream, a no-op."""
+        pages = self._inner.forward_return_lse(q, unique_kv_cache, pos_encoding_mode="NONE")
+        return self._merged(q, k_shared, v_shared, pages, sm_scale=planned["sm_scale"], rope_scale=planned["rope_scale"],
+                            rope_theta=planned["rope_theta"])
 
 
-class BatchPrefillWithSharedPrefixPagedKVCacheWrapper:
-    """Upstream's (deprecated) shared-prefix prefill / append: the shared prefix in k_shared /
-    v_shared, each request's own pages in the paged cache; upstream's composition
-    (single_prefill_with_kv_cache over the prefix, non-causal; the paged prefill wrapper over the
-    pages, `causal` there; merge_state_in_place). MultiLevelCascadeAttentionWrapper is the current API."""
+class BatchPrefillWithSharedPrefixPagedKVCacheWrapper(_SharedPrefixWrapper):
+    """Upstream's (deprecated) shared-prefix prefill / append: every query sees the whole prefix
+    (k_shared / v_shared), then its request's own pages (the paged prefill wrapper; `causal` there,
+    bottom-right aligned). MultiLevelCascadeAttentionWrapper is the current API."""
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD"):
-        self._batch_prefill_wrapper = BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout)
-        self._kv_layout = kv_layout
-
-    def reset_workspace_buffer(self, float_workspace_buffer, int_workspace_buffer=None):
-        self._batch_prefill_wrapper.reset_workspace_buffer(float_workspace_buffer, int_workspace_buffer)
+        super().__init__(BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout), kv_layout)
 
     def begin_forward(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
                       head_dim, page_size):
-        self._batch_prefill_wrapper.begin_forward(qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len,
-                                                  num_qo_heads, num_kv_heads, head_dim, page_size)
+        self._inner.begin_forward(qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
+                                  num_kv_heads, head_dim, page_size)
 
     def forward(self, q, k_shared, v_shared, unique_kv_cache, causal=False, use_fp16_qk_reduction=False, sm_scale=None,
                 rope_scale=None, rope_theta=None):
-        """q [qo_indptr[-1], Hq, D] -> the same shape: the prefix (every query sees all of it), then
-        the request's pages (causal there when asked, bottom-right aligned)."""
-        v_shared_out, s_shared = single_prefill_with_kv_cache(
-            q, k_shared, v_shared, causal=False, pos_encoding_mode="NONE", kv_layout=self._kv_layout,
-            use_fp16_qk_reduction=use_fp16_qk_reduction, sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta,
-            return_lse=True)
-        v_unique, s_unique = self._batch_prefill_wrapper.forward_return_lse(
-            q, unique_kv_cache, causal=causal, pos_encoding_mode="NONE", use_fp16_qk_reduction=use_fp16_qk_reduction,
-            sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
-        merge_state_in_place(v_shared_out, s_shared, v_unique, s_unique)
-        return v_shared_out
-
-    def end_forward(self):
-        """Deprecated upstream, a no-op."""
+        """q [qo_indptr[-1], Hq, D] -> the same shape."""
+        options = dict(use_fp16_qk_reduction=use_fp16_qk_reduction, sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
+        pages = self._inner.forward_return_lse(q, unique_kv_cache, causal=causal, pos_encoding_mode="NONE", **options)
+        return self._merged(q, k_shared, v_shared, pages, **options)
 
 
 def packbits(x, bitorder="big"):

@@ -443,6 +443,36 @@ def test_chain_speculative_sampling_errors():
         fi.chain_speculative_sampling(draft[0], ids, target, seed=1)
 
 
+def test_chain_speculative_sampling_abi_refuses_bad_outputs():
+    """The C ABI entry checks every int32 tensor (dtype, exact shape, compactness) before any work,
+    and leaves the caller's counts untouched when it refuses."""
+    rng = np.random.default_rng(48)
+    batch, n, vocab = 3, 2, 10
+    draft, ids, target = _chain_inputs(rng, batch, n, vocab)
+    lib = fi._library()
+
+    def call(ids_arr, out, acc, emi):
+        ts = [fi._Tensor(draft, "draft_probs"), fi._index_tensor(ids_arr, "ids"), fi._Tensor(target, "target_probs"),
+              fi._index_tensor(out, "out"), fi._index_tensor(acc, "acc"), fi._index_tensor(emi, "emi")]
+        return fi._check(lib.flashinfer_swift_chain_speculative_sampling(ts[0].ref(), ts[1].ref(), ts[2].ref(), 1, 0,
+                                                                         ts[3].ref(), ts[4].ref(), ts[5].ref(), None))
+
+    good = (ids, np.zeros((batch, n + 1), np.int32), np.zeros(batch, np.int32), np.zeros(batch, np.int32))
+    call(*good)
+    acc = np.full(batch, 7, np.int32)
+    cases = [
+        ((ids.astype(np.int64),) + good[1:], "draft_token_ids: DLPack dtype"),
+        ((ids,) + (np.zeros((batch, n), np.int32),) + good[2:], "output_token_ids: shape"),
+        ((ids, good[1], np.zeros(batch + 1, np.int32), good[3]), "output_accepted_token_num: shape"),
+        ((ids, good[1], good[2], np.zeros((batch, 2), np.int32)[:, 0]), "output_emitted_draft_token_num: strides"),
+        ((ids, np.zeros((batch, n + 1), np.int32), acc, np.zeros(batch, np.uint8)), "output_emitted_draft_token_num: DLPack dtype"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+            call(*args)
+    np.testing.assert_array_equal(acc, 7)
+
+
 def test_chain_speculative_sampling_generator_and_seed_tensors():
     """A SamplingGenerator at (s, o) draws what seed=s, offset=o draws and advances by B * (n + 1)
     rounded up to 4; upstream's 1-element seed / offset arrays are read, not advanced."""
