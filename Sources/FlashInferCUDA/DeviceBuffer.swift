@@ -280,7 +280,9 @@ struct StreamUseLog<S: StreamIdentity> {
     /// A read on `s`: returns the streams `s` must wait for first (the last writer, when another
     /// stream wrote and `s` has not waited for that write yet), and records the use.
     mutating func read(on s: S) -> [S] {
-        if users.contains(where: { $0.isSame(as: s) }) { return [] }
+        // An index loop: contains(where:) (a closure context) and for-in (an iterator's generic
+        // temporaries) allocate in unoptimized builds, which CI's allocation count runs.
+        for i in users.indices where users[i].isSame(as: s) { return [] }
         users.append(s)
         if let w = writer, !w.isSame(as: s) { return [w] }
         return []
@@ -289,9 +291,14 @@ struct StreamUseLog<S: StreamIdentity> {
     /// A write on `s`: returns the streams `s` must wait for first (every other stream that used
     /// the buffer since its last write), and makes `s` the writer and only user.
     mutating func write(on s: S) -> [S] {
-        let waits = users.filter { !$0.isSame(as: s) }
+        // The steady state of a run() loop (this stream already the writer and only user): nothing
+        // to wait for and nothing to change, so nothing allocated (`users = [s]` allocated each time).
+        if users.count == 1, users[0].isSame(as: s), let w = writer, w.isSame(as: s) { return [] }
+        var waits: [S] = []
+        for i in users.indices where !users[i].isSame(as: s) { waits.append(users[i]) }
         writer = s
-        users = [s]
+        users.removeAll(keepingCapacity: true)
+        users.append(s)
         return waits
     }
 

@@ -1,0 +1,87 @@
+"""The C ABI's CUDA host path without a GPU: the library on the null driver (scripts/nullcuda.c,
+FLASHINFER_CUDA_DRIVER), a 32-layer batch decode step through flashinfer_swift_batch_decode_plan /
+_run with CUDA DLTensors over fake device addresses, called as BatchDecodeWithPagedKVCacheWrapper.run's
+per-layer fast path calls it (PyDLL, prebuilt references, out given, no LSE). Kernels are JIT-compiled
+(real NVRTC) but not run: what this measures is the host work alone.
+    FLASHINFER_CUDA_DRIVER=/path/libcuda.so.1 [LD_PRELOAD=/path/libmalloccount.so] python3 host_path_decode.py [steps]
+Prints one line `host-path: batch B, R run() calls, X.XX us per run(), A allocations per run()` per
+batch (allocations "n/a" without the malloc counter); python/tests/test_host_path.py checks it."""
+import ctypes
+import os
+import sys
+import time
+import types
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import flashinfer_swift as fi  # noqa: E402
+
+DEVICE = types.SimpleNamespace(type="cuda", index=0)
+STREAM = 0x7000  # a foreign stream handle, as torch's would be: the null driver accepts any
+
+
+def fake_cuda(address, shape, bits=16):
+    """A DLTensor on CUDA device 0 at a fake address (never dereferenced), compact strides."""
+    strides, s = [], 1
+    for n in reversed(shape):
+        strides.insert(0, s)
+        s *= n
+    t = fi._Tensor.__new__(fi._Tensor)
+    t._set(None, address, tuple(shape), tuple(strides), fi._kDLFloat, bits, DEVICE)
+    return t
+
+
+def main():
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    lib = fi._library()
+    try:
+        count = ctypes.CDLL(None).malloc_count
+        count.restype = ctypes.c_long
+    except AttributeError:
+        count = None
+    layers, hq, hkv, d, page, kv_len = 32, 32, 8, 128, 16, 4096
+    for batch in (1, 64):
+        pages_per = kv_len // page
+        indptr = (np.arange(batch + 1) * pages_per).astype(np.int32)
+        indices = np.arange(batch * pages_per, dtype=np.int32)
+        last = np.full(batch, page, np.int32)
+        handle = ctypes.c_void_p()
+        fi._check(lib.flashinfer_swift_batch_decode_create(0, ctypes.byref(handle)))
+        opts = fi._options(False, "NONE", "NHD", -1, None, None, None, None)
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        f16 = fi._data_type("float16", "q_data_type")
+        fi._check(lib.flashinfer_swift_batch_decode_plan(
+            handle, indptr.ctypes.data_as(i32p), indices.ctypes.data_as(i32p), last.ctypes.data_as(i32p), batch, hq, hkv, d,
+            page, f16, f16, ctypes.byref(opts), fi._DLDevice(fi._kDLCUDA, 0), ctypes.c_void_p(STREAM)))
+        base = 1 << 40
+        pages = batch * pages_per
+        q = fake_cuda(base, (batch, hq, d))
+        out = fake_cuda(base + (1 << 30), (batch, hq, d))
+        caches = [(fake_cuda(base + (2 + 2 * l) * (1 << 32), (pages, page, hkv, d)),
+                   fake_cuda(base + (3 + 2 * l) * (1 << 32), (pages, page, hkv, d))) for l in range(layers)]
+        run = fi._hot(lib.flashinfer_swift_batch_decode_run)
+        refs = [(k._ref, v._ref) for k, v in caches]
+
+        def step():
+            for rk, rv in refs:
+                status = run(handle, q._ref, rk, rv, out._ref, None, STREAM)
+                if status:
+                    fi._check(status)
+
+        for _ in range(3):  # the first run compiles the kernel (NVRTC) and fills the descriptor cache
+            step()
+        before = count() if count else 0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        elapsed = time.perf_counter() - t0
+        allocs = (count() - before) if count else None
+        calls = steps * layers
+        per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
+        print(f"host-path: batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
+        lib.flashinfer_swift_batch_decode_destroy(handle)
+
+
+if __name__ == "__main__":
+    main()
