@@ -240,15 +240,16 @@ extension Stream {
         for b in writes { try b?.orderWrite(on: self, capturing: false) }
     }
 
-    /// `order(reads:writes:)` for up to four read and three written buffers, without building
+    /// `order(reads:writes:)` for up to five read and four written buffers, without building
     /// arrays: the run() paths order every launch this way (no heap allocation per call).
     public func order(read r0: DeviceBuffer?, _ r1: DeviceBuffer? = nil, _ r2: DeviceBuffer? = nil, _ r3: DeviceBuffer? = nil,
-                      write w0: DeviceBuffer?, _ w1: DeviceBuffer? = nil, _ w2: DeviceBuffer? = nil) throws(CUDAError) {
+                      _ r4: DeviceBuffer? = nil,
+                      write w0: DeviceBuffer?, _ w1: DeviceBuffer? = nil, _ w2: DeviceBuffer? = nil, _ w3: DeviceBuffer? = nil) throws(CUDAError) {
         if isCapturing {
             // Under `Graph.capture`: the graph holds these addresses, so it keeps the buffers alive.
             captureRetained.withLock { list in
                 guard list != nil else { return }
-                for b in [r0, r1, r2, r3, w0, w1, w2] { if let b { list!.append(b) } }
+                for b in [r0, r1, r2, r3, r4, w0, w1, w2, w3] { if let b { list!.append(b) } }
             }
             return
         }
@@ -256,9 +257,11 @@ extension Stream {
         try r1?.orderRead(on: self, capturing: false)
         try r2?.orderRead(on: self, capturing: false)
         try r3?.orderRead(on: self, capturing: false)
+        try r4?.orderRead(on: self, capturing: false)
         try w0?.orderWrite(on: self, capturing: false)
         try w1?.orderWrite(on: self, capturing: false)
         try w2?.orderWrite(on: self, capturing: false)
+        try w3?.orderWrite(on: self, capturing: false)
     }
 }
 

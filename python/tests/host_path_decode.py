@@ -4,8 +4,10 @@ _run with CUDA DLTensors over fake device addresses, called as BatchDecodeWithPa
 per-layer fast path calls it (PyDLL, prebuilt references, out given, no LSE). Kernels are JIT-compiled
 (real NVRTC) but not run: what this measures is the host work alone.
     FLASHINFER_CUDA_DRIVER=/path/libcuda.so.1 [LD_PRELOAD=/path/libmalloccount.so] python3 host_path_decode.py [steps]
-Prints one line `host-path: batch B, R run() calls, X.XX us per run(), A allocations per run()` per
-batch (allocations "n/a" without the malloc counter); python/tests/test_host_path.py checks it."""
+Prints one line `host-path: PATH, batch B, R run() calls, X.XX us per run(), A allocations per run()`
+per decode path (use_tensor_cores 0 and 1: the CUDA-core kernel, the batch prefill kernel's
+tensor-core path) and batch (allocations "n/a" without the malloc counter);
+python/tests/test_host_path.py checks it."""
 import ctypes
 import os
 import sys
@@ -41,13 +43,13 @@ def main():
     except AttributeError:
         count = None
     layers, hq, hkv, d, page, kv_len = 32, 32, 8, 128, 16, 4096
-    for batch in (1, 64):
+    for tensor_cores, batch in ((0, 1), (0, 64), (1, 1), (1, 64)):
         pages_per = kv_len // page
         indptr = (np.arange(batch + 1) * pages_per).astype(np.int32)
         indices = np.arange(batch * pages_per, dtype=np.int32)
         last = np.full(batch, page, np.int32)
         handle = ctypes.c_void_p()
-        fi._check(lib.flashinfer_swift_batch_decode_create(0, ctypes.byref(handle)))
+        fi._check(lib.flashinfer_swift_batch_decode_create(tensor_cores, ctypes.byref(handle)))
         opts = fi._options(False, "NONE", "NHD", -1, None, None, None, None)
         i32p = ctypes.POINTER(ctypes.c_int32)
         f16 = fi._data_type("float16", "q_data_type")
@@ -79,7 +81,8 @@ def main():
         allocs = (count() - before) if count else None
         calls = steps * layers
         per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
-        print(f"host-path: batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
+        path = "tensor cores" if tensor_cores else "CUDA cores"
+        print(f"host-path: {path}, batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
         lib.flashinfer_swift_batch_decode_destroy(handle)
 
 

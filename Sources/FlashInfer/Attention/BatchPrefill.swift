@@ -293,7 +293,7 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         let impl = backend.implementation
         let total = device.totalQO  // qoIndptr[B]; in graph mode, the capacity's rows
         try validateInputs(q: q, kv: kv, shape: shape, total: total, placement: impl.placement)
-        try validateOutputBuffers(q: q, out: out, lse: lse, lseShape: [total, shape.numQOHeads],
+        try validateOutputBuffers(q: q, out: out, lse: lse, lseShape: (total, shape.numQOHeads),
                                   lseShapeName: "[qo_indptr[-1], num_qo_heads]", placement: impl.placement)
         try impl.runBatchPrefill(self, q: q, kv: kv, out: out, lse: lse)
     }
@@ -307,16 +307,20 @@ public final class BatchPrefillAttention: @unchecked Sendable {
         switch kv {
         case .paged(let cache):
             _ = try validatePaged(cache, q: q, shape: shape)
-            try checkPlacement([("q", q), ("k_cache", cache.k), ("v_cache", cache.v)], placement)
+            try checkPlacement("q", q, placement)  // one at a time: no array per run()
+            try checkPlacement("k_cache", cache.k, placement)
+            try checkPlacement("v_cache", cache.v, placement)
         case .ragged(let k, let v):
             _ = try validateRagged(k: k, v: v, q: q, shape: shape)
-            try checkPlacement([("q", q), ("k", k), ("v", v)], placement)
+            try checkPlacement("q", q, placement)
+            try checkPlacement("k", k, placement)
+            try checkPlacement("v", v, placement)
         }
     }
 
     func validateQ(_ q: Tensor, shape: (numQOHeads: Int, numKVHeads: Int, headDim: Int, dtype: DType), total: Int) throws(FlashInferError) {
         guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
-        guard q.shape == [total, shape.numQOHeads, shape.headDim] else {
+        guard q.shape[0] == total, q.shape[1] == shape.numQOHeads, q.shape[2] == shape.headDim else {  // no array literal: run() path
             throw .shape(tensor: "q", axis: 0, name: "[qo_indptr[-1], heads, dim]", expected: "\([total, shape.numQOHeads, shape.headDim]) (from plan)", got: q.shape[0])
         }
         guard q.dtype == shape.dtype else { throw .dtype(tensor: "q", expected: shape.dtype.rawValue, got: q.dtype) }
@@ -365,16 +369,17 @@ public final class BatchPrefillAttention: @unchecked Sendable {
 
 /// The caller-buffer rules of the batch runs into `out` / `lse`: both where the backend computes;
 /// `out` contiguous with q's shape and dtype; `lse` nil or contiguous Float32 `lseShape`.
-func validateOutputBuffers(q: Tensor, out: Tensor, lse: Tensor?, lseShape: [Int], lseShapeName: String,
+func validateOutputBuffers(q: Tensor, out: Tensor, lse: Tensor?, lseShape: (Int, Int), lseShapeName: String,
                            placement: Placement) throws(FlashInferError) {
-    try checkPlacement([("out", out)] + (lse.map { [("lse", $0)] } ?? []), placement)
+    try checkPlacement("out", out, placement)  // one at a time: no array per run()
+    try checkPlacement("lse", lse, placement)
     guard out.shape == q.shape else {
         throw .shape(tensor: "out", axis: 0, name: "shape \(out.shape)", expected: "q's shape \(q.shape)", got: out.shape.first ?? 0)
     }
     guard out.dtype == q.dtype else { throw .dtype(tensor: "out", expected: q.dtype.rawValue, got: out.dtype) }
     guard out.isContiguous else { throw .strides(tensor: "out", strides: out.strides, rule: "must be contiguous") }
     if let lse {
-        guard lse.isContiguous, lse.dtype == .f32, lse.shape == lseShape else {
+        guard lse.isContiguous, lse.dtype == .f32, lse.rank == 2, lse.shape[0] == lseShape.0, lse.shape[1] == lseShape.1 else {
             throw .shape(tensor: "lse", axis: 0, name: "shape \(lse.shape)", expected: "contiguous f32 \(lseShapeName)", got: lse.shape.first ?? 0)
         }
     }

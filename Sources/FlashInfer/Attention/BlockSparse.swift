@@ -310,7 +310,7 @@ public final class BlockSparseAttention: @unchecked Sendable {
     public func run(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?) throws(FlashInferError) {
         let (pattern, shape) = try validateRun(q: q, k: k, v: v)
         let impl = backend.implementation
-        try validateOutputBuffers(q: q, out: out, lse: lse, lseShape: [pattern.rows, shape.numQOHeads],
+        try validateOutputBuffers(q: q, out: out, lse: lse, lseShape: (pattern.rows, shape.numQOHeads),
                                   lseShapeName: "[M, num_qo_heads]", placement: impl.placement)
         try impl.runBlockSparse(self, q: q, k: k, v: v, out: out, lse: lse)
     }

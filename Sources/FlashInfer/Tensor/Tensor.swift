@@ -49,7 +49,11 @@ public struct Tensor: Sendable {
     }
 
     public var rank: Int { shape.count }
-    public var count: Int { shape.reduce(1, *) }
+    public var count: Int {
+        var n = 1
+        for i in shape.indices { n *= shape[i] }  // not reduce(1, *): unoptimized builds allocate for it (run() paths ask)
+        return n
+    }
     /// Row-major compact (`strides == Tensor.contiguousStrides(shape)`), or at most one element.
     /// Compared in place: run() paths ask it on every call (no array built).
     public var isContiguous: Bool {

@@ -196,25 +196,28 @@ enum CUDABatchPrefill {
         func st(_ t: Tensor, _ axis: Int) -> Int64 { t.shape[axis] > 1 ? Int64(t.strides[axis]) : 0 }
         let qs = (st(q, 0), st(q, 1)), os = (st(out, 0), st(out, 1))
         // cp.async and the output stores move 16-byte chunks: every row must start 16-byte aligned.
-        let checks: [(String, Tensor, [Int64])] = [
-            ("q", q, [qs.0, qs.1]), ("k", kv.k, [kv.kStrides.0, kv.kStrides.1, kv.kPageStride]),
-            ("v", kv.v, [kv.vStrides.0, kv.vStrides.1, kv.vPageStride]), ("out", out, [os.0, os.1]),
-        ]
-        for (name, t, strides) in checks where t.count > 0 {
-            guard strides.allSatisfy({ ($0 * Int64(t.dtype.byteSize)) % 16 == 0 }) else {
+        // (One call per tensor, no arrays: this runs at every run().)
+        func check(_ name: String, _ t: Tensor, _ s0: Int64, _ s1: Int64, _ s2: Int64 = 0) throws(FlashInferError) {
+            guard t.count > 0 else { return }
+            let es = Int64(t.dtype.byteSize)
+            guard (s0 * es) % 16 == 0, (s1 * es) % 16 == 0, (s2 * es) % 16 == 0 else {
                 throw .strides(tensor: name, strides: t.strides, rule: "page, token and head strides must be multiples of 16 bytes (8 elements of 16 bits, 16 of FP8)")
             }
             guard let addr = t.deviceAddress, addr % 16 == 0 else {
                 throw .strides(tensor: name, strides: t.strides, rule: "the first element must be 16-byte aligned")
             }
         }
+        try check("q", q, qs.0, qs.1)
+        try check("k", kv.k, kv.kStrides.0, kv.kStrides.1, kv.kPageStride)
+        try check("v", kv.v, kv.vStrides.0, kv.vStrides.1, kv.vPageStride)
+        try check("out", out, os.0, os.1)
         let spec = dp.spec
         let d = spec.headDim
         try FlashInferError.wrap { () throws(CUDAError) in
-            try stream.order(reading: [q, kv.k, kv.v], writing: [out, lse], readingBuffers: [dp.arrays, dp.maskBytes],
-                             writingBuffers: [dp.tmpO, dp.tmpLSE])
+            try stream.order(read: q.buffer, kv.k.buffer, kv.v.buffer, dp.arrays, dp.maskBytes,
+                             write: out.buffer, lse?.buffer, dp.tmpO, dp.tmpLSE)
             var p = FIBatchPrefillParams(
-                base: prefillParams(q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: [qs, kv.kStrides, kv.vStrides, os],
+                base: prefillParams(q: q, k: kv.k, v: kv.v, out: out, lse: lse, strides: (qs, kv.kStrides, kv.vStrides, os),
                                     options: options, headDim: d, qoLen: 0, kvLen: 0, numQOHeads: numQOHeads,
                                     numKVHeads: numKVHeads),
                 request_indices: dp.address(dp.requestIndices), qo_tile_indices: dp.address(dp.qoTileIndices),

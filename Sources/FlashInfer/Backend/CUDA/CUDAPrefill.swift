@@ -253,11 +253,21 @@ func prefillParams(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?, s
                    options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int, numQOHeads: Int,
                    numKVHeads: Int) -> FIPrefillParams {
     precondition(strides.count == 4, "q, k, v, out strides")
+    return prefillParams(q: q, k: k, v: v, out: out, lse: lse, strides: (strides[0], strides[1], strides[2], strides[3]), options: options,
+                         headDim: headDim, qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads, numKVHeads: numKVHeads)
+}
+
+/// `prefillParams` with the (token, head) strides of q, k, v and out as a tuple: no array (run() paths).
+func prefillParams(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor?,
+                   strides: ((Int64, Int64), (Int64, Int64), (Int64, Int64), (Int64, Int64)),
+                   options: AttentionOptions, headDim: Int, qoLen: Int, kvLen: Int, numQOHeads: Int,
+                   numKVHeads: Int) -> FIPrefillParams {
+    let (qs, ks, vs, os) = strides
     return FIPrefillParams(
         q: q.deviceAddress ?? 0, o: out.deviceAddress ?? 0, lse: lse?.deviceAddress ?? 0,
-        q_stride_n: strides[0].0, q_stride_h: strides[0].1, o_stride_n: strides[3].0, o_stride_h: strides[3].1,
-        kv: FIKVTensors(k: k.deviceAddress ?? 0, v: v.deviceAddress ?? 0, k_stride_n: strides[1].0, k_stride_h: strides[1].1,
-                        v_stride_n: strides[2].0, v_stride_h: strides[2].1),
+        q_stride_n: qs.0, q_stride_h: qs.1, o_stride_n: os.0, o_stride_h: os.1,
+        kv: FIKVTensors(k: k.deviceAddress ?? 0, v: v.deviceAddress ?? 0, k_stride_n: ks.0, k_stride_h: ks.1,
+                        v_stride_n: vs.0, v_stride_h: vs.1),
         variant: FIVariantParams(options: options, headDim: headDim, qoLen: qoLen, kvLen: kvLen, numQOHeads: numQOHeads),
         num_kv_heads: Int32(numKVHeads), group_size: Int32(numQOHeads / numKVHeads))
 }
