@@ -107,7 +107,7 @@ public final class Function: @unchecked Sendable {
                 guard !offsets.isEmpty, let base = argp.baseAddress else {
                     return enqueue(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream, params: nil, pdl: pdl)
                 }
-                for (i, o) in offsets.enumerated() { pp[i] = UnsafeMutableRawPointer(mutating: base + o) }
+                for i in offsets.indices { pp[i] = UnsafeMutableRawPointer(mutating: base + offsets[i]) }  // no enumerated(): allocates unoptimized
                 return enqueue(grid: grid, block: block, sharedBytes: sharedBytes, stream: stream, params: pp.baseAddress, pdl: pdl)
             }
         }

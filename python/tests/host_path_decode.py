@@ -6,7 +6,8 @@ per-layer fast path calls it (PyDLL, prebuilt references, out given, no LSE). Ke
     FLASHINFER_CUDA_DRIVER=/path/libcuda.so.1 [LD_PRELOAD=/path/libmalloccount.so] python3 host_path_decode.py [steps]
 Prints one line `host-path: PATH, batch B, R run() calls, X.XX us per run(), A allocations per run()`
 per decode path (use_tensor_cores 0 and 1: the CUDA-core kernel, the batch prefill kernel's
-tensor-core path) and batch (allocations "n/a" without the malloc counter);
+tensor-core path) and batch, then one for the batch prefill wrapper's run() over 8 layers
+(allocations "n/a" without the malloc counter);
 python/tests/test_host_path.py checks it."""
 import ctypes
 import os
@@ -84,6 +85,50 @@ def main():
         path = "tensor cores" if tensor_cores else "CUDA cores"
         print(f"host-path: {path}, batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
         lib.flashinfer_swift_batch_decode_destroy(handle)
+    # The batch prefill wrapper's run() (paged, causal; on this H200-shaped device the Hopper tier:
+    # TMA descriptors in its launch arguments).
+    batch, qo_len, kv_len, layers = 8, 128, 1024, 8
+    pages_per = kv_len // page
+    qo = (np.arange(batch + 1) * qo_len).astype(np.int32)
+    kvp = (np.arange(batch + 1) * pages_per).astype(np.int32)
+    indices = np.arange(batch * pages_per, dtype=np.int32)
+    last = np.full(batch, page, np.int32)
+    handle = ctypes.c_void_p()
+    fi._check(lib.flashinfer_swift_batch_prefill_create(ctypes.byref(handle)))
+    opts = fi._options(True, "NONE", "NHD", -1, None, None, None, None)
+    i32p = ctypes.POINTER(ctypes.c_int32)
+    f16 = fi._data_type("float16", "q_data_type")
+    fi._check(lib.flashinfer_swift_batch_prefill_plan(
+        handle, qo.ctypes.data_as(i32p), kvp.ctypes.data_as(i32p), indices.ctypes.data_as(i32p), last.ctypes.data_as(i32p),
+        batch, hq, hkv, d, page, f16, f16, ctypes.byref(opts), None, None, fi._DLDevice(fi._kDLCUDA, 0),
+        ctypes.c_void_p(STREAM)))
+    base, pages = 1 << 41, batch * pages_per
+    q = fake_cuda(base, (batch * qo_len, hq, d))
+    out = fake_cuda(base + (1 << 32), (batch * qo_len, hq, d))
+    caches = [(fake_cuda(base + (2 + 2 * l) * (1 << 33), (pages, page, hkv, d)),
+               fake_cuda(base + (3 + 2 * l) * (1 << 33), (pages, page, hkv, d))) for l in range(layers)]
+    run = fi._hot(lib.flashinfer_swift_batch_prefill_run)
+    refs = [(k._ref, v._ref) for k, v in caches]
+
+    def prefill_step():
+        for rk, rv in refs:
+            status = run(handle, q._ref, rk, rv, out._ref, None, STREAM)
+            if status:
+                fi._check(status)
+
+    for _ in range(3):
+        prefill_step()
+    before = count() if count else 0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        prefill_step()
+    elapsed = time.perf_counter() - t0
+    allocs = (count() - before) if count else None
+    calls = steps * layers
+    per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
+    print(f"host-path: batch prefill (paged, causal), batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), "
+          f"{per} allocations per run()")
+    lib.flashinfer_swift_batch_prefill_destroy(handle)
 
 
 if __name__ == "__main__":

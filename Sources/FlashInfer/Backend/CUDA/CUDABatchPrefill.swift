@@ -1,5 +1,6 @@
 internal import CFlashInferParams
 import FlashInferCUDA
+import Synchronization
 
 /// The device side of a `BatchPrefillAttention` plan, made once in `plan()`: the schedule's int32
 /// arrays in one device buffer, the kernel spec, and (when the plan splits KV) the workspace of
@@ -30,6 +31,11 @@ final class BatchPrefillDevicePlan: @unchecked Sendable {
     /// JIT lookup, module or attribute call, so a run captured into a CUDA graph is launches only.
     let kernel: Function
     let merge: Function?
+    /// The Hopper tier's launch arguments (parameters + TMA descriptors) by the tensors they were
+    /// built from: a run() over tensors seen before (a decode or prefill step's layers) encodes no
+    /// descriptor and allocates nothing. Per plan object (a new plan starts empty); bounded; locked
+    /// (runs of one wrapper from two threads must not corrupt it).
+    let hopperArguments = Mutex<[HopperArgumentsKey: KernelArguments]>([:])
 
     /// Uploads `plan`'s schedule. The work items go to the GPU grouped by request as planned but
     /// with each request's q tiles in reverse (last, longest under a causal mask, first), so that
@@ -235,10 +241,22 @@ enum CUDABatchPrefill {
             p.base.variant.custom_mask = dp.maskBytes?.address ?? 0
             if let hopper = dp.hopper {
                 // The Hopper tier: tensor maps of this run's tensors after the parameters; no split, no merge.
-                let maps = try CUDAHopperBatchPrefill.tensorMaps(spec: hopper, q: q, kv: kv, numKVHeads: numKVHeads,
-                                                                 groupSize: numQOHeads / numKVHeads, driver: stream.device.driver)
-                var args = KernelArguments(bytesOf: p)
-                for m in maps { args.append(tensorMap: m) }
+                // Everything in `p` and the maps comes from the plan (fixed for `dp`) and the key's fields.
+                let key = HopperArgumentsKey(q: q, kv: kv, out: out, lse: lse)
+                let args: KernelArguments
+                if let cached = dp.hopperArguments.withLock({ $0[key] }) {
+                    args = cached
+                } else {
+                    let maps = try CUDAHopperBatchPrefill.tensorMaps(spec: hopper, q: q, kv: kv, numKVHeads: numKVHeads,
+                                                                     groupSize: numQOHeads / numKVHeads, driver: stream.device.driver)
+                    var built = KernelArguments(bytesOf: p)
+                    for m in maps { built.append(tensorMap: m) }
+                    dp.hopperArguments.withLock { table in
+                        if table.count >= 256 { table.removeAll(keepingCapacity: true) }
+                        table[key] = built
+                    }
+                    args = built
+                }
                 try dp.kernel.launch(grid: (dp.items, numKVHeads, 1), block: (HopperBatchPrefillSpec.threads, 1, 1),
                                      sharedBytes: hopper.sharedBytes, stream: stream, arguments: args)
                 return
@@ -304,3 +322,38 @@ func batchPrefillCatalog() -> [(name: String, spec: any KernelSpec)] {
     }
     return specs.map { ("batch prefill \($0.name)", $0) }
 }
+
+/// What a Hopper batch-prefill launch's arguments depend on beyond the plan: every address,
+/// extent and stride of q, K, V, out and the LSE that the parameters or the TMA descriptors take
+/// (fixed-size fields: building and hashing a key allocates nothing).
+struct HopperArgumentsKey: Hashable {
+    let q: UInt64, qRows: Int, qStrides: (Int, Int)
+    let k: UInt64, v: UInt64, kStrides: (Int64, Int64), vStrides: (Int64, Int64), kPage: Int64, vPage: Int64, kvRows: Int
+    let out: UInt64, outStrides: (Int, Int), lse: UInt64
+
+    init(q: Tensor, kv: CUDABatchPrefill.KVView, out: Tensor, lse: Tensor?) {
+        self.q = q.deviceAddress ?? 0
+        qRows = q.shape[0]
+        qStrides = (q.strides[0], q.strides[1])
+        k = kv.k.deviceAddress ?? 0
+        v = kv.v.deviceAddress ?? 0
+        (kStrides, vStrides, kPage, vPage, kvRows) = (kv.kStrides, kv.vStrides, kv.kPageStride, kv.vPageStride, kv.rows)
+        self.out = out.deviceAddress ?? 0
+        outStrides = (out.strides[0], out.strides[1])
+        self.lse = lse?.deviceAddress ?? 0
+    }
+
+    static func == (a: Self, b: Self) -> Bool {
+        a.q == b.q && a.qRows == b.qRows && a.qStrides == b.qStrides && a.k == b.k && a.v == b.v && a.kStrides == b.kStrides
+            && a.vStrides == b.vStrides && a.kPage == b.kPage && a.vPage == b.vPage && a.kvRows == b.kvRows && a.out == b.out
+            && a.outStrides == b.outStrides && a.lse == b.lse
+    }
+
+    func hash(into h: inout Hasher) {
+        h.combine(q); h.combine(qRows); h.combine(qStrides.0); h.combine(qStrides.1)
+        h.combine(k); h.combine(v); h.combine(kStrides.0); h.combine(kStrides.1); h.combine(vStrides.0); h.combine(vStrides.1)
+        h.combine(kPage); h.combine(vPage); h.combine(kvRows)
+        h.combine(out); h.combine(outStrides.0); h.combine(outStrides.1); h.combine(lse)
+    }
+}
+
