@@ -35,6 +35,31 @@ def fake_cuda(address, shape, bits=16):
     return t
 
 
+def measure(label, fn, handle, q, out, caches, count, steps):
+    """Runs fn (an ABI run entry) over every layer's (K, V) `steps` times after 3 warm-up steps
+    (the first compiles the kernel and fills the descriptor caches); prints the host-path line."""
+    run = fi._hot(fn)
+    refs = [(k._ref, v._ref) for k, v in caches]
+
+    def step():
+        for rk, rv in refs:
+            status = run(handle, q._ref, rk, rv, out._ref, None, STREAM)
+            if status:
+                fi._check(status)
+
+    for _ in range(3):
+        step()
+    before = count() if count else 0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = time.perf_counter() - t0
+    allocs = (count() - before) if count else None
+    calls = steps * len(caches)
+    per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
+    print(f"host-path: {label}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
+
+
 def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     lib = fi._library()
@@ -63,27 +88,8 @@ def main():
         out = fake_cuda(base + (1 << 30), (batch, hq, d))
         caches = [(fake_cuda(base + (2 + 2 * l) * (1 << 32), (pages, page, hkv, d)),
                    fake_cuda(base + (3 + 2 * l) * (1 << 32), (pages, page, hkv, d))) for l in range(layers)]
-        run = fi._hot(lib.flashinfer_swift_batch_decode_run)
-        refs = [(k._ref, v._ref) for k, v in caches]
-
-        def step():
-            for rk, rv in refs:
-                status = run(handle, q._ref, rk, rv, out._ref, None, STREAM)
-                if status:
-                    fi._check(status)
-
-        for _ in range(3):  # the first run compiles the kernel (NVRTC) and fills the descriptor cache
-            step()
-        before = count() if count else 0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        elapsed = time.perf_counter() - t0
-        allocs = (count() - before) if count else None
-        calls = steps * layers
-        per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
         path = "tensor cores" if tensor_cores else "CUDA cores"
-        print(f"host-path: {path}, batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
+        measure(f"{path}, batch {batch}", lib.flashinfer_swift_batch_decode_run, handle, q, out, caches, count, steps)
         lib.flashinfer_swift_batch_decode_destroy(handle)
     # The batch prefill wrapper's run() (paged, causal; on this H200-shaped device the Hopper tier:
     # TMA descriptors in its launch arguments).
@@ -107,27 +113,8 @@ def main():
     out = fake_cuda(base + (1 << 32), (batch * qo_len, hq, d))
     caches = [(fake_cuda(base + (2 + 2 * l) * (1 << 33), (pages, page, hkv, d)),
                fake_cuda(base + (3 + 2 * l) * (1 << 33), (pages, page, hkv, d))) for l in range(layers)]
-    run = fi._hot(lib.flashinfer_swift_batch_prefill_run)
-    refs = [(k._ref, v._ref) for k, v in caches]
-
-    def prefill_step():
-        for rk, rv in refs:
-            status = run(handle, q._ref, rk, rv, out._ref, None, STREAM)
-            if status:
-                fi._check(status)
-
-    for _ in range(3):
-        prefill_step()
-    before = count() if count else 0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        prefill_step()
-    elapsed = time.perf_counter() - t0
-    allocs = (count() - before) if count else None
-    calls = steps * layers
-    per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
-    print(f"host-path: batch prefill (paged, causal), batch {batch}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), "
-          f"{per} allocations per run()")
+    measure(f"batch prefill (paged, causal), batch {batch}", lib.flashinfer_swift_batch_prefill_run, handle, q, out, caches,
+            count, steps)
     lib.flashinfer_swift_batch_prefill_destroy(handle)
 
 
