@@ -1,45 +1,84 @@
 #!/usr/bin/env bash
-# Everything waiting for the GPU in one device call (issues 13 and 15), from the repository root,
-# with .device (binary, library, commit.txt), .whl (the wheel) and optionally .device-ln (a second
-# binary, e.g. a kernel branch to compare) carried:
-#   bash scripts/device-pending.sh
-# 1. the Python package on CUDA tensors: python/tests/test_cuda.py, the overhead study, the
-#    allocation counts and perf (scripts/device-python-overhead.sh) -> $OUT/python.txt;
-# 2. every check case (scripts/device-suite.sh check: 16 shards; the chi-square lines carry their
-#    draws, statistic, dof and p-value) -> $OUT/check/;
-# 3. bench norm and bench activation (with the floor row: an empty kernel of the op's grid) at
-#    256, 1024 and 4096 rows, and bench sampling (S1) -> $OUT/*.json, $OUT/bench.txt;
-# 4. with .device-ln/flashinfer: its `check --filter norm` and `bench norm` at the same rows, right
-#    after the main binary's, for an A/B on the same card -> $OUT/ln-*.
-# Each step has its own timeout so the whole fits the device tool's 600 s limit; what finished
-# comes back even when a later step is cut short.
+# Everything waiting for the GPU (issues 13 and 15), in as few device calls as the 600 s limit
+# allows, from the repository root, with .device (binary, library, commit.txt), .whl (the wheel)
+# and optionally .device-ln (a second binary, e.g. a kernel branch to compare) carried:
+#   bash scripts/device-pending.sh [STEPS]      STEPS: default "python check bench ln"
+# Steps:
+#   python  the Python package on CUDA tensors: python/tests/test_cuda.py, the overhead study, the
+#           allocation counts and perf (scripts/device-python-overhead.sh) -> python.txt;
+#   check   every check case (scripts/device-suite.sh check: 16 shards; the chi-square lines carry
+#           their draws, statistic, dof and p-value) -> check/;
+#   bench   bench norm and bench activation (with the floor row) at 256, 1024 and 4096 rows, and
+#           bench sampling (S1) -> *.json, bench.txt;
+#   ln      with .device-ln/flashinfer: its `check --filter norm` and `bench norm` at the same rows,
+#           between two runs of the main binary's, for an A/B on the same card -> ln-*.
+# The device tool brings back at most 8 files, so everything is written to a work folder and packed
+# into $OUT/results.tgz after every step (a run cut short still brings back what finished);
+# $OUT/summary.txt has the step lines and the counts. Each step's timeout is cut to what is left of
+# DEADLINE seconds (default 570) so the whole fits the tool's 600 s limit; a step that would get
+# less than 20 s is skipped (named in the summary: run it in the next call).
 set -uo pipefail
 OUT=${OUT:-./device-out}
 mkdir -p "$OUT"
+W=$(mktemp -d)
 dir=${DEVICE_DIR:-.device}
+steps=${*:-python check bench ln}
+deadline=${DEADLINE:-570}
 export FLASHINFER_COMMIT=$(cat $dir/commit.txt 2>/dev/null || echo unknown)
 export FLASHINFER_CACHE_DIR=${FLASHINFER_CACHE_DIR:-/tmp/flashinfer-cache}
-t0=$SECONDS
-step() { echo "== [$((SECONDS - t0)) s] $*"; }
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader > "$OUT/gpu.txt" 2>&1
-step "python (test_cuda.py, overhead, allocations, perf)"
-OUT=$OUT timeout -s KILL 200 bash scripts/device-python-overhead.sh > "$OUT/python.txt" 2>&1
-grep -E "passed|failed|error" "$OUT/python.txt" | head -5
-step "check (every case)"
-CHECK_ARGS="" OUT=$OUT/check timeout -s KILL 240 bash scripts/device-suite.sh check > "$OUT/check-log.txt" 2>&1
-tail -3 "$OUT/check-log.txt"
-step "bench norm / activation / sampling"
-{
-  timeout 60 $dir/flashinfer bench norm --batch 256,1024,4096 --json "$OUT/norm.json"
-  timeout 60 $dir/flashinfer bench activation --batch 256,1024,4096 --json "$OUT/activation.json"
-  timeout 60 $dir/flashinfer bench sampling --json "$OUT/sampling.json"
-} > "$OUT/bench.txt" 2>&1
-if [ -x .device-ln/flashinfer ]; then
-  step "second binary .device-ln ($(cat .device-ln/commit.txt 2>/dev/null)): check --filter norm, bench norm"
-  timeout 90 .device-ln/flashinfer check --filter norm > "$OUT/ln-check.txt" 2>&1
-  tail -1 "$OUT/ln-check.txt"
-  FLASHINFER_COMMIT=$(cat .device-ln/commit.txt 2>/dev/null) timeout 60 .device-ln/flashinfer bench norm --batch 256,1024,4096 \
-    --json "$OUT/ln-norm.json" > "$OUT/ln-bench.txt" 2>&1
-  timeout 60 $dir/flashinfer bench norm --batch 256,1024,4096 --json "$OUT/norm-again.json" > "$OUT/bench-again.txt" 2>&1
+S=$OUT/summary.txt
+say() { echo "$*" | tee -a "$S"; }
+pack() { tar czf "$OUT/results.tgz" -C "$W" . ; }
+# left CAP: the timeout for a step that may take CAP seconds, cut to the deadline; 0 = skip.
+left() { local l=$((deadline - SECONDS)); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 20 ] && l=0; echo $l; }
+want() { case " $steps " in *" $1 "*) return 0;; esac; return 1; }
+say "== device-pending at $FLASHINFER_COMMIT, steps: $steps"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader 2>&1 | tee -a "$S" > "$W/gpu.txt"
+if want python; then
+  t=$(left 200)
+  say "== [$SECONDS s] python (test_cuda.py, overhead, allocations, perf), timeout $t"
+  if [ "$t" -gt 0 ]; then
+    OUT=$W timeout -s KILL $t bash scripts/device-python-overhead.sh > "$W/python.txt" 2>&1
+    cp "$W/python.txt" "$OUT/python.txt"
+    grep -E " passed| failed|error" "$W/python.txt" | head -5 | tee -a "$S"
+  else say "skipped: python"; fi
+  pack
 fi
-step "done"
+if want check; then
+  t=$(left 240)
+  say "== [$SECONDS s] check (every case), timeout $t"
+  if [ "$t" -gt 0 ]; then
+    CHECK_ARGS="" OUT=$W/check timeout -s KILL $t bash scripts/device-suite.sh check > "$W/check-log.txt" 2>&1
+    grep -E "^check total|^FAIL" "$W/check-log.txt" | head -20 | tee -a "$S"
+  else say "skipped: check"; fi
+  pack
+fi
+if want bench; then
+  t=$(left 180)
+  say "== [$SECONDS s] bench norm / activation / sampling, timeout $t"
+  if [ "$t" -gt 0 ]; then
+    {
+      timeout $((t / 3)) $dir/flashinfer bench norm --batch 256,1024,4096 --json "$W/norm.json"
+      timeout $((t / 3)) $dir/flashinfer bench activation --batch 256,1024,4096 --json "$W/activation.json"
+      timeout $((t / 3)) $dir/flashinfer bench sampling --json "$W/sampling.json"
+    } > "$W/bench.txt" 2>&1
+    cp "$W/bench.txt" "$OUT/bench.txt"
+  else say "skipped: bench"; fi
+  pack
+fi
+if want ln && [ -x .device-ln/flashinfer ]; then
+  t=$(left 150)
+  say "== [$SECONDS s] second binary .device-ln ($(cat .device-ln/commit.txt 2>/dev/null)): check --filter norm, bench norm (A, B, A), timeout $t"
+  if [ "$t" -gt 0 ]; then
+    timeout $((t / 4)) .device-ln/flashinfer check --filter norm > "$W/ln-check.txt" 2>&1
+    tail -1 "$W/ln-check.txt" | tee -a "$S"
+    timeout $((t / 4)) $dir/flashinfer bench norm --batch 256,1024,4096 --json "$W/norm-a1.json" > "$W/ln-bench.txt" 2>&1
+    FLASHINFER_COMMIT=$(cat .device-ln/commit.txt 2>/dev/null) timeout $((t / 4)) .device-ln/flashinfer bench norm --batch 256,1024,4096 \
+      --json "$W/ln-norm.json" >> "$W/ln-bench.txt" 2>&1
+    timeout $((t / 4)) $dir/flashinfer bench norm --batch 256,1024,4096 --json "$W/norm-a2.json" >> "$W/ln-bench.txt" 2>&1
+    cp "$W/ln-bench.txt" "$OUT/ln-bench.txt"
+  else say "skipped: ln"; fi
+  pack
+fi
+say "== [$SECONDS s] done"
+pack
