@@ -6,8 +6,8 @@ per-layer fast path calls it (PyDLL, prebuilt references, out given, no LSE). Ke
     FLASHINFER_CUDA_DRIVER=/path/libcuda.so.1 [LD_PRELOAD=/path/libmalloccount.so] python3 host_path_decode.py [steps]
 Prints one line `host-path: PATH, batch B, R run() calls, X.XX us per run(), A allocations per run()`
 per decode path (use_tensor_cores 0 and 1: the CUDA-core kernel, the batch prefill kernel's
-tensor-core path) and batch, then one for the batch prefill wrapper's run() over 8 layers
-(allocations "n/a" without the malloc counter);
+tensor-core path) and batch, then one for the batch prefill wrapper's run() over 8 layers and one
+for the cascade wrapper's run() (2 levels) over 8 layers (allocations "n/a" without the malloc counter);
 python/tests/test_host_path.py checks it."""
 import ctypes
 import os
@@ -116,6 +116,32 @@ def main():
     measure(f"batch prefill (paged, causal), batch {batch}", lib.flashinfer_swift_batch_prefill_run, handle, q, out, caches,
             count, steps)
     lib.flashinfer_swift_batch_prefill_destroy(handle)
+    # The cascade wrapper's run(): two levels, a 2,048-token prefix shared by the whole batch and
+    # each request's own 512 tokens, one query token per request (a decode step with a shared prompt).
+    batch, shared, own, layers = 16, 2048, 512, 8
+    qo = [np.array([0, batch], np.int32), np.arange(batch + 1, dtype=np.int32)]
+    ip = [np.array([0, shared // page], np.int32), (np.arange(batch + 1) * (own // page)).astype(np.int32)]
+    ix = [np.arange(shared // page, dtype=np.int32), shared // page + np.arange(batch * own // page, dtype=np.int32)]
+    lp = [np.full(1, page, np.int32), np.full(batch, page, np.int32)]
+    handle = ctypes.c_void_p()
+    fi._check(lib.flashinfer_swift_cascade_create(ctypes.byref(handle)))
+    opts = fi._options(False, "NONE", "NHD", -1, None, None, None, None)
+
+    def ptrs(arrs):
+        return (i32p * 2)(*[a.ctypes.data_as(i32p) for a in arrs])
+
+    sizes = np.array([1, batch], np.int32)
+    fi._check(lib.flashinfer_swift_cascade_plan(
+        handle, 2, ptrs(qo), ptrs(ip), ptrs(ix), ptrs(lp), sizes.ctypes.data_as(i32p), hq, hkv, d, page, f16, f16,
+        ctypes.byref(opts), fi._DLDevice(fi._kDLCUDA, 0), ctypes.c_void_p(STREAM)))
+    base, pages = 1 << 42, (shared + batch * own) // page
+    q = fake_cuda(base, (batch, hq, d))
+    out = fake_cuda(base + (1 << 32), (batch, hq, d))
+    caches = [(fake_cuda(base + (2 + 2 * l) * (1 << 33), (pages, page, hkv, d)),
+               fake_cuda(base + (3 + 2 * l) * (1 << 33), (pages, page, hkv, d))) for l in range(layers)]
+    measure(f"cascade (2 levels, shared prefix {shared}), batch {batch}", lib.flashinfer_swift_cascade_run, handle, q, out,
+            caches, count, steps)
+    lib.flashinfer_swift_cascade_destroy(handle)
 
 
 if __name__ == "__main__":

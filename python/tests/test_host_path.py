@@ -1,7 +1,8 @@
 """Issue 15's "nothing is allocated on the hot path", checked without a GPU: the library's CUDA host
 path on the null driver (scripts/nullcuda.c: every driver entry point succeeds, no kernel runs),
 BatchDecodeWithPagedKVCacheWrapper.run's per-layer call through the C ABI in a 32-layer loop (both
-decode paths: use_tensor_cores=False and True), and the batch prefill wrapper's run()
+decode paths: use_tensor_cores=False and True), the batch prefill wrapper's run() and the cascade
+wrapper's run() (2 levels: two attention launches and a merge per call)
 (python/tests/host_path_decode.py), heap allocations counted by scripts/malloccount.c under
 LD_PRELOAD. Needs a C compiler and NVRTC (FLASHINFER_CUDA_PIP, as .ci/run sets it: the run JIT-compiles
 its kernel for real); skipped otherwise. The µs per run() it prints are host work on this machine,
@@ -34,7 +35,8 @@ def test_decode_run_allocates_nothing_on_the_host_path(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [l for l in r.stdout.splitlines() if l.startswith("host-path:")]
     print("\n".join(lines))
-    assert len(lines) == 5, r.stdout + r.stderr  # both decode paths at batch 1 and 64, the batch prefill run
+    # both decode paths at batch 1 and 64, the batch prefill run, the cascade run
+    assert len(lines) == 6, r.stdout + r.stderr
     for line in lines:
         allocations = float(line.split(",")[-1].split()[0])
         assert allocations == 0, f"heap allocations on run()'s hot path: {line}"

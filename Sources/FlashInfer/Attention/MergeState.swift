@@ -22,7 +22,12 @@ public func mergeStateInPlace(v: Tensor, s: Tensor, vOther: Tensor, sOther: Tens
     let (n, h, d) = try validateStates(v: v, s: s, vName: "v", sName: "s")
     try validateSame(vOther, sOther, as: v, s, vName: "v_other", sName: "s_other")
     if let mask, mask.count != n { throw .shape(tensor: "mask", axis: 0, name: "positions", expected: "\(n)", got: mask.count) }
-    try checkPlacement([("v", v), ("s", s), ("v_other", vOther), ("s_other", sOther)], impl.placement)
+    // One tensor at a time: the cascade's run() merges through here (no array on its hot path).
+    let placement = impl.placement
+    try checkPlacement("v", v, placement)
+    try checkPlacement("s", s, placement)
+    try checkPlacement("v_other", vOther, placement)
+    try checkPlacement("s_other", sOther, placement)
     try impl.mergeStateInPlace(v: v, s: s, vOther: vOther, sOther: sOther, mask: mask, n: n, h: h, d: d)
 }
 
@@ -52,7 +57,7 @@ private func validateElement(_ v: Tensor, _ s: Tensor, vName: String, sName: Str
 private func validateStates(v: Tensor, s: Tensor, vName: String, sName: String) throws(FlashInferError) -> (Int, Int, Int) {
     guard v.rank == 3 else { throw .rank(tensor: vName, expected: 3, got: v.rank) }
     guard s.rank == 2 else { throw .rank(tensor: sName, expected: 2, got: s.rank) }
-    guard s.shape == [v.shape[0], v.shape[1]] else {
+    guard s.shape[0] == v.shape[0] && s.shape[1] == v.shape[1] else {
         throw .shape(tensor: sName, axis: s.shape[0] == v.shape[0] ? 1 : 0, name: "[n, heads]", expected: "\([v.shape[0], v.shape[1]])", got: s.shape[s.shape[0] == v.shape[0] ? 1 : 0])
     }
     try validateElement(v, s, vName: vName, sName: sName, headDim: v.shape[2])

@@ -106,7 +106,15 @@ public final class KernelCompiler: Sendable {
 public final class JIT: Sendable {
     public let device: Device
     public let compiler: KernelCompiler
-    private let loaded = Mutex<[AnyHashable: LoadedKernel]>([:])
+    /// One table per spec type, found by the type's identity: a lookup hashes and compares specs of
+    /// one type only. (A single `[AnyHashable: …]` table boxed the probed key to compare specs of
+    /// different types whenever their hashes collided — a heap allocation on a run() path in some
+    /// processes and not others, as the hash seed varies.)
+    private let loaded = Mutex<[ObjectIdentifier: AnyObject]>([:])
+
+    private final class Kernels<S: KernelSpec> {
+        var table: [S: LoadedKernel] = [:]
+    }
 
     /// A loaded kernel function together with how it was obtained.
     public struct LoadedKernel: @unchecked Sendable {
@@ -136,13 +144,18 @@ public final class JIT: Sendable {
 
     /// The loaded function for `spec`: memory cache, else disk cache, else NVRTC.
     public func kernel<S: KernelSpec>(_ spec: S) throws(CUDAError) -> LoadedKernel {
-        if let k = loaded.withLock({ $0[AnyHashable(spec)] }) { return k }
+        let type = ObjectIdentifier(S.self)
+        if let k = loaded.withLock({ t in t[type].flatMap { unsafeDowncast($0, to: Kernels<S>.self).table[spec] } }) { return k }
         let t0 = monotonicSeconds()
         let compiled = try compiler.compile(spec)
         let module = try Module(device: device, image: compiled.cubin)
         let fn = try module.function(named: spec.entryPoint)
         let k = LoadedKernel(function: fn, compiled: compiled, seconds: monotonicSeconds() - t0)
-        loaded.withLock { $0[AnyHashable(spec)] = k }
+        loaded.withLock { t in
+            let kernels = t[type].map { unsafeDowncast($0, to: Kernels<S>.self) } ?? Kernels<S>()
+            kernels.table[spec] = k
+            t[type] = kernels
+        }
         return k
     }
 

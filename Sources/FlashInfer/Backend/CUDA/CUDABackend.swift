@@ -232,7 +232,10 @@ struct CUDABackend: BackendImplementation {
         }
         let s = lse ?? w.lseScratch!
         try last.run(q: q, kv: .paged(cache), out: o, lse: s)
-        for (i, level) in w.levels.dropLast().enumerated().reversed() {
+        var i = w.levels.count - 1
+        while i > 0 {  // an index loop: reversed() would build an array at every run()
+            i -= 1
+            let level = w.levels[i]
             try level.run(q: q, kv: .paged(cache), out: w.scratch[i].o, lse: w.scratch[i].lse)
             try FlashInfer.mergeStateInPlace(v: o, s: s, vOther: w.scratch[i].o, sOther: w.scratch[i].lse, backend: w.backend)
         }

@@ -47,7 +47,7 @@ func launchMerge(_ kind: MergeKind, dtype: DType, va: Tensor, sa: Tensor, vb: Te
     guard total > 0 else { return }
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(MergeSpec(kind: kind, dtype: dtype))
-        try stream.order(reading: [va, sa, vb, sb], writing: [vOut, sOut], readingBuffers: [mask])
+        try stream.order(read: va.buffer, sa.buffer, vb?.buffer, sb?.buffer, mask, write: vOut.buffer, sOut.buffer)
         let p = FIMergeParams(
             va: va.deviceAddress!, sa: sa.deviceAddress!, vb: vb?.deviceAddress ?? 0, sb: sb?.deviceAddress ?? 0,
             v_out: vOut.deviceAddress!, s_out: sOut.deviceAddress!, mask: mask?.address ?? 0,
