@@ -225,7 +225,7 @@ struct CUDABackend: BackendImplementation {
     /// buffers, merged in place.
     func runCascade(_ w: MultiLevelCascadeAttention, q: Tensor, cache: PagedKVCache, returnLSE: Bool, out: Tensor?,
                     lse: Tensor?) throws(FlashInferError) -> AttentionOutput {
-        let last = w.levels.last!
+        let last = w.levels[w.levels.count - 1]  // not .last: unoptimized builds allocate for it (run() paths)
         let o: Tensor
         if let out { o = out } else {
             o = try FlashInferError.wrap { () throws(CUDAError) in try Tensor.empty(shape: q.shape, dtype: q.dtype, stream: stream) }
