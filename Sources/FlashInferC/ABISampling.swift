@@ -8,27 +8,53 @@ import CFlashInferABI
 @_spi(Bench) import FlashInfer
 import FlashInferCUDA
 
-/// A per-row parameter: the scalar, or `count` values (the library checks `count` against the batch).
-func rowDoubles(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String) throws(ABIFailure) -> RowParameter<Double> {
+/// A per-row parameter: the scalar, `count` host values (the library checks `count` against the
+/// batch), or the values of `tensor`, a compact `[batch]` float32 tensor on the call's device (CUDA:
+/// read by the kernel when it runs, not here; CPU: read here).
+func rowDoubles(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String, side: OpSide,
+                batch: Int) throws(ABIFailure) -> RowParameter<Double> {
     guard let r = p?.pointee else { throw .invalid("\(name): NULL") }
+    if let t = r.tensor {
+        return try rowTensor(t, name: name, side: side, batch: batch, code: kDLFloat.rawValue, what: "float32") { a, i in
+            Double(a.load(fromByteOffset: 4 * i, as: Float.self))
+        }
+    }
     guard let values = r.per_row else { return .scalar(r.value) }
     guard r.count >= 0 else { throw .invalid("\(name): count \(r.count) < 0") }
     return .perRow((0..<Int(r.count)).map { values[$0] })
 }
 
-func rowInts(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String) throws(ABIFailure) -> RowParameter<Int> {
+/// `rowDoubles` for top-k: integer values; a tensor must be int32.
+func rowInts(_ p: UnsafePointer<flashinfer_swift_row_param>?, name: String, side: OpSide,
+             batch: Int) throws(ABIFailure) -> RowParameter<Int> {
+    guard let r = p?.pointee else { throw .invalid("\(name): NULL") }
+    if let t = r.tensor {
+        return try rowTensor(t, name: name, side: side, batch: batch, code: kDLInt.rawValue, what: "int32") { a, i in
+            Int(a.load(fromByteOffset: 4 * i, as: Int32.self))
+        }
+    }
     func int(_ v: Double) throws(ABIFailure) -> Int {
         guard let i = Int(exactly: v) else { throw .invalid("\(name) = \(v): must be an integer") }
         return i
     }
-    switch try rowDoubles(p, name: name) {
-    case .scalar(let v): return .scalar(try int(v))
-    case .perRow(let vs):
-        var out: [Int] = []
-        out.reserveCapacity(vs.count)
-        for v in vs { out.append(try int(v)) }
-        return .perRow(out)
+    guard let values = r.per_row else { return .scalar(try int(r.value)) }
+    guard r.count >= 0 else { throw .invalid("\(name): count \(r.count) < 0") }
+    var out: [Int] = []
+    out.reserveCapacity(Int(r.count))
+    for i in 0..<Int(r.count) { out.append(try int(values[i])) }
+    return .perRow(out)
+}
+
+/// A row parameter's `[batch]` tensor of 4-byte values: on CUDA the caller's memory as it is
+/// (`.device`, read by the kernel in the call's stream order); on the CPU its values.
+private func rowTensor<V>(_ t: UnsafePointer<DLTensor>, name: String, side: OpSide, batch: Int, code: UInt32, what: String,
+                          read: (UnsafeMutableRawPointer, Int) -> V) throws(ABIFailure) -> RowParameter<V> {
+    let a = try indexBuffer(t, name: name, count: batch, bits: 32, codes: [code], what: what, device: side.device)
+    guard batch > 0, let a else { return .perRow([]) }
+    if let device = side.device {
+        return .device(DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: a)), byteCount: 4 * batch, device: device))
     }
+    return .perRow((0..<batch).map { read(a, $0) })
 }
 
 /// The address of a 1-D, compact index tensor of `count` elements of `bits` bits (`codes`: the
@@ -71,21 +97,26 @@ enum ABISampler {
     case fromLogits
 }
 
+/// The row parameters of a sampler call, read once its side (CPU or CUDA device) and batch are known.
+struct ABIRowParams {
+    var topK, topP, minP: UnsafePointer<flashinfer_swift_row_param>?
+}
+
 /// The sampler of `flashinfer_swift_sampling`'s `filter` / `filter_apply_order` / row parameters.
-func abiSampler(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<flashinfer_swift_row_param>?,
-                topP: UnsafePointer<flashinfer_swift_row_param>?, minP: UnsafePointer<flashinfer_swift_row_param>?) throws(ABIFailure) -> ABISampler {
+func abiSampler(_ filterKind: Int32, _ order: Int32, _ rows: ABIRowParams, side: OpSide, batch: Int) throws(ABIFailure) -> ABISampler {
     if filterKind == Int32(FLASHINFER_SWIFT_FILTER_FROM_LOGITS) { return .fromLogits }
-    return .probs(try samplingFilter(filterKind, order, topK: topK, topP: topP, minP: minP))
+    return .probs(try samplingFilter(filterKind, order, rows, side: side, batch: batch))
 }
 
 /// The filter of `flashinfer_swift_sampling`'s `filter` / `filter_apply_order` / row parameters.
-func samplingFilter(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<flashinfer_swift_row_param>?,
-                    topP: UnsafePointer<flashinfer_swift_row_param>?, minP: UnsafePointer<flashinfer_swift_row_param>?) throws(ABIFailure) -> SamplingFilter {
+func samplingFilter(_ filterKind: Int32, _ order: Int32, _ rows: ABIRowParams, side: OpSide,
+                    batch: Int) throws(ABIFailure) -> SamplingFilter {
+    let (topK, topP, minP) = (rows.topK, rows.topP, rows.minP)
     switch filterKind {
     case Int32(FLASHINFER_SWIFT_FILTER_NONE): return .none
-    case Int32(FLASHINFER_SWIFT_FILTER_TOP_K): return .topK(try rowInts(topK, name: "top_k"))
-    case Int32(FLASHINFER_SWIFT_FILTER_TOP_P): return .topP(try rowDoubles(topP, name: "top_p"))
-    case Int32(FLASHINFER_SWIFT_FILTER_MIN_P): return .minP(try rowDoubles(minP, name: "min_p"))
+    case Int32(FLASHINFER_SWIFT_FILTER_TOP_K): return .topK(try rowInts(topK, name: "top_k", side: side, batch: batch))
+    case Int32(FLASHINFER_SWIFT_FILTER_TOP_P): return .topP(try rowDoubles(topP, name: "top_p", side: side, batch: batch))
+    case Int32(FLASHINFER_SWIFT_FILTER_MIN_P): return .minP(try rowDoubles(minP, name: "min_p", side: side, batch: batch))
     case Int32(FLASHINFER_SWIFT_FILTER_TOP_K_TOP_P):
         let o: FilterApplyOrder
         switch order {
@@ -93,7 +124,8 @@ func samplingFilter(_ filterKind: Int32, _ order: Int32, topK: UnsafePointer<fla
         case Int32(FLASHINFER_SWIFT_ORDER_JOINT): o = .joint
         default: throw .invalid("filter_apply_order \(order) is not one of TOP_K_FIRST (0), JOINT (1)")
         }
-        return .topKTopP(topK: try rowInts(topK, name: "top_k"), topP: try rowDoubles(topP, name: "top_p"), order: o)
+        return .topKTopP(topK: try rowInts(topK, name: "top_k", side: side, batch: batch),
+                         topP: try rowDoubles(topP, name: "top_p", side: side, batch: batch), order: o)
     default: throw .invalid("filter \(filterKind) is not one of NONE (0), TOP_K (1), TOP_P (2), MIN_P (3), TOP_K_TOP_P (4), FROM_LOGITS (5)")
     }
 }
@@ -140,13 +172,13 @@ func withHostGenerator<R>(seed sp: UnsafeMutableRawPointer, offset op: UnsafeMut
 
 /// Runs a sampler on the ABI's tensors: CUDA into the caller's buffers on its stream; CPU on the
 /// reference, written into the caller's arrays.
-func abiSample(_ probs: UnsafePointer<DLTensor>?, _ sampler: ABISampler, _ seed: ABISeed, _ samples: UnsafePointer<DLTensor>?,
-               _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) throws(ABIFailure) {
-    let side = try OpSide(first: probs, stream: stream)
-    let inputName = if case .fromLogits = sampler { "logits" } else { "probs" }
+func abiSample(_ probs: UnsafePointer<DLTensor>?, side: OpSide, _ filterKind: Int32, _ order: Int32, _ rows: ABIRowParams,
+               _ seed: ABISeed, _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?) throws(ABIFailure) {
+    let inputName = filterKind == Int32(FLASHINFER_SWIFT_FILTER_FROM_LOGITS) ? "logits" : "probs"
     let x = try side.tensor(probs, name: inputName)
     guard x.rank == 2 else { throw ABIFailure(FlashInferError.rank(tensor: inputName, expected: 2, got: x.rank)) }
     let batch = x.shape[0]
+    let sampler = try abiSampler(filterKind, order, rows, side: side, batch: batch)
     let s = try indexBuffer(samples, name: "samples", count: batch, bits: 32, codes: [kDLInt.rawValue], what: "int32",
                             device: side.device)
     let v = try valid.map { p throws(ABIFailure) in
@@ -204,8 +236,9 @@ public func flashinfer_swift_sampling(
     _ offset: UInt64, _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let sampler = try abiSampler(filterKind, order, topK: topK, topP: topP, minP: minP)
-        try abiSample(probs, sampler, .values(seed: seed, offset: offset), samples, valid, stream)
+        let side = try OpSide(first: probs, stream: stream)
+        try abiSample(probs, side: side, filterKind, order, ABIRowParams(topK: topK, topP: topP, minP: minP),
+                      .values(seed: seed, offset: offset), samples, valid)
     }
 }
 
@@ -217,10 +250,9 @@ public func flashinfer_swift_sampling_seed_tensors(
     _ samples: UnsafePointer<DLTensor>?, _ valid: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let sampler = try abiSampler(filterKind, order, topK: topK, topP: topP, minP: minP)
         let side = try OpSide(first: probs, stream: stream)
         let seed = try ABISeed.tensors(seedArr, offsetArr, advance: advance != 0, device: side.device)
-        try abiSample(probs, sampler, seed, samples, valid, stream)
+        try abiSample(probs, side: side, filterKind, order, ABIRowParams(topK: topK, topP: topP, minP: minP), seed, samples, valid)
     }
 }
 
@@ -229,16 +261,24 @@ public func flashinfer_swift_sampling_op(_ opKind: Int32, _ input: UnsafePointer
                                          _ param: UnsafePointer<flashinfer_swift_row_param>?, _ out: UnsafePointer<DLTensor>?,
                                          _ stream: UnsafeMutableRawPointer?) -> Int32 {
     guarded { () throws(ABIFailure) in
-        let op: SamplingOp
-        switch opKind {
-        case Int32(FLASHINFER_SWIFT_OP_TOP_K_RENORM): op = .topKRenorm(try rowInts(param, name: "top_k"))
-        case Int32(FLASHINFER_SWIFT_OP_TOP_P_RENORM): op = .topPRenorm(try rowDoubles(param, name: "top_p"))
-        case Int32(FLASHINFER_SWIFT_OP_TOP_K_MASK_LOGITS): op = .topKMaskLogits(try rowInts(param, name: "top_k"))
-        case Int32(FLASHINFER_SWIFT_OP_SOFTMAX): op = .softmax(param == nil ? .scalar(1) : try rowDoubles(param, name: "temperature"))
-        default: throw .invalid("sampling op \(opKind) is not one of TOP_K_RENORM (0), TOP_P_RENORM (1), TOP_K_MASK_LOGITS (2), SOFTMAX (3)")
+        guard (0...3).contains(opKind) else {
+            throw .invalid("sampling op \(opKind) is not one of TOP_K_RENORM (0), TOP_P_RENORM (1), TOP_K_MASK_LOGITS (2), SOFTMAX (3)")
         }
         let side = try OpSide(first: input, stream: stream)
         let x = try side.tensor(input, name: "input")
+        guard x.rank == 2 else {  // named as the op's validation names its input
+            let name = opKind <= Int32(FLASHINFER_SWIFT_OP_TOP_P_RENORM) ? "probs" : "logits"
+            throw ABIFailure(FlashInferError.rank(tensor: name, expected: 2, got: x.rank))
+        }
+        let batch = x.shape[0]
+        let op: SamplingOp
+        switch opKind {
+        case Int32(FLASHINFER_SWIFT_OP_TOP_K_RENORM): op = .topKRenorm(try rowInts(param, name: "top_k", side: side, batch: batch))
+        case Int32(FLASHINFER_SWIFT_OP_TOP_P_RENORM): op = .topPRenorm(try rowDoubles(param, name: "top_p", side: side, batch: batch))
+        case Int32(FLASHINFER_SWIFT_OP_TOP_K_MASK_LOGITS): op = .topKMaskLogits(try rowInts(param, name: "top_k", side: side, batch: batch))
+        default:
+            op = .softmax(param == nil ? .scalar(1) : try rowDoubles(param, name: "temperature", side: side, batch: batch))
+        }
         if case .cuda(let st) = side.backend {
             let o = try side.tensor(out, name: "out")
             guard x.count > 0 else { return }

@@ -343,6 +343,80 @@ func chainSpeculativeCases() -> [CheckCase] {
         }
         return nil
     })
+    cases.append(CheckCase(name: "sampling per-row values in device memory: as host arrays, unvalidated values, graph replays read the current values") { device, stream, rng in
+        let (batch, vocab) = (16, 32_000)
+        let rows = softmaxRows(batch: batch, vocab: vocab, sigma: 2, rng: &rng)
+        let p = try Tensor.host(rows, shape: [batch, vocab], dtype: .f32).toDevice(stream: stream)
+        let logits = try Tensor.host(rows.map { log($0) }, shape: [batch, vocab], dtype: .f32).toDevice(stream: stream)
+        let ks = (0..<batch).map { _ in Int(rng.next() % 200) + 1 }
+        let ps = (0..<batch).map { _ in Double(Float(0.3 + 0.7 * Double(rng.uniform()))) }  // exact in Float
+        let ms = (0..<batch).map { _ in Double(Float(0.3 * Double(rng.uniform()))) }
+        let ts = (0..<batch).map { _ in Double(Float(0.5 + Double(rng.uniform()))) }
+        let kb = try device.upload(ks.map { Int32($0) }, stream: stream)
+        let (pb, mb, tb) = (try device.upload(ps.map { Float($0) }, stream: stream), try device.upload(ms.map { Float($0) }, stream: stream),
+                            try device.upload(ts.map { Float($0) }, stream: stream))
+        let seed = rng.next()
+        let be = Backend.cuda(stream)
+        let filters: [(String, SamplingFilter, SamplingFilter)] = [
+            ("top_k", .topK(.perRow(ks)), .topK(.device(kb))), ("top_p", .topP(.perRow(ps)), .topP(.device(pb))),
+            ("min_p", .minP(.perRow(ms)), .minP(.device(mb))),
+            ("joint", .topKTopP(topK: .perRow(ks), topP: .perRow(ps), order: .joint), .topKTopP(topK: .device(kb), topP: .device(pb), order: .joint)),
+            ("top_k_first", .topKTopP(topK: .perRow(ks), topP: .perRow(ps), order: .topKFirst),
+             .topKTopP(topK: .device(kb), topP: .device(pb), order: .topKFirst)),
+        ]
+        for (name, host, dev) in filters {
+            let a = try sample(p, filter: host, seed: seed, offset: 4, backend: be)
+            let b = try sample(p, filter: dev, seed: seed, offset: 4, backend: be)
+            if a != b { return "\(name): device values drew \(b.samples.prefix(4)) where host arrays drew \(a.samples.prefix(4))" }
+        }
+        let ops: [(String, () throws -> Tensor, () throws -> Tensor)] = [
+            ("top_k_renorm", { try topKRenormProbs(p, topK: .perRow(ks), backend: be) }, { try topKRenormProbs(p, topK: .device(kb), backend: be) }),
+            ("top_p_renorm", { try topPRenormProbs(p, topP: .perRow(ps), backend: be) }, { try topPRenormProbs(p, topP: .device(pb), backend: be) }),
+            ("top_k_mask_logits", { try topKMaskLogits(logits, topK: .perRow(ks), backend: be) }, { try topKMaskLogits(logits, topK: .device(kb), backend: be) }),
+            ("softmax", { try softmax(logits, temperature: .perRow(ts), backend: be) }, { try softmax(logits, temperature: .device(tb), backend: be) }),
+        ]
+        for (name, host, dev) in ops {
+            let (a, b) = (try host().toFloats(stream: stream), try dev().toFloats(stream: stream))
+            if a.map(\.bitPattern) != b.map(\.bitPattern) { return "\(name): device values gave other outputs than host arrays" }
+        }
+        // Not validated (as upstream): top-k 0 acts as 1, top-p 0 keeps the largest probability.
+        var argmax: [Int32] = []
+        for b in 0..<batch { argmax.append(Int32(rows[(b * vocab)..<((b + 1) * vocab)].indices.max { rows[$0] < rows[$1] }! - b * vocab)) }
+        let zeros = try device.upload([Int32](repeating: 0, count: batch), stream: stream)
+        if try sample(p, filter: .topK(.device(zeros)), seed: seed, backend: be).samples != argmax { return "top_k = 0 in device memory did not act as 1" }
+        if try sample(p, filter: .topP(.device(zeros)), seed: seed, backend: be).samples != argmax { return "top_p = 0 in device memory did not keep the top token" }
+        // A captured launch reads the buffer's values at each replay.
+        let samples = try device.allocate(byteCount: 4 * batch)
+        try launchSampler(p, filter: .topP(.device(pb)), seed: seed, offset: 0, samples: samples, valid: nil, stream: stream)  // JIT
+        try stream.synchronize()
+        let graph = try Graph.capture(on: stream) {
+            try launchSampler(p, filter: .topP(.device(pb)), seed: seed, offset: 0, samples: samples, valid: nil, stream: stream)
+        }
+        for r in 0..<3 {
+            let now = (0..<batch).map { _ in Double(Float(0.1 + 0.9 * Double(rng.uniform()))) }
+            try pb.copyFromHost(now.map { Float($0) }, stream: stream)
+            try samples.fill(word: 0x7fc0_0000, stream: stream)
+            try graph.launch(on: stream)
+            let got = try samples.copyToHost(Int32.self, count: batch, stream: stream)
+            let want = try sample(p, filter: .topP(.perRow(now)), seed: seed, backend: be).samples
+            if got != want { return "replay \(r): \(got.prefix(4)) where the host-array call draws \(want.prefix(4))" }
+        }
+        // Refused before any launch: a short buffer, and device values on the CPU backend.
+        let short = try device.upload([Float](repeating: 0.5, count: batch - 1), stream: stream)
+        do {
+            _ = try sample(p, filter: .topP(.device(short)), seed: seed, backend: be)
+            return "a top_p buffer of \(batch - 1) values was accepted for \(batch) rows"
+        } catch let e as FlashInferError {
+            guard case .shape(let name, _, _, _, _) = e, name == "top_p" else { return "short buffer: unexpected error \(e)" }
+        }
+        do {
+            _ = try sample(Tensor.host(rows, shape: [batch, vocab], dtype: .f32), filter: .topK(.device(kb)), seed: seed, backend: .cpu)
+            return "device values were accepted by the CPU backend"
+        } catch let e as FlashInferError {
+            guard case .placement(let name, _) = e, name == "top_k" else { return "CPU backend: unexpected error \(e)" }
+        }
+        return nil
+    })
     for (n, sigma) in [(2, Float(1)), (1, Float(2))] {
         cases.append(CheckCase(name: "sampling chi2 chain_speculative n=\(n) vocab=64 sigma=\(sigma): emitted tokens follow the target") { _, stream, rng in
             let (batch, launches, vocab) = (1024, 20, 64)
@@ -417,6 +491,7 @@ extension RowParameter {
         switch self {
         case .scalar(let v): .scalar(f(v))
         case .perRow(let vs): .perRow(vs.map(f))
+        case .device: self  // read by the kernel; the host cannot widen it
         }
     }
 }
@@ -437,6 +512,7 @@ func paramName<V>(_ p: RowParameter<V>) -> String {
     switch p {
     case .scalar(let v): "\(v)"
     case .perRow: "per-row"
+    case .device: "per-row in device memory"
     }
 }
 

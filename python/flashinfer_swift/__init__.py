@@ -90,7 +90,8 @@ class _RopeOptions(ctypes.Structure):
 
 
 class _RowParam(ctypes.Structure):
-    _fields_ = [("value", ctypes.c_double), ("per_row", ctypes.POINTER(ctypes.c_double)), ("count", ctypes.c_int64)]
+    _fields_ = [("value", ctypes.c_double), ("per_row", ctypes.POINTER(ctypes.c_double)), ("count", ctypes.c_int64),
+                ("tensor", ctypes.POINTER(_DLTensor))]
 
 _kDLCPU, _kDLCUDA, _kDLFloat, _kDLBfloat = 1, 2, 2, 4
 _kDLFloat8_e4m3fn, _kDLFloat8_e5m2 = 10, 12  # DLPack 1.x codes (flashinfer_swift.h)
@@ -1601,18 +1602,29 @@ def _index_tensor(x, name):
 
 
 def _row_param(x, name):
-    """A per-row parameter for the C ABI: a Python / NumPy scalar (every row) or a 1-D array / tensor
-    (one value per row; a CUDA tensor is copied to the host, which waits for it). Returns the struct
-    and the array it points into (keep it alive through the call)."""
+    """A per-row parameter for the C ABI: a Python / NumPy scalar (every row); a 1-D array or CPU
+    tensor (host values, one per row); or a CUDA tensor, handed to the kernel as it is — int32 for
+    top_k, float32 otherwise (another dtype is converted on the current stream first) — and read when
+    the kernel runs: no copy to the host, so the call can be captured in a CUDA graph (as upstream,
+    the values are then not validated). Returns the struct and what must stay alive through the call."""
     if x is None:
         raise TypeError(f"{name}: a number or a per-row tensor is required")
+    if _is_torch(x) and x.device.type == "cuda" and x.dim() > 0:
+        import torch
+        want = torch.int32 if name == "top_k" else torch.float32
+        t = x.reshape(-1)
+        if t.dtype != want:
+            t = t.to(want)
+        t = t.contiguous()
+        dl = _index_tensor(t, name) if want == torch.int32 else _Tensor(t, name)
+        return _RowParam(0.0, None, 0, ctypes.pointer(dl.t)), (t, dl)
     if _is_torch(x) or isinstance(x, (np.ndarray, list, tuple)):
         a = np.ascontiguousarray(_numpy(x), dtype=np.float64)
         if a.ndim == 0:
-            return _RowParam(float(a), None, 0), None
+            return _RowParam(float(a), None, 0, None), None
         a = a.reshape(-1)
-        return _RowParam(0.0, a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.shape[0]), a
-    return _RowParam(float(x), None, 0), None
+        return _RowParam(0.0, a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.shape[0], None), a
+    return _RowParam(float(x), None, 0, None), None
 
 
 class SamplingGenerator:

@@ -957,6 +957,58 @@ def test_sampling_generator_cuda_graph():
         assert torch.equal(out2, first), f"{name}: a by-value capture should repeat its draws"
 
 
+@needs_cuda
+def test_sampling_per_row_cuda_tensors_cuda_graph():
+    """Per-row top_k / top_p / min_p / temperature as CUDA tensors are read by the kernel (no copy to
+    the host): the same tokens and outputs as the same values given as host arrays, and a captured
+    call's replays read the values the tensors hold at each replay. As upstream, unvalidated device
+    values: top_k = 0 acts as 1 and top_p = 0 keeps the largest probability (both the argmax here)."""
+    batch, vocab, seed = 16, 32000, 7
+    probs = _probs(batch, vocab, 23, scale=2.0).cuda()
+    g = torch.Generator().manual_seed(5)
+    top_k = torch.randint(1, 200, (batch,), generator=g, dtype=torch.int32)
+    top_p = 0.3 + 0.7 * torch.rand(batch, generator=g)
+    min_p = 0.3 * torch.rand(batch, generator=g)
+    calls = [
+        ("top_k", lambda k, p, m: fi.top_k_sampling_from_probs(probs, k, seed=seed, offset=4)),
+        ("top_p", lambda k, p, m: fi.top_p_sampling_from_probs(probs, p, seed=seed, offset=4)),
+        ("min_p", lambda k, p, m: fi.min_p_sampling_from_probs(probs, m, seed=seed, offset=4)),
+        ("joint", lambda k, p, m: fi.top_k_top_p_sampling_from_probs(probs, k, p, filter_apply_order="joint", seed=seed, offset=4)),
+        ("top_k_first", lambda k, p, m: fi.top_k_top_p_sampling_from_probs(probs, k, p, seed=seed, offset=4)),
+        ("top_k_renorm", lambda k, p, m: fi.top_k_renorm_probs(probs, k)),
+        ("top_p_renorm", lambda k, p, m: fi.top_p_renorm_probs(probs, p)),
+        ("top_k_mask_logits", lambda k, p, m: fi.top_k_mask_logits(probs.log(), k)),
+        ("softmax", lambda k, p, m: fi.softmax(probs.log(), temperature=0.5 + p)),
+    ]
+    for name, call in calls:
+        want = call(top_k.numpy(), top_p.numpy(), min_p.numpy())  # host arrays: uploaded by the call
+        got = call(top_k.cuda(), top_p.cuda(), min_p.cuda())
+        torch.cuda.synchronize()
+        assert torch.equal(got, want), f"{name}: CUDA per-row tensors gave other results than host arrays"
+    zeros_k, zeros_p = torch.zeros(batch, dtype=torch.int32, device="cuda"), torch.zeros(batch, device="cuda")
+    argmax = probs.argmax(dim=1).to(torch.int32)
+    assert torch.equal(fi.top_k_sampling_from_probs(probs, zeros_k, seed=seed), argmax), "top_k = 0 on the device should act as 1"
+    assert torch.equal(fi.top_p_sampling_from_probs(probs, zeros_p, seed=seed), argmax), "top_p = 0 should keep the top token"
+    # Captured with the tensors; each replay reads their current values.
+    k_dev, p_dev = top_k.cuda(), top_p.cuda()
+    fi.top_k_top_p_sampling_from_probs(probs, k_dev, p_dev, filter_apply_order="joint", seed=seed)  # JIT outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fi.top_k_top_p_sampling_from_probs(probs, k_dev, p_dev, filter_apply_order="joint", seed=seed)
+    for r in range(3):
+        new_k = torch.randint(1, 50, (batch,), generator=g, dtype=torch.int32)
+        new_p = 0.2 + 0.8 * torch.rand(batch, generator=g)
+        k_dev.copy_(new_k)
+        p_dev.copy_(new_p)
+        graph.replay()
+        want = fi.top_k_top_p_sampling_from_probs(probs, new_k.numpy(), new_p.numpy(), filter_apply_order="joint", seed=seed)
+        torch.cuda.synchronize()
+        assert torch.equal(out, want), f"replay {r}: the captured call did not read the tensors' current values"
+    with pytest.raises(ValueError, match="top_p"):
+        fi.top_p_sampling_from_probs(probs, torch.full((batch - 1,), 0.5, device="cuda"), seed=seed)
+
+
 @needs_device
 def test_prefill_custom_mask():
     """single_prefill_with_kv_cache with custom_mask / packed_custom_mask (run as the ragged batch

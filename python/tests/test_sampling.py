@@ -1,6 +1,7 @@
 """Sampling through the C ABI on CPU arrays (the CPU reference backend): renorm / mask / softmax
 against NumPy float64 references; the samplers' draws inside their supports, their frequencies,
 fixed-seed reproducibility, return_valid, indices, generators; errors."""
+import ctypes
 import os
 import sys
 
@@ -187,6 +188,41 @@ def test_per_row_parameters():
     for b in range(4):
         assert top_p_keep(probs[b], ps[b])[s[b]]
     assert s[0] == np.argmax(probs[0])
+
+
+def _row_tensor_param(values):
+    """A flashinfer_swift_row_param whose values come from its `tensor` field (a CPU DLTensor here; the
+    Python package fills that field for CUDA tensors), kept alive with its array."""
+    t = fi._index_tensor(values, "row") if values.dtype == np.int32 else fi._Tensor(values, "row")
+    return fi._RowParam(0.0, None, 0, ctypes.pointer(t.t)), t
+
+
+def test_row_param_tensor_field_on_cpu():
+    """The ABI's row-parameter tensor (what CUDA callers use: the kernel reads it) on CPU probs: its
+    values are read and validated as host values are, and a wrong dtype or length is refused."""
+    rng = np.random.default_rng(10)
+    probs = probs_rows(rng, 4, 50, scale=3.0)
+    ks = np.array([1, 3, 7, 50], np.int32)
+    lib = fi._library()
+    for op, values, host in ((0, ks, ks.astype(np.float64)), (1, np.array([0.2, 0.5, 0.9, 1.0], np.float32), None)):
+        param, keep = _row_tensor_param(values)
+        out = np.zeros_like(probs)
+        fi._check(lib.flashinfer_swift_sampling_op(op, fi._Tensor(probs, "input").ref(), ctypes.byref(param),
+                                                   fi._Tensor(out, "out").ref(), None))
+        want = fi.top_k_renorm_probs(probs, ks) if op == 0 else fi.top_p_renorm_probs(probs, values)
+        np.testing.assert_array_equal(out, want)
+    samples = np.zeros(4, np.int32)
+    param, keep = _row_tensor_param(ks)
+    fi._check(lib.flashinfer_swift_sampling(fi._Tensor(probs, "probs").ref(), 1, 0, ctypes.byref(param), None, None, 5, 0,
+                                            fi._index_tensor(samples, "samples").ref(), None, None))
+    np.testing.assert_array_equal(samples, fi.top_k_sampling_from_probs(probs, ks, seed=5))
+    bad = [(np.array([1.0, 2.0, 3.0, 4.0], np.float32), "int32"), (np.array([1, 2, 3], np.int32), "batch_size"),
+           (np.array([0, 2, 3, 4], np.int32), "top_k")]
+    for values, message in bad:
+        param, keep = _row_tensor_param(values)
+        with pytest.raises(ValueError, match=message):
+            fi._check(lib.flashinfer_swift_sampling_op(0, fi._Tensor(probs, "input").ref(), ctypes.byref(param),
+                                                       fi._Tensor(np.zeros_like(probs), "out").ref(), None))
 
 
 def test_errors():

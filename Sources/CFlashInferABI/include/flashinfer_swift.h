@@ -267,21 +267,29 @@ int flashinfer_swift_rope_cos_sin_cache(const int32_t* positions, int32_t nnz, c
 
 /*
  * Sampling (flashinfer.sampling) on probs / logits [batch_size, vocab_size] (f32, f16, bf16; rows
- * with a contiguous vocabulary axis). A per-row parameter is `value` for every row (per_row NULL) or
- * per_row[0 .. count) (count must be batch_size).
+ * with a contiguous vocabulary axis). A per-row parameter is, in this order of precedence:
+ *   - tensor (non-NULL): a compact [batch_size] tensor on the call's device, int32 for top_k and
+ *     float32 for top_p / min_p / temperature. CUDA: read by the kernel when it runs (no upload, no
+ *     wait for the host; a captured CUDA graph reads the values it holds at each replay) and, as
+ *     upstream, not validated: top_k < 1 acts as 1, top_p <= 0 or NaN keeps only the largest
+ *     probabilities, temperature <= 0 gives NaN rows. CPU: read and validated by the call;
+ *   - per_row (non-NULL): per_row[0 .. count) host values (count must be batch_size), uploaded on
+ *     the stream for CUDA tensors;
+ *   - else value, for every row.
  * flashinfer_swift_sampling: a token per row into samples [batch_size] int32 and, when non-NULL,
  * valid [batch_size] bool / uint8 (0: the row had no token to draw; its sample is 0). filter picks
  * the distribution (top_k / top_p / min_p used as the filter names them, the others may be NULL);
  * row b draws from the Philox-4x32-10 stream curand_init(seed, b, offset) as upstream.
  * flashinfer_swift_sampling_op: out (input's shape and dtype) = top-k renorm (param: top_k), top-p
  * renorm (top_p), top-k logit mask (top_k; others -inf) or softmax(input / temperature)
- * (param: temperature, NULL: 1). CUDA tensors on `stream` (asynchronous: the per-row arrays are
+ * (param: temperature, NULL: 1). CUDA tensors on `stream` (asynchronous: host per-row arrays are
  * uploaded on it), CPU tensors on the CPU reference.
  */
 typedef struct {
   double value;
   const double* per_row;
   int64_t count;
+  const DLTensor* tensor;
 } flashinfer_swift_row_param;
 enum {
   FLASHINFER_SWIFT_FILTER_NONE = 0,

@@ -73,7 +73,9 @@ func validateChainSpeculative(draftProbs: Tensor, draftTokenIds: [Int32], target
 /// (nil: not counted here), validated: placement, ranks, dtypes, shapes.
 func validateChainSpeculativeShapes(draftProbs: Tensor, targetProbs: Tensor, numIds: Int?,
                                     backend: Backend) throws(FlashInferError) -> (batch: Int, numDraft: Int, vocab: Int) {
-    try checkPlacement([("draft_probs", draftProbs), ("target_probs", targetProbs)], backend.implementation.placement)
+    let placement = backend.implementation.placement
+    try checkPlacement("draft_probs", draftProbs, placement)
+    try checkPlacement("target_probs", targetProbs, placement)
     guard draftProbs.rank == 3 else { throw .rank(tensor: "draft_probs", expected: 3, got: draftProbs.rank) }
     guard targetProbs.rank == 3 else { throw .rank(tensor: "target_probs", expected: 3, got: targetProbs.rank) }
     guard draftProbs.dtype == .f32 || draftProbs.dtype == .f16 || draftProbs.dtype == .bf16 else {

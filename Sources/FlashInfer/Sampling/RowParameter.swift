@@ -1,24 +1,49 @@
-/// A per-row parameter of a sampling op: one value for every row (upstream's Python scalar) or
-/// one value per row (upstream's `[batch_size]` tensor).
+import FlashInferCUDA
+
+/// A per-row parameter of a sampling op: one value for every row (upstream's Python scalar), one
+/// value per row from the host (upstream's `[batch_size]` tensor, uploaded by the call), or one
+/// value per row already in device memory (upstream's CUDA tensor: read by the kernel where it
+/// runs).
 ///
 /// Literals make the scalar case: `topK: 50`, `topP: 0.9`.
 public enum RowParameter<Value: Sendable & Equatable>: Sendable, Equatable {
     case scalar(Value)
     case perRow([Value])
+    /// `batch_size` values in device memory — Int32 for top-k, Float32 for top-p, min-p and the
+    /// temperature — read by the kernel when it runs (CUDA backend only). Nothing is uploaded and
+    /// nothing waits for the host, so the call can be captured into a CUDA graph whose replays read
+    /// the values the buffer holds then. The buffer is ordered on the call's stream like the op's
+    /// input. As upstream, the values are **not validated** (that would need the host to read them):
+    /// a top-k below 1 acts as 1; a top-p that is not above 0 (NaN included) keeps only the largest
+    /// probabilities; a min-p outside [0, 1] filters as the kernel's test `p ≥ min_p · max p` gives;
+    /// a temperature that is not above 0 gives NaN rows.
+    case device(DeviceBuffer)
 
-    /// The value for `row` (a `perRow` array's length is validated against the batch first).
+    /// The value for `row` (a `perRow` array's length is validated against the batch first). Host
+    /// values only: a `.device` parameter is read by the kernel, never here.
     public func value(row: Int) -> Value {
         switch self {
         case .scalar(let v): v
         case .perRow(let vs): vs[row]
+        case .device: preconditionFailure("RowParameter.value(row:) on values in device memory (the CUDA backend reads them)")
         }
     }
 
-    /// Every value (the scalar once).
+    /// Every host value (the scalar once; none for `.device`: not read on the host).
     var values: [Value] {
         switch self {
         case .scalar(let v): [v]
         case .perRow(let vs): vs
+        case .device: []
+        }
+    }
+
+    public static func == (a: RowParameter, b: RowParameter) -> Bool {
+        switch (a, b) {
+        case (.scalar(let x), .scalar(let y)): x == y
+        case (.perRow(let x), .perRow(let y)): x == y
+        case (.device(let x), .device(let y)): x === y
+        default: false
         }
     }
 }

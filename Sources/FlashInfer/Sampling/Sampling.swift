@@ -44,7 +44,7 @@ func samplingTensor(_ rows: [[Double]], like x: Tensor) -> Tensor {
 /// their statistical tests share.
 public func samplingDistribution(_ probs: Tensor, filter: SamplingFilter = .none, backend: Backend = .cpu) throws(FlashInferError) -> [[Double]] {
     let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: "samplingDistribution", backend: backend)
-    try validateFilter(filter, batch: batch)
+    try validateFilter(filter, batch: batch, placement: backend.implementation.placement)
     return try samplingRows(probs, batch: batch, vocab: vocab).enumerated().map { SamplingReference.distribution($1, filter: filter, row: $0) }
 }
 
@@ -66,7 +66,7 @@ public func sample(_ probs: Tensor, filter: SamplingFilter, generator: SamplingG
 func sample(_ probs: Tensor, filter: SamplingFilter, _ seed: SamplingSeed, backend: Backend,
             entry: String) throws(FlashInferError) -> SamplingOutput {
     let (batch, vocab) = try validateSamplingInput(probs, name: "probs", entry: entry, backend: backend)
-    try validateFilter(filter, batch: batch)
+    try validateFilter(filter, batch: batch, placement: backend.implementation.placement)
     let philox = seed.source(increment: SamplingGenerator.increment(filter: filter, batch: batch))
     try philox.validate(backend)
     return try backend.implementation.sample(probs, filter: filter, philox: philox, batch: batch, vocab: vocab)
@@ -110,11 +110,7 @@ public enum SamplingOp: Sendable {
 /// Validates and runs `op` on the backend.
 func samplingOp(_ op: SamplingOp, _ x: Tensor, entry: String, backend: Backend) throws(FlashInferError) -> Tensor {
     let (batch, vocab) = try validateSamplingInput(x, name: op.inputName, entry: entry, backend: backend)
-    switch op {
-    case .topKRenorm(let k), .topKMaskLogits(let k): try validateTopK(k, batch: batch)
-    case .topPRenorm(let p): try validateTopP(p, batch: batch)
-    case .softmax(let t): try validateTemperature(t, batch: batch)
-    }
+    try validateOp(op, batch: batch, placement: backend.implementation.placement)
     return try backend.implementation.samplingOp(op, x, batch: batch, vocab: vocab)
 }
 

@@ -56,8 +56,8 @@ public func topKTopPSamplingFromLogits(_ logits: Tensor, topK: RowParameter<Int>
 func topKTopPSamplingFromLogits(_ logits: Tensor, topK: RowParameter<Int>, topP: RowParameter<Double>, order: FilterApplyOrder,
                                 _ seed: SamplingSeed, backend: Backend) throws(FlashInferError) -> SamplingOutput {
     let (batch, _) = try validateSamplingInput(logits, name: "logits", entry: "topKTopPSamplingFromLogits", backend: backend)
-    try validateTopK(topK, batch: batch)
-    try validateTopP(topP, batch: batch)
+    try validateTopK(topK, batch: batch, placement: backend.implementation.placement)
+    try validateTopP(topP, batch: batch, placement: backend.implementation.placement)
     try seed.source(increment: 0).validate(backend)
     switch order {
     case .topKFirst:

@@ -115,11 +115,14 @@ public struct SamplingSpec: KernelSpec {
     }
 }
 
-/// The device side of a sampling call: the parameter struct with the per-row arrays uploaded (in
-/// the stream's order; the buffers live until the kernel has read them).
+/// The device side of a sampling call: the parameter struct with the per-row values in device
+/// memory — host arrays uploaded (in the stream's order; the buffers live until the kernel has read
+/// them), or the caller's buffers as given. Nothing is allocated for scalar or device values.
 struct CUDASamplingLaunch {
     var params = FISamplingParams()
-    var uploads: [DeviceBuffer] = []
+    /// The per-row values the kernel reads besides its input: top-k's, and top-p's / min-p's /
+    /// the temperature's (ordered as reads before the launch).
+    var rowValues: (k: DeviceBuffer?, p: DeviceBuffer?) = (nil, nil)
 
     /// `x` is a validated `[batch, vocab]` device tensor with unit inner stride.
     init(input x: Tensor, stream: Stream) {
@@ -132,28 +135,33 @@ struct CUDASamplingLaunch {
         params.temperature = 1
     }
 
-    /// The scalar, or the per-row values uploaded: returns the device address (0 for a scalar).
-    mutating func set<V, T: BitwiseCopyable & Numeric>(_ p: RowParameter<V>, stream: Stream, _ convert: (V) -> T) throws(CUDAError) -> (T, CUdeviceptr) {
+    /// The scalar (address 0), or the per-row values' device address: host values uploaded, device
+    /// values as they are. The buffer goes to `buffer` for the ordering.
+    static func set<V, T: BitwiseCopyable & Numeric>(_ p: RowParameter<V>, stream: Stream, buffer: inout DeviceBuffer?,
+                                                      _ convert: (V) -> T) throws(CUDAError) -> (T, CUdeviceptr) {
         switch p {
         case .scalar(let v): return (convert(v), 0)
         case .perRow(let vs):
             let b = try stream.device.upload(vs.map(convert), stream: stream)
-            uploads.append(b)
+            buffer = b
+            return (0, b.address)
+        case .device(let b):
+            buffer = b
             return (0, b.address)
         }
     }
 
     mutating func setTopK(_ k: RowParameter<Int>, stream: Stream) throws(CUDAError) {
-        (params.top_k, params.top_k_arr) = try set(k, stream: stream) { Int32(clamping: $0) }
+        (params.top_k, params.top_k_arr) = try Self.set(k, stream: stream, buffer: &rowValues.k) { Int32(clamping: $0) }
     }
     mutating func setTopP(_ p: RowParameter<Double>, stream: Stream) throws(CUDAError) {
-        (params.top_p, params.top_p_arr) = try set(p, stream: stream) { Float($0) }
+        (params.top_p, params.top_p_arr) = try Self.set(p, stream: stream, buffer: &rowValues.p) { Float($0) }
     }
     mutating func setMinP(_ p: RowParameter<Double>, stream: Stream) throws(CUDAError) {
-        (params.min_p, params.min_p_arr) = try set(p, stream: stream) { Float($0) }
+        (params.min_p, params.min_p_arr) = try Self.set(p, stream: stream, buffer: &rowValues.p) { Float($0) }
     }
     mutating func setTemperature(_ t: RowParameter<Double>, stream: Stream) throws(CUDAError) {
-        (params.temperature, params.temperature_arr) = try set(t, stream: stream) { Float($0) }
+        (params.temperature, params.temperature_arr) = try Self.set(t, stream: stream, buffer: &rowValues.p) { Float($0) }
     }
 
     mutating func setFilter(_ filter: SamplingFilter, stream: Stream) throws(CUDAError) {
@@ -168,12 +176,14 @@ struct CUDASamplingLaunch {
         }
     }
 
-    /// One CTA of 1024 threads per row, on `stream`, after the input's last write and before the
-    /// outputs' next use (`reads`/`writes`: the tensors and buffers the kernel touches).
-    func launch(_ spec: SamplingSpec, rows: Int, stream: Stream, reads: [Tensor], writes: [Tensor],
-                writeBuffers: [DeviceBuffer] = []) throws(CUDAError) {
+    /// One CTA of 1024 threads per row, on `stream`, after the last write of what it reads (its
+    /// input `x`, the per-row values, `r0`: a generator's seed) and before the next use of what it
+    /// writes (the output, or samples, validity and a generator's offset). No array is built (a
+    /// per-step call).
+    func launch(_ spec: SamplingSpec, rows: Int, stream: Stream, read x: Tensor, _ r0: DeviceBuffer? = nil,
+                write w0: DeviceBuffer?, _ w1: DeviceBuffer? = nil, _ w2: DeviceBuffer? = nil) throws(CUDAError) {
         let k = try JIT.shared(for: stream.device).kernel(spec)
-        try stream.order(reading: reads, writing: writes, readingBuffers: uploads, writingBuffers: writeBuffers)
+        try stream.order(read: x.buffer, rowValues.k, rowValues.p, r0, write: w0, w1, w2)
         try k.function.launch(grid: (rows, 1, 1), block: (1024, 1, 1), stream: stream, parameter: params)
     }
 }
@@ -253,9 +263,8 @@ extension CUDABackend {
 
     /// The chain speculative kernels' layout: both probability tensors contiguous.
     func requireChainSpeculativeLayout(_ draftProbs: Tensor, _ targetProbs: Tensor) throws(FlashInferError) {
-        for (name, t) in [("draft_probs", draftProbs), ("target_probs", targetProbs)] where !t.isContiguous {
-            throw .strides(tensor: name, strides: t.strides, rule: "must be contiguous")
-        }
+        guard draftProbs.isContiguous else { throw .strides(tensor: "draft_probs", strides: draftProbs.strides, rule: "must be contiguous") }
+        guard targetProbs.isContiguous else { throw .strides(tensor: "target_probs", strides: targetProbs.strides, rule: "must be contiguous") }
     }
 
     /// One CTA per request: reads `ids` (`batch · n` Int32), writes `out` (`batch · (n + 1)` Int32)
@@ -277,8 +286,8 @@ extension CUDABackend {
             p.num_draft = Int32(n)
             p.vocab_size = Int32(vocab)
             let k = try JIT.shared(for: stream.device).kernel(spec)
-            try stream.order(reading: [draftProbs, targetProbs], writing: [], readingBuffers: [ids],
-                             writingBuffers: [out, accepted, emitted] + state)
+            try stream.order(read: draftProbs.buffer, targetProbs.buffer, ids, state.read,
+                             write: out, accepted, emitted, state.write)
             try k.function.launch(grid: (batch, 1, 1), block: (1024, 1, 1), stream: stream, parameter: p)
             try philox.advance(stream: stream)
         }
@@ -295,8 +304,7 @@ extension CUDABackend {
             let state = philox.set(seed: &l.params.seed, offset: &l.params.offset, seedArr: &l.params.seed_arr, offsetArr: &l.params.offset_arr)
             l.params.samples = samples.address
             l.params.valid = valid?.address ?? 0
-            try l.launch(spec, rows: probs.shape[0], stream: stream, reads: [probs], writes: [],
-                         writeBuffers: [samples] + (valid.map { [$0] } ?? []) + state)
+            try l.launch(spec, rows: probs.shape[0], stream: stream, read: probs, state.read, write: samples, valid, state.write)
             try philox.advance(stream: stream)
         }
     }
@@ -326,7 +334,7 @@ extension CUDABackend {
             case .topPRenorm(let p): try l.setTopP(p, stream: stream)
             case .softmax(let t): try l.setTemperature(t, stream: stream)
             }
-            try l.launch(spec, rows: x.shape[0], stream: stream, reads: [x], writes: [out])
+            try l.launch(spec, rows: x.shape[0], stream: stream, read: x, write: out.buffer)
         }
     }
 }
@@ -352,7 +360,7 @@ public func launchSampler(_ probs: Tensor, filter: SamplingFilter, generator: Sa
 func launchSampler(_ probs: Tensor, filter: SamplingFilter, _ seed: SamplingSeed, samples: DeviceBuffer,
                    valid: DeviceBuffer?, stream: Stream) throws(FlashInferError) {
     let (batch, _) = try validateSamplingInput(probs, name: "probs", entry: "launchSampler", backend: .cuda(stream))
-    try validateFilter(filter, batch: batch)
+    try validateFilter(filter, batch: batch, placement: .device(stream.device))
     guard samples.byteCount >= 4 * batch, (valid?.byteCount ?? batch) >= batch else {
         throw .shape(tensor: "samples", axis: 0, name: "batch_size", expected: "\(batch)", got: samples.byteCount / 4)
     }
@@ -422,13 +430,16 @@ func launchChainSpeculativeSampling(_ draftProbs: Tensor, _ ids: DeviceBuffer, _
                                     stream: Stream) throws(FlashInferError) {
     let be = Backend.cuda(stream)
     let (batch, n, vocab) = try validateChainSpeculativeShapes(draftProbs: draftProbs, targetProbs: targetProbs, numIds: nil, backend: be)
-    for (name, b, count) in [("draft_token_ids", ids, batch * n), ("output_token_ids", out, batch * (n + 1)),
-                             ("output_accepted_token_num", accepted, batch), ("output_emitted_draft_token_num", emitted, batch)] {
+    func check(_ name: String, _ b: DeviceBuffer, _ count: Int) throws(FlashInferError) {  // no array: a per-step call
         guard b.device === stream.device else { throw .deviceMismatch(tensor: name) }
         guard b.byteCount >= 4 * count else {
             throw .shape(tensor: name, axis: 0, name: "int32 elements", expected: ">= \(count)", got: b.byteCount / 4)
         }
     }
+    try check("draft_token_ids", ids, batch * n)
+    try check("output_token_ids", out, batch * (n + 1))
+    try check("output_accepted_token_num", accepted, batch)
+    try check("output_emitted_draft_token_num", emitted, batch)
     let philox = seed.source(increment: SamplingGenerator.incrementChainSpeculative(batch: batch, numDraft: n))
     try philox.validate(be)
     let cuda = CUDABackend(stream: stream)
@@ -443,12 +454,8 @@ func launchChainSpeculativeSampling(_ draftProbs: Tensor, _ ids: DeviceBuffer, _
 public func launchSamplingOp(_ op: SamplingOp, _ x: Tensor, out: Tensor, stream: Stream) throws(FlashInferError) {
     let be = Backend.cuda(stream)
     let (batch, _) = try validateSamplingInput(x, name: op.inputName, entry: "launchSamplingOp", backend: be)
-    switch op {
-    case .topKRenorm(let k), .topKMaskLogits(let k): try validateTopK(k, batch: batch)
-    case .topPRenorm(let p): try validateTopP(p, batch: batch)
-    case .softmax(let t): try validateTemperature(t, batch: batch)
-    }
-    try checkPlacement([("out", out)], be.implementation.placement)
+    try validateOp(op, batch: batch, placement: .device(stream.device))
+    try checkPlacement("out", out, .device(stream.device))
     guard out.shape == x.shape, out.dtype == x.dtype else { throw .dtype(tensor: "out", expected: "the input's shape and dtype", got: out.dtype) }
     let cuda = CUDABackend(stream: stream)
     try cuda.requireSamplingLayout(x, name: op.inputName)
@@ -478,17 +485,19 @@ public func devicePhiloxUniforms(rows: Int, count: Int, seed: UInt64, offset: UI
 /// The device side of a call's randomness.
 extension PhiloxSource {
     /// Fills a parameter struct's Philox fields: the values (by value), or the device generator's
-    /// addresses (the values then unused). Returns the generator's buffers, which the call reads
-    /// and (advancing) writes, for the stream ordering.
-    func set(seed: inout UInt64, offset: inout UInt64, seedArr: inout CUdeviceptr, offsetArr: inout CUdeviceptr) -> [DeviceBuffer] {
+    /// addresses (the values then unused). Returns the generator's buffers for the stream
+    /// ordering: the seed's, read (nil when it shares the offset's buffer), and the offset's,
+    /// read and (advancing) written.
+    func set(seed: inout UInt64, offset: inout UInt64, seedArr: inout CUdeviceptr,
+             offsetArr: inout CUdeviceptr) -> (read: DeviceBuffer?, write: DeviceBuffer?) {
         switch self {
         case .fixed(let s, let o):
             (seed, offset) = (s, o)
-            return []
+            return (nil, nil)
         case .generator(let g, _):
             let d = g.deviceState!  // validated: a device generator on the call's device
             (seedArr, offsetArr) = (d.seedAddress, d.offsetAddress)
-            return d.seedBuffer === d.offsetBuffer ? [d.seedBuffer] : [d.seedBuffer, d.offsetBuffer]
+            return (d.seedBuffer === d.offsetBuffer ? nil : d.seedBuffer, d.offsetBuffer)
         }
     }
 
