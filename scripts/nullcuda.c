@@ -17,7 +17,11 @@ typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 typedef void *CUhandle;
 
-static atomic_long launches, graph_launches;
+static atomic_long launches, graph_launches, htod_copies, dtoh_copies, syncs;
+// The last launch's parameter bytes (its first kernel parameter, the library's one struct), kept
+// when a test asks for them with nullcuda_capture_params(size of the struct).
+static size_t param_bytes;
+static unsigned char last_params[4096];
 static atomic_ullong next_address = 1ull << 44;  // fake device addresses, 256-byte aligned
 static int context_token, module_token, function_token, graph_token, exec_token;
 
@@ -28,6 +32,14 @@ static CUhandle capturing[MAX_CAPTURING];
 static atomic_long stream_tokens;
 
 long nullcuda_launches(void) { return atomic_load(&launches); }
+long nullcuda_htod_copies(void) { return atomic_load(&htod_copies); }
+long nullcuda_dtoh_copies(void) { return atomic_load(&dtoh_copies); }
+long nullcuda_syncs(void) { return atomic_load(&syncs); }  // stream, context and event synchronizations
+void nullcuda_capture_params(size_t n) { param_bytes = n < sizeof last_params ? n : sizeof last_params; }
+void nullcuda_last_params(void *out, size_t n) { memcpy(out, last_params, n < sizeof last_params ? n : sizeof last_params); }
+static void keep_params(void **params) {
+  if (param_bytes && params && params[0]) memcpy(last_params, params[0], param_bytes);
+}
 long nullcuda_graph_launches(void) { return atomic_load(&graph_launches); }
 
 CUresult cuInit(unsigned flags) { (void)flags; return 0; }
@@ -67,7 +79,7 @@ CUresult cuDeviceGetAttribute(int *v, int attribute, int dev) {
 CUresult cuDeviceTotalMem_v2(size_t *bytes, int dev) { (void)dev; *bytes = 150ull << 30; return 0; }
 CUresult cuDevicePrimaryCtxRetain(CUhandle *ctx, int dev) { (void)dev; *ctx = &context_token; return 0; }
 CUresult cuCtxSetCurrent(CUhandle ctx) { (void)ctx; return 0; }
-CUresult cuCtxSynchronize(void) { return 0; }
+CUresult cuCtxSynchronize(void) { atomic_fetch_add(&syncs, 1); return 0; }
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) { *free_bytes = 140ull << 30; *total = 150ull << 30; return 0; }
 
 CUresult cuStreamCreate(CUhandle *s, unsigned flags) {
@@ -76,7 +88,7 @@ CUresult cuStreamCreate(CUhandle *s, unsigned flags) {
   return 0;
 }
 CUresult cuStreamDestroy_v2(CUhandle s) { (void)s; return 0; }
-CUresult cuStreamSynchronize(CUhandle s) { (void)s; return 0; }
+CUresult cuStreamSynchronize(CUhandle s) { (void)s; atomic_fetch_add(&syncs, 1); return 0; }
 CUresult cuStreamWaitEvent(CUhandle s, CUhandle e, unsigned flags) { (void)s; (void)e; (void)flags; return 0; }
 static int capture_slot(CUhandle s) {
   for (int i = 0; i < MAX_CAPTURING; i++) if (capturing[i] == s) return i;
@@ -113,7 +125,7 @@ CUresult cuEventCreate(CUhandle *e, unsigned flags) {
 }
 CUresult cuEventDestroy_v2(CUhandle e) { (void)e; return 0; }
 CUresult cuEventRecord(CUhandle e, CUhandle s) { (void)e; (void)s; return 0; }
-CUresult cuEventSynchronize(CUhandle e) { (void)e; return 0; }
+CUresult cuEventSynchronize(CUhandle e) { (void)e; atomic_fetch_add(&syncs, 1); return 0; }
 CUresult cuEventElapsedTime_v2(float *ms, CUhandle a, CUhandle b) { (void)a; (void)b; *ms = 0.001f; return 0; }
 
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes) {
@@ -126,8 +138,8 @@ CUresult cuMemFreeAsync(CUdeviceptr p, CUhandle s) { (void)p; (void)s; return 0;
 CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, CUhandle s) { (void)p; (void)v; (void)n; (void)s; return 0; }
 CUresult cuMemsetD16Async(CUdeviceptr p, unsigned short v, size_t n, CUhandle s) { (void)p; (void)v; (void)n; (void)s; return 0; }
 CUresult cuMemsetD32Async(CUdeviceptr p, unsigned v, size_t n, CUhandle s) { (void)p; (void)v; (void)n; (void)s; return 0; }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *h, size_t n, CUhandle s) { (void)d; (void)h; (void)n; (void)s; return 0; }
-CUresult cuMemcpyDtoHAsync_v2(void *h, CUdeviceptr d, size_t n, CUhandle s) { (void)d; (void)s; memset(h, 0, n); return 0; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *h, size_t n, CUhandle s) { (void)d; (void)h; (void)n; (void)s; atomic_fetch_add(&htod_copies, 1); return 0; }
+CUresult cuMemcpyDtoHAsync_v2(void *h, CUdeviceptr d, size_t n, CUhandle s) { (void)d; (void)s; memset(h, 0, n); atomic_fetch_add(&dtoh_copies, 1); return 0; }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, CUhandle s) { (void)d; (void)src; (void)n; (void)s; return 0; }
 
 CUresult cuModuleLoadData(CUhandle *m, const void *image) { (void)image; *m = &module_token; return 0; }
@@ -149,12 +161,14 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, CUhandle f, int blo
 }
 CUresult cuLaunchKernel(CUhandle f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned smem,
                         CUhandle s, void **params, void **extra) {
-  (void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)smem; (void)s; (void)params; (void)extra;
+  (void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)smem; (void)s; (void)extra;
+  keep_params(params);
   atomic_fetch_add(&launches, 1);
   return 0;
 }
 CUresult cuLaunchKernelEx(const void *config, CUhandle f, void **params, void **extra) {
-  (void)config; (void)f; (void)params; (void)extra;
+  (void)config; (void)f; (void)extra;
+  keep_params(params);
   atomic_fetch_add(&launches, 1);
   return 0;
 }

@@ -81,7 +81,7 @@ import Testing
             \.append_k, \.append_v, \.k_cache, \.v_cache, \.batch_indices, \.positions, \.kv_indices, \.kv_indptr,
             \.ak_stride_n, \.ak_stride_h, \.av_stride_n, \.av_stride_h, \.kc_stride_page, \.kc_stride_token,
             \.kc_stride_head, \.vc_stride_page, \.vc_stride_token, \.vc_stride_head, \.nnz, \.num_heads, \.page_size,
-            \.vecs_per_head, \.k_scale, \.v_scale
+            \.vecs_per_head, \.k_scale, \.v_scale, \.batch_size, \.num_indices, \.num_pages, \.pad
         ),
         layout(
             FISamplingParams(),
@@ -103,9 +103,10 @@ import Testing
         layout(FIActivationParams(), \.input, \.out, \.input_stride, \.out_stride, \.rows, \.d),
         layout(
             FIRopeParams(),
-            \.q, \.k, \.q_out, \.k_out, \.positions, \.freqs, \.cos_sin_cache, \.q_stride_n, \.q_stride_h, \.k_stride_n, \.k_stride_h,
-            \.qo_stride_n, \.qo_stride_h, \.ko_stride_n, \.ko_stride_h, \.cache_stride, \.nnz, \.num_qo_heads, \.num_kv_heads,
-            \.rotary_dim, \.units, \.rot_units, \.heads_per_thread, \.pad
+            \.q, \.k, \.q_out, \.k_out, \.positions, \.indptr, \.offsets, \.cos_sin_cache, \.q_stride_n, \.q_stride_h, \.k_stride_n,
+            \.k_stride_h, \.qo_stride_n, \.qo_stride_h, \.ko_stride_n, \.ko_stride_h, \.cache_stride, \.nnz, \.num_qo_heads,
+            \.num_kv_heads, \.rotary_dim, \.units, \.rot_units, \.heads_per_thread, \.positions_i64, \.batch_size, \.cache_rows,
+            \.freqs
         ),
     ]
 

@@ -202,6 +202,13 @@ def _library():
             ctypes.POINTER(_DLTensor)] * 2 + [i32p, i32p, i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
                                                ctypes.c_void_p]
         lib.flashinfer_swift_append_paged_kv_cache.restype = ctypes.c_int
+        lib.flashinfer_swift_append_paged_kv_cache_tensors.argtypes = [dl] * 9 + [ctypes.c_int32, ctypes.c_float, ctypes.c_float,
+                                                                        ctypes.c_void_p]
+        lib.flashinfer_swift_append_paged_kv_cache_tensors.restype = ctypes.c_int
+        lib.flashinfer_swift_rope_tensors.argtypes = [dl] * 7 + [ctypes.POINTER(_RopeOptions), ctypes.c_void_p]
+        lib.flashinfer_swift_rope_tensors.restype = ctypes.c_int
+        lib.flashinfer_swift_rope_cos_sin_cache_tensors.argtypes = [dl, dl, dl, ctypes.c_int32, dl, ctypes.c_int32, ctypes.c_void_p]
+        lib.flashinfer_swift_rope_cos_sin_cache_tensors.restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -503,6 +510,32 @@ def _int32_array(x, name):
     if a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
     return a
+
+
+def _indices(x, name, allow64=False):
+    """A 1-D index tensor for the C ABI's `_tensors` entries, and what must stay alive through the
+    call: a torch tensor as it is (CUDA ones are read by the kernel where they are: no copy to the
+    host, no wait, capturable in a CUDA graph), made compact and, unless int64 is allowed, int32
+    (a conversion on the tensor's device, in stream order); anything else as a NumPy int32 array
+    (int64 kept where allowed)."""
+    if _is_torch(x):
+        import torch
+        t = x.reshape(-1) if x.dim() != 1 else x
+        if t.dtype != torch.int32 and not (allow64 and t.dtype == torch.int64):
+            if t.dtype.is_floating_point or t.dtype == torch.bool:
+                raise TypeError(f"{name}: dtype {t.dtype}, expected an integer tensor")
+            t = t.to(torch.int32)
+        t = t.contiguous()
+    else:
+        a = np.asarray(x)
+        if a.dtype.kind not in "iu" and a.size:
+            raise TypeError(f"{name}: dtype {a.dtype}, expected integers")
+        keep64 = allow64 and a.dtype == np.int64
+        t = np.ascontiguousarray(a.reshape(-1) if a.ndim > 1 else a, dtype=np.int64 if keep64 else np.int32)
+        if a.ndim != 1:
+            raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    dl = _index_tensor(t, name)
+    return dl, (t, dl)
 
 
 def _new_outputs(q, out_shape, lse_shape, return_lse):
@@ -1279,19 +1312,37 @@ def segment_packbits(x, indptr, bitorder="big"):
 
 
 def get_seq_lens(kv_indptr, kv_last_page_len, page_size):
-    """Each request's kv length from its page count and last-page length (upstream's get_seq_lens)."""
+    """Each request's kv length from its page count and last-page length (upstream's get_seq_lens).
+    Torch tensors: computed with torch ops on their device (CUDA: in stream order, no copy to the
+    host); NumPy arrays on the host."""
+    if _is_torch(kv_indptr) and _is_torch(kv_last_page_len):
+        import torch
+        pages = kv_indptr[1:] - kv_indptr[:-1]
+        lens = (pages - 1).clamp(min=0) * int(page_size) + kv_last_page_len
+        return torch.where(pages > 0, lens, torch.zeros_like(lens)).to(torch.int32)
     ip, lp = _int32_array(kv_indptr, "kv_indptr"), _int32_array(kv_last_page_len, "kv_last_page_len")
     pages = np.diff(ip)
-    lens = np.where(pages > 0, (pages - 1) * int(page_size) + lp, 0).astype(np.int32)
-    if _is_torch(kv_indptr):
-        import torch
-        return torch.from_numpy(lens).to(kv_indptr.device)
-    return lens
+    return np.where(pages > 0, (pages - 1) * int(page_size) + lp, 0).astype(np.int32)
 
 
 def get_batch_indices_positions(append_indptr, seq_lens, nnz):
     """For each appended token, its request and its position in the request (upstream's
-    get_batch_indices_positions): request b's append_len tokens sit at seq_len - append_len …"""
+    get_batch_indices_positions): request b's append_len tokens sit at seq_len - append_len …
+    Torch tensors: computed with torch ops on their device (CUDA: in stream order, no copy to the
+    host, so it can run inside a captured step; as upstream, not validated there); NumPy arrays on
+    the host, validated (a request cannot append more tokens than its sequence holds)."""
+    if _is_torch(append_indptr) and _is_torch(seq_lens):
+        import torch
+        if append_indptr.shape[0] != seq_lens.shape[0] + 1:
+            raise ValueError(f"append_indptr: {append_indptr.shape[0]} entries, expected len(seq_lens) + 1 = {seq_lens.shape[0] + 1}")
+        dev, n = append_indptr.device, int(nnz)
+        ap = append_indptr.to(torch.int64)
+        counts = ap[1:] - ap[:-1]
+        batch = torch.repeat_interleave(torch.arange(counts.shape[0], device=dev), counts, output_size=n)
+        token = torch.arange(n, device=dev)
+        start = seq_lens.to(torch.int64) - counts  # each request's first appended position
+        pos = start[batch] + (token - ap[batch])
+        return batch.to(torch.int32), pos.to(torch.int32)
     ap, sl = _int32_array(append_indptr, "append_indptr"), _int32_array(seq_lens, "seq_lens")
     if ap.shape[0] != sl.shape[0] + 1:
         raise ValueError(f"append_indptr: {ap.shape[0]} entries, expected len(seq_lens) + 1 = {sl.shape[0] + 1}")
@@ -1303,9 +1354,6 @@ def get_batch_indices_positions(append_indptr, seq_lens, nnz):
             raise ValueError(f"request {b}: appends {hi - lo} tokens to a sequence of {int(sl[b])}")
         batch[lo:hi] = b
         pos[lo:hi] = np.arange(sl[b] - (hi - lo), sl[b], dtype=np.int32)
-    if _is_torch(append_indptr):
-        import torch
-        return torch.from_numpy(batch).to(append_indptr.device), torch.from_numpy(pos).to(append_indptr.device)
     return batch, pos
 
 
@@ -1313,24 +1361,27 @@ def append_paged_kv_cache(append_key, append_value, batch_indices, positions, pa
                           kv_last_page_len, kv_layout="NHD", k_scale=None, v_scale=None):
     """Writes append_key / append_value [nnz, Hkv, D] into the paged cache in place (upstream's
     append_paged_kv_cache); the page table already counts the appended tokens. An FP8 cache is
-    written quantized with k_scale / v_scale."""
+    written quantized with k_scale / v_scale. CUDA index tensors (int32) are read by the kernel where
+    they are: no copy to the host, no wait, capturable in a CUDA graph; as upstream they are not
+    validated, and the kernel skips a token whose request, position or page is out of range. Host
+    index arrays are validated first."""
     if kv_layout not in _LAYOUT:
         raise ValueError(f"kv_layout {kv_layout!r} is not one of {sorted(_LAYOUT)}")
     k, v = _split_cache(paged_kv_cache)
-    bi, ps = _int32_array(batch_indices, "batch_indices"), _int32_array(positions, "positions")
-    ix, ip, lp = _int32_array(kv_indices, "kv_indices"), _int32_array(kv_indptr, "kv_indptr"), _int32_array(kv_last_page_len, "kv_last_page_len")
-    if bi.shape[0] != ps.shape[0]:
-        raise ValueError(f"positions: {ps.shape[0]} entries, expected len(batch_indices) = {bi.shape[0]}")
+    keep = []
+    idx = []
+    for x, name in ((batch_indices, "batch_indices"), (positions, "positions"), (kv_indices, "kv_indices"),
+                    (kv_indptr, "kv_indptr"), (kv_last_page_len, "kv_last_page_len")):
+        dl, alive = _indices(x, name)
+        idx.append(dl)
+        keep.append(alive)
     stream = None
     if _is_torch(append_key) and append_key.is_cuda:
-        import torch
         stream = ctypes.c_void_p(_raw_stream(append_key.device))
-    i32p = ctypes.POINTER(ctypes.c_int32)
     ts = [_Tensor(append_key, "append_key"), _Tensor(append_value, "append_value"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache")]
-    _check(_library().flashinfer_swift_append_paged_kv_cache(
-        ts[0].ref(), ts[1].ref(), bi.ctypes.data_as(i32p), ps.ctypes.data_as(i32p), bi.shape[0], ts[2].ref(), ts[3].ref(),
-        ix.ctypes.data_as(i32p), ip.ctypes.data_as(i32p), lp.ctypes.data_as(i32p), lp.shape[0], _LAYOUT[kv_layout],
-        _scale(k_scale, "k_scale"), _scale(v_scale, "v_scale"), stream))
+    _check(_library().flashinfer_swift_append_paged_kv_cache_tensors(
+        ts[0].ref(), ts[1].ref(), idx[0].ref(), idx[1].ref(), ts[2].ref(), ts[3].ref(), idx[2].ref(), idx[3].ref(), idx[4].ref(),
+        _LAYOUT[kv_layout], _scale(k_scale, "k_scale"), _scale(v_scale, "v_scale"), stream))
 
 
 def _states_out(v, s, shape):
@@ -1479,7 +1530,6 @@ def _rope_options(rotary_dim, interleave, rope_scale, rope_theta, llama31=None):
 
 
 def _rope(q, k, inplace, opts, indptr=None, offsets=None, pos_ids=None):
-    i32p = ctypes.POINTER(ctypes.c_int32)
     q_out = k_out = None
     if not inplace:
         q_out, k_out = _empty(q.shape, q), _empty(k.shape, k)
@@ -1487,22 +1537,23 @@ def _rope(q, k, inplace, opts, indptr=None, offsets=None, pos_ids=None):
     tqo = _Tensor(q_out, "q_out") if q_out is not None else None
     tko = _Tensor(k_out, "k_out") if k_out is not None else None
     if indptr is not None:
-        ip, off = _int32_array(indptr, "indptr"), _int32_array(offsets, "offsets")
-        if off.shape[0] != ip.shape[0] - 1:
-            raise ValueError(f"offsets: {off.shape[0]} entries, expected len(indptr) - 1 = {ip.shape[0] - 1}")
-        args = (ip.ctypes.data_as(i32p), off.ctypes.data_as(i32p), off.shape[0], None, 0)
+        ip, keep_ip = _indices(indptr, "indptr")
+        off, keep_off = _indices(offsets, "offsets")
+        idx = (ip.ref(), off.ref(), None)
     else:
-        pos = _int32_array(pos_ids, "pos_ids")
-        args = (None, None, 0, pos.ctypes.data_as(i32p), pos.shape[0])
-    _check(_library().flashinfer_swift_rope(tq.ref(), tk.ref(), tqo.ref() if tqo else None, tko.ref() if tko else None, *args,
-                                            ctypes.byref(opts), _stream_of(q)))
+        pos, keep_pos = _indices(pos_ids, "pos_ids", allow64=True)
+        idx = (None, None, pos.ref())
+    _check(_library().flashinfer_swift_rope_tensors(tq.ref(), tk.ref(), tqo.ref() if tqo else None, tko.ref() if tko else None,
+                                                    *idx, ctypes.byref(opts), _stream_of(q)))
     return None if inplace else (q_out, k_out)
 
 
 def apply_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
     """RoPE on ragged q [nnz, Hq, D] / k [nnz, Hk, D] (upstream's apply_rope): request b owns rows
     indptr[b]:indptr[b+1], row indptr[b] + j at position offsets[b] + j. Returns (q_rope, k_rope).
-    indptr / offsets are read on the host (CUDA tensors are copied back first)."""
+    CUDA indptr / offsets (int32) are read by the kernel where they are (no copy to the host, no
+    wait, capturable in a CUDA graph; as upstream, not validated: rows outside indptr[0]:indptr[-1]
+    are not written); host ones are validated first."""
     return _rope(q, k, False, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), indptr, offsets)
 
 
@@ -1512,7 +1563,8 @@ def apply_rope_inplace(q, k, indptr, offsets, rotary_dim=None, interleave=False,
 
 
 def apply_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1, rope_theta=1e4):
-    """RoPE with row t at position pos_ids[t] (upstream's apply_rope_pos_ids). Returns (q_rope, k_rope)."""
+    """RoPE with row t at position pos_ids[t] (upstream's apply_rope_pos_ids; int32 or int64; a CUDA
+    tensor is read by the kernel where it is: no copy to the host, capturable). Returns (q_rope, k_rope)."""
     return _rope(q, k, False, _rope_options(rotary_dim, interleave, rope_scale, rope_theta), pos_ids=pos_ids)
 
 
@@ -1552,12 +1604,14 @@ def apply_llama31_rope_pos_ids_inplace(q, k, pos_ids, rotary_dim=None, interleav
 def apply_rope_with_cos_sin_cache_inplace(positions, query, key, head_size, cos_sin_cache, is_neox=True):
     """The vLLM / SGLang form, in place (upstream's apply_rope_with_cos_sin_cache_inplace): query
     [nnz, Hq * head_size], key [nnz, Hk * head_size], rotated by cos_sin_cache [max_position,
-    rotary_dim] float32 (cos, then sin) at positions [nnz] (read on the host). Returns None."""
-    pos = _int32_array(positions, "positions")
+    rotary_dim] float32 (cos, then sin) at positions [nnz] (int32 or int64). CUDA positions are read
+    by the kernel where they are (no copy to the host, no wait, capturable in a CUDA graph; as
+    upstream, not validated: a position outside the cache gives NaN rows); host ones are checked
+    against the cache first. Returns None."""
+    pos, keep = _indices(positions, "positions", allow64=True)
     tq, tk, tc = _Tensor(query, "query"), _Tensor(key, "key"), _Tensor(cos_sin_cache, "cos_sin_cache")
-    _check(_library().flashinfer_swift_rope_cos_sin_cache(pos.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), pos.shape[0],
-                                                          tq.ref(), tk.ref(), int(head_size), tc.ref(), int(bool(is_neox)),
-                                                          _stream_of(query)))
+    _check(_library().flashinfer_swift_rope_cos_sin_cache_tensors(pos.ref(), tq.ref(), tk.ref(), int(head_size), tc.ref(),
+                                                                  int(bool(is_neox)), _stream_of(query)))
 
 
 def apply_rope_with_cos_sin_cache(positions, query, key, head_size, cos_sin_cache, is_neox=True):

@@ -40,3 +40,19 @@ def test_decode_run_allocates_nothing_on_the_host_path(tmp_path):
     for line in lines:
         allocations = float(line.split(",")[-1].split()[0])
         assert allocations == 0, f"heap allocations on run()'s hot path: {line}"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc) for the null driver")
+@pytest.mark.skipif(not os.environ.get("FLASHINFER_CUDA_PIP"), reason="needs NVRTC (FLASHINFER_CUDA_PIP, as .ci/run sets)")
+def test_device_index_tensors_are_handed_to_the_kernel(tmp_path):
+    """RoPE and the paged-KV append with CUDA index tensors (python/tests/host_path_indices.py on the
+    null driver): one launch, no host copy, no synchronization (so the call can be captured in a
+    CUDA graph), the tensors' addresses and the kernel's bounds in the launched parameters; host
+    index tensors validated and uploaded; bad placements and dtypes refused."""
+    driver = _build(tmp_path, "nullcuda.c", "libcuda.so.1")
+    env = dict(os.environ, FLASHINFER_CUDA_DRIVER=driver)
+    r = subprocess.run([sys.executable, os.path.join(HERE, "host_path_indices.py")], env=env, capture_output=True, text=True,
+                       timeout=1200)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "host-path-indices: 15 cases passed" in r.stdout, r.stdout + r.stderr

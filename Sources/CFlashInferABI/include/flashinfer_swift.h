@@ -215,6 +215,20 @@ int flashinfer_swift_append_paged_kv_cache(const DLTensor* append_key, const DLT
                                            const DLTensor* k_cache, const DLTensor* v_cache, const int32_t* kv_indices,
                                            const int32_t* kv_indptr, const int32_t* kv_last_page_len, int32_t batch_size,
                                            int32_t kv_layout, float k_scale, float v_scale, void* stream);
+/*
+ * append_paged_kv_cache with the index arrays as 1-D int32 DLTensors (upstream's form): batch_indices
+ * and positions [nnz], kv_indices, kv_indptr [batch_size + 1], kv_last_page_len [batch_size].
+ * CUDA caches with CUDA index tensors (on the caches' device): the kernel reads them where they
+ * are — no copy to the host, no wait, capturable in a CUDA graph — and, as upstream, they are not
+ * validated on the host: the kernel skips (does not write) a token whose request, position, page
+ * slot or page is out of range. CPU index tensors (with a CPU or a CUDA cache): read and validated
+ * on the host first, as flashinfer_swift_append_paged_kv_cache.
+ */
+int flashinfer_swift_append_paged_kv_cache_tensors(const DLTensor* append_key, const DLTensor* append_value,
+                                                   const DLTensor* batch_indices, const DLTensor* positions,
+                                                   const DLTensor* k_cache, const DLTensor* v_cache, const DLTensor* kv_indices,
+                                                   const DLTensor* kv_indptr, const DLTensor* kv_last_page_len,
+                                                   int32_t kv_layout, float k_scale, float v_scale, void* stream);
 
 /*
  * Norms (upstream's flashinfer.norm): over the last axis of input [..., hidden] (f16 / bf16; the CPU
@@ -264,6 +278,20 @@ int flashinfer_swift_rope(const DLTensor* q, const DLTensor* k, const DLTensor* 
                           int32_t nnz, const flashinfer_swift_rope_options* options, void* stream);
 int flashinfer_swift_rope_cos_sin_cache(const int32_t* positions, int32_t nnz, const DLTensor* query, const DLTensor* key,
                                         int32_t head_size, const DLTensor* cos_sin_cache, int32_t is_neox, void* stream);
+/*
+ * The same with the positions as 1-D DLTensors (upstream's form): indptr / offsets int32 (ragged,
+ * when indptr is non-NULL), else pos_ids / positions int32 or int64 [nnz]. CUDA index tensors (on
+ * q's device) are read by the kernel where they are — no copy to the host, no wait, capturable in
+ * a CUDA graph — and, as upstream, not validated on the host: a position outside the cos/sin cache
+ * gives NaN rows; ragged rows outside indptr[0] ..< indptr[batch_size] are not written. CPU index
+ * tensors are read and validated on the host first (int64 values must fit int32).
+ */
+int flashinfer_swift_rope_tensors(const DLTensor* q, const DLTensor* k, const DLTensor* q_out, const DLTensor* k_out,
+                                  const DLTensor* indptr, const DLTensor* offsets, const DLTensor* pos_ids,
+                                  const flashinfer_swift_rope_options* options, void* stream);
+int flashinfer_swift_rope_cos_sin_cache_tensors(const DLTensor* positions, const DLTensor* query, const DLTensor* key,
+                                                int32_t head_size, const DLTensor* cos_sin_cache, int32_t is_neox,
+                                                void* stream);
 
 /*
  * Sampling (flashinfer.sampling) on probs / logits [batch_size, vocab_size] (f32, f16, bf16; rows

@@ -91,14 +91,39 @@ enum RopeAngles {
     case cache(Tensor)
 }
 
+/// The positions of a RoPE call's rows already in device memory (upstream's CUDA `pos_ids` /
+/// `positions` tensors, or `indptr` + `offsets`), read by the kernel when it runs (CUDA backend
+/// only): nothing is uploaded and nothing waits for the host, so the call can be captured into a
+/// CUDA graph whose replays read what the buffers hold then. As upstream, the host never reads
+/// them, so they are **not validated** before the launch: a frequency-form rotation takes any
+/// position; with a cos/sin cache, a position outside the cache rotates its row by NaN (never a
+/// read outside the cache); a ragged `indptr` that is not monotonic picks some request per row
+/// (the kernel's binary search always ends). The buffers are borrowed for the call.
+public enum DevicePositions: Sendable {
+    /// Row `t` at `positions[t]`: `nnz` Int32 values, or Int64 ones with `int64: true` (the
+    /// `positions` tensor vLLM and SGLang pass, `torch.long`).
+    case perRow(DeviceBuffer, int64: Bool)
+    /// Ragged rows (`apply_rope`'s form): Int32 `indptr [batchSize + 1]` and `offsets [batchSize]`;
+    /// row `indptr[b] + j` at position `offsets[b] + j`. Rows outside
+    /// `indptr[0] ..< indptr[batchSize]` are not written (as upstream's per-request kernel).
+    case ragged(indptr: DeviceBuffer, offsets: DeviceBuffer, batchSize: Int)
+}
+
+/// A RoPE call's positions: host values (validated; the CUDA backend uploads them) or the caller's
+/// device memory.
+enum RopeRowPositions {
+    case host([Int32])
+    case device(DevicePositions)
+}
+
 /// A validated RoPE: `q [nnz, Hq, D]`, `k [nnz, Hk, D]` into `qOut`, `kOut` (the same tensors in
-/// place), row `t` at `positions[t]`.
+/// place), row `t` at its position.
 struct RopeCall {
     var q: Tensor
     var k: Tensor
     var qOut: Tensor
     var kOut: Tensor
-    var positions: [Int32]
+    var positions: RopeRowPositions
     var rotaryDim: Int
     var interleave: Bool
     var angles: RopeAngles
@@ -106,8 +131,8 @@ struct RopeCall {
 
 /// q and k `[nnz, H, D]` of one float dtype family, `nnz` rows and one head dim; the rotary dim
 /// even and ≤ D; every tensor where the backend computes.
-private func validateRopeTensors(q: Tensor, k: Tensor, nnz: Int, rotaryDim: Int?, out: (q: Tensor, k: Tensor)?,
-                                 backend: Backend) throws(FlashInferError) -> Int {
+private func validateRopeTensors(q: Tensor, k: Tensor, positions: RopeRowPositions, rotaryDim: Int?, out: (q: Tensor, k: Tensor)?,
+                                 backend: Backend, positionsName: String = "pos_ids") throws(FlashInferError) -> Int {
     var tensors = [("q", q), ("k", k)]
     if let out { tensors += [("q_out", out.q), ("k_out", out.k)] }
     try checkPlacement(tensors, backend.implementation.placement)
@@ -116,7 +141,17 @@ private func validateRopeTensors(q: Tensor, k: Tensor, nnz: Int, rotaryDim: Int?
     let d = q.shape[2]
     guard k.shape[0] == q.shape[0] else { throw .shape(tensor: "k", axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: k.shape[0]) }
     guard k.shape[2] == d else { throw .shape(tensor: "k", axis: 2, name: "head_dim", expected: "\(d) (q's)", got: k.shape[2]) }
-    guard nnz == q.shape[0] else { throw .shape(tensor: "pos_ids", axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: nnz) }
+    let placement = backend.implementation.placement
+    switch positions {
+    case .host(let p):
+        guard p.count == q.shape[0] else { throw .shape(tensor: positionsName, axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: p.count) }
+    case .device(.perRow(let b, let int64)):
+        try checkDeviceValues(b, name: positionsName, count: q.shape[0], elementBytes: int64 ? 8 : 4, placement: placement)
+    case .device(.ragged(let indptr, let offsets, let batch)):
+        guard batch >= 0, batch < Int(Int32.max) else { throw .option(name: "batch_size", value: "\(batch)", rule: "must be in 0 ..< 2^31") }
+        try checkDeviceValues(indptr, name: "indptr", count: batch + 1, elementBytes: 4, placement: placement)
+        try checkDeviceValues(offsets, name: "offsets", count: batch, elementBytes: 4, placement: placement)
+    }
     for (n, t) in tensors where !(t.dtype == .f32 || t.dtype == .f16 || t.dtype == .bf16) {
         throw .dtype(tensor: n, expected: "float32, float16 or bfloat16", got: t.dtype)
     }
@@ -144,9 +179,10 @@ private func validateRopeOptions(_ options: RopeOptions) throws(FlashInferError)
 }
 
 /// Validates and runs a frequency-form RoPE into `out` (new tensors when nil; `q`, `k` in place).
-private func ropeFrequencies(q: Tensor, k: Tensor, positions: [Int32], options: RopeOptions, out: (q: Tensor, k: Tensor)?, inPlace: Bool,
-                             backend: Backend) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
-    let rd = try validateRopeTensors(q: q, k: k, nnz: positions.count, rotaryDim: options.rotaryDim, out: out, backend: backend)
+private func ropeFrequencies(q: Tensor, k: Tensor, positions: RopeRowPositions, options: RopeOptions, out: (q: Tensor, k: Tensor)?,
+                             inPlace: Bool, backend: Backend) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
+    let rd = try validateRopeTensors(q: q, k: k, positions: positions, rotaryDim: options.rotaryDim, out: out, backend: backend,
+                                     positionsName: { if case .device(.ragged) = positions { "indptr" } else { "pos_ids" } }())
     try validateRopeOptions(options)
     let o: (q: Tensor, k: Tensor)
     if inPlace {
@@ -170,14 +206,14 @@ private func ropeFrequencies(q: Tensor, k: Tensor, positions: [Int32], options: 
 @discardableResult
 public func applyRopePosIds(q: Tensor, k: Tensor, posIds: [Int32], options: RopeOptions = .init(), out: (q: Tensor, k: Tensor)? = nil,
                             backend: Backend = .cpu) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
-    try ropeFrequencies(q: q, k: k, positions: posIds, options: options, out: out, inPlace: false, backend: backend)
+    try ropeFrequencies(q: q, k: k, positions: .host(posIds), options: options, out: out, inPlace: false, backend: backend)
 }
 
 /// `apply_rope_pos_ids_inplace` (and `apply_llama31_rope_pos_ids_inplace`): `applyRopePosIds`
 /// writing `q` and `k` themselves.
 public func applyRopePosIdsInPlace(q: Tensor, k: Tensor, posIds: [Int32], options: RopeOptions = .init(),
                                    backend: Backend = .cpu) throws(FlashInferError) {
-    _ = try ropeFrequencies(q: q, k: k, positions: posIds, options: options, out: nil, inPlace: true, backend: backend)
+    _ = try ropeFrequencies(q: q, k: k, positions: .host(posIds), options: options, out: nil, inPlace: true, backend: backend)
 }
 
 /// The positions of ragged rows: request `b` owns rows `indptr[b] ..< indptr[b+1]`, row
@@ -214,6 +250,25 @@ public func applyRopeInPlace(q: Tensor, k: Tensor, indptr: [Int32], offsets: [In
                                backend: backend)
 }
 
+/// `apply_rope_pos_ids` / `apply_rope` (and the Llama 3.1 forms) with the positions already in
+/// device memory (`DevicePositions`: read by the kernel, not validated on the host): returns the
+/// rotated `(q, k)`, in `out` when given. CUDA backend only (the CPU backend throws `.placement`).
+/// Out of place with `.ragged` positions, rows outside every request are not written.
+/// - Throws: as `applyRopePosIds`; `.placement`/`.deviceMismatch`/`.shape` for buffers off the
+///   stream's device or shorter than the rows need; on CUDA `.option` for a rotary dim above 512.
+@discardableResult
+public func applyRope(q: Tensor, k: Tensor, positions: DevicePositions, options: RopeOptions = .init(), out: (q: Tensor, k: Tensor)? = nil,
+                      backend: Backend) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
+    try ropeFrequencies(q: q, k: k, positions: .device(positions), options: options, out: out, inPlace: false, backend: backend)
+}
+
+/// `applyRope(q:k:positions:)` writing `q` and `k` themselves (`apply_rope_pos_ids_inplace`,
+/// `apply_rope_inplace` and the Llama 3.1 forms with device positions).
+public func applyRopeInPlace(q: Tensor, k: Tensor, positions: DevicePositions, options: RopeOptions = .init(),
+                             backend: Backend) throws(FlashInferError) {
+    _ = try ropeFrequencies(q: q, k: k, positions: .device(positions), options: options, out: nil, inPlace: true, backend: backend)
+}
+
 /// `[nnz, H · headSize]` viewed as `[nnz, H, headSize]` (no copy).
 private func headsView(_ t: Tensor, name: String, headSize: Int) throws(FlashInferError) -> Tensor {
     guard t.rank == 2 else { throw .rank(tensor: name, expected: 2, got: t.rank) }
@@ -224,7 +279,7 @@ private func headsView(_ t: Tensor, name: String, headSize: Int) throws(FlashInf
                   strides: [t.strides[0], headSize * t.strides[1], t.strides[1]], dtype: t.dtype, offset: t.offset)
 }
 
-private func ropeCache(positions: [Int32], query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor, isNeox: Bool,
+private func ropeCache(positions: RopeRowPositions, query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor, isNeox: Bool,
                        inPlace: Bool, backend: Backend) throws(FlashInferError) -> (query: Tensor, key: Tensor) {
     try checkPlacement([("cos_sin_cache", cosSinCache)], backend.implementation.placement)
     let q = try headsView(query, name: "query", headSize: headSize), k = try headsView(key, name: "key", headSize: headSize)
@@ -233,9 +288,10 @@ private func ropeCache(positions: [Int32], query: Tensor, key: Tensor, headSize:
     guard cosSinCache.shape[1] <= 1 || cosSinCache.strides[1] == 1 else {
         throw .strides(tensor: "cos_sin_cache", strides: cosSinCache.strides, rule: "the last axis must be contiguous")
     }
-    let rd = try validateRopeTensors(q: q, k: k, nnz: positions.count, rotaryDim: cosSinCache.shape[1], out: nil, backend: backend)
+    let rd = try validateRopeTensors(q: q, k: k, positions: positions, rotaryDim: cosSinCache.shape[1], out: nil, backend: backend,
+                                     positionsName: { if case .device(.ragged) = positions { "indptr" } else { "positions" } }())
     let maxPos = cosSinCache.shape[0]
-    if let i = positions.firstIndex(where: { $0 < 0 || Int($0) >= maxPos }) {
+    if case .host(let positions) = positions, let i = positions.firstIndex(where: { $0 < 0 || Int($0) >= maxPos }) {
         throw .indices(array: "positions", position: i, rule: "\(positions[i]) is outside the cache's 0..<\(maxPos) positions")
     }
     let o = inPlace ? (q: q, k: k) : (q: try opOutput(nil, shape: q.shape, dtype: q.dtype, backend: backend),
@@ -254,20 +310,40 @@ private func ropeCache(positions: [Int32], query: Tensor, key: Tensor, headSize:
 ///   `.indices` for a position outside the cache; `.option` for an odd rotary dim or one > headSize.
 public func applyRopeWithCosSinCache(positions: [Int32], query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor,
                                      isNeox: Bool = true, backend: Backend = .cpu) throws(FlashInferError) -> (query: Tensor, key: Tensor) {
-    try ropeCache(positions: positions, query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
+    try ropeCache(positions: .host(positions), query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
                   inPlace: false, backend: backend)
 }
 
 /// `apply_rope_with_cos_sin_cache_inplace`: `applyRopeWithCosSinCache` writing `query` and `key`.
 public func applyRopeWithCosSinCacheInPlace(positions: [Int32], query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor,
                                             isNeox: Bool = true, backend: Backend = .cpu) throws(FlashInferError) {
-    _ = try ropeCache(positions: positions, query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
+    _ = try ropeCache(positions: .host(positions), query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
                       inPlace: true, backend: backend)
+}
+
+/// `apply_rope_with_cos_sin_cache_inplace` with the positions already in device memory
+/// (`DevicePositions`: Int64 for vLLM's and SGLang's `positions`; read by the kernel, not validated
+/// on the host — a position outside the cache gives NaN rows): writes `query` and `key`, with no
+/// upload or host wait (graph-capturable). CUDA backend only.
+public func applyRopeWithCosSinCacheInPlace(positions: DevicePositions, query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor,
+                                            isNeox: Bool = true, backend: Backend) throws(FlashInferError) {
+    _ = try ropeCache(positions: .device(positions), query: query, key: key, headSize: headSize, cosSinCache: cosSinCache,
+                      isNeox: isNeox, inPlace: true, backend: backend)
+}
+
+/// `apply_rope_with_cos_sin_cache` with device positions: new tensors of the inputs' shapes.
+public func applyRopeWithCosSinCache(positions: DevicePositions, query: Tensor, key: Tensor, headSize: Int, cosSinCache: Tensor,
+                                     isNeox: Bool = true, backend: Backend) throws(FlashInferError) -> (query: Tensor, key: Tensor) {
+    try ropeCache(positions: .device(positions), query: query, key: key, headSize: headSize, cosSinCache: cosSinCache, isNeox: isNeox,
+                  inPlace: false, backend: backend)
 }
 
 /// The CPU backend's RoPE: the Float64 reference (angles `pos · freq` in Float64, or the cache's
 /// Float32 cos/sin), written into the outputs after both inputs are read.
 func ropeOnHost(_ c: RopeCall) throws(FlashInferError) {
+    guard case .host(let positions) = c.positions else {  // validation refuses device positions on the CPU
+        throw .placement(tensor: "positions", expected: "host (positions in device memory need the CUDA backend)")
+    }
     let d = c.q.shape[2], half = c.rotaryDim / 2
     let cache = try c.angles.cacheValues()
     let cacheWidth = c.rotaryDim
@@ -276,7 +352,7 @@ func ropeOnHost(_ c: RopeCall) throws(FlashInferError) {
         var out: [Float] = []
         out.reserveCapacity(x.count)
         for row in 0..<(t.count / d) {
-            let pos = c.positions[row / t.shape[1]]
+            let pos = positions[row / t.shape[1]]
             let (cs, sn): ([Double], [Double])
             switch c.angles {
             case .frequencies(let f): (cs, sn) = (f.map { cos(Double(pos) * $0) }, f.map { sin(Double(pos) * $0) })

@@ -1,12 +1,63 @@
 import FlashInferCUDA
 
-/// Index arrays of an append, on the host (CPU backend) or the device (CUDA backend: int32 tensors).
+/// Index arrays of an append, on the host: validated, then uploaded by the CUDA backend (in the
+/// stream's order) or read by the CPU backend. `DeviceAppendIndices` is the form already in device
+/// memory.
 public struct AppendIndices: Sendable {
     public var batchIndices: [Int32]
     public var positions: [Int32]
     public init(batchIndices: [Int32], positions: [Int32]) {
         self.batchIndices = batchIndices
         self.positions = positions
+    }
+}
+
+/// The index arrays of an append already in device memory — each Int32, compact — read by the
+/// kernel when it runs (upstream's CUDA index tensors): nothing is uploaded and nothing waits for
+/// the host, so the call can be captured into a CUDA graph whose replays read what the buffers hold
+/// then. As upstream, the host never reads them, so their values are **not validated** before the
+/// launch; the kernel checks each token's target instead and skips (does not write) a token whose
+/// request is outside `0..<batchSize`, whose position is negative or past its request's pages
+/// (`kvIndptr[b] + position / pageSize` not below `kvIndptr[b + 1]`), whose request's `kvIndptr`
+/// entries leave `0...numIndices`, or whose page is outside the cache — never a write outside it.
+/// The buffers are borrowed for the call (ordered on its stream as it reads them).
+public struct DeviceAppendIndices: Sendable {
+    /// `[nnz]`: each appended token's request.
+    public var batchIndices: DeviceBuffer
+    /// `[nnz]`: each appended token's position in its request (the page table already counts it).
+    public var positions: DeviceBuffer
+    /// `[numIndices]`: the page table's page ids.
+    public var kvIndices: DeviceBuffer
+    /// `[batchSize + 1]`: request `b`'s pages are `kvIndices[kvIndptr[b] ..< kvIndptr[b + 1]]`.
+    public var kvIndptr: DeviceBuffer
+    public var nnz: Int
+    public var batchSize: Int
+    public var numIndices: Int
+
+    public init(batchIndices: DeviceBuffer, positions: DeviceBuffer, kvIndices: DeviceBuffer, kvIndptr: DeviceBuffer,
+                nnz: Int, batchSize: Int, numIndices: Int) {
+        self.batchIndices = batchIndices
+        self.positions = positions
+        self.kvIndices = kvIndices
+        self.kvIndptr = kvIndptr
+        self.nnz = nnz
+        self.batchSize = batchSize
+        self.numIndices = numIndices
+    }
+}
+
+/// Where an append's indices come from, for the CUDA launcher.
+enum AppendIndexSource {
+    /// Validated host arrays and table: uploaded with the launch.
+    case host(AppendIndices, PageTable)
+    /// The caller's device arrays: read by the kernel, bounds-checked there.
+    case device(DeviceAppendIndices)
+
+    var nnz: Int {
+        switch self {
+        case .host(let i, _): i.batchIndices.count
+        case .device(let d): d.nnz
+        }
     }
 }
 
@@ -38,9 +89,50 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
     } else {
         backend = .cpu
     }
-    let placement = backend.implementation.placement
-    try checkPlacement([("k_cache", cache.k), ("v_cache", cache.v)], placement)
     let nnz = indices.batchIndices.count
+    try validateAppendTensors(appendK: appendK, appendV: appendV, nnz: nnz, cache: cache, kScale: kScale, vScale: vScale,
+                              placement: backend.implementation.placement)
+    guard indices.positions.count == nnz else {
+        throw .shape(tensor: "positions", axis: 0, name: "nnz", expected: "\(nnz)", got: indices.positions.count)
+    }
+    let seqLens = table.seqLens
+    for t in 0..<nnz {
+        let b = Int(indices.batchIndices[t]), p = Int(indices.positions[t])
+        guard b >= 0 && b < table.batchSize else { throw .indices(array: "batch_indices", position: t, rule: "request \(b) outside 0..<\(table.batchSize)") }
+        guard p >= 0 && p < seqLens[b] else { throw .indices(array: "positions", position: t, rule: "position \(p) outside request \(b)'s \(seqLens[b]) tokens") }
+    }
+    try backend.implementation.appendPagedKVCache(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table,
+                                                  kScale: kScale, vScale: vScale)
+}
+
+/// `appendPagedKVCache` with the index arrays already in device memory (`DeviceAppendIndices`:
+/// read by the kernel, not validated on the host; see there for what the kernel skips): writes
+/// `appendK` / `appendV` `[nnz, Hkv, D]` into the device `cache` on `stream`, without an upload or a
+/// host wait (graph-capturable). Shapes, dtypes, scales and placement are validated as for host
+/// indices; the buffers must be on the stream's device and hold the counts given.
+public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, deviceIndices d: DeviceAppendIndices, cache: PagedKVCache,
+                               kScale: Float = 1, vScale: Float = 1, stream: Stream) throws(FlashInferError) {
+    let placement = Placement.device(stream.device)
+    guard d.nnz >= 0, d.batchSize >= 0, d.numIndices >= 0, d.nnz < Int(Int32.max), d.batchSize < Int(Int32.max),
+          d.numIndices < Int(Int32.max) else {
+        throw .option(name: "nnz / batch_size / num_indices", value: "\(d.nnz) / \(d.batchSize) / \(d.numIndices)",
+                      rule: "must be in 0 ..< 2^31 (the kernel's indices)")
+    }
+    try validateAppendTensors(appendK: appendK, appendV: appendV, nnz: d.nnz, cache: cache, kScale: kScale, vScale: vScale,
+                              placement: placement)
+    try checkDeviceValues(d.batchIndices, name: "batch_indices", count: d.nnz, elementBytes: 4, placement: placement)
+    try checkDeviceValues(d.positions, name: "positions", count: d.nnz, elementBytes: 4, placement: placement)
+    try checkDeviceValues(d.kvIndices, name: "kv_indices", count: d.numIndices, elementBytes: 4, placement: placement)
+    try checkDeviceValues(d.kvIndptr, name: "kv_indptr", count: d.batchSize + 1, elementBytes: 4, placement: placement)
+    try appendOnDevice(appendK: appendK, appendV: appendV, indices: .device(d), cache: cache, kScale: kScale, vScale: vScale,
+                       stream: stream)
+}
+
+/// The appended tensors against the cache: placement, rank, `nnz` rows, the cache's heads and head
+/// dim, dtypes (`validateAppendDType`), a unit head-dim stride, and the scales.
+func validateAppendTensors(appendK: Tensor, appendV: Tensor, nnz: Int, cache: PagedKVCache, kScale: Float, vScale: Float,
+                           placement: Placement) throws(FlashInferError) {
+    try checkPlacement([("k_cache", cache.k), ("v_cache", cache.v)], placement)
     for (n, t) in [("append_key", appendK), ("append_value", appendV)] {
         guard t.rank == 3 else { throw .rank(tensor: n, expected: 3, got: t.rank) }
         guard t.shape[0] == nnz else { throw .shape(tensor: n, axis: 0, name: "nnz", expected: "\(nnz) (len(batch_indices))", got: t.shape[0]) }
@@ -54,17 +146,6 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: Append
         throw .dtype(tensor: "append_value", expected: "\(appendK.dtype.rawValue) (append_key's dtype)", got: appendV.dtype)
     }
     try validateAppendScales(kScale: kScale, vScale: vScale, quantizing: appendK.dtype != cache.dtype, appendDType: appendK.dtype)
-    guard indices.positions.count == nnz else {
-        throw .shape(tensor: "positions", axis: 0, name: "nnz", expected: "\(nnz)", got: indices.positions.count)
-    }
-    let seqLens = table.seqLens
-    for t in 0..<nnz {
-        let b = Int(indices.batchIndices[t]), p = Int(indices.positions[t])
-        guard b >= 0 && b < table.batchSize else { throw .indices(array: "batch_indices", position: t, rule: "request \(b) outside 0..<\(table.batchSize)") }
-        guard p >= 0 && p < seqLens[b] else { throw .indices(array: "positions", position: t, rule: "position \(p) outside request \(b)'s \(seqLens[b]) tokens") }
-    }
-    try backend.implementation.appendPagedKVCache(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table,
-                                                  kScale: kScale, vScale: vScale)
 }
 
 /// The dtypes an append takes: the cache's (a copy), or f16 / bf16 / f32 into an FP8 cache (quantized).

@@ -27,3 +27,16 @@ func checkPlacement(_ name: String, _ t: Tensor?, _ placement: Placement) throws
         guard t.device === device else { throw .deviceMismatch(tensor: name) }
     }
 }
+
+/// An index or value array the caller keeps in device memory (read by a kernel, never by the host):
+/// on the device the call runs on (the CPU backend takes host values only), and at least `count`
+/// elements of `elementBytes` bytes.
+func checkDeviceValues(_ b: DeviceBuffer, name: String, count: Int, elementBytes: Int, placement: Placement) throws(FlashInferError) {
+    switch placement {
+    case .host: throw .placement(tensor: name, expected: "host (values in device memory need the CUDA backend)")
+    case .device(let d): guard b.device === d else { throw .deviceMismatch(tensor: name) }
+    }
+    guard b.byteCount >= elementBytes * count else {
+        throw .shape(tensor: name, axis: 0, name: "elements (\(elementBytes)-byte)", expected: ">= \(count)", got: b.byteCount / elementBytes)
+    }
+}

@@ -216,8 +216,8 @@ typedef struct FIAppendPagedKVParams {
   FI_DEVICE_PTR(void) v_cache;
   FI_DEVICE_PTR(const int) batch_indices; // [nnz]
   FI_DEVICE_PTR(const int) positions;     // [nnz]
-  FI_DEVICE_PTR(const int) kv_indices;    // [kv_indptr[B]] page ids
-  FI_DEVICE_PTR(const int) kv_indptr;     // [B + 1]
+  FI_DEVICE_PTR(const int) kv_indices;    // [num_indices] page ids
+  FI_DEVICE_PTR(const int) kv_indptr;     // [batch_size + 1]
   long long ak_stride_n, ak_stride_h;   // strides in bytes
   long long av_stride_n, av_stride_h;
   long long kc_stride_page, kc_stride_token, kc_stride_head;  // bytes
@@ -228,6 +228,13 @@ typedef struct FIAppendPagedKVParams {
   int vecs_per_head;        // head_dim * cache element bytes / 16 (16-byte vectors of the cache)
   float k_scale;            // quantizing kernel only: the cache holds fp8(append_k / k_scale); 1 for the copy
   float v_scale;            // quantizing kernel only: fp8(append_v / v_scale)
+  // The bounds every token's target is checked against in the kernel (indices in device memory are
+  // not validated on the host): a token whose request, position, page slot or page falls outside
+  // them is not written.
+  int batch_size;           // requests: batch_indices in [0, batch_size)
+  int num_indices;          // entries of kv_indices: kv_indptr in [0, num_indices]
+  int num_pages;            // pages of the cache: kv_indices in [0, num_pages)
+  int pad;
 } FIAppendPagedKVParams;
 
 // ---- sampling/sampling.cuh: samplers, renorm, masks, softmax (one CTA per row) ----
@@ -326,14 +333,18 @@ typedef struct FIActivationParams {
 
 // ---- ops/rope.cuh ----
 
+// Frequencies a RoPE launch carries by value: rotary_dim <= 512.
+#define FI_ROPE_MAX_FREQS 256
+
 typedef struct FIRopeParams {
   FI_DEVICE_PTR(const void) q;      // [nnz, num_qo_heads, head_dim] T: q[t·q_stride_n + h·q_stride_h + e]
   FI_DEVICE_PTR(const void) k;      // [nnz, num_kv_heads, head_dim] T
   FI_DEVICE_PTR(void) q_out;        // as q (q itself in place)
   FI_DEVICE_PTR(void) k_out;        // as k
-  FI_DEVICE_PTR(const int) positions;        // [nnz] position of each row
-  FI_DEVICE_PTR(const float) freqs;          // [rotary_dim / 2] scaled frequencies; null with a cos/sin cache
-  FI_DEVICE_PTR(const float) cos_sin_cache;  // [max_pos, rotary_dim] f32 (cos | sin), row stride cache_stride; or null
+  FI_DEVICE_PTR(const void) positions;       // [nnz] position of each row, int (positions_i64 0) or long long (1); null when ragged
+  FI_DEVICE_PTR(const int) indptr;           // ragged rows: [batch_size + 1], request b owns rows indptr[b] ..< indptr[b+1]; or null
+  FI_DEVICE_PTR(const int) offsets;          // ragged rows: [batch_size], row indptr[b] + j at position offsets[b] + j
+  FI_DEVICE_PTR(const float) cos_sin_cache;  // [cache_rows, rotary_dim] f32 (cos | sin), row stride cache_stride; or null
   long long q_stride_n, q_stride_h;    // elements
   long long k_stride_n, k_stride_h;
   long long qo_stride_n, qo_stride_h;
@@ -342,9 +353,13 @@ typedef struct FIRopeParams {
   int nnz;                    // rows; nnz · units · head groups < 2^31
   int num_qo_heads;
   int num_kv_heads;
-  int rotary_dim;             // even, <= head_dim
+  int rotary_dim;             // even, <= head_dim; <= 2 · FI_ROPE_MAX_FREQS with frequencies
   int units;                  // vectors handled per head: rot_units, then (head_dim − rotary_dim) / VEC copies (0 in place)
   int rot_units;              // rotating vectors per head: (rotary_dim / 2) / VEC rotate-half, rotary_dim / VEC interleaved
   int heads_per_thread;       // heads (q then k) each thread applies its sin/cos to
-  int pad;
+  int positions_i64;          // 1: positions are long long
+  int batch_size;             // ragged rows: requests (indptr has batch_size + 1 entries)
+  int cache_rows;             // positions the cos/sin cache holds: a position outside [0, cache_rows) gives NaN
+  float freqs[FI_ROPE_MAX_FREQS];  // without a cache: the rotary_dim / 2 scaled frequencies (by value:
+                                   // nothing to upload, so a launch can be captured in a CUDA graph)
 } FIRopeParams;

@@ -69,45 +69,65 @@ func checkAppendVectorAligned(appendK: Tensor, appendV: Tensor, cache: PagedKVCa
     }
 }
 
-/// Appends on the device: the index arrays (batch indices, positions, the table's indices and
-/// indptr) in one stream-ordered upload, then the kernel, grid-stride over 16-byte vectors of the
-/// cache. Placement, dtypes and scales were validated (`appendPagedKVCache`: the scales are 1 for
-/// the copy); the vector rule is `checkAppendVectorAligned`.
-func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
-                    table: PageTable, kScale: Float, vScale: Float, stream: Stream) throws(FlashInferError) {
+/// Appends on the device: host index arrays (batch indices, positions, the table's indices and
+/// indptr) in one stream-ordered upload, or the caller's device arrays as they are; then the
+/// kernel, grid-stride over 16-byte vectors of the cache, each token's target bounds-checked
+/// (`append_target`). Placement, dtypes and scales were validated (`validateAppendTensors`: the
+/// scales are 1 for the copy); the vector rule is `checkAppendVectorAligned`.
+func appendOnDevice(appendK: Tensor, appendV: Tensor, indices: AppendIndexSource, cache: PagedKVCache,
+                    kScale: Float, vScale: Float, stream: Stream) throws(FlashInferError) {
     try checkAppendVectorAligned(appendK: appendK, appendV: appendV, cache: cache)
     let es = cache.dtype.byteSize
     let spec = AppendPagedKVSpec(input: appendK.dtype, cache: cache.dtype)
-    let nnz = indices.batchIndices.count
+    let nnz = indices.nnz
     guard nnz > 0 else { return }
     try FlashInferError.wrap { () throws(CUDAError) in
         let dev = stream.device
-        // Index arrays travel in one upload: batch_indices | positions | kv_indices | kv_indptr.
-        let packed = indices.batchIndices + indices.positions + table.indices + table.indptr
-        // Stream-ordered: the upload, the kernel and the free follow each other on `stream`, so the
-        // call returns without waiting for the device (the driver stages the pageable upload).
-        let buf = try stream.allocate(byteCount: packed.count * 4)
-        try buf.copyFromHost(packed, stream: stream)
+        // (batch_indices, positions, kv_indices, kv_indptr) addresses, the requests and page ids.
+        let addr: (bi: CUdeviceptr, pos: CUdeviceptr, ix: CUdeviceptr, ip: CUdeviceptr)
+        let (batch, numIndices): (Int, Int)
+        var uploaded: DeviceBuffer?
+        switch indices {
+        case .host(let i, let table):
+            // Index arrays travel in one upload: batch_indices | positions | kv_indices | kv_indptr.
+            let packed = i.batchIndices + i.positions + table.indices + table.indptr
+            // Stream-ordered: the upload, the kernel and the free follow each other on `stream`, so
+            // the call returns without waiting for the device (the driver stages the pageable upload).
+            let buf = try stream.allocate(byteCount: packed.count * 4)
+            try buf.copyFromHost(packed, stream: stream)
+            uploaded = buf
+            addr = (buf.address, buf.address + CUdeviceptr(nnz * 4), buf.address + CUdeviceptr(2 * nnz * 4),
+                    buf.address + CUdeviceptr((2 * nnz + table.indices.count) * 4))
+            (batch, numIndices) = (table.batchSize, table.indices.count)
+        case .device(let d):
+            addr = (d.batchIndices.address, d.positions.address, d.kvIndices.address, d.kvIndptr.address)
+            (batch, numIndices) = (d.batchSize, d.numIndices)
+        }
         let k = try JIT.shared(for: dev).kernel(spec)
         let ks = cache.strides(of: cache.k), vs = cache.strides(of: cache.v)
-        try stream.order(reading: [appendK, appendV], writing: [cache.k, cache.v], readingBuffers: [buf])
+        if case .device(let d) = indices {
+            try stream.order(read: appendK.buffer, appendV.buffer, d.batchIndices, d.positions, d.kvIndices,
+                             write: cache.k.buffer, cache.v.buffer)
+            try stream.order(read: d.kvIndptr, write: nil)
+        } else {
+            try stream.order(read: appendK.buffer, appendV.buffer, uploaded, write: cache.k.buffer, cache.v.buffer)
+        }
         func bytes(_ stride: Int) -> Int64 { Int64(stride * es) }  // the cache's
         func bytes(_ stride: Int, of dtype: DType) -> Int64 { Int64(stride * dtype.byteSize) }
         let p = FIAppendPagedKVParams(
             append_k: appendK.deviceAddress!, append_v: appendV.deviceAddress!,
             k_cache: cache.k.deviceAddress!, v_cache: cache.v.deviceAddress!,
-            batch_indices: buf.address, positions: buf.address + CUdeviceptr(nnz * 4),
-            kv_indices: buf.address + CUdeviceptr(2 * nnz * 4),
-            kv_indptr: buf.address + CUdeviceptr((2 * nnz + table.indices.count) * 4),
+            batch_indices: addr.bi, positions: addr.pos, kv_indices: addr.ix, kv_indptr: addr.ip,
             ak_stride_n: bytes(appendK.strides[0], of: appendK.dtype), ak_stride_h: bytes(appendK.strides[1], of: appendK.dtype),
             av_stride_n: bytes(appendV.strides[0], of: appendV.dtype), av_stride_h: bytes(appendV.strides[1], of: appendV.dtype),
             kc_stride_page: bytes(ks.page), kc_stride_token: bytes(ks.token), kc_stride_head: bytes(ks.head),
             vc_stride_page: bytes(vs.page), vc_stride_token: bytes(vs.token), vc_stride_head: bytes(vs.head),
             nnz: Int32(nnz), num_heads: Int32(cache.numKVHeads), page_size: Int32(cache.pageSize),
-            vecs_per_head: Int32(cache.headDim * es / 16), k_scale: kScale, v_scale: vScale)
+            vecs_per_head: Int32(cache.headDim * es / 16), k_scale: kScale, v_scale: vScale,
+            batch_size: Int32(batch), num_indices: Int32(numIndices), num_pages: Int32(cache.numPages), pad: 0)
         let total = nnz * cache.numKVHeads * cache.headDim * es / 16
         let blocks = max(1, min((total + 255) / 256, dev.properties.multiprocessorCount * 16))
         try k.function.launch(grid: (blocks, 1, 1), block: (256, 1, 1), stream: stream, parameter: p)
-        // No wait: the index buffer is freed in the stream's order, after the kernel (DeviceBuffer).
+        // No wait: an uploaded index buffer is freed in the stream's order, after the kernel (DeviceBuffer).
     }
 }

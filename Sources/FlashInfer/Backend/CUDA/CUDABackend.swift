@@ -97,7 +97,7 @@ struct CUDABackend: BackendImplementation {
 
     func appendPagedKVCache(appendK: Tensor, appendV: Tensor, indices: AppendIndices, cache: PagedKVCache,
                             table: PageTable, kScale: Float, vScale: Float) throws(FlashInferError) {
-        try appendOnDevice(appendK: appendK, appendV: appendV, indices: indices, cache: cache, table: table,
+        try appendOnDevice(appendK: appendK, appendV: appendV, indices: .host(indices, table), cache: cache,
                            kScale: kScale, vScale: vScale, stream: stream)
     }
 

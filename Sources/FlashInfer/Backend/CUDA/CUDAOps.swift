@@ -240,8 +240,10 @@ func ropeHeadsPerThread(rows: Int, units: Int, heads: Int, multiprocessors: Int)
     return (heads + groups - 1) / groups
 }
 
-/// Uploads the positions (and the frequencies) in the stream's order, then one launch over
-/// (row, vector unit, head group).
+/// Host positions uploaded in the stream's order (device positions read where they are; the
+/// frequencies travel by value in the parameters), then one launch over (row, vector unit, head
+/// group). Nothing waits for the host; with device positions nothing is allocated or uploaded
+/// either, so the launch can be captured into a CUDA graph.
 func launchRope(_ c: RopeCall, stream: Stream) throws(FlashInferError) {
     try requireHalfPrecision([("q", c.q)])
     try requireSameDType([("k", c.k), ("q_out", c.qOut), ("k_out", c.kOut)], as: ("q", c.q))
@@ -249,6 +251,9 @@ func launchRope(_ c: RopeCall, stream: Stream) throws(FlashInferError) {
         throw .strides(tensor: n, strides: t.strides, rule: "the last axis must be contiguous (stride 1) for the CUDA kernels")
     }
     let (nnz, hq, hk, d, rd) = (c.q.shape[0], c.q.shape[1], c.k.shape[1], c.q.shape[2], c.rotaryDim)
+    if case .frequencies = c.angles, rd / 2 > Int(FI_ROPE_MAX_FREQS) {
+        throw .option(name: "rotary_dim", value: "\(rd)", rule: "must be <= \(2 * Int(FI_ROPE_MAX_FREQS)) for the CUDA kernel (its frequency table)")
+    }
     guard nnz > 0 else { return }
     let inPlace = c.qOut.deviceAddress == c.q.deviceAddress && c.kOut.deviceAddress == c.k.deviceAddress
     let strides = [c.q, c.k, c.qOut, c.kOut].flatMap { [$0.strides[0], $0.strides[1]] }
@@ -267,23 +272,45 @@ func launchRope(_ c: RopeCall, stream: Stream) throws(FlashInferError) {
     let spec = RopeSpec(dtype: c.q.dtype, vec: vec, interleave: c.interleave)
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(spec)
-        // positions | frequencies (f32 bits), one stream-ordered upload, freed after the kernel.
-        var packed = c.positions
-        if case .frequencies(let f) = c.angles { packed += f.map { Int32(bitPattern: Float($0).bitPattern) } }
-        let buf = try stream.device.upload(packed, stream: stream)
+        func s(_ t: Tensor, _ a: Int) -> Int64 { Int64(t.strides[a]) }
+        var p = FIRopeParams()
+        (p.q, p.k, p.q_out, p.k_out) = (c.q.deviceAddress!, c.k.deviceAddress!, c.qOut.deviceAddress!, c.kOut.deviceAddress!)
+        (p.q_stride_n, p.q_stride_h, p.k_stride_n, p.k_stride_h) = (s(c.q, 0), s(c.q, 1), s(c.k, 0), s(c.k, 1))
+        (p.qo_stride_n, p.qo_stride_h, p.ko_stride_n, p.ko_stride_h) = (s(c.qOut, 0), s(c.qOut, 1), s(c.kOut, 0), s(c.kOut, 1))
+        (p.nnz, p.num_qo_heads, p.num_kv_heads, p.rotary_dim) = (Int32(nnz), Int32(hq), Int32(hk), Int32(rd))
+        (p.units, p.rot_units, p.heads_per_thread) = (Int32(units), Int32(rotUnits), Int32(hpt))
+        switch c.angles {
+        case .frequencies(let f):
+            withUnsafeMutableBytes(of: &p.freqs) { raw in
+                let table = raw.bindMemory(to: Float.self)
+                for (i, v) in f.enumerated() { table[i] = Float(v) }
+            }
+        case .cache(let t):
+            p.cos_sin_cache = t.deviceAddress!
+            p.cache_stride = Int64(t.strides[0])
+            p.cache_rows = Int32(clamping: t.shape[0])
+        }
+        // The positions: host values in one stream-ordered upload (freed after the kernel), or the
+        // caller's device memory.
+        var uploaded: DeviceBuffer?
+        var read: (DeviceBuffer?, DeviceBuffer?) = (nil, nil)
+        switch c.positions {
+        case .host(let positions):
+            let buf = try stream.device.upload(positions, stream: stream)
+            uploaded = buf
+            p.positions = buf.address
+        case .device(.perRow(let b, let int64)):
+            read.0 = b
+            p.positions = b.address
+            p.positions_i64 = int64 ? 1 : 0
+        case .device(.ragged(let indptr, let offsets, let batch)):
+            read = (indptr, offsets)
+            (p.indptr, p.offsets, p.batch_size) = (indptr.address, offsets.address, Int32(batch))
+        }
         var cache: Tensor?
         if case .cache(let t) = c.angles { cache = t }
-        try stream.order(reading: [c.q, c.k, cache], writing: [c.qOut, c.kOut], readingBuffers: [buf])
-        func s(_ t: Tensor, _ a: Int) -> Int64 { Int64(t.strides[a]) }
-        let p = FIRopeParams(
-            q: c.q.deviceAddress!, k: c.k.deviceAddress!, q_out: c.qOut.deviceAddress!, k_out: c.kOut.deviceAddress!,
-            positions: buf.address, freqs: cache == nil ? buf.address + CUdeviceptr(4 * nnz) : 0,
-            cos_sin_cache: cache?.deviceAddress ?? 0,
-            q_stride_n: s(c.q, 0), q_stride_h: s(c.q, 1), k_stride_n: s(c.k, 0), k_stride_h: s(c.k, 1),
-            qo_stride_n: s(c.qOut, 0), qo_stride_h: s(c.qOut, 1), ko_stride_n: s(c.kOut, 0), ko_stride_h: s(c.kOut, 1),
-            cache_stride: cache.map { Int64($0.strides[0]) } ?? 0,
-            nnz: Int32(nnz), num_qo_heads: Int32(hq), num_kv_heads: Int32(hk), rotary_dim: Int32(rd), units: Int32(units),
-            rot_units: Int32(rotUnits), heads_per_thread: Int32(hpt), pad: 0)
+        try stream.order(read: c.q.buffer, c.k.buffer, cache?.buffer, uploaded ?? read.0, read.1,
+                         write: c.qOut.buffer, c.kOut.buffer)
         try k.function.launch(grid: ((threads + 255) / 256, 1, 1), block: (256, 1, 1), stream: stream,
                               parameter: p, programmaticDependency: true)
     }

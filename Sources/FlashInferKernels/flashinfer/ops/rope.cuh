@@ -1,14 +1,19 @@
 // Rotary position embedding as an op (upstream pos_enc.cuh: BatchQKApplyRotary*, the
 // apply_rope* functions), on q [nnz, Hq, D] and k [nnz, Hk, D] (strided), into q_out / k_out
-// (which may be q / k: in place). Row t is at position positions[t] (the launcher turns
-// indptr + offsets into positions). The first rotary_dim elements of each head rotate in pairs:
+// (which may be q / k: in place). Row t is at position positions[t] (int32 or int64), or, for
+// ragged rows (indptr + offsets, read here: they may live in device memory the host never reads),
+// at offsets[b] + t − indptr[b] for the request b with indptr[b] <= t < indptr[b+1] (a binary
+// search; rows outside indptr[0] ..< indptr[batch_size] are not written, as upstream's
+// per-request kernel leaves them). The first rotary_dim elements of each head rotate in pairs:
 //   rotate-half (NeoX, INTERLEAVE false): (e, e + rd/2) for e < rd/2, frequency index e;
 //   interleaved (GPT-J, INTERLEAVE true): (2i, 2i + 1), frequency index i;
 // a pair (a, b) at angle θ becomes (a·cos θ − b·sin θ, b·cos θ + a·sin θ); elements from
 // rotary_dim on are copied (not touched in place).
 // The angle: θ = float(pos) · freqs[i] with sin/cos in f32 (the frequencies, scaling included,
-// come from the host in f64 rounded to f32: RopeOptions.frequencies), or cos = cache[pos][i],
-// sin = cache[pos][rd/2 + i] from a [max_pos, rd] f32 cos/sin cache (the vLLM/SGLang form).
+// come from the host in f64 rounded to f32: RopeOptions.frequencies, carried in the parameters by
+// value), or cos = cache[pos][i], sin = cache[pos][rd/2 + i] from a [cache_rows, rd] f32 cos/sin
+// cache (the vLLM/SGLang form); a position outside the cache rotates by NaN (positions in device
+// memory are not validated on the host: a bad one gives NaN rows, never a read outside the cache).
 //
 // Work split: a unit is VEC elements of a head (rotating units first: NeoX units load their
 // partner vector rd/2 further; then the copy units). Thread = (row, unit, group of
@@ -23,6 +28,23 @@
 namespace flashinfer {
 
 using RopeParams = ::FIRopeParams;  // flashinfer/params.h
+
+// The position of `row`; false for a ragged row outside every request (not written).
+__device__ __forceinline__ bool rope_position(const RopeParams& p, int row, long long& pos) {
+  if (p.indptr != nullptr) {
+    const int n = p.batch_size;
+    if (n <= 0 || row < p.indptr[0] || row >= p.indptr[n]) return false;
+    int lo = 0, hi = n;  // indptr[lo] <= row < indptr[hi]; terminates whatever indptr holds
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) / 2;
+      if (p.indptr[mid] <= row) lo = mid; else hi = mid;
+    }
+    pos = (long long)p.offsets[lo] + (row - p.indptr[lo]);
+    return true;
+  }
+  pos = p.positions_i64 ? static_cast<const long long*>(p.positions)[row] : (long long)static_cast<const int*>(p.positions)[row];
+  return true;
+}
 
 template <typename T, int VEC, bool INTERLEAVE>
 __device__ __forceinline__ void apply_rope(const RopeParams& p) {
@@ -41,16 +63,22 @@ __device__ __forceinline__ void apply_rope(const RopeParams& p) {
   // Element offset of this unit's (first) vector in a head, and of its NeoX partner.
   const int e0 = rotating ? int(unit) * VEC : p.rotary_dim + (int(unit) - p.rot_units) * VEC;
 
+  long long pos;
+  if (!rope_position(p, int(row), pos)) return;
   float cs[kAngles], sn[kAngles];
   if (rotating) {
-    const int pos = p.positions[row];
     const int f0 = INTERLEAVE ? e0 / 2 : e0;  // first frequency index
     if (p.cos_sin_cache != nullptr) {
-      const float* c = p.cos_sin_cache + int64(pos) * p.cache_stride;
+      if (pos >= 0 && pos < p.cache_rows) {
+        const float* c = p.cos_sin_cache + pos * p.cache_stride;
 #pragma unroll
-      for (int i = 0; i < kAngles; ++i) {
-        cs[i] = c[f0 + i];
-        sn[i] = c[half + f0 + i];
+        for (int i = 0; i < kAngles; ++i) {
+          cs[i] = c[f0 + i];
+          sn[i] = c[half + f0 + i];
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kAngles; ++i) cs[i] = sn[i] = __int_as_float(0x7fffffff);  // NaN: no such position
       }
     } else {
 #pragma unroll

@@ -2,6 +2,11 @@
 // batch_indices[t] at position positions[t] goes to page kv_indices[kv_indptr[b] + pos / page_size],
 // slot pos % page_size. Parallel per element (token, head, 16-byte vector of the cache).
 //
+// The indices may live in device memory the host never read (the ABI's and Python's CUDA index
+// tensors, as upstream), so every token's target is checked against the parameters' bounds
+// (append_target): a token whose request, position, page slot or page is out of range is skipped,
+// never written outside the cache. Host-validated indices always pass.
+//
 // Two kernels:
 // - append_paged_kv: append dtype == cache dtype, a pure copy, so the element type does not matter,
 //   only its bytes.
@@ -17,6 +22,18 @@ namespace flashinfer {
 
 using AppendPagedKVParams = ::FIAppendPagedKVParams;  // flashinfer/params.h
 
+// Token t's page and slot; false when its request, position, page slot or page is out of range.
+__device__ __forceinline__ bool append_target(const AppendPagedKVParams& p, int t, int& page, int& slot) {
+  const int b = p.batch_indices[t], pos = p.positions[t];
+  if (b < 0 || b >= p.batch_size || pos < 0) return false;
+  const int lo = p.kv_indptr[b], hi = p.kv_indptr[b + 1];
+  const int idx = lo + pos / p.page_size;
+  if (lo < 0 || hi > p.num_indices || idx >= hi) return false;
+  page = p.kv_indices[idx];
+  slot = pos % p.page_size;
+  return page >= 0 && page < p.num_pages;
+}
+
 __device__ __forceinline__ void append_paged_kv(const AppendPagedKVParams& p) {
   const int64 per_token = int64(p.num_heads) * p.vecs_per_head;
   const int64 total = per_token * p.nnz;
@@ -24,9 +41,8 @@ __device__ __forceinline__ void append_paged_kv(const AppendPagedKVParams& p) {
     const int t = int(i / per_token);
     const int rem = int(i % per_token);
     const int h = rem / p.vecs_per_head, vec = rem % p.vecs_per_head;
-    const int b = p.batch_indices[t], pos = p.positions[t];
-    const int page = p.kv_indices[p.kv_indptr[b] + pos / p.page_size];
-    const int slot = pos % p.page_size;
+    int page, slot;
+    if (!append_target(p, t, page, slot)) continue;
     const char* ks = static_cast<const char*>(p.append_k) + t * p.ak_stride_n + h * p.ak_stride_h + vec * 16;
     const char* vs = static_cast<const char*>(p.append_v) + t * p.av_stride_n + h * p.av_stride_h + vec * 16;
     char* kd = static_cast<char*>(p.k_cache) + page * p.kc_stride_page + slot * p.kc_stride_token + h * p.kc_stride_head + vec * 16;
@@ -42,6 +58,7 @@ __device__ __forceinline__ void append_paged_kv(const AppendPagedKVParams& p) {
 struct AppendSlot {
   int t, h, vec;
   long long k_off, v_off;  // bytes from k_cache / v_cache
+  bool ok;                 // append_target: in range
 };
 
 __device__ __forceinline__ AppendSlot append_slot(const AppendPagedKVParams& p, int64 i, int64 per_token) {
@@ -50,9 +67,8 @@ __device__ __forceinline__ AppendSlot append_slot(const AppendPagedKVParams& p, 
   const int rem = int(i % per_token);
   s.h = rem / p.vecs_per_head;
   s.vec = rem % p.vecs_per_head;
-  const int b = p.batch_indices[s.t], pos = p.positions[s.t];
-  const int page = p.kv_indices[p.kv_indptr[b] + pos / p.page_size];
-  const int slot = pos % p.page_size;
+  int page = 0, slot = 0;
+  s.ok = append_target(p, s.t, page, slot);
   s.k_off = page * p.kc_stride_page + slot * p.kc_stride_token + s.h * p.kc_stride_head + s.vec * 16;
   s.v_off = page * p.vc_stride_page + slot * p.vc_stride_token + s.h * p.vc_stride_head + s.vec * 16;
   return s;
@@ -104,6 +120,7 @@ __device__ __forceinline__ void append_paged_kv_quant(const AppendPagedKVParams&
   constexpr int kInBytes = 16 * int(sizeof(InT));
   for (int64 i = int64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64(gridDim.x) * blockDim.x) {
     const AppendSlot s = append_slot(p, i, per_token);
+    if (!s.ok) continue;
     const char* ks = static_cast<const char*>(p.append_k) + s.t * p.ak_stride_n + s.h * p.ak_stride_h + s.vec * kInBytes;
     const char* vs = static_cast<const char*>(p.append_v) + s.t * p.av_stride_n + s.h * p.av_stride_h + s.vec * kInBytes;
     *reinterpret_cast<uint4*>(static_cast<char*>(p.k_cache) + s.k_off) = quantize16<InT, OutT>(ks, p.k_scale);
