@@ -192,6 +192,46 @@ public func ropeCases() -> [CheckCase] {
             return try ropeCheck(positions: pos, hq: 32, hk: 8, d: 128, options: RopeOptions(theta: 5e5, scaling: .llama31Default),
                                  inPlace: false, dtype: dtype, device: device, stream: stream, rng: &rng)
         })
+        // Positions in device memory (read by the kernel): ragged indptr/offsets (99 requests of
+        // 1–204 rows, the binary search), Int32 and Int64 pos_ids, Llama 3.1 long positions.
+        for inPlace in [false, true] {
+            let lens = (0..<99).map { [1, 4, 19, 204][$0 % 4] }
+            cases.append(CheckCase(name: "ops.rope device indptr/offsets dtype=\(dtype.rawValue) batch=99 nnz=\(lens.reduce(0, +)) heads=32/8 head_dim=128 rotary_dim=96\(inPlace ? " inplace" : "")") { device, stream, rng in
+                let indptr = lens.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1)) }
+                let offsets = lens.indices.map { Int32($0 * 37 % 500) }
+                return try ropeCheck(indptr: indptr, offsets: offsets, hq: 32, hk: 8, d: 128, options: RopeOptions(rotaryDim: 96),
+                                     inPlace: inPlace, dtype: dtype, device: device, stream: stream, rng: &rng, source: .deviceRagged)
+            })
+        }
+        for (source, label) in [(RopePositionSource.deviceInt32, "int32"), (.deviceInt64, "int64")] {
+            cases.append(CheckCase(name: "ops.rope llama31 device pos_ids \(label) dtype=\(dtype.rawValue) nnz=300 heads=32/8 head_dim=128 interleave=\(label == "int64")") { device, stream, rng in
+                let pos = (0..<300).map { _ in Int32(rng.uniform() * 131072) }
+                return try ropeCheck(positions: pos, hq: 32, hk: 8, d: 128,
+                                     options: RopeOptions(interleave: label == "int64", theta: 5e5, scaling: .llama31Default),
+                                     inPlace: label == "int32", dtype: dtype, device: device, stream: stream, rng: &rng, source: source)
+            })
+        }
+        // Ragged rows outside indptr[0] ..< indptr[batch] are not written (in place: they keep q/k).
+        cases.append(CheckCase(name: "ops.rope device indptr rows outside every request untouched dtype=\(dtype.rawValue) nnz=64 inplace") { device, stream, rng in
+            let (nnz, hq, hk, d) = (64, 4, 2, 64)
+            let indptr: [Int32] = [5, 9, 9, 40, 57], offsets: [Int32] = [3, 1000, 0, 77]
+            let q = randomHost([nnz, hq, d], dtype: dtype, rng: &rng), k = randomHost([nnz, hk, d], dtype: dtype, rng: &rng)
+            let gq = try q.toDevice(device), gk = try k.toDevice(device)
+            let dp = DevicePositions.ragged(indptr: try device.upload(indptr), offsets: try device.upload(offsets), batchSize: 4)
+            try applyRopeInPlace(q: gq, k: gk, positions: dp, backend: .cuda(stream))
+            try stream.synchronize()
+            // The CPU: rows 5..<57 at their positions, the rest as they were.
+            var pos = [Int32](repeating: 0, count: nnz)
+            for b in 0..<4 { for r in Int(indptr[b])..<Int(indptr[b + 1]) { pos[r] = offsets[b] + Int32(r) - indptr[b] } }
+            let cpu = try applyRopePosIds(q: q, k: k, posIds: pos)
+            let (cq, ck, hq0, hk0) = (try cpu.q.toFloats(), try cpu.k.toFloats(), try q.toFloats(), try k.toFloats())
+            func expected(_ rotated: [Float], _ original: [Float], _ heads: Int) -> [Float] {
+                (0..<rotated.count).map { i in (5..<57).contains(i / (heads * d)) ? rotated[i] : original[i] }
+            }
+            let tol = Tolerance.rope(dtype: dtype, maxPosition: 1100)
+            return try compareOp("q", gq, Tensor.host(expected(cq, hq0, hq), shape: q.shape, dtype: dtype), tol)
+                ?? compareOp("k", gk, Tensor.host(expected(ck, hk0, hk), shape: k.shape, dtype: dtype), tol)
+        })
         // Strided q/k: views of a packed QKV row [nnz, (Hq + 2·Hk)·D].
         cases.append(CheckCase(name: "ops.rope packed qkv views dtype=\(dtype.rawValue) nnz=77 heads=16/4 head_dim=128") { device, stream, rng in
             let (nnz, hq, hk, d) = (77, 16, 4, 128)
@@ -239,27 +279,90 @@ public func ropeCases() -> [CheckCase] {
                 })
             }
         }
+        // The cos/sin cache with Int64 positions in device memory (vLLM's `positions`), in place;
+        // a few positions outside the cache (negative, = max_pos, huge): those rows' rotated
+        // elements must be NaN (no read outside the cache), the rest as the CPU's.
+        cases.append(CheckCase(name: "ops.rope cos_sin_cache device int64 positions dtype=\(dtype.rawValue) nnz=300 heads=32/8 head_size=128 rotary_dim=64 with positions outside the cache") { device, stream, rng in
+            let (nnz, hq, hk, hs, rd, maxPos) = (300, 32, 8, 128, 64, 4096)
+            let freqs = RopeOptions(theta: 1e4).frequencies(rotaryDim: rd)
+            var cacheValues: [Float] = []
+            for p in 0..<maxPos {
+                cacheValues += freqs.map { Float(cos(Double(p) * $0)) } + freqs.map { Float(sin(Double(p) * $0)) }
+            }
+            let cache = Tensor.host(cacheValues, shape: [maxPos, rd], dtype: .f32)
+            var pos64 = (0..<nnz).map { _ in Int64(rng.uniform() * Float(maxPos - 1)) }
+            let bad: [Int: Int64] = [3: -1, 150: Int64(maxPos), 299: 1 << 40]
+            for (r, v) in bad { pos64[r] = v }
+            let q = randomHost([nnz, hq * hs], dtype: dtype, rng: &rng), k = randomHost([nnz, hk * hs], dtype: dtype, rng: &rng)
+            let gq = try q.toDevice(device), gk = try k.toDevice(device), gc = try cache.toDevice(device)
+            try applyRopeWithCosSinCacheInPlace(positions: .perRow(try device.upload(pos64), int64: true), query: gq, key: gk,
+                                                headSize: hs, cosSinCache: gc, backend: .cuda(stream))
+            try stream.synchronize()
+            // The CPU on the good rows (bad ones at position 0), then the bad rows' rotated elements NaN.
+            let cpu = try applyRopeWithCosSinCache(positions: pos64.map { $0 < 0 || $0 >= Int64(maxPos) ? 0 : Int32($0) }, query: q, key: k,
+                                                   headSize: hs, cosSinCache: cache)
+            let tol = Tolerance.op(dtype: dtype)
+            func check(_ what: String, _ got: Tensor, _ want: Tensor, _ heads: Int) throws -> String? {
+                var g = try got.toFloats(), w = try want.toFloats()
+                for r in bad.keys.sorted() {
+                    for h in 0..<heads {
+                        for e in 0..<rd {
+                            let i = (r * heads + h) * hs + e
+                            guard g[i].isNaN else { return "\(what): row \(r) (position \(bad[r]!), outside the cache) element \(h * hs + e) = \(g[i]), expected NaN" }
+                            (g[i], w[i]) = (0, 0)
+                        }
+                    }
+                }
+                if let m = tol.compare(g, w) { return "\(what): \(m) (\(tol))" }
+                return nil
+            }
+            return try check("query", gq, cpu.query, hq) ?? check("key", gk, cpu.key, hk)
+        })
     }
     return cases
 }
 
 /// RoPE of random q/k at the positions of `indptr` + `offsets` on the GPU against the CPU.
 private func ropeCheck(indptr: [Int32], offsets: [Int32], hq: Int, hk: Int, d: Int, options: RopeOptions, inPlace: Bool,
-                       dtype: DType, device: Device, stream: Stream, rng: inout SeededRNG) throws -> String? {
+                       dtype: DType, device: Device, stream: Stream, rng: inout SeededRNG,
+                       source: RopePositionSource = .host) throws -> String? {
     var pos: [Int32] = []
     for b in 0..<offsets.count { for j in 0..<(indptr[b + 1] - indptr[b]) { pos.append(offsets[b] + j) } }
     return try ropeCheck(positions: pos, indptr: (indptr, offsets), hq: hq, hk: hk, d: d, options: options, inPlace: inPlace,
-                         dtype: dtype, device: device, stream: stream, rng: &rng)
+                         dtype: dtype, device: device, stream: stream, rng: &rng, source: source)
 }
 
+/// Where a RoPE check's positions live: host arrays (uploaded by the call) or device memory
+/// (`DevicePositions`, read by the kernel): pos_ids as Int32 or Int64, or the ragged
+/// indptr/offsets.
+enum RopePositionSource { case host, deviceInt32, deviceInt64, deviceRagged }
+
 private func ropeCheck(positions pos: [Int32], indptr: ([Int32], [Int32])? = nil, hq: Int, hk: Int, d: Int, options: RopeOptions,
-                       inPlace: Bool, dtype: DType, device: Device, stream: Stream, rng: inout SeededRNG) throws -> String? {
+                       inPlace: Bool, dtype: DType, device: Device, stream: Stream, rng: inout SeededRNG,
+                       source: RopePositionSource = .host) throws -> String? {
     let nnz = pos.count
     let q = randomHost([nnz, hq, d], dtype: dtype, rng: &rng), k = randomHost([nnz, hk, d], dtype: dtype, rng: &rng)
     let gq = try q.toDevice(device), gk = try k.toDevice(device)
     let be = Backend.cuda(stream)
     let got: (q: Tensor, k: Tensor)
-    if inPlace {
+    if source != .host {
+        let dp: DevicePositions
+        switch source {
+        case .deviceInt64: dp = .perRow(try device.upload(pos.map(Int64.init)), int64: true)
+        case .deviceRagged:
+            guard let (ip, off) = indptr else { return "a ragged source needs indptr and offsets" }
+            dp = .ragged(indptr: try device.upload(ip), offsets: try device.upload(off), batchSize: off.count)
+        default: dp = .perRow(try device.upload(pos), int64: false)
+        }
+        if inPlace {
+            try applyRopeInPlace(q: gq, k: gk, positions: dp, options: options, backend: be)
+            got = (gq, gk)
+        } else {
+            let out = (q: try poisoned(q.shape, dtype: dtype, device: device, stream: stream),
+                       k: try poisoned(k.shape, dtype: dtype, device: device, stream: stream))
+            got = try applyRope(q: gq, k: gk, positions: dp, options: options, out: out, backend: be)
+        }
+    } else if inPlace {
         if let (ip, off) = indptr {
             try applyRopeInPlace(q: gq, k: gk, indptr: ip, offsets: off, options: options, backend: be)
         } else {

@@ -2,9 +2,77 @@ import FlashInfer
 import FlashInferCUDA
 
 /// GPU checks of the paged-KV operations against the CPU implementation: the copy, then the
-/// quantizing append into FP8 caches (`fp8AppendCases`).
+/// quantizing append into FP8 caches (`fp8AppendCases`), then the append with its index arrays in
+/// device memory (`deviceIndexAppendCases`).
 public func pageCases() -> [CheckCase] {
-    copyAppendCases() + fp8AppendCases()
+    copyAppendCases() + fp8AppendCases() + deviceIndexAppendCases()
+}
+
+/// The append with `DeviceAppendIndices` (the kernel reads the arrays where they are, unvalidated
+/// on the host) against the CPU append of the valid tokens with host indices: the whole cache bit
+/// for bit. With `garbage`, tokens the kernel must skip are added after the valid ones — a request
+/// past the batch, a negative request, a negative position, a position past its request's pages, a
+/// position near 2^30, and a request whose only page id is outside the cache — and nothing they
+/// would touch may change. `kv_indices` carries trailing entries past `kv_indptr[-1]` (a
+/// preallocated buffer), as engines pass it.
+func deviceIndexAppendCases() -> [CheckCase] {
+    var cases: [CheckCase] = []
+    for (layout, dtype, garbage) in [(KVLayout.nhd, DType.f16, false), (.hnd, .bf16, false), (.nhd, .bf16, true), (.hnd, .f16, true)] {
+        let name = "append_paged_kv device indices layout=\(layout.rawValue) page=16 dtype=\(dtype.rawValue)\(garbage ? " with out-of-range tokens skipped" : "")"
+        cases.append(CheckCase(name: name) { device, stream, rng in
+            let (h, d, pageSize) = (4, 128, 16)
+            let seqLens = [1, 17, 127, 300, 32]
+            let appendLens = [1, 5, 127, 1, 16]
+            var table = PageTable.contiguous(seqLens: seqLens, pageSize: pageSize)
+            table.indices.reverse()
+            let numPages = table.indices.count + 3
+            let shape = layout == .nhd ? [numPages, 2, pageSize, h, d] : [numPages, 2, h, pageSize, d]
+            let initial = (0..<shape.reduce(1, *)).map { _ in rng.normal() }
+            let hostCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype), layout: layout)
+            let devCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype).toDevice(device), layout: layout)
+            var appendIndptr: [Int32] = [0]
+            for n in appendLens { appendIndptr.append(appendIndptr.last! + Int32(n)) }
+            let nnz = Int(appendIndptr.last!)
+            let (bi, pos) = try getBatchIndicesPositions(appendIndptr: appendIndptr, seqLens: seqLens)
+            // Device arrays: the valid tokens, then (with garbage) the ones to skip; the table with
+            // one more request whose page is outside the cache, and trailing kv_indices entries.
+            var dbi = bi, dpos = pos, dip = table.indptr, dix = table.indices
+            let batch = seqLens.count
+            if garbage {
+                let pastPages = Int32(table.numPages(1) * pageSize + 5)
+                dbi += [Int32(batch + 1), -1, 0, 1, 2, Int32(batch)]
+                dpos += [0, 0, -3, pastPages, 1 << 30, 0]
+                dix.append(Int32(numPages + 100))
+                dip.append(dip.last! + 1)
+            }
+            let dnnz = dbi.count
+            let ak = Tensor.host((0..<(dnnz * h * d)).map { _ in rng.normal() }, shape: [dnnz, h, d], dtype: dtype)
+            let av = Tensor.host((0..<(dnnz * h * d)).map { _ in rng.normal() }, shape: [dnnz, h, d], dtype: dtype)
+            let used = dix.count
+            dix += [Int32.max, -7, 3]  // past kv_indptr[-1]: never read
+            let di = DeviceAppendIndices(batchIndices: try device.upload(dbi), positions: try device.upload(dpos),
+                                         kvIndices: try device.upload(dix), kvIndptr: try device.upload(dip),
+                                         nnz: dnnz, batchSize: dip.count - 1, numIndices: used)
+            try appendPagedKVCache(appendK: ak.toDevice(device), appendV: av.toDevice(device), deviceIndices: di, cache: devCache,
+                                   stream: stream)
+            // The CPU: the valid tokens only (the first nnz rows).
+            func rows(_ t: Tensor) throws -> Tensor {
+                Tensor.host(Array(try t.toFloats()[..<(nnz * h * d)]), shape: [nnz, h, d], dtype: dtype)
+            }
+            try appendPagedKVCache(appendK: try rows(ak), appendV: try rows(av), indices: AppendIndices(batchIndices: bi, positions: pos),
+                                   cache: hostCache, table: table)
+            try stream.synchronize()
+            for (n, a, b) in [("k", hostCache.k, devCache.k), ("v", hostCache.v, devCache.v)] {
+                let x = try a.contiguousBytesChecked(), y = try b.contiguousBytesChecked()
+                if x != y {
+                    let i = zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }!.offset
+                    return "\(n) cache differs at byte \(i)"
+                }
+            }
+            return nil
+        })
+    }
+    return cases
 }
 
 /// The append of K/V in the cache's dtype (a copy).

@@ -40,14 +40,15 @@ import Testing
         #expect(Set(names.map(stableHash)).count == names.count)
         #expect(Set(names.map { caseRNG(seed: 1, name: $0).state }).count == names.count)
 
-        // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes + (FP8) 2 caches × 2 layouts × (2 inputs page 1 + 3 page 16); 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
+        // 3 dtypes × 3 lengths; 2 layouts × 3 page sizes × 2 dtypes + (FP8) 2 caches × 2 layouts × (2 inputs page 1 + 3 page 16)
+        // + 4 with device indices; 2 dtypes × 3 shapes × (2 merge_state + 3 merge_states);
         // 3 shared lengths × 4 (unique, qo) + 5 extra; 2 readme + 2 cross-stream + 1 batch-decode; 8 + 4 sparse refusals;
         // sampling: 3 Philox + 4 shapes × (4 top-k + 4 top-p renorm, 3 masks, 3 temperatures × 2 dtypes)
         // + 6 masks with signed zeros at the k-th (the 4 × 111 shape) + 2 edge
         // + 4 sorted-row renorm/mask + 13 filters × 2 chi-square + 5 edge filters + 7 tied + 5 sorted + 17 support + 1 invalid rows
         // + 2 same-as-CPU; from logits: 4 same-as-CPU + 2 + 2 chi-square + 1 invalid rows; chain speculative: 3 same-as-CPU + 1 into device buffers + 2 chi-square; 1 per-row values in device memory;
         // generators: 6 samplers + from logits graph replays + 1 entry points / chain / read-only / placement.
-        let fixed = [(elementwiseCases(), 9), (pageCases(), 32), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
+        let fixed = [(elementwiseCases(), 9), (pageCases(), 36), (mergeCases(), 30), (cascadeCases(), 17), (orderingCases(), 5),
                      (rejectionCases(), 12), (samplingCases(), 3 + 4 * (8 + 3 + 6) + 6 + 2 + 4 + 26 + 5 + 7 + 5 + 17 + 1 + 2 + 4 + 2 + 2 + 1 + 3 + 1 + 2 + 7 + 1 + 1)]
         for (cases, n) in fixed { #expect(cases.count == n, "\(cases.first?.name ?? "?"): \(cases.count) cases") }
         let families = [elementwiseCases(), pageCases(), mergeCases(), decodeCases(), prefillCases(), hopperPrefillCases(), batchDecodeCases(),

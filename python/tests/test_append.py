@@ -68,3 +68,60 @@ def test_append_errors():
         fi.append_paged_kv_cache(np.zeros((1, 2, 32), np.float16), np.zeros((1, 2, 32), np.float16), *args)
     with pytest.raises(ValueError, match="kv_layout"):
         fi.append_paged_kv_cache(ak, ak, *args, kv_layout="NDH")
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def test_seq_lens_and_positions_torch_ops_match_the_host():
+    """Torch tensors take the torch-ops path (on a CUDA device: stream order, no copy to the host);
+    on CPU tensors it must agree with the NumPy path, request by request."""
+    torch = _torch()
+    rng = np.random.default_rng(29)
+    for trial in range(20):
+        batch = int(rng.integers(1, 12))
+        page = int(rng.choice([1, 4, 16]))
+        seq = rng.integers(0, 80, batch).astype(np.int32)
+        pages = (seq + page - 1) // page
+        indptr = np.concatenate([[0], np.cumsum(pages)]).astype(np.int32)
+        last = np.where(pages > 0, seq - (pages - 1) * page, 0).astype(np.int32)
+        want = fi.get_seq_lens(indptr, last, page)
+        got = fi.get_seq_lens(torch.from_numpy(indptr), torch.from_numpy(last), page)
+        assert got.dtype == torch.int32 and got.tolist() == want.tolist() == seq.tolist(), trial
+        counts = np.minimum(rng.integers(0, 5, batch), seq).astype(np.int32)
+        ap = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        nnz = int(ap[-1])
+        bw, pw = fi.get_batch_indices_positions(ap, seq, nnz)
+        bg, pg = fi.get_batch_indices_positions(torch.from_numpy(ap), torch.from_numpy(seq), nnz)
+        assert bg.dtype == pg.dtype == torch.int32
+        assert bg.tolist() == bw.tolist() and pg.tolist() == pw.tolist(), trial
+
+
+def test_append_index_dtypes_and_a_longer_kv_indices():
+    """int64 torch index tensors are converted to int32; kv_indices may be longer than
+    kv_indptr[-1] (a preallocated buffer): only its first kv_indptr[-1] entries are the table."""
+    torch = _torch()
+    rng = np.random.default_rng(31)
+    page, hkv, d = 4, 2, 64
+    seq = [5, 9]
+    indptr = np.array([0, 2, 5], np.int32)
+    indices = np.array([4, 0, 1, 3, 2], np.int32)
+    last = np.array([1, 1], np.int32)
+    ap = np.array([0, 2, 5], np.int32)
+    bi, pos = fi.get_batch_indices_positions(ap, np.array(seq, np.int32), 5)
+    ak = rng.standard_normal((5, hkv, d)).astype(np.float16)
+    av = rng.standard_normal((5, hkv, d)).astype(np.float16)
+    ref = np.zeros((5, 2, page, hkv, d), np.float16)
+    fi.append_paged_kv_cache(ak, av, bi, pos, ref, indices, indptr, last)
+    assert np.abs(ref).sum() > 0
+    got = torch.zeros(5, 2, page, hkv, d, dtype=torch.float16)
+    longer = np.concatenate([indices, [77, -1]]).astype(np.int64)
+    fi.append_paged_kv_cache(torch.from_numpy(ak), torch.from_numpy(av), torch.from_numpy(bi.astype(np.int64)),
+                             torch.from_numpy(pos.astype(np.int64)), got, torch.from_numpy(longer),
+                             torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(last))
+    np.testing.assert_array_equal(got.numpy(), ref)
+    with pytest.raises(ValueError, match="kv_indices"):
+        fi.append_paged_kv_cache(ak, av, bi, pos, ref, indices[:4], indptr, last)
+    with pytest.raises(TypeError, match="positions"):
+        fi.append_paged_kv_cache(ak, av, bi, pos.astype(np.float32), ref, indices, indptr, last)

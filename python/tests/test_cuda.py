@@ -334,6 +334,75 @@ def test_decode_step_32_layers_with_append():
 
 
 @needs_cuda
+def test_decode_step_cuda_graph_with_device_indices():
+    """A decode step captured whole with torch.cuda.graph: per layer, RoPE on q and the new k from
+    the vLLM-form cos/sin cache at int64 positions on the GPU, append_paged_kv_cache with CUDA index
+    tensors, and the decode wrapper's run(). The index tensors are read by the kernels where they are
+    (no copy to the host, which a capture would refuse); the page indices come from get_seq_lens /
+    get_batch_indices_positions computed with torch ops on the GPU. Each replay (new q, k, v, and
+    new RoPE positions written into the captured tensor) equals the same step run eagerly, bit for
+    bit, caches included; the first layer's output also against the float64 reference."""
+    page_size, hq, hkv, d, layers, max_pos = 16, 8, 2, 128, 4, 4096
+    lens = [33, 17, 100]  # after the append
+    batch = len(lens)
+    pages_per = [(n + page_size - 1) // page_size for n in lens]
+    num_pages = sum(pages_per) + 5
+    indptr = torch.tensor([0] + list(torch.tensor(pages_per).cumsum(0)), dtype=torch.int32, device="cuda")
+    indices = torch.randperm(num_pages, generator=torch.Generator().manual_seed(3))[: int(indptr[-1])].to(torch.int32).cuda()
+    last = torch.tensor([n - (p - 1) * page_size for n, p in zip(lens, pages_per)], dtype=torch.int32, device="cuda")
+    seq_lens = fi.get_seq_lens(indptr, last, page_size)
+    assert seq_lens.is_cuda and seq_lens.tolist() == lens
+    batch_indices, positions = fi.get_batch_indices_positions(torch.arange(batch + 1, dtype=torch.int32, device="cuda"), seq_lens, batch)
+    assert batch_indices.is_cuda and positions.tolist() == [n - 1 for n in lens] and batch_indices.tolist() == list(range(batch))
+    rope_pos = positions.to(torch.int64)
+    ang = torch.arange(max_pos, dtype=torch.float64)[:, None] * _freqs(d, 1e4, 1.0)[None, :]
+    cos_sin = torch.cat([ang.cos(), ang.sin()], dim=1).float().cuda()
+    g = torch.Generator(device="cuda").manual_seed(21)
+    caches = [torch.randn(num_pages, 2, page_size, hkv, d, device="cuda", dtype=torch.float16, generator=g) for _ in range(layers)]
+    q = torch.empty(layers, batch, hq, d, device="cuda", dtype=torch.float16)
+    k_new, v_new = (torch.empty(layers, batch, hkv, d, device="cuda", dtype=torch.float16) for _ in range(2))
+    outs = torch.empty(layers, batch, hq, d, device="cuda", dtype=torch.float16)
+    w = fi.BatchDecodeWithPagedKVCacheWrapper(torch.empty(1, device="cuda"))
+    w.plan(indptr, indices, last, hq, hkv, d, page_size)
+
+    def step(q, k_new, v_new, caches, outs, pos):
+        for layer in range(layers):
+            fi.apply_rope_with_cos_sin_cache_inplace(pos, q[layer].view(batch, hq * d), k_new[layer].view(batch, hkv * d), d,
+                                                     cos_sin, is_neox=True)
+            fi.append_paged_kv_cache(k_new[layer], v_new[layer], batch_indices, positions, caches[layer], indices, indptr, last)
+            w.run(q[layer], caches[layer], out=outs[layer])
+
+    def fill():
+        for t in (q, k_new, v_new):
+            t.copy_(torch.randn(t.shape, device="cuda", dtype=torch.float16, generator=g))
+
+    fill()
+    step(q.clone(), k_new.clone(), v_new.clone(), [c.clone() for c in caches], outs.clone(), rope_pos)  # JIT, warm-up
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(q, k_new, v_new, caches, outs, rope_pos)
+    for replay in range(3):
+        fill()
+        if replay == 2:
+            rope_pos.copy_(torch.tensor([7, 4000, 1], dtype=torch.int64))
+        inputs = (q.clone(), k_new.clone(), v_new.clone(), [c.clone() for c in caches])
+        outs.fill_(float("nan"))
+        graph.replay()
+        e_out = torch.full_like(outs, float("nan"))
+        step(*inputs, e_out, rope_pos.clone())
+        torch.cuda.synchronize()
+        assert torch.equal(outs, e_out), f"replay {replay}: captured step output != eager"
+        for layer in range(layers):
+            assert torch.equal(caches[layer], inputs[3][layer]), f"replay {replay} layer {layer}: cache != eager"
+        # Layer 0 against float64: RoPE'd q (the captured q holds it now) over the cache as appended.
+        ref, _ = _paged_reference(q[0], caches[0], indptr.cpu(), indices.cpu(), lens, hkv, d)
+        close(outs[0], ref, 1e-3, 1e-3, f"replay {replay} layer 0")
+        # Both q buffers were rotated in place (the graph's and the eager step's): the same rotation.
+        assert torch.equal(q, inputs[0]) and torch.equal(k_new, inputs[1]), f"replay {replay}: rotated q / k differ from eager"
+
+
+@needs_cuda
 def test_batch_prefill_wrappers():
     """The paged and ragged batch prefill wrappers on CUDA tensors, causal, against the float64
     reference per request."""

@@ -252,3 +252,36 @@ def test_rope_errors():
         fi.apply_rope_with_cos_sin_cache(np.array([0, 1, 2, 10]), q.reshape(4, -1), k.reshape(4, -1), 64, cache)
     with pytest.raises(ValueError, match="cos_sin_cache"):
         fi.apply_rope_with_cos_sin_cache(np.arange(4), q.reshape(4, -1), k.reshape(4, -1), 64, cache.astype(np.float16))
+
+
+def test_rope_position_dtypes():
+    """pos_ids / positions as int32 or int64 (NumPy, or torch tensors when torch is present) give
+    the same rotation; int64 values that do not fit int32 are refused; floats are a TypeError."""
+    rng = np.random.default_rng(23)
+    q, k = rope_inputs(rng, 6)
+    pos = np.array([0, 5, 1, 70000, 3, 12], np.int64)
+    q32, k32 = fi.apply_rope_pos_ids(q, k, pos.astype(np.int32))
+    q64, k64 = fi.apply_rope_pos_ids(q, k, pos)
+    np.testing.assert_array_equal(q32, q64)
+    np.testing.assert_array_equal(k32, k64)
+    with pytest.raises(ValueError, match="pos_ids.*int32"):
+        fi.apply_rope_pos_ids(q, k, np.array([0, 1, 2, 3, 4, 1 << 40], np.int64))
+    with pytest.raises(TypeError, match="pos_ids"):
+        fi.apply_rope_pos_ids(q, k, pos.astype(np.float32))
+    cache_pos = np.array([0, 9, 3, 1, 2, 4], np.int64)
+    cache = np.random.default_rng(1).standard_normal((10, 64)).astype(np.float32)
+    a = fi.apply_rope_with_cos_sin_cache(cache_pos, q.reshape(6, -1), k.reshape(6, -1), 64, cache)
+    b = fi.apply_rope_with_cos_sin_cache(cache_pos.astype(np.int32), q.reshape(6, -1), k.reshape(6, -1), 64, cache)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    try:
+        import torch
+    except ImportError:
+        return
+    tq, tk = fi.apply_rope_pos_ids(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(pos))
+    np.testing.assert_array_equal(tq.numpy(), q32)
+    indptr, offsets = torch.tensor([0, 2, 6], dtype=torch.int64), torch.tensor([7, 900], dtype=torch.int64)
+    rq, rk = fi.apply_rope(torch.from_numpy(q), torch.from_numpy(k), indptr, offsets)
+    hq, hk = fi.apply_rope(q, k, np.array([0, 2, 6], np.int32), np.array([7, 900], np.int32))
+    np.testing.assert_array_equal(rq.numpy(), hq)
+    np.testing.assert_array_equal(rk.numpy(), hk)
