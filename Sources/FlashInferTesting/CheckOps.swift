@@ -67,10 +67,13 @@ public func normCases() -> [CheckCase] {
         case gemmaFusedAddInPlace = "gemma_fused_add_rmsnorm_inplace", layernorm
     }
     var cases: [CheckCase] = []
-    // upstream's hidden sizes (test_norm.py) and batches, a strided row view, and the 32k limit.
+    // upstream's hidden sizes (test_norm.py) and batches, a strided row view, and the 32k limit;
+    // then batches larger than the CTAs that fit the GPU at once (a kernel that loops over rows
+    // must cover them all: 2 CTAs of 256 threads per SM at hidden 8192, 1 of 512 at 16384).
     let shapes: [(rows: Int, hidden: Int, stride: Int)] = [
         (1, 111, 111), (19, 500, 500), (99, 1024, 1024), (989, 3072, 3072), (7, 3584, 3584), (256, 8192, 8192),
         (3, 16384, 16384), (2, 32768, 32768), (33, 4096, 4096 + 64), (5, 111, 120),
+        (1001, 8192, 8192), (301, 16384, 16384 + 8), (6007, 1024, 1024),
     ]
     for dtype in [DType.f16, .bf16] {
         for op in Op.allCases {

@@ -255,7 +255,7 @@ public func applyRopeInPlace(q: Tensor, k: Tensor, indptr: [Int32], offsets: [In
 /// rotated `(q, k)`, in `out` when given. CUDA backend only (the CPU backend throws `.placement`).
 /// Out of place with `.ragged` positions, rows outside every request are not written.
 /// - Throws: as `applyRopePosIds`; `.placement`/`.deviceMismatch`/`.shape` for buffers off the
-///   stream's device or shorter than the rows need; on CUDA `.option` for a rotary dim above 512.
+///   stream's device or shorter than the rows need; on CUDA `.shape` for a rotary dim above 512.
 @discardableResult
 public func applyRope(q: Tensor, k: Tensor, positions: DevicePositions, options: RopeOptions = .init(), out: (q: Tensor, k: Tensor)? = nil,
                       backend: Backend) throws(FlashInferError) -> (q: Tensor, k: Tensor) {

@@ -252,7 +252,7 @@ func launchRope(_ c: RopeCall, stream: Stream) throws(FlashInferError) {
     }
     let (nnz, hq, hk, d, rd) = (c.q.shape[0], c.q.shape[1], c.k.shape[1], c.q.shape[2], c.rotaryDim)
     if case .frequencies = c.angles, rd / 2 > Int(FI_ROPE_MAX_FREQS) {
-        throw .option(name: "rotary_dim", value: "\(rd)", rule: "must be <= \(2 * Int(FI_ROPE_MAX_FREQS)) for the CUDA kernel (its frequency table)")
+        throw .shape(tensor: "q", axis: 2, name: "rotary_dim", expected: "<= \(2 * Int(FI_ROPE_MAX_FREQS)) (the CUDA kernel's frequency table)", got: rd)
     }
     guard nnz > 0 else { return }
     let inPlace = c.qOut.deviceAddress == c.q.deviceAddress && c.kOut.deviceAddress == c.k.deviceAddress
