@@ -11,7 +11,8 @@
 #   bench   bench norm and bench activation (with the floor row) at 256, 1024 and 4096 rows, and
 #           bench sampling (S1) -> *.json, bench.txt;
 #   ln      with .device-ln/flashinfer: its `check --filter norm` and `bench norm` at the same rows,
-#           between two runs of the main binary's, for an A/B on the same card -> ln-*.
+#           between two runs of the main binary's, for an A/B on the same card, then its bench norm
+#           at 256 rows with FLASHINFER_NORM_GRID=128 and 64 -> ln-*.
 # The device tool brings back at most 8 files, so everything is written to a work folder and packed
 # into $OUT/results.tgz after every step (a run cut short still brings back what finished);
 # $OUT/summary.txt has the step lines and the counts. Each step's timeout is cut to what is left of
@@ -67,7 +68,7 @@ if want bench; then
   pack
 fi
 if want ln && [ -x .device-ln/flashinfer ]; then
-  t=$(left 150)
+  t=$(left 210)
   say "== [$SECONDS s] second binary .device-ln ($(cat .device-ln/commit.txt 2>/dev/null)): check --filter norm, bench norm (A, B, A), timeout $t"
   if [ "$t" -gt 0 ]; then
     timeout $((t / 4)) .device-ln/flashinfer check --filter norm > "$W/ln-check.txt" 2>&1
@@ -76,6 +77,12 @@ if want ln && [ -x .device-ln/flashinfer ]; then
     FLASHINFER_COMMIT=$(cat .device-ln/commit.txt 2>/dev/null) timeout $((t / 4)) .device-ln/flashinfer bench norm --batch 256,1024,4096 \
       --json "$W/ln-norm.json" >> "$W/ln-bench.txt" 2>&1
     timeout $((t / 4)) $dir/flashinfer bench norm --batch 256,1024,4096 --json "$W/norm-a2.json" >> "$W/ln-bench.txt" 2>&1
+    # A grid cap for a looping norm kernel (norm-rows: FLASHINFER_NORM_GRID; ignored by binaries without it):
+    # at 256 rows, 128 and 64 CTAs of 2 and 4 rows each.
+    for g in 128 64; do
+      FLASHINFER_NORM_GRID=$g FLASHINFER_COMMIT="$(cat .device-ln/commit.txt 2>/dev/null) grid $g" timeout 30 .device-ln/flashinfer bench norm \
+        --batch 256 --json "$W/ln-norm-grid$g.json" >> "$W/ln-bench.txt" 2>&1
+    done
     cp "$W/ln-bench.txt" "$OUT/ln-bench.txt"
   else say "skipped: ln"; fi
   pack
