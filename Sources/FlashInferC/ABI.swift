@@ -440,6 +440,44 @@ public func flashinfer_swift_merge_state_in_place(_ v: UnsafePointer<DLTensor>?,
     }
 }
 
+@_cdecl("flashinfer_swift_merge_state_in_place_mask_tensor")
+public func flashinfer_swift_merge_state_in_place_mask_tensor(_ v: UnsafePointer<DLTensor>?, _ s: UnsafePointer<DLTensor>?,
+                                                              _ vOther: UnsafePointer<DLTensor>?, _ sOther: UnsafePointer<DLTensor>?,
+                                                              _ mask: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+    guarded { () throws(ABIFailure) in
+        guard let mt = mask?.pointee else { throw .invalid("mask: NULL tensor (use flashinfer_swift_merge_state_in_place without a mask)") }
+        guard mt.dtype.lanes == 1, mt.dtype.bits == 8,
+              [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue].contains(UInt32(mt.dtype.code)) else {
+            throw .invalid("mask: DLPack dtype (code \(mt.dtype.code), bits \(mt.dtype.bits)), expected bool or uint8")
+        }
+        let side = try OpSide(first: v, stream: stream)
+        let (vt, st) = (try side.tensor(v, name: "v"), try side.tensor(s, name: "s"))
+        let (vo, so) = (try side.tensor(vOther, name: "v_other"), try side.tensor(sOther, name: "s_other"))
+        let n = vt.shape.first ?? 0
+        let maskIsCUDA = UInt32(mt.device.device_type.rawValue) == kDLCUDA.rawValue
+        if let device = side.device, maskIsCUDA, case .cuda(let stream) = side.backend {
+            // The caller's mask, read by the kernel where it is (no copy to the host).
+            let m = try compactBuffer(mask, name: "mask", shape: [n], bits: 8,
+                                      codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue], what: "bool or uint8",
+                                      device: device, shapeName: "positions")
+            let buffer = DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: m)), byteCount: n, device: device)
+            try library { () throws(FlashInferError) in
+                try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, deviceMask: buffer, stream: stream)
+            }
+            return
+        }
+        // A host mask: read here (and uploaded by the CUDA backend).
+        let m = try compactBuffer(mask, name: "mask", shape: [n], bits: 8, codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue],
+                                  what: "bool or uint8", device: nil, shapeName: "positions")
+        let values = (0..<n).map { m!.load(fromByteOffset: $0, as: UInt8.self) }
+        try library { () throws(FlashInferError) in
+            try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, mask: values, backend: side.backend)
+        }
+        try side.writeBack(vt, into: v, name: "v")
+        try side.writeBack(st, into: s, name: "s")
+    }
+}
+
 @_cdecl("flashinfer_swift_merge_states")
 public func flashinfer_swift_merge_states(_ v: UnsafePointer<DLTensor>?, _ s: UnsafePointer<DLTensor>?, _ vOut: UnsafePointer<DLTensor>?,
                                           _ sOut: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {

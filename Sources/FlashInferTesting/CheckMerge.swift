@@ -29,6 +29,14 @@ public func mergeCases() -> [CheckCase] {
                     try mergeStateInPlace(v: hv, s: hs, vOther: vb, sOther: sb, mask: mask)
                     if let m = tol.compare(try gv.toFloats(), try hv.toFloats()) { return "in-place v: \(m)" }
                     if let m = Tolerance(atol: 1e-4, rtol: 1e-4).compare(try gs.toFloats(), try hs.toFloats()) { return "in-place s: \(m)" }
+                    // The same mask in device memory (read by the kernel): bit for bit the host mask's result.
+                    let dv = try va.moved(to: be), ds = try sa.moved(to: be)
+                    try mergeStateInPlace(v: dv, s: ds, vOther: vb.moved(to: be), sOther: sb.moved(to: be), deviceMask: try device.upload(mask),
+                                          stream: stream)
+                    try stream.synchronize()
+                    if try dv.toFloats() != gv.toFloats() || ds.toFloats() != gs.toFloats() {
+                        return "in place with the mask in device memory differs from the host mask's result"
+                    }
                     return nil
                 })
             }

@@ -132,6 +132,8 @@ def _library():
         lib.flashinfer_swift_merge_state.argtypes = [ctypes.POINTER(_DLTensor)] * 6 + [ctypes.c_void_p]
         lib.flashinfer_swift_merge_state_in_place.argtypes = [ctypes.POINTER(_DLTensor)] * 4 + [ctypes.c_void_p, ctypes.c_void_p]
         lib.flashinfer_swift_merge_states.argtypes = [ctypes.POINTER(_DLTensor)] * 4 + [ctypes.c_void_p]
+        lib.flashinfer_swift_merge_state_in_place_mask_tensor.argtypes = [ctypes.POINTER(_DLTensor)] * 5 + [ctypes.c_void_p]
+        lib.flashinfer_swift_merge_state_in_place_mask_tensor.restype = ctypes.c_int
         for name in ("flashinfer_swift_merge_state", "flashinfer_swift_merge_state_in_place", "flashinfer_swift_merge_states"):
             getattr(lib, name).restype = ctypes.c_int
         lib.flashinfer_swift_batch_decode_create.argtypes = [ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p)]
@@ -1408,16 +1410,24 @@ def merge_state(v_a, s_a, v_b, s_b):
 
 def merge_state_in_place(v, s, v_other, s_other, mask=None):
     """Merges (v_other, s_other) into (v, s) in place (upstream's merge_state_in_place); with mask
-    ([n] bool), positions whose mask is False are left unchanged."""
+    ([n] bool), positions whose mask is False are left unchanged. A CUDA mask is read by the kernel
+    where it is (no copy to the host, capturable in a CUDA graph)."""
     ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_other, "v_other"), _Tensor(s_other, "s_other")]
-    m = None
-    if mask is not None:
-        m = np.ascontiguousarray(_numpy(mask), dtype=np.uint8)  # read on the host (a CUDA mask is copied back)
-        if m.shape != (v.shape[0],):
-            raise ValueError(f"mask: shape {m.shape}, expected ({v.shape[0]},)")
-    _check(_library().flashinfer_swift_merge_state_in_place(*[t.ref() for t in ts],
-                                                             ctypes.c_void_p(m.ctypes.data) if m is not None else None,
-                                                             _stream_of(v)))
+    if mask is None:
+        _check(_library().flashinfer_swift_merge_state_in_place(*[t.ref() for t in ts], None, _stream_of(v)))
+        return
+    if _is_torch(mask):
+        import torch
+        m = mask.reshape(-1) if mask.dim() != 1 else mask
+        if m.dtype not in (torch.bool, torch.uint8):
+            m = m != 0
+        m = m.contiguous()
+    else:
+        m = np.ascontiguousarray(np.asarray(mask) != 0).reshape(-1)
+    if tuple(m.shape) != (v.shape[0],):
+        raise ValueError(f"mask: shape {tuple(m.shape)}, expected ({v.shape[0]},)")
+    tm = _index_tensor(m, "mask")
+    _check(_library().flashinfer_swift_merge_state_in_place_mask_tensor(*[t.ref() for t in ts], tm.ref(), _stream_of(v)))
 
 
 def merge_states(v, s):

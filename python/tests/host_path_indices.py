@@ -43,6 +43,11 @@ class AppendParams(ctypes.Structure):  # flashinfer/params.h FIAppendPagedKVPara
         (n, I32) for n in ("batch_size", "num_indices", "num_pages", "pad")]
 
 
+class MergeParams(ctypes.Structure):  # flashinfer/params.h FIMergeParams
+    _fields_ = [(n, U64) for n in ("va", "sa", "vb", "sb", "v_out", "s_out", "mask")] + [("n", I64)] + [
+        (n, I32) for n in ("num_heads", "head_dim", "num_states", "pad")]
+
+
 def fake(address, shape, code=fi._kDLFloat, bits=16, device_id=0, cuda=True):
     """A DLTensor at a fake device address (never dereferenced), compact strides."""
     strides, s = [], 1
@@ -241,6 +246,27 @@ def main():
     msg = lib.flashinfer_swift_last_error().decode()
     expect(status != 0 and "positions" in msg, f"short positions: {status} {msg}")
     ok("append positions shorter than batch_indices: an error")
+
+    # ---- merge_state_in_place with a mask on the device ----
+    n, h, hd = 37, 4, 64
+    mv, ms = fake(base + (26 << 30), (n, h, hd)), fake(base + (27 << 30), (n, h), bits=32)
+    mvo, mso = fake(base + (28 << 30), (n, h, hd)), fake(base + (29 << 30), (n, h), bits=32)
+    dmask = fake(base + (30 << 30), (n,), code=6, bits=8)  # bool
+    calls, p = drv.call(MergeParams, lambda: lib.flashinfer_swift_merge_state_in_place_mask_tensor(
+        mv.ref(), ms.ref(), mvo.ref(), mso.ref(), dmask.ref(), stream))
+    expect(calls == (1, 0, 0, 0) and p.mask == base + (30 << 30) and p.n == n and p.va == p.v_out == base + (26 << 30),
+           f"merge, device mask: {calls}, mask {p.mask:#x}")
+    ok("merge_state_in_place device bool mask: one launch, no copy, no sync; the mask's address in the parameters")
+    hmask = host_index(np.arange(n) % 2 == 0)
+    calls, p = drv.call(MergeParams, lambda: lib.flashinfer_swift_merge_state_in_place_mask_tensor(
+        mv.ref(), ms.ref(), mvo.ref(), mso.ref(), hmask.ref(), stream))
+    expect(calls == (1, 1, 0, 0) and p.mask not in (0, hmask.t.data), f"merge, host mask: {calls}")
+    ok("merge_state_in_place host mask: uploaded (one copy), no sync")
+    short = fake(base + (30 << 30), (n - 1,), code=6, bits=8)
+    status = lib.flashinfer_swift_merge_state_in_place_mask_tensor(mv.ref(), ms.ref(), mvo.ref(), mso.ref(), short.ref(), stream)
+    msg = lib.flashinfer_swift_last_error().decode()
+    expect(status != 0 and "mask" in msg, f"short mask: {status} {msg}")
+    ok("merge_state_in_place mask of the wrong length: an error")
 
     print(f"host-path-indices: {passed} cases passed")
 

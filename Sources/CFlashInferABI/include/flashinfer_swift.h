@@ -112,6 +112,11 @@ int flashinfer_swift_merge_state(const DLTensor* v_a, const DLTensor* s_a, const
                                  const DLTensor* v_out, const DLTensor* s_out, void* stream);
 int flashinfer_swift_merge_state_in_place(const DLTensor* v, const DLTensor* s, const DLTensor* v_other,
                                           const DLTensor* s_other, const uint8_t* mask, void* stream);
+/* merge_state_in_place with the mask as a DLTensor ([n] bool or uint8): a CUDA mask (on v's device)
+ * is read by the kernel where it is (no copy to the host, capturable in a CUDA graph); a CPU one is
+ * read here. */
+int flashinfer_swift_merge_state_in_place_mask_tensor(const DLTensor* v, const DLTensor* s, const DLTensor* v_other,
+                                                      const DLTensor* s_other, const DLTensor* mask, void* stream);
 int flashinfer_swift_merge_states(const DLTensor* v, const DLTensor* s, const DLTensor* v_out, const DLTensor* s_out,
                                   void* stream);
 

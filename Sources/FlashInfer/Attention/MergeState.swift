@@ -31,6 +31,20 @@ public func mergeStateInPlace(v: Tensor, s: Tensor, vOther: Tensor, sOther: Tens
     try impl.mergeStateInPlace(v: v, s: s, vOther: vOther, sOther: sOther, mask: mask, n: n, h: h, d: d)
 }
 
+/// `mergeStateInPlace` with the mask already in device memory (`[n]` bytes, one per position, 0 =
+/// left unchanged: a bool or uint8 tensor's storage), read by the kernel on `stream`: no upload, no
+/// host wait, graph-capturable. The tensors must be on the stream's device (the CUDA backend).
+public func mergeStateInPlace(v: Tensor, s: Tensor, vOther: Tensor, sOther: Tensor, deviceMask: DeviceBuffer,
+                              stream: Stream) throws(FlashInferError) {
+    let (n, h, d) = try validateStates(v: v, s: s, vName: "v", sName: "s")
+    try validateSame(vOther, sOther, as: v, s, vName: "v_other", sName: "s_other")
+    let placement = Placement.device(stream.device)
+    try checkDeviceValues(deviceMask, name: "mask", count: n, elementBytes: 1, placement: placement)
+    try checkPlacement([("v", v), ("s", s), ("v_other", vOther), ("s_other", sOther)], placement)
+    try launchMerge(.inPlace, dtype: v.dtype, va: v, sa: s, vb: vOther, sb: sOther, vOut: v, sOut: s, mask: deviceMask, n: n, h: h, d: d,
+                    states: 0, stream: stream)
+}
+
 /// Merges `numStates` states per position: `v` `[n, numStates, H, D]`, `s` `[n, numStates, H]` →
 /// `[n, H, D]`, `[n, H]`. Zero states give 0 / `−inf`; one state is a copy.
 public func mergeStates(v: Tensor, s: Tensor, backend: Backend = .cpu) throws(FlashInferError) -> (v: Tensor, s: Tensor) {
