@@ -429,8 +429,8 @@ def _call(fn, q, k, v, out_shape, lse_shape, options, return_lse):
         import torch
         stream = ctypes.c_void_p(_raw_stream(q.device))
     out, lse = _new_outputs(q, out_shape, lse_shape, return_lse)
-    tq, tk, tv, to = _Tensor(q, "q"), _Tensor(k, "k"), _Tensor(v, "v"), _Tensor(out, "out")
-    tl = _Tensor(lse, "lse") if return_lse else None
+    tq, tk, tv, to = _Tensor.cached(q, "q"), _Tensor.cached(k, "k"), _Tensor.cached(v, "v"), _Tensor.cached(out, "out")
+    tl = _Tensor.cached(lse, "lse") if return_lse else None
     _check(fn(tq.ref(), tk.ref(), tv.ref(), to.ref(), tl.ref() if tl else None, ctypes.byref(options), stream))
     return (out, lse) if return_lse else out
 
@@ -536,7 +536,7 @@ def _indices(x, name, allow64=False):
         t = np.ascontiguousarray(a.reshape(-1) if a.ndim > 1 else a, dtype=np.int64 if keep64 else np.int32)
         if a.ndim != 1:
             raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
-    dl = _index_tensor(t, name)
+    dl = _index_cached(t, name)
     return dl, (t, dl)
 
 
@@ -1380,7 +1380,8 @@ def append_paged_kv_cache(append_key, append_value, batch_indices, positions, pa
     stream = None
     if _is_torch(append_key) and append_key.is_cuda:
         stream = ctypes.c_void_p(_raw_stream(append_key.device))
-    ts = [_Tensor(append_key, "append_key"), _Tensor(append_value, "append_value"), _Tensor(k, "k_cache"), _Tensor(v, "v_cache")]
+    ts = [_Tensor.cached(append_key, "append_key"), _Tensor.cached(append_value, "append_value"), _Tensor.cached(k, "k_cache"),
+          _Tensor.cached(v, "v_cache")]
     _check(_library().flashinfer_swift_append_paged_kv_cache_tensors(
         ts[0].ref(), ts[1].ref(), idx[0].ref(), idx[1].ref(), ts[2].ref(), ts[3].ref(), idx[2].ref(), idx[3].ref(), idx[4].ref(),
         _LAYOUT[kv_layout], _scale(k_scale, "k_scale"), _scale(v_scale, "v_scale"), stream))
@@ -1402,8 +1403,7 @@ def merge_state(v_a, s_a, v_b, s_b):
     """Merges two attention states (upstream's merge_state): v [n, H, D] f16, s [n, H] float32
     base-2 LSE. Returns (V, S)."""
     v_out, s_out = _states_out(v_a, s_a, v_a.shape)
-    ts = [_Tensor(v_a, "v_a"), _Tensor(s_a, "s_a"), _Tensor(v_b, "v_b"), _Tensor(s_b, "s_b"),
-          _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
+    ts = [_Tensor.cached(x, n) for x, n in ((v_a, "v_a"), (s_a, "s_a"), (v_b, "v_b"), (s_b, "s_b"), (v_out, "v_out"), (s_out, "s_out"))]
     _check(_library().flashinfer_swift_merge_state(*[t.ref() for t in ts], _stream_of(v_a)))
     return v_out, s_out
 
@@ -1412,7 +1412,7 @@ def merge_state_in_place(v, s, v_other, s_other, mask=None):
     """Merges (v_other, s_other) into (v, s) in place (upstream's merge_state_in_place); with mask
     ([n] bool), positions whose mask is False are left unchanged. A CUDA mask is read by the kernel
     where it is (no copy to the host, capturable in a CUDA graph)."""
-    ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_other, "v_other"), _Tensor(s_other, "s_other")]
+    ts = [_Tensor.cached(v, "v"), _Tensor.cached(s, "s"), _Tensor.cached(v_other, "v_other"), _Tensor.cached(s_other, "s_other")]
     if mask is None:
         _check(_library().flashinfer_swift_merge_state_in_place(*[t.ref() for t in ts], None, _stream_of(v)))
         return
@@ -1426,7 +1426,7 @@ def merge_state_in_place(v, s, v_other, s_other, mask=None):
         m = np.ascontiguousarray(np.asarray(mask) != 0).reshape(-1)
     if tuple(m.shape) != (v.shape[0],):
         raise ValueError(f"mask: shape {tuple(m.shape)}, expected ({v.shape[0]},)")
-    tm = _index_tensor(m, "mask")
+    tm = _index_cached(m, "mask")
     _check(_library().flashinfer_swift_merge_state_in_place_mask_tensor(*[t.ref() for t in ts], tm.ref(), _stream_of(v)))
 
 
@@ -1436,7 +1436,7 @@ def merge_states(v, s):
     if v.ndim != 4:
         raise ValueError(f"v: expected 4 dimensions [n, num_states, H, D], got {v.ndim}")
     v_out, s_out = _states_out(v, s, (v.shape[0], v.shape[2], v.shape[3]))
-    ts = [_Tensor(v, "v"), _Tensor(s, "s"), _Tensor(v_out, "v_out"), _Tensor(s_out, "s_out")]
+    ts = [_Tensor.cached(v, "v"), _Tensor.cached(s, "s"), _Tensor.cached(v_out, "v_out"), _Tensor.cached(s_out, "s_out")]
     _check(_library().flashinfer_swift_merge_states(*[t.ref() for t in ts], _stream_of(v)))
     return v_out, s_out
 
@@ -1468,7 +1468,7 @@ _NORM_RMS, _NORM_GEMMA_RMS, _NORM_FUSED_ADD_RMS, _NORM_GEMMA_FUSED_ADD_RMS, _NOR
 
 
 def _norm(kind, input, residual, weight, bias, out, eps):
-    ts = [_Tensor(x, n) if x is not None else None
+    ts = [_Tensor.cached(x, n) if x is not None else None
           for x, n in ((input, "input"), (residual, "residual"), (weight, "weight"), (bias, "beta"), (out, "out"))]
     _check(_library().flashinfer_swift_norm(kind, *[t.ref() if t is not None else None for t in ts], float(eps),
                                             _stream_of(input)))
@@ -1511,7 +1511,7 @@ def layernorm(input, gemma, beta, eps=1e-6):
 def _activation(kind, input, out):
     if out is None:
         out = _empty(tuple(input.shape[:-1]) + (input.shape[-1] // 2,), input)
-    ti, to = _Tensor(input, "input"), _Tensor(out, "out")
+    ti, to = _Tensor.cached(input, "input"), _Tensor.cached(out, "out")
     _check(_library().flashinfer_swift_activation(kind, ti.ref(), to.ref(), _stream_of(input)))
     return out
 
@@ -1543,9 +1543,9 @@ def _rope(q, k, inplace, opts, indptr=None, offsets=None, pos_ids=None):
     q_out = k_out = None
     if not inplace:
         q_out, k_out = _empty(q.shape, q), _empty(k.shape, k)
-    tq, tk = _Tensor(q, "q"), _Tensor(k, "k")
-    tqo = _Tensor(q_out, "q_out") if q_out is not None else None
-    tko = _Tensor(k_out, "k_out") if k_out is not None else None
+    tq, tk = _Tensor.cached(q, "q"), _Tensor.cached(k, "k")
+    tqo = _Tensor.cached(q_out, "q_out") if q_out is not None else None
+    tko = _Tensor.cached(k_out, "k_out") if k_out is not None else None
     if indptr is not None:
         ip, keep_ip = _indices(indptr, "indptr")
         off, keep_off = _indices(offsets, "offsets")
@@ -1619,7 +1619,7 @@ def apply_rope_with_cos_sin_cache_inplace(positions, query, key, head_size, cos_
     upstream, not validated: a position outside the cache gives NaN rows); host ones are checked
     against the cache first. Returns None."""
     pos, keep = _indices(positions, "positions", allow64=True)
-    tq, tk, tc = _Tensor(query, "query"), _Tensor(key, "key"), _Tensor(cos_sin_cache, "cos_sin_cache")
+    tq, tk, tc = _Tensor.cached(query, "query"), _Tensor.cached(key, "key"), _Tensor.cached(cos_sin_cache, "cos_sin_cache")
     _check(_library().flashinfer_swift_rope_cos_sin_cache_tensors(pos.ref(), tq.ref(), tk.ref(), int(head_size), tc.ref(),
                                                                   int(bool(is_neox)), _stream_of(query)))
 
@@ -1662,6 +1662,23 @@ def _index_tensor(x, name):
     dl = _DLDevice(_kDLCUDA, device.index or 0) if device is not None and device.type == "cuda" else _DLDevice(_kDLCPU, 0)
     t.t = _DLTensor(ctypes.c_void_p(data), dl, n, _DLDataType(*codes[dt], 1), t.shape, t.strides, 0)
     t._ref = ctypes.byref(t.t)
+    return t
+
+
+def _index_cached(x, name):
+    """_index_tensor through the descriptor cache (_Tensor.cached's rule: the key is everything the
+    DLTensor holds, and a cached descriptor keeps no array alive)."""
+    if _is_torch(x):
+        key = ("index", x.data_ptr(), x.shape, x.stride(), x.dtype)
+    else:
+        key = ("index", x.ctypes.data, x.shape, x.strides, x.dtype.str)
+    t = _DL_CACHE.get(key)
+    if t is None:
+        t = _index_tensor(x, name)
+        t.array = None
+        if len(_DL_CACHE) >= 512:
+            _DL_CACHE.clear()
+        _DL_CACHE[key] = t
     return t
 
 
@@ -1828,8 +1845,8 @@ def _sample(probs, filter_kind, top_k, top_p, min_p, order, indices, generator, 
         samples = np.zeros(batch, np.int32)
         valid = np.zeros(batch, np.bool_) if return_valid else None
     params = [_row_param(x, n) if x is not None else (None, None) for x, n in ((top_k, "top_k"), (top_p, "top_p"), (min_p, "min_p"))]
-    tp, ts = _Tensor(probs, "probs"), _index_tensor(samples, "samples")
-    tv = _index_tensor(valid, "valid") if valid is not None else None
+    tp, ts = _Tensor.cached(probs, "probs"), _index_cached(samples, "samples")
+    tv = _index_cached(valid, "valid") if valid is not None else None
     rows = [ctypes.byref(p) if p is not None else None for p, _ in params]
     order_code = _ORDERS.get(order, -1) if order is not None else 0
     if words is None:
@@ -1955,7 +1972,8 @@ def chain_speculative_sampling(draft_probs, draft_token_ids, target_probs, maybe
                 return given, False
             return np.zeros(b, np.int32), given is not None
     (acc, add_acc), (emi, add_emi) = counts(maybe_output_accepted_token_num), counts(maybe_output_emitted_draft_token_num)
-    td, ti, tt = _Tensor(draft_probs, "draft_probs"), _index_tensor(ids, "draft_token_ids"), _Tensor(target_probs, "target_probs")
+    td, ti, tt = (_Tensor.cached(draft_probs, "draft_probs"), _index_cached(ids, "draft_token_ids"),
+                  _Tensor.cached(target_probs, "target_probs"))
     outs = (_index_tensor(out, "output_token_ids"), _index_tensor(acc, "output_accepted_token_num"),
             _index_tensor(emi, "output_emitted_draft_token_num"))
     refs = [t.ref() for t in outs] + [_stream_of(draft_probs)]
@@ -1985,7 +2003,7 @@ def _like(x, target):
 def _sampling_op(op, x, param, name):
     out = _empty(x.shape, x)
     p, keep = _row_param(param, name) if param is not None else (None, None)
-    tx, to = _Tensor(x, "input"), _Tensor(out, "out")
+    tx, to = _Tensor.cached(x, "input"), _Tensor.cached(out, "out")
     _check(_library().flashinfer_swift_sampling_op(op, tx.ref(), ctypes.byref(p) if p is not None else None, to.ref(),
                                                    _stream_of(x)))
     del keep
