@@ -72,13 +72,22 @@ def main():
         ("apply_rope_with_cos_sin_cache_inplace", lambda: fi.apply_rope_with_cos_sin_cache_inplace(pos, qf, kf, d, cache)),
         ("append_paged_kv_cache (device indices)", lambda: fi.append_paged_kv_cache(ak, av, bi, ps, kv, ix, ip, lp)),
     ]
+    import ctypes
+    try:
+        count = ctypes.CDLL(None).malloc_count  # scripts/malloccount.c under LD_PRELOAD
+        count.restype = ctypes.c_long
+    except AttributeError:
+        count = None
     for name, f in ops:
         for _ in range(20):
             f()
+        before = count() if count else 0
         t0 = time.perf_counter()
         for _ in range(calls):
             f()
-        print(f"op-overhead: {name}, {(time.perf_counter() - t0) / calls * 1e6:.1f} us per call")
+        elapsed = time.perf_counter() - t0
+        allocs = f"{(count() - before) / calls:.1f}" if count else "n/a"
+        print(f"op-overhead: {name}, {elapsed / calls * 1e6:.1f} us per call, {allocs} heap allocations per call (Python's included)")
 
 
 if __name__ == "__main__":
