@@ -8,8 +8,9 @@
 #           allocation counts and perf (scripts/device-python-overhead.sh) -> python.txt;
 #   check   every check case (scripts/device-suite.sh check: 16 shards; the chi-square lines carry
 #           their draws, statistic, dof and p-value) -> check/;
-#   bench   bench norm and bench activation (with the floor row) at 256, 1024 and 4096 rows, and
-#           bench sampling (S1) -> *.json, bench.txt;
+#   bench   bench norm and bench activation (with the floor row) at 256, 1024 and 4096 rows,
+#           bench sampling (S1), bench api (host µs: append and RoPE with host vs device indices)
+#           -> *.json, bench.txt;
 #   ln      with .device-ln/flashinfer: its `check --filter norm` and `bench norm` at the same rows,
 #           between two runs of the main binary's, for an A/B on the same card, then its bench norm
 #           at 256 rows with FLASHINFER_NORM_GRID=128 and 64 -> ln-*.
@@ -59,9 +60,10 @@ if want bench; then
   say "== [$SECONDS s] bench norm / activation / sampling, timeout $t"
   if [ "$t" -gt 0 ]; then
     {
-      timeout $((t / 3)) $dir/flashinfer bench norm --batch 256,1024,4096 --json "$W/norm.json"
-      timeout $((t / 3)) $dir/flashinfer bench activation --batch 256,1024,4096 --json "$W/activation.json"
-      timeout $((t / 3)) $dir/flashinfer bench sampling --json "$W/sampling.json"
+      timeout $((t / 4)) $dir/flashinfer bench norm --batch 256,1024,4096 --json "$W/norm.json"
+      timeout $((t / 4)) $dir/flashinfer bench activation --batch 256,1024,4096 --json "$W/activation.json"
+      timeout $((t / 4)) $dir/flashinfer bench sampling --json "$W/sampling.json"
+      timeout $((t / 4)) $dir/flashinfer bench api --json "$W/api.json"
     } > "$W/bench.txt" 2>&1
     cp "$W/bench.txt" "$OUT/bench.txt"
   else say "skipped: bench"; fi
