@@ -521,23 +521,34 @@ def _indices(x, name, allow64=False):
     (a conversion on the tensor's device, in stream order); anything else as a NumPy int32 array
     (int64 kept where allowed)."""
     if _is_torch(x):
-        import torch
-        t = x.reshape(-1) if x.dim() != 1 else x
-        if t.dtype != torch.int32 and not (allow64 and t.dtype == torch.int64):
-            if t.dtype.is_floating_point or t.dtype == torch.bool:
-                raise TypeError(f"{name}: dtype {t.dtype}, expected an integer tensor")
-            t = t.to(torch.int32)
-        t = t.contiguous()
-    else:
-        a = np.asarray(x)
-        if a.dtype.kind not in "iu" and a.size:
-            raise TypeError(f"{name}: dtype {a.dtype}, expected integers")
-        keep64 = allow64 and a.dtype == np.int64
-        t = np.ascontiguousarray(a.reshape(-1) if a.ndim > 1 else a, dtype=np.int64 if keep64 else np.int32)
-        if a.ndim != 1:
-            raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
-    dl = _index_cached(t, name)
-    return dl, (t, dl)
+        torch = sys.modules["torch"]
+        if x.dim() != 1:
+            raise ValueError(f"{name}: expected a 1-D tensor, got shape {tuple(x.shape)}")
+        dt = x.dtype
+        if dt is not torch.int32 and not (allow64 and dt is torch.int64):
+            if dt.is_floating_point or dt is torch.bool:
+                raise TypeError(f"{name}: dtype {dt}, expected an integer tensor")
+            x = x.to(torch.int32)
+            dt = torch.int32
+        if not x.is_contiguous():
+            x = x.contiguous()
+        # A compact 1-D tensor's descriptor is named by its address, length and dtype.
+        key = ("index1", x.data_ptr(), x.shape[0], dt)
+        dl = _DL_CACHE.get(key)
+        if dl is None:
+            dl = _index_tensor(x, name)
+            dl.array = None
+            if len(_DL_CACHE) >= 512:
+                _DL_CACHE.clear()
+            _DL_CACHE[key] = dl
+        return dl, x
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu" and a.size:
+        raise TypeError(f"{name}: dtype {a.dtype}, expected integers")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    t = np.ascontiguousarray(a, dtype=np.int64 if allow64 and a.dtype == np.int64 else np.int32)
+    return _index_tensor(t, name), t
 
 
 def _new_outputs(q, out_shape, lse_shape, return_lse):
