@@ -78,6 +78,47 @@ func indexArraysOnDevice(_ arrays: [ABIIndexArray], device: Device?) throws(ABIF
 
 // MARK: - RoPE
 
+/// A RoPE call's positions as the ABI got them: the caller's device memory, or host values.
+enum ABIRopePositions {
+    case device(DevicePositions)
+    case ragged([Int32], [Int32])
+    case posIds([Int32])
+}
+
+/// Both RoPE entries' body once the positions are read: in place when q_out / k_out are NULL, else
+/// into them (CUDA) or into new host tensors copied back (CPU).
+func abiRope(_ q: UnsafePointer<DLTensor>?, _ k: UnsafePointer<DLTensor>?, _ qOut: UnsafePointer<DLTensor>?,
+             _ kOut: UnsafePointer<DLTensor>?, side: OpSide, positions: (OpSide) throws(ABIFailure) -> ABIRopePositions,
+             options: UnsafePointer<flashinfer_swift_rope_options>?) throws(ABIFailure) {
+    guard (qOut == nil) == (kOut == nil) else { throw .invalid("q_out / k_out: give both (out of place) or neither (in place)") }
+    let opts = try ropeOptions(options)
+    let qt = try side.tensor(q, name: "q"), kt = try side.tensor(k, name: "k")
+    let pos = try positions(side)
+    let be = side.backend
+    if qOut == nil {
+        try library { () throws(FlashInferError) in
+            switch pos {
+            case .device(let p): try applyRopeInPlace(q: qt, k: kt, positions: p, options: opts, backend: be)
+            case .ragged(let ip, let off): try applyRopeInPlace(q: qt, k: kt, indptr: ip, offsets: off, options: opts, backend: be)
+            case .posIds(let p): try applyRopePosIdsInPlace(q: qt, k: kt, posIds: p, options: opts, backend: be)
+            }
+        }
+        try side.writeBack(qt, into: q, name: "q")
+        try side.writeBack(kt, into: k, name: "k")
+        return
+    }
+    let out: (q: Tensor, k: Tensor)? = side.isCUDA ? (try side.tensor(qOut, name: "q_out"), try side.tensor(kOut, name: "k_out")) : nil
+    let r = try library { () throws(FlashInferError) in
+        switch pos {
+        case .device(let p): try applyRope(q: qt, k: kt, positions: p, options: opts, out: out, backend: be)
+        case .ragged(let ip, let off): try applyRope(q: qt, k: kt, indptr: ip, offsets: off, options: opts, out: out, backend: be)
+        case .posIds(let p): try applyRopePosIds(q: qt, k: kt, posIds: p, options: opts, out: out, backend: be)
+        }
+    }
+    try side.writeBack(r.q, into: qOut, name: "q_out")
+    try side.writeBack(r.k, into: kOut, name: "k_out")
+}
+
 @_cdecl("flashinfer_swift_rope_tensors")
 public func flashinfer_swift_rope_tensors(
     _ q: UnsafePointer<DLTensor>?, _ k: UnsafePointer<DLTensor>?, _ qOut: UnsafePointer<DLTensor>?, _ kOut: UnsafePointer<DLTensor>?,
@@ -85,59 +126,25 @@ public func flashinfer_swift_rope_tensors(
     _ options: UnsafePointer<flashinfer_swift_rope_options>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        guard (qOut == nil) == (kOut == nil) else { throw .invalid("q_out / k_out: give both (out of place) or neither (in place)") }
-        let opts = try ropeOptions(options)
-        let side = try OpSide(first: q, stream: stream)
-        let qt = try side.tensor(q, name: "q"), kt = try side.tensor(k, name: "k")
-        // The positions: the caller's device memory, or host values (ragged ones turned into positions).
-        enum Positions {
-            case device(DevicePositions)
-            case ragged([Int32], [Int32])
-            case posIds([Int32])
-        }
-        let positions: Positions
-        if indptr != nil {
-            let ip = try ABIIndexArray(indptr, name: "indptr", allow64: false)
-            let off = try ABIIndexArray(offsets, name: "offsets", allow64: false)
-            guard ip.count >= 1, off.count == ip.count - 1 else {
-                throw .invalid("offsets: \(off.count) entries, expected len(indptr) - 1 = \(ip.count - 1)")
+        try abiRope(q, k, qOut, kOut, side: try OpSide(first: q, stream: stream), positions: { side throws(ABIFailure) in
+            // The caller's device memory, or host values (ragged ones turned into positions later).
+            if indptr != nil {
+                let ip = try ABIIndexArray(indptr, name: "indptr", allow64: false)
+                let off = try ABIIndexArray(offsets, name: "offsets", allow64: false)
+                guard ip.count >= 1, off.count == ip.count - 1 else {
+                    throw .invalid("offsets: \(off.count) entries, expected len(indptr) - 1 = \(ip.count - 1)")
+                }
+                if try indexArraysOnDevice([ip, off], device: side.device), let d = side.device {
+                    return .device(.ragged(indptr: try ip.deviceBuffer(d), offsets: try off.deviceBuffer(d), batchSize: off.count))
+                }
+                return .ragged(try ip.hostValues(), try off.hostValues())
             }
-            if try indexArraysOnDevice([ip, off], device: side.device), let d = side.device {
-                positions = .device(.ragged(indptr: try ip.deviceBuffer(d), offsets: try off.deviceBuffer(d), batchSize: off.count))
-            } else {
-                positions = .ragged(try ip.hostValues(), try off.hostValues())
-            }
-        } else {
             let pos = try ABIIndexArray(posIds, name: "pos_ids", allow64: true)
             if try indexArraysOnDevice([pos], device: side.device), let d = side.device {
-                positions = .device(.perRow(try pos.deviceBuffer(d), int64: pos.is64))
-            } else {
-                positions = .posIds(try pos.hostValues())
+                return .device(.perRow(try pos.deviceBuffer(d), int64: pos.is64))
             }
-        }
-        let be = side.backend
-        if qOut == nil {
-            try library { () throws(FlashInferError) in
-                switch positions {
-                case .device(let p): try applyRopeInPlace(q: qt, k: kt, positions: p, options: opts, backend: be)
-                case .ragged(let ip, let off): try applyRopeInPlace(q: qt, k: kt, indptr: ip, offsets: off, options: opts, backend: be)
-                case .posIds(let pos): try applyRopePosIdsInPlace(q: qt, k: kt, posIds: pos, options: opts, backend: be)
-                }
-            }
-            try side.writeBack(qt, into: q, name: "q")
-            try side.writeBack(kt, into: k, name: "k")
-            return
-        }
-        let out: (q: Tensor, k: Tensor)? = side.isCUDA ? (try side.tensor(qOut, name: "q_out"), try side.tensor(kOut, name: "k_out")) : nil
-        let r = try library { () throws(FlashInferError) in
-            switch positions {
-            case .device(let p): try applyRope(q: qt, k: kt, positions: p, options: opts, out: out, backend: be)
-            case .ragged(let ip, let off): try applyRope(q: qt, k: kt, indptr: ip, offsets: off, options: opts, out: out, backend: be)
-            case .posIds(let pos): try applyRopePosIds(q: qt, k: kt, posIds: pos, options: opts, out: out, backend: be)
-            }
-        }
-        try side.writeBack(r.q, into: qOut, name: "q_out")
-        try side.writeBack(r.k, into: kOut, name: "k_out")
+            return .posIds(try pos.hostValues())
+        }, options: options)
     }
 }
 

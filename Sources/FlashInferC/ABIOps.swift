@@ -140,39 +140,14 @@ public func flashinfer_swift_rope(
     _ nnz: Int32, _ options: UnsafePointer<flashinfer_swift_rope_options>?, _ stream: UnsafeMutableRawPointer?
 ) -> Int32 {
     guarded { () throws(ABIFailure) in
-        guard (qOut == nil) == (kOut == nil) else { throw .invalid("q_out / k_out: give both (out of place) or neither (in place)") }
-        let opts = try ropeOptions(options)
-        let side = try OpSide(first: q, stream: stream)
-        let qt = try side.tensor(q, name: "q"), kt = try side.tensor(k, name: "k")
-        let ragged = indptr != nil
-        let (ip, off, pos): ([Int32], [Int32], [Int32])
-        if ragged {
-            guard batchSize >= 0 else { throw .invalid("batch_size \(batchSize) < 0") }
-            (ip, off, pos) = (try int32s(indptr, Int(batchSize) + 1, name: "indptr"), try int32s(offsets, Int(batchSize), name: "offsets"), [])
-        } else {
-            guard nnz >= 0 else { throw .invalid("nnz \(nnz) < 0") }
-            (ip, off, pos) = ([], [], try int32s(posIds, Int(nnz), name: "pos_ids"))
-        }
-        let be = side.backend
-        if qOut == nil {
-            try library { () throws(FlashInferError) in
-                if ragged {
-                    try applyRopeInPlace(q: qt, k: kt, indptr: ip, offsets: off, options: opts, backend: be)
-                } else {
-                    try applyRopePosIdsInPlace(q: qt, k: kt, posIds: pos, options: opts, backend: be)
-                }
+        try abiRope(q, k, qOut, kOut, side: try OpSide(first: q, stream: stream), positions: { _ throws(ABIFailure) in
+            if indptr != nil {
+                guard batchSize >= 0 else { throw .invalid("batch_size \(batchSize) < 0") }
+                return .ragged(try int32s(indptr, Int(batchSize) + 1, name: "indptr"), try int32s(offsets, Int(batchSize), name: "offsets"))
             }
-            try side.writeBack(qt, into: q, name: "q")
-            try side.writeBack(kt, into: k, name: "k")
-            return
-        }
-        let out: (q: Tensor, k: Tensor)? = side.isCUDA ? (try side.tensor(qOut, name: "q_out"), try side.tensor(kOut, name: "k_out")) : nil
-        let r = try library { () throws(FlashInferError) in
-            ragged ? try applyRope(q: qt, k: kt, indptr: ip, offsets: off, options: opts, out: out, backend: be)
-                : try applyRopePosIds(q: qt, k: kt, posIds: pos, options: opts, out: out, backend: be)
-        }
-        try side.writeBack(r.q, into: qOut, name: "q_out")
-        try side.writeBack(r.k, into: kOut, name: "k_out")
+            guard nnz >= 0 else { throw .invalid("nnz \(nnz) < 0") }
+            return .posIds(try int32s(posIds, Int(nnz), name: "pos_ids"))
+        }, options: options)
     }
 }
 

@@ -21,19 +21,9 @@ func deviceIndexAppendCases() -> [CheckCase] {
         let name = "append_paged_kv device indices layout=\(layout.rawValue) page=16 dtype=\(dtype.rawValue)\(garbage ? " with out-of-range tokens skipped" : "")"
         cases.append(CheckCase(name: name) { device, stream, rng in
             let (h, d, pageSize) = (4, 128, 16)
-            let seqLens = [1, 17, 127, 300, 32]
-            let appendLens = [1, 5, 127, 1, 16]
-            var table = PageTable.contiguous(seqLens: seqLens, pageSize: pageSize)
-            table.indices.reverse()
-            let numPages = table.indices.count + 3
-            let shape = layout == .nhd ? [numPages, 2, pageSize, h, d] : [numPages, 2, h, pageSize, d]
-            let initial = (0..<shape.reduce(1, *)).map { _ in rng.normal() }
-            let hostCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype), layout: layout)
-            let devCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype).toDevice(device), layout: layout)
-            var appendIndptr: [Int32] = [0]
-            for n in appendLens { appendIndptr.append(appendIndptr.last! + Int32(n)) }
-            let nnz = Int(appendIndptr.last!)
-            let (bi, pos) = try getBatchIndicesPositions(appendIndptr: appendIndptr, seqLens: seqLens)
+            let f = try AppendFixture(layout: layout, dtype: dtype, pageSize: pageSize, heads: h, headDim: d, device: device, rng: &rng)
+            let (table, numPages, hostCache, devCache, nnz, bi, pos, seqLens) =
+                (f.table, f.numPages, f.hostCache, f.devCache, f.nnz, f.batchIndices, f.positions, f.seqLens)
             // Device arrays: the valid tokens, then (with garbage) the ones to skip; the table with
             // one more request whose page is outside the cache, and trailing kv_indices entries.
             var dbi = bi, dpos = pos, dip = table.indptr, dix = table.indices
@@ -62,14 +52,7 @@ func deviceIndexAppendCases() -> [CheckCase] {
             try appendPagedKVCache(appendK: try rows(ak), appendV: try rows(av), indices: AppendIndices(batchIndices: bi, positions: pos),
                                    cache: hostCache, table: table)
             try stream.synchronize()
-            for (n, a, b) in [("k", hostCache.k, devCache.k), ("v", hostCache.v, devCache.v)] {
-                let x = try a.contiguousBytesChecked(), y = try b.contiguousBytesChecked()
-                if x != y {
-                    let i = zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }!.offset
-                    return "\(n) cache differs at byte \(i)"
-                }
-            }
-            return nil
+            return try cacheBytesDiffer(hostCache, devCache)
         })
     }
     return cases
@@ -83,20 +66,8 @@ func copyAppendCases() -> [CheckCase] {
             for dtype in [DType.f16, .bf16] {
                 cases.append(CheckCase(name: "append_paged_kv layout=\(layout.rawValue) page=\(pageSize) dtype=\(dtype.rawValue)") { device, stream, rng in
                     let (h, d) = (4, 128)
-                    let seqLens = [1, 17, 127, 300, 2 * pageSize]
-                    let appendLens = [1, 5, 127, 1, pageSize]
-                    // Pages shuffled so the page table is not the identity.
-                    var table = PageTable.contiguous(seqLens: seqLens, pageSize: pageSize)
-                    table.indices.reverse()
-                    let numPages = table.indices.count + 3
-                    let shape = layout == .nhd ? [numPages, 2, pageSize, h, d] : [numPages, 2, h, pageSize, d]
-                    let initial = (0..<shape.reduce(1, *)).map { _ in rng.normal() }
-                    let hostCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype), layout: layout)
-                    let devCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype).toDevice(device), layout: layout)
-                    var appendIndptr: [Int32] = [0]
-                    for n in appendLens { appendIndptr.append(appendIndptr.last! + Int32(n)) }
-                    let nnz = Int(appendIndptr.last!)
-                    let (bi, pos) = try getBatchIndicesPositions(appendIndptr: appendIndptr, seqLens: seqLens)
+                    let f = try AppendFixture(layout: layout, dtype: dtype, pageSize: pageSize, heads: h, headDim: d, device: device, rng: &rng)
+                    let (table, hostCache, devCache, nnz, bi, pos) = (f.table, f.hostCache, f.devCache, f.nnz, f.batchIndices, f.positions)
                     let ak = Tensor.host((0..<(nnz * h * d)).map { _ in rng.normal() }, shape: [nnz, h, d], dtype: dtype)
                     let av = Tensor.host((0..<(nnz * h * d)).map { _ in rng.normal() }, shape: [nnz, h, d], dtype: dtype)
                     let idx = AppendIndices(batchIndices: bi, positions: pos)
@@ -104,19 +75,55 @@ func copyAppendCases() -> [CheckCase] {
                     try appendPagedKVCache(appendK: ak.toDevice(device), appendV: av.toDevice(device), indices: idx, cache: devCache, table: table, stream: stream)
                     try stream.synchronize()
                     // The whole cache must match bit for bit (untouched slots included).
-                    for (n, a, b) in [("k", hostCache.k, devCache.k), ("v", hostCache.v, devCache.v)] {
-                        let x = try a.contiguousBytesChecked(), y = try b.contiguousBytesChecked()
-                        if x != y {
-                            let i = zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }!.offset
-                            return "\(n) cache differs at byte \(i)"
-                        }
-                    }
-                    return nil
+                    return try cacheBytesDiffer(hostCache, devCache)
                 })
             }
         }
     }
     return cases
+}
+
+/// An append's setup: requests of 1, 17, 127, 300 and 2 pages' tokens (after the append), appending
+/// 1, 5, 127, 1 and a page of tokens; pages shuffled (the table is not the identity) with 3 spare;
+/// the same random cache on the host and on the device; the appended tokens' batch indices and
+/// positions.
+struct AppendFixture {
+    var seqLens: [Int]
+    var table: PageTable
+    var numPages: Int
+    var hostCache: PagedKVCache
+    var devCache: PagedKVCache
+    var nnz: Int
+    var batchIndices: [Int32]
+    var positions: [Int32]
+
+    init(layout: KVLayout, dtype: DType, pageSize: Int, heads h: Int, headDim d: Int, device: Device, rng: inout SeededRNG) throws {
+        seqLens = [1, 17, 127, 300, 2 * pageSize]
+        let appendLens = [1, 5, 127, 1, pageSize]
+        table = PageTable.contiguous(seqLens: seqLens, pageSize: pageSize)
+        table.indices.reverse()
+        numPages = table.indices.count + 3
+        let shape = layout == .nhd ? [numPages, 2, pageSize, h, d] : [numPages, 2, h, pageSize, d]
+        let initial = (0..<shape.reduce(1, *)).map { _ in rng.normal() }
+        hostCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype), layout: layout)
+        devCache = try PagedKVCache(combined: Tensor.host(initial, shape: shape, dtype: dtype).toDevice(device), layout: layout)
+        var appendIndptr: [Int32] = [0]
+        for n in appendLens { appendIndptr.append(appendIndptr.last! + Int32(n)) }
+        nnz = Int(appendIndptr.last!)
+        (batchIndices, positions) = try getBatchIndicesPositions(appendIndptr: appendIndptr, seqLens: seqLens)
+    }
+}
+
+/// Where a host cache and a device cache first differ, byte for byte over K then V (nil: equal).
+func cacheBytesDiffer(_ host: PagedKVCache, _ dev: PagedKVCache) throws -> String? {
+    for (n, a, b) in [("k", host.k, dev.k), ("v", host.v, dev.v)] {
+        let x = try a.contiguousBytesChecked(), y = try b.contiguousBytesChecked()
+        if x != y {
+            let i = zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }!.offset
+            return "\(n) cache differs at byte \(i)"
+        }
+    }
+    return nil
 }
 
 /// The quantizing append: f16 / bf16 (and f32, page 16) K/V into an e4m3 / e5m2 cache, both layouts,

@@ -533,15 +533,7 @@ def _indices(x, name, allow64=False):
         if not x.is_contiguous():
             x = x.contiguous()
         # A compact 1-D tensor's descriptor is named by its address, length and dtype.
-        key = ("index1", x.data_ptr(), x.shape[0], dt)
-        dl = _DL_CACHE.get(key)
-        if dl is None:
-            dl = _index_tensor(x, name)
-            dl.array = None
-            if len(_DL_CACHE) >= 512:
-                _DL_CACHE.clear()
-            _DL_CACHE[key] = dl
-        return dl, x
+        return _index_by_key(("index1", x.data_ptr(), x.shape[0], dt), x, name), x
     a = np.asarray(x)
     if a.dtype.kind not in "iu" and a.size:
         raise TypeError(f"{name}: dtype {a.dtype}, expected integers")
@@ -1683,6 +1675,12 @@ def _index_cached(x, name):
         key = ("index", x.data_ptr(), x.shape, x.stride(), x.dtype)
     else:
         key = ("index", x.ctypes.data, x.shape, x.strides, x.dtype.str)
+    return _index_by_key(key, x, name)
+
+
+def _index_by_key(key, x, name):
+    """The cached _index_tensor of x under key (everything its DLTensor holds), made on a miss
+    without keeping x alive."""
     t = _DL_CACHE.get(key)
     if t is None:
         t = _index_tensor(x, name)
