@@ -37,7 +37,7 @@ want() { case " $steps " in *" $1 "*) return 0;; esac; return 1; }
 say "== device-pending at $FLASHINFER_COMMIT, steps: $steps"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader 2>&1 | tee -a "$S" > "$W/gpu.txt"
 if want python; then
-  t=$(left 200)
+  t=$(left 330)
   say "== [$SECONDS s] python (test_cuda.py, overhead, allocations, perf), timeout $t"
   if [ "$t" -gt 0 ]; then
     OUT=$W timeout -s KILL $t bash scripts/device-python-overhead.sh > "$W/python.txt" 2>&1

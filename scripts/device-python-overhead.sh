@@ -2,7 +2,8 @@
 # Issue 15's overhead study, on the GPU machine (the `device` tool), from the repository root, with
 # .device (the library, optionally an unstripped copy for perf) and .whl carried:
 #   bash scripts/device-python-overhead.sh
-# 1. installs the wheel (no network) and runs python/tests/test_cuda.py (float64 references);
+# 1. installs the wheel (no network) and runs the pytest suite, python/tests (test_cuda.py against
+#    float64 references on the GPU), failures listed (-rf);
 # 2. host µs per BatchDecodeWithPagedKVCacheWrapper.run() in a 32-layer loop
 #    (python/tests/overhead_batch_decode.py) pinned to cores 0, 8 and 12 and in UNPINNED_RUNS
 #    unpinned processes (default 7): the spread is process to process on that machine;
@@ -21,8 +22,8 @@ OUT=${OUT:-./device-out}
 mkdir -p "$OUT"
 echo "== python overhead study at $FLASHINFER_COMMIT"
 pip install -q --no-index --no-deps --force-reinstall .whl/*.whl 2>&1 | grep -v WARN | tail -2
-echo "== pytest python/tests/test_cuda.py"
-timeout 150 python3 -m pytest -q python/tests/test_cuda.py 2>&1 | tail -2
+echo "== pytest python/tests (test_cuda.py on the GPU, the rest on CPU tensors and the null driver)"
+timeout ${PYTEST_TIMEOUT:-240} python3 -m pytest -q -rf python/tests 2>&1 | tail -15
 echo "== host us per run(), 32 layers, out= given (median step)"
 for c in 0 8 12; do
   echo "core $c:"
