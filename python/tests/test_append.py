@@ -125,3 +125,13 @@ def test_append_index_dtypes_and_a_longer_kv_indices():
         fi.append_paged_kv_cache(ak, av, bi, pos, ref, indices[:4], indptr, last)
     with pytest.raises(TypeError, match="positions"):
         fi.append_paged_kv_cache(ak, av, bi, pos.astype(np.float32), ref, indices, indptr, last)
+
+
+def test_append_of_no_tokens_is_a_no_op():
+    """nnz = 0 (NumPy gives an empty array zero strides): nothing is written, no error."""
+    cache = np.random.default_rng(37).standard_normal((2, 2, 4, 2, 64)).astype(np.float16)
+    before = cache.copy()
+    ak = np.zeros((0, 2, 64), np.float16)
+    fi.append_paged_kv_cache(ak, ak, np.zeros(0, np.int32), np.zeros(0, np.int32), cache, np.array([0], np.int32),
+                             np.array([0, 1], np.int32), np.array([1], np.int32))
+    np.testing.assert_array_equal(cache, before)

@@ -139,7 +139,10 @@ func validateAppendTensors(appendK: Tensor, appendV: Tensor, nnz: Int, cache: Pa
         guard t.shape[1] == cache.numKVHeads else { throw .shape(tensor: n, axis: 1, name: "num_kv_heads", expected: "\(cache.numKVHeads)", got: t.shape[1]) }
         guard t.shape[2] == cache.headDim else { throw .shape(tensor: n, axis: 2, name: "head_dim", expected: "\(cache.headDim)", got: t.shape[2]) }
         try validateAppendDType(n, t.dtype, cache: cache.dtype)
-        guard t.strides[2] == 1 else { throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1") }
+        // (An empty tensor's strides are arbitrary: NumPy reports zeros.)
+        guard t.strides[2] == 1 || t.shape[2] <= 1 || t.shape[0] == 0 else {
+            throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
+        }
         try checkPlacement([(n, t)], placement)
     }
     guard appendV.dtype == appendK.dtype else {
