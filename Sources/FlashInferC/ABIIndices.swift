@@ -29,10 +29,14 @@ struct ABIIndexArray {
         guard ok else {
             throw .invalid("\(name): DLPack dtype (code \(t.dtype.code), bits \(t.dtype.bits)), expected \(allow64 ? "int32 or int64" : "int32")")
         }
-        let (shape, strides) = try layout(of: t, name: name)
-        guard shape.count == 1 else { throw .invalid("\(name): shape \(shape), expected one axis") }
-        guard shape[0] <= 1 || strides[0] == 1 else { throw .invalid("\(name): stride \(strides[0]), expected a compact tensor (stride 1)") }
-        count = shape[0]
+        // Read in place (no array: a per-layer call).
+        guard t.ndim == 1, let shape = t.shape else {
+            throw .invalid("\(name): shape \((try? layout(of: t, name: name).shape) ?? []), expected one axis")
+        }
+        let n = Int(shape[0])
+        guard n >= 0 else { throw .invalid("\(name): negative dimension \(n)") }
+        if let st = t.strides, n > 1, st[0] != 1 { throw .invalid("\(name): stride \(st[0]), expected a compact tensor (stride 1)") }
+        count = n
         is64 = t.dtype.bits == 64
         guard count == 0 || t.data != nil else { throw .invalid("\(name): data is NULL") }
         address = t.data.map { $0 + Int(t.byte_offset) }

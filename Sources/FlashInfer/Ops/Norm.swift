@@ -58,20 +58,33 @@ struct NormCall {
 /// `[rows, hidden]`, checked: float dtypes, `weight` (and `bias`) `[hidden]`, the others the
 /// input's shape, eps finite and ≥ 0, every tensor where the backend computes.
 private func validateNorm(_ input: Tensor, weight: Tensor, eps: Double, backend: Backend,
-                          others: [(String, Tensor)] = [], vectors: [(String, Tensor)] = []) throws(FlashInferError) -> (rows: Int, hidden: Int) {
-    try checkPlacement([("input", input), ("weight", weight)] + vectors + others, backend.implementation.placement)
+                          other: (String, Tensor)? = nil, vector: (String, Tensor)? = nil) throws(FlashInferError) -> (rows: Int, hidden: Int) {
+    // One tensor at a time, no array built (a per-layer call).
+    let placement = backend.implementation.placement
+    try checkPlacement("input", input, placement)
+    try checkPlacement("weight", weight, placement)
+    try checkPlacement(vector?.0 ?? "", vector?.1, placement)
+    try checkPlacement(other?.0 ?? "", other?.1, placement)
     guard input.rank >= 1 else { throw .rank(tensor: "input", expected: 2, got: input.rank) }
     let hidden = input.shape[input.rank - 1]
     guard hidden >= 1 else { throw .shape(tensor: "input", axis: input.rank - 1, name: "hidden_size", expected: ">= 1", got: hidden) }
-    for (n, t) in [("weight", weight)] + vectors {
+    func vectorOfHidden(_ n: String, _ t: Tensor) throws(FlashInferError) {
         guard t.rank == 1 else { throw .rank(tensor: n, expected: 1, got: t.rank) }
         guard t.shape[0] == hidden else { throw .shape(tensor: n, axis: 0, name: "hidden_size", expected: "\(hidden) (input's)", got: t.shape[0]) }
     }
-    for (n, t) in [("input", input), ("weight", weight)] + vectors + others {
+    try vectorOfHidden("weight", weight)
+    if let (n, t) = vector { try vectorOfHidden(n, t) }
+    func floating(_ n: String, _ t: Tensor) throws(FlashInferError) {
         guard t.dtype == .f32 || t.dtype == .f16 || t.dtype == .bf16 else { throw .dtype(tensor: n, expected: "float32, float16 or bfloat16", got: t.dtype) }
     }
-    for (n, t) in others where t.shape != input.shape {
-        throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)", expected: "input's shape \(input.shape)", got: t.shape.first ?? 0)
+    try floating("input", input)
+    try floating("weight", weight)
+    if let (n, t) = vector { try floating(n, t) }
+    if let (n, t) = other {
+        try floating(n, t)
+        guard t.shape == input.shape else {
+            throw .shape(tensor: n, axis: 0, name: "shape \(t.shape)", expected: "input's shape \(input.shape)", got: t.shape.first ?? 0)
+        }
     }
     guard eps >= 0, eps.isFinite else { throw .option(name: "eps", value: "\(eps)", rule: "must be finite and >= 0") }
     return (input.count / hidden, hidden)
@@ -111,7 +124,7 @@ public func gemmaRMSNorm(_ input: Tensor, weight: Tensor, eps: Double = 1e-6, ou
 @discardableResult
 public func layernorm(_ input: Tensor, gamma: Tensor, beta: Tensor, eps: Double = 1e-6, out: Tensor? = nil,
                       backend: Backend = .cpu) throws(FlashInferError) -> Tensor {
-    let (rows, hidden) = try validateNorm(input, weight: gamma, eps: eps, backend: backend, vectors: [("beta", beta)])
+    let (rows, hidden) = try validateNorm(input, weight: gamma, eps: eps, backend: backend, vector: ("beta", beta))
     guard beta.dtype == gamma.dtype else { throw .dtype(tensor: "beta", expected: "\(gamma.dtype.rawValue) (gamma's)", got: beta.dtype) }
     let o = try opOutput(out, shape: input.shape, dtype: input.dtype, backend: backend)
     try backend.implementation.norm(NormCall(kind: .layer, input: input, weight: gamma, bias: beta, out: o, rows: rows, hidden: hidden,
@@ -121,7 +134,7 @@ public func layernorm(_ input: Tensor, gamma: Tensor, beta: Tensor, eps: Double 
 
 private func norm(_ kind: NormCall.Kind, _ input: Tensor, weight: Tensor, eps: Double, weightBias: Double, out: Tensor?,
                   backend: Backend) throws(FlashInferError) -> Tensor {
-    let (rows, hidden) = try validateNorm(input, weight: weight, eps: eps, backend: backend, others: out.map { [("out", $0)] } ?? [])
+    let (rows, hidden) = try validateNorm(input, weight: weight, eps: eps, backend: backend, other: out.map { ("out", $0) })
     let o = try opOutput(out, shape: input.shape, dtype: input.dtype, backend: backend)
     try backend.implementation.norm(NormCall(kind: kind, input: input, weight: weight, out: o, rows: rows, hidden: hidden, eps: eps,
                                              weightBias: weightBias))
@@ -158,7 +171,7 @@ public func gemmaFusedAddRMSNormInPlace(input: Tensor, residual: Tensor, weight:
 
 private func fusedAdd(_ input: Tensor, residual: Tensor, weight: Tensor, eps: Double, gemma: Bool, inPlace: Bool,
                       backend: Backend) throws(FlashInferError) -> (output: Tensor, residual: Tensor) {
-    let (rows, hidden) = try validateNorm(input, weight: weight, eps: eps, backend: backend, others: [("residual", residual)])
+    let (rows, hidden) = try validateNorm(input, weight: weight, eps: eps, backend: backend, other: ("residual", residual))
     let out = inPlace ? input : try opOutput(nil, shape: input.shape, dtype: input.dtype, backend: backend)
     let resOut = inPlace ? residual : try opOutput(nil, shape: residual.shape, dtype: residual.dtype, backend: backend)
     try backend.implementation.norm(NormCall(kind: .fusedAddRMS, input: input, residual: residual, residualOut: resOut, weight: weight,

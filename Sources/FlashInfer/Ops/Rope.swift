@@ -133,15 +133,17 @@ struct RopeCall {
 /// even and ≤ D; every tensor where the backend computes.
 private func validateRopeTensors(q: Tensor, k: Tensor, positions: RopeRowPositions, rotaryDim: Int?, out: (q: Tensor, k: Tensor)?,
                                  backend: Backend, positionsName: String = "pos_ids") throws(FlashInferError) -> Int {
-    var tensors = [("q", q), ("k", k)]
-    if let out { tensors += [("q_out", out.q), ("k_out", out.k)] }
-    try checkPlacement(tensors, backend.implementation.placement)
+    // One tensor at a time, no array built (a per-layer call).
+    let placement = backend.implementation.placement
+    try checkPlacement("q", q, placement)
+    try checkPlacement("k", k, placement)
+    try checkPlacement("q_out", out?.q, placement)
+    try checkPlacement("k_out", out?.k, placement)
     guard q.rank == 3 else { throw .rank(tensor: "q", expected: 3, got: q.rank) }
     guard k.rank == 3 else { throw .rank(tensor: "k", expected: 3, got: k.rank) }
     let d = q.shape[2]
     guard k.shape[0] == q.shape[0] else { throw .shape(tensor: "k", axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: k.shape[0]) }
     guard k.shape[2] == d else { throw .shape(tensor: "k", axis: 2, name: "head_dim", expected: "\(d) (q's)", got: k.shape[2]) }
-    let placement = backend.implementation.placement
     switch positions {
     case .host(let p):
         guard p.count == q.shape[0] else { throw .shape(tensor: positionsName, axis: 0, name: "nnz", expected: "\(q.shape[0]) (q's)", got: p.count) }
@@ -152,14 +154,21 @@ private func validateRopeTensors(q: Tensor, k: Tensor, positions: RopeRowPositio
         try checkDeviceValues(indptr, name: "indptr", count: batch + 1, elementBytes: 4, placement: placement)
         try checkDeviceValues(offsets, name: "offsets", count: batch, elementBytes: 4, placement: placement)
     }
-    for (n, t) in tensors where !(t.dtype == .f32 || t.dtype == .f16 || t.dtype == .bf16) {
+    func floating(_ n: String, _ t: Tensor?) throws(FlashInferError) {
+        guard let t, !(t.dtype == .f32 || t.dtype == .f16 || t.dtype == .bf16) else { return }
         throw .dtype(tensor: n, expected: "float32, float16 or bfloat16", got: t.dtype)
     }
+    try floating("q", q)
+    try floating("k", k)
+    try floating("q_out", out?.q)
+    try floating("k_out", out?.k)
+    func like(_ n: String, _ o: Tensor, _ t: Tensor) throws(FlashInferError) {
+        guard o.shape == t.shape else { throw .shape(tensor: n, axis: 0, name: "shape \(o.shape)", expected: "\(t.shape)", got: o.shape.first ?? 0) }
+        guard o.dtype == t.dtype else { throw .dtype(tensor: n, expected: t.dtype.rawValue, got: o.dtype) }
+    }
     if let out {
-        for (n, o, t) in [("q_out", out.q, q), ("k_out", out.k, k)] {
-            guard o.shape == t.shape else { throw .shape(tensor: n, axis: 0, name: "shape \(o.shape)", expected: "\(t.shape)", got: o.shape.first ?? 0) }
-            guard o.dtype == t.dtype else { throw .dtype(tensor: n, expected: t.dtype.rawValue, got: o.dtype) }
-        }
+        try like("q_out", out.q, q)
+        try like("k_out", out.k, k)
     }
     let rd = rotaryDim ?? d
     guard rd >= 2, rd % 2 == 0, rd <= d else { throw .option(name: "rotary_dim", value: "\(rd)", rule: "must be even and in 2...\(d) (head_dim)") }

@@ -132,8 +132,10 @@ public func appendPagedKVCache(appendK: Tensor, appendV: Tensor, deviceIndices d
 /// dim, dtypes (`validateAppendDType`), a unit head-dim stride, and the scales.
 func validateAppendTensors(appendK: Tensor, appendV: Tensor, nnz: Int, cache: PagedKVCache, kScale: Float, vScale: Float,
                            placement: Placement) throws(FlashInferError) {
-    try checkPlacement([("k_cache", cache.k), ("v_cache", cache.v)], placement)
-    for (n, t) in [("append_key", appendK), ("append_value", appendV)] {
+    // One tensor at a time, no array built (a per-layer call).
+    try checkPlacement("k_cache", cache.k, placement)
+    try checkPlacement("v_cache", cache.v, placement)
+    func appended(_ n: String, _ t: Tensor) throws(FlashInferError) {
         guard t.rank == 3 else { throw .rank(tensor: n, expected: 3, got: t.rank) }
         guard t.shape[0] == nnz else { throw .shape(tensor: n, axis: 0, name: "nnz", expected: "\(nnz) (len(batch_indices))", got: t.shape[0]) }
         guard t.shape[1] == cache.numKVHeads else { throw .shape(tensor: n, axis: 1, name: "num_kv_heads", expected: "\(cache.numKVHeads)", got: t.shape[1]) }
@@ -143,8 +145,10 @@ func validateAppendTensors(appendK: Tensor, appendV: Tensor, nnz: Int, cache: Pa
         guard t.strides[2] == 1 || t.shape[2] <= 1 || t.shape[0] == 0 else {
             throw .strides(tensor: n, strides: t.strides, rule: "the head_dim axis must have stride 1")
         }
-        try checkPlacement([(n, t)], placement)
+        try checkPlacement(n, t, placement)
     }
+    try appended("append_key", appendK)
+    try appended("append_value", appendV)
     guard appendV.dtype == appendK.dtype else {
         throw .dtype(tensor: "append_value", expected: "\(appendK.dtype.rawValue) (append_key's dtype)", got: appendV.dtype)
     }
@@ -165,12 +169,15 @@ func validateAppendDType(_ name: String, _ dtype: DType, cache: DType) throws(Fl
 
 /// `k_scale` and `v_scale`: finite, > 0, and 1 when nothing is quantized (the append is a copy).
 func validateAppendScales(kScale: Float, vScale: Float, quantizing: Bool, appendDType: DType) throws(FlashInferError) {
-    for (name, value) in [("k_scale", kScale), ("v_scale", vScale)] {
-        guard value.isFinite else { throw .option(name: name, value: "\(value)", rule: "must be finite") }
-        guard value > 0 else { throw .option(name: name, value: "\(value)", rule: "must be > 0") }
-        guard quantizing || value == 1 else {
-            throw .option(name: name, value: "\(value)",
-                          rule: "must be 1: append_key and append_value have the cache's dtype \(appendDType.rawValue), so they are copied, not quantized (scales apply to f16/bf16/f32 appended into an e4m3 or e5m2 cache)")
-        }
+    try validateAppendScale("k_scale", kScale, quantizing: quantizing, appendDType: appendDType)
+    try validateAppendScale("v_scale", vScale, quantizing: quantizing, appendDType: appendDType)
+}
+
+private func validateAppendScale(_ name: String, _ value: Float, quantizing: Bool, appendDType: DType) throws(FlashInferError) {
+    guard value.isFinite else { throw .option(name: name, value: "\(value)", rule: "must be finite") }
+    guard value > 0 else { throw .option(name: name, value: "\(value)", rule: "must be > 0") }
+    guard quantizing || value == 1 else {
+        throw .option(name: name, value: "\(value)",
+                      rule: "must be 1: append_key and append_value have the cache's dtype \(appendDType.rawValue), so they are copied, not quantized (scales apply to f16/bf16/f32 appended into an e4m3 or e5m2 cache)")
     }
 }

@@ -56,12 +56,16 @@ struct AppendPagedKVSpec: KernelSpec {
 /// four tensors must be a multiple of 16 bytes, and a cache row of `head_dim` elements whole vectors.
 /// (Pure: called by `appendOnDevice`, and by the tests on host tensors.)
 func checkAppendVectorAligned(appendK: Tensor, appendV: Tensor, cache: PagedKVCache) throws(FlashInferError) {
-    for (n, t) in [("append_key", appendK), ("append_value", appendV), ("k_cache", cache.k), ("v_cache", cache.v)] {
+    func vectorAligned(_ n: String, _ t: Tensor) throws(FlashInferError) {  // one at a time: no array (a per-layer call)
         let es = t.dtype.byteSize
         guard t.strides.allSatisfy({ ($0 * es) % 16 == 0 || $0 == 1 }), (t.offset * es) % 16 == 0 else {
             throw .strides(tensor: n, strides: t.strides, rule: "strides and offset must be multiples of 16 bytes for vectorised copies")
         }
     }
+    try vectorAligned("append_key", appendK)
+    try vectorAligned("append_value", appendV)
+    try vectorAligned("k_cache", cache.k)
+    try vectorAligned("v_cache", cache.v)
     let es = cache.dtype.byteSize
     guard (cache.headDim * es) % 16 == 0 else {
         throw .shape(tensor: "k_cache", axis: 3, name: "head_dim", expected: "a multiple of \(16 / es) (the append kernels move whole 16-byte vectors of the cache)",

@@ -133,24 +133,43 @@ func opsRowView(_ t: Tensor, name: String) throws(FlashInferError) -> (rows: Int
 /// lengths and strides, in elements) and each tensor's address is aligned to the vector's bytes
 /// (at most 16, the widest load).
 func opsVectorWidth(multiples: [Int], tensors: [Tensor]) -> Int {
-    for w in [8, 4, 2] where multiples.allSatisfy({ $0 % w == 0 })
-        && tensors.allSatisfy({ t in t.deviceAddress.map { $0 % CUdeviceptr(min(16, w * t.dtype.byteSize)) == 0 } ?? true }) {
-        return w
-    }
+    opsVectorWidth(multiples: multiples.reduce(0, |)) { w in tensors.allSatisfy { opsAligned($0, w) } }
+}
+
+/// The same without arrays (the per-layer launchers): `multiples` is the OR of the lengths and
+/// strides (a power of two divides each of them exactly when it divides their OR), `aligned(w)`
+/// whether every tensor's address is aligned to `w` elements (`opsAligned`).
+func opsVectorWidth(multiples: Int, aligned: (Int) -> Bool) -> Int {
+    for w in [8, 4, 2] where multiples % w == 0 && aligned(w) { return w }
     return 1
+}
+
+/// `opsVectorWidth` for one tensor: whether its address is aligned to `w` elements' bytes (at most
+/// 16). No array built (the per-layer norm path).
+func opsAligned(_ t: Tensor?, _ w: Int) -> Bool {
+    guard let t, let a = t.deviceAddress else { return true }
+    return a % CUdeviceptr(min(16, w * t.dtype.byteSize)) == 0
 }
 
 /// The kernels' element dtypes: the CPU reference takes f32 too; the CUDA kernels f16 and bf16.
 private func requireHalfPrecision(_ tensors: [(String, Tensor)]) throws(FlashInferError) {
-    for (n, t) in tensors where t.dtype != .f16 && t.dtype != .bf16 {
+    for (n, t) in tensors { try requireHalfPrecision(n, t) }
+}
+
+private func requireHalfPrecision(_ n: String, _ t: Tensor) throws(FlashInferError) {
+    guard t.dtype == .f16 || t.dtype == .bf16 else {
         throw .dtype(tensor: n, expected: "float16 or bfloat16 (the CUDA kernels; float32 runs on the CPU backend)", got: t.dtype)
     }
 }
 
 private func requireSameDType(_ tensors: [(String, Tensor)], as ref: (String, Tensor)) throws(FlashInferError) {
-    for (n, t) in tensors where t.dtype != ref.1.dtype {
-        throw .dtype(tensor: n, expected: "\(ref.1.dtype.rawValue) (\(ref.0)'s)", got: t.dtype)
-    }
+    for (n, t) in tensors { try requireSameDType(n, t, as: ref) }
+}
+
+/// One tensor (nil: absent, nothing to check) against `ref`'s dtype.
+private func requireSameDType(_ n: String, _ t: Tensor?, as ref: (String, Tensor)) throws(FlashInferError) {
+    guard let t, t.dtype != ref.1.dtype else { return }
+    throw .dtype(tensor: n, expected: "\(ref.1.dtype.rawValue) (\(ref.0)'s)", got: t.dtype)
 }
 
 // MARK: - Norms
@@ -163,25 +182,28 @@ func normElemsPerThread(vec: Int) -> Int { vec >= 2 ? 32 : 16 }
 /// in registers: hidden ≤ 32768 (16384 with scalar access). `ceil(hidden / elements)` threads
 /// rounded up to a warp: hidden 8192 → 256 threads, 16384 → 512.
 func launchNorm(_ c: NormCall, stream: Stream) throws(FlashInferError) {
-    try requireHalfPrecision([("input", c.input)])
-    var same: [(String, Tensor)] = [("out", c.out)]
-    if let r = c.residual { same.append(("residual", r)) }
-    if let r = c.residualOut { same.append(("residual_out", r)) }
-    try requireSameDType(same, as: ("input", c.input))
+    // One tensor at a time, no array built (a per-layer call).
+    try requireHalfPrecision("input", c.input)
+    let ref = ("input", c.input)
+    try requireSameDType("out", c.out, as: ref)
+    try requireSameDType("residual", c.residual, as: ref)
+    try requireSameDType("residual_out", c.residualOut, as: ref)
     let wd = c.weight.dtype
     guard wd == c.input.dtype || wd == .f32 else {
         throw .dtype(tensor: "weight", expected: "\(c.input.dtype.rawValue) (input's) or float32", got: wd)
     }
-    if let b = c.bias { try requireSameDType([("bias", b)], as: ("weight", c.weight)) }
-    for (n, t) in [("weight", c.weight), ("bias", c.bias)] where t != nil && !t!.isContiguous {
-        throw .strides(tensor: n, strides: t!.strides, rule: "must be contiguous")
-    }
+    try requireSameDType("bias", c.bias, as: ("weight", c.weight))
+    guard c.weight.isContiguous else { throw .strides(tensor: "weight", strides: c.weight.strides, rule: "must be contiguous") }
+    if let b = c.bias, !b.isContiguous { throw .strides(tensor: "bias", strides: b.strides, rule: "must be contiguous") }
     let input = try opsRowView(c.input, name: "input"), out = try opsRowView(c.out, name: "out")
     let res = try c.residual.map { r throws(FlashInferError) in try opsRowView(r, name: "residual") }
     let resOut = try c.residualOut.map { r throws(FlashInferError) in try opsRowView(r, name: "residual_out") }
     guard c.rows > 0 else { return }
-    let all = [c.input, c.out, c.weight] + [c.residual, c.residualOut, c.bias].compactMap { $0 }
-    let vec = opsVectorWidth(multiples: [c.hidden, input.stride, out.stride, res?.stride ?? 0, resOut?.stride ?? 0], tensors: all)
+    // The widest vector (8, 4, 2, 1) dividing the row, the strides and every address (opsVectorWidth's rule).
+    let vec = opsVectorWidth(multiples: c.hidden | input.stride | out.stride | (res?.stride ?? 0) | (resOut?.stride ?? 0)) { w in
+        opsAligned(c.input, w) && opsAligned(c.out, w) && opsAligned(c.weight, w) && opsAligned(c.residual, w)
+            && opsAligned(c.residualOut, w) && opsAligned(c.bias, w)
+    }
     let elems = normElemsPerThread(vec: vec)
     guard c.hidden <= 1024 * elems else {
         throw .shape(tensor: "input", axis: c.input.rank - 1, name: "hidden_size",
@@ -191,7 +213,7 @@ func launchNorm(_ c: NormCall, stream: Stream) throws(FlashInferError) {
     let spec = NormSpec(kind: c.kind, dtype: c.input.dtype, weightDType: wd, vec: vec, maxThreads: threads <= 512 ? 512 : 1024)
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(spec)
-        try stream.order(reading: [c.input, c.residual, c.weight, c.bias], writing: [c.out, c.residualOut])
+        try stream.order(read: c.input.buffer, c.residual?.buffer, c.weight.buffer, c.bias?.buffer, write: c.out.buffer, c.residualOut?.buffer)
         let p = FINormParams(
             input: c.input.deviceAddress!, residual: c.residual?.deviceAddress ?? 0, residual_out: c.residualOut?.deviceAddress ?? 0,
             weight: c.weight.deviceAddress!, bias: c.bias?.deviceAddress ?? 0, out: c.out.deviceAddress!,
@@ -207,11 +229,11 @@ func launchNorm(_ c: NormCall, stream: Stream) throws(FlashInferError) {
 
 /// One thread per vector of the output, 256 per CTA.
 func launchActivation(_ c: ActivationCall, stream: Stream) throws(FlashInferError) {
-    try requireHalfPrecision([("input", c.input)])
-    try requireSameDType([("out", c.out)], as: ("input", c.input))
+    try requireHalfPrecision("input", c.input)
+    try requireSameDType("out", c.out, as: ("input", c.input))
     let input = try opsRowView(c.input, name: "input"), out = try opsRowView(c.out, name: "out")
     guard c.rows > 0 else { return }
-    let vec = opsVectorWidth(multiples: [c.d, input.stride, out.stride], tensors: [c.input, c.out])
+    let vec = opsVectorWidth(multiples: c.d | input.stride | out.stride) { w in opsAligned(c.input, w) && opsAligned(c.out, w) }
     let vectors = c.rows * (c.d / vec)
     guard vectors < Int(Int32.max) else {
         throw .shape(tensor: "input", axis: 0, name: "rows · d / \(vec)", expected: "< 2^31 (the CUDA kernel's index)", got: vectors)
@@ -219,7 +241,7 @@ func launchActivation(_ c: ActivationCall, stream: Stream) throws(FlashInferErro
     let spec = ActivationSpec(activation: c.activation, dtype: c.input.dtype, vec: vec)
     try FlashInferError.wrap { () throws(CUDAError) in
         let k = try JIT.shared(for: stream.device).kernel(spec)
-        try stream.order(reading: [c.input], writing: [c.out])
+        try stream.order(read: c.input.buffer, write: c.out.buffer)
         let p = FIActivationParams(input: c.input.deviceAddress!, out: c.out.deviceAddress!, input_stride: Int64(input.stride),
                                    out_stride: Int64(out.stride), rows: Int32(c.rows), d: Int32(c.d))
         try k.function.launch(grid: ((vectors + 255) / 256, 1, 1), block: (256, 1, 1), stream: stream,
@@ -245,20 +267,33 @@ func ropeHeadsPerThread(rows: Int, units: Int, heads: Int, multiprocessors: Int)
 /// group). Nothing waits for the host; with device positions nothing is allocated or uploaded
 /// either, so the launch can be captured into a CUDA graph.
 func launchRope(_ c: RopeCall, stream: Stream) throws(FlashInferError) {
-    try requireHalfPrecision([("q", c.q)])
-    try requireSameDType([("k", c.k), ("q_out", c.qOut), ("k_out", c.kOut)], as: ("q", c.q))
-    for (n, t) in [("q", c.q), ("k", c.k), ("q_out", c.qOut), ("k_out", c.kOut)] where t.shape[2] > 1 && t.strides[2] != 1 {
-        throw .strides(tensor: n, strides: t.strides, rule: "the last axis must be contiguous (stride 1) for the CUDA kernels")
+    // One tensor at a time, no array built (a per-layer call).
+    try requireHalfPrecision("q", c.q)
+    let ref = ("q", c.q)
+    try requireSameDType("k", c.k, as: ref)
+    try requireSameDType("q_out", c.qOut, as: ref)
+    try requireSameDType("k_out", c.kOut, as: ref)
+    func lastAxisContiguous(_ n: String, _ t: Tensor) throws(FlashInferError) {
+        guard t.shape[2] <= 1 || t.strides[2] == 1 else {
+            throw .strides(tensor: n, strides: t.strides, rule: "the last axis must be contiguous (stride 1) for the CUDA kernels")
+        }
     }
+    try lastAxisContiguous("q", c.q)
+    try lastAxisContiguous("k", c.k)
+    try lastAxisContiguous("q_out", c.qOut)
+    try lastAxisContiguous("k_out", c.kOut)
     let (nnz, hq, hk, d, rd) = (c.q.shape[0], c.q.shape[1], c.k.shape[1], c.q.shape[2], c.rotaryDim)
     if case .frequencies = c.angles, rd / 2 > Int(FI_ROPE_MAX_FREQS) {
         throw .shape(tensor: "q", axis: 2, name: "rotary_dim", expected: "<= \(2 * Int(FI_ROPE_MAX_FREQS)) (the CUDA kernel's frequency table)", got: rd)
     }
     guard nnz > 0 else { return }
     let inPlace = c.qOut.deviceAddress == c.q.deviceAddress && c.kOut.deviceAddress == c.k.deviceAddress
-    let strides = [c.q, c.k, c.qOut, c.kOut].flatMap { [$0.strides[0], $0.strides[1]] }
-    // NeoX units read their partner rd/2 further: the vector divides rd/2 (interleaved: rd).
-    let vec = opsVectorWidth(multiples: [d, c.interleave ? rd : rd / 2] + strides, tensors: [c.q, c.k, c.qOut, c.kOut])
+    // NeoX units read their partner rd/2 further: the vector divides rd/2 (interleaved: rd); and the
+    // row and head strides of the four tensors, and their addresses (opsVectorWidth's rule).
+    func strides(_ t: Tensor) -> Int { t.strides[0] | t.strides[1] }
+    let vec = opsVectorWidth(multiples: d | (c.interleave ? rd : rd / 2) | strides(c.q) | strides(c.k) | strides(c.qOut) | strides(c.kOut)) { w in
+        opsAligned(c.q, w) && opsAligned(c.k, w) && opsAligned(c.qOut, w) && opsAligned(c.kOut, w)
+    }
     guard !c.interleave || vec >= 2 else {
         throw .strides(tensor: "q", strides: c.q.strides, rule: "interleaved RoPE on the GPU needs an even head_dim, even strides and 4-byte aligned tensors")
     }
