@@ -11,16 +11,17 @@ public func pageCases() -> [CheckCase] {
 /// The append with `DeviceAppendIndices` (the kernel reads the arrays where they are, unvalidated
 /// on the host) against the CPU append of the valid tokens with host indices: the whole cache bit
 /// for bit. With `garbage`, tokens the kernel must skip are added after the valid ones — a request
-/// past the batch, a negative request, a negative position, a position past its request's pages, a
-/// position near 2^30, and a request whose only page id is outside the cache — and nothing they
-/// would touch may change. `kv_indices` carries trailing entries past `kv_indptr[-1]` (a
+/// past the batch, a negative request, a negative position, a position past its request's pages,
+/// positions 2^30 and 2^31 − 1 (with pages of 1 token: an index past 32 bits), and a request whose
+/// only page id is outside the cache — and nothing they would touch may change. `kv_indices` carries trailing entries past `kv_indptr[-1]` (a
 /// preallocated buffer), as engines pass it.
 func deviceIndexAppendCases() -> [CheckCase] {
     var cases: [CheckCase] = []
-    for (layout, dtype, garbage) in [(KVLayout.nhd, DType.f16, false), (.hnd, .bf16, false), (.nhd, .bf16, true), (.hnd, .f16, true)] {
-        let name = "append_paged_kv device indices layout=\(layout.rawValue) page=16 dtype=\(dtype.rawValue)\(garbage ? " with out-of-range tokens skipped" : "")"
+    for (layout, dtype, garbage, pageSize) in [(KVLayout.nhd, DType.f16, false, 16), (.hnd, .bf16, false, 16), (.nhd, .bf16, true, 16),
+                                                (.hnd, .f16, true, 1)] {
+        let name = "append_paged_kv device indices layout=\(layout.rawValue) page=\(pageSize) dtype=\(dtype.rawValue)\(garbage ? " with out-of-range tokens skipped" : "")"
         cases.append(CheckCase(name: name) { device, stream, rng in
-            let (h, d, pageSize) = (4, 128, 16)
+            let (h, d) = (4, 128)
             let f = try AppendFixture(layout: layout, dtype: dtype, pageSize: pageSize, heads: h, headDim: d, device: device, rng: &rng)
             let (table, numPages, hostCache, devCache, nnz, bi, pos, seqLens) =
                 (f.table, f.numPages, f.hostCache, f.devCache, f.nnz, f.batchIndices, f.positions, f.seqLens)
@@ -30,8 +31,9 @@ func deviceIndexAppendCases() -> [CheckCase] {
             let batch = seqLens.count
             if garbage {
                 let pastPages = Int32(table.numPages(1) * pageSize + 5)
-                dbi += [Int32(batch + 1), -1, 0, 1, 2, Int32(batch)]
-                dpos += [0, 0, -3, pastPages, 1 << 30, 0]
+                // (Int32.max with pages of 1: kv_indptr[1] + position overflows 32 bits — the kernel adds in 64.)
+                dbi += [Int32(batch + 1), -1, 0, 1, 2, Int32(batch), 1]
+                dpos += [0, 0, -3, pastPages, 1 << 30, 0, Int32.max]
                 dix.append(Int32(numPages + 100))
                 dip.append(dip.last! + 1)
             }

@@ -27,7 +27,7 @@ __device__ __forceinline__ bool append_target(const AppendPagedKVParams& p, int 
   const int b = p.batch_indices[t], pos = p.positions[t];
   if (b < 0 || b >= p.batch_size || pos < 0) return false;
   const int lo = p.kv_indptr[b], hi = p.kv_indptr[b + 1];
-  const int idx = lo + pos / p.page_size;
+  const long long idx = (long long)lo + pos / p.page_size;  // 64-bit: a huge position must not wrap below hi
   if (lo < 0 || hi > p.num_indices || idx >= hi) return false;
   page = p.kv_indices[idx];
   slot = pos % p.page_size;
