@@ -446,29 +446,22 @@ public func flashinfer_swift_merge_state_in_place_mask_tensor(_ v: UnsafePointer
                                                               _ mask: UnsafePointer<DLTensor>?, _ stream: UnsafeMutableRawPointer?) -> Int32 {
     guarded { () throws(ABIFailure) in
         guard let mt = mask?.pointee else { throw .invalid("mask: NULL tensor (use flashinfer_swift_merge_state_in_place without a mask)") }
-        guard mt.dtype.lanes == 1, mt.dtype.bits == 8,
-              [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue].contains(UInt32(mt.dtype.code)) else {
-            throw .invalid("mask: DLPack dtype (code \(mt.dtype.code), bits \(mt.dtype.bits)), expected bool or uint8")
-        }
         let side = try OpSide(first: v, stream: stream)
         let (vt, st) = (try side.tensor(v, name: "v"), try side.tensor(s, name: "s"))
         let (vo, so) = (try side.tensor(vOther, name: "v_other"), try side.tensor(sOther, name: "s_other"))
         let n = vt.shape.first ?? 0
-        let maskIsCUDA = UInt32(mt.device.device_type.rawValue) == kDLCUDA.rawValue
-        if let device = side.device, maskIsCUDA, case .cuda(let stream) = side.backend {
-            // The caller's mask, read by the kernel where it is (no copy to the host).
-            let m = try compactBuffer(mask, name: "mask", shape: [n], bits: 8,
-                                      codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue], what: "bool or uint8",
-                                      device: device, shapeName: "positions")
+        // The caller's CUDA mask is read by the kernel where it is (no copy to the host); a CPU mask is
+        // read here (and uploaded by the CUDA backend).
+        let onDevice = side.device != nil && UInt32(mt.device.device_type.rawValue) == kDLCUDA.rawValue
+        let m = try compactBuffer(mask, name: "mask", shape: [n], bits: 8, codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue],
+                                  what: "bool or uint8", device: onDevice ? side.device : nil, shapeName: "positions")
+        if onDevice, let device = side.device, case .cuda(let stream) = side.backend {
             let buffer = DeviceBuffer.borrowing(address: CUdeviceptr(UInt(bitPattern: m)), byteCount: n, device: device)
             try library { () throws(FlashInferError) in
                 try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, deviceMask: buffer, stream: stream)
             }
             return
         }
-        // A host mask: read here (and uploaded by the CUDA backend).
-        let m = try compactBuffer(mask, name: "mask", shape: [n], bits: 8, codes: [kDLBool.rawValue, kDLUInt.rawValue, kDLInt.rawValue],
-                                  what: "bool or uint8", device: nil, shapeName: "positions")
         let values = (0..<n).map { m!.load(fromByteOffset: $0, as: UInt8.self) }
         try library { () throws(FlashInferError) in
             try mergeStateInPlace(v: vt, s: st, vOther: vo, sOther: so, mask: values, backend: side.backend)

@@ -133,6 +133,7 @@ struct RopeCall {
 /// even and ≤ D; every tensor where the backend computes.
 private func validateRopeTensors(q: Tensor, k: Tensor, positions: RopeRowPositions, rotaryDim: Int?, out: (q: Tensor, k: Tensor)?,
                                  backend: Backend, positionsName: String = "pos_ids") throws(FlashInferError) -> Int {
+    // (`positionsName` labels per-row positions; ragged ones are named indptr / offsets.)
     // One tensor at a time, no array built (a per-layer call).
     let placement = backend.implementation.placement
     try checkPlacement("q", q, placement)
@@ -190,8 +191,7 @@ private func validateRopeOptions(_ options: RopeOptions) throws(FlashInferError)
 /// Validates and runs a frequency-form RoPE into `out` (new tensors when nil; `q`, `k` in place).
 private func ropeFrequencies(q: Tensor, k: Tensor, positions: RopeRowPositions, options: RopeOptions, out: (q: Tensor, k: Tensor)?,
                              inPlace: Bool, backend: Backend) throws(FlashInferError) -> (q: Tensor, k: Tensor) {
-    let rd = try validateRopeTensors(q: q, k: k, positions: positions, rotaryDim: options.rotaryDim, out: out, backend: backend,
-                                     positionsName: { if case .device(.ragged) = positions { "indptr" } else { "pos_ids" } }())
+    let rd = try validateRopeTensors(q: q, k: k, positions: positions, rotaryDim: options.rotaryDim, out: out, backend: backend)
     try validateRopeOptions(options)
     let o: (q: Tensor, k: Tensor)
     if inPlace {
@@ -298,7 +298,7 @@ private func ropeCache(positions: RopeRowPositions, query: Tensor, key: Tensor, 
         throw .strides(tensor: "cos_sin_cache", strides: cosSinCache.strides, rule: "the last axis must be contiguous")
     }
     let rd = try validateRopeTensors(q: q, k: k, positions: positions, rotaryDim: cosSinCache.shape[1], out: nil, backend: backend,
-                                     positionsName: { if case .device(.ragged) = positions { "indptr" } else { "positions" } }())
+                                     positionsName: "positions")
     let maxPos = cosSinCache.shape[0]
     if case .host(let positions) = positions, let i = positions.firstIndex(where: { $0 < 0 || Int($0) >= maxPos }) {
         throw .indices(array: "positions", position: i, rule: "\(positions[i]) is outside the cache's 0..<\(maxPos) positions")
