@@ -92,7 +92,10 @@ struct AttentionVariant {
     if constexpr (CAUSAL) k = k && kv_idx <= qo_pos;
     if constexpr (WINDOW) k = k && kv_idx >= qo_pos - p.window_left;
     if constexpr (CUSTOM_MASK) {
-      if (k) {
+      // Rows past qo_len (a tile's padding) have no bits: reading them would run past the request's
+      // mask (into the next request's, or past the end of the last one's allocation). Their output
+      // is never stored, so they keep what kv_len allows.
+      if (k && qo_idx < p.qo_len) {
         const long long bit = (long long)qo_idx * p.mask_kv_len + kv_idx;
         k = (__ldg(p.custom_mask + (bit >> 3)) >> (bit & 7)) & 1;
       }
