@@ -7,7 +7,7 @@ extension Bench {
     struct SamplingBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "sampling",
-            abstract: "Workload S1 of bench/WORKLOADS.md: batch 128, vocab 128256, f32 probabilities (softmax of σ·normal logits) — top-p 0.9, top-k 50, min-p 0.05, joint and top-k-first top-k 50 / top-p 0.9; plus plain sampling, the renorms, softmax, sampling_from_logits (Gumbel-max), top-k-first from logits and chain_speculative_sampling (--num-draft draft tokens per request, drafts drawn from the draft rows; GB/s over the rows it reads: the draft tokens' entries and one target and one draft row per request). µs per call (median of CUDA-event timings after warm-up, input buffers rotated past L2), GB/s over the probabilities, and upstream FlashInfer 0.7.2 on an H200 for comparison.")
+            abstract: "Workload S1 of bench/WORKLOADS.md: batch 128, vocab 128256, f32 probabilities (softmax of σ·normal logits) — top-p 0.9, top-k 50, min-p 0.05, joint and top-k-first top-k 50 / top-p 0.9; plus plain sampling, the renorms, softmax, sampling_from_logits (Gumbel-max), top-k-first from logits and chain_speculative_sampling (--num-draft draft tokens per request, drafts drawn from the draft rows; GB/s over the rows it reads: the draft tokens' entries and one target and one draft row per request). µs per call (median of CUDA-event timings after warm-up, input buffers rotated past L2), GB/s over the probabilities, and upstream FlashInfer 0.7.2 on the same card (H100 or H200, bench/WORKLOADS.md) for comparison.")
 
         @Option var batch = 128
         @Option var vocab = 128_256
@@ -32,8 +32,10 @@ extension Bench {
             let samples = try device.allocate(byteCount: 4 * batch), valid = try device.allocate(byteCount: batch)
             print("S1 on \(device.properties.name): batch \(batch), vocab \(vocab), f32, softmax of \(sigma)·normal; \(copies) rotating inputs of \(formatBytes(bytes)); copy ceiling \(fixed(copy.tbps, 3)) TB/s")
 
-            // (label, upstream H200 µs or nil (WORKLOADS.md), one call on input i)
+            // (label, upstream's µs on this card or nil (WORKLOADS.md), one call on input i)
             typealias Row = (String, Double?, (Int) throws -> Void)
+            let card = upstreamS1Card(device.properties.name)
+            let up = { (h100: Double, h200: Double) -> Double? in card.map { $0 == "H100" ? h100 : h200 } }
             let chain = try chainSpeculativeRow(device: device, stream: stream, rng: &rng)
             func sampler(_ f: SamplingFilter) -> (Int) throws -> Void {
                 { i in try launchSampler(inputs[i % copies], filter: f, seed: 42, offset: UInt64(i) * 4096, samples: samples, valid: valid, stream: stream) }
@@ -42,11 +44,11 @@ extension Bench {
                 { i in try launchSamplingOp(o, inputs[i % copies], out: outputs[i % copies], stream: stream) }
             }
             let rows: [Row] = [
-                ("top-p 0.9", 89, sampler(.topP(0.9))),
-                ("top-k 50", 363, sampler(.topK(50))),
-                ("min-p 0.05", 81, sampler(.minP(0.05))),
-                ("joint top-k 50 top-p 0.9", 361, sampler(.topKTopP(topK: 50, topP: 0.9, order: .joint))),
-                ("top-k-first top-k 50 top-p 0.9", 120, sampler(.topKTopP(topK: 50, topP: 0.9, order: .topKFirst))),
+                ("top-p 0.9", up(92, 89), sampler(.topP(0.9))),
+                ("top-k 50", up(379, 363), sampler(.topK(50))),
+                ("min-p 0.05", up(96, 81), sampler(.minP(0.05))),
+                ("joint top-k 50 top-p 0.9", up(380, 361), sampler(.topKTopP(topK: 50, topP: 0.9, order: .joint))),
+                ("top-k-first top-k 50 top-p 0.9", up(137, 120), sampler(.topKTopP(topK: 50, topP: 0.9, order: .topKFirst))),
                 ("sampling_from_probs", nil, sampler(.none)),
                 ("top_k_renorm_probs 50", nil, op(.topKRenorm(50))),
                 ("top_p_renorm_probs 0.9", nil, op(.topPRenorm(0.9))),
@@ -70,10 +72,10 @@ extension Bench {
                 let us = ms * 1e3
                 let gbps = Double(bytes) / (ms * 1e-3) / 1e9
                 var line = "\(pad(label, 32)) \(pad(fixed(us, 1), 8)) µs  \(pad(fixed(gbps, 0), 6)) GB/s (\(fixed(100 * gbps / (copy.tbps * 1e3), 1))% of copy)"
-                if let upstream { line += "   upstream H200 \(fixed(upstream, 0)) µs: \(fixed(us / upstream, 2))× its time" }
+                if let upstream { line += "   upstream \(card ?? "") \(fixed(upstream, 0)) µs: \(fixed(us / upstream, 2))× its time" }
                 print(line)
                 var fields: [(String, JSON)] = [("name", .string(label)), ("median_us", .number(us)), ("gbps", .number(gbps))]
-                if let upstream { fields += [("upstream_h200_us", .number(upstream)), ("time_vs_upstream", .number(us / upstream))] }
+                if let upstream { fields += [("upstream_card", .string(card ?? "")), ("upstream_us", .number(upstream)), ("time_vs_upstream", .number(us / upstream))] }
                 out.append(.object(fields))
             }
             try stream.synchronize()
@@ -125,4 +127,12 @@ extension Bench {
             })
         }
     }
+}
+
+/// "H100" or "H200" when the device is one of the cards WORKLOADS.md has upstream's S1 times for
+/// (by the device's name, e.g. "NVIDIA H100 80GB HBM3"), else nil: no comparison is printed.
+func upstreamS1Card(_ deviceName: String) -> String? {
+    if deviceName.contains("H200") { return "H200" }
+    if deviceName.contains("H100") { return "H100" }
+    return nil
 }
