@@ -11,6 +11,8 @@
 #   bench   bench norm and bench activation (with the floor row) at 256, 1024 and 4096 rows,
 #           bench sampling (S1), bench api (host µs: append and RoPE with host vs device indices)
 #           -> *.json, bench.txt;
+#   memcheck every check case under compute-sanitizer memcheck (scripts/device-memcheck.sh, 16 shards,
+#           each cut to what is left) -> sanitizer.txt, sanitizer.tgz; not in the default steps;
 #   ln      with .device-ln/flashinfer: its `check --filter norm` and `bench norm` at the same rows,
 #           between two runs of the main binary's, for an A/B on the same card, then its bench norm
 #           at 256 rows with FLASHINFER_NORM_GRID=128 and 64 -> ln-*.
@@ -67,6 +69,16 @@ if want bench; then
     } > "$W/bench.txt" 2>&1
     cp "$W/bench.txt" "$OUT/bench.txt"
   else say "skipped: bench"; fi
+  pack
+fi
+if want memcheck; then
+  t=$(left 400)
+  say "== [$SECONDS s] memcheck (every case under compute-sanitizer), timeout $t"
+  if [ "$t" -gt 0 ]; then
+    OUT=$W TIMEOUT=$t bash scripts/device-memcheck.sh > /dev/null 2>&1
+    grep -E "^shard" "$W/sanitizer.txt" | grep -v "0 errors" | head -20 | tee -a "$S"
+    echo "shards with 0 errors: $(grep -c "ERROR SUMMARY: 0 errors" "$W/sanitizer.txt")" | tee -a "$S"
+  else say "skipped: memcheck"; fi
   pack
 fi
 if want ln && [ -x .device-ln/flashinfer ]; then
