@@ -12,13 +12,13 @@ python/tests/test_host_path.py checks it."""
 import ctypes
 import os
 import sys
-import time
 import types
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import flashinfer_swift as fi  # noqa: E402
+import malloccount  # noqa: E402
 
 DEVICE = types.SimpleNamespace(type="cuda", index=0)
 STREAM = 0x7000  # a foreign stream handle, as torch's would be: the null driver accepts any
@@ -47,27 +47,15 @@ def measure(label, fn, handle, q, out, caches, count, steps):
             if status:
                 fi._check(status)
 
-    for _ in range(3):
-        step()
-    before = count() if count else 0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    elapsed = time.perf_counter() - t0
-    allocs = (count() - before) if count else None
-    calls = steps * len(caches)
-    per = f"{allocs / calls:.2f}" if allocs is not None else "n/a"
-    print(f"host-path: {label}, {calls} run() calls, {elapsed / calls * 1e6:.2f} us per run(), {per} allocations per run()")
+    per_step, allocs = malloccount.time_calls(step, steps, count, warmup=3)
+    per = f"{allocs / len(caches):.2f}" if allocs is not None else "n/a"
+    print(f"host-path: {label}, {steps * len(caches)} run() calls, {per_step / len(caches) * 1e6:.2f} us per run(), {per} allocations per run()")
 
 
 def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     lib = fi._library()
-    try:
-        count = ctypes.CDLL(None).malloc_count
-        count.restype = ctypes.c_long
-    except AttributeError:
-        count = None
+    count = malloccount.counter()
     layers, hq, hkv, d, page, kv_len = 32, 32, 8, 128, 16, 4096
     for tensor_cores, batch in ((0, 1), (0, 64), (1, 1), (1, 64)):
         pages_per = kv_len // page

@@ -2,15 +2,13 @@
 indices) on the null driver with fake CUDA DLTensors: host µs and heap allocations per call (allocations
 under scripts/malloccount.c via LD_PRELOAD). Not a GPU measurement.
     FLASHINFER_CUDA_DRIVER=/path/libcuda.so.1 [LD_PRELOAD=/path/libmalloccount.so] python3 overhead_abi_ops.py"""
-import os, sys, time, ctypes
+import os, sys, ctypes
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import host_path_indices as hp
+import malloccount
 import flashinfer_swift as fi
 lib = fi._library()
-try:
-    count = ctypes.CDLL(None).malloc_count; count.restype = ctypes.c_long
-except AttributeError:
-    count = None
+count = malloccount.counter()
 st = ctypes.c_void_p(0x7000)
 base = 1 << 40
 x, w, o = hp.fake(base, (64, 8192)), hp.fake(base + (1 << 32), (8192,)), hp.fake(base + (2 << 32), (64, 8192))
@@ -28,9 +26,5 @@ cases = [
 ]
 for name, f in cases:
     for _ in range(20): assert f() == 0, lib.flashinfer_swift_last_error()
-    n = 3000
-    b = count() if count else 0
-    t0 = time.perf_counter()
-    for _ in range(n): f()
-    el = time.perf_counter() - t0
-    print(f"ABI {name}: {el/n*1e6:.2f} us, {(count()-b)/n if count else float('nan'):.1f} allocations per call")
+    per_call, allocs = malloccount.time_calls(f, 3000, count, warmup=0)
+    print(f"ABI {name}: {per_call*1e6:.2f} us, {allocs if allocs is not None else float('nan'):.1f} allocations per call")

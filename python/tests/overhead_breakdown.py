@@ -9,6 +9,7 @@ where the dev machine's CPU tensors gave 7.6: this says which piece grows."""
 import ctypes, os, statistics, sys, timeit
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import flashinfer_swift as fi
+import malloccount
 import torch
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,11 +88,7 @@ if dev == "cuda":
         torch.cuda.synchronize()
     w.run(q, cache, out=out)
     torch.cuda.synchronize()
-    try:  # under LD_PRELOAD=scripts/malloccount.c's library: heap allocations per run()
-        count = ctypes.CDLL(None).malloc_count
-        count.restype = ctypes.c_long
-    except AttributeError:
-        count = None
+    count = malloccount.counter()  # under LD_PRELOAD=scripts/malloccount.c's library: heap allocations per run()
     if count is not None:
         n = 2000
         c0 = count()

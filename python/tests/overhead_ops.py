@@ -8,13 +8,13 @@ validation, launch setup — the part a serving engine pays per layer on top of 
 Prints one `op-overhead: NAME, X.X us per call` line per op. Not a GPU measurement."""
 import os
 import sys
-import time
 import types
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import flashinfer_swift as fi  # noqa: E402
+import malloccount  # noqa: E402
 
 _next = [1 << 45]
 
@@ -72,22 +72,11 @@ def main():
         ("apply_rope_with_cos_sin_cache_inplace", lambda: fi.apply_rope_with_cos_sin_cache_inplace(pos, qf, kf, d, cache)),
         ("append_paged_kv_cache (device indices)", lambda: fi.append_paged_kv_cache(ak, av, bi, ps, kv, ix, ip, lp)),
     ]
-    import ctypes
-    try:
-        count = ctypes.CDLL(None).malloc_count  # scripts/malloccount.c under LD_PRELOAD
-        count.restype = ctypes.c_long
-    except AttributeError:
-        count = None
+    count = malloccount.counter()
     for name, f in ops:
-        for _ in range(20):
-            f()
-        before = count() if count else 0
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            f()
-        elapsed = time.perf_counter() - t0
-        allocs = f"{(count() - before) / calls:.1f}" if count else "n/a"
-        print(f"op-overhead: {name}, {elapsed / calls * 1e6:.1f} us per call, {allocs} heap allocations per call (Python's included)")
+        per_call, allocs = malloccount.time_calls(f, calls, count)
+        allocs = f"{allocs:.1f}" if allocs is not None else "n/a"
+        print(f"op-overhead: {name}, {per_call * 1e6:.1f} us per call, {allocs} heap allocations per call (Python's included)")
 
 
 if __name__ == "__main__":
