@@ -6,6 +6,11 @@
 # Steps:
 #   python  the Python package on CUDA tensors: python/tests/test_cuda.py, the overhead study, the
 #           allocation counts and perf (scripts/device-python-overhead.sh) -> python.txt;
+#   pycheck python and check in one step for a call that must do both in less time: every check case
+#           in the background while pytest runs (its results, not its timings, matter), then on the
+#           quiet machine the overhead study's short form (cores 0 and 8, 3 unpinned processes, the
+#           Swift decode step on core 0; no breakdown, no perf) -> python.txt, check/;
+#           e.g. DEADLINE=560 bash scripts/device-pending.sh pycheck bench ln (about 260 s on an H100);
 #   check   every check case (scripts/device-suite.sh check: 16 shards; the chi-square lines carry
 #           their draws, statistic, dof and p-value) -> check/;
 #   bench   bench norm and bench activation (with the floor row) at 256, 1024 and 4096 rows,
@@ -46,6 +51,26 @@ if want python; then
     cp "$W/python.txt" "$OUT/python.txt"
     grep -E " passed| failed|error" "$W/python.txt" | head -5 | tee -a "$S"
   else say "skipped: python"; fi
+  pack
+fi
+if want pycheck; then
+  t=$(left 330)
+  say "== [$SECONDS s] pycheck: check (background) while pytest runs, timeout $t; then the overhead's short form"
+  if [ "$t" -gt 0 ]; then
+    ( CHECK_ARGS="" OUT=$W/check timeout -s KILL $t bash scripts/device-suite.sh check > "$W/check-log.txt" 2>&1 ) &
+    checkpid=$!
+    OUT=$W PARTS=pytest timeout -s KILL $t bash scripts/device-python-overhead.sh > "$W/python.txt" 2>&1
+    grep -E " passed| failed|FAILED|rror" "$W/python.txt" | head -8 | tee -a "$S"
+    wait $checkpid
+    grep -E "^check total|^FAIL" "$W/check-log.txt" | head -20 | tee -a "$S"
+    t=$(left 100)
+    if [ "$t" -gt 0 ]; then
+      OUT=$W PARTS="overhead swift" CORES="0 8" UNPINNED_RUNS=3 SWIFT_CORES=0 timeout -s KILL $t \
+        bash scripts/device-python-overhead.sh >> "$W/python.txt" 2>&1
+      grep -E "B=1|unpinned" "$W/python.txt" | head -6 | tee -a "$S"
+    else say "skipped: the overhead's short form"; fi
+    cp "$W/python.txt" "$OUT/python.txt"
+  else say "skipped: pycheck"; fi
   pack
 fi
 if want check; then
